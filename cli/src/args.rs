@@ -1,0 +1,133 @@
+//! Command-line definitions. Only parsing and light validation live here.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Convert, quantize and verify gpt-oss checkpoints against a CPU reference forward pass.
+#[derive(Parser, Debug)]
+#[command(name = "oss-forge", version, about, long_about = None)]
+pub struct Cli {
+    /// Worker threads (default: one per core).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show a model's layout, config, tensor bytes by dtype, MXFP4 scale range and anything suspicious.
+    Inspect {
+        /// A release directory, its `original/` folder, or a variant.
+        model: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the reference forward pass over a prompt and print the top tokens of every position.
+    Logits {
+        /// A release directory, its `original/` folder, or a variant.
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated token ids, e.g. `1,2,3`.
+        #[arg(long, value_parser = parse_tokens)]
+        tokens: TokenList,
+        /// Write every position's logits as a float32 `.npy` of shape [tokens, vocab_size].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// How many top tokens to print per position.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+    },
+    /// Write a deterministic random-weight checkpoint in the exact release layout.
+    Synth {
+        /// `tiny` (fixture-sized), `20b` or `120b` (real tensor shapes).
+        #[arg(long, value_parser = ["tiny", "20b", "120b"])]
+        preset: String,
+        /// Number of layers (default: the preset's).
+        #[arg(long)]
+        layers: Option<usize>,
+        /// Seed of every weight.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also write `original/` in OpenAI's layout.
+        #[arg(long)]
+        original: bool,
+        /// Largest shard, e.g. `4.8GB` (default: 4.8 GB, 1 MB for tiny).
+        #[arg(long, value_parser = parse_size)]
+        max_shard_size: Option<u64>,
+        /// Replace an existing output directory.
+        #[arg(long)]
+        force: bool,
+        /// Output directory.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+/// Parsed `--tokens`.
+#[derive(Clone, Debug)]
+pub struct TokenList(pub Vec<u32>);
+
+fn parse_tokens(s: &str) -> Result<TokenList, String> {
+    let ids = s
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<u32>().map_err(|_| format!("`{t}` is not a token id")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.is_empty() {
+        return Err("no token ids".into());
+    }
+    Ok(TokenList(ids))
+}
+
+/// Parses sizes like `5GB`, `4.8e9`, `500MB`, `1GiB`, `64KiB` (decimal units are powers of 1000,
+/// `i` units powers of 1024, as in transformers' `max_shard_size`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a size (try 5GB, 500MB, 4.8e9)"))?;
+    let mult = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1u64,
+        "K" | "KB" => 1_000,
+        "M" | "MB" => 1_000_000,
+        "G" | "GB" => 1_000_000_000,
+        "T" | "TB" => 1_000_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        "TIB" => 1 << 40,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    let v = n * mult as f64;
+    if v.is_nan() || v < 1.0 || v > u64::MAX as f64 {
+        return Err(format!("`{s}` is not a positive size"));
+    }
+    Ok(v as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("4.8e9"), Ok(4_800_000_000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("500 MB"), Ok(500_000_000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("5XB").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(parse_tokens("1, 2,3").unwrap().0, vec![1, 2, 3]);
+        assert!(parse_tokens("1,x").is_err());
+        assert!(parse_tokens("").is_err());
+        assert!(parse_tokens("-1").is_err());
+    }
+}

@@ -1,0 +1,336 @@
+//! A gpt-oss model stored as safetensors: the HF release layout (`model.layers.N.*`, MXFP4
+//! experts) or OpenAI's `original/` layout (`block.N.*`, fused qkv), mapped to the same
+//! [`WeightId`]s.
+//!
+//! Opening validates everything before any weight is used: the config; the index (every listed
+//! shard present, every tensor where the index says, no tensor in two shards, no tensor outside
+//! the index); and the tensor set (every tensor the config implies present with the expected
+//! dtype and shape, nothing else). Tensors are memory-mapped and viewed in place: nothing is
+//! copied.
+
+use crate::error::{ConvertError, Result};
+use crate::names::{self, Expect, Layout};
+use crate::safetensors::{Dtype, SafetensorsFile, TensorInfo};
+use reference::{Config, DenseType, Encoding, MatRef, SourceError, WeightId, WeightSource};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The index file name, in both layouts.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// A validated, memory-mapped safetensors model directory.
+pub struct Checkpoint {
+    dir: PathBuf,
+    layout: Layout,
+    config: Config,
+    config_json: Value,
+    files: Vec<SafetensorsFile>,
+    names: BTreeMap<String, (usize, usize)>,
+    index_total_size: Option<u64>,
+}
+
+/// Reads and parses a JSON file, naming it in errors.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read(path).map_err(|e| ConvertError::io(path, e))?;
+    serde_json::from_slice(&text).map_err(|e| ConvertError::format(path, format!("not valid JSON: {e}")))
+}
+
+/// Reads a model directory's `config.json` into a [`Config`] and the raw JSON.
+pub fn read_config(dir: &Path) -> Result<(Config, Value)> {
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Err(ConvertError::format(dir, "no config.json: not a gpt-oss model directory"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| ConvertError::io(&path, e))?;
+    let config = Config::from_json_str(&text).map_err(|source| ConvertError::Config { path: path.clone(), source })?;
+    let json = serde_json::from_str(&text).expect("parsed above");
+    Ok((config, json))
+}
+
+impl Checkpoint {
+    /// Opens and validates the model in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Checkpoint> {
+        let dir = dir.as_ref().to_path_buf();
+        let (config, config_json) = read_config(&dir)?;
+        let layout = Layout::detect(&dir, &config_json)?;
+        let (files, names, index_total_size) = open_files(&dir)?;
+        let ckpt = Checkpoint { dir, layout, config, config_json, files, names, index_total_size };
+        ckpt.check_tensors()?;
+        Ok(ckpt)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Which layout the directory uses.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The raw `config.json`.
+    pub fn config_json(&self) -> &Value {
+        &self.config_json
+    }
+
+    /// The shard files, in name order.
+    pub fn files(&self) -> &[SafetensorsFile] {
+        &self.files
+    }
+
+    /// `metadata.total_size` from the index, if there is one.
+    pub fn index_total_size(&self) -> Option<u64> {
+        self.index_total_size
+    }
+
+    /// A tensor by stored name, with the file holding it.
+    pub fn tensor(&self, name: &str) -> Option<(&SafetensorsFile, &TensorInfo)> {
+        self.names.get(name).map(|&(f, t)| (&self.files[f], &self.files[f].tensors()[t]))
+    }
+
+    fn require(&self, name: &str) -> Result<(&SafetensorsFile, &TensorInfo)> {
+        self.tensor(name).ok_or_else(|| ConvertError::MissingTensor {
+            path: self.dir.clone(),
+            tensor: name.to_string(),
+            expected: "a tensor".into(),
+        })
+    }
+
+    fn check_tensors(&self) -> Result<()> {
+        let expected = names::expected(self.layout, &self.config);
+        let mut wanted: BTreeMap<&str, &Expect> = BTreeMap::new();
+        for e in &expected {
+            wanted.insert(&e.name, e);
+        }
+        for e in &expected {
+            let Some((file, info)) = self.tensor(&e.name) else {
+                return Err(ConvertError::MissingTensor { path: self.dir.clone(), tensor: e.name.clone(), expected: e.describe() });
+            };
+            if !e.dtypes.contains(&info.dtype) || info.shape != e.shape {
+                return Err(ConvertError::tensor(
+                    file.path(),
+                    &e.name,
+                    format!("is {}, the config implies {}", info.describe(), e.describe()),
+                ));
+            }
+        }
+        for (name, &(f, _)) in &self.names {
+            if !wanted.contains_key(name.as_str()) {
+                return Err(ConvertError::UnexpectedTensor {
+                    path: self.files[f].path().to_path_buf(),
+                    tensor: name.clone(),
+                    detail: format!("not part of a {}-layer {} checkpoint", self.config.num_hidden_layers, self.layout.name()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn bytes(&self, name: &str) -> Result<(&[u8], &TensorInfo)> {
+        let (file, info) = self.require(name)?;
+        Ok((file.data(info), info))
+    }
+
+    /// Rows `[r0, r0 + rows)` of a dense tensor viewed as `[*, cols]`.
+    fn dense_rows(&self, name: &str, r0: usize, rows: usize, cols: usize) -> Result<MatRef<'_>> {
+        let (data, info) = self.bytes(name)?;
+        let dtype = dense_type(info).ok_or_else(|| self.not_dense(name, info))?;
+        let sz = dtype.size();
+        let slice = data.get(r0 * cols * sz..(r0 + rows) * cols * sz).ok_or_else(|| self.short(name, info))?;
+        MatRef::dense(dtype, slice, rows, cols).map_err(|e| self.layout_err(name, e))
+    }
+
+    /// A strided `[rows, cols]` view starting `offset` elements into a dense tensor.
+    fn dense_strided(&self, name: &str, offset: usize, rows: usize, cols: usize, strides: (usize, usize)) -> Result<MatRef<'_>> {
+        let (data, info) = self.bytes(name)?;
+        let dtype = dense_type(info).ok_or_else(|| self.not_dense(name, info))?;
+        let data = data.get(offset * dtype.size()..).ok_or_else(|| self.short(name, info))?;
+        let enc = Encoding::Dense { dtype, data, row_stride: strides.0, col_stride: strides.1 };
+        MatRef::new(rows, cols, enc).map_err(|e| self.layout_err(name, e))
+    }
+
+    /// Rows `first, first + step, ...` of expert `e` of an MXFP4 pair `[E, R, cols/32, 16]` +
+    /// `[E, R, cols/32]`.
+    fn mxfp4_expert(&self, pair: (&str, &str), e: usize, first: usize, step: usize, rows: usize, cols: usize) -> Result<MatRef<'_>> {
+        let (blocks, binfo) = self.bytes(pair.0)?;
+        let (scales, _) = self.bytes(pair.1)?;
+        let r = binfo.shape[1];
+        let nb = cols / 32;
+        let b0 = (e * r + first) * nb * 16;
+        let s0 = (e * r + first) * nb;
+        let bl = blocks.get(b0..(e + 1) * r * nb * 16).ok_or_else(|| self.short(pair.0, binfo))?;
+        let sc = scales.get(s0..(e + 1) * r * nb).ok_or_else(|| self.short(pair.1, binfo))?;
+        MatRef::new(rows, cols, Encoding::Mxfp4 { blocks: bl, scales: sc, row_step: step }).map_err(|err| self.layout_err(pair.0, err))
+    }
+
+    fn not_dense(&self, name: &str, info: &TensorInfo) -> ConvertError {
+        ConvertError::tensor(&self.dir, name, format!("{} is not a float tensor", info.dtype))
+    }
+
+    fn short(&self, name: &str, info: &TensorInfo) -> ConvertError {
+        ConvertError::tensor(&self.dir, name, format!("{} is too small for the view the config implies", info.describe()))
+    }
+
+    fn layout_err(&self, name: &str, e: reference::LayoutError) -> ConvertError {
+        ConvertError::tensor(&self.dir, name, e.to_string())
+    }
+
+    fn view(&self, id: WeightId) -> Result<MatRef<'_>> {
+        let cfg = &self.config;
+        let (h, i, q, kv) = (cfg.hidden_size, cfg.intermediate_size, cfg.q_dim(), cfg.kv_dim());
+        let n = names::Names::new(self.layout);
+        use WeightId::*;
+        match id {
+            Embedding | LmHead | FinalNorm | AttnNorm(_) | MlpNorm(_) | OProj(_) | OBias(_) | Sinks(_) | Router(_) | RouterBias(_) => {
+                let (rows, cols) = id.shape(cfg);
+                self.dense_rows(&n.plain(id), 0, rows, cols)
+            }
+            QProj(l) | KProj(l) | VProj(l) | QBias(l) | KBias(l) | VBias(l) => {
+                let (rows, cols) = id.shape(cfg);
+                match self.layout {
+                    // Fused q|k|v rows (OpenAI's model.py slices qkv the same way).
+                    Layout::Original => {
+                        let r0 = match id {
+                            QProj(_) | QBias(_) => 0,
+                            KProj(_) | KBias(_) => q,
+                            _ => q + kv,
+                        };
+                        let fused = if matches!(id, QProj(_) | KProj(_) | VProj(_)) { n.qkv_weight(l) } else { n.qkv_bias(l) };
+                        if rows == 1 {
+                            // A bias: a [1, cols] slice starting at element r0.
+                            self.dense_strided(&fused, r0, 1, cols, (cols, 1))
+                        } else {
+                            self.dense_rows(&fused, r0, rows, cols)
+                        }
+                    }
+                    _ => self.dense_rows(&n.plain(id), 0, rows, cols),
+                }
+            }
+            Gate(l, e) | Up(l, e) => {
+                let first = if matches!(id, Gate(..)) { 0 } else { 1 };
+                self.mxfp4_expert((&n.gate_up_blocks(l), &n.gate_up_scales(l)), e, first, 2, i, h)
+            }
+            Down(l, e) => self.mxfp4_expert((&n.down_blocks(l), &n.down_scales(l)), e, 0, 1, h, i),
+            // gate_up bias [E, 2I]: gate = even entries of row e, up = odd entries.
+            GateBias(l, e) => self.dense_strided(&n.gate_up_bias(l), e * 2 * i, 1, i, (2 * i, 2)),
+            UpBias(l, e) => self.dense_strided(&n.gate_up_bias(l), e * 2 * i + 1, 1, i, (2 * i, 2)),
+            DownBias(l, e) => self.dense_rows(&n.down_bias(l), e, 1, h),
+        }
+    }
+}
+
+fn dense_type(info: &TensorInfo) -> Option<DenseType> {
+    info.dtype.dense()
+}
+
+type Opened = (Vec<SafetensorsFile>, BTreeMap<String, (usize, usize)>, Option<u64>);
+
+/// Opens the shards of `dir` through its index (or every `*.safetensors` when there is none)
+/// and builds the name → (file, tensor) map, checking the index against the files.
+fn open_files(dir: &Path) -> Result<Opened> {
+    let index_path = dir.join(INDEX_FILE);
+    let mut weight_map: Option<BTreeMap<String, String>> = None;
+    let mut total_size = None;
+    let file_names: Vec<String> = if index_path.is_file() {
+        let v = read_json(&index_path)?;
+        let map = v.get("weight_map").and_then(Value::as_object).ok_or_else(|| ConvertError::format(&index_path, "no `weight_map` object"))?;
+        total_size = v.pointer("/metadata/total_size").and_then(Value::as_u64);
+        let mut wm = BTreeMap::new();
+        for (tensor, file) in map {
+            let file = file.as_str().ok_or_else(|| ConvertError::tensor(&index_path, tensor, "weight_map value is not a file name"))?;
+            if file.is_empty() || file.contains(['/', '\\']) || file == "." || file == ".." {
+                return Err(ConvertError::tensor(&index_path, tensor, format!("weight_map points outside the directory: {file:?}")));
+            }
+            wm.insert(tensor.clone(), file.to_string());
+        }
+        let mut files: Vec<String> = wm.values().cloned().collect();
+        files.sort();
+        files.dedup();
+        for f in &files {
+            if !dir.join(f).is_file() {
+                return Err(ConvertError::format(&index_path, format!("shard {f} is listed in the index but missing from {}", dir.display())));
+            }
+        }
+        weight_map = Some(wm);
+        files
+    } else {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| ConvertError::io(dir, e))? {
+            let entry = entry.map_err(|e| ConvertError::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".safetensors") && entry.path().is_file() {
+                files.push(name);
+            }
+        }
+        files.sort();
+        if files.is_empty() {
+            return Err(ConvertError::format(dir, "no *.safetensors files and no index"));
+        }
+        files
+    };
+
+    let files = file_names.iter().map(|f| SafetensorsFile::open(dir.join(f))).collect::<Result<Vec<_>>>()?;
+    let mut names: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (fi, file) in files.iter().enumerate() {
+        for (ti, t) in file.tensors().iter().enumerate() {
+            if let Some(&(other, _)) = names.get(&t.name) {
+                return Err(ConvertError::tensor(
+                    file.path(),
+                    &t.name,
+                    format!("also stored in {}: a tensor may live in one shard only", files[other].path().display()),
+                ));
+            }
+            names.insert(t.name.clone(), (fi, ti));
+        }
+    }
+    if let Some(wm) = &weight_map {
+        for (name, &(fi, _)) in &names {
+            let path = files[fi].path();
+            match wm.get(name) {
+                None => {
+                    return Err(ConvertError::UnexpectedTensor {
+                        path: path.to_path_buf(),
+                        tensor: name.clone(),
+                        detail: format!("not listed in {INDEX_FILE}"),
+                    });
+                }
+                Some(f) if f != &file_names[fi] => {
+                    return Err(ConvertError::tensor(path, name, format!("the index places it in {f}")));
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(wm) = &weight_map
+        && let Some((tensor, file)) = wm.iter().find(|(t, _)| !names.contains_key(*t)) {
+            return Err(ConvertError::tensor(dir.join(file), tensor, format!("listed in {INDEX_FILE} but absent from the shard")));
+        }
+    Ok((files, names, total_size))
+}
+
+impl WeightSource for Checkpoint {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn weight(&self, id: WeightId) -> std::result::Result<MatRef<'_>, SourceError> {
+        self.view(id).map_err(Into::into)
+    }
+
+    fn release(&self, id: WeightId) {
+        if let Ok(m) = self.view(id) {
+            for s in crate::storage_slices(&m) {
+                for f in &self.files {
+                    f.mapped().release_slice(s);
+                }
+            }
+        }
+    }
+}
+
+/// The safetensors dtype names a layout accepts for dense tensors (for messages).
+pub(crate) fn dtype_list(d: &[Dtype]) -> String {
+    d.iter().map(|d| d.name()).collect::<Vec<_>>().join("|")
+}

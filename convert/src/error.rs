@@ -1,0 +1,82 @@
+//! [`ConvertError`]: every error names the file, and the tensor where there is one.
+
+use std::path::{Path, PathBuf};
+
+/// Errors reading or writing model files.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// An operating-system error on a file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file's config could not be used.
+    #[error("{}: {source}", path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: reference::ConfigError,
+    },
+    /// The file's structure is wrong (header, index, JSON).
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// One tensor is wrong (dtype, shape, offsets, values).
+    #[error("{}: tensor `{tensor}`: {message}", path.display())]
+    Tensor {
+        /// The file holding the tensor (or the model directory).
+        path: PathBuf,
+        /// The tensor name as stored.
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor the config implies is absent.
+    #[error("{}: missing tensor `{tensor}` (expected {expected})", path.display())]
+    MissingTensor {
+        /// The model directory or file.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// Its expected dtype and shape.
+        expected: String,
+    },
+    /// A tensor the config does not account for.
+    #[error("{}: unexpected tensor `{tensor}` ({detail})", path.display())]
+    UnexpectedTensor {
+        /// The file holding it.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// Why it is unexpected.
+        detail: String,
+    },
+}
+
+impl ConvertError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        ConvertError::Io { path: path.as_ref().to_path_buf(), source }
+    }
+
+    /// A structural error in `path`.
+    pub fn format(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        ConvertError::Format { path: path.as_ref().to_path_buf(), message: message.into() }
+    }
+
+    /// An error about one tensor of `path`.
+    pub fn tensor(path: impl AsRef<Path>, tensor: impl Into<String>, message: impl Into<String>) -> Self {
+        ConvertError::Tensor { path: path.as_ref().to_path_buf(), tensor: tensor.into(), message: message.into() }
+    }
+}
+
+/// Results of this crate.
+pub type Result<T, E = ConvertError> = std::result::Result<T, E>;

@@ -1,0 +1,251 @@
+//! What `oss-forge inspect` reports about a checkpoint: layout, config, files, tensor bytes by
+//! dtype, the MXFP4 scale-byte histogram, and anything suspicious (non-finite values, NaN scale
+//! bytes, an index that disagrees with its shards).
+
+use crate::checkpoint::Checkpoint;
+use crate::safetensors::{Dtype, TensorInfo};
+use rayon::prelude::*;
+use reference::WeightSource;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Counts of non-finite values in one tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NonFinite {
+    /// Tensor name.
+    pub tensor: String,
+    /// NaN values.
+    pub nan: u64,
+    /// ±Inf values.
+    pub inf: u64,
+}
+
+/// The result of inspecting a checkpoint.
+#[derive(Clone, Debug)]
+pub struct Inspect {
+    /// The model path.
+    pub path: PathBuf,
+    /// Layout name.
+    pub layout: String,
+    /// Hyperparameters.
+    pub config: reference::Config,
+    /// Files and their sizes.
+    pub files: Vec<(PathBuf, u64)>,
+    /// Tensor count.
+    pub tensors: usize,
+    /// Per dtype: (tensors, bytes).
+    pub by_dtype: BTreeMap<String, (usize, u64)>,
+    /// How many MXFP4 blocks use each scale byte.
+    pub scale_histogram: Option<Box<[u64; 256]>>,
+    /// Tensors holding NaN or Inf.
+    pub non_finite: Vec<NonFinite>,
+    /// Findings a user should look at.
+    pub warnings: Vec<String>,
+}
+
+fn count_non_finite(info: &TensorInfo, data: &[u8]) -> (u64, u64) {
+    let classify = |exp_all_ones: bool, mantissa_zero: bool| match (exp_all_ones, mantissa_zero) {
+        (true, true) => (0, 1),
+        (true, false) => (1, 0),
+        _ => (0, 0),
+    };
+    let sum = |(a, b): (u64, u64), (c, d): (u64, u64)| (a + c, b + d);
+    match info.dtype {
+        Dtype::BF16 | Dtype::F16 => {
+            let (exp, man) = if info.dtype == Dtype::BF16 { (0x7F80u16, 0x007Fu16) } else { (0x7C00, 0x03FF) };
+            data.par_chunks(1 << 16)
+                .map(|c| {
+                    c.chunks_exact(2).fold((0, 0), |acc, b| {
+                        let v = u16::from_le_bytes([b[0], b[1]]);
+                        sum(acc, classify(v & exp == exp, v & man == 0))
+                    })
+                })
+                .reduce(|| (0, 0), sum)
+        }
+        Dtype::F32 => data
+            .par_chunks(1 << 16)
+            .map(|c| {
+                c.chunks_exact(4).fold((0, 0), |acc, b| {
+                    let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    sum(acc, classify(v & 0x7F80_0000 == 0x7F80_0000, v & 0x007F_FFFF == 0))
+                })
+            })
+            .reduce(|| (0, 0), sum),
+        _ => (0, 0),
+    }
+}
+
+fn histogram(data: &[u8]) -> Box<[u64; 256]> {
+    data.par_chunks(1 << 16)
+        .map(|c| {
+            let mut h = Box::new([0u64; 256]);
+            for &b in c {
+                h[b as usize] += 1;
+            }
+            h
+        })
+        .reduce(
+            || Box::new([0u64; 256]),
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b.iter()) {
+                    *x += y;
+                }
+                a
+            },
+        )
+}
+
+/// True for a tensor of MXFP4 scale bytes.
+pub fn is_scale_tensor(name: &str) -> bool {
+    name.ends_with("_scales") || name.ends_with(".scales")
+}
+
+/// Reads every tensor of `ckpt` once (releasing pages as it goes) and builds the report.
+pub fn inspect(ckpt: &Checkpoint) -> Inspect {
+    let mut by_dtype: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let mut hist: Option<Box<[u64; 256]>> = None;
+    let mut non_finite = Vec::new();
+    let mut files = Vec::new();
+    let mut tensors = 0;
+    let mut tensor_bytes = 0u64;
+    for f in ckpt.files() {
+        files.push((f.path().to_path_buf(), f.bytes().len() as u64));
+        for t in f.tensors() {
+            tensors += 1;
+            let e = by_dtype.entry(t.dtype.name().to_string()).or_default();
+            e.0 += 1;
+            e.1 += t.range.len() as u64;
+            tensor_bytes += t.range.len() as u64;
+            let data = f.data(t);
+            if t.dtype == Dtype::U8 && is_scale_tensor(&t.name) {
+                let h = histogram(data);
+                let acc = hist.get_or_insert_with(|| Box::new([0u64; 256]));
+                for (x, y) in acc.iter_mut().zip(h.iter()) {
+                    *x += y;
+                }
+            } else {
+                let (nan, inf) = count_non_finite(t, data);
+                if nan + inf > 0 {
+                    non_finite.push(NonFinite { tensor: t.name.clone(), nan, inf });
+                }
+            }
+            f.mapped().release_slice(data);
+        }
+    }
+    let mut warnings = Vec::new();
+    for nf in &non_finite {
+        warnings.push(format!("tensor `{}` holds {} NaN and {} Inf values", nf.tensor, nf.nan, nf.inf));
+    }
+    if let Some(h) = &hist
+        && h[255] > 0 {
+            warnings.push(format!("{} MXFP4 blocks have scale byte 255, which is NaN in the OCP MX spec", h[255]));
+        }
+    if let Some(total) = ckpt.index_total_size()
+        && total != tensor_bytes {
+            warnings.push(format!("index metadata.total_size is {total} but the shards hold {tensor_bytes} tensor bytes"));
+        }
+    Inspect {
+        path: ckpt.dir().to_path_buf(),
+        layout: ckpt.layout().name().to_string(),
+        config: ckpt.config().clone(),
+        files,
+        tensors,
+        by_dtype,
+        scale_histogram: hist,
+        non_finite,
+        warnings,
+    }
+}
+
+impl Inspect {
+    /// `(min, max)` scale byte over all MXFP4 blocks.
+    pub fn scale_range(&self) -> Option<(u8, u8)> {
+        let h = self.scale_histogram.as_ref()?;
+        let min = h.iter().position(|&c| c > 0)? as u8;
+        let max = 255 - h.iter().rev().position(|&c| c > 0)? as u8;
+        Some((min, max))
+    }
+
+    /// MXFP4 blocks whose scale byte is outside `lo..=hi`.
+    pub fn blocks_outside(&self, lo: u8, hi: u8) -> u64 {
+        self.scale_histogram.as_ref().map_or(0, |h| h.iter().enumerate().filter(|(s, _)| (*s as u8) < lo || (*s as u8) > hi).map(|(_, c)| c).sum())
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> Value {
+        let c = &self.config;
+        let scales = self.scale_histogram.as_ref().map(|h| {
+            let nonzero: BTreeMap<String, u64> = h.iter().enumerate().filter(|(_, c)| **c > 0).map(|(s, c)| (s.to_string(), *c)).collect();
+            let (min, max) = self.scale_range().unwrap_or((0, 0));
+            json!({
+                "blocks": h.iter().sum::<u64>(),
+                "min": min,
+                "max": max,
+                "histogram": nonzero,
+                "nan_255": h[255],
+                "zero_0": h[0],
+                "outside_f16_exact_104_143": self.blocks_outside(quant::q8_0::EXACT_SCALE_MIN, quant::q8_0::EXACT_SCALE_MAX),
+            })
+        });
+        json!({
+            "path": self.path.display().to_string(),
+            "layout": self.layout,
+            "config": {
+                "num_hidden_layers": c.num_hidden_layers, "hidden_size": c.hidden_size,
+                "intermediate_size": c.intermediate_size, "num_attention_heads": c.num_attention_heads,
+                "num_key_value_heads": c.num_key_value_heads, "head_dim": c.head_dim,
+                "num_local_experts": c.num_local_experts, "num_experts_per_tok": c.num_experts_per_tok,
+                "vocab_size": c.vocab_size, "sliding_window": c.sliding_window,
+                "rope_theta": c.rope_theta, "yarn_factor": c.rope_scaling.factor,
+                "rms_norm_eps": c.rms_norm_eps, "swiglu_limit": c.swiglu_limit,
+                "parameters": c.parameter_count(),
+            },
+            "files": self.files.iter().map(|(p, b)| json!({"path": p.display().to_string(), "bytes": b})).collect::<Vec<_>>(),
+            "tensors": self.tensors,
+            "by_dtype": self.by_dtype.iter().map(|(d, (n, b))| (d.clone(), json!({"tensors": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
+            "mxfp4_scales": scales,
+            "non_finite": self.non_finite.iter().map(|n| json!({"tensor": n.tensor, "nan": n.nan, "inf": n.inf})).collect::<Vec<_>>(),
+            "warnings": self.warnings,
+        })
+    }
+
+    /// The report as text.
+    pub fn render(&self) -> String {
+        let c = &self.config;
+        let mut s = String::new();
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        s += &format!("model     {}\nlayout    {}\n", self.path.display(), self.layout);
+        s += &format!(
+            "config    {} layers, hidden {}, {} heads / {} kv x {}, {} experts (top {}) x {}, vocab {}, window {}\n",
+            c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+            c.num_local_experts, c.num_experts_per_tok, c.intermediate_size, c.vocab_size, c.sliding_window
+        );
+        s += &format!(
+            "          rope theta {} yarn x{} (beta {}/{}, ctx {}), eps {:e}, swiglu limit {}, {:.3} B parameters\n",
+            c.rope_theta, c.rope_scaling.factor, c.rope_scaling.beta_fast, c.rope_scaling.beta_slow,
+            c.rope_scaling.original_max_position_embeddings, c.rms_norm_eps, c.swiglu_limit, c.parameter_count() as f64 / 1e9
+        );
+        let total: u64 = self.files.iter().map(|f| f.1).sum();
+        s += &format!("files     {} ({:.2} GiB)\n", self.files.len(), gib(total));
+        s += &format!("tensors   {}\n", self.tensors);
+        for (d, (n, b)) in &self.by_dtype {
+            s += &format!("  {d:<6} {n:>6} tensors {:>10.3} GiB\n", gib(*b));
+        }
+        if let (Some(h), Some((min, max))) = (&self.scale_histogram, self.scale_range()) {
+            s += &format!(
+                "mxfp4     {} blocks, scale bytes {min}..={max} (2^{} .. 2^{}); {} blocks outside 104..=143 (not exact in f16/Q8_0)\n",
+                h.iter().sum::<u64>(), min as i32 - 127, max as i32 - 127,
+                self.blocks_outside(quant::q8_0::EXACT_SCALE_MIN, quant::q8_0::EXACT_SCALE_MAX)
+            );
+        }
+        if self.warnings.is_empty() {
+            s += "warnings  none\n";
+        } else {
+            for w in &self.warnings {
+                s += &format!("warning   {w}\n");
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,31 @@
+//! Everything that touches model files: checkpoint readers, variant writers, synthetic
+//! checkpoints. Every other crate sees models through [`reference::WeightSource`].
+//!
+//! Reading is open → validate → view: a directory is opened, its index, headers and tensor set
+//! are checked against the config (errors name the file and the tensor), and tensors are then
+//! viewed in place through memory maps.
+
+pub mod atomic;
+pub mod checkpoint;
+pub mod inspect;
+pub mod error;
+pub mod mmap;
+pub mod names;
+pub mod npy;
+pub mod safetensors;
+pub mod synth;
+
+pub use checkpoint::Checkpoint;
+pub use error::{ConvertError, Result};
+pub use names::Layout;
+
+use reference::{Encoding, MatRef};
+
+/// The byte slices a view reads (for releasing their pages after use).
+pub fn storage_slices<'a>(m: &MatRef<'a>) -> Vec<&'a [u8]> {
+    match *m.encoding() {
+        Encoding::Dense { data, .. } | Encoding::Mxfp4Ggml { data, .. } | Encoding::Q8_0 { data, .. } => vec![data],
+        Encoding::Mxfp4 { blocks, scales, .. } => vec![blocks, scales],
+        Encoding::Int8 { packed, scales, .. } => vec![packed, scales],
+    }
+}

@@ -1,0 +1,78 @@
+//! Read-only memory maps: the only `unsafe` in the workspace.
+//!
+//! Model files are mapped, not read, so a 65 GB checkpoint costs no heap. Pages the process has
+//! touched count toward its resident set, though, so [`MappedFile::release`] drops a byte range
+//! from the process with `madvise(MADV_DONTNEED)` once it has been consumed: the pages stay in the
+//! kernel's page cache (a later access is a cheap minor fault), but the process's RSS stays near
+//! the working set of one tensor however large the model is.
+
+use crate::error::{ConvertError, Result};
+use memmap2::{Mmap, MmapOptions, UncheckedAdvice};
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// A file mapped read-only.
+pub struct MappedFile {
+    path: PathBuf,
+    map: Option<Mmap>,
+}
+
+impl MappedFile {
+    /// Maps `path` read-only. An empty file maps to an empty slice.
+    pub fn open(path: impl AsRef<Path>) -> Result<MappedFile> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|e| ConvertError::io(&path, e))?;
+        let len = file.metadata().map_err(|e| ConvertError::io(&path, e))?.len();
+        let map = if len == 0 {
+            None
+        } else {
+            // SAFETY: the mapping is read-only and private. Like every mmap-based reader
+            // (safetensors, llama.cpp), this relies on the file not being truncated or rewritten
+            // by another process while it is mapped; every offset used later is checked against
+            // the length seen here.
+            #[allow(unsafe_code)]
+            let map = unsafe { MmapOptions::new().map(&file) }.map_err(|e| ConvertError::io(&path, e))?;
+            Some(map)
+        };
+        Ok(MappedFile { path, map })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// Drops the pages wholly inside `range` from this process (see the module docs). Errors
+    /// are ignored: this is only a hint.
+    pub fn release(&self, range: Range<usize>) {
+        let Some(map) = &self.map else { return };
+        const PAGE: usize = 4096;
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = range.end.min(map.len()) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: MADV_DONTNEED on a private, read-only file mapping only discards clean
+            // pages; the next access reads the same bytes back from the file. No reference into
+            // the mapping observes different contents.
+            #[allow(unsafe_code)]
+            let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
+}
+
+impl MappedFile {
+    /// Releases `slice` if it points into this mapping (see [`MappedFile::release`]).
+    pub fn release_slice(&self, slice: &[u8]) {
+        let Some(map) = &self.map else { return };
+        let base = map.as_ptr() as usize;
+        let start = slice.as_ptr() as usize;
+        if start >= base && start + slice.len() <= base + map.len() {
+            self.release(start - base..start - base + slice.len());
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Pure numeric codecs for the gpt-oss checkpoints and the variants oss-forge writes.
+//!
+//! No I/O, no allocation inside a block codec, no errors below the row level: every function
+//! here works on byte slices and `f32` slices whose lengths the caller has checked (the
+//! row-level helpers assert them, so a wrong length is a bug, never a corrupted output).
+//!
+//! | format | elements / block | bytes / block | layout |
+//! |---|---|---|---|
+//! | MXFP4, release (OCP) | 32 | 16 + 1 scale stored apart | byte `b` = element `2b` (low nibble), `2b+1` (high) ; scale E8M0, bias 127 |
+//! | MXFP4, ggml `block_mxfp4` | 32 | 17 | `e` then `qs[16]`; `qs[j]` = element `j` (low), `j+16` (high); value table doubled, scale `2^(e-128)` |
+//! | Q8_0, ggml `block_q8_0` | 32 | 34 | f16 `d` then 32 × i8 |
+//! | int8 group (compressed-tensors `pack-quantized`) | group (32) | 32 + scale | `q + 128` as u8, four per little-endian i32 |
+//! | BF16 / F16 / F32 | 1 | 2 / 2 / 4 | little-endian IEEE |
+//!
+//! Sources: `spec/gpt-oss.md` §4 (MXFP4), `spec/gguf.md` §4 (ggml blocks),
+//! `spec/formats-and-anchors.md` §2 (int8).
+#![forbid(unsafe_code)]
+
+pub mod float;
+pub mod int8;
+pub mod mxfp4;
+pub mod q8_0;

@@ -1,0 +1,163 @@
+//! ggml `block_q8_0`: 32 int8 values sharing one f16 scale `d` (34 bytes: `d` little-endian,
+//! then `qs[32]`). Value `k` is `qs[k] · d` (`spec/gguf.md` §4.5).
+//!
+//! Two encoders:
+//! - [`quantize_block_ref`], ggml's `quantize_row_q8_0_ref` bit for bit: `d = amax/127`,
+//!   `id = 1/d` taken from the f32 `d` *before* it is rounded to f16, `q = roundf(x·id)` (half away
+//!   from zero), `d` stored as f16 nearest-even. This is what `convert_hf_to_gguf.py --outtype q8_0`
+//!   and `llama-quantize` write.
+//! - [`from_mxfp4_block`], the exact factorisation of an MXFP4 block: `d = 2^(s-128)` and
+//!   `q = 2 · E2M1 value` (ggml's own doubled table), lossless whenever `2^(s-128)` is an f16
+//!   value, i.e. for scale bytes 104..=143 (`spec/formats-and-anchors.md` §0.3).
+
+use crate::float::{f16_bits_to_f32, f32_to_f16_bits};
+use crate::mxfp4;
+
+/// Elements per block.
+pub const BLOCK: usize = 32;
+/// Bytes per block.
+pub const BLOCK_BYTES: usize = 34;
+/// Smallest MXFP4 scale byte whose `2^(s-128)` is exact in f16 (`2^-24`, the smallest subnormal).
+pub const EXACT_SCALE_MIN: u8 = 104;
+/// Largest MXFP4 scale byte whose `2^(s-128)` is exact in f16 (`2^15`).
+pub const EXACT_SCALE_MAX: u8 = 143;
+
+/// Decodes one block.
+#[inline]
+pub fn decode_block(block: &[u8], out: &mut [f32]) {
+    debug_assert_eq!(block.len(), BLOCK_BYTES);
+    debug_assert_eq!(out.len(), BLOCK);
+    let d = f16_bits_to_f32(u16::from_le_bytes([block[0], block[1]]));
+    for (o, &q) in out.iter_mut().zip(&block[2..]) {
+        *o = (q as i8) as f32 * d;
+    }
+}
+
+/// Decodes a row of blocks (`data.len() == out.len() / 32 * 34`).
+pub fn decode_row(data: &[u8], out: &mut [f32]) {
+    assert_eq!(out.len() % BLOCK, 0, "Q8_0 row length must be a multiple of 32");
+    assert_eq!(data.len(), out.len() / BLOCK * BLOCK_BYTES, "Q8_0 row bytes");
+    for (o, b) in out.chunks_exact_mut(BLOCK).zip(data.chunks_exact(BLOCK_BYTES)) {
+        decode_block(b, o);
+    }
+}
+
+/// ggml's `quantize_row_q8_0_ref` for one block of 32 values.
+pub fn quantize_block_ref(x: &[f32], out: &mut [u8]) {
+    assert_eq!(x.len(), BLOCK, "Q8_0 block length");
+    assert_eq!(out.len(), BLOCK_BYTES, "Q8_0 block bytes");
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out[..2].copy_from_slice(&f32_to_f16_bits(d).to_le_bytes());
+    for (o, &v) in out[2..].iter_mut().zip(x) {
+        // `f32::round` is C `roundf`: half away from zero.
+        *o = ((v * id).round() as i32) as i8 as u8;
+    }
+}
+
+/// Quantizes a row with [`quantize_block_ref`].
+pub fn quantize_row_ref(x: &[f32], out: &mut [u8]) {
+    assert_eq!(x.len() % BLOCK, 0, "Q8_0 row length must be a multiple of 32");
+    assert_eq!(out.len(), x.len() / BLOCK * BLOCK_BYTES, "Q8_0 row bytes");
+    for (b, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block_ref(b, o);
+    }
+}
+
+/// True when an MXFP4 block with this scale byte converts to Q8_0 exactly.
+#[inline]
+pub fn mxfp4_scale_is_exact(scale: u8) -> bool {
+    (EXACT_SCALE_MIN..=EXACT_SCALE_MAX).contains(&scale)
+}
+
+/// Converts one release-layout MXFP4 block to Q8_0. Returns `true` when the conversion is
+/// exact (`d = 2^(s-128)`, `q = 2·v`); otherwise the block's decoded values are quantized
+/// with [`quantize_block_ref`] and `false` is returned so the caller can count it.
+pub fn from_mxfp4_block(blocks: &[u8], scale: u8, out: &mut [u8]) -> bool {
+    debug_assert_eq!(blocks.len(), mxfp4::BLOCK_BYTES);
+    debug_assert_eq!(out.len(), BLOCK_BYTES);
+    if mxfp4_scale_is_exact(scale) {
+        let d = f32_to_f16_bits(mxfp4::e8m0_to_f32_half(scale));
+        out[..2].copy_from_slice(&d.to_le_bytes());
+        for k in 0..BLOCK {
+            out[2 + k] = mxfp4::GGML_KVALUES[mxfp4::code_at(blocks, k) as usize] as u8;
+        }
+        true
+    } else {
+        let mut v = [0f32; BLOCK];
+        mxfp4::decode_block(blocks, scale, &mut v);
+        quantize_block_ref(&v, out);
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_block_decodes() {
+        let mut b = [0u8; 34];
+        b[..2].copy_from_slice(&0x3800u16.to_le_bytes()); // f16 0.5
+        b[2] = 127;
+        b[3] = 0x80; // -128
+        b[4] = 0xFF; // -1
+        let mut out = [0f32; 32];
+        decode_block(&b, &mut out);
+        assert_eq!(&out[..4], &[63.5, -64.0, -0.5, 0.0]);
+    }
+
+    /// Expected bytes produced by gguf-py 0.19 `quants.quantize(x, Q8_0)` (bit-exact with
+    /// ggml's `quantize_row_q8_0_ref`): d = f16 0x251f, q = 127, -64, 1, -1.
+    #[test]
+    fn reference_quantizer_matches_ggml() {
+        let mut x = [0f32; 32];
+        x[0] = 2.54;
+        x[1] = -1.27;
+        x[2] = 0.01; // 0.01 · 50 = 0.5 → rounds away from zero to 1
+        x[3] = -0.01;
+        let mut out = [0u8; 34];
+        quantize_block_ref(&x, &mut out);
+        assert_eq!(u16::from_le_bytes([out[0], out[1]]), 0x251f);
+        assert_eq!(out[2] as i8, 127);
+        assert_eq!(out[3] as i8, -64);
+        assert_eq!(out[4] as i8, 1);
+        assert_eq!(out[5] as i8, -1);
+        let mut zero = [1u8; 34];
+        quantize_block_ref(&[0f32; 32], &mut zero);
+        assert!(zero.iter().all(|&b| b == 0), "all-zero block: d = 0, q = 0");
+    }
+
+    #[test]
+    fn mxfp4_conversion_is_exact_inside_the_f16_scale_range() {
+        let blocks: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(53).wrapping_add(7)).collect();
+        for s in 0..=254u8 {
+            let mut want = [0f32; 32];
+            mxfp4::decode_block(&blocks, s, &mut want);
+            let mut q = [0u8; 34];
+            let exact = from_mxfp4_block(&blocks, s, &mut q);
+            assert_eq!(exact, (104..=143).contains(&s), "scale {s}");
+            let mut got = [0f32; 32];
+            decode_block(&q, &mut got);
+            if exact {
+                assert_eq!(got, want, "scale {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_within_half_a_step() {
+        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.013).collect();
+        let mut q = vec![0u8; 68];
+        quantize_row_ref(&x, &mut q);
+        let mut back = vec![0f32; 64];
+        decode_row(&q, &mut back);
+        for (blk, qb) in x.chunks(32).zip(back.chunks(32)) {
+            let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (a, b) in blk.iter().zip(qb) {
+                assert!((a - b).abs() <= amax / 127.0 * 0.5 + amax * 1e-3, "{a} {b}");
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! `y = W x (+ b)` for a batch of tokens, over any [`MatRef`] encoding.
+//!
+//! The weight is dequantized a tile of rows at a time into an f32 buffer, and each tile is used
+//! for every token of the batch, so a weight (an expert, say) is decoded once per batch however
+//! many tokens use it. Tiles are spread over threads with rayon.
+//!
+//! Determinism: every output element is one [`dot`] over the full input, with a fixed lane
+//! structure and reduction tree. Nothing about it depends on the thread count, the tile size, the
+//! batch size or the storage encoding, so two weights with identical values give bit-identical
+//! outputs, which is what lets `verify` demand a max |Δlogit| of exactly 0 for lossless variants.
+//! [`matmul_naive`] is the plain triple loop the fast path is tested against.
+
+use crate::tensor::MatRef;
+use rayon::prelude::*;
+
+/// Rows of the weight dequantized together.
+const TILE_ROWS: usize = 16;
+/// Accumulator lanes of [`dot`].
+const LANES: usize = 8;
+
+/// `Σ a[i]·b[i]` with eight interleaved partial sums and a fixed reduction tree.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; LANES];
+    let (a8, a_tail) = a.split_at(a.len() / LANES * LANES);
+    let (b8, b_tail) = b.split_at(a8.len());
+    for (x, y) in a8.chunks_exact(LANES).zip(b8.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in a_tail.iter().zip(b_tail).enumerate() {
+        acc[l] += x * y;
+    }
+    reduce(acc)
+}
+
+#[inline]
+fn reduce(acc: [f32; LANES]) -> f32 {
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// Four dot products of one weight row against four inputs. Each result is bit-identical to
+/// [`dot`] of the same pair: same lanes, same order, same reduction.
+#[inline]
+fn dot4(w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+    let n8 = w.len() / LANES * LANES;
+    let mut acc = [[0f32; LANES]; 4];
+    let mut i = 0;
+    while i < n8 {
+        let wl = &w[i..i + LANES];
+        for (acc, x) in acc.iter_mut().zip(x) {
+            let xl = &x[i..i + LANES];
+            for l in 0..LANES {
+                acc[l] += wl[l] * xl[l];
+            }
+        }
+        i += LANES;
+    }
+    for (acc, x) in acc.iter_mut().zip(x) {
+        for (l, j) in (n8..w.len()).enumerate() {
+            acc[l] += w[j] * x[j];
+        }
+    }
+    [reduce(acc[0]), reduce(acc[1]), reduce(acc[2]), reduce(acc[3])]
+}
+
+/// `y[t, o] = Σ_i W[o, i]·x[t, i] + bias[o]` for `n_tok` tokens.
+///
+/// `x` is `[n_tok, W.cols]`, `y` is `[n_tok, W.rows]`, both row-major.
+pub fn matmul(w: &MatRef<'_>, x: &[f32], n_tok: usize, bias: Option<&[f32]>, y: &mut [f32]) {
+    let (rows, cols) = (w.rows(), w.cols());
+    assert_eq!(x.len(), n_tok * cols, "matmul input shape");
+    assert_eq!(y.len(), n_tok * rows, "matmul output shape");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), rows, "matmul bias length");
+    }
+    if n_tok == 0 || rows == 0 {
+        return;
+    }
+    // Output transposed ([rows, n_tok]) so each tile of rows owns a contiguous slab.
+    let mut yt = vec![0f32; rows * n_tok];
+    yt.par_chunks_mut(TILE_ROWS * n_tok).enumerate().for_each_init(Vec::new, |tile: &mut Vec<f32>, (ci, slab)| {
+        let r0 = ci * TILE_ROWS;
+        let n_rows = slab.len() / n_tok;
+        tile.resize(n_rows * cols, 0.0);
+        w.dequant_rows(r0, tile);
+        for (r, out) in slab.chunks_exact_mut(n_tok).enumerate() {
+            let wr = &tile[r * cols..(r + 1) * cols];
+            let mut t = 0;
+            while t + 4 <= n_tok {
+                let xs = [0, 1, 2, 3].map(|k| &x[(t + k) * cols..(t + k + 1) * cols]);
+                out[t..t + 4].copy_from_slice(&dot4(wr, xs));
+                t += 4;
+            }
+            for t in t..n_tok {
+                out[t] = dot(wr, &x[t * cols..(t + 1) * cols]);
+            }
+        }
+    });
+    for t in 0..n_tok {
+        let yrow = &mut y[t * rows..(t + 1) * rows];
+        for (o, v) in yrow.iter_mut().enumerate() {
+            *v = yt[o * n_tok + t] + bias.map_or(0.0, |b| b[o]);
+        }
+    }
+}
+
+/// The plain triple loop: the algorithmic reference [`matmul`] is tested against.
+pub fn matmul_naive(w: &MatRef<'_>, x: &[f32], n_tok: usize, bias: Option<&[f32]>, y: &mut [f32]) {
+    let (rows, cols) = (w.rows(), w.cols());
+    let wf = w.to_f32();
+    for t in 0..n_tok {
+        for o in 0..rows {
+            let mut s = 0f32;
+            for i in 0..cols {
+                s += wf[o * cols + i] * x[t * cols + i];
+            }
+            y[t * rows + o] = s + bias.map_or(0.0, |b| b[o]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{DenseType, Encoding};
+    use quant::float;
+
+    fn pseudo(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_matmul_agrees_with_the_naive_loop() {
+        for (rows, cols, n_tok) in [(37, 64, 1), (16, 96, 5), (50, 200, 9), (3, 8, 4)] {
+            let wf = pseudo(rows * cols, 1);
+            let x = pseudo(n_tok * cols, 2);
+            let bias = pseudo(rows, 3);
+            let mut wb = vec![0u8; wf.len() * 4];
+            float::f32_row_to_le(&wf, &mut wb);
+            let w = MatRef::dense(DenseType::F32, &wb, rows, cols).unwrap();
+            let mut fast = vec![0f32; n_tok * rows];
+            let mut slow = vec![0f32; n_tok * rows];
+            matmul(&w, &x, n_tok, Some(&bias), &mut fast);
+            matmul_naive(&w, &x, n_tok, Some(&bias), &mut slow);
+            for (a, b) in fast.iter().zip(&slow) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
+    /// The property `verify` relies on: equal values in, bit-identical outputs out, whatever the
+    /// encoding, the batch size or the thread count.
+    #[test]
+    fn outputs_do_not_depend_on_layout_batch_or_threads() {
+        let (rows, cols) = (24, 96);
+        let wf: Vec<f32> = pseudo(rows * cols, 7).iter().map(|v| float::bf16_bits_to_f32(float::f32_to_bf16_bits(*v))).collect();
+        let mut row_major = vec![0u8; rows * cols * 2];
+        float::f32_row_to_bf16(&wf, &mut row_major);
+        // The same values stored in-major ([cols, rows]), as transformers stores experts.
+        let mut t = vec![0f32; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                t[c * rows + r] = wf[r * cols + c];
+            }
+        }
+        let mut in_major = vec![0u8; rows * cols * 4];
+        float::f32_row_to_le(&t, &mut in_major);
+        let a = MatRef::dense(DenseType::BF16, &row_major, rows, cols).unwrap();
+        let b = MatRef::new(rows, cols, Encoding::Dense { dtype: DenseType::F32, data: &in_major, row_stride: 1, col_stride: rows }).unwrap();
+        let x = pseudo(7 * cols, 9);
+        let mut ya = vec![0f32; 7 * rows];
+        let mut yb = vec![0f32; 7 * rows];
+        matmul(&a, &x, 7, None, &mut ya);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| matmul(&b, &x, 7, None, &mut yb));
+        assert_eq!(ya, yb);
+        // Token 5 alone gives the same bits as inside the batch.
+        let mut one = vec![0f32; rows];
+        matmul(&a, &x[5 * cols..6 * cols], 1, None, &mut one);
+        assert_eq!(&one[..], &ya[5 * rows..6 * rows]);
+    }
+}

@@ -1,0 +1,387 @@
+//! [`MatRef`]: a borrowed 2-D weight matrix in any storage encoding, read row by row as f32.
+//!
+//! Every matrix is *logically* `[rows = out, cols = in]` (nn.Linear orientation, `y = W x`),
+//! whatever its physical layout. The encodings cover every format oss-forge reads:
+//!
+//! | encoding | element `(r, c)` |
+//! |---|---|
+//! | `Dense` F32/F16/BF16 | `data[r·row_stride + c·col_stride]` (so in-major `[in, out]` tensors, gate/up interleave and fused-qkv slices are views, not copies) |
+//! | `Mxfp4` (release) | storage row `r·row_step` of `blocks [·, cols/32, 16]` + `scales [·, cols/32]` |
+//! | `Mxfp4Ggml` | storage row `r·row_step` of 17-byte ggml blocks |
+//! | `Q8_0` | storage row `r·row_step` of 34-byte ggml blocks |
+//! | `Int8` | row `r` of `packed [rows, cols]` (`q+128`) with BF16 `scales [rows, cols/group]` |
+//!
+//! [`MatRef::new`] checks that every element the view can address lies inside its slices, so the
+//! decoders never index out of bounds, whatever a file's header claimed.
+
+use quant::{float, int8, mxfp4, q8_0};
+
+/// A dense element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DenseType {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl DenseType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DenseType::F32 => 4,
+            DenseType::F16 | DenseType::BF16 => 2,
+        }
+    }
+
+    /// Decodes the element at `index` (in elements) of `data`.
+    #[inline]
+    fn at(self, data: &[u8], index: usize) -> f32 {
+        match self {
+            DenseType::F32 => {
+                let b = &data[4 * index..4 * index + 4];
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+            }
+            DenseType::F16 => float::f16_bits_to_f32(u16::from_le_bytes([data[2 * index], data[2 * index + 1]])),
+            DenseType::BF16 => float::bf16_bits_to_f32(u16::from_le_bytes([data[2 * index], data[2 * index + 1]])),
+        }
+    }
+
+    /// Decodes a contiguous run of elements.
+    fn row(self, bytes: &[u8], out: &mut [f32]) {
+        match self {
+            DenseType::F32 => float::f32_row_from_le(bytes, out),
+            DenseType::F16 => float::f16_row_to_f32(bytes, out),
+            DenseType::BF16 => float::bf16_row_to_f32(bytes, out),
+        }
+    }
+}
+
+/// How a matrix's elements are stored. See the module table.
+#[derive(Clone, Copy, Debug)]
+pub enum Encoding<'a> {
+    /// Dense elements with arbitrary (element) strides.
+    Dense {
+        /// Element type.
+        dtype: DenseType,
+        /// Bytes starting at element (0, 0).
+        data: &'a [u8],
+        /// Elements between consecutive rows.
+        row_stride: usize,
+        /// Elements between consecutive columns.
+        col_stride: usize,
+    },
+    /// Release-layout MXFP4 (`*_blocks` / `*_scales`).
+    Mxfp4 {
+        /// Nibble bytes starting at storage row 0.
+        blocks: &'a [u8],
+        /// Scale bytes starting at storage row 0.
+        scales: &'a [u8],
+        /// Storage rows per logical row (2 selects gate or up out of interleaved gate_up).
+        row_step: usize,
+    },
+    /// ggml `block_mxfp4` rows.
+    Mxfp4Ggml {
+        /// Block bytes starting at storage row 0.
+        data: &'a [u8],
+        /// Storage rows per logical row.
+        row_step: usize,
+    },
+    /// ggml `block_q8_0` rows.
+    Q8_0 {
+        /// Block bytes starting at storage row 0.
+        data: &'a [u8],
+        /// Storage rows per logical row.
+        row_step: usize,
+    },
+    /// compressed-tensors pack-quantized int8 with BF16 group scales.
+    Int8 {
+        /// `rows × cols` bytes holding `q + 128`.
+        packed: &'a [u8],
+        /// `rows × cols/group` little-endian BF16 scales.
+        scales: &'a [u8],
+        /// Inputs per scale.
+        group: usize,
+    },
+}
+
+impl Encoding<'_> {
+    /// A short name for reports (`bf16`, `mxfp4`, `q8_0`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Encoding::Dense { dtype: DenseType::F32, .. } => "f32",
+            Encoding::Dense { dtype: DenseType::F16, .. } => "f16",
+            Encoding::Dense { dtype: DenseType::BF16, .. } => "bf16",
+            Encoding::Mxfp4 { .. } => "mxfp4",
+            Encoding::Mxfp4Ggml { .. } => "mxfp4",
+            Encoding::Q8_0 { .. } => "q8_0",
+            Encoding::Int8 { .. } => "int8",
+        }
+    }
+}
+
+/// Why a view cannot be built over the given bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// The slices are shorter than the shape and strides require.
+    #[error("{encoding} view of {rows}x{cols} needs {needed} bytes of {what}, the data has {have}")]
+    TooShort {
+        /// Encoding name.
+        encoding: &'static str,
+        /// Rows of the view.
+        rows: usize,
+        /// Columns of the view.
+        cols: usize,
+        /// Which slice.
+        what: &'static str,
+        /// Bytes needed.
+        needed: u128,
+        /// Bytes present.
+        have: usize,
+    },
+    /// The column count does not fit the block size, or a step/group is zero.
+    #[error("{encoding} view of {rows}x{cols}: {why}")]
+    Shape {
+        /// Encoding name.
+        encoding: &'static str,
+        /// Rows of the view.
+        rows: usize,
+        /// Columns of the view.
+        cols: usize,
+        /// What is wrong.
+        why: &'static str,
+    },
+}
+
+/// A borrowed `[rows, cols]` matrix. Cheap to copy.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    rows: usize,
+    cols: usize,
+    enc: Encoding<'a>,
+}
+
+impl<'a> MatRef<'a> {
+    /// Builds a view after checking that every addressable element lies inside the slices.
+    pub fn new(rows: usize, cols: usize, enc: Encoding<'a>) -> Result<Self, LayoutError> {
+        let name = enc.name();
+        let shape = |why| Err(LayoutError::Shape { encoding: name, rows, cols, why });
+        let check = |what, needed: u128, have: usize| {
+            if needed > have as u128 {
+                Err(LayoutError::TooShort { encoding: name, rows, cols, what, needed, have })
+            } else {
+                Ok(())
+            }
+        };
+        // Bytes covering storage rows 0, step, ..., (rows-1)·step, each `row_bytes` long
+        // (saturating: an overflow can only mean "more than any slice holds").
+        let span = |step: usize, row_bytes: u128| {
+            if rows == 0 {
+                0
+            } else {
+                (rows as u128 - 1).saturating_mul(step as u128).saturating_add(1).saturating_mul(row_bytes)
+            }
+        };
+        match enc {
+            Encoding::Dense { dtype, data, row_stride, col_stride } => {
+                if rows > 0 && cols > 0 {
+                    let last = (rows as u128 - 1)
+                        .saturating_mul(row_stride as u128)
+                        .saturating_add((cols as u128 - 1).saturating_mul(col_stride as u128));
+                    check("data", last.saturating_add(1).saturating_mul(dtype.size() as u128), data.len())?;
+                }
+            }
+            Encoding::Mxfp4 { blocks, scales, row_step } => {
+                if !cols.is_multiple_of(mxfp4::BLOCK) || row_step == 0 {
+                    return shape("columns must be a multiple of 32 and the row step non-zero");
+                }
+                let nb = (cols / mxfp4::BLOCK) as u128;
+                check("blocks", span(row_step, nb * mxfp4::BLOCK_BYTES as u128), blocks.len())?;
+                check("scales", span(row_step, nb), scales.len())?;
+            }
+            Encoding::Mxfp4Ggml { data, row_step } => {
+                if !cols.is_multiple_of(mxfp4::BLOCK) || row_step == 0 {
+                    return shape("columns must be a multiple of 32 and the row step non-zero");
+                }
+                let nb = (cols / mxfp4::BLOCK) as u128;
+                check("data", span(row_step, nb * mxfp4::GGML_BLOCK_BYTES as u128), data.len())?;
+            }
+            Encoding::Q8_0 { data, row_step } => {
+                if !cols.is_multiple_of(q8_0::BLOCK) || row_step == 0 {
+                    return shape("columns must be a multiple of 32 and the row step non-zero");
+                }
+                let nb = (cols / q8_0::BLOCK) as u128;
+                check("data", span(row_step, nb * q8_0::BLOCK_BYTES as u128), data.len())?;
+            }
+            Encoding::Int8 { packed, scales, group } => {
+                if group == 0 || !cols.is_multiple_of(group) {
+                    return shape("the group size must divide the columns");
+                }
+                check("packed", rows as u128 * cols as u128, packed.len())?;
+                check("scales", rows as u128 * (cols / group) as u128 * 2, scales.len())?;
+            }
+        }
+        Ok(MatRef { rows, cols, enc })
+    }
+
+    /// A dense row-major `[rows, cols]` view.
+    pub fn dense(dtype: DenseType, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, LayoutError> {
+        MatRef::new(rows, cols, Encoding::Dense { dtype, data, row_stride: cols, col_stride: 1 })
+    }
+
+    /// Rows (outputs).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (inputs).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The storage encoding.
+    pub fn encoding(&self) -> &Encoding<'a> {
+        &self.enc
+    }
+
+    /// Decodes rows `r0 .. r0 + out.len()/cols` into `out` (row-major f32).
+    ///
+    /// Panics if the rows are out of range or `out` is not a whole number of rows: both are
+    /// caller bugs, the bytes themselves were checked by [`MatRef::new`].
+    pub fn dequant_rows(&self, r0: usize, out: &mut [f32]) {
+        let cols = self.cols;
+        if cols == 0 {
+            return;
+        }
+        assert_eq!(out.len() % cols, 0, "output must hold whole rows");
+        let n = out.len() / cols;
+        assert!(r0 + n <= self.rows, "rows {r0}..{} out of {}", r0 + n, self.rows);
+        match self.enc {
+            Encoding::Dense { dtype, data, row_stride, col_stride } => {
+                let sz = dtype.size();
+                if col_stride == 1 {
+                    for (i, o) in out.chunks_exact_mut(cols).enumerate() {
+                        let start = (r0 + i) * row_stride * sz;
+                        dtype.row(&data[start..start + cols * sz], o);
+                    }
+                } else if row_stride < col_stride {
+                    // In-major storage: walk each input's run of outputs, which is contiguous
+                    // (or nearly) in memory, and scatter into the output rows.
+                    for c in 0..cols {
+                        let base = c * col_stride + r0 * row_stride;
+                        for r in 0..n {
+                            out[r * cols + c] = dtype.at(data, base + r * row_stride);
+                        }
+                    }
+                } else {
+                    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+                        let base = (r0 + r) * row_stride;
+                        for (c, v) in o.iter_mut().enumerate() {
+                            *v = dtype.at(data, base + c * col_stride);
+                        }
+                    }
+                }
+            }
+            Encoding::Mxfp4 { blocks, scales, row_step } => {
+                let nb = cols / mxfp4::BLOCK;
+                for (i, o) in out.chunks_exact_mut(cols).enumerate() {
+                    let s = (r0 + i) * row_step;
+                    mxfp4::decode_row(
+                        &blocks[s * nb * mxfp4::BLOCK_BYTES..(s + 1) * nb * mxfp4::BLOCK_BYTES],
+                        &scales[s * nb..(s + 1) * nb],
+                        o,
+                    );
+                }
+            }
+            Encoding::Mxfp4Ggml { data, row_step } => {
+                let rb = cols / mxfp4::BLOCK * mxfp4::GGML_BLOCK_BYTES;
+                for (i, o) in out.chunks_exact_mut(cols).enumerate() {
+                    let s = (r0 + i) * row_step;
+                    mxfp4::decode_ggml_row(&data[s * rb..(s + 1) * rb], o);
+                }
+            }
+            Encoding::Q8_0 { data, row_step } => {
+                let rb = cols / q8_0::BLOCK * q8_0::BLOCK_BYTES;
+                for (i, o) in out.chunks_exact_mut(cols).enumerate() {
+                    let s = (r0 + i) * row_step;
+                    q8_0::decode_row(&data[s * rb..(s + 1) * rb], o);
+                }
+            }
+            Encoding::Int8 { packed, scales, group } => {
+                let sb = cols / group * 2;
+                for (i, o) in out.chunks_exact_mut(cols).enumerate() {
+                    let r = r0 + i;
+                    int8::decode_row_bf16_scales(&packed[r * cols..(r + 1) * cols], &scales[r * sb..(r + 1) * sb], group, o);
+                }
+            }
+        }
+    }
+
+    /// Decodes the whole matrix (for vectors and other small tensors).
+    pub fn to_f32(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        self.dequant_rows(0, &mut out);
+        out
+    }
+
+    /// Decodes one row.
+    pub fn row_f32(&self, r: usize) -> Vec<f32> {
+        let mut out = vec![0f32; self.cols];
+        self.dequant_rows(r, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bf16_bytes(xs: &[f32]) -> Vec<u8> {
+        let mut out = vec![0u8; xs.len() * 2];
+        float::f32_row_to_bf16(xs, &mut out);
+        out
+    }
+
+    #[test]
+    fn dense_strided_views_select_the_right_elements() {
+        // A [3, 4] in-major tensor (in = 3, out = 4): element (out o, in i) at i*4 + o.
+        let xs: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let b = bf16_bytes(&xs);
+        let m = MatRef::new(4, 3, Encoding::Dense { dtype: DenseType::BF16, data: &b, row_stride: 1, col_stride: 4 }).unwrap();
+        assert_eq!(m.to_f32(), vec![0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]);
+        // Odd columns of the in-major tensor (the "up" half of an interleaved gate_up).
+        let up = MatRef::new(2, 3, Encoding::Dense { dtype: DenseType::BF16, data: &b[2..], row_stride: 2, col_stride: 4 }).unwrap();
+        assert_eq!(up.to_f32(), vec![1., 5., 9., 3., 7., 11.]);
+        assert_eq!(up.row_f32(1), vec![3., 7., 11.]);
+    }
+
+    #[test]
+    fn views_reject_short_data_instead_of_panicking() {
+        let b = vec![0u8; 10];
+        assert!(MatRef::dense(DenseType::BF16, &b, 1, 5).is_ok());
+        assert!(matches!(MatRef::dense(DenseType::BF16, &b, 2, 3), Err(LayoutError::TooShort { .. })));
+        let blocks = vec![0u8; 16 * 3];
+        let scales = vec![127u8; 3];
+        assert!(MatRef::new(2, 32, Encoding::Mxfp4 { blocks: &blocks, scales: &scales, row_step: 2 }).is_ok());
+        assert!(MatRef::new(3, 32, Encoding::Mxfp4 { blocks: &blocks, scales: &scales, row_step: 2 }).is_err());
+        assert!(MatRef::new(1, 33, Encoding::Mxfp4 { blocks: &blocks, scales: &scales, row_step: 1 }).is_err());
+        let huge = MatRef::new(usize::MAX, usize::MAX, Encoding::Dense { dtype: DenseType::F32, data: &b, row_stride: usize::MAX, col_stride: 1 });
+        assert!(huge.is_err());
+    }
+
+    #[test]
+    fn mxfp4_row_step_selects_interleaved_rows() {
+        // 4 storage rows of one block each; storage row s has every code = s+1.
+        let mut blocks = Vec::new();
+        for s in 0..4u8 {
+            blocks.extend_from_slice(&[(s + 1) | ((s + 1) << 4); 16]);
+        }
+        let scales = [127u8; 4];
+        let up = MatRef::new(2, 32, Encoding::Mxfp4 { blocks: &blocks[16..], scales: &scales[1..], row_step: 2 }).unwrap();
+        let v = up.to_f32();
+        assert_eq!(v[0], mxfp4::E2M1_VALUES[2]);
+        assert_eq!(v[32], mxfp4::E2M1_VALUES[4]);
+    }
+}

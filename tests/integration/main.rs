@@ -1,0 +1,13 @@
+//! End-to-end tests: the reference forward pass against the golden logits, the readers against
+//! hostile files, and the `oss-forge` binary as a user runs it. One module per topic.
+
+mod util;
+
+// Logits of both fixtures, from both layouts, against transformers' goldens.
+mod golden;
+
+// Truncated shards, lying headers, missing tensors, wrong shapes and dtypes, broken configs.
+mod bad_inputs;
+
+// Synthetic checkpoints.
+mod synth;

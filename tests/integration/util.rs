@@ -1,0 +1,163 @@
+//! Shared helpers: fixture paths, golden files, temporary directories, running the binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// A fixture shipped in `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// One golden prompt: token ids and transformers' logits `[tokens, vocab]`.
+pub struct GoldenPrompt {
+    pub tokens: Vec<u32>,
+    pub logits: Vec<f32>,
+    pub vocab: usize,
+}
+
+/// The prompts and logits of `NAME.golden/golden.json`.
+pub fn golden(name: &str) -> Vec<GoldenPrompt> {
+    let dir = fixture(&format!("{name}.golden"));
+    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    g["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let tokens: Vec<u32> = p["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+            let (shape, logits) = convert::npy::read_f32(&dir.join(p["logits"].as_str().unwrap())).unwrap();
+            assert_eq!(shape[0], tokens.len());
+            GoldenPrompt { tokens, logits, vocab: shape[1] }
+        })
+        .collect()
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(xs: &[f32]) -> usize {
+    xs.iter().enumerate().fold(0, |b, (i, &v)| if v > xs[b] { i } else { b })
+}
+
+/// A fresh, empty directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!("oss-forge-test-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies a directory tree (files only), making the copies writable.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+            let mut perm = std::fs::metadata(&dst).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&dst, perm).unwrap();
+        }
+    }
+}
+
+/// The output of one run of the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `oss-forge` with `args`.
+pub fn oss_forge(args: &[&str]) -> Run {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oss-forge")).args(args).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Run {
+    /// Asserts a clean failure: exit code 2, every `needle` in stderr, no panic.
+    pub fn fails_with(&self, needles: &[&str]) {
+        assert_eq!(self.code, 2, "exit code; stderr: {}", self.stderr);
+        assert!(!self.stderr.contains("panicked"), "panic: {}", self.stderr);
+        for n in needles {
+            assert!(self.stderr.contains(n), "stderr lacks {n:?}: {}", self.stderr);
+        }
+    }
+
+    /// Asserts success.
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "stderr: {}", self.stderr);
+        self
+    }
+}
+
+/// One tensor of a safetensors file, as rewritten by [`rewrite_shard`].
+pub struct Tensor {
+    pub name: String,
+    pub dtype: safetensors::Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+impl safetensors::View for &Tensor {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        (&self.data[..]).into()
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Rewrites a safetensors file with the safetensors crate, passing every tensor through `edit`
+/// (return `None` to drop it).
+pub fn rewrite_shard(path: &Path, mut edit: impl FnMut(Tensor) -> Option<Tensor>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensors: Vec<Tensor> = st
+        .iter()
+        .filter_map(|(name, v)| edit(Tensor { name: name.to_string(), dtype: v.dtype(), shape: v.shape().to_vec(), data: v.data().to_vec() }))
+        .collect();
+    drop(st);
+    std::fs::remove_file(path).unwrap();
+    safetensors::serialize_to_file(tensors.iter().map(|t| (t.name.clone(), t)), None, path).unwrap();
+}
+
+/// A writable copy of the tiny fixture.
+pub fn tiny_copy(tag: &str) -> TempDir {
+    let t = TempDir::new(tag);
+    copy_dir(&fixture("tiny-gpt-oss"), &t.join("m"));
+    t
+}
