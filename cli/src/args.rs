@@ -10,6 +10,9 @@ pub struct Cli {
     /// Worker threads (default: one per core).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// No progress output.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,6 +42,32 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         top: usize,
     },
+    /// Convert a model into one variant.
+    Convert {
+        /// A release directory or its `original/` folder.
+        model: PathBuf,
+        /// The variant to write.
+        #[arg(long = "to", value_parser = variant_names())]
+        variant: String,
+        /// Output file (GGUF) or directory (safetensors).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// GGUF: split into llama.cpp-style shards of at most this size (e.g. `4GB`).
+        #[arg(long, value_parser = parse_size)]
+        split_max_size: Option<u64>,
+        /// safetensors: largest shard (default `5GB`).
+        #[arg(long, value_parser = parse_size)]
+        max_shard_size: Option<u64>,
+        /// safetensors-int8: also quantize attention and lm_head per output channel (lossy).
+        #[arg(long)]
+        int8_dense: bool,
+        /// Convert even if the source holds NaN/Inf weights or NaN scale bytes.
+        #[arg(long)]
+        allow_nonfinite: bool,
+        /// Replace an existing output.
+        #[arg(long)]
+        force: bool,
+    },
     /// Write a deterministic random-weight checkpoint in the exact release layout.
     Synth {
         /// `tiny` (fixture-sized), `20b` or `120b` (real tensor shapes).
@@ -63,6 +92,10 @@ pub enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
+}
+
+fn variant_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(convert::Variant::ALL.map(|v| v.name()))
 }
 
 /// Parsed `--tokens`.

@@ -7,6 +7,7 @@
 
 mod args;
 mod cmd;
+mod progress;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -18,7 +19,7 @@ fn main() -> ExitCode {
             eprintln!("error: --threads {n}: {e}");
             return ExitCode::from(2);
         }
-    match cmd::run(cli.command) {
+    match cmd::run(cli.command, cli.quiet) {
         Ok(code) => code,
         Err(err) => {
             // A closed stdout (`oss-forge inspect ... | head`) is not a failure.

@@ -158,6 +158,13 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     }
 }
 
+/// Inspects a model of any format.
+pub fn inspect_any(model: &crate::AnyModel) -> Inspect {
+    match model {
+        crate::AnyModel::Safetensors(c) => inspect(c),
+    }
+}
+
 impl Inspect {
     /// `(min, max)` scale byte over all MXFP4 blocks.
     pub fn scale_range(&self) -> Option<(u8, u8)> {

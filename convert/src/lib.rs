@@ -9,15 +9,20 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod inspect;
 pub mod error;
+pub mod gguf;
 pub mod mmap;
+pub mod model;
 pub mod names;
 pub mod npy;
 pub mod safetensors;
 pub mod synth;
+pub mod variant;
 
 pub use checkpoint::Checkpoint;
 pub use error::{ConvertError, Result};
+pub use model::AnyModel;
 pub use names::Layout;
+pub use variant::{ConvertOptions, ConvertReport, Progress, Variant};
 
 use reference::{Encoding, MatRef};
 

@@ -129,5 +129,5 @@ fn tensor_stored_in_two_shards() {
 fn out_of_vocabulary_token_and_missing_model() {
     let t = tiny_copy("vocab");
     oss_forge(&["logits", "--model", t.join("m").to_str().unwrap(), "--tokens", "1,512"]).fails_with(&["token 512", "vocab_size 512"]);
-    oss_forge(&["logits", "--model", "/nonexistent/model", "--tokens", "1"]).fails_with(&["/nonexistent/model", "no config.json"]);
+    oss_forge(&["logits", "--model", "/nonexistent/model", "--tokens", "1"]).fails_with(&["/nonexistent/model", "no such file or directory"]);
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(model: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let ckpt = convert::Checkpoint::open(model).with_context(|| format!("cannot open {}", model.display()))?;
-    let report = convert::inspect::inspect(&ckpt);
+    let src = convert::AnyModel::open(model).with_context(|| format!("cannot open {}", model.display()))?;
+    let report = convert::inspect::inspect_any(&src);
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?;

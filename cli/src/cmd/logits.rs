@@ -1,15 +1,15 @@
 //! `oss-forge logits --model MODEL --tokens 1,2,3 [--out FILE.npy]`.
 
 use anyhow::Context;
-use reference::{Model, WeightSource};
+use reference::Model;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(model_path: &Path, tokens: &[u32], out: Option<&Path>, top: usize) -> anyhow::Result<ExitCode> {
-    let ckpt = convert::Checkpoint::open(model_path).with_context(|| format!("cannot open {}", model_path.display()))?;
-    let vocab = ckpt.config().vocab_size;
-    let model = Model::new(&ckpt).with_context(|| format!("cannot load {}", model_path.display()))?;
+    let src = convert::AnyModel::open(model_path).with_context(|| format!("cannot open {}", model_path.display()))?;
+    let vocab = src.source().config().vocab_size;
+    let model = Model::new(src.source()).with_context(|| format!("cannot load {}", model_path.display()))?;
     let logits = model.logits(tokens)?;
     let mut stdout = std::io::stdout().lock();
     for (t, row) in logits.chunks_exact(vocab).enumerate() {

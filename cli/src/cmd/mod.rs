@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod convert;
 mod inspect;
 mod logits;
 mod synth;
@@ -8,10 +9,14 @@ use crate::args::Command;
 use std::process::ExitCode;
 
 /// Runs a parsed command.
-pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match command {
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Logits { model, tokens, out, top } => logits::run(&model, &tokens.0, out.as_deref(), top),
+        Command::Convert { model, variant, out, split_max_size, max_shard_size, int8_dense, allow_nonfinite, force } => {
+            let opts = ::convert::ConvertOptions { force, split_max_bytes: split_max_size, max_shard_bytes: max_shard_size, int8_dense, allow_nonfinite };
+            convert::run(&model, &variant, &out, &opts, quiet)
+        }
         Command::Synth { preset, layers, seed, original, max_shard_size, force, out } => {
             synth::run(&preset, layers, seed, original, max_shard_size, force, &out)
         }

@@ -1,0 +1,3 @@
+//! GGUF: reader and writer (issue 3).
+
+pub mod write;

@@ -1,0 +1,164 @@
+//! The variants oss-forge writes, and the one entry point that writes any of them.
+//!
+//! | variant | file | experts | other 2-D weights | 1-D, biases, router |
+//! |---|---|---|---|---|
+//! | `gguf-mxfp4` | GGUF | MXFP4 (bytes repacked, values bit-exact) | BF16 | F32 |
+//! | `gguf-mxfp4-f16` | GGUF | MXFP4 | F16 | F32 |
+//! | `gguf-mxfp4-q8_0` | GGUF | MXFP4 | Q8_0 | F32 |
+//! | `gguf-q8_0` | GGUF | Q8_0 (exact where the scale allows) | Q8_0 | F32 |
+//! | `gguf-f16` / `gguf-bf16` | GGUF | F16 / BF16 | F16 / BF16 | F32 |
+//! | `safetensors-bf16` / `-fp16` | directory | BF16 / F16, transformers' fused layout | BF16 / F16 | BF16 / F16 |
+//! | `safetensors-int8` | directory | compressed-tensors int8, group 32 (exact) | BF16 | BF16 |
+
+use crate::error::Result;
+use reference::WeightSource;
+use std::path::{Path, PathBuf};
+
+pub mod st;
+
+/// An output variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Variant {
+    /// GGUF, MXFP4 experts, BF16 dense (llama.cpp `--outtype auto`).
+    GgufMxfp4,
+    /// GGUF, MXFP4 experts, F16 dense (llama.cpp `--outtype f16`).
+    GgufMxfp4F16,
+    /// GGUF, MXFP4 experts, Q8_0 dense (llama.cpp `--outtype q8_0`).
+    GgufMxfp4Q8_0,
+    /// GGUF, everything Q8_0 (experts exact where the MXFP4 scale fits an f16 `d`).
+    GgufQ8_0,
+    /// GGUF, everything F16.
+    GgufF16,
+    /// GGUF, everything BF16.
+    GgufBf16,
+    /// transformers' dequantized layout in BF16.
+    SafetensorsBf16,
+    /// transformers' dequantized layout in F16.
+    SafetensorsFp16,
+    /// compressed-tensors pack-quantized int8 experts (group 32), BF16 elsewhere.
+    SafetensorsInt8,
+}
+
+impl Variant {
+    /// Every variant, in the order `pipeline` writes them.
+    pub const ALL: [Variant; 9] = [
+        Variant::GgufMxfp4,
+        Variant::GgufMxfp4F16,
+        Variant::GgufMxfp4Q8_0,
+        Variant::GgufQ8_0,
+        Variant::GgufF16,
+        Variant::GgufBf16,
+        Variant::SafetensorsBf16,
+        Variant::SafetensorsFp16,
+        Variant::SafetensorsInt8,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::GgufMxfp4 => "gguf-mxfp4",
+            Variant::GgufMxfp4F16 => "gguf-mxfp4-f16",
+            Variant::GgufMxfp4Q8_0 => "gguf-mxfp4-q8_0",
+            Variant::GgufQ8_0 => "gguf-q8_0",
+            Variant::GgufF16 => "gguf-f16",
+            Variant::GgufBf16 => "gguf-bf16",
+            Variant::SafetensorsBf16 => "safetensors-bf16",
+            Variant::SafetensorsFp16 => "safetensors-fp16",
+            Variant::SafetensorsInt8 => "safetensors-int8",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn parse(s: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    /// True for the single-file GGUF variants.
+    pub fn is_gguf(self) -> bool {
+        matches!(
+            self,
+            Variant::GgufMxfp4 | Variant::GgufMxfp4F16 | Variant::GgufMxfp4Q8_0 | Variant::GgufQ8_0 | Variant::GgufF16 | Variant::GgufBf16
+        )
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Settings of one conversion.
+#[derive(Clone, Debug, Default)]
+pub struct ConvertOptions {
+    /// Replace an existing output.
+    pub force: bool,
+    /// GGUF: split into llama.cpp-style shards of at most this many bytes of tensor data.
+    pub split_max_bytes: Option<u64>,
+    /// safetensors: largest shard (default 5 GB, transformers v4's `max_shard_size`).
+    pub max_shard_bytes: Option<u64>,
+    /// safetensors-int8: also quantize attention projections and lm_head per output channel.
+    pub int8_dense: bool,
+    /// Convert even when the source holds NaN/Inf values or NaN scale bytes.
+    pub allow_nonfinite: bool,
+}
+
+/// Values a variant could not store exactly.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Inexact {
+    /// What was inexact (e.g. "Q8_0 expert blocks with scale outside 104..=143").
+    pub what: String,
+    /// How many values (or blocks, as `what` says).
+    pub count: u64,
+    /// The largest absolute error introduced.
+    pub max_abs_error: f32,
+}
+
+/// What a conversion wrote.
+#[derive(Clone, Debug, Default)]
+pub struct ConvertReport {
+    /// The files written (one GGUF, several splits, or a directory's files).
+    pub outputs: Vec<PathBuf>,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Values stored inexactly, by kind. Empty for a lossless conversion.
+    pub inexact: Vec<Inexact>,
+    /// Warnings to show the user (and put in the model card).
+    pub warnings: Vec<String>,
+}
+
+/// Progress of a long operation, in bytes. Implementations must be cheap to call often.
+pub trait Progress: Sync {
+    /// A new phase with `total` bytes of work.
+    fn begin(&self, label: &str, total: u64);
+    /// `bytes` more done.
+    fn advance(&self, bytes: u64);
+    /// The phase is over.
+    fn end(&self);
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn begin(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn end(&self) {}
+}
+
+/// Writes `variant` of the model `src` (found at `src_path`, whose tokenizer files and config are
+/// copied or embedded) to `out`.
+pub fn convert(
+    src: &dyn WeightSource,
+    src_path: &Path,
+    variant: Variant,
+    out: &Path,
+    opts: &ConvertOptions,
+    progress: &dyn Progress,
+) -> Result<ConvertReport> {
+    if variant.is_gguf() {
+        crate::gguf::write::convert(src, src_path, variant, out, opts, progress)
+    } else {
+        st::convert(src, src_path, variant, out, opts, progress)
+    }
+}

@@ -1,0 +1,11 @@
+//! Safetensors variant writer (issue 4; to be implemented).
+
+use crate::error::{ConvertError, Result};
+use crate::variant::{ConvertOptions, ConvertReport, Progress, Variant};
+use reference::WeightSource;
+use std::path::Path;
+
+/// Writes a safetensors `variant` of `src` to the directory `out`.
+pub fn convert(_src: &dyn WeightSource, _src_path: &Path, variant: Variant, out: &Path, _opts: &ConvertOptions, _progress: &dyn Progress) -> Result<ConvertReport> {
+    Err(ConvertError::format(out, format!("variant {variant} is not implemented yet")))
+}
