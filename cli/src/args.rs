@@ -68,6 +68,41 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run the reference forward pass on the original and on each variant and compare them.
+    /// Exit code 0: every variant within tolerance; 1: a variant out of tolerance; 2: an error.
+    Verify {
+        /// The original checkpoint (release directory or `original/`).
+        #[arg(long)]
+        original: PathBuf,
+        /// Variants: GGUF files, safetensors directories, other release-layout directories.
+        #[arg(required = true)]
+        variants: Vec<PathBuf>,
+        /// Prompts, one per line: token ids (`1,2,3`) or text (harmony special tokens spelled
+        /// out, `\n` for a newline). Default: built-in chats and window-crossing sequences.
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        /// Write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Gates for lossy variants, e.g. `kld=0.005,top1=0.9` (lossless ones must be exact).
+        #[arg(long, value_parser = verify::Tolerance::parse)]
+        tolerance: Option<verify::Tolerance>,
+    },
+    /// Which variant fits in a GPU's memory: weights, KV cache at a context length, overhead.
+    Fit {
+        /// A model (its config is read); or use --preset.
+        #[arg(conflicts_with = "preset", required_unless_present = "preset")]
+        model: Option<PathBuf>,
+        /// The real model sizes.
+        #[arg(long, value_parser = ["20b", "120b"])]
+        preset: Option<String>,
+        /// GPU memory, e.g. `24GiB`, `16GB`.
+        #[arg(long, value_parser = parse_size)]
+        gpu_mem: u64,
+        /// Context length to hold in the KV cache.
+        #[arg(long, default_value_t = 8192)]
+        context: usize,
+    },
     /// Write a deterministic random-weight checkpoint in the exact release layout.
     Synth {
         /// `tiny` (fixture-sized), `20b` or `120b` (real tensor shapes).

@@ -1,5 +1,5 @@
-//! Progress display: an indicatif bar (bytes, rate, ETA) on a terminal, a plain line every 10%
-//! otherwise (CI logs), nothing with `--quiet`.
+//! Progress display: an indicatif bar (bytes or counted items, rate, ETA) on a terminal, a plain
+//! line every 10% otherwise (CI logs), nothing with `--quiet`.
 
 use convert::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,6 +17,8 @@ enum Mode {
 /// Progress on stderr.
 pub struct Reporter {
     mode: Mode,
+    /// `None`: bytes; `Some("tokens")`: counted items.
+    unit: Option<&'static str>,
     label: Mutex<String>,
     total: AtomicU64,
     done: AtomicU64,
@@ -36,6 +38,7 @@ impl Reporter {
         };
         Reporter {
             mode,
+            unit: None,
             label: Mutex::new(String::new()),
             total: AtomicU64::new(0),
             done: AtomicU64::new(0),
@@ -45,8 +48,25 @@ impl Reporter {
     }
 }
 
-fn rate(bytes: u64, secs: f64) -> String {
-    format!("{:.1} MB/s", bytes as f64 / 1e6 / secs.max(1e-9))
+impl Reporter {
+    /// A reporter counting `unit`s (tokens, weights) instead of bytes.
+    pub fn counting(quiet: bool, unit: &'static str) -> Reporter {
+        Reporter { unit: Some(unit), ..Reporter::new(quiet) }
+    }
+
+    fn amount(&self, n: u64) -> String {
+        match self.unit {
+            None => format!("{:.3} GB", n as f64 / 1e9),
+            Some(u) => format!("{n} {u}"),
+        }
+    }
+
+    fn rate(&self, n: u64, secs: f64) -> String {
+        match self.unit {
+            None => format!("{:.1} MB/s", n as f64 / 1e6 / secs.max(1e-9)),
+            Some(u) => format!("{:.1} {u}/s", n as f64 / secs.max(1e-9)),
+        }
+    }
 }
 
 impl Progress for Reporter {
@@ -59,15 +79,15 @@ impl Progress for Reporter {
         match &self.mode {
             Mode::Bar(slot) => {
                 let bar = ProgressBar::new(total);
-                bar.set_style(
-                    ProgressStyle::with_template("{msg:>24} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                );
+                let template = match self.unit {
+                    None => "{msg:>24} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}".to_string(),
+                    Some(u) => format!("{{msg:>24}} [{{bar:40}}] {{pos}}/{{len}} {u} {{per_sec}} ETA {{eta}}"),
+                };
+                bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
                 bar.set_message(label.to_string());
                 *slot.lock().unwrap() = Some(bar);
             }
-            Mode::Lines => eprintln!("{label}: {:.3} GB", total as f64 / 1e9),
+            Mode::Lines => eprintln!("{label}: {}", self.amount(total)),
             Mode::Quiet => {}
         }
     }
@@ -85,7 +105,7 @@ impl Progress for Reporter {
                 let mark = self.next_line.load(Ordering::Relaxed);
                 if done >= mark && mark > 0 && self.next_line.compare_exchange(mark, mark + total / 10, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
                     let secs = self.start.lock().unwrap().elapsed().as_secs_f64();
-                    eprintln!("{}: {:>3}% ({})", self.label.lock().unwrap(), done * 100 / total, rate(done, secs));
+                    eprintln!("{}: {:>3}% ({})", self.label.lock().unwrap(), done * 100 / total, self.rate(done, secs));
                 }
             }
             Mode::Quiet => {}
@@ -100,9 +120,9 @@ impl Progress for Reporter {
                 if let Some(bar) = slot.lock().unwrap().take() {
                     bar.finish_and_clear();
                 }
-                eprintln!("{}: {:.3} GB in {secs:.1} s ({})", self.label.lock().unwrap(), done as f64 / 1e9, rate(done, secs));
+                eprintln!("{}: {} in {secs:.1} s ({})", self.label.lock().unwrap(), self.amount(done), self.rate(done, secs));
             }
-            Mode::Lines => eprintln!("{}: done, {:.3} GB in {secs:.1} s ({})", self.label.lock().unwrap(), done as f64 / 1e9, rate(done, secs)),
+            Mode::Lines => eprintln!("{}: done, {} in {secs:.1} s ({})", self.label.lock().unwrap(), self.amount(done), self.rate(done, secs)),
             Mode::Quiet => {}
         }
     }

@@ -14,6 +14,7 @@ pub mod mmap;
 pub mod model;
 pub mod names;
 pub mod npy;
+pub mod publish;
 pub mod safetensors;
 pub mod synth;
 pub mod variant;

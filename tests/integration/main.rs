@@ -11,3 +11,6 @@ mod bad_inputs;
 
 // Synthetic checkpoints.
 mod synth;
+
+// `verify`: identical variants pass, broken ones are caught.
+mod verify;

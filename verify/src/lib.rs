@@ -1,1 +1,310 @@
-//! verify
+//! Verification: the reference forward pass on the original and on each variant over the same
+//! prompts, logit metrics at every position, and a weight-by-weight check of the dequantized
+//! values, judged against tolerances.
+//!
+//! The verdict of one variant, in order:
+//! 1. its config must describe the same model (else an error, not a failure);
+//! 2. every weight must lie within the error its storage allows ([`weights`]): a value outside
+//!    that bound is a failure whatever the logits say;
+//! 3. a variant whose weights are all identical to the original's must give identical logits
+//!    (max |Δ| = 0);
+//! 4. a lossy variant passes when mean KLD ≤ `tolerance.kld_mean`, top-1 agreement ≥
+//!    `tolerance.top1` and every logit is finite.
+//!
+//! Defaults and how they were measured: `docs/tolerances.md`.
+
+pub mod fit;
+pub mod metrics;
+pub mod prompts;
+pub mod report;
+pub mod weights;
+
+use convert::Progress;
+use metrics::{Accumulator, Metrics};
+use prompts::Prompt;
+use reference::{Config, Model, WeightSource};
+use weights::TensorCheck;
+
+/// Why a verification could not run (as opposed to a variant failing it).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A model could not be read.
+    #[error("{model}: {detail}")]
+    Read {
+        /// Which model.
+        model: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The variant is not the same model (config or shapes differ).
+    #[error("not the same model: {0}")]
+    Mismatch(String),
+    /// A prompt is unusable.
+    #[error("{0}")]
+    Prompt(String),
+}
+
+/// Gates for lossy variants.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    /// Largest mean KL divergence (nats).
+    pub kld_mean: f64,
+    /// Smallest top-1 agreement (fraction of positions).
+    pub top1: f64,
+}
+
+impl Default for Tolerance {
+    /// Measured on the fixtures and synthetic 20b layers: see `docs/tolerances.md`.
+    fn default() -> Self {
+        Tolerance { kld_mean: 5e-3, top1: 0.90 }
+    }
+}
+
+impl Tolerance {
+    /// Parses `kld=0.01,top1=0.95` (either key may be omitted; `kld_mean` is accepted for `kld`).
+    pub fn parse(s: &str) -> Result<Tolerance, String> {
+        let mut t = Tolerance::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| format!("`{part}`: expected key=value (kld=0.01,top1=0.95)"))?;
+            let v: f64 = v.trim().parse().map_err(|_| format!("`{part}`: `{v}` is not a number"))?;
+            match k.trim() {
+                "kld" | "kld_mean" if v >= 0.0 => t.kld_mean = v,
+                "top1" if (0.0..=1.0).contains(&v) => t.top1 = v,
+                "kld" | "kld_mean" | "top1" => return Err(format!("`{part}`: out of range")),
+                other => return Err(format!("unknown tolerance `{other}` (known: kld, top1)")),
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// One model taking part in a verification.
+pub struct Subject<'a> {
+    /// How reports name it (its path).
+    pub name: String,
+    /// Its format (`hf-mxfp4`, `gguf MXFP4_MOE`, ...).
+    pub format: String,
+    /// Its weights.
+    pub source: &'a dyn WeightSource,
+}
+
+/// The outcome for one variant.
+#[derive(Clone, Debug)]
+pub struct VariantResult {
+    /// Path of the variant.
+    pub name: String,
+    /// Its format.
+    pub format: String,
+    /// Logit metrics over every position of every prompt.
+    pub metrics: Metrics,
+    /// The same, per prompt.
+    pub per_prompt: Vec<(String, Metrics)>,
+    /// Weight check, per tensor.
+    pub weights: Vec<TensorCheck>,
+    /// Every weight identical to the original's.
+    pub lossless: bool,
+    /// Why it failed (empty when it passed).
+    pub failures: Vec<String>,
+}
+
+impl VariantResult {
+    /// True when the variant is within tolerance.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// The whole verification.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The original model.
+    pub original: String,
+    /// Its format.
+    pub original_format: String,
+    /// Prompts run (name, token count).
+    pub prompts: Vec<(String, usize)>,
+    /// Tolerances applied.
+    pub tolerance: Tolerance,
+    /// One result per variant, in the order given.
+    pub variants: Vec<VariantResult>,
+}
+
+impl Report {
+    /// True when every variant passed.
+    pub fn passed(&self) -> bool {
+        self.variants.iter().all(VariantResult::passed)
+    }
+}
+
+/// Fields of two configs that differ in what the forward pass computes (token ids and the
+/// advertised context aside).
+pub fn config_differences(a: &Config, b: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    macro_rules! cmp {
+        ($($f:ident),*) => {$(
+            if a.$f != b.$f {
+                out.push(format!("{}: {:?} vs {:?}", stringify!($f), a.$f, b.$f));
+            }
+        )*};
+    }
+    cmp!(
+        vocab_size,
+        hidden_size,
+        intermediate_size,
+        num_hidden_layers,
+        num_attention_heads,
+        num_key_value_heads,
+        head_dim,
+        num_local_experts,
+        num_experts_per_tok,
+        sliding_window,
+        layer_types,
+        rms_norm_eps,
+        rope_theta,
+        rope_scaling,
+        swiglu_limit,
+        swiglu_alpha
+    );
+    out
+}
+
+/// The original's logits for every prompt, `[tokens × vocab]` each.
+pub fn original_logits(original: &dyn WeightSource, prompts: &[Prompt], progress: &dyn Progress) -> Result<Vec<Vec<f32>>, VerifyError> {
+    run_prompts(original, "original", prompts, progress)
+}
+
+fn run_prompts(src: &dyn WeightSource, who: &str, prompts: &[Prompt], progress: &dyn Progress) -> Result<Vec<Vec<f32>>, VerifyError> {
+    let model = Model::new(src).map_err(|e| VerifyError::Read { model: who.into(), detail: e.to_string() })?;
+    let total: usize = prompts.iter().map(|p| p.tokens.len()).sum();
+    progress.begin(&format!("forward {who}"), total as u64);
+    let mut out = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        let logits = model.logits(&p.tokens).map_err(|e| VerifyError::Read { model: who.into(), detail: format!("prompt {}: {e}", p.name) })?;
+        progress.advance(p.tokens.len() as u64);
+        out.push(logits);
+    }
+    progress.end();
+    Ok(out)
+}
+
+/// Verifies one variant against the original, given the original's logits for `prompts`.
+pub fn verify_variant(
+    original: &Subject<'_>,
+    reference_logits: &[Vec<f32>],
+    variant: &Subject<'_>,
+    prompts: &[Prompt],
+    tolerance: Tolerance,
+    progress: &dyn Progress,
+) -> Result<VariantResult, VerifyError> {
+    let (oc, vc) = (original.source.config(), variant.source.config());
+    let diffs = config_differences(oc, vc);
+    if !diffs.is_empty() {
+        return Err(VerifyError::Mismatch(format!("{} vs {}: {}", original.name, variant.name, diffs.join("; "))));
+    }
+    let n_ids = reference::WeightId::all(oc).len() as u64;
+    progress.begin(&format!("weights {}", short(&variant.name)), n_ids);
+    let weights = weights::check_all(original.source, variant.source, &|_, _| progress.advance(1)).map_err(|e| match e {
+        VerifyError::Read { model, detail } if model == "variant" => VerifyError::Read { model: variant.name.clone(), detail },
+        VerifyError::Read { detail, .. } => VerifyError::Read { model: original.name.clone(), detail },
+        other => other,
+    })?;
+    progress.end();
+    let logits = run_prompts(variant.source, &short(&variant.name), prompts, progress).map_err(|e| match e {
+        VerifyError::Read { detail, .. } => VerifyError::Read { model: variant.name.clone(), detail },
+        other => other,
+    })?;
+    let vocab = oc.vocab_size;
+    let mut all = Accumulator::default();
+    let mut per_prompt = Vec::with_capacity(prompts.len());
+    for ((p, a), b) in prompts.iter().zip(reference_logits).zip(&logits) {
+        let mut acc = Accumulator::default();
+        for (ra, rb) in a.chunks_exact(vocab).zip(b.chunks_exact(vocab)) {
+            acc.add(ra, rb);
+        }
+        per_prompt.push((p.name.clone(), acc.finish()));
+        all.merge(acc);
+    }
+    let metrics = all.finish();
+    let lossless = weights.iter().all(TensorCheck::identical);
+    let mut failures = Vec::new();
+    for w in weights.iter().filter(|w| w.violations > 0) {
+        failures.push(format!(
+            "{}: {} of {} values outside the {} bound of {} storage (max error {:.3e})",
+            w.name,
+            w.violations,
+            w.elements,
+            w.bound.name(),
+            w.variant,
+            w.max_abs_error
+        ));
+    }
+    if metrics.nonfinite > 0 {
+        failures.push(format!("{} non-finite logits", metrics.nonfinite));
+    }
+    if lossless {
+        if metrics.max_abs != 0.0 {
+            failures.push(format!("weights identical to the original but logits differ (max |Δ| = {:.3e})", metrics.max_abs));
+        }
+    } else {
+        if metrics.kld_mean.is_nan() || metrics.kld_mean > tolerance.kld_mean {
+            failures.push(format!("mean KLD {:.3e} > tolerance {:.3e}", metrics.kld_mean, tolerance.kld_mean));
+        }
+        if metrics.top1.is_nan() || metrics.top1 < tolerance.top1 {
+            failures.push(format!("top-1 agreement {:.4} < tolerance {:.4}", metrics.top1, tolerance.top1));
+        }
+    }
+    Ok(VariantResult { name: variant.name.clone(), format: variant.format.clone(), metrics, per_prompt, weights, lossless, failures })
+}
+
+/// Verifies every variant against the original.
+pub fn verify(original: &Subject<'_>, variants: &[Subject<'_>], prompts: &[Prompt], tolerance: Tolerance, progress: &dyn Progress) -> Result<Report, VerifyError> {
+    for v in variants {
+        let diffs = config_differences(original.source.config(), v.source.config());
+        if !diffs.is_empty() {
+            return Err(VerifyError::Mismatch(format!("{} vs {}: {}", original.name, v.name, diffs.join("; "))));
+        }
+    }
+    let reference_logits = original_logits(original.source, prompts, progress)?;
+    let mut results = Vec::with_capacity(variants.len());
+    for v in variants {
+        results.push(verify_variant(original, &reference_logits, v, prompts, tolerance, progress)?);
+    }
+    Ok(Report {
+        original: original.name.clone(),
+        original_format: original.format.clone(),
+        prompts: prompts.iter().map(|p| (p.name.clone(), p.tokens.len())).collect(),
+        tolerance,
+        variants: results,
+    })
+}
+
+/// The last path component, for progress labels.
+fn short(path: &str) -> String {
+    std::path::Path::new(path).file_name().map_or_else(|| path.to_string(), |f| f.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_parsing() {
+        assert_eq!(Tolerance::parse("kld=0.01,top1=0.95").unwrap(), Tolerance { kld_mean: 0.01, top1: 0.95 });
+        assert_eq!(Tolerance::parse("top1=0.5").unwrap().kld_mean, Tolerance::default().kld_mean);
+        assert!(Tolerance::parse("top1=1.5").is_err());
+        assert!(Tolerance::parse("foo=1").is_err());
+        assert!(Tolerance::parse("kld").is_err());
+    }
+
+    #[test]
+    fn config_differences_name_the_field() {
+        let a = reference::Config::from_hf_json(&convert::synth::preset_config(convert::synth::Preset::Gpt20b, None)).unwrap();
+        let mut b = a.clone();
+        assert!(config_differences(&a, &b).is_empty());
+        b.sliding_window = 64;
+        b.token_ids.pad = Some(3);
+        let d = config_differences(&a, &b);
+        assert_eq!(d.len(), 1);
+        assert!(d[0].starts_with("sliding_window: 128 vs 64"), "{d:?}");
+    }
+}

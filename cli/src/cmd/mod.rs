@@ -1,9 +1,11 @@
 //! One module per command.
 
 mod convert;
+mod fit;
 mod inspect;
 mod logits;
 mod synth;
+mod verify;
 
 use crate::args::Command;
 use std::process::ExitCode;
@@ -20,5 +22,9 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::Synth { preset, layers, seed, original, max_shard_size, force, out } => {
             synth::run(&preset, layers, seed, original, max_shard_size, force, &out)
         }
+        Command::Verify { original, variants, prompts, json, tolerance } => {
+            verify::run(&original, &variants, prompts.as_deref(), json.as_deref(), tolerance.unwrap_or_default(), quiet)
+        }
+        Command::Fit { model, preset, gpu_mem, context } => fit::run(model.as_deref(), preset.as_deref(), gpu_mem, context),
     }
 }

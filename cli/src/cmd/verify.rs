@@ -1,0 +1,51 @@
+//! `oss-forge verify --original MODEL VARIANT... [--prompts FILE] [--json REPORT] [--tolerance ...]`.
+
+use crate::progress::Reporter;
+use anyhow::Context;
+use convert::AnyModel;
+use std::path::Path;
+use std::process::ExitCode;
+use verify::prompts::{self, Prompt};
+use verify::{Subject, Tolerance};
+
+/// Opens a model for verification, with context naming it.
+pub fn open(path: &Path) -> anyhow::Result<AnyModel> {
+    AnyModel::open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The subject view of an opened model.
+pub fn subject(m: &AnyModel) -> Subject<'_> {
+    Subject { name: m.path().display().to_string(), format: m.format_name(), source: m.source() }
+}
+
+/// The prompts: `--prompts FILE`, or the built-in set encoded with the original's tokenizer.
+pub fn load_prompts(original: &AnyModel, file: Option<&Path>) -> anyhow::Result<Vec<Prompt>> {
+    let cfg = original.source().config();
+    let tok = match convert::publish::companion_file(&original.path(), "tokenizer.json") {
+        Some(p) => Some(prompts::load_tokenizer(&convert::publish::read_small(&p)?, &p.display().to_string())?),
+        None => None,
+    };
+    Ok(match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read prompts {}", f.display()))?;
+            prompts::parse_file(&text, cfg, tok.as_ref(), &f.display().to_string())?
+        }
+        None => prompts::builtin(cfg, tok.as_ref())?,
+    })
+}
+
+pub fn run(original: &Path, variants: &[std::path::PathBuf], prompts_file: Option<&Path>, json: Option<&Path>, tolerance: Tolerance, quiet: bool) -> anyhow::Result<ExitCode> {
+    let orig = open(original)?;
+    let models = variants.iter().map(|v| open(v)).collect::<anyhow::Result<Vec<_>>>()?;
+    let prompts = load_prompts(&orig, prompts_file)?;
+    let subjects: Vec<Subject<'_>> = models.iter().map(subject).collect();
+    let progress = Reporter::counting(quiet, "steps");
+    let report = verify::verify(&subject(&orig), &subjects, &prompts, tolerance, &progress)?;
+    print!("{}", verify::report::render(&report));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&verify::report::to_json(&report))? + "\n";
+        convert::publish::write_atomic(path, text.as_bytes())?;
+        println!("report: {}", path.display());
+    }
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

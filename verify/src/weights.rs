@@ -1,0 +1,312 @@
+//! Weight check: every weight of the variant, dequantized, against the original's.
+//!
+//! Each weight gets a *bound*, the largest error its storage can honestly introduce:
+//!
+//! | variant stores | original stores | bound per element |
+//! |---|---|---|
+//! | F32; the original's own encoding; BF16 or MXFP4 (either nibble order) for an MXFP4 or BF16 original | anything it can hold exactly | 0 (identical) |
+//! | F16 | anything | f16 rounding: \|x\|·2⁻¹¹ + 2⁻²⁵ (overflow to ±65504/±Inf allowed past 65504) |
+//! | BF16 | F32 / F16 | bf16 rounding: \|x\|·2⁻⁸ |
+//! | Q8_0 (group 32), int8 (its group) | anything | amax(group)/127, one quantization step |
+//! | anything else | | unbounded (reported, not judged) |
+//!
+//! A value outside its bound is a *violation*: the bytes do not hold this weight, whatever the
+//! logits say. This is what catches converter bugs the logits of a small model may not show (a
+//! scale byte off by one in a single expert, gate and up swapped, another expert's bytes). Expert
+//! weights are reported per layer and projection (`layers.3.experts.gate`, all experts together).
+
+use crate::VerifyError;
+use rayon::prelude::*;
+use reference::{DenseType, Encoding, MatRef, WeightId, WeightSource};
+
+/// The check of one tensor (a weight, or one projection of all experts of a layer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorCheck {
+    /// `embedding`, `layers.0.q_proj`, `layers.0.experts.gate`, ...
+    pub name: String,
+    /// Encoding of the original (`mxfp4`, `bf16`, ...).
+    pub original: &'static str,
+    /// Encoding of the variant.
+    pub variant: &'static str,
+    /// Elements compared.
+    pub elements: u64,
+    /// Elements whose value differs.
+    pub differing: u64,
+    /// Largest absolute difference.
+    pub max_abs_error: f64,
+    /// The bound the variant's storage allows (`Some(0.0)` = must be identical; `None` = unbounded).
+    pub bound: Bound,
+    /// Elements outside the bound.
+    pub violations: u64,
+}
+
+/// What error a storage may introduce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// The variant can hold the original exactly: any difference is a violation.
+    Exact,
+    /// Rounding to F16.
+    F16Rounding,
+    /// Rounding to BF16.
+    Bf16Rounding,
+    /// One quantization step of a symmetric 8-bit group of this size.
+    Int8Step(usize),
+    /// Requantization with no known bound (e.g. BF16 → MXFP4).
+    Unbounded,
+}
+
+impl Bound {
+    /// A short name for reports.
+    pub fn name(self) -> String {
+        match self {
+            Bound::Exact => "exact".into(),
+            Bound::F16Rounding => "f16 rounding".into(),
+            Bound::Bf16Rounding => "bf16 rounding".into(),
+            Bound::Int8Step(g) => format!("1 step of int8 group {g}"),
+            Bound::Unbounded => "unbounded".into(),
+        }
+    }
+
+    /// The bound for a variant encoding `var` holding weights stored as `orig`.
+    pub fn for_encodings(orig: &Encoding<'_>, var: &Encoding<'_>, cols: usize) -> Bound {
+        use Encoding as E;
+        let kind = |e: &Encoding<'_>| match e {
+            E::Dense { dtype, .. } => *dtype as u8,
+            E::Mxfp4 { .. } | E::Mxfp4Ggml { .. } => 10,
+            E::Q8_0 { .. } => 11,
+            E::Int8 { group, .. } => 12 + u8::from(*group != 32),
+        };
+        let bf16 = matches!(orig, E::Dense { dtype: DenseType::BF16, .. });
+        let mx = matches!(orig, E::Mxfp4 { .. } | E::Mxfp4Ggml { .. });
+        match var {
+            _ if kind(orig) == kind(var) => Bound::Exact,
+            E::Dense { dtype: DenseType::F32, .. } => Bound::Exact,
+            E::Dense { dtype: DenseType::BF16, .. } if bf16 || mx => Bound::Exact,
+            E::Dense { dtype: DenseType::BF16, .. } => Bound::Bf16Rounding,
+            E::Dense { dtype: DenseType::F16, .. } => Bound::F16Rounding,
+            E::Q8_0 { .. } => Bound::Int8Step(quant::q8_0::BLOCK),
+            E::Int8 { group, .. } => Bound::Int8Step((*group).min(cols)),
+            _ => Bound::Unbounded,
+        }
+    }
+}
+
+impl TensorCheck {
+    fn merge(&mut self, o: &TensorCheck) {
+        self.elements += o.elements;
+        self.differing += o.differing;
+        self.max_abs_error = self.max_abs_error.max(o.max_abs_error);
+        self.violations += o.violations;
+        if self.bound != o.bound {
+            // Experts of one layer stored differently (e.g. gguf-q8_0's inexact blocks are all
+            // Q8_0 anyway); keep the looser description.
+            if self.bound == Bound::Exact {
+                self.bound = o.bound;
+            }
+        }
+    }
+
+    /// True when every value is identical.
+    pub fn identical(&self) -> bool {
+        self.differing == 0
+    }
+}
+
+/// The name a weight is reported under: experts are grouped per layer and projection.
+pub fn group_name(id: WeightId) -> String {
+    match id {
+        WeightId::Gate(l, _) => format!("layers.{l}.experts.gate"),
+        WeightId::Up(l, _) => format!("layers.{l}.experts.up"),
+        WeightId::Down(l, _) => format!("layers.{l}.experts.down"),
+        WeightId::GateBias(l, _) => format!("layers.{l}.experts.gate.bias"),
+        WeightId::UpBias(l, _) => format!("layers.{l}.experts.up.bias"),
+        WeightId::DownBias(l, _) => format!("layers.{l}.experts.down.bias"),
+        other => other.to_string(),
+    }
+}
+
+/// Rows decoded per work item.
+const ROW_CHUNK: usize = 32;
+
+/// Compares one weight.
+pub fn check_weight(id: WeightId, orig: &MatRef<'_>, var: &MatRef<'_>) -> Result<TensorCheck, VerifyError> {
+    let name = group_name(id);
+    if (orig.rows(), orig.cols()) != (var.rows(), var.cols()) {
+        return Err(VerifyError::Mismatch(format!(
+            "{id}: the original is {}x{}, the variant {}x{}",
+            orig.rows(),
+            orig.cols(),
+            var.rows(),
+            var.cols()
+        )));
+    }
+    let (rows, cols) = (orig.rows(), orig.cols());
+    let bound = Bound::for_encodings(orig.encoding(), var.encoding(), cols);
+    let mut check = TensorCheck {
+        name,
+        original: orig.encoding().name(),
+        variant: var.encoding().name(),
+        elements: (rows * cols) as u64,
+        differing: 0,
+        max_abs_error: 0.0,
+        bound,
+        violations: 0,
+    };
+    if same_bytes(orig.encoding(), var.encoding()) {
+        return Ok(check);
+    }
+    let chunks: Vec<usize> = (0..rows).step_by(ROW_CHUNK).collect();
+    let parts: Vec<(u64, f64, u64)> = chunks
+        .into_par_iter()
+        .map(|r0| {
+            let n = ROW_CHUNK.min(rows - r0);
+            let (mut a, mut b) = (vec![0f32; n * cols], vec![0f32; n * cols]);
+            orig.dequant_rows(r0, &mut a);
+            var.dequant_rows(r0, &mut b);
+            compare(&a, &b, cols, bound)
+        })
+        .collect();
+    for (d, m, v) in parts {
+        check.differing += d;
+        check.max_abs_error = check.max_abs_error.max(m);
+        check.violations += v;
+    }
+    Ok(check)
+}
+
+/// Byte-identical storage in the same encoding (skips decoding).
+fn same_bytes(a: &Encoding<'_>, b: &Encoding<'_>) -> bool {
+    use Encoding as E;
+    match (a, b) {
+        (E::Dense { dtype: t1, data: d1, row_stride: r1, col_stride: c1 }, E::Dense { dtype: t2, data: d2, row_stride: r2, col_stride: c2 }) => {
+            t1 == t2 && r1 == r2 && c1 == c2 && d1 == d2
+        }
+        (E::Mxfp4 { blocks: b1, scales: s1, row_step: r1 }, E::Mxfp4 { blocks: b2, scales: s2, row_step: r2 }) => {
+            r1 == r2 && b1 == b2 && s1 == s2
+        }
+        _ => false,
+    }
+}
+
+/// Compares rows of `cols` values: (differing, max abs error, violations).
+fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> (u64, f64, u64) {
+    let (mut differing, mut max_err, mut violations) = (0u64, 0f64, 0u64);
+    let group = match bound {
+        Bound::Int8Step(g) if g > 0 && cols.is_multiple_of(g) => g,
+        _ => cols.max(1),
+    };
+    for (ga, gb) in a.chunks(group).zip(b.chunks(group)) {
+        let step = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs())) / 127.0;
+        for (&x, &y) in ga.iter().zip(gb) {
+            if x.to_bits() == y.to_bits() || (x == y) {
+                continue;
+            }
+            differing += 1;
+            let err = if x.is_nan() || y.is_nan() { f64::INFINITY } else { (x as f64 - y as f64).abs() };
+            max_err = max_err.max(err);
+            let ax = (x as f64).abs();
+            let ok = match bound {
+                Bound::Exact => false,
+                Bound::F16Rounding => err <= ax * 2f64.powi(-11) + 2f64.powi(-25) || (ax > 65504.0 && (y.abs() == 65504.0 || y.is_infinite()) && x.signum() == y.signum()),
+                Bound::Bf16Rounding => err <= ax * 2f64.powi(-8),
+                Bound::Int8Step(_) => err <= step * (1.0 + 1e-6),
+                Bound::Unbounded => true,
+            };
+            violations += u64::from(!ok);
+        }
+    }
+    (differing, max_err, violations)
+}
+
+/// Checks every weight; `progress(done, total)` is called after each weight.
+pub fn check_all(orig: &dyn WeightSource, var: &dyn WeightSource, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Vec<TensorCheck>, VerifyError> {
+    let ids = WeightId::all(orig.config());
+    let mut out: Vec<TensorCheck> = Vec::new();
+    for (k, &id) in ids.iter().enumerate() {
+        let a = orig.weight(id).map_err(|e| VerifyError::Read { model: "original".into(), detail: e.to_string() })?;
+        let b = var.weight(id).map_err(|e| VerifyError::Read { model: "variant".into(), detail: e.to_string() })?;
+        let c = check_weight(id, &a, &b)?;
+        orig.release(id);
+        var.release(id);
+        match out.last_mut() {
+            Some(last) if last.name == c.name => last.merge(&c),
+            _ => out.push(c),
+        }
+        progress(k + 1, ids.len());
+    }
+    // Experts are interleaved gate/up/down per expert: merge groups that reappear.
+    let mut merged: Vec<TensorCheck> = Vec::with_capacity(out.len());
+    for c in out {
+        match merged.iter_mut().find(|m| m.name == c.name) {
+            Some(m) => m.merge(&c),
+            None => merged.push(c),
+        }
+    }
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bf16(xs: &[f32]) -> Vec<u8> {
+        let mut b = vec![0u8; xs.len() * 2];
+        quant::float::f32_row_to_bf16(xs, &mut b);
+        b
+    }
+
+    #[test]
+    fn identical_views_pass_and_a_changed_value_is_a_violation() {
+        let xs: Vec<f32> = (0..64).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let a = bf16(&xs);
+        let mut b = a.clone();
+        let ma = MatRef::dense(DenseType::BF16, &a, 2, 32).unwrap();
+        let c = check_weight(WeightId::QProj(0), &ma, &MatRef::dense(DenseType::BF16, &b, 2, 32).unwrap()).unwrap();
+        assert!(c.identical() && c.violations == 0 && c.bound == Bound::Exact);
+        b[10] ^= 1;
+        let c = check_weight(WeightId::QProj(0), &ma, &MatRef::dense(DenseType::BF16, &b, 2, 32).unwrap()).unwrap();
+        assert_eq!((c.differing, c.violations), (1, 1));
+    }
+
+    #[test]
+    fn q8_0_rounding_is_within_bound_and_a_swap_is_not() {
+        let xs: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.01).collect();
+        let a = bf16(&xs);
+        let mut vals = vec![0f32; 64];
+        quant::float::bf16_row_to_f32(&a, &mut vals);
+        let mut q = vec![0u8; 2 * quant::q8_0::BLOCK_BYTES];
+        quant::q8_0::quantize_row_ref(&vals, &mut q);
+        let ma = MatRef::dense(DenseType::BF16, &a, 2, 32).unwrap();
+        let mq = MatRef::new(2, 32, Encoding::Q8_0 { data: &q, row_step: 1 }).unwrap();
+        let c = check_weight(WeightId::Down(0, 0), &ma, &mq).unwrap();
+        assert!(c.differing > 0 && c.violations == 0, "{c:?}");
+        // Rows swapped: far outside one quantization step.
+        let swapped: Vec<u8> = q[34..].iter().chain(&q[..34]).copied().collect();
+        let ms = MatRef::new(2, 32, Encoding::Q8_0 { data: &swapped, row_step: 1 }).unwrap();
+        assert!(check_weight(WeightId::Down(0, 0), &ma, &ms).unwrap().violations > 0);
+    }
+
+    #[test]
+    fn f16_rounding_is_within_bound() {
+        let xs: Vec<f32> = (0..32).map(|i| 1.0 + i as f32 * 1e-3).collect();
+        let a = bf16(&xs);
+        let mut vals = vec![0f32; 32];
+        quant::float::bf16_row_to_f32(&a, &mut vals);
+        let mut h = vec![0u8; 64];
+        quant::float::f32_row_to_f16(&vals, &mut h);
+        let c = check_weight(
+            WeightId::OProj(0),
+            &MatRef::dense(DenseType::BF16, &a, 1, 32).unwrap(),
+            &MatRef::dense(DenseType::F16, &h, 1, 32).unwrap(),
+        )
+        .unwrap();
+        assert_eq!((c.bound, c.violations), (Bound::F16Rounding, 0));
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let a = bf16(&[0.0; 64]);
+        let r = check_weight(WeightId::QProj(0), &MatRef::dense(DenseType::BF16, &a, 2, 32).unwrap(), &MatRef::dense(DenseType::BF16, &a, 1, 64).unwrap());
+        assert!(r.is_err());
+    }
+}
