@@ -13,8 +13,10 @@
 //!
 //! Defaults and how they were measured: `docs/tolerances.md`.
 
+pub mod card;
 pub mod fit;
 pub mod metrics;
+pub mod pipeline;
 pub mod prompts;
 pub mod report;
 pub mod weights;
@@ -42,6 +44,9 @@ pub enum VerifyError {
     /// A prompt is unusable.
     #[error("{0}")]
     Prompt(String),
+    /// Reading or writing a file failed.
+    #[error(transparent)]
+    File(#[from] convert::ConvertError),
 }
 
 /// Gates for lossy variants.

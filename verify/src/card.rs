@@ -1,0 +1,166 @@
+//! Hugging Face model cards (`README.md` with YAML front matter) for the variants `pipeline`
+//! writes. Pure text from data: the same inputs give the same bytes.
+
+use crate::fit;
+use crate::report::sci;
+use convert::Variant;
+use reference::Config;
+use serde_json::Value;
+
+/// What goes on one card.
+pub struct CardInput<'a> {
+    /// The source model's name (`gpt-oss-20b`, or the directory name).
+    pub model_name: &'a str,
+    /// `openai/gpt-oss-20b` for the real models, else the source name.
+    pub base_model: &'a str,
+    /// The variant.
+    pub variant: Variant,
+    /// Its config.
+    pub config: &'a Config,
+    /// Files of the variant: (relative path, bytes, sha256).
+    pub files: &'a [(String, u64, String)],
+    /// The variant's verification result, as in the JSON report.
+    pub verification: &'a Value,
+    /// Inexact-value notes of the conversion (`count what (max error)`).
+    pub inexact: &'a [String],
+    /// Warnings of the conversion.
+    pub warnings: &'a [String],
+}
+
+/// Storage of each weight class: (experts, other 2-D weights, 1-D / biases / router).
+pub fn storage(v: Variant) -> (&'static str, &'static str, &'static str) {
+    use Variant::*;
+    match v {
+        GgufMxfp4 => ("MXFP4 (E2M1 + E8M0 scale per 32, bit-exact repack of the release)", "BF16", "F32"),
+        GgufMxfp4F16 => ("MXFP4 (bit-exact repack)", "F16", "F32"),
+        GgufMxfp4Q8_0 => ("MXFP4 (bit-exact repack)", "Q8_0 (int8 + F16 scale per 32)", "F32"),
+        GgufQ8_0 => ("Q8_0, exact: d = 2^(s−128), q = 2 × E2M1 value (blocks whose scale an F16 d cannot hold are requantized and counted)", "Q8_0", "F32"),
+        GgufF16 => ("F16 (dequantized)", "F16", "F32"),
+        GgufBf16 => ("BF16 (dequantized, exact)", "BF16", "F32"),
+        SafetensorsBf16 => ("BF16 fused `gate_up_proj` / `down_proj` (dequantized, exact)", "BF16", "BF16"),
+        SafetensorsFp16 => ("F16 fused `gate_up_proj` / `down_proj` (dequantized)", "F16", "F16"),
+        SafetensorsInt8 => ("int8, symmetric, group 32 aligned to the MXFP4 blocks (exact), compressed-tensors `pack-quantized`", "BF16 (in `ignore`)", "BF16"),
+    }
+}
+
+fn tags(v: Variant) -> Vec<&'static str> {
+    let mut t = vec!["gpt-oss", "oss-forge", "verified"];
+    if v.is_gguf() {
+        t.push("gguf");
+    } else {
+        t.extend(["safetensors", "transformers"]);
+    }
+    match v {
+        Variant::GgufMxfp4 | Variant::GgufMxfp4F16 | Variant::GgufMxfp4Q8_0 => t.push("mxfp4"),
+        Variant::GgufQ8_0 => t.push("q8_0"),
+        Variant::SafetensorsInt8 => t.extend(["int8", "compressed-tensors"]),
+        _ => {}
+    }
+    t
+}
+
+fn metric(v: &Value, k: &str) -> String {
+    v["metrics"][k].as_f64().map_or_else(|| "n/a".into(), sci)
+}
+
+/// The card.
+pub fn model_card(c: &CardInput<'_>) -> String {
+    let v = c.variant;
+    let (experts, dense, vectors) = storage(v);
+    let mut s = String::new();
+    s.push_str("---\n");
+    s.push_str(&format!("base_model: {}\n", c.base_model));
+    s.push_str("base_model_relation: quantized\n");
+    s.push_str("license: apache-2.0\n");
+    s.push_str(&format!("library_name: {}\n", if v.is_gguf() { "gguf" } else { "transformers" }));
+    s.push_str("pipeline_tag: text-generation\n");
+    s.push_str("tags:\n");
+    for t in tags(v) {
+        s.push_str(&format!("- {t}\n"));
+    }
+    s.push_str("---\n\n");
+    s.push_str(&format!("# {} — {}\n\n", c.model_name, v.name()));
+    s.push_str(&format!(
+        "`{}` converted to **{}** by [oss-forge](https://github.com/oss-forge/oss-forge) {} and verified against the original \
+         MXFP4 checkpoint with a CPU reference forward pass.\n\n",
+        c.model_name,
+        v.name(),
+        env!("CARGO_PKG_VERSION")
+    ));
+    s.push_str("## Quantization\n\n| weights | storage |\n|---|---|\n");
+    s.push_str(&format!("| MoE experts (gate, up, down) | {experts} |\n| attention, embeddings, lm_head | {dense} |\n| norms, biases, sinks, router | {vectors} |\n\n"));
+    if c.inexact.is_empty() {
+        s.push_str("Every value is stored exactly as in the original.\n\n");
+    } else {
+        s.push_str("Values not stored exactly:\n\n");
+        for i in c.inexact {
+            s.push_str(&format!("- {i}\n"));
+        }
+        s.push('\n');
+    }
+    for w in c.warnings {
+        s.push_str(&format!("> **Warning:** {w}\n\n"));
+    }
+    s.push_str("## Verification\n\n");
+    let ver = c.verification;
+    let pass = ver["pass"].as_bool().unwrap_or(false);
+    let positions = ver["metrics"]["positions"].as_u64().unwrap_or(0);
+    s.push_str(&format!(
+        "Logits of the reference forward pass over {positions} positions (built-in harmony chats and sequences crossing the \
+         sliding window), original vs this variant. Result: **{}**{}.\n\n",
+        if pass { "PASS" } else { "FAIL" },
+        if ver["lossless"].as_bool() == Some(true) { ", every weight identical to the original after dequantization" } else { "" }
+    ));
+    let rows = [
+        ["max abs Δlogit", "NMSE", "mean KLD", "p99 KLD", "max KLD", "top-1 agreement", "top-5 overlap"].map(String::from),
+        [
+            metric(ver, "max_abs"),
+            metric(ver, "nmse"),
+            metric(ver, "kld_mean"),
+            metric(ver, "kld_p99"),
+            metric(ver, "kld_max"),
+            ver["metrics"]["top1"].as_f64().map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
+            ver["metrics"]["top5_overlap"].as_f64().map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
+        ],
+    ];
+    s.push_str(&markdown_table(&rows));
+    let w = &ver["weights"];
+    s.push_str(&format!(
+        "\nWeight check: {} of {} tensors identical to the original, largest difference {}, {} values outside their storage's error bound.\n\n",
+        w["identical"], w["tensors"], w["max_abs_error"].as_f64().map_or("n/a".into(), sci), w["violations"]
+    ));
+    s.push_str("## Fits on\n\nWeights + F16 KV cache + runtime overhead (see `oss-forge fit`), at 8192 and 32768 tokens of context:\n\n");
+    for ctx in [8192usize, 32768] {
+        let row = fit::fit_rows(c.config, ctx).into_iter().find(|r| r.variant == v.name());
+        if let Some(r) = row {
+            s.push_str(&format!("**Context {ctx}:** {} total ({} weights, {} KV cache, {} overhead)\n\n", fit::gb(r.total), fit::gb(r.weights), fit::gb(r.kv_cache), fit::gb(r.overhead)));
+            s.push_str(&fit::gpu_markdown(c.config, ctx, &[v]));
+            s.push('\n');
+        }
+    }
+    s.push_str("## Files\n\n| file | bytes | sha256 |\n|---|---|---|\n");
+    for (f, b, h) in c.files {
+        s.push_str(&format!("| `{f}` | {b} | `{h}` |\n"));
+    }
+    s.push_str("\n## Use\n\n");
+    if v.is_gguf() {
+        let first = c.files.first().map_or("model.gguf", |f| f.0.as_str());
+        s.push_str(&format!("```sh\nllama-cli -m {first} -p \"Hello\" --jinja\n```\n\n"));
+    } else {
+        s.push_str("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained(\"PATH\", torch_dtype=\"auto\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n```\n\n");
+    }
+    s.push_str(&format!("Reproduce and re-check:\n\n```sh\noss-forge pipeline {} -o OUT --variants {}\noss-forge check OUT\n```\n", c.model_name, v.name()));
+    s
+}
+
+/// A Markdown table (header row first).
+pub fn markdown_table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut s = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        s.push_str(&format!("| {} |\n", r.join(" | ")));
+        if i == 0 {
+            s.push_str(&format!("|{}\n", "---|".repeat(N)));
+        }
+    }
+    s
+}
