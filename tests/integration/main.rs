@@ -11,3 +11,6 @@ mod bad_inputs;
 
 // Synthetic checkpoints.
 mod synth;
+
+// safetensors-bf16/fp16/int8: layouts read back with the safetensors crate, exact logits.
+mod st_variants;
