@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 
 /// Elements decoded per step when streaming a plain tensor.
 const CHUNK_ELEMENTS: usize = 1 << 16;
+/// Elements of a plain tensor read between two releases of its pages (so a 1.2 GB embedding
+/// never becomes resident whole).
+const RELEASE_ELEMENTS: usize = 1 << 24;
 
 /// Inexact values of one output tensor.
 #[derive(Default)]
@@ -127,6 +130,7 @@ impl<'a> Encoder<'a> {
                 let cols = m.cols().max(1);
                 let step = (CHUNK_ELEMENTS / cols).max(1);
                 let mut xs = Vec::new();
+                let mut since_release = 0;
                 for r0 in (0..m.rows()).step_by(step) {
                     let n = step.min(m.rows() - r0);
                     xs.resize(n * m.cols(), 0.0);
@@ -134,6 +138,11 @@ impl<'a> Encoder<'a> {
                     self.check_finite(id, &xs)?;
                     Self::encode(&xs, t.dtype, &mut buf, &mut tally);
                     self.emit(w, &buf)?;
+                    since_release += xs.len();
+                    if since_release >= RELEASE_ELEMENTS {
+                        self.src.release(id);
+                        since_release = 0;
+                    }
                 }
                 self.src.release(id);
             }
