@@ -222,7 +222,7 @@ pub fn write_model_card(path: &Path, variant: Variant, layout: Layout, cfg: &Con
     }
     s.push_str("---\n\n");
     s.push_str(&format!("# gpt-oss ({} layers, {} experts): `{variant}`\n\n", cfg.num_hidden_layers, cfg.num_local_experts));
-    s.push_str(&format!("Written by oss-forge {} from the MXFP4 release layout.\n\n", env!("CARGO_PKG_VERSION")));
+    s.push_str(&format!("Written by `oss-forge convert --to {variant}` (oss-forge {}).\n\n", env!("CARGO_PKG_VERSION")));
     s.push_str("## Format\n\n");
     match variant {
         Variant::SafetensorsInt8 => {
