@@ -1,6 +1,11 @@
-//! A gpt-oss model stored as safetensors: the HF release layout (`model.layers.N.*`, MXFP4
-//! experts) or OpenAI's `original/` layout (`block.N.*`, fused qkv), mapped to the same
-//! [`WeightId`]s.
+//! A gpt-oss model stored as safetensors, mapped to the same [`WeightId`]s whatever the layout:
+//!
+//! | layout | experts are read as |
+//! |---|---|
+//! | HF release (`model.layers.N.*`) | MXFP4 views with a row step (gate = even rows) |
+//! | OpenAI `original/` (`block.N.*`, fused qkv) | the same MXFP4 views |
+//! | dense (transformers' dequantized, written by `safetensors-bf16`/`-fp16`) | strided views of `gate_up_proj [E, H, 2I]` / `down_proj [E, I, H]` |
+//! | int8 (compressed-tensors, written by `safetensors-int8`) | int8 group views of each expert's `weight_packed` + `weight_scale` |
 //!
 //! Opening validates everything before any weight is used: the config; the index (every listed
 //! shard present, every tensor where the index says, no tensor in two shards, no tensor outside
@@ -9,7 +14,7 @@
 //! copied.
 
 use crate::error::{ConvertError, Result};
-use crate::names::{self, Expect, Layout};
+use crate::names::{self, Expect, Layout, Role};
 use crate::safetensors::{Dtype, SafetensorsFile, TensorInfo};
 use reference::{Config, DenseType, Encoding, MatRef, SourceError, WeightId, WeightSource};
 use serde_json::Value;
@@ -115,6 +120,20 @@ impl Checkpoint {
                     format!("is {}, the config implies {}", info.describe(), e.describe()),
                 ));
             }
+            if let Role::Shape(id) = e.role {
+                // compressed-tensors reshapes the unpacked weight to these values: they must be
+                // the [out, in] the config implies.
+                let b = file.data(info);
+                let dim = |k: usize| i64::from_le_bytes(b[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+                let (rows, cols) = id.shape(&self.config);
+                if [dim(0), dim(1)] != [rows as i64, cols as i64] {
+                    return Err(ConvertError::tensor(
+                        file.path(),
+                        &e.name,
+                        format!("holds [{}, {}], the config implies [{rows}, {cols}]", dim(0), dim(1)),
+                    ));
+                }
+            }
         }
         for (name, &(f, _)) in &self.names {
             if !wanted.contains_key(name.as_str()) {
@@ -177,12 +196,38 @@ impl Checkpoint {
         ConvertError::tensor(&self.dir, name, e.to_string())
     }
 
+    /// An int8 module: `weight_packed` bytes (`q + 128`, four per I32) with BF16 group scales.
+    fn int8_view(&self, id: WeightId) -> Result<MatRef<'_>> {
+        let m = names::Names::new(self.layout).module(id);
+        let (packed_name, scale_name) = (format!("{m}.weight_packed"), format!("{m}.weight_scale"));
+        let (packed, _) = self.bytes(&packed_name)?;
+        let (scales, _) = self.bytes(&scale_name)?;
+        let (rows, cols) = id.shape(&self.config);
+        let group = self.layout.int8_group(id, &self.config);
+        MatRef::new(rows, cols, Encoding::Int8 { packed, scales, group }).map_err(|e| self.layout_err(&packed_name, e))
+    }
+
     fn view(&self, id: WeightId) -> Result<MatRef<'_>> {
         let cfg = &self.config;
         let (h, i, q, kv) = (cfg.hidden_size, cfg.intermediate_size, cfg.q_dim(), cfg.kv_dim());
         let n = names::Names::new(self.layout);
+        if self.layout.is_int8(id) {
+            return self.int8_view(id);
+        }
         use WeightId::*;
         match id {
+            // transformers' input-major fused experts: gate_up_proj[e][c][2j (+1)] is gate (up)
+            // unit j for input c, down_proj[e][c][h] is output h for input c.
+            Gate(l, e) | Up(l, e) if self.layout == Layout::Dense => {
+                let first = if matches!(id, Gate(..)) { 0 } else { 1 };
+                self.dense_strided(&n.gate_up_fused(l), e * h * 2 * i + first, i, h, (2, 2 * i))
+            }
+            Down(l, e) if self.layout == Layout::Dense => self.dense_strided(&n.down_fused(l), e * i * h, h, i, (1, h)),
+            // compressed-tensors: one bias per expert module.
+            GateBias(..) | UpBias(..) | DownBias(..) if matches!(self.layout, Layout::Int8 { .. }) => {
+                let (rows, cols) = id.shape(cfg);
+                self.dense_rows(&n.plain(id), 0, rows, cols)
+            }
             Embedding | LmHead | FinalNorm | AttnNorm(_) | MlpNorm(_) | OProj(_) | OBias(_) | Sinks(_) | Router(_) | RouterBias(_) => {
                 let (rows, cols) = id.shape(cfg);
                 self.dense_rows(&n.plain(id), 0, rows, cols)

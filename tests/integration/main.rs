@@ -14,3 +14,6 @@ mod synth;
 
 // `verify`: identical variants pass, broken ones are caught.
 mod verify;
+
+// safetensors-bf16/fp16/int8: layouts read back with the safetensors crate, exact logits.
+mod st_variants;

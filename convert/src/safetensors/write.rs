@@ -94,6 +94,11 @@ impl SafetensorsWriter {
         }
     }
 
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The tensor the next bytes belong to, if any remain.
     pub fn current_tensor(&self) -> Option<&str> {
         self.sizes.get(self.current).map(|(n, _)| n.as_str())

@@ -1,0 +1,354 @@
+//! Producing the bytes of each output tensor from the source's weights, one tensor at a time.
+//!
+//! | output role | source weights read | bytes |
+//! |---|---|---|
+//! | `Plain(id)` | `id`, a few rows at a time | BF16 / F16 / F32 of each value |
+//! | `GateUpT(l)` | `Gate(l, e)`, `Up(l, e)` per expert | row `c` of expert `e` = `[gate[0][c], up[0][c], gate[1][c], ...]` |
+//! | `GateUpBias(l)` | `GateBias(l, e)`, `UpBias(l, e)` | interleaved the same way |
+//! | `DownT(l)` / `DownBias(l)` | `Down(l, e)` / `DownBias(l, e)` | row `c` of expert `e` = column `c` of down |
+//! | `Packed(id)` | `id` | `q + 128` per element (four per little-endian I32); the scales are kept for `Scale(id)` |
+//! | `Scale(id)` / `Shape(id)` | none | BF16 scales / `[out, in]` as I64 |
+//!
+//! int8 from MXFP4 is exact (`q = 2·E2M1 value`, `scale = 2^(s-128)`, [`quant::int8`]); from
+//! int8 with the same grouping the bytes are copied; from anything else it is absmax
+//! quantization and every value that does not decode back unchanged is counted as inexact.
+
+use crate::error::{ConvertError, Result};
+use crate::names::{Expect, Layout, Role};
+use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
+use crate::variant::{ConvertReport, Inexact, Progress};
+use quant::{float, int8, mxfp4};
+use reference::{Encoding, MatRef, WeightId, WeightSource};
+use std::path::{Path, PathBuf};
+
+/// Elements decoded per step when streaming a plain tensor.
+const CHUNK_ELEMENTS: usize = 1 << 16;
+/// Elements of a plain tensor read between two releases of its pages (so a 1.2 GB embedding
+/// never becomes resident whole).
+const RELEASE_ELEMENTS: usize = 1 << 24;
+
+/// Inexact values of one output tensor.
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    max_abs_error: f32,
+}
+
+impl Tally {
+    fn add(&mut self, exact: f32, stored: f32) {
+        if exact.is_nan() && stored.is_nan() || exact == stored {
+            return;
+        }
+        self.count += 1;
+        let err = (exact - stored).abs();
+        self.max_abs_error = if err.is_nan() { f32::INFINITY } else { self.max_abs_error.max(err) };
+    }
+}
+
+/// Writes output tensors from a weight source.
+pub struct Encoder<'a> {
+    src: &'a dyn WeightSource,
+    src_path: PathBuf,
+    layout: Layout,
+    allow_nonfinite: bool,
+    progress: &'a dyn Progress,
+    /// Scales computed with the last `Packed` tensor, written by the following `Scale`.
+    pending_scales: Option<(WeightId, Vec<u8>)>,
+    inexact: Vec<Inexact>,
+}
+
+impl<'a> Encoder<'a> {
+    /// An encoder reading `src` (found at `src_path`, for messages) into `layout`.
+    pub fn new(src: &'a dyn WeightSource, src_path: &Path, layout: Layout, allow_nonfinite: bool, progress: &'a dyn Progress) -> Self {
+        Encoder { src, src_path: src_path.to_path_buf(), layout, allow_nonfinite, progress, pending_scales: None, inexact: Vec::new() }
+    }
+
+    /// The report of everything written so far (inexact values by tensor).
+    pub fn finish(self) -> ConvertReport {
+        ConvertReport { inexact: self.inexact, ..ConvertReport::default() }
+    }
+
+    fn weight(&self, id: WeightId) -> Result<MatRef<'a>> {
+        self.src.weight(id).map_err(|e| ConvertError::format(&self.src_path, format!("{id}: {e}")))
+    }
+
+    fn check_finite(&self, id: WeightId, xs: &[f32]) -> Result<()> {
+        if !self.allow_nonfinite && xs.iter().any(|x| !x.is_finite()) {
+            return Err(ConvertError::tensor(&self.src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)"));
+        }
+        Ok(())
+    }
+
+    /// Encodes `xs` as `dtype` into `out`, tallying values that do not survive.
+    fn encode(xs: &[f32], dtype: Dtype, out: &mut Vec<u8>, tally: &mut Tally) {
+        out.clear();
+        match dtype {
+            Dtype::F32 => out.extend(xs.iter().flat_map(|x| x.to_le_bytes())),
+            Dtype::BF16 => {
+                for &x in xs {
+                    let b = float::f32_to_bf16_bits(x);
+                    tally.add(x, float::bf16_bits_to_f32(b));
+                    out.extend_from_slice(&b.to_le_bytes());
+                }
+            }
+            _ => {
+                for &x in xs {
+                    let b = float::f32_to_f16_bits(x);
+                    tally.add(x, float::f16_bits_to_f32(b));
+                    out.extend_from_slice(&b.to_le_bytes());
+                }
+            }
+        }
+    }
+
+    fn emit(&self, w: &mut SafetensorsWriter, bytes: &[u8]) -> Result<()> {
+        w.write(bytes)?;
+        self.progress.advance(bytes.len() as u64);
+        Ok(())
+    }
+
+    fn record(&mut self, t: &PlannedTensor, what: &str, tally: Tally) {
+        if tally.count > 0 {
+            self.inexact.push(Inexact {
+                what: format!("{what} of `{}`", t.name),
+                count: tally.count,
+                max_abs_error: tally.max_abs_error,
+            });
+        }
+    }
+
+    /// Writes the bytes of one planned tensor.
+    pub fn write(&mut self, e: &Expect, t: &PlannedTensor, w: &mut SafetensorsWriter) -> Result<()> {
+        let cfg = self.src.config();
+        let (h, i, ne) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_local_experts);
+        let float_what = format!("{} values not exactly representable", t.dtype);
+        let mut tally = Tally::default();
+        let mut buf = Vec::new();
+        match e.role {
+            Role::Plain(id) => {
+                let m = self.weight(id)?;
+                let cols = m.cols().max(1);
+                let step = (CHUNK_ELEMENTS / cols).max(1);
+                let mut xs = Vec::new();
+                let mut since_release = 0;
+                for r0 in (0..m.rows()).step_by(step) {
+                    let n = step.min(m.rows() - r0);
+                    xs.resize(n * m.cols(), 0.0);
+                    m.dequant_rows(r0, &mut xs);
+                    self.check_finite(id, &xs)?;
+                    Self::encode(&xs, t.dtype, &mut buf, &mut tally);
+                    self.emit(w, &buf)?;
+                    since_release += xs.len();
+                    if since_release >= RELEASE_ELEMENTS {
+                        self.src.release(id);
+                        since_release = 0;
+                    }
+                }
+                self.src.release(id);
+            }
+            Role::GateUpT(l) => {
+                let mut row = vec![0f32; 2 * i];
+                for x in 0..ne {
+                    let (gate, up) = (self.weight(WeightId::Gate(l, x))?.to_f32(), self.weight(WeightId::Up(l, x))?.to_f32());
+                    self.check_finite(WeightId::Gate(l, x), &gate)?;
+                    self.check_finite(WeightId::Up(l, x), &up)?;
+                    // Input-major: row c lists every output for input c, gate and up interleaved.
+                    for c in 0..h {
+                        for j in 0..i {
+                            row[2 * j] = gate[j * h + c];
+                            row[2 * j + 1] = up[j * h + c];
+                        }
+                        Self::encode(&row, t.dtype, &mut buf, &mut tally);
+                        self.emit(w, &buf)?;
+                    }
+                    self.src.release(WeightId::Gate(l, x));
+                    self.src.release(WeightId::Up(l, x));
+                }
+            }
+            Role::GateUpBias(l) => {
+                let mut row = vec![0f32; 2 * i];
+                for x in 0..ne {
+                    let (gate, up) = (self.weight(WeightId::GateBias(l, x))?.to_f32(), self.weight(WeightId::UpBias(l, x))?.to_f32());
+                    self.check_finite(WeightId::GateBias(l, x), &gate)?;
+                    self.check_finite(WeightId::UpBias(l, x), &up)?;
+                    for j in 0..i {
+                        row[2 * j] = gate[j];
+                        row[2 * j + 1] = up[j];
+                    }
+                    Self::encode(&row, t.dtype, &mut buf, &mut tally);
+                    self.emit(w, &buf)?;
+                }
+            }
+            Role::DownT(l) => {
+                let mut row = vec![0f32; h];
+                for x in 0..ne {
+                    let down = self.weight(WeightId::Down(l, x))?.to_f32();
+                    self.check_finite(WeightId::Down(l, x), &down)?;
+                    for c in 0..i {
+                        for (o, v) in row.iter_mut().enumerate() {
+                            *v = down[o * i + c];
+                        }
+                        Self::encode(&row, t.dtype, &mut buf, &mut tally);
+                        self.emit(w, &buf)?;
+                    }
+                    self.src.release(WeightId::Down(l, x));
+                }
+            }
+            Role::DownBias(l) => {
+                for x in 0..ne {
+                    let b = self.weight(WeightId::DownBias(l, x))?.to_f32();
+                    self.check_finite(WeightId::DownBias(l, x), &b)?;
+                    Self::encode(&b, t.dtype, &mut buf, &mut tally);
+                    self.emit(w, &buf)?;
+                }
+            }
+            Role::Packed(id) => {
+                let (packed, scales) = self.int8_module(id, &mut tally)?;
+                self.emit(w, &packed)?;
+                self.pending_scales = Some((id, scales));
+                self.record(t, "int8 values not exactly representable", tally);
+                return Ok(());
+            }
+            Role::Scale(id) => {
+                let Some((pid, scales)) = self.pending_scales.take().filter(|(pid, _)| *pid == id) else {
+                    return Err(ConvertError::tensor(w_path(w), &t.name, "internal: weight_scale planned without its weight_packed"));
+                };
+                debug_assert_eq!(pid, id);
+                self.emit(w, &scales)?;
+            }
+            Role::Shape(id) => {
+                let (rows, cols) = id.shape(cfg);
+                let bytes: Vec<u8> = [rows as i64, cols as i64].iter().flat_map(|d| d.to_le_bytes()).collect();
+                self.emit(w, &bytes)?;
+            }
+            Role::Other => {
+                return Err(ConvertError::tensor(w_path(w), &t.name, "internal: not a tensor of a safetensors variant"));
+            }
+        }
+        self.record(t, &float_what, tally);
+        Ok(())
+    }
+
+    /// The packed bytes (`q + 128`, row-major) and BF16 scale bytes of the int8 module `id`.
+    fn int8_module(&self, id: WeightId, tally: &mut Tally) -> Result<(Vec<u8>, Vec<u8>)> {
+        let cfg = self.src.config();
+        let group = self.layout.int8_group(id, cfg);
+        let m = self.weight(id)?;
+        let (rows, cols) = (m.rows(), m.cols());
+        let mut packed = vec![0u8; rows * cols];
+        let mut scales = Vec::with_capacity(rows * (cols / group) * 2);
+        match *m.encoding() {
+            // Exact: one MXFP4 block per group.
+            Encoding::Mxfp4 { blocks, scales: sc, row_step } if group == mxfp4::BLOCK => {
+                let nb = cols / mxfp4::BLOCK;
+                for (r, out) in packed.chunks_exact_mut(cols).enumerate() {
+                    let s = r * row_step;
+                    for (b, o) in out.chunks_exact_mut(mxfp4::BLOCK).enumerate() {
+                        let block = &blocks[(s * nb + b) * mxfp4::BLOCK_BYTES..(s * nb + b + 1) * mxfp4::BLOCK_BYTES];
+                        let bits = self.mxfp4_block(id, block, sc[s * nb + b], o)?;
+                        scales.extend_from_slice(&bits.to_le_bytes());
+                    }
+                }
+            }
+            // Already int8 with this grouping: copy.
+            Encoding::Int8 { packed: p, scales: sc, group: g } if g == group => {
+                packed.copy_from_slice(&p[..rows * cols]);
+                scales.extend_from_slice(&sc[..rows * (cols / group) * 2]);
+            }
+            _ => {
+                let mut x = vec![0f32; cols];
+                let mut back = vec![0f32; cols];
+                let mut sbits = vec![0u16; cols / group];
+                let mut sbytes = vec![0u8; 2 * (cols / group)];
+                for (r, out) in packed.chunks_exact_mut(cols).enumerate() {
+                    m.dequant_rows(r, &mut x);
+                    self.check_finite(id, &x)?;
+                    int8::quantize_row_absmax(&x, group, out, &mut sbits);
+                    for (o, b) in sbytes.chunks_exact_mut(2).zip(&sbits) {
+                        o.copy_from_slice(&b.to_le_bytes());
+                    }
+                    int8::decode_row_bf16_scales(out, &sbytes, group, &mut back);
+                    for (a, b) in x.iter().zip(&back) {
+                        tally.add(*a, *b);
+                    }
+                    scales.extend_from_slice(&sbytes);
+                }
+            }
+        }
+        self.src.release(id);
+        Ok((packed, scales))
+    }
+
+    /// One MXFP4 block as int8, refusing the NaN scale 255 unless non-finite values are allowed.
+    fn mxfp4_block(&self, id: WeightId, block: &[u8], s: u8, out: &mut [u8]) -> Result<u16> {
+        match mxfp4_block_to_int8(block, s, out) {
+            Some(bits) => Ok(bits),
+            None if self.allow_nonfinite => {
+                fill_q(block, out);
+                Ok(float::f32_to_bf16_bits(f32::NAN))
+            }
+            None => Err(ConvertError::tensor(
+                &self.src_path,
+                id.to_string(),
+                "an MXFP4 scale byte is 255 (NaN); pass --allow-nonfinite to convert anyway",
+            )),
+        }
+    }
+}
+
+/// `q + 128` of each element of an MXFP4 block, `q = 2·v` ([`mxfp4::GGML_KVALUES`]).
+fn fill_q(block: &[u8], out: &mut [u8]) {
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = (mxfp4::GGML_KVALUES[mxfp4::code_at(block, k) as usize] as i32 + int8::OFFSET) as u8;
+    }
+}
+
+/// One MXFP4 block as 32 int8 bytes and a BF16 scale `2^(s-128)`, exact for every scale byte
+/// but the NaN 255 (`None`). Scale byte 0 (`2^-127 · v = q · 2^-128`) gives a BF16 subnormal,
+/// still exact, which [`int8::from_mxfp4_block`] leaves to its caller.
+pub fn mxfp4_block_to_int8(block: &[u8], s: u8, out: &mut [u8]) -> Option<u16> {
+    if let Some(bits) = int8::from_mxfp4_block(block, s, out) {
+        return Some(bits);
+    }
+    if s != 0 {
+        return None;
+    }
+    fill_q(block, out);
+    Some(float::f32_to_bf16_bits(mxfp4::e8m0_to_f32_half(0)))
+}
+
+fn w_path(w: &SafetensorsWriter) -> PathBuf {
+    w.path().to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scale_byte_but_nan_is_exact_in_int8() {
+        let block: Vec<u8> = (0..16u8).map(|b| b.wrapping_mul(37).wrapping_add(5)).collect();
+        for s in 0..=254u8 {
+            let mut want = [0f32; 32];
+            mxfp4::decode_block(&block, s, &mut want);
+            let mut out = [0u8; 32];
+            let bits = mxfp4_block_to_int8(&block, s, &mut out).unwrap();
+            let mut got = [0f32; 32];
+            int8::decode_row_bf16_scales(&out, &bits.to_le_bytes(), 32, &mut got);
+            assert_eq!(got, want, "scale byte {s} (values; MXFP4 code 8 is -0, int8 has only +0)");
+            assert!(want.iter().any(|&v| v != 0.0));
+        }
+        assert!(mxfp4_block_to_int8(&block, 255, &mut [0u8; 32]).is_none());
+    }
+
+    #[test]
+    fn tally_counts_changed_values_only() {
+        let mut t = Tally::default();
+        t.add(1.0, 1.0);
+        t.add(f32::NAN, f32::NAN);
+        t.add(1e-8, 0.0);
+        t.add(70000.0, f32::INFINITY);
+        assert_eq!(t.count, 2);
+        assert_eq!(t.max_abs_error, f32::INFINITY);
+    }
+}
