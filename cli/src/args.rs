@@ -88,6 +88,49 @@ pub enum Command {
         #[arg(long, value_parser = verify::Tolerance::parse)]
         tolerance: Option<verify::Tolerance>,
     },
+    /// Convert into every variant (or --variants), verify each, and publish them with model cards,
+    /// manifest.json and SHA256SUMS. Re-running resumes: variants whose files still match are kept.
+    Pipeline {
+        /// A release directory or its `original/` folder.
+        model: PathBuf,
+        /// Output directory (one subdirectory per variant).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Comma-separated variants (default: all).
+        #[arg(long, value_delimiter = ',')]
+        variants: Option<Vec<String>>,
+        /// Prompts file for verification (see `verify --help`).
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        /// Gates for lossy variants, e.g. `kld=0.005,top1=0.9`.
+        #[arg(long, value_parser = verify::Tolerance::parse)]
+        tolerance: Option<verify::Tolerance>,
+        /// GGUF: split into shards of at most this size.
+        #[arg(long, value_parser = parse_size)]
+        split_max_size: Option<u64>,
+        /// safetensors: largest shard (default `5GB`).
+        #[arg(long, value_parser = parse_size)]
+        max_shard_size: Option<u64>,
+        /// safetensors-int8: also quantize attention and lm_head per output channel (lossy).
+        #[arg(long)]
+        int8_dense: bool,
+        /// Convert even if the source holds NaN/Inf weights or NaN scale bytes.
+        #[arg(long)]
+        allow_nonfinite: bool,
+    },
+    /// Re-hash a pipeline output directory against SHA256SUMS and manifest.json.
+    /// Exit code 1 if any file changed or went missing.
+    Check {
+        /// The pipeline's output directory.
+        out: PathBuf,
+    },
+    /// The main job on a built-in default: synthesize a tiny checkpoint, convert it to every
+    /// variant, verify each one. No downloads.
+    Demo {
+        /// Where to put the checkpoint and the variants.
+        #[arg(short, long, default_value = "oss-forge-demo")]
+        out: PathBuf,
+    },
     /// Which variant fits in a GPU's memory: weights, KV cache at a context length, overhead.
     Fit {
         /// A model (its config is read); or use --preset.

@@ -17,3 +17,6 @@ mod verify;
 
 // safetensors-bf16/fp16/int8: layouts read back with the safetensors crate, exact logits.
 mod st_variants;
+
+// `pipeline`, `check`, `demo`, and verify against llama.cpp's own GGUFs.
+mod pipeline;

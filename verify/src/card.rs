@@ -91,9 +91,18 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     s.push_str(&format!("| MoE experts (gate, up, down) | {experts} |\n| attention, embeddings, lm_head | {dense} |\n| norms, biases, sinks, router | {vectors} |\n\n"));
     if c.inexact.is_empty() {
         s.push_str("Every value is stored exactly as in the original.\n\n");
-    } else {
+    } else if c.inexact.len() <= 8 {
         s.push_str("Values not stored exactly:\n\n");
         for i in c.inexact {
+            s.push_str(&format!("- {i}\n"));
+        }
+        s.push('\n');
+    } else {
+        s.push_str(&format!(
+            "Values not stored exactly, in {} tensors (every one is listed in the pipeline's `manifest.json`); the first ones:\n\n",
+            c.inexact.len()
+        ));
+        for i in &c.inexact[..5] {
             s.push_str(&format!("- {i}\n"));
         }
         s.push('\n');
@@ -139,13 +148,14 @@ pub fn model_card(c: &CardInput<'_>) -> String {
         }
     }
     s.push_str("## Files\n\n| file | bytes | sha256 |\n|---|---|---|\n");
+    let local = |f: &str| f.strip_prefix(&format!("{}/", v.name())).unwrap_or(f).to_string();
     for (f, b, h) in c.files {
-        s.push_str(&format!("| `{f}` | {b} | `{h}` |\n"));
+        s.push_str(&format!("| `{}` | {b} | `{h}` |\n", local(f)));
     }
     s.push_str("\n## Use\n\n");
     if v.is_gguf() {
-        let first = c.files.first().map_or("model.gguf", |f| f.0.as_str());
-        s.push_str(&format!("```sh\nllama-cli -m {first} -p \"Hello\" --jinja\n```\n\n"));
+        let first = c.files.first().map_or("model.gguf".to_string(), |f| local(&f.0));
+        s.push_str(&format!("```sh\nllama-cli -m {first} --jinja -p \"Hello\"\n```\n\n"));
     } else {
         s.push_str("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained(\"PATH\", torch_dtype=\"auto\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n```\n\n");
     }

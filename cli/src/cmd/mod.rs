@@ -4,6 +4,7 @@ mod convert;
 mod fit;
 mod inspect;
 mod logits;
+mod pipeline;
 mod synth;
 mod verify;
 
@@ -25,6 +26,13 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::Verify { original, variants, prompts, json, tolerance } => {
             verify::run(&original, &variants, prompts.as_deref(), json.as_deref(), tolerance.unwrap_or_default(), quiet)
         }
+        Command::Pipeline { model, out, variants, prompts, tolerance, split_max_size, max_shard_size, int8_dense, allow_nonfinite } => {
+            let convert = ::convert::ConvertOptions { force: true, split_max_bytes: split_max_size, max_shard_bytes: max_shard_size, int8_dense, allow_nonfinite };
+            let args = pipeline::Args { model: &model, out: &out, variants, prompts: prompts.as_deref(), tolerance: tolerance.unwrap_or_default(), convert, quiet };
+            pipeline::run(&args)
+        }
+        Command::Check { out } => pipeline::check(&out),
+        Command::Demo { out } => pipeline::demo(&out, quiet),
         Command::Fit { model, preset, gpu_mem, context } => fit::run(model.as_deref(), preset.as_deref(), gpu_mem, context),
     }
 }
