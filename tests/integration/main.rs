@@ -11,3 +11,6 @@ mod bad_inputs;
 
 // Synthetic checkpoints.
 mod synth;
+
+// GGUF variants against llama.cpp's files, logits through GGUF, splits, hostile GGUF files.
+mod gguf;
