@@ -177,10 +177,12 @@ mod tests {
     #[test]
     fn splits_follow_gguf_py() {
         let ts = [t("a", 10), t("b", 10), t("c", 30), t("d", 1)];
-        // 40 + 40 > 64 → new split before b? No: 40 + 40 = 80 > 64 → yes.
+        // Bytes 40, 40, 120, 4: a split closes when the next tensor would take it past the limit;
+        // a tensor larger than the limit still gets a split.
         assert_eq!(plan_splits(&ts, Some(64)), vec![0..1, 1..2, 2..3, 3..4]);
         assert_eq!(plan_splits(&ts, Some(80)), vec![0..2, 2..3, 3..4]);
-        assert_eq!(plan_splits(&ts, Some(200)), vec![0..4]);
+        assert_eq!(plan_splits(&ts, Some(203)), vec![0..3, 3..4]);
+        assert_eq!(plan_splits(&ts, Some(204)), vec![0..4]);
         assert_eq!(plan_splits(&ts, None), vec![0..4]);
         let kv = vec![("a".to_string(), Value::U32(1))];
         assert_eq!(split_kv(&kv, 0, 1, 4), kv);
