@@ -210,7 +210,14 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
                         GgmlType::F16 => Dtype::F16,
                         _ => Dtype::BF16,
                     };
-                    let (nan, inf) = count_non_finite(dtype, data);
+                    // In 64 MiB pieces, released as they are done, so a 1 GiB embedding is never
+                    // resident as a whole.
+                    let (mut nan, mut inf) = (0, 0);
+                    for piece in data.chunks(64 << 20) {
+                        let (a, b) = count_non_finite(dtype, piece);
+                        (nan, inf) = (nan + a, inf + b);
+                        f.mapped().release_slice(piece);
+                    }
                     if nan + inf > 0 {
                         non_finite.push(NonFinite { tensor: t.name.clone(), nan, inf });
                     }

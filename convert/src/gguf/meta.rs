@@ -328,10 +328,11 @@ pub fn tokenizer_dir(src: &Path) -> Option<PathBuf> {
 /// The model name directory for naming: the source directory, or the parent of `original/`.
 pub fn name_dir(src: &Path) -> PathBuf {
     let src = std::fs::canonicalize(src).unwrap_or_else(|_| src.to_path_buf());
-    if src.file_name().is_some_and(|n| n == "original") && !src.join("tokenizer.json").is_file() {
-        if let Some(p) = src.parent() {
-            return p.to_path_buf();
-        }
+    if src.file_name().is_some_and(|n| n == "original")
+        && !src.join("tokenizer.json").is_file()
+        && let Some(p) = src.parent()
+    {
+        return p.to_path_buf();
     }
     src
 }

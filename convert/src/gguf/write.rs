@@ -350,6 +350,9 @@ fn write_expert(m: &MatRef<'_>, ty: GgmlType, name: &str, out_path: &Path, w: &m
     Ok(())
 }
 
+/// f32 values decoded per chunk of a dense tensor.
+const CHUNK_VALUES: usize = 2 << 20;
+
 /// Encodes one planned tensor from `src` into `w`.
 fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Write, tally: &mut Tally, progress: &dyn Progress) -> Result<()> {
     let cfg = src.config();
@@ -379,7 +382,9 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
         Content::Single(id) => {
             let m = get(id)?;
             let (rows, cols) = (m.rows(), m.cols());
-            let chunk = 256.min(rows.max(1));
+            // About 8 MB of f32 at a time; the source pages read so far are released after each
+            // chunk, so a 1 GiB embedding never becomes resident as a whole.
+            let chunk = (CHUNK_VALUES / cols.max(1)).clamp(1, rows.max(1));
             let mut xs = vec![0f32; chunk * cols];
             let mut r = 0;
             while r < rows {
@@ -387,9 +392,9 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
                 m.dequant_rows(r, &mut xs[..n * cols]);
                 encode_f32(item.tensor.ty, &xs[..n * cols], &mut buf, tally);
                 w.write_all(&buf).map_err(io)?;
+                src.release(id);
                 r += n;
             }
-            src.release(id);
         }
     }
     progress.advance(item.tensor.nbytes());

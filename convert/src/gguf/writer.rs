@@ -35,7 +35,7 @@ impl PlannedTensor {
 /// The tensor ranges of each split under a `max_bytes` limit (gguf-py's rule; a tensor larger
 /// than the limit gets a split of its own).
 pub fn plan_splits(tensors: &[PlannedTensor], max_bytes: Option<u64>) -> Vec<Range<usize>> {
-    let Some(max) = max_bytes.filter(|&m| m > 0) else { return vec![0..tensors.len()] };
+    let Some(max) = max_bytes.filter(|&m| m > 0) else { return std::iter::once(0..tensors.len()).collect() };
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0u64);
     for (i, t) in tensors.iter().enumerate() {
@@ -182,8 +182,9 @@ mod tests {
         assert_eq!(plan_splits(&ts, Some(64)), vec![0..1, 1..2, 2..3, 3..4]);
         assert_eq!(plan_splits(&ts, Some(80)), vec![0..2, 2..3, 3..4]);
         assert_eq!(plan_splits(&ts, Some(203)), vec![0..3, 3..4]);
-        assert_eq!(plan_splits(&ts, Some(204)), vec![0..4]);
-        assert_eq!(plan_splits(&ts, None), vec![0..4]);
+        let whole: Vec<Range<usize>> = std::iter::once(0..4).collect();
+        assert_eq!(plan_splits(&ts, Some(204)), whole);
+        assert_eq!(plan_splits(&ts, None), whole);
         let kv = vec![("a".to_string(), Value::U32(1))];
         assert_eq!(split_kv(&kv, 0, 1, 4), kv);
         assert_eq!(split_kv(&kv, 1, 3, 4).len(), 3);
