@@ -3,7 +3,7 @@
 //! bytes, an index that disagrees with its shards).
 
 use crate::checkpoint::Checkpoint;
-use crate::safetensors::{Dtype, TensorInfo};
+use crate::safetensors::Dtype;
 use rayon::prelude::*;
 use reference::WeightSource;
 use serde_json::{Value, json};
@@ -40,20 +40,23 @@ pub struct Inspect {
     pub scale_histogram: Option<Box<[u64; 256]>>,
     /// Tensors holding NaN or Inf.
     pub non_finite: Vec<NonFinite>,
+    /// GGUF Q8_0 expert tensors: (blocks, blocks not of the exact MXFP4 form `d = 2^k` for
+    /// k in -24..=15 and `q` in ±{0,1,2,3,4,6,8,12}, i.e. quantized with `d = amax/127`).
+    pub q8_0_expert_blocks: Option<(u64, u64)>,
     /// Findings a user should look at.
     pub warnings: Vec<String>,
 }
 
-fn count_non_finite(info: &TensorInfo, data: &[u8]) -> (u64, u64) {
+fn count_non_finite(dtype: Dtype, data: &[u8]) -> (u64, u64) {
     let classify = |exp_all_ones: bool, mantissa_zero: bool| match (exp_all_ones, mantissa_zero) {
         (true, true) => (0, 1),
         (true, false) => (1, 0),
         _ => (0, 0),
     };
     let sum = |(a, b): (u64, u64), (c, d): (u64, u64)| (a + c, b + d);
-    match info.dtype {
+    match dtype {
         Dtype::BF16 | Dtype::F16 => {
-            let (exp, man) = if info.dtype == Dtype::BF16 { (0x7F80u16, 0x007Fu16) } else { (0x7C00, 0x03FF) };
+            let (exp, man) = if dtype == Dtype::BF16 { (0x7F80u16, 0x007Fu16) } else { (0x7C00, 0x03FF) };
             data.par_chunks(1 << 16)
                 .map(|c| {
                     c.chunks_exact(2).fold((0, 0), |acc, b| {
@@ -125,7 +128,7 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
                     *x += y;
                 }
             } else {
-                let (nan, inf) = count_non_finite(t, data);
+                let (nan, inf) = count_non_finite(t.dtype, data);
                 if nan + inf > 0 {
                     non_finite.push(NonFinite { tensor: t.name.clone(), nan, inf });
                 }
@@ -154,6 +157,90 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
         by_dtype,
         scale_histogram: hist,
         non_finite,
+        q8_0_expert_blocks: None,
+        warnings,
+    }
+}
+
+/// True when a Q8_0 block is an exact MXFP4 block: `d` a power of two an MXFP4 scale byte in
+/// 104..=143 gives, every `q` a doubled E2M1 value.
+pub fn q8_0_block_is_mxfp4_form(block: &[u8]) -> bool {
+    let d = u16::from_le_bytes([block[0], block[1]]);
+    let (exp, man) = ((d >> 10) & 0x1F, d & 0x3FF);
+    let pow2 = d & 0x8000 == 0 && ((exp != 0 && exp != 0x1F && man == 0) || (exp == 0 && man.is_power_of_two()));
+    pow2 && block[2..].iter().all(|&q| quant::mxfp4::GGML_KVALUES.contains(&(q as i8)))
+}
+
+/// Reads every tensor of a GGUF model once (releasing pages as it goes) and builds the report.
+pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
+    use crate::gguf::GgmlType;
+    let mut by_dtype: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let mut hist: Option<Box<[u64; 256]>> = None;
+    let mut q8: Option<(u64, u64)> = None;
+    let mut non_finite = Vec::new();
+    let mut files = Vec::new();
+    let mut tensors = 0;
+    for f in model.files() {
+        files.push((f.path().to_path_buf(), f.len()));
+        for t in f.tensors() {
+            tensors += 1;
+            let e = by_dtype.entry(t.ty.name().to_string()).or_default();
+            e.0 += 1;
+            e.1 += t.range.len() as u64;
+            let data = f.data(t);
+            let experts = t.name.contains("_exps.weight");
+            match t.ty {
+                GgmlType::Mxfp4 => {
+                    let acc = hist.get_or_insert_with(|| Box::new([0u64; 256]));
+                    for b in data.chunks_exact(quant::mxfp4::GGML_BLOCK_BYTES) {
+                        acc[b[0] as usize] += 1;
+                    }
+                }
+                GgmlType::Q8_0 if experts => {
+                    let blocks = data.par_chunks(quant::q8_0::BLOCK_BYTES * 4096).map(|c| {
+                        c.chunks_exact(quant::q8_0::BLOCK_BYTES).fold((0u64, 0u64), |(n, bad), b| (n + 1, bad + !q8_0_block_is_mxfp4_form(b) as u64))
+                    }).reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                    let acc = q8.get_or_insert((0, 0));
+                    acc.0 += blocks.0;
+                    acc.1 += blocks.1;
+                }
+                GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+                    let dtype = match t.ty {
+                        GgmlType::F32 => Dtype::F32,
+                        GgmlType::F16 => Dtype::F16,
+                        _ => Dtype::BF16,
+                    };
+                    // In 64 MiB pieces, released as they are done, so a 1 GiB embedding is never
+                    // resident as a whole.
+                    let (mut nan, mut inf) = (0, 0);
+                    for piece in data.chunks(64 << 20) {
+                        let (a, b) = count_non_finite(dtype, piece);
+                        (nan, inf) = (nan + a, inf + b);
+                        f.mapped().release_slice(piece);
+                    }
+                    if nan + inf > 0 {
+                        non_finite.push(NonFinite { tensor: t.name.clone(), nan, inf });
+                    }
+                }
+                GgmlType::Q8_0 => {}
+            }
+            f.mapped().release_slice(data);
+        }
+    }
+    let mut warnings = Vec::new();
+    for nf in &non_finite {
+        warnings.push(format!("tensor `{}` holds {} NaN and {} Inf values", nf.tensor, nf.nan, nf.inf));
+    }
+    Inspect {
+        path: model.files()[0].path().to_path_buf(),
+        layout: format,
+        config: model.config().clone(),
+        files,
+        tensors,
+        by_dtype,
+        scale_histogram: hist,
+        non_finite,
+        q8_0_expert_blocks: q8,
         warnings,
     }
 }
@@ -162,6 +249,7 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
 pub fn inspect_any(model: &crate::AnyModel) -> Inspect {
     match model {
         crate::AnyModel::Safetensors(c) => inspect(c),
+        crate::AnyModel::Gguf(g) => inspect_gguf(g, model.format_name()),
     }
 }
 
@@ -212,6 +300,7 @@ impl Inspect {
             "tensors": self.tensors,
             "by_dtype": self.by_dtype.iter().map(|(d, (n, b))| (d.clone(), json!({"tensors": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
             "mxfp4_scales": scales,
+            "q8_0_expert_blocks": self.q8_0_expert_blocks.map(|(n, bad)| json!({"blocks": n, "not_exact_mxfp4": bad})),
             "non_finite": self.non_finite.iter().map(|n| json!({"tensor": n.tensor, "nan": n.nan, "inf": n.inf})).collect::<Vec<_>>(),
             "warnings": self.warnings,
         })
@@ -245,6 +334,9 @@ impl Inspect {
                 h.iter().sum::<u64>(), min as i32 - 127, max as i32 - 127,
                 self.blocks_outside(quant::q8_0::EXACT_SCALE_MIN, quant::q8_0::EXACT_SCALE_MAX)
             );
+        }
+        if let Some((n, bad)) = self.q8_0_expert_blocks {
+            s += &format!("q8_0      {n} expert blocks, {bad} not stored exactly from MXFP4 (quantized with d = amax/127)\n");
         }
         if self.warnings.is_empty() {
             s += "warnings  none\n";

@@ -3,6 +3,7 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{ConvertError, Result};
+use crate::gguf::{GgufFile, GgufModel};
 use reference::WeightSource;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub enum AnyModel {
     /// A safetensors directory.
     Safetensors(Checkpoint),
+    /// A GGUF file (the first split of a split model).
+    Gguf(GgufModel),
 }
 
 impl AnyModel {
@@ -22,6 +25,9 @@ impl AnyModel {
         if !path.exists() {
             return Err(ConvertError::format(path, "no such file or directory"));
         }
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) || GgufFile::has_magic(path) {
+            return Ok(AnyModel::Gguf(GgufModel::open(path)?));
+        }
         Err(ConvertError::format(path, "not a model directory or a GGUF file"))
     }
 
@@ -29,6 +35,7 @@ impl AnyModel {
     pub fn source(&self) -> &dyn WeightSource {
         match self {
             AnyModel::Safetensors(c) => c,
+            AnyModel::Gguf(g) => g,
         }
     }
 
@@ -36,6 +43,7 @@ impl AnyModel {
     pub fn path(&self) -> PathBuf {
         match self {
             AnyModel::Safetensors(c) => c.dir().to_path_buf(),
+            AnyModel::Gguf(g) => g.files()[0].path().to_path_buf(),
         }
     }
 
@@ -43,6 +51,10 @@ impl AnyModel {
     pub fn format_name(&self) -> String {
         match self {
             AnyModel::Safetensors(c) => c.layout().name().to_string(),
+            AnyModel::Gguf(g) => match g.get("general.file_type").and_then(crate::gguf::Value::as_u64) {
+                Some(ft) => format!("gguf {}", crate::gguf::meta::file_type_name(ft)),
+                None => "gguf".to_string(),
+            },
         }
     }
 }

@@ -20,3 +20,5 @@ mod st_variants;
 
 // `pipeline`, `check`, `demo`, and verify against llama.cpp's own GGUFs.
 mod pipeline;
+// GGUF variants against llama.cpp's files, logits through GGUF, splits, hostile GGUF files.
+mod gguf;

@@ -1,3 +1,284 @@
-//! GGUF: reader and writer (issue 3).
+//! GGUF: a strict reader (a [`WeightSource`](reference::WeightSource) over one file or a set of
+//! llama.cpp splits) and a streaming writer that reproduces llama.cpp's `convert_hf_to_gguf.py`
+//! output for gpt-oss (`spec/gguf.md`).
+//!
+//! Container (`spec/gguf.md` §1.1), little-endian:
+//!
+//! | # | field | encoding |
+//! |---|---|---|
+//! | 1 | magic | `GGUF` |
+//! | 2 | version | u32 = 3 (2 is read too: same layout) |
+//! | 3 | tensor_count, kv_count | u64 each |
+//! | 4 | kv pairs | gguf string key, u32 value type, value |
+//! | 5 | tensor infos | name, u32 n_dims, u64 ne\[n_dims\] (innermost first), u32 ggml type, u64 offset |
+//! | 6 | padding | zeros to a multiple of the alignment (32, or `general.alignment`) |
+//! | 7 | tensor data | tensor *i* at `offset_i = Σ_{j<i} PAD(nbytes_j)`, each padded with zeros |
+//!
+//! Tensor types handled (`spec/gguf.md` §1.3):
+//!
+//! | ggml type | id | block | bytes/block | read as |
+//! |---|---|---|---|---|
+//! | F32 | 0 | 1 | 4 | `Encoding::Dense` F32 |
+//! | F16 | 1 | 1 | 2 | `Encoding::Dense` F16 |
+//! | Q8_0 | 8 | 32 | 34 | `Encoding::Q8_0` |
+//! | BF16 | 30 | 1 | 2 | `Encoding::Dense` BF16 |
+//! | MXFP4 | 39 | 32 | 17 | `Encoding::Mxfp4Ggml` |
+//!
+//! | file | what |
+//! |---|---|
+//! | `file.rs` | [`GgufFile`]: header parsing and validation of one file |
+//! | `read.rs` | [`GgufModel`]: splits, tensor set, `Config` from metadata, the weight source |
+//! | `writer.rs` | [`writer::GgufWriter`]: header planning, split planning, streaming tensor data |
+//! | `meta.rs` | the metadata llama.cpp writes for gpt-oss (general, hparams, tokenizer) |
+//! | `write.rs` | the variants: tensor plan (names, order, types) and per-tensor encoders |
 
+mod file;
+pub mod meta;
+mod read;
 pub mod write;
+pub mod writer;
+
+pub use file::{GgufFile, GgufTensor};
+pub use read::GgufModel;
+
+/// `GGUF` as read little-endian.
+pub const MAGIC: [u8; 4] = *b"GGUF";
+/// The version written.
+pub const VERSION: u32 = 3;
+/// Alignment when `general.alignment` is absent (`GGUF_DEFAULT_ALIGNMENT`).
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// ggml's `GGML_MAX_NAME`: a tensor name must be shorter than this.
+pub const MAX_NAME: usize = 64;
+/// ggml's `GGML_MAX_DIMS`.
+pub const MAX_DIMS: usize = 4;
+
+/// The ggml tensor types oss-forge reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GgmlType {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// 32 int8 + one f16 scale.
+    Q8_0,
+    /// bfloat16.
+    BF16,
+    /// 32 E2M1 + one E8M0 scale, ggml nibble order.
+    Mxfp4,
+}
+
+impl GgmlType {
+    /// The type for a ggml type id, if supported.
+    pub fn from_id(id: u32) -> Option<GgmlType> {
+        Some(match id {
+            0 => GgmlType::F32,
+            1 => GgmlType::F16,
+            8 => GgmlType::Q8_0,
+            30 => GgmlType::BF16,
+            39 => GgmlType::Mxfp4,
+            _ => return None,
+        })
+    }
+
+    /// The ggml type id.
+    pub fn id(self) -> u32 {
+        match self {
+            GgmlType::F32 => 0,
+            GgmlType::F16 => 1,
+            GgmlType::Q8_0 => 8,
+            GgmlType::BF16 => 30,
+            GgmlType::Mxfp4 => 39,
+        }
+    }
+
+    /// ggml's `type_name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GgmlType::F32 => "f32",
+            GgmlType::F16 => "f16",
+            GgmlType::Q8_0 => "q8_0",
+            GgmlType::BF16 => "bf16",
+            GgmlType::Mxfp4 => "mxfp4",
+        }
+    }
+
+    /// Elements per block.
+    pub fn block(self) -> u64 {
+        match self {
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
+            GgmlType::Q8_0 | GgmlType::Mxfp4 => 32,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> u64 {
+        match self {
+            GgmlType::F32 => 4,
+            GgmlType::F16 | GgmlType::BF16 => 2,
+            GgmlType::Q8_0 => quant::q8_0::BLOCK_BYTES as u64,
+            GgmlType::Mxfp4 => quant::mxfp4::GGML_BLOCK_BYTES as u64,
+        }
+    }
+
+    /// Bytes of one row of `cols` elements (`cols` a multiple of the block).
+    pub fn row_bytes(self, cols: u64) -> u64 {
+        cols / self.block() * self.block_bytes()
+    }
+}
+
+/// A metadata value type id (`spec/gguf.md` §1.2).
+pub mod value_type {
+    /// u8.
+    pub const UINT8: u32 = 0;
+    /// i8.
+    pub const INT8: u32 = 1;
+    /// u16.
+    pub const UINT16: u32 = 2;
+    /// i16.
+    pub const INT16: u32 = 3;
+    /// u32.
+    pub const UINT32: u32 = 4;
+    /// i32.
+    pub const INT32: u32 = 5;
+    /// f32.
+    pub const FLOAT32: u32 = 6;
+    /// bool.
+    pub const BOOL: u32 = 7;
+    /// string.
+    pub const STRING: u32 = 8;
+    /// array.
+    pub const ARRAY: u32 = 9;
+    /// u64.
+    pub const UINT64: u32 = 10;
+    /// i64.
+    pub const INT64: u32 = 11;
+    /// f64.
+    pub const FLOAT64: u32 = 12;
+}
+
+/// A metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// u8.
+    U8(u8),
+    /// i8.
+    I8(i8),
+    /// u16.
+    U16(u16),
+    /// i16.
+    I16(i16),
+    /// u32.
+    U32(u32),
+    /// i32.
+    I32(i32),
+    /// f32.
+    F32(f32),
+    /// bool.
+    Bool(bool),
+    /// UTF-8 string.
+    String(String),
+    /// u64.
+    U64(u64),
+    /// i64.
+    I64(i64),
+    /// f64.
+    F64(f64),
+    /// A homogeneous array: element type id and elements (never nested: ggml rejects that).
+    Array(u32, Vec<Value>),
+}
+
+impl Value {
+    /// The value type id.
+    pub fn type_id(&self) -> u32 {
+        use value_type::*;
+        match self {
+            Value::U8(_) => UINT8,
+            Value::I8(_) => INT8,
+            Value::U16(_) => UINT16,
+            Value::I16(_) => INT16,
+            Value::U32(_) => UINT32,
+            Value::I32(_) => INT32,
+            Value::F32(_) => FLOAT32,
+            Value::Bool(_) => BOOL,
+            Value::String(_) => STRING,
+            Value::U64(_) => UINT64,
+            Value::I64(_) => INT64,
+            Value::F64(_) => FLOAT64,
+            Value::Array(..) => ARRAY,
+        }
+    }
+
+    /// A short type name for messages (`u32`, `string`, `array[i32]`).
+    pub fn type_name(&self) -> String {
+        match self {
+            Value::Array(t, _) => format!("array[{}]", type_id_name(*t)),
+            v => type_id_name(v.type_id()).to_string(),
+        }
+    }
+
+    /// An unsigned integer value of any width.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v as u64),
+            Value::U16(v) => Some(v as u64),
+            Value::U32(v) => Some(v as u64),
+            Value::U64(v) => Some(v),
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// A float value (f32 or f64).
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::F32(v) => Some(v as f64),
+            Value::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The name of a value type id.
+pub fn type_id_name(t: u32) -> &'static str {
+    use value_type::*;
+    match t {
+        UINT8 => "u8",
+        INT8 => "i8",
+        UINT16 => "u16",
+        INT16 => "i16",
+        UINT32 => "u32",
+        INT32 => "i32",
+        FLOAT32 => "f32",
+        BOOL => "bool",
+        STRING => "string",
+        ARRAY => "array",
+        UINT64 => "u64",
+        INT64 => "i64",
+        FLOAT64 => "f64",
+        _ => "unknown",
+    }
+}
+
+/// `x` rounded up to a multiple of `align` (a power of two).
+pub fn pad(x: u64, align: u64) -> u64 {
+    x.div_ceil(align) * align
+}
+
+/// The name of split `i` (0-based) of `n` for an output called `base` (`x.gguf` →
+/// `x-00001-of-00003.gguf`, llama.cpp's `llama_split_path`).
+pub fn split_path(base: &std::path::Path, i: usize, n: usize) -> std::path::PathBuf {
+    let stem = base.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = stem.strip_suffix(".gguf").unwrap_or(&stem).to_string();
+    base.with_file_name(format!("{stem}-{:05}-of-{n:05}.gguf", i + 1))
+}

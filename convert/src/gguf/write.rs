@@ -1,11 +1,463 @@
-//! GGUF variant writer (issue 3; to be implemented).
+//! The GGUF variants: which tensors, in which order, of which type, and how each is encoded.
+//!
+//! | variant | `*_exps.weight` | `token_embd`, `output`, `attn_{q,k,v,output}.weight` | everything else | `general.file_type` |
+//! |---|---|---|---|---|
+//! | `gguf-mxfp4` | MXFP4 (nibbles repacked, scale byte copied) | BF16 | F32 | 38 |
+//! | `gguf-mxfp4-f16` | MXFP4 | F16 | F32 | 38 |
+//! | `gguf-mxfp4-q8_0` | MXFP4 | Q8_0 (ggml's reference quantizer) | F32 | 7 |
+//! | `gguf-q8_0` | Q8_0, exact (`d = 2^(s-128)`, `q = 2·E2M1`) where `s` is in 104..=143 | Q8_0 | F32 | 7 |
+//! | `gguf-f16` / `gguf-bf16` | F16 / BF16 | F16 / BF16 | F32 | 1 / 32 |
+//!
+//! Order (`spec/gguf.md` §3.6), as llama.cpp writes it: walk the source's tensors shard by shard
+//! (shards in file-name order, names sorted within a shard) twice; the first walk emits the
+//! expert weights (`down` at `down_proj_scales`, `gate` then `up` at `gate_up_proj_scales`),
+//! the second everything else (gate_up bias → gate bias, up bias). A source without release
+//! shards (OpenAI's `original/`, a GGUF) is walked as one shard of release names.
+//!
+//! Everything streams: one tensor (one expert of it, or 256 rows of a dense matrix) is encoded
+//! at a time and its source pages are released afterwards.
 
+use super::meta::{self, file_type};
+use super::read::ARCH;
+use super::writer::{self, PlannedTensor};
+use super::{GgmlType, GgufFile, Value, split_path};
+use crate::atomic::Staged;
 use crate::error::{ConvertError, Result};
-use crate::variant::{ConvertOptions, ConvertReport, Progress, Variant};
-use reference::WeightSource;
-use std::path::Path;
+use crate::names::{Layout, expected};
+use crate::variant::{ConvertOptions, ConvertReport, Inexact, Progress, Variant};
+use quant::{float, mxfp4, q8_0};
+use reference::{Config, Encoding, MatRef, WeightId, WeightSource};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-/// Writes a GGUF `variant` of `src` to `out`.
-pub fn convert(_src: &dyn WeightSource, _src_path: &Path, variant: Variant, out: &Path, _opts: &ConvertOptions, _progress: &dyn Progress) -> Result<ConvertReport> {
-    Err(ConvertError::format(out, format!("variant {variant} is not implemented yet")))
+/// Which expert projection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proj {
+    /// gate (even rows of the release's gate_up).
+    Gate,
+    /// up (odd rows).
+    Up,
+    /// down.
+    Down,
+}
+
+impl Proj {
+    fn weight(self, l: usize, e: usize) -> WeightId {
+        match self {
+            Proj::Gate => WeightId::Gate(l, e),
+            Proj::Up => WeightId::Up(l, e),
+            Proj::Down => WeightId::Down(l, e),
+        }
+    }
+    fn bias(self, l: usize, e: usize) -> WeightId {
+        match self {
+            Proj::Gate => WeightId::GateBias(l, e),
+            Proj::Up => WeightId::UpBias(l, e),
+            Proj::Down => WeightId::DownBias(l, e),
+        }
+    }
+}
+
+/// What one GGUF tensor holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// All experts' weights of one projection of a layer, `[in, out, E]`.
+    ExpertWeights(Proj, usize),
+    /// All experts' biases of one projection of a layer, `[out, E]`.
+    ExpertBiases(Proj, usize),
+    /// One weight, stored whole.
+    Single(WeightId),
+}
+
+/// One tensor of the plan.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// Name, shape and type.
+    pub tensor: PlannedTensor,
+    /// Its contents.
+    pub content: Content,
+}
+
+/// Types of a variant: (expert weights, dense 2-D weights).
+fn types(v: Variant) -> (GgmlType, GgmlType) {
+    match v {
+        Variant::GgufMxfp4 => (GgmlType::Mxfp4, GgmlType::BF16),
+        Variant::GgufMxfp4F16 => (GgmlType::Mxfp4, GgmlType::F16),
+        Variant::GgufMxfp4Q8_0 => (GgmlType::Mxfp4, GgmlType::Q8_0),
+        Variant::GgufQ8_0 => (GgmlType::Q8_0, GgmlType::Q8_0),
+        Variant::GgufF16 => (GgmlType::F16, GgmlType::F16),
+        _ => (GgmlType::BF16, GgmlType::BF16),
+    }
+}
+
+/// `general.file_type` of a variant.
+pub fn variant_file_type(v: Variant) -> u32 {
+    match v {
+        Variant::GgufMxfp4 | Variant::GgufMxfp4F16 => file_type::MOSTLY_MXFP4_MOE,
+        Variant::GgufMxfp4Q8_0 | Variant::GgufQ8_0 => file_type::MOSTLY_Q8_0,
+        Variant::GgufF16 => file_type::MOSTLY_F16,
+        _ => file_type::MOSTLY_BF16,
+    }
+}
+
+/// The release tensor names of the source, shard by shard, names sorted within each shard
+/// (the order llama.cpp's converter walks them). Falls back to one shard of every release name.
+pub fn source_order(src_path: &Path, cfg: &Config) -> Vec<String> {
+    let mut want: Vec<String> = expected(Layout::Release, cfg).into_iter().map(|e| e.name).collect();
+    want.sort();
+    let from_shards = || -> Option<Vec<String>> {
+        if !src_path.is_dir() {
+            return None;
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(src_path).ok()?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "safetensors")).collect();
+        files.sort();
+        let mut order = Vec::new();
+        for f in files {
+            let st = crate::safetensors::SafetensorsFile::open(&f).ok()?;
+            let mut names: Vec<String> = st.tensors().iter().map(|t| t.name.clone()).collect();
+            names.sort();
+            order.extend(names);
+        }
+        let mut sorted = order.clone();
+        sorted.sort();
+        (sorted == want).then_some(order)
+    };
+    from_shards().unwrap_or(want)
+}
+
+/// The tensors of `variant` for `cfg`, in llama.cpp's order for a source walked in `order`.
+pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
+    let (h, i, e, v) = (cfg.hidden_size as u64, cfg.intermediate_size as u64, cfg.num_local_experts as u64, cfg.vocab_size as u64);
+    let (q, kv, nh) = (cfg.q_dim() as u64, cfg.kv_dim() as u64, cfg.num_attention_heads as u64);
+    let (expert_ty, dense_ty) = types(variant);
+    let item = |name: String, ne: Vec<u64>, ty, content| Item { tensor: PlannedTensor { name, ne, ty }, content };
+    let layer_of = |n: &str| -> Option<(usize, String)> {
+        let rest = n.strip_prefix("model.layers.")?;
+        let (l, tail) = rest.split_once('.')?;
+        Some((l.parse().ok()?, tail.to_string()))
+    };
+    let mut out = Vec::new();
+    for n in order {
+        let Some((l, tail)) = layer_of(n) else { continue };
+        let blk = |s: &str| format!("blk.{l}.{s}");
+        match tail.as_str() {
+            "mlp.experts.down_proj_scales" => out.push(item(blk("ffn_down_exps.weight"), vec![i, h, e], expert_ty, Content::ExpertWeights(Proj::Down, l))),
+            "mlp.experts.gate_up_proj_scales" => {
+                out.push(item(blk("ffn_gate_exps.weight"), vec![h, i, e], expert_ty, Content::ExpertWeights(Proj::Gate, l)));
+                out.push(item(blk("ffn_up_exps.weight"), vec![h, i, e], expert_ty, Content::ExpertWeights(Proj::Up, l)));
+            }
+            _ => {}
+        }
+    }
+    use WeightId::*;
+    let f32 = GgmlType::F32;
+    for n in order {
+        let single = |name: &str, ne: Vec<u64>, ty, id| item(name.to_string(), ne, ty, Content::Single(id));
+        match n.as_str() {
+            "lm_head.weight" => out.push(single("output.weight", vec![h, v], dense_ty, LmHead)),
+            "model.embed_tokens.weight" => out.push(single("token_embd.weight", vec![h, v], dense_ty, Embedding)),
+            "model.norm.weight" => out.push(single("output_norm.weight", vec![h], f32, FinalNorm)),
+            _ => {}
+        }
+        let Some((l, tail)) = layer_of(n) else { continue };
+        let blk = |s: &str| format!("blk.{l}.{s}");
+        let s = |name: &str, ne: Vec<u64>, ty, id| item(blk(name), ne, ty, Content::Single(id));
+        match tail.as_str() {
+            "input_layernorm.weight" => out.push(s("attn_norm.weight", vec![h], f32, AttnNorm(l))),
+            "mlp.experts.down_proj_bias" => out.push(item(blk("ffn_down_exps.bias"), vec![h, e], f32, Content::ExpertBiases(Proj::Down, l))),
+            "mlp.experts.gate_up_proj_bias" => {
+                out.push(item(blk("ffn_gate_exps.bias"), vec![i, e], f32, Content::ExpertBiases(Proj::Gate, l)));
+                out.push(item(blk("ffn_up_exps.bias"), vec![i, e], f32, Content::ExpertBiases(Proj::Up, l)));
+            }
+            "mlp.router.bias" => out.push(s("ffn_gate_inp.bias", vec![e], f32, RouterBias(l))),
+            "mlp.router.weight" => out.push(s("ffn_gate_inp.weight", vec![h, e], f32, Router(l))),
+            "post_attention_layernorm.weight" => out.push(s("post_attention_norm.weight", vec![h], f32, MlpNorm(l))),
+            "self_attn.k_proj.bias" => out.push(s("attn_k.bias", vec![kv], f32, KBias(l))),
+            "self_attn.k_proj.weight" => out.push(s("attn_k.weight", vec![h, kv], dense_ty, KProj(l))),
+            "self_attn.o_proj.bias" => out.push(s("attn_output.bias", vec![h], f32, OBias(l))),
+            "self_attn.o_proj.weight" => out.push(s("attn_output.weight", vec![q, h], dense_ty, OProj(l))),
+            "self_attn.q_proj.bias" => out.push(s("attn_q.bias", vec![q], f32, QBias(l))),
+            "self_attn.q_proj.weight" => out.push(s("attn_q.weight", vec![h, q], dense_ty, QProj(l))),
+            "self_attn.sinks" => out.push(s("attn_sinks.weight", vec![nh], f32, Sinks(l))),
+            "self_attn.v_proj.bias" => out.push(s("attn_v.bias", vec![kv], f32, VBias(l))),
+            "self_attn.v_proj.weight" => out.push(s("attn_v.weight", vec![h, kv], dense_ty, VProj(l))),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Values stored inexactly, by kind.
+#[derive(Default)]
+struct Tally(BTreeMap<&'static str, (u64, f32)>);
+
+impl Tally {
+    fn add(&mut self, what: &'static str, count: u64, err: f32) {
+        if count > 0 {
+            let e = self.0.entry(what).or_default();
+            e.0 += count;
+            e.1 = e.1.max(err);
+        }
+    }
+    fn into_report(self) -> Vec<Inexact> {
+        self.0.into_iter().map(|(what, (count, max_abs_error))| Inexact { what: what.to_string(), count, max_abs_error }).collect()
+    }
+}
+
+const Q8_EXPERT_BLOCKS: &str = "Q8_0 expert blocks with an MXFP4 scale byte outside 104..=143, quantized with d = amax/127";
+const F16_VALUES: &str = "values not representable in F16 (rounded to nearest even)";
+const BF16_VALUES: &str = "values not representable in BF16 (rounded to nearest even)";
+const Q8_DENSE: &str = "dense values quantized to Q8_0 (d = amax/127, lossy by design)";
+
+/// Encodes f32 rows into `ty`, counting what is stored inexactly.
+fn encode_f32(ty: GgmlType, xs: &[f32], buf: &mut Vec<u8>, tally: &mut Tally) {
+    buf.clear();
+    match ty {
+        GgmlType::F32 => {
+            buf.resize(xs.len() * 4, 0);
+            float::f32_row_to_le(xs, buf);
+        }
+        GgmlType::BF16 | GgmlType::F16 => {
+            buf.resize(xs.len() * 2, 0);
+            let (what, exact): (&'static str, fn(f32) -> bool) =
+                if ty == GgmlType::BF16 { (BF16_VALUES, float::is_exact_in_bf16) } else { (F16_VALUES, float::is_exact_in_f16) };
+            if ty == GgmlType::BF16 {
+                float::f32_row_to_bf16(xs, buf);
+            } else {
+                float::f32_row_to_f16(xs, buf);
+            }
+            let (mut n, mut err) = (0u64, 0f32);
+            for (k, &x) in xs.iter().enumerate() {
+                if !exact(x) {
+                    n += 1;
+                    let bits = u16::from_le_bytes([buf[2 * k], buf[2 * k + 1]]);
+                    let y = if ty == GgmlType::BF16 { float::bf16_bits_to_f32(bits) } else { float::f16_bits_to_f32(bits) };
+                    err = err.max((x - y).abs());
+                }
+            }
+            tally.add(what, n, err);
+        }
+        GgmlType::Q8_0 => {
+            buf.resize(xs.len() / q8_0::BLOCK * q8_0::BLOCK_BYTES, 0);
+            q8_0::quantize_row_ref(xs, buf);
+            let (mut n, mut err) = (0u64, 0f32);
+            let mut back = [0f32; q8_0::BLOCK];
+            for (blk, x) in buf.chunks_exact(q8_0::BLOCK_BYTES).zip(xs.chunks_exact(q8_0::BLOCK)) {
+                q8_0::decode_block(blk, &mut back);
+                for (a, b) in x.iter().zip(&back) {
+                    if a != b {
+                        n += 1;
+                        err = err.max((a - b).abs());
+                    }
+                }
+            }
+            tally.add(Q8_DENSE, n, err);
+        }
+        GgmlType::Mxfp4 => unreachable!("MXFP4 is only copied, never encoded from floats"),
+    }
+}
+
+/// The release-layout block `b` of storage row `s` of an MXFP4 view: (16 nibble bytes, scale).
+fn mxfp4_block<'a>(blocks: &'a [u8], scales: &'a [u8], nb: usize, s: usize, b: usize) -> (&'a [u8], u8) {
+    let k = s * nb + b;
+    (&blocks[k * mxfp4::BLOCK_BYTES..(k + 1) * mxfp4::BLOCK_BYTES], scales[k])
+}
+
+/// Writes one expert matrix (`[rows, cols]`) as `ty`.
+fn write_expert(m: &MatRef<'_>, ty: GgmlType, name: &str, out_path: &Path, w: &mut dyn Write, tally: &mut Tally) -> Result<()> {
+    let (rows, cols) = (m.rows(), m.cols());
+    let nb = cols / mxfp4::BLOCK;
+    let io = |e| ConvertError::io(out_path, e);
+    let mut buf = Vec::new();
+    match (ty, *m.encoding()) {
+        (GgmlType::Mxfp4, Encoding::Mxfp4 { blocks, scales, row_step }) => {
+            buf.reserve(nb * mxfp4::GGML_BLOCK_BYTES);
+            for r in 0..rows {
+                buf.clear();
+                for b in 0..nb {
+                    let (blk, s) = mxfp4_block(blocks, scales, nb, r * row_step, b);
+                    buf.push(s);
+                    buf.extend_from_slice(&mxfp4::repack_to_ggml(blk));
+                }
+                w.write_all(&buf).map_err(io)?;
+            }
+        }
+        (GgmlType::Mxfp4, Encoding::Mxfp4Ggml { data, row_step }) | (GgmlType::Q8_0, Encoding::Q8_0 { data, row_step }) => {
+            let rb = ty.row_bytes(cols as u64) as usize;
+            for r in 0..rows {
+                let s = r * row_step;
+                w.write_all(&data[s * rb..(s + 1) * rb]).map_err(io)?;
+            }
+        }
+        (GgmlType::Mxfp4, other) => {
+            return Err(ConvertError::tensor(
+                out_path,
+                name,
+                format!("the source stores experts as {}; MXFP4 variants copy MXFP4 experts and never requantize (convert from an MXFP4 source)", other.name()),
+            ));
+        }
+        (GgmlType::Q8_0, Encoding::Mxfp4 { .. } | Encoding::Mxfp4Ggml { .. }) => {
+            let mut block = [0u8; q8_0::BLOCK_BYTES];
+            let (mut vals, mut back) = ([0f32; 32], [0f32; 32]);
+            let (mut inexact, mut err) = (0u64, 0f32);
+            for r in 0..rows {
+                buf.clear();
+                for b in 0..nb {
+                    let (nibbles, scale) = match *m.encoding() {
+                        Encoding::Mxfp4 { blocks, scales, row_step } => {
+                            let (blk, s) = mxfp4_block(blocks, scales, nb, r * row_step, b);
+                            let mut a = [0u8; 16];
+                            a.copy_from_slice(blk);
+                            (a, s)
+                        }
+                        Encoding::Mxfp4Ggml { data, row_step } => {
+                            let k = (r * row_step) * nb + b;
+                            let g = &data[k * mxfp4::GGML_BLOCK_BYTES..(k + 1) * mxfp4::GGML_BLOCK_BYTES];
+                            (mxfp4::repack_from_ggml(&g[1..]), g[0])
+                        }
+                        _ => unreachable!("matched above"),
+                    };
+                    if !q8_0::from_mxfp4_block(&nibbles, scale, &mut block) {
+                        inexact += 1;
+                        mxfp4::decode_block(&nibbles, scale, &mut vals);
+                        q8_0::decode_block(&block, &mut back);
+                        for (a, b) in vals.iter().zip(&back) {
+                            if a != b {
+                                err = err.max((a - b).abs());
+                            }
+                        }
+                    }
+                    buf.extend_from_slice(&block);
+                }
+                w.write_all(&buf).map_err(io)?;
+            }
+            tally.add(Q8_EXPERT_BLOCKS, inexact, err);
+        }
+        _ => {
+            let chunk = 64.min(rows.max(1));
+            let mut xs = vec![0f32; chunk * cols];
+            let mut r = 0;
+            while r < rows {
+                let n = chunk.min(rows - r);
+                m.dequant_rows(r, &mut xs[..n * cols]);
+                encode_f32(ty, &xs[..n * cols], &mut buf, tally);
+                w.write_all(&buf).map_err(io)?;
+                r += n;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// f32 values decoded per chunk of a dense tensor.
+const CHUNK_VALUES: usize = 2 << 20;
+
+/// Encodes one planned tensor from `src` into `w`.
+fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Write, tally: &mut Tally, progress: &dyn Progress) -> Result<()> {
+    let cfg = src.config();
+    let name = &item.tensor.name;
+    let io = |e| ConvertError::io(out_path, e);
+    let get = |id: WeightId| src.weight(id).map_err(|e| ConvertError::tensor(out_path, name.as_str(), format!("reading {id}: {e}")));
+    let mut buf = Vec::new();
+    match item.content {
+        Content::ExpertWeights(p, l) => {
+            for e in 0..cfg.num_local_experts {
+                let id = p.weight(l, e);
+                let m = get(id)?;
+                write_expert(&m, item.tensor.ty, name, out_path, w, tally)?;
+                src.release(id);
+                progress.advance(item.tensor.nbytes() / cfg.num_local_experts as u64);
+            }
+            return Ok(());
+        }
+        Content::ExpertBiases(p, l) => {
+            for e in 0..cfg.num_local_experts {
+                let id = p.bias(l, e);
+                encode_f32(GgmlType::F32, &get(id)?.to_f32(), &mut buf, tally);
+                w.write_all(&buf).map_err(io)?;
+                src.release(id);
+            }
+        }
+        Content::Single(id) => {
+            let m = get(id)?;
+            let (rows, cols) = (m.rows(), m.cols());
+            // About 8 MB of f32 at a time; the source pages read so far are released after each
+            // chunk, so a 1 GiB embedding never becomes resident as a whole.
+            let chunk = (CHUNK_VALUES / cols.max(1)).clamp(1, rows.max(1));
+            let mut xs = vec![0f32; chunk * cols];
+            let mut r = 0;
+            while r < rows {
+                let n = chunk.min(rows - r);
+                m.dequant_rows(r, &mut xs[..n * cols]);
+                encode_f32(item.tensor.ty, &xs[..n * cols], &mut buf, tally);
+                w.write_all(&buf).map_err(io)?;
+                src.release(id);
+                r += n;
+            }
+        }
+    }
+    progress.advance(item.tensor.nbytes());
+    Ok(())
+}
+
+/// The metadata for `variant` of the model at `src_path`.
+pub fn metadata(cfg: &Config, src_path: &Path, variant: Variant) -> Result<Vec<(String, Value)>> {
+    let ft = variant_file_type(variant);
+    if src_path.is_file() && GgufFile::has_magic(src_path) {
+        // A GGUF source: keep its names and tokenizer.
+        let f = GgufFile::open(src_path)?;
+        let mut kv = meta::model_kv(cfg, src_path, ft);
+        for (k, v) in kv.iter_mut() {
+            if matches!(k.as_str(), "general.name" | "general.size_label")
+                && let Some(src) = f.get(k)
+            {
+                *v = src.clone();
+            }
+        }
+        kv.retain(|(k, _)| !matches!(k.as_str(), "general.basename" | "general.finetune" | "general.version") || f.get(k).is_some());
+        kv.extend(f.kv().iter().filter(|(k, _)| k.starts_with("tokenizer.")).cloned());
+        return Ok(kv);
+    }
+    let dir = meta::tokenizer_dir(src_path)
+        .ok_or_else(|| ConvertError::format(src_path, "no tokenizer.json here or in the parent directory: a GGUF needs the tokenizer"))?;
+    let mut kv = meta::model_kv(cfg, &meta::name_dir(src_path), ft);
+    kv.extend(meta::tokenizer_kv(&dir, cfg)?);
+    Ok(kv)
+}
+
+/// Writes a GGUF `variant` of `src` (found at `src_path`) to `out` (or its splits).
+pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &Path, opts: &ConvertOptions, progress: &dyn Progress) -> Result<ConvertReport> {
+    if !variant.is_gguf() {
+        return Err(ConvertError::format(out, format!("{variant} is not a GGUF variant")));
+    }
+    let cfg = src.config();
+    let kv = metadata(cfg, src_path, variant)?;
+    debug_assert_eq!(kv[0].1, Value::String(ARCH.into()));
+    let items = plan(variant, cfg, &source_order(src_path, cfg));
+    let tensors: Vec<PlannedTensor> = items.iter().map(|i| i.tensor.clone()).collect();
+    let splits = writer::plan_splits(&tensors, opts.split_max_bytes);
+    let n = splits.len();
+    let paths: Vec<PathBuf> = if n == 1 { vec![out.to_path_buf()] } else { (0..n).map(|i| split_path(out, i, n)).collect() };
+    if n > u16::MAX as usize {
+        return Err(ConvertError::format(out, format!("{n} splits: more than GGUF's u16 split count allows")));
+    }
+    // Refuse before writing anything.
+    let staged = paths.iter().map(|p| Staged::create(p, false, opts.force)).collect::<Result<Vec<_>>>()?;
+    let total: u64 = tensors.iter().map(PlannedTensor::nbytes).sum();
+    progress.begin(&format!("writing {variant}"), total);
+    let mut tally = Tally::default();
+    let mut bytes = 0;
+    for (si, range) in splits.iter().enumerate() {
+        let skv = writer::split_kv(&kv, si, n, tensors.len());
+        let path = staged[si].path().to_path_buf();
+        let final_path = staged[si].final_path().to_path_buf();
+        bytes += writer::write_file(&path, &skv, &tensors[range.clone()], &mut |k, w| produce(src, &items[range.start + k], &final_path, w, &mut tally, progress))?;
+    }
+    progress.end();
+    let mut outputs = Vec::new();
+    for s in staged {
+        outputs.push(s.commit()?);
+    }
+    Ok(ConvertReport { outputs, bytes, inexact: tally.into_report(), warnings: Vec::new() })
 }

@@ -1,0 +1,291 @@
+//! [`GgufFile`]: one GGUF file, memory-mapped, its header parsed and checked the way ggml's
+//! `gguf.cpp` checks it, every error naming the file (and the key or tensor).
+//!
+//! | check | error |
+//! |---|---|
+//! | magic, version 2 or 3 | "not a GGUF file" / "GGUF version N is not supported" |
+//! | every count, length and array fits in the bytes left | "… runs past the end of the header" (never a huge allocation) |
+//! | keys non-empty, unique; no nested arrays; `general.alignment` a u32 power of two | names the key |
+//! | tensor names < 64 bytes, unique; 1..=4 dims; known type; `ne[0]` a multiple of the block | names the tensor |
+//! | offset *i* = Σ padded sizes before it (ggml is strict about this) | names the tensor |
+//! | data inside the file | "tensor data … runs past the end of the file (truncated?)" |
+
+use super::{DEFAULT_ALIGNMENT, GgmlType, MAGIC, MAX_DIMS, MAX_NAME, Value, pad, value_type as vt};
+use crate::error::{ConvertError, Result};
+use crate::mmap::MappedFile;
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::Path;
+
+/// One tensor's header entry.
+#[derive(Clone, Debug)]
+pub struct GgufTensor {
+    /// Name.
+    pub name: String,
+    /// `ne`, innermost first, `n_dims` entries.
+    pub ne: Vec<u64>,
+    /// Element type.
+    pub ty: GgmlType,
+    /// Offset relative to the data section, as stored.
+    pub offset: u64,
+    /// Absolute byte range in the file.
+    pub range: Range<usize>,
+}
+
+impl GgufTensor {
+    /// Elements.
+    pub fn elements(&self) -> u64 {
+        self.ne.iter().product()
+    }
+
+    /// `TYPE[ne0, ne1, ...]` for messages.
+    pub fn describe(&self) -> String {
+        format!("{}{:?}", self.ty.name(), self.ne)
+    }
+}
+
+/// A parsed, validated GGUF file.
+pub struct GgufFile {
+    map: MappedFile,
+    version: u32,
+    kv: Vec<(String, Value)>,
+    tensors: Vec<GgufTensor>,
+    alignment: u64,
+    data_start: u64,
+}
+
+/// A bounds-checked cursor over the header bytes.
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Cursor<'a> {
+    fn err(&self, what: &str) -> ConvertError {
+        ConvertError::format(self.path, format!("{what} runs past the end of the file at byte {} (truncated header?)", self.pos))
+    }
+    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+        let end = (self.pos as u64).checked_add(n).filter(|&e| e <= self.b.len() as u64).ok_or_else(|| self.err(what))?;
+        let s = &self.b[self.pos..end as usize];
+        self.pos = end as usize;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let s = self.take(N as u64, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+    fn string(&mut self, what: &str) -> Result<String> {
+        let n = self.u64(what)?;
+        let s = self.take(n, what)?;
+        String::from_utf8(s.to_vec()).map_err(|_| ConvertError::format(self.path, format!("{what} is not UTF-8")))
+    }
+    fn remaining(&self) -> u64 {
+        (self.b.len() - self.pos) as u64
+    }
+
+    /// One value of type `t` (arrays: `depth` 0 only).
+    fn value(&mut self, t: u32, key: &str, nested: bool) -> Result<Value> {
+        let what = format!("value of `{key}`");
+        Ok(match t {
+            vt::UINT8 => Value::U8(self.array::<1>(&what)?[0]),
+            vt::INT8 => Value::I8(self.array::<1>(&what)?[0] as i8),
+            vt::UINT16 => Value::U16(u16::from_le_bytes(self.array(&what)?)),
+            vt::INT16 => Value::I16(i16::from_le_bytes(self.array(&what)?)),
+            vt::UINT32 => Value::U32(self.u32(&what)?),
+            vt::INT32 => Value::I32(i32::from_le_bytes(self.array(&what)?)),
+            vt::FLOAT32 => Value::F32(f32::from_le_bytes(self.array(&what)?)),
+            vt::BOOL => match self.array::<1>(&what)?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return Err(ConvertError::format(self.path, format!("key `{key}`: bool byte {b} is neither 0 nor 1"))),
+            },
+            vt::STRING => Value::String(self.string(&what)?),
+            vt::UINT64 => Value::U64(self.u64(&what)?),
+            vt::INT64 => Value::I64(i64::from_le_bytes(self.array(&what)?)),
+            vt::FLOAT64 => Value::F64(f64::from_le_bytes(self.array(&what)?)),
+            vt::ARRAY if !nested => {
+                let et = self.u32(&what)?;
+                let n = self.u64(&what)?;
+                // Every element takes at least one byte: a count beyond the bytes left is a lie.
+                if n > self.remaining() {
+                    return Err(ConvertError::format(self.path, format!("key `{key}`: array of {n} elements runs past the end of the file")));
+                }
+                let mut items = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    items.push(self.value(et, key, true)?);
+                }
+                Value::Array(et, items)
+            }
+            _ => return Err(ConvertError::format(self.path, format!("key `{key}` has invalid GGUF value type {t}"))),
+        })
+    }
+}
+
+impl GgufFile {
+    /// Maps and validates `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
+        let map = MappedFile::open(path.as_ref())?;
+        let (version, kv, tensors, alignment, data_start) = parse(map.path(), map.bytes())?;
+        Ok(GgufFile { map, version, kv, tensors, alignment, data_start })
+    }
+
+    /// True when the file at `path` starts with the GGUF magic.
+    pub fn has_magic(path: &Path) -> bool {
+        use std::io::Read;
+        let mut m = [0u8; 4];
+        std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && m == MAGIC
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        self.map.path()
+    }
+
+    /// The mapping.
+    pub fn mapped(&self) -> &MappedFile {
+        &self.map
+    }
+
+    /// The format version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The metadata, in file order.
+    pub fn kv(&self) -> &[(String, Value)] {
+        &self.kv
+    }
+
+    /// One metadata value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.kv.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The tensor infos, in file order.
+    pub fn tensors(&self) -> &[GgufTensor] {
+        &self.tensors
+    }
+
+    /// The data alignment.
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// Where the data section starts.
+    pub fn data_start(&self) -> u64 {
+        self.data_start
+    }
+
+    /// The bytes of a tensor.
+    pub fn data(&self, t: &GgufTensor) -> &[u8] {
+        &self.map.bytes()[t.range.clone()]
+    }
+
+    /// File length.
+    pub fn len(&self) -> u64 {
+        self.map.bytes().len() as u64
+    }
+
+    /// True for an empty file (never, once opened: the header is checked).
+    pub fn is_empty(&self) -> bool {
+        self.map.bytes().is_empty()
+    }
+}
+
+type Parsed = (u32, Vec<(String, Value)>, Vec<GgufTensor>, u64, u64);
+
+fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
+    let mut c = Cursor { b, pos: 0, path };
+    let magic = c.array::<4>("magic").map_err(|_| ConvertError::format(path, "not a GGUF file (shorter than the magic)"))?;
+    if magic != MAGIC {
+        return Err(ConvertError::format(path, format!("not a GGUF file (magic {magic:02x?})")));
+    }
+    let version = c.u32("version")?;
+    if version != 2 && version != 3 {
+        return Err(ConvertError::format(path, format!("GGUF version {version} is not supported (2 and 3 are)")));
+    }
+    let n_tensors = c.u64("tensor count")?;
+    let n_kv = c.u64("metadata count")?;
+    // A kv pair takes at least 8 + 4 + 1 bytes, a tensor info at least 8 + 4 + 8 + 4 + 8.
+    if n_kv.saturating_mul(13) > c.remaining() {
+        return Err(ConvertError::format(path, format!("header claims {n_kv} metadata pairs, more than the file can hold")));
+    }
+    let mut kv: Vec<(String, Value)> = Vec::with_capacity(n_kv as usize);
+    let mut keys = HashSet::new();
+    for i in 0..n_kv {
+        let key = c.string(&format!("metadata key #{i}"))?;
+        if key.is_empty() {
+            return Err(ConvertError::format(path, format!("metadata key #{i} is empty")));
+        }
+        if !keys.insert(key.clone()) {
+            return Err(ConvertError::format(path, format!("duplicate metadata key `{key}`")));
+        }
+        let t = c.u32(&format!("type of `{key}`"))?;
+        let v = c.value(t, &key, false)?;
+        kv.push((key, v));
+    }
+    let alignment = match kv.iter().find(|(k, _)| k == "general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some((_, Value::U32(a))) if *a != 0 && a.is_power_of_two() => *a as u64,
+        Some((_, v)) => return Err(ConvertError::format(path, format!("general.alignment must be a u32 power of two, found {v:?}"))),
+    };
+    if n_tensors.saturating_mul(32) > c.remaining() {
+        return Err(ConvertError::format(path, format!("header claims {n_tensors} tensors, more than the file can hold")));
+    }
+    let mut infos = Vec::with_capacity(n_tensors as usize);
+    let mut names = HashSet::new();
+    for i in 0..n_tensors {
+        let name = c.string(&format!("name of tensor #{i}"))?;
+        let terr = |m: String| ConvertError::tensor(path, &name, m);
+        if name.len() >= MAX_NAME {
+            return Err(terr(format!("name is {} bytes; ggml allows at most {}", name.len(), MAX_NAME - 1)));
+        }
+        if !names.insert(name.clone()) {
+            return Err(terr("appears twice in the tensor infos".into()));
+        }
+        let n_dims = c.u32(&format!("tensor `{name}` dims"))?;
+        if n_dims == 0 || n_dims as usize > MAX_DIMS {
+            return Err(terr(format!("has {n_dims} dimensions (1..={MAX_DIMS} allowed)")));
+        }
+        let mut ne = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            ne.push(c.u64(&format!("tensor `{name}` shape"))?);
+        }
+        let ty_id = c.u32(&format!("tensor `{name}` type"))?;
+        let offset = c.u64(&format!("tensor `{name}` offset"))?;
+        let ty = GgmlType::from_id(ty_id).ok_or_else(|| terr(format!("has ggml type {ty_id}, which oss-forge does not read (f32, f16, bf16, q8_0, mxfp4 only)")))?;
+        if ne[0] % ty.block() != 0 {
+            return Err(terr(format!("ne[0] = {} is not a multiple of the {} block size {}", ne[0], ty.name(), ty.block())));
+        }
+        let nbytes = ne[1..]
+            .iter()
+            .try_fold(ty.row_bytes(ne[0]), |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n <= b.len() as u64)
+            .ok_or_else(|| terr(format!("shape {ne:?} is larger than the file")))?;
+        infos.push((name, ne, ty, offset, nbytes));
+    }
+    let data_start = pad(c.pos as u64, alignment);
+    let mut expected = 0u64;
+    let mut tensors = Vec::with_capacity(infos.len());
+    for (name, ne, ty, offset, nbytes) in infos {
+        if offset != expected {
+            return Err(ConvertError::tensor(path, &name, format!("has offset {offset}, expected {expected} (offsets must follow the tensor order, padded to {alignment})")));
+        }
+        let start = data_start + offset;
+        let end = start.checked_add(nbytes).filter(|&e| e <= b.len() as u64).ok_or_else(|| {
+            ConvertError::tensor(path, &name, format!("tensor data {start}..{} runs past the end of the file ({} bytes; truncated?)", start.saturating_add(nbytes), b.len()))
+        })?;
+        expected = pad(offset + nbytes, alignment);
+        tensors.push(GgufTensor { name, ne, ty, offset, range: start as usize..end as usize });
+    }
+    Ok((version, kv, tensors, alignment, data_start))
+}
