@@ -6,20 +6,20 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     /// An operating-system error on a file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file's config could not be used.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Config {
         /// The config file.
         path: PathBuf,
         /// What is wrong with it.
-        source: reference::ConfigError,
+        error: reference::ConfigError,
     },
     /// The file's structure is wrong (header, index, JSON).
     #[error("{}: {message}", path.display())]
@@ -64,7 +64,7 @@ pub enum ConvertError {
 impl ConvertError {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        ConvertError::Io { path: path.as_ref().to_path_buf(), source }
+        ConvertError::Io { path: path.as_ref().to_path_buf(), error: source }
     }
 
     /// A structural error in `path`.
