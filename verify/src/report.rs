@@ -60,6 +60,7 @@ pub fn variant_json(v: &VariantResult) -> Value {
         "lossless": v.lossless,
         "failures": v.failures,
         "metrics": metrics_json(&v.metrics),
+        "format_floor": v.floor.as_ref().map_or(Value::Null, metrics_json),
         "per_prompt": v.per_prompt.iter().map(|(p, m)| json!({"prompt": p, "metrics": metrics_json(m)})).collect::<Vec<_>>(),
         "weights": {
             "tensors": tensors,

@@ -1,0 +1,227 @@
+//! The format's own noise floor: the original with every lossy weight rounded the reference way
+//! for the variant's storage.
+//!
+//! How far a lossy variant's logits may move depends on the model as much as on the format: a
+//! trained 20b barely notices Q8_0 attention weights, a random-weight test model whose router
+//! margins are 2e-3 flips experts and moves its logits by several units. So besides the fixed
+//! gates, a lossy variant is compared with [`Rounded`], the original with each weight the variant
+//! stores lossily re-encoded by this crate's reference quantizers:
+//!
+//! | variant storage | reference rounding |
+//! |---|---|
+//! | F16 / BF16 | round to nearest even |
+//! | Q8_0 | `d = amax/127` (F16), `q = round(x/d)` (ggml's `quantize_row_q8_0_ref`) |
+//! | int8, group g | `scale = bf16(amax/127)`, `q = round(x/scale)` clamped to ±127 |
+//!
+//! A correct converter lands on (or next to) that floor; one that rounds badly lands well above
+//! it. Rounded weights are built on first use and kept (the dense weights of a 20b in Q8_0 are
+//! about 2 GB); expert weights stored exactly are read from the original untouched.
+
+use quant::{float, int8, q8_0};
+use reference::{Config, DenseType, Encoding, MatRef, SourceError, WeightId, WeightSource};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// How one weight is re-encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rounding {
+    /// To F16.
+    F16,
+    /// To BF16.
+    Bf16,
+    /// To Q8_0 blocks.
+    Q8_0,
+    /// To symmetric int8 with BF16 scales per group.
+    Int8(usize),
+}
+
+impl Rounding {
+    /// The reference rounding matching a variant's storage of a weight, if it is lossy for the
+    /// original's storage.
+    pub fn for_storage(orig: &Encoding<'_>, var: &Encoding<'_>, cols: usize) -> Option<Rounding> {
+        use crate::weights::Bound;
+        match (Bound::for_encodings(orig, var, cols), var) {
+            (Bound::Exact | Bound::Unbounded, _) => None,
+            (_, Encoding::Dense { dtype: DenseType::F16, .. }) => Some(Rounding::F16),
+            (_, Encoding::Dense { dtype: DenseType::BF16, .. }) => Some(Rounding::Bf16),
+            (_, Encoding::Q8_0 { .. }) => Some(Rounding::Q8_0),
+            (_, Encoding::Int8 { group, .. }) => Some(Rounding::Int8(*group)),
+            _ => None,
+        }
+    }
+}
+
+/// Which weights a variant stores lossily, and how. Reads encodings only (no decoding).
+pub fn plan(orig: &dyn WeightSource, var: &dyn WeightSource) -> Result<Vec<(WeightId, Rounding)>, SourceError> {
+    let mut out = Vec::new();
+    for id in WeightId::all(orig.config()) {
+        let (a, b) = (orig.weight(id)?, var.weight(id)?);
+        if let Some(r) = Rounding::for_storage(a.encoding(), b.encoding(), a.cols()) {
+            out.push((id, r));
+        }
+    }
+    Ok(out)
+}
+
+/// The original with the planned weights re-encoded (see the module docs).
+pub struct Rounded<'a> {
+    orig: &'a dyn WeightSource,
+    plan: HashMap<WeightId, (Rounding, usize)>,
+    cells: Vec<OnceLock<Vec<u8>>>,
+}
+
+impl<'a> Rounded<'a> {
+    /// Wraps `orig`; nothing is computed until a weight is asked for.
+    pub fn new(orig: &'a dyn WeightSource, plan: &[(WeightId, Rounding)]) -> Rounded<'a> {
+        Rounded {
+            orig,
+            plan: plan.iter().enumerate().map(|(k, &(id, r))| (id, (r, k))).collect(),
+            cells: (0..plan.len()).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn encode(&self, id: WeightId, r: Rounding) -> Result<Vec<u8>, SourceError> {
+        let m = self.orig.weight(id)?;
+        let (rows, cols) = (m.rows(), m.cols());
+        let mut out = Vec::new();
+        let mut row = vec![0f32; cols];
+        for i in 0..rows {
+            m.dequant_rows(i, &mut row);
+            match r {
+                Rounding::F16 | Rounding::Bf16 => {
+                    let mut b = vec![0u8; 2 * cols];
+                    if r == Rounding::F16 {
+                        float::f32_row_to_f16(&row, &mut b);
+                    } else {
+                        float::f32_row_to_bf16(&row, &mut b);
+                    }
+                    out.extend_from_slice(&b);
+                }
+                Rounding::Q8_0 => {
+                    let mut b = vec![0u8; cols / q8_0::BLOCK * q8_0::BLOCK_BYTES];
+                    q8_0::quantize_row_ref(&row, &mut b);
+                    out.extend_from_slice(&b);
+                }
+                Rounding::Int8(g) => {
+                    // Packed rows first, then the scales: split at rows × cols.
+                    let mut packed = vec![0u8; cols];
+                    let mut scales = vec![0u16; cols / g];
+                    int8::quantize_row_absmax(&row, g, &mut packed, &mut scales);
+                    out.extend_from_slice(&packed);
+                    out.extend(scales.iter().flat_map(|s| s.to_le_bytes()));
+                }
+            }
+        }
+        if let Rounding::Int8(g) = r {
+            // Rows were written as [packed | scales] pairs; regroup into [all packed | all scales].
+            let per = cols + 2 * (cols / g);
+            let mut packed = Vec::with_capacity(rows * cols);
+            let mut scales = Vec::with_capacity(rows * 2 * (cols / g));
+            for chunk in out.chunks_exact(per) {
+                packed.extend_from_slice(&chunk[..cols]);
+                scales.extend_from_slice(&chunk[cols..]);
+            }
+            packed.extend_from_slice(&scales);
+            out = packed;
+        }
+        self.orig.release(id);
+        Ok(out)
+    }
+}
+
+impl WeightSource for Rounded<'_> {
+    fn config(&self) -> &Config {
+        self.orig.config()
+    }
+
+    fn weight(&self, id: WeightId) -> Result<MatRef<'_>, SourceError> {
+        let Some(&(r, k)) = self.plan.get(&id) else { return self.orig.weight(id) };
+        let bytes = match self.cells[k].get() {
+            Some(b) => b,
+            None => {
+                let b = self.encode(id, r)?;
+                self.cells[k].get_or_init(|| b)
+            }
+        };
+        let (rows, cols) = id.shape(self.orig.config());
+        let enc = match r {
+            Rounding::F16 => Encoding::Dense { dtype: DenseType::F16, data: bytes, row_stride: cols, col_stride: 1 },
+            Rounding::Bf16 => Encoding::Dense { dtype: DenseType::BF16, data: bytes, row_stride: cols, col_stride: 1 },
+            Rounding::Q8_0 => Encoding::Q8_0 { data: bytes, row_step: 1 },
+            Rounding::Int8(group) => {
+                let (packed, scales) = bytes.split_at(rows * cols);
+                Encoding::Int8 { packed, scales, group }
+            }
+        };
+        Ok(MatRef::new(rows, cols, enc)?)
+    }
+
+    fn release(&self, id: WeightId) {
+        if !self.plan.contains_key(&id) {
+            self.orig.release(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-weight source over owned BF16 bytes (the rest of the model is never asked for).
+    struct One {
+        cfg: Config,
+        bytes: Vec<u8>,
+    }
+
+    impl WeightSource for One {
+        fn config(&self) -> &Config {
+            &self.cfg
+        }
+        fn weight(&self, id: WeightId) -> Result<MatRef<'_>, SourceError> {
+            let (r, c) = id.shape(&self.cfg);
+            Ok(MatRef::dense(DenseType::BF16, &self.bytes[..2 * r * c], r, c)?)
+        }
+    }
+
+    #[test]
+    fn rounded_weights_equal_the_reference_quantizers() {
+        let mut cfg = Config::from_hf_json(&convert::synth::preset_config(convert::synth::Preset::Tiny, None)).unwrap();
+        cfg.num_hidden_layers = 1;
+        let (r, c) = WeightId::QProj(0).shape(&cfg);
+        // Small values: BF16 holds them, F16 only as subnormals (so F16 rounding changes some).
+        let xs: Vec<f32> = (0..r * c).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-8).collect();
+        let mut bytes = vec![0u8; 2 * r * c];
+        float::f32_row_to_bf16(&xs, &mut bytes);
+        let src = One { cfg, bytes };
+        let orig = src.weight(WeightId::QProj(0)).unwrap().to_f32();
+        for rounding in [Rounding::Q8_0, Rounding::Int8(32), Rounding::F16] {
+            let rounded = Rounded::new(&src, &[(WeightId::QProj(0), rounding)]);
+            let got = rounded.weight(WeightId::QProj(0)).unwrap().to_f32();
+            let want: Vec<f32> = match rounding {
+                Rounding::Q8_0 => {
+                    let mut q = vec![0u8; r * c / 32 * 34];
+                    q8_0::quantize_row_ref(&orig, &mut q);
+                    let mut out = vec![0f32; r * c];
+                    q8_0::decode_row(&q, &mut out);
+                    out
+                }
+                Rounding::Int8(_) => orig
+                    .chunks(c)
+                    .flat_map(|row| {
+                        let (mut p, mut s) = (vec![0u8; c], vec![0u16; c / 32]);
+                        int8::quantize_row_absmax(row, 32, &mut p, &mut s);
+                        let sb: Vec<u8> = s.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        let mut out = vec![0f32; c];
+                        int8::decode_row_bf16_scales(&p, &sb, 32, &mut out);
+                        out
+                    })
+                    .collect(),
+                _ => orig.iter().map(|&v| float::f16_bits_to_f32(float::f32_to_f16_bits(v))).collect(),
+            };
+            assert_eq!(got, want, "{rounding:?}");
+            assert_ne!(got, orig, "{rounding:?} must change some value");
+            // Weights outside the plan come from the original.
+            assert_eq!(rounded.weight(WeightId::KProj(0)).unwrap().to_f32(), src.weight(WeightId::KProj(0)).unwrap().to_f32());
+        }
+    }
+}
