@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod inspect;
 pub mod error;
+pub mod fuzzing;
 pub mod gguf;
 pub mod mmap;
 pub mod model;

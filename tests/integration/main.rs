@@ -22,3 +22,9 @@ mod st_variants;
 mod pipeline;
 // GGUF variants against llama.cpp's files, logits through GGUF, splits, hostile GGUF files.
 mod gguf;
+
+// Fuzz findings replayed, fuzz seeds kept current.
+mod fuzz_regressions;
+
+// NaN/Inf weights and NaN scale bytes: named by inspect, refused by convert and pipeline.
+mod integrity;

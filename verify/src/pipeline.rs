@@ -233,7 +233,10 @@ pub fn run(
         let target = if v.is_gguf() { dir.join(gguf_file_name(&name, v)) } else { dir.clone() };
         log(&format!("{v}: converting to {}", target.display()));
         let copts = ConvertOptions { force: true, ..opts.convert.clone() };
-        let report = convert::variant::convert(src.source(), &src_dir, v, &target, &copts, convert_progress)?;
+        let report = convert::variant::convert(src.source(), &src_dir, v, &target, &copts, convert_progress).inspect_err(|_| {
+            // The converter removed its temporaries; the variant's directory goes too.
+            let _ = std::fs::remove_dir_all(&dir);
+        })?;
         for w in &report.warnings {
             log(&format!("{v}: warning: {w}"));
         }

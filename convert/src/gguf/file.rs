@@ -138,6 +138,13 @@ impl GgufFile {
         Ok(GgufFile { map, version, kv, tensors, alignment, data_start })
     }
 
+    /// Validates `bytes` as the GGUF file `path` (which is only used in messages).
+    pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<GgufFile> {
+        let map = MappedFile::from_bytes(path, bytes);
+        let (version, kv, tensors, alignment, data_start) = parse(map.path(), map.bytes())?;
+        Ok(GgufFile { map, version, kv, tensors, alignment, data_start })
+    }
+
     /// True when the file at `path` starts with the GGUF magic.
     pub fn has_magic(path: &Path) -> bool {
         use std::io::Read;

@@ -14,7 +14,7 @@
 mod read;
 mod write;
 
-pub use read::{SafetensorsFile, TensorInfo};
+pub use read::{SafetensorsFile, TensorInfo, parse as parse_header};
 pub use write::{PlannedTensor, SafetensorsWriter};
 
 /// Element types a safetensors header may declare.
