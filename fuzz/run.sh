@@ -1,11 +1,11 @@
 #!/bin/sh
-# Runs every fuzz target (or the ones named) for SECONDS each (default 180), starting from the
+# Runs every fuzz target (or the ones named) for FUZZ_SECONDS each (default 180), starting from the
 # committed seeds in seeds/<target>/ plus what earlier runs found (corpus/<target>/, not
 # committed). Crashes land in artifacts/<target>/; copy each into
 # tests/fixtures/fuzz-regressions/<target>/ once fixed. Needs nightly and cargo-fuzz.
 set -eu
 cd "$(dirname "$0")"
-SECONDS_EACH=${SECONDS:-180}
+SECONDS_EACH=${FUZZ_SECONDS:-180}
 TARGETS=${*:-safetensors_header gguf config}
 for t in $TARGETS; do
     mkdir -p "corpus/$t"

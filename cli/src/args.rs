@@ -119,7 +119,7 @@ pub enum Command {
         allow_nonfinite: bool,
     },
     /// Re-hash a pipeline output directory against SHA256SUMS and manifest.json.
-    /// Exit code 1 if any file changed or went missing.
+    /// Exit code 1 if any file changed, went missing, or is there without being listed.
     Check {
         /// The pipeline's output directory.
         out: PathBuf,

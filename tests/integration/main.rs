@@ -28,3 +28,6 @@ mod fuzz_regressions;
 
 // NaN/Inf weights and NaN scale bytes: named by inspect, refused by convert and pipeline.
 mod integrity;
+
+// convert and pipeline killed mid-write; check's unlisted files and corrupt SHA256SUMS.
+mod interrupted;
