@@ -389,6 +389,30 @@ impl Config {
         let bad = |key: &str, expected: String, found: String| {
             Err(ConfigError::Invalid { key: key.into(), expected, found })
         };
+        // The caps the JSON readers enforce, again here for every other source of a config
+        // (GGUF metadata), so no reader sizes an allocation or an offset from an absurd value.
+        let capped = [
+            ("vocab_size", self.vocab_size, 1, caps::VOCAB),
+            ("hidden_size", self.hidden_size, 1, caps::HIDDEN),
+            ("intermediate_size", self.intermediate_size, 1, caps::HIDDEN),
+            ("num_hidden_layers", self.num_hidden_layers, 1, caps::LAYERS),
+            ("num_attention_heads", self.num_attention_heads, 1, caps::HEADS),
+            ("num_key_value_heads", self.num_key_value_heads, 1, caps::HEADS),
+            ("head_dim", self.head_dim, 2, caps::HEAD_DIM),
+            ("num_local_experts", self.num_local_experts, 1, caps::EXPERTS),
+            ("num_experts_per_tok", self.num_experts_per_tok, 1, caps::EXPERTS),
+            ("sliding_window", self.sliding_window, 1, caps::CONTEXT),
+            ("max_position_embeddings", self.max_position_embeddings, 1, caps::CONTEXT * 1024),
+            ("rope_scaling.original_max_position_embeddings", self.rope_scaling.original_max_position_embeddings, 1, caps::CONTEXT),
+        ];
+        for (key, v, min, max) in capped {
+            if v < min || v > max {
+                return bad(key, format!("an integer in {min}..={max}"), v.to_string());
+            }
+        }
+        if self.layer_types.len() != self.num_hidden_layers {
+            return bad("layer_types", format!("{} entries (num_hidden_layers)", self.num_hidden_layers), self.layer_types.len().to_string());
+        }
         if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return bad(
                 "num_key_value_heads",
