@@ -17,6 +17,7 @@ pub mod names;
 pub mod npy;
 pub mod publish;
 pub mod safetensors;
+pub mod space;
 pub mod synth;
 pub mod variant;
 

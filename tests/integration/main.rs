@@ -31,3 +31,6 @@ mod integrity;
 
 // convert and pipeline killed mid-write; check's unlisted files and corrupt SHA256SUMS.
 mod interrupted;
+
+// A full disk (1 MiB tmpfs): refused up front, or named with the bytes when it fills mid-write.
+mod full_disk;

@@ -487,6 +487,10 @@ pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &
     // Refuse before writing anything.
     let staged = paths.iter().map(|p| Staged::create(p, false, opts.force)).collect::<Result<Vec<_>>>()?;
     let total: u64 = tensors.iter().map(PlannedTensor::nbytes).sum();
+    let file_sizes: Vec<u64> = splits.iter().enumerate().map(|(si, r)| writer::file_size(&writer::split_kv(&kv, si, n, tensors.len()), &tensors[r.clone()])).collect();
+    if !opts.skip_space_check {
+        crate::space::ensure(out, file_sizes.iter().sum())?;
+    }
     progress.begin(&format!("writing {variant}"), total);
     let mut tally = Tally::default();
     let guard = Guard { allow: opts.allow_nonfinite, src_path };
@@ -495,7 +499,8 @@ pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &
         let skv = writer::split_kv(&kv, si, n, tensors.len());
         let path = staged[si].path().to_path_buf();
         let final_path = staged[si].final_path().to_path_buf();
-        bytes += writer::write_file(&path, &skv, &tensors[range.clone()], &mut |k, w| produce(src, &items[range.start + k], &final_path, w, &mut tally, progress, &guard))?;
+        bytes += writer::write_file(&path, &skv, &tensors[range.clone()], &mut |k, w| produce(src, &items[range.start + k], &final_path, w, &mut tally, progress, &guard))
+            .map_err(|e| crate::space::name_full_disk(e, &final_path, &path, file_sizes[si]))?;
     }
     progress.end();
     let mut outputs = Vec::new();
