@@ -88,7 +88,7 @@ fn minimal_gguf(variant: Variant, dir: &Path) -> Vec<u8> {
 /// A small valid safetensors file: BF16, U8 and F32 tensors and `__metadata__`.
 fn minimal_safetensors() -> Vec<u8> {
     let mut header = r#"{"__metadata__":{"format":"pt"},"a.weight":{"dtype":"BF16","shape":[2,4],"data_offsets":[0,16]},"a.scales":{"dtype":"U8","shape":[2,1],"data_offsets":[16,18]},"b":{"dtype":"F32","shape":[1],"data_offsets":[18,22]}}"#.to_string();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(' ');
     }
     let mut out = (header.len() as u64).to_le_bytes().to_vec();

@@ -161,7 +161,7 @@ fn write_all(
     let config = meta::output_config(base_config, variant, layout, cfg);
     meta::write_json(&dir.join("config.json"), &config)?;
     files.push("config.json".to_string());
-    let (copied, missing) = meta::copy_side_files(src_path, &dir)?;
+    let (copied, missing) = meta::copy_side_files(src_path, dir)?;
     files.extend(copied);
     if !missing.is_empty() {
         report.warnings.push(format!("not found beside the source, not copied: {}", missing.join(", ")));
