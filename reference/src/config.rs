@@ -518,6 +518,25 @@ mod tests {
     }
 
     #[test]
+    fn validate_caps_every_config_however_it_was_built() {
+        // A config built in code (as the GGUF reader builds one from metadata) gets the JSON caps.
+        let ok = Config::from_json_str(GPT_OSS_20B).unwrap();
+        let mut c = ok.clone();
+        c.hidden_size = 1 << 20;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("hidden_size") && e.contains("1..=65536"), "{e}");
+        let mut c = ok.clone();
+        c.num_attention_heads = u32::MAX as usize;
+        assert!(c.validate().unwrap_err().to_string().contains("num_attention_heads"));
+        let mut c = ok.clone();
+        c.layer_types.pop();
+        assert!(c.validate().unwrap_err().to_string().contains("layer_types"));
+        let mut c = ok;
+        c.rope_scaling.original_max_position_embeddings = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("original_max_position_embeddings"));
+    }
+
+    #[test]
     fn parameter_count_of_120b() {
         let text = GPT_OSS_20B.replace("\"num_hidden_layers\":24", "\"num_hidden_layers\":36")
             .replace("\"num_local_experts\":32", "\"num_local_experts\":128");

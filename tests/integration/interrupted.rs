@@ -141,6 +141,19 @@ fn check_reports_unlisted_files_and_corrupt_sums() {
     assert!(run.stdout.contains("UNLISTED gguf-mxfp4/extra.bin") && run.stdout.contains("UNLISTED .gguf-mxfp4.partial-999999999"), "{}", run.stdout);
     std::fs::remove_file(out.join("gguf-mxfp4/extra.bin")).unwrap();
     std::fs::remove_file(out.join(".gguf-mxfp4.partial-999999999")).unwrap();
+    oss_forge(&["check", s(&out)]).ok();
+    // The manifest records another hash for a file than SHA256SUMS does.
+    let mpath = out.join("manifest.json");
+    let original = std::fs::read_to_string(&mpath).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let f = &mut m["variants"][0]["files"][0];
+    let rel = f["path"].as_str().unwrap().to_string();
+    f["sha256"] = "0".repeat(64).into();
+    std::fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let run = oss_forge(&["check", s(&out)]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains(&format!("INCONSISTENT {rel} (SHA256SUMS and manifest.json disagree)")), "{}", run.stdout);
+    std::fs::write(&mpath, original).unwrap();
     // A SHA256SUMS line that is not `<64 hex>  <relative path>` is an error (exit 2), not a pass.
     let sums = out.join("SHA256SUMS");
     let good = std::fs::read_to_string(&sums).unwrap();
