@@ -64,6 +64,9 @@ pub enum Command {
         /// Convert even if the source holds NaN/Inf weights or NaN scale bytes.
         #[arg(long)]
         allow_nonfinite: bool,
+        /// Do not check for free disk space before writing (for file systems that misreport it).
+        #[arg(long)]
+        no_space_check: bool,
         /// Replace an existing output.
         #[arg(long)]
         force: bool,
@@ -117,9 +120,12 @@ pub enum Command {
         /// Convert even if the source holds NaN/Inf weights or NaN scale bytes.
         #[arg(long)]
         allow_nonfinite: bool,
+        /// Do not check for free disk space before writing (for file systems that misreport it).
+        #[arg(long)]
+        no_space_check: bool,
     },
     /// Re-hash a pipeline output directory against SHA256SUMS and manifest.json.
-    /// Exit code 1 if any file changed or went missing.
+    /// Exit code 1 if any file changed, went missing, or is there without being listed.
     Check {
         /// The pipeline's output directory.
         out: PathBuf,

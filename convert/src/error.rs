@@ -59,6 +59,30 @@ pub enum ConvertError {
         /// Why it is unexpected.
         detail: String,
     },
+    /// The disk filled up while writing an output (which was then removed).
+    #[error("{}: no space left on device writing {file}: needed {needed} bytes, wrote {wrote}; the partial output was removed", path.display())]
+    NoSpace {
+        /// The output, under its final name (never created).
+        path: PathBuf,
+        /// The file being written when the disk filled (the output itself, or a file in it).
+        file: String,
+        /// Bytes the output needs.
+        needed: u64,
+        /// Bytes written before the error.
+        wrote: u64,
+    },
+    /// Not enough free space to start writing an output.
+    #[error("{}: not enough free space: needs {needed} bytes, {available} available on the file system of {}; nothing was written (--no-space-check skips this check)", path.display(), dir.display())]
+    InsufficientSpace {
+        /// The output, under its final name.
+        path: PathBuf,
+        /// The directory whose file system was measured.
+        dir: PathBuf,
+        /// Bytes the output needs.
+        needed: u64,
+        /// Bytes available to this user.
+        available: u64,
+    },
 }
 
 impl ConvertError {

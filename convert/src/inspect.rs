@@ -21,6 +21,15 @@ pub struct NonFinite {
     pub inf: u64,
 }
 
+/// MXFP4 blocks of one tensor whose E8M0 scale byte is 255 (NaN in the OCP MX spec).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NanScales {
+    /// Tensor name (the `*_scales` tensor, or the GGUF MXFP4 tensor holding the blocks).
+    pub tensor: String,
+    /// Blocks with scale byte 255.
+    pub blocks: u64,
+}
+
 /// The result of inspecting a checkpoint.
 #[derive(Clone, Debug)]
 pub struct Inspect {
@@ -40,6 +49,8 @@ pub struct Inspect {
     pub scale_histogram: Option<Box<[u64; 256]>>,
     /// Tensors holding NaN or Inf.
     pub non_finite: Vec<NonFinite>,
+    /// Tensors holding MXFP4 blocks with the NaN scale byte 255.
+    pub nan_scales: Vec<NanScales>,
     /// GGUF Q8_0 expert tensors: (blocks, blocks not of the exact MXFP4 form `d = 2^k` for
     /// k in -24..=15 and `q` in ±{0,1,2,3,4,6,8,12}, i.e. quantized with `d = amax/127`).
     pub q8_0_expert_blocks: Option<(u64, u64)>,
@@ -109,6 +120,7 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     let mut by_dtype: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     let mut hist: Option<Box<[u64; 256]>> = None;
     let mut non_finite = Vec::new();
+    let mut nan_scales = Vec::new();
     let mut files = Vec::new();
     let mut tensors = 0;
     let mut tensor_bytes = 0u64;
@@ -123,6 +135,9 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
             let data = f.data(t);
             if t.dtype == Dtype::U8 && is_scale_tensor(&t.name) {
                 let h = histogram(data);
+                if h[255] > 0 {
+                    nan_scales.push(NanScales { tensor: t.name.clone(), blocks: h[255] });
+                }
                 let acc = hist.get_or_insert_with(|| Box::new([0u64; 256]));
                 for (x, y) in acc.iter_mut().zip(h.iter()) {
                     *x += y;
@@ -136,14 +151,7 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
             f.mapped().release_slice(data);
         }
     }
-    let mut warnings = Vec::new();
-    for nf in &non_finite {
-        warnings.push(format!("tensor `{}` holds {} NaN and {} Inf values", nf.tensor, nf.nan, nf.inf));
-    }
-    if let Some(h) = &hist
-        && h[255] > 0 {
-            warnings.push(format!("{} MXFP4 blocks have scale byte 255, which is NaN in the OCP MX spec", h[255]));
-        }
+    let mut warnings = integrity_warnings(&non_finite, &nan_scales);
     if let Some(total) = ckpt.index_total_size()
         && total != tensor_bytes {
             warnings.push(format!("index metadata.total_size is {total} but the shards hold {tensor_bytes} tensor bytes"));
@@ -157,9 +165,22 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
         by_dtype,
         scale_histogram: hist,
         non_finite,
+        nan_scales,
         q8_0_expert_blocks: None,
         warnings,
     }
+}
+
+/// One warning per tensor holding non-finite values or NaN scale bytes, naming it.
+fn integrity_warnings(non_finite: &[NonFinite], nan_scales: &[NanScales]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for nf in non_finite {
+        warnings.push(format!("tensor `{}` holds {} NaN and {} Inf values", nf.tensor, nf.nan, nf.inf));
+    }
+    for ns in nan_scales {
+        warnings.push(format!("tensor `{}` has {} MXFP4 blocks with scale byte 255, which is NaN in the OCP MX spec", ns.tensor, ns.blocks));
+    }
+    warnings
 }
 
 /// True when a Q8_0 block is an exact MXFP4 block: `d` a power of two an MXFP4 scale byte in
@@ -178,6 +199,7 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     let mut hist: Option<Box<[u64; 256]>> = None;
     let mut q8: Option<(u64, u64)> = None;
     let mut non_finite = Vec::new();
+    let mut nan_scales = Vec::new();
     let mut files = Vec::new();
     let mut tensors = 0;
     for f in model.files() {
@@ -192,8 +214,12 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
             match t.ty {
                 GgmlType::Mxfp4 => {
                     let acc = hist.get_or_insert_with(|| Box::new([0u64; 256]));
+                    let before = acc[255];
                     for b in data.chunks_exact(quant::mxfp4::GGML_BLOCK_BYTES) {
                         acc[b[0] as usize] += 1;
+                    }
+                    if acc[255] > before {
+                        nan_scales.push(NanScales { tensor: t.name.clone(), blocks: acc[255] - before });
                     }
                 }
                 GgmlType::Q8_0 if experts => {
@@ -227,10 +253,7 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
             f.mapped().release_slice(data);
         }
     }
-    let mut warnings = Vec::new();
-    for nf in &non_finite {
-        warnings.push(format!("tensor `{}` holds {} NaN and {} Inf values", nf.tensor, nf.nan, nf.inf));
-    }
+    let warnings = integrity_warnings(&non_finite, &nan_scales);
     Inspect {
         path: model.files()[0].path().to_path_buf(),
         layout: format,
@@ -240,6 +263,7 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
         by_dtype,
         scale_histogram: hist,
         non_finite,
+        nan_scales,
         q8_0_expert_blocks: q8,
         warnings,
     }
@@ -302,6 +326,7 @@ impl Inspect {
             "mxfp4_scales": scales,
             "q8_0_expert_blocks": self.q8_0_expert_blocks.map(|(n, bad)| json!({"blocks": n, "not_exact_mxfp4": bad})),
             "non_finite": self.non_finite.iter().map(|n| json!({"tensor": n.tensor, "nan": n.nan, "inf": n.inf})).collect::<Vec<_>>(),
+            "nan_scales": self.nan_scales.iter().map(|n| json!({"tensor": n.tensor, "blocks": n.blocks})).collect::<Vec<_>>(),
             "warnings": self.warnings,
         })
     }

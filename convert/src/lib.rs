@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod inspect;
 pub mod error;
+pub mod fuzzing;
 pub mod gguf;
 pub mod mmap;
 pub mod model;
@@ -16,6 +17,7 @@ pub mod names;
 pub mod npy;
 pub mod publish;
 pub mod safetensors;
+pub mod space;
 pub mod synth;
 pub mod variant;
 

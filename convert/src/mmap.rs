@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 pub struct MappedFile {
     path: PathBuf,
     map: Option<Mmap>,
+    /// Bytes held in memory instead of a mapping ([`MappedFile::from_bytes`]).
+    owned: Vec<u8>,
 }
 
 impl MappedFile {
@@ -35,7 +37,13 @@ impl MappedFile {
             let map = unsafe { MmapOptions::new().map(&file) }.map_err(|e| ConvertError::io(&path, e))?;
             Some(map)
         };
-        Ok(MappedFile { path, map })
+        Ok(MappedFile { path, map, owned: Vec::new() })
+    }
+
+    /// Bytes already in memory, presented as the file `path` (the fuzz targets and tests
+    /// parse untrusted bytes this way without touching the disk).
+    pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> MappedFile {
+        MappedFile { path: path.as_ref().to_path_buf(), map: None, owned: bytes }
     }
 
     /// The file's path.
@@ -45,7 +53,7 @@ impl MappedFile {
 
     /// The file's bytes.
     pub fn bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        self.map.as_deref().unwrap_or(&self.owned)
     }
 
     /// Drops the pages wholly inside `range` from this process (see the module docs). Errors

@@ -389,6 +389,30 @@ impl Config {
         let bad = |key: &str, expected: String, found: String| {
             Err(ConfigError::Invalid { key: key.into(), expected, found })
         };
+        // The caps the JSON readers enforce, again here for every other source of a config
+        // (GGUF metadata), so no reader sizes an allocation or an offset from an absurd value.
+        let capped = [
+            ("vocab_size", self.vocab_size, 1, caps::VOCAB),
+            ("hidden_size", self.hidden_size, 1, caps::HIDDEN),
+            ("intermediate_size", self.intermediate_size, 1, caps::HIDDEN),
+            ("num_hidden_layers", self.num_hidden_layers, 1, caps::LAYERS),
+            ("num_attention_heads", self.num_attention_heads, 1, caps::HEADS),
+            ("num_key_value_heads", self.num_key_value_heads, 1, caps::HEADS),
+            ("head_dim", self.head_dim, 2, caps::HEAD_DIM),
+            ("num_local_experts", self.num_local_experts, 1, caps::EXPERTS),
+            ("num_experts_per_tok", self.num_experts_per_tok, 1, caps::EXPERTS),
+            ("sliding_window", self.sliding_window, 1, caps::CONTEXT),
+            ("max_position_embeddings", self.max_position_embeddings, 1, caps::CONTEXT * 1024),
+            ("rope_scaling.original_max_position_embeddings", self.rope_scaling.original_max_position_embeddings, 1, caps::CONTEXT),
+        ];
+        for (key, v, min, max) in capped {
+            if v < min || v > max {
+                return bad(key, format!("an integer in {min}..={max}"), v.to_string());
+            }
+        }
+        if self.layer_types.len() != self.num_hidden_layers {
+            return bad("layer_types", format!("{} entries (num_hidden_layers)", self.num_hidden_layers), self.layer_types.len().to_string());
+        }
         if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return bad(
                 "num_key_value_heads",
@@ -491,6 +515,25 @@ mod tests {
         orig.token_ids = hf.token_ids.clone();
         assert_eq!(hf, orig);
         assert_eq!(hf.parameter_count(), 20_914_757_184, "spec/gpt-oss.md §2.1");
+    }
+
+    #[test]
+    fn validate_caps_every_config_however_it_was_built() {
+        // A config built in code (as the GGUF reader builds one from metadata) gets the JSON caps.
+        let ok = Config::from_json_str(GPT_OSS_20B).unwrap();
+        let mut c = ok.clone();
+        c.hidden_size = 1 << 20;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("hidden_size") && e.contains("1..=65536"), "{e}");
+        let mut c = ok.clone();
+        c.num_attention_heads = u32::MAX as usize;
+        assert!(c.validate().unwrap_err().to_string().contains("num_attention_heads"));
+        let mut c = ok.clone();
+        c.layer_types.pop();
+        assert!(c.validate().unwrap_err().to_string().contains("layer_types"));
+        let mut c = ok;
+        c.rope_scaling.original_max_position_embeddings = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("original_max_position_embeddings"));
     }
 
     #[test]

@@ -22,3 +22,15 @@ mod st_variants;
 mod pipeline;
 // GGUF variants against llama.cpp's files, logits through GGUF, splits, hostile GGUF files.
 mod gguf;
+
+// Fuzz findings replayed, fuzz seeds kept current.
+mod fuzz_regressions;
+
+// NaN/Inf weights and NaN scale bytes: named by inspect, refused by convert and pipeline.
+mod integrity;
+
+// convert and pipeline killed mid-write; check's unlisted files and corrupt SHA256SUMS.
+mod interrupted;
+
+// A full disk (1 MiB tmpfs): refused up front, or named with the bytes when it fills mid-write.
+mod full_disk;

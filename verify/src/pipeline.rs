@@ -99,16 +99,21 @@ fn files_from_json(v: &Value) -> Option<Vec<(String, u64, String)>> {
 
 /// Regular, non-hidden files of `dir` (recursively), as sorted paths relative to `root`.
 fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), VerifyError> {
+    walk_files(root, dir, false, out)
+}
+
+/// Files under `dir` as paths relative to `root` with `/` separators, sorted; hidden entries
+/// (temporaries such as `.x.partial-<pid>`) only when `hidden`.
+fn walk_files(root: &Path, dir: &Path, hidden: bool, out: &mut Vec<String>) -> Result<(), VerifyError> {
     let entries = std::fs::read_dir(dir).map_err(|e| convert::ConvertError::io(dir, e))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
-        let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if hidden {
+        if !hidden && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
             continue;
         }
         if p.is_dir() {
-            list_files(root, &p, out)?;
+            walk_files(root, &p, hidden, out)?;
         } else if p.is_file() {
             let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
             out.push(rel);
@@ -233,7 +238,10 @@ pub fn run(
         let target = if v.is_gguf() { dir.join(gguf_file_name(&name, v)) } else { dir.clone() };
         log(&format!("{v}: converting to {}", target.display()));
         let copts = ConvertOptions { force: true, ..opts.convert.clone() };
-        let report = convert::variant::convert(src.source(), &src_dir, v, &target, &copts, convert_progress)?;
+        let report = convert::variant::convert(src.source(), &src_dir, v, &target, &copts, convert_progress).inspect_err(|_| {
+            // The converter removed its temporaries; the variant's directory goes too.
+            let _ = std::fs::remove_dir_all(&dir);
+        })?;
         for w in &report.warnings {
             log(&format!("{v}: warning: {w}"));
         }
@@ -341,6 +349,9 @@ pub enum FileState {
     Missing,
     /// Listed in `SHA256SUMS` and the manifest with different hashes.
     Inconsistent,
+    /// Present in the directory but listed nowhere (a file added after publishing, or the
+    /// temporary of an interrupted run).
+    Unlisted,
 }
 
 /// `check`: each listed file and its state, sorted by path.
@@ -396,6 +407,13 @@ pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
             (p.clone(), state)
         })
         .collect();
+    let mut present = Vec::new();
+    walk_files(out, out, true, &mut present)?;
+    for p in present {
+        if p != SUMS && p != MANIFEST && !listed.iter().any(|(q, _)| *q == p) {
+            states.push((p, FileState::Unlisted));
+        }
+    }
     states.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(states)
 }

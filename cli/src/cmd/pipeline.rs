@@ -88,14 +88,15 @@ pub fn check(out: &Path) -> anyhow::Result<ExitCode> {
     let states = pipeline::check(out).with_context(|| format!("cannot check {}", out.display()))?;
     let mut bad = 0;
     for (p, s) in &states {
-        let word = match s {
-            FileState::Ok => "OK",
-            FileState::Changed => "CHANGED",
-            FileState::Missing => "MISSING",
-            FileState::Inconsistent => "INCONSISTENT (SHA256SUMS and manifest.json disagree)",
+        let (word, note) = match s {
+            FileState::Ok => ("OK", ""),
+            FileState::Changed => ("CHANGED", ""),
+            FileState::Missing => ("MISSING", ""),
+            FileState::Inconsistent => ("INCONSISTENT", " (SHA256SUMS and manifest.json disagree)"),
+            FileState::Unlisted => ("UNLISTED", " (not in SHA256SUMS: added later, or left by an interrupted run)"),
         };
         bad += usize::from(*s != FileState::Ok);
-        println!("{word:<8} {p}");
+        println!("{word:<8} {p}{note}");
     }
     println!("{} of {} files intact", states.len() - bad, states.len());
     Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })

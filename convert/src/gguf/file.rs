@@ -54,6 +54,10 @@ pub struct GgufFile {
     data_start: u64,
 }
 
+/// Most elements reserved up front for a list whose length a file declares; longer lists grow
+/// as their elements are actually read.
+const PREALLOC: u64 = 4096;
+
 /// A bounds-checked cursor over the header bytes.
 struct Cursor<'a> {
     b: &'a [u8],
@@ -119,7 +123,9 @@ impl<'a> Cursor<'a> {
                 if n > self.remaining() {
                     return Err(ConvertError::format(self.path, format!("key `{key}`: array of {n} elements runs past the end of the file")));
                 }
-                let mut items = Vec::with_capacity(n as usize);
+                // Reserve no more than a page of elements up front: a count that fits the bytes
+                // left can still be 32x the file once each element is a `Value`.
+                let mut items = Vec::with_capacity(n.min(PREALLOC) as usize);
                 for _ in 0..n {
                     items.push(self.value(et, key, true)?);
                 }
@@ -134,6 +140,13 @@ impl GgufFile {
     /// Maps and validates `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
         let map = MappedFile::open(path.as_ref())?;
+        let (version, kv, tensors, alignment, data_start) = parse(map.path(), map.bytes())?;
+        Ok(GgufFile { map, version, kv, tensors, alignment, data_start })
+    }
+
+    /// Validates `bytes` as the GGUF file `path` (which is only used in messages).
+    pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<GgufFile> {
+        let map = MappedFile::from_bytes(path, bytes);
         let (version, kv, tensors, alignment, data_start) = parse(map.path(), map.bytes())?;
         Ok(GgufFile { map, version, kv, tensors, alignment, data_start })
     }
@@ -219,7 +232,7 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
     if n_kv.saturating_mul(13) > c.remaining() {
         return Err(ConvertError::format(path, format!("header claims {n_kv} metadata pairs, more than the file can hold")));
     }
-    let mut kv: Vec<(String, Value)> = Vec::with_capacity(n_kv as usize);
+    let mut kv: Vec<(String, Value)> = Vec::with_capacity(n_kv.min(PREALLOC) as usize);
     let mut keys = HashSet::new();
     for i in 0..n_kv {
         let key = c.string(&format!("metadata key #{i}"))?;
@@ -241,7 +254,7 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
     if n_tensors.saturating_mul(32) > c.remaining() {
         return Err(ConvertError::format(path, format!("header claims {n_tensors} tensors, more than the file can hold")));
     }
-    let mut infos = Vec::with_capacity(n_tensors as usize);
+    let mut infos = Vec::with_capacity(n_tensors.min(PREALLOC) as usize);
     let mut names = HashSet::new();
     for i in 0..n_tensors {
         let name = c.string(&format!("name of tensor #{i}"))?;
@@ -266,9 +279,9 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
         if ne[0] % ty.block() != 0 {
             return Err(terr(format!("ne[0] = {} is not a multiple of the {} block size {}", ne[0], ty.name(), ty.block())));
         }
-        let nbytes = ne[1..]
-            .iter()
-            .try_fold(ty.row_bytes(ne[0]), |acc, &d| acc.checked_mul(d))
+        let nbytes = ty
+            .checked_row_bytes(ne[0])
+            .and_then(|row| ne[1..].iter().try_fold(row, |acc, &d| acc.checked_mul(d)))
             .filter(|&n| n <= b.len() as u64)
             .ok_or_else(|| terr(format!("shape {ne:?} is larger than the file")))?;
         infos.push((name, ne, ty, offset, nbytes));

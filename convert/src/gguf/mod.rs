@@ -124,6 +124,11 @@ impl GgmlType {
     pub fn row_bytes(self, cols: u64) -> u64 {
         cols / self.block() * self.block_bytes()
     }
+
+    /// [`GgmlType::row_bytes`] for a `cols` read from a file: `None` when it overflows.
+    pub fn checked_row_bytes(self, cols: u64) -> Option<u64> {
+        (cols / self.block()).checked_mul(self.block_bytes())
+    }
 }
 
 /// A metadata value type id (`spec/gguf.md` §1.2).

@@ -135,7 +135,12 @@ fn split_paths(first: &GgufFile) -> Result<Vec<PathBuf>> {
 impl GgufModel {
     /// Opens a GGUF file (the first split of a split model) and validates everything.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufModel> {
-        let first = GgufFile::open(path.as_ref())?;
+        GgufModel::from_first(GgufFile::open(path.as_ref())?)
+    }
+
+    /// Validates a model whose first (or only) file is already parsed; other splits are
+    /// opened from disk next to it.
+    pub fn from_first(first: GgufFile) -> Result<GgufModel> {
         let paths = split_paths(&first)?;
         let mut files = vec![first];
         for (i, p) in paths.iter().enumerate().skip(1) {

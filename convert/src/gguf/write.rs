@@ -258,6 +258,38 @@ fn encode_f32(ty: GgmlType, xs: &[f32], buf: &mut Vec<u8>, tally: &mut Tally) {
     }
 }
 
+/// The source's integrity rule: NaN/Inf values and the NaN scale byte 255 are refused unless
+/// `--allow-nonfinite`, with the same messages as the safetensors writers, naming the source
+/// tensor. Checked on the values as they stream through, so nothing is read twice.
+struct Guard<'a> {
+    allow: bool,
+    src_path: &'a Path,
+}
+
+impl Guard<'_> {
+    fn floats(&self, id: WeightId, xs: &[f32]) -> Result<()> {
+        if !self.allow && xs.iter().any(|x| !x.is_finite()) {
+            return Err(ConvertError::tensor(self.src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)"));
+        }
+        Ok(())
+    }
+
+    fn scale(&self, id: WeightId, s: u8) -> Result<()> {
+        if !self.allow && s == mxfp4::E8M0_NAN {
+            return Err(ConvertError::tensor(self.src_path, id.to_string(), "an MXFP4 scale byte is 255 (NaN); pass --allow-nonfinite to convert anyway"));
+        }
+        Ok(())
+    }
+
+    /// Rows of ggml blocks copied as they are: MXFP4 scale bytes, Q8_0 `d` values.
+    fn ggml_blocks(&self, id: WeightId, ty: GgmlType, data: &[u8]) -> Result<()> {
+        match ty {
+            GgmlType::Mxfp4 => data.chunks_exact(mxfp4::GGML_BLOCK_BYTES).try_for_each(|b| self.scale(id, b[0])),
+            _ => data.chunks_exact(q8_0::BLOCK_BYTES).try_for_each(|b| self.floats(id, &[float::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]))])),
+        }
+    }
+}
+
 /// The release-layout block `b` of storage row `s` of an MXFP4 view: (16 nibble bytes, scale).
 fn mxfp4_block<'a>(blocks: &'a [u8], scales: &'a [u8], nb: usize, s: usize, b: usize) -> (&'a [u8], u8) {
     let k = s * nb + b;
@@ -265,7 +297,8 @@ fn mxfp4_block<'a>(blocks: &'a [u8], scales: &'a [u8], nb: usize, s: usize, b: u
 }
 
 /// Writes one expert matrix (`[rows, cols]`) as `ty`.
-fn write_expert(m: &MatRef<'_>, ty: GgmlType, name: &str, out_path: &Path, w: &mut dyn Write, tally: &mut Tally) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path: &Path, w: &mut dyn Write, tally: &mut Tally, guard: &Guard) -> Result<()> {
     let (rows, cols) = (m.rows(), m.cols());
     let nb = cols / mxfp4::BLOCK;
     let io = |e| ConvertError::io(out_path, e);
@@ -277,6 +310,7 @@ fn write_expert(m: &MatRef<'_>, ty: GgmlType, name: &str, out_path: &Path, w: &m
                 buf.clear();
                 for b in 0..nb {
                     let (blk, s) = mxfp4_block(blocks, scales, nb, r * row_step, b);
+                    guard.scale(id, s)?;
                     buf.push(s);
                     buf.extend_from_slice(&mxfp4::repack_to_ggml(blk));
                 }
@@ -287,7 +321,9 @@ fn write_expert(m: &MatRef<'_>, ty: GgmlType, name: &str, out_path: &Path, w: &m
             let rb = ty.row_bytes(cols as u64) as usize;
             for r in 0..rows {
                 let s = r * row_step;
-                w.write_all(&data[s * rb..(s + 1) * rb]).map_err(io)?;
+                let row = &data[s * rb..(s + 1) * rb];
+                guard.ggml_blocks(id, ty, row)?;
+                w.write_all(row).map_err(io)?;
             }
         }
         (GgmlType::Mxfp4, other) => {
@@ -318,6 +354,7 @@ fn write_expert(m: &MatRef<'_>, ty: GgmlType, name: &str, out_path: &Path, w: &m
                         }
                         _ => unreachable!("matched above"),
                     };
+                    guard.scale(id, scale)?;
                     if !q8_0::from_mxfp4_block(&nibbles, scale, &mut block) {
                         inexact += 1;
                         mxfp4::decode_block(&nibbles, scale, &mut vals);
@@ -341,6 +378,7 @@ fn write_expert(m: &MatRef<'_>, ty: GgmlType, name: &str, out_path: &Path, w: &m
             while r < rows {
                 let n = chunk.min(rows - r);
                 m.dequant_rows(r, &mut xs[..n * cols]);
+                guard.floats(id, &xs[..n * cols])?;
                 encode_f32(ty, &xs[..n * cols], &mut buf, tally);
                 w.write_all(&buf).map_err(io)?;
                 r += n;
@@ -354,7 +392,8 @@ fn write_expert(m: &MatRef<'_>, ty: GgmlType, name: &str, out_path: &Path, w: &m
 const CHUNK_VALUES: usize = 2 << 20;
 
 /// Encodes one planned tensor from `src` into `w`.
-fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Write, tally: &mut Tally, progress: &dyn Progress) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Write, tally: &mut Tally, progress: &dyn Progress, guard: &Guard) -> Result<()> {
     let cfg = src.config();
     let name = &item.tensor.name;
     let io = |e| ConvertError::io(out_path, e);
@@ -365,7 +404,7 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
             for e in 0..cfg.num_local_experts {
                 let id = p.weight(l, e);
                 let m = get(id)?;
-                write_expert(&m, item.tensor.ty, name, out_path, w, tally)?;
+                write_expert(&m, id, item.tensor.ty, name, out_path, w, tally, guard)?;
                 src.release(id);
                 progress.advance(item.tensor.nbytes() / cfg.num_local_experts as u64);
             }
@@ -374,7 +413,9 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
         Content::ExpertBiases(p, l) => {
             for e in 0..cfg.num_local_experts {
                 let id = p.bias(l, e);
-                encode_f32(GgmlType::F32, &get(id)?.to_f32(), &mut buf, tally);
+                let xs = get(id)?.to_f32();
+                guard.floats(id, &xs)?;
+                encode_f32(GgmlType::F32, &xs, &mut buf, tally);
                 w.write_all(&buf).map_err(io)?;
                 src.release(id);
             }
@@ -390,6 +431,7 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
             while r < rows {
                 let n = chunk.min(rows - r);
                 m.dequant_rows(r, &mut xs[..n * cols]);
+                guard.floats(id, &xs[..n * cols])?;
                 encode_f32(item.tensor.ty, &xs[..n * cols], &mut buf, tally);
                 w.write_all(&buf).map_err(io)?;
                 src.release(id);
@@ -445,14 +487,20 @@ pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &
     // Refuse before writing anything.
     let staged = paths.iter().map(|p| Staged::create(p, false, opts.force)).collect::<Result<Vec<_>>>()?;
     let total: u64 = tensors.iter().map(PlannedTensor::nbytes).sum();
+    let file_sizes: Vec<u64> = splits.iter().enumerate().map(|(si, r)| writer::file_size(&writer::split_kv(&kv, si, n, tensors.len()), &tensors[r.clone()])).collect();
+    if !opts.skip_space_check {
+        crate::space::ensure(out, file_sizes.iter().sum())?;
+    }
     progress.begin(&format!("writing {variant}"), total);
     let mut tally = Tally::default();
+    let guard = Guard { allow: opts.allow_nonfinite, src_path };
     let mut bytes = 0;
     for (si, range) in splits.iter().enumerate() {
         let skv = writer::split_kv(&kv, si, n, tensors.len());
         let path = staged[si].path().to_path_buf();
         let final_path = staged[si].final_path().to_path_buf();
-        bytes += writer::write_file(&path, &skv, &tensors[range.clone()], &mut |k, w| produce(src, &items[range.start + k], &final_path, w, &mut tally, progress))?;
+        bytes += writer::write_file(&path, &skv, &tensors[range.clone()], &mut |k, w| produce(src, &items[range.start + k], &final_path, w, &mut tally, progress, &guard))
+            .map_err(|e| crate::space::name_full_disk(e, &final_path, &path, file_sizes[si]))?;
     }
     progress.end();
     let mut outputs = Vec::new();

@@ -118,6 +118,11 @@ pub fn encode_header(kv: &[(String, Value)], tensors: &[PlannedTensor]) -> Vec<u
     b
 }
 
+/// Bytes of the whole file [`write_file`] writes for `kv` and `tensors`.
+pub fn file_size(kv: &[(String, Value)], tensors: &[PlannedTensor]) -> u64 {
+    encode_header(kv, tensors).len() as u64 + tensors.iter().map(|t| pad(t.nbytes(), DEFAULT_ALIGNMENT)).sum::<u64>()
+}
+
 /// A writer that counts what goes through it (to check each producer wrote exactly its tensor).
 pub struct Counting<W: Write> {
     inner: W,

@@ -14,8 +14,8 @@
 mod read;
 mod write;
 
-pub use read::{SafetensorsFile, TensorInfo};
-pub use write::{PlannedTensor, SafetensorsWriter};
+pub use read::{SafetensorsFile, TensorInfo, parse as parse_header};
+pub use write::{PlannedTensor, SafetensorsWriter, header_len};
 
 /// Element types a safetensors header may declare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -42,6 +42,11 @@ pub struct SafetensorsWriter {
 }
 
 /// The header bytes (length prefix included) for `tensors` in this order.
+pub fn header_len(tensors: &[PlannedTensor], metadata: &BTreeMap<String, String>) -> u64 {
+    header_bytes(tensors, metadata).len() as u64
+}
+
+/// The 8-byte length and the padded JSON header for `tensors` laid out in order.
 pub fn header_bytes(tensors: &[PlannedTensor], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let js = |s: &str| serde_json::to_string(s).expect("strings serialize");
     let mut h = String::from("{");
@@ -112,6 +117,11 @@ impl SafetensorsWriter {
             };
             let take = ((size - self.written) as usize).min(bytes.len());
             if let Err(e) = self.out.write_all(&bytes[..take]) {
+                // A full disk is about the file, not the tensor: keep the I/O error for
+                // `space::name_full_disk`.
+                if crate::space::is_no_space(&e) {
+                    return Err(ConvertError::io(&self.path, e));
+                }
                 return Err(ConvertError::tensor(&self.path, name.clone(), format!("write failed: {e}")));
             }
             self.written += take as u64;

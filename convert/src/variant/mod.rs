@@ -101,6 +101,8 @@ pub struct ConvertOptions {
     pub int8_dense: bool,
     /// Convert even when the source holds NaN/Inf values or NaN scale bytes.
     pub allow_nonfinite: bool,
+    /// Skip the free-space check before writing (for file systems whose `statvfs` is wrong).
+    pub skip_space_check: bool,
 }
 
 /// Values a variant could not store exactly.

@@ -97,6 +97,39 @@ pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &
 
     let staged = Staged::create(out, true, opts.force)?;
     let dir = staged.path().to_path_buf();
+    // Shards (headers and data) plus the small files, as the model directory will hold them.
+    let needed = total
+        + shards.iter().map(|r| crate::safetensors::header_len(&planned[r.clone()], &BTreeMap::from([("format".to_string(), "pt".to_string())]))).sum::<u64>()
+        + meta::side_files_len(src_path);
+    if !opts.skip_space_check {
+        crate::space::ensure(out, needed)?;
+    }
+    // Mapped while the staged directory still exists, so what got written can be measured.
+    let (mut report, files, bytes) = write_all(src, src_path, variant, opts, progress, layout, &plan, &planned, &shards, total, base_config, &dir)
+        .map_err(|e| crate::space::name_full_disk(e, out, &dir, needed))?;
+    let final_dir = staged.commit()?;
+    report.outputs = files.iter().map(|f| final_dir.join(f)).collect();
+    report.bytes = bytes;
+    Ok(report)
+}
+
+/// The writing half of [`convert`], into the staged directory (committed on success).
+#[allow(clippy::too_many_arguments)]
+fn write_all(
+    src: &dyn WeightSource,
+    src_path: &Path,
+    variant: Variant,
+    opts: &ConvertOptions,
+    progress: &dyn Progress,
+    layout: Layout,
+    plan: &[(Expect, PlannedTensor)],
+    planned: &[PlannedTensor],
+    shards: &[std::ops::Range<usize>],
+    total: u64,
+    base_config: serde_json::Value,
+    dir: &Path,
+) -> Result<(ConvertReport, Vec<String>, u64)> {
+    let cfg = src.config();
     let mut enc = encode::Encoder::new(src, src_path, layout, opts.allow_nonfinite, progress);
     let meta_pt = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     let mut weight_map = serde_json::Map::new();
@@ -128,7 +161,7 @@ pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &
     let config = meta::output_config(base_config, variant, layout, cfg);
     meta::write_json(&dir.join("config.json"), &config)?;
     files.push("config.json".to_string());
-    let (copied, missing) = meta::copy_side_files(src_path, &dir)?;
+    let (copied, missing) = meta::copy_side_files(src_path, dir)?;
     files.extend(copied);
     if !missing.is_empty() {
         report.warnings.push(format!("not found beside the source, not copied: {}", missing.join(", ")));
@@ -141,10 +174,7 @@ pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &
         let p = dir.join(f);
         bytes += std::fs::metadata(&p).map_err(|e| ConvertError::io(&p, e))?.len();
     }
-    let final_dir = staged.commit()?;
-    report.outputs = files.iter().map(|f| final_dir.join(f)).collect();
-    report.bytes = bytes;
-    Ok(report)
+    Ok((report, files, bytes))
 }
 
 #[cfg(test)]

@@ -213,6 +213,11 @@ pub fn copy_side_files(src_path: &Path, dir: &Path) -> Result<(Vec<String>, Vec<
     Ok((copied, missing))
 }
 
+/// Bytes of the side files [`copy_side_files`] will copy for `src_path`.
+pub fn side_files_len(src_path: &Path) -> u64 {
+    SIDE_FILES.iter().filter_map(|name| search_dirs(src_path).into_iter().map(|d| d.join(name)).find(|p| p.is_file())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum()
+}
+
 /// Writes the short model card.
 pub fn write_model_card(path: &Path, variant: Variant, layout: Layout, cfg: &Config, report: &ConvertReport) -> Result<()> {
     let mut s = String::new();
