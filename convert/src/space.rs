@@ -46,7 +46,7 @@ pub fn bytes_under(path: &Path) -> u64 {
 /// Other errors pass through.
 pub fn name_full_disk(err: ConvertError, output: &Path, written: &Path, needed: u64) -> ConvertError {
     match &err {
-        ConvertError::Io { path, source } if is_no_space(source) => ConvertError::NoSpace {
+        ConvertError::Io { path, error } if is_no_space(error) => ConvertError::NoSpace {
             path: output.to_path_buf(),
             // The temporary itself is the output file: name it by its final name.
             file: if path == written { output } else { path }.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
