@@ -52,21 +52,8 @@ pub enum Command {
         /// Output file (GGUF) or directory (safetensors).
         #[arg(short, long)]
         out: PathBuf,
-        /// GGUF: split into llama.cpp-style shards of at most this size (e.g. `4GB`).
-        #[arg(long, value_parser = parse_size)]
-        split_max_size: Option<u64>,
-        /// safetensors: largest shard (default `5GB`).
-        #[arg(long, value_parser = parse_size)]
-        max_shard_size: Option<u64>,
-        /// safetensors-int8: also quantize attention and lm_head per output channel (lossy).
-        #[arg(long)]
-        int8_dense: bool,
-        /// Convert even if the source holds NaN/Inf weights or NaN scale bytes.
-        #[arg(long)]
-        allow_nonfinite: bool,
-        /// Do not check for free disk space before writing (for file systems that misreport it).
-        #[arg(long)]
-        no_space_check: bool,
+        #[command(flatten)]
+        settings: ConvertFlags,
         /// Replace an existing output.
         #[arg(long)]
         force: bool,
@@ -108,21 +95,8 @@ pub enum Command {
         /// Gates for lossy variants, e.g. `kld=0.005,top1=0.9`.
         #[arg(long, value_parser = verify::Tolerance::parse)]
         tolerance: Option<verify::Tolerance>,
-        /// GGUF: split into shards of at most this size.
-        #[arg(long, value_parser = parse_size)]
-        split_max_size: Option<u64>,
-        /// safetensors: largest shard (default `5GB`).
-        #[arg(long, value_parser = parse_size)]
-        max_shard_size: Option<u64>,
-        /// safetensors-int8: also quantize attention and lm_head per output channel (lossy).
-        #[arg(long)]
-        int8_dense: bool,
-        /// Convert even if the source holds NaN/Inf weights or NaN scale bytes.
-        #[arg(long)]
-        allow_nonfinite: bool,
-        /// Do not check for free disk space before writing (for file systems that misreport it).
-        #[arg(long)]
-        no_space_check: bool,
+        #[command(flatten)]
+        settings: ConvertFlags,
     },
     /// Re-hash a pipeline output directory against SHA256SUMS and manifest.json.
     /// Exit code 1 if any file changed, went missing, or is there without being listed.
@@ -176,6 +150,40 @@ pub enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
+}
+
+/// Conversion settings shared by `convert` and `pipeline`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConvertFlags {
+    /// GGUF: split into llama.cpp-style shards of at most this size (e.g. `4GB`).
+    #[arg(long, value_parser = parse_size)]
+    split_max_size: Option<u64>,
+    /// safetensors: largest shard (default `5GB`).
+    #[arg(long, value_parser = parse_size)]
+    max_shard_size: Option<u64>,
+    /// safetensors-int8: also quantize attention and lm_head per output channel (lossy).
+    #[arg(long)]
+    int8_dense: bool,
+    /// Convert even if the source holds NaN/Inf weights or NaN scale bytes.
+    #[arg(long)]
+    allow_nonfinite: bool,
+    /// Do not check for free disk space before writing (for file systems that misreport it).
+    #[arg(long)]
+    no_space_check: bool,
+}
+
+impl ConvertFlags {
+    /// The library's options (`force` is the command's own flag).
+    pub fn options(&self, force: bool) -> convert::ConvertOptions {
+        convert::ConvertOptions {
+            force,
+            split_max_bytes: self.split_max_size,
+            max_shard_bytes: self.max_shard_size,
+            int8_dense: self.int8_dense,
+            allow_nonfinite: self.allow_nonfinite,
+            skip_space_check: self.no_space_check,
+        }
+    }
 }
 
 fn variant_names() -> clap::builder::PossibleValuesParser {

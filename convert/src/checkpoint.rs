@@ -366,11 +366,7 @@ impl WeightSource for Checkpoint {
 
     fn release(&self, id: WeightId) {
         if let Ok(m) = self.view(id) {
-            for s in crate::storage_slices(&m) {
-                for f in &self.files {
-                    f.mapped().release_slice(s);
-                }
-            }
+            crate::release_view(&m, self.files.iter().map(|f| f.mapped()));
         }
     }
 }

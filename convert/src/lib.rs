@@ -29,6 +29,16 @@ pub use variant::{ConvertOptions, ConvertReport, Progress, Variant};
 
 use reference::{Encoding, MatRef};
 
+/// Drops the pages of every slice `m` reads from whichever of `maps` holds them (they stay in
+/// the page cache). What `WeightSource::release` does for every memory-mapped source.
+pub fn release_view<'m>(m: &MatRef<'_>, maps: impl Iterator<Item = &'m mmap::MappedFile> + Clone) {
+    for s in storage_slices(m) {
+        for f in maps.clone() {
+            f.release_slice(s);
+        }
+    }
+}
+
 /// The byte slices a view reads (for releasing their pages after use).
 pub fn storage_slices<'a>(m: &MatRef<'a>) -> Vec<&'a [u8]> {
     match *m.encoding() {

@@ -16,8 +16,8 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match command {
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Logits { model, tokens, out, top } => logits::run(&model, &tokens.0, out.as_deref(), top),
-        Command::Convert { model, variant, out, split_max_size, max_shard_size, int8_dense, allow_nonfinite, no_space_check, force } => {
-            let opts = ::convert::ConvertOptions { force, split_max_bytes: split_max_size, max_shard_bytes: max_shard_size, int8_dense, allow_nonfinite, skip_space_check: no_space_check };
+        Command::Convert { model, variant, out, settings, force } => {
+            let opts = settings.options(force);
             convert::run(&model, &variant, &out, &opts, quiet)
         }
         Command::Synth { preset, layers, seed, original, max_shard_size, force, out } => {
@@ -26,8 +26,8 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::Verify { original, variants, prompts, json, tolerance } => {
             verify::run(&original, &variants, prompts.as_deref(), json.as_deref(), tolerance.unwrap_or_default(), quiet)
         }
-        Command::Pipeline { model, out, variants, prompts, tolerance, split_max_size, max_shard_size, int8_dense, allow_nonfinite, no_space_check } => {
-            let convert = ::convert::ConvertOptions { force: true, split_max_bytes: split_max_size, max_shard_bytes: max_shard_size, int8_dense, allow_nonfinite, skip_space_check: no_space_check };
+        Command::Pipeline { model, out, variants, prompts, tolerance, settings } => {
+            let convert = settings.options(true);
             let args = pipeline::Args { model: &model, out: &out, variants, prompts: prompts.as_deref(), tolerance: tolerance.unwrap_or_default(), convert, quiet };
             pipeline::run(&args)
         }
