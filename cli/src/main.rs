@@ -5,6 +5,22 @@
 //! Exit codes: 0 success, 1 a verification out of tolerance, 2 an error (unreadable or invalid
 //! input, failed write); every error is printed with its whole chain.
 
+/// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
+/// `print!`, the same way.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 mod args;
 mod cmd;
 mod progress;

@@ -16,14 +16,14 @@ pub fn run(model: &Path, variant: &str, out: &Path, opts: &ConvertOptions, quiet
         eprintln!("warning: {w}");
     }
     for i in &report.inexact {
-        println!("inexact: {} {} (max abs error {:e})", i.count, i.what, i.max_abs_error);
+        outln!("inexact: {} {} (max abs error {:e})", i.count, i.what, i.max_abs_error);
     }
     if report.inexact.is_empty() {
-        println!("every value stored exactly");
+        outln!("every value stored exactly");
     }
     for o in &report.outputs {
-        println!("wrote {}", o.display());
+        outln!("wrote {}", o.display());
     }
-    println!("{variant}: {:.3} GB", report.bytes as f64 / 1e9);
+    outln!("{variant}: {:.3} GB", report.bytes as f64 / 1e9);
     Ok(ExitCode::SUCCESS)
 }

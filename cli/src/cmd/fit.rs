@@ -18,9 +18,11 @@ pub fn run(model: Option<&Path>, preset: Option<&str>, gpu_mem: u64, context: us
         }
         _ => anyhow::bail!("give a MODEL or --preset, not both"),
     };
-    println!("{what}: {:.2}B parameters, context {context}, GPU memory {}", cfg.parameter_count() as f64 / 1e9, fit::gb(gpu_mem));
-    print!("{}", verify::report::format_table(&fit::table(&cfg, gpu_mem, context)));
-    println!(
+    let params = cfg.parameter_count() as f64;
+    let params = if params >= 1e9 { format!("{:.2}B", params / 1e9) } else { format!("{:.2}M", params / 1e6) };
+    outln!("{what}: {params} parameters, context {context}, GPU memory {}", fit::gb(gpu_mem));
+    out!("{}", verify::report::format_table(&fit::table(&cfg, gpu_mem, context)));
+    outln!(
         "KV cache: F16 K and V, {} of {} layers sliding (window {}); overhead: {} runtime + one {}-token batch of logits.",
         cfg.layer_types.iter().filter(|t| **t == reference::LayerType::Sliding).count(),
         cfg.num_hidden_layers,

@@ -68,13 +68,13 @@ pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
     };
     let outcome = pipeline::run(a.model, a.out, &prompts, &opts, &bytes, &steps, &log)
         .with_context(|| format!("pipeline {} -> {}", a.model.display(), a.out.display()))?;
-    print!("{}", render(&outcome));
+    out!("{}", render(&outcome));
     Ok(outcome)
 }
 
 pub fn run(a: &Args<'_>) -> anyhow::Result<ExitCode> {
     let outcome = run_pipeline(a)?;
-    println!(
+    outln!(
         "\n{}: {} of {} variants verified; files, model cards, manifest.json and SHA256SUMS in {}",
         if outcome.passed() { "PASS" } else { "FAIL" },
         outcome.variants.iter().filter(|v| v.passed()).count(),
@@ -96,22 +96,22 @@ pub fn check(out: &Path) -> anyhow::Result<ExitCode> {
             FileState::Unlisted => ("UNLISTED", " (not in SHA256SUMS: added later, or left by an interrupted run)"),
         };
         bad += usize::from(*s != FileState::Ok);
-        println!("{word:<8} {p}{note}");
+        outln!("{word:<8} {p}{note}");
     }
-    println!("{} of {} files intact", states.len() - bad, states.len());
+    outln!("{} of {} files intact", states.len() - bad, states.len());
     Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 pub fn demo(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
     let src = out.join("tiny-gpt-oss");
-    println!("1. synthesizing a tiny gpt-oss checkpoint (release layout, MXFP4 experts) in {}", src.display());
+    outln!("1. synthesizing a tiny gpt-oss checkpoint (release layout, MXFP4 experts) in {}", src.display());
     let opts = convert::synth::SynthOptions { preset: convert::synth::Preset::Tiny, layers: None, seed: 0, original: false, max_shard_bytes: None };
     convert::synth::synth(&src, &opts, true, &mut |_| {}).with_context(|| format!("cannot write {}", src.display()))?;
     let variants_dir = out.join("variants");
-    println!("2. converting it to every variant and verifying each against the original's logits\n");
+    outln!("2. converting it to every variant and verifying each against the original's logits\n");
     let args = Args { model: &src, out: &variants_dir, variants: None, prompts: None, tolerance: verify::Tolerance::default(), convert: ConvertOptions::default(), quiet };
     let outcome = run_pipeline(&args)?;
-    println!(
+    outln!(
         "\n3. {}: {} of {} variants verified. Files, model cards (README.md), manifest.json and SHA256SUMS: {}\n   Next: `oss-forge check {}`, `oss-forge fit --preset 20b --gpu-mem 16GiB`.",
         if outcome.passed() { "PASS" } else { "FAIL" },
         outcome.variants.iter().filter(|v| v.passed()).count(),

@@ -11,7 +11,7 @@ pub fn run(preset: &str, layers: Option<usize>, seed: u64, original: bool, max_s
     }
     let opts = SynthOptions { preset, layers, seed, original, max_shard_bytes: max_shard };
     let s = convert::synth::synth(out, &opts, force, &mut |_| {})?;
-    println!(
+    outln!(
         "wrote {} ({} preset, {} tensors, {:.3} GB in {} shard{}{})",
         s.dir.display(),
         preset.name(),

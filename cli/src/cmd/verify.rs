@@ -41,11 +41,11 @@ pub fn run(original: &Path, variants: &[std::path::PathBuf], prompts_file: Optio
     let subjects: Vec<Subject<'_>> = models.iter().map(subject).collect();
     let progress = Reporter::counting(quiet, "steps");
     let report = verify::verify(&subject(&orig), &subjects, &prompts, tolerance, &progress)?;
-    print!("{}", verify::report::render(&report));
+    out!("{}", verify::report::render(&report));
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&verify::report::to_json(&report))? + "\n";
         convert::publish::write_atomic(path, text.as_bytes())?;
-        println!("report: {}", path.display());
+        outln!("report: {}", path.display());
     }
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
