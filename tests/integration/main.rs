@@ -22,3 +22,6 @@ mod st_variants;
 mod pipeline;
 // GGUF variants against llama.cpp's files, logits through GGUF, splits, hostile GGUF files.
 mod gguf;
+
+// Variant bytes and logits do not depend on the thread count.
+mod determinism;
