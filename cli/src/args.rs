@@ -126,6 +126,53 @@ pub enum Command {
         #[arg(long, default_value_t = 8192)]
         context: usize,
     },
+    /// Benchmark: `cp` of a 20b-shaped checkpoint vs each conversion (time ratio, bytes/s, peak
+    /// RSS), the reference forward pass (prompt and decode tokens/s, GFLOP/s), and one verify.
+    Bench {
+        /// Reuse this checkpoint instead of synthesizing one.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Layers of the synthesized `--preset 20b` checkpoint (24 is the whole model, 13 GB).
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        /// Working directory: the synthesized checkpoint, outputs (removed after each step
+        /// unless --keep) and the children's logs.
+        #[arg(long, default_value = "oss-forge-bench")]
+        work: PathBuf,
+        /// Comma-separated variants to convert (default: all).
+        #[arg(long, value_delimiter = ',')]
+        variants: Option<Vec<String>>,
+        /// Rounds of every measurement; medians are reported.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// Prompt length for the forward pass.
+        #[arg(long, default_value_t = 64)]
+        prompt: usize,
+        /// Single-token decode steps after the prompt.
+        #[arg(long, default_value_t = 8)]
+        decode: usize,
+        /// The variant to run a full `verify` on (`none` to skip).
+        #[arg(long, default_value = "gguf-mxfp4")]
+        verify: String,
+        /// Keep the converted outputs.
+        #[arg(long)]
+        keep: bool,
+        /// Write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// (Run by `bench`.) Time the forward pass over a prompt and decode steps; print JSON.
+    #[command(hide = true)]
+    BenchForward {
+        /// The model.
+        model: PathBuf,
+        /// Prompt length.
+        #[arg(long, default_value_t = 64)]
+        prompt: usize,
+        /// Decode steps.
+        #[arg(long, default_value_t = 8)]
+        decode: usize,
+    },
     /// Write a deterministic random-weight checkpoint in the exact release layout.
     Synth {
         /// `tiny` (fixture-sized), `20b` or `120b` (real tensor shapes).

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             eprintln!("error: --threads {n}: {e}");
             return ExitCode::from(2);
         }
-    match cmd::run(cli.command, cli.quiet) {
+    match cmd::run(cli.command, cli.quiet, cli.threads) {
         Ok(code) => code,
         Err(err) => {
             // A closed stdout (`oss-forge inspect ... | head`) is not a failure.

@@ -471,6 +471,35 @@ impl Config {
         let layer = 2 * h + attn + mlp;
         2 * v * h + h + self.num_hidden_layers as u64 * layer
     }
+
+    /// Weights one token multiplies by (its "active parameters"): attention, router, the
+    /// `num_experts_per_tok` experts it routes to, and the unembedding (the embedding is a row
+    /// lookup, not a product).
+    pub fn active_parameters_per_token(&self) -> u64 {
+        let (h, i, k, e) = (self.hidden_size as u64, self.intermediate_size as u64, self.num_experts_per_tok as u64, self.num_local_experts as u64);
+        let (q, kv) = (self.q_dim() as u64, self.kv_dim() as u64);
+        let layer = q * h + 2 * kv * h + h * q + e * h + k * 3 * i * h;
+        self.num_hidden_layers as u64 * layer + self.vocab_size as u64 * h
+    }
+
+    /// Floating-point operations of a forward pass over `n` tokens at positions `pos0 ..`:
+    /// two per multiply-add of every active parameter, plus attention's `q·k` and `p·v` (two
+    /// per multiply-add, per head, per key each query sees, within the window on sliding
+    /// layers). Norms, RoPE, softmax and SwiGLU are left out: they are O(hidden) per token.
+    pub fn forward_flops(&self, pos0: usize, n: usize) -> f64 {
+        let mut flops = 2.0 * self.active_parameters_per_token() as f64 * n as f64;
+        let per_key = 4.0 * (self.num_attention_heads * self.head_dim) as f64;
+        for lt in &self.layer_types {
+            for p in pos0..pos0 + n {
+                let keys = match lt {
+                    LayerType::Sliding => (p + 1).min(self.sliding_window),
+                    LayerType::Full => p + 1,
+                };
+                flops += per_key * keys as f64;
+            }
+        }
+        flops
+    }
 }
 
 /// Config texts shared by the tests of this crate.
@@ -515,6 +544,20 @@ mod tests {
         orig.token_ids = hf.token_ids.clone();
         assert_eq!(hf, orig);
         assert_eq!(hf.parameter_count(), 20_914_757_184, "spec/gpt-oss.md §2.1");
+    }
+
+    /// OpenAI's model card: gpt-oss-20b has 3.6B active parameters per token.
+    #[test]
+    fn active_parameters_and_flops_of_20b() {
+        let c = Config::from_json_str(GPT_OSS_20B).unwrap();
+        let active = c.active_parameters_per_token();
+        assert!((3.55e9..3.65e9).contains(&(active as f64)), "{active}");
+        // One token at position 0: each of the 24 layers sees one key.
+        let per_key = 4.0 * 64.0 * 64.0;
+        assert_eq!(c.forward_flops(0, 1), 2.0 * active as f64 + 24.0 * per_key);
+        // Sliding layers see at most 128 keys.
+        let late = c.forward_flops(1000, 1) - 2.0 * active as f64;
+        assert_eq!(late, 12.0 * per_key * 128.0 + 12.0 * per_key * 1001.0);
     }
 
     #[test]

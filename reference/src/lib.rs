@@ -15,11 +15,13 @@
 //! | `tensor.rs` | [`MatRef`]: bounds-checked views over every storage encoding |
 //! | `source.rs` | [`WeightSource`], [`WeightId`] |
 //! | `rope.rs` | YaRN inverse frequencies, half-split rotation |
+//! | `kernel.rs` | the blocked f32 dot kernels (AVX2 when present) beside the plain dot |
 //! | `linear.rs` | batched `y = W x + b` (tiled, rayon) beside the naive loop |
 //! | `ops.rs` | RMSNorm, attention with sinks and sliding window, router, SwiGLU |
 //! | `model.rs` | [`model::Model`]: the forward pass |
 
 pub mod config;
+pub mod kernel;
 pub mod linear;
 pub mod model;
 pub mod ops;

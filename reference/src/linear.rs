@@ -5,66 +5,19 @@
 //! many tokens use it. Tiles are spread over threads with rayon.
 //!
 //! Determinism: every output element is one [`dot`] over the full input, with a fixed lane
-//! structure and reduction tree. Nothing about it depends on the thread count, the tile size, the
-//! batch size or the storage encoding, so two weights with identical values give bit-identical
+//! structure and reduction tree (computed in register blocks by [`crate::kernel`], bit-identical
+//! to [`dot`]). Nothing about it depends on the thread count, the tile size, the batch size, the
+//! CPU's vector width or the storage encoding, so two weights with identical values give bit-identical
 //! outputs, which is what lets `verify` demand a max |Δlogit| of exactly 0 for lossless variants.
 //! [`matmul_naive`] is the plain triple loop the fast path is tested against.
 
+pub use crate::kernel::dot;
+use crate::kernel;
 use crate::tensor::MatRef;
 use rayon::prelude::*;
 
 /// Rows of the weight dequantized together.
 const TILE_ROWS: usize = 16;
-/// Accumulator lanes of [`dot`].
-const LANES: usize = 8;
-
-/// `Σ a[i]·b[i]` with eight interleaved partial sums and a fixed reduction tree.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0f32; LANES];
-    let (a8, a_tail) = a.split_at(a.len() / LANES * LANES);
-    let (b8, b_tail) = b.split_at(a8.len());
-    for (x, y) in a8.chunks_exact(LANES).zip(b8.chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    for (l, (x, y)) in a_tail.iter().zip(b_tail).enumerate() {
-        acc[l] += x * y;
-    }
-    reduce(acc)
-}
-
-#[inline]
-fn reduce(acc: [f32; LANES]) -> f32 {
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
-/// Four dot products of one weight row against four inputs. Each result is bit-identical to
-/// [`dot`] of the same pair: same lanes, same order, same reduction.
-#[inline]
-fn dot4(w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
-    let n8 = w.len() / LANES * LANES;
-    let mut acc = [[0f32; LANES]; 4];
-    let mut i = 0;
-    while i < n8 {
-        let wl = &w[i..i + LANES];
-        for (acc, x) in acc.iter_mut().zip(x) {
-            let xl = &x[i..i + LANES];
-            for l in 0..LANES {
-                acc[l] += wl[l] * xl[l];
-            }
-        }
-        i += LANES;
-    }
-    for (acc, x) in acc.iter_mut().zip(x) {
-        for (l, j) in (n8..w.len()).enumerate() {
-            acc[l] += w[j] * x[j];
-        }
-    }
-    [reduce(acc[0]), reduce(acc[1]), reduce(acc[2]), reduce(acc[3])]
-}
 
 /// `y[t, o] = Σ_i W[o, i]·x[t, i] + bias[o]` for `n_tok` tokens.
 ///
@@ -86,18 +39,7 @@ pub fn matmul(w: &MatRef<'_>, x: &[f32], n_tok: usize, bias: Option<&[f32]>, y: 
         let n_rows = slab.len() / n_tok;
         tile.resize(n_rows * cols, 0.0);
         w.dequant_rows(r0, tile);
-        for (r, out) in slab.chunks_exact_mut(n_tok).enumerate() {
-            let wr = &tile[r * cols..(r + 1) * cols];
-            let mut t = 0;
-            while t + 4 <= n_tok {
-                let xs = [0, 1, 2, 3].map(|k| &x[(t + k) * cols..(t + k + 1) * cols]);
-                out[t..t + 4].copy_from_slice(&dot4(wr, xs));
-                t += 4;
-            }
-            for t in t..n_tok {
-                out[t] = dot(wr, &x[t * cols..(t + 1) * cols]);
-            }
-        }
+        kernel::rows_by_tokens(tile, x, cols, slab);
     });
     for t in 0..n_tok {
         let yrow = &mut y[t * rows..(t + 1) * rows];

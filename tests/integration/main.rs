@@ -34,3 +34,5 @@ mod interrupted;
 
 // A full disk (1 MiB tmpfs): refused up front, or named with the bytes when it fills mid-write.
 mod full_disk;
+// Variant bytes and logits do not depend on the thread count.
+mod determinism;

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod bench;
 mod convert;
 mod fit;
 mod inspect;
@@ -12,7 +13,7 @@ use crate::args::Command;
 use std::process::ExitCode;
 
 /// Runs a parsed command.
-pub fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Logits { model, tokens, out, top } => logits::run(&model, &tokens.0, out.as_deref(), top),
@@ -31,6 +32,10 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
             let args = pipeline::Args { model: &model, out: &out, variants, prompts: prompts.as_deref(), tolerance: tolerance.unwrap_or_default(), convert, quiet };
             pipeline::run(&args)
         }
+        Command::Bench { input, layers, work, variants, repeat, prompt, decode, verify, keep, json } => {
+            bench::run(&bench::Args { input, layers, work, variants, repeat, prompt, decode, verify, keep, json, threads })
+        }
+        Command::BenchForward { model, prompt, decode } => bench::forward(&model, prompt, decode),
         Command::Check { out } => pipeline::check(&out),
         Command::Demo { out } => pipeline::demo(&out, quiet),
         Command::Fit { model, preset, gpu_mem, context } => fit::run(model.as_deref(), preset.as_deref(), gpu_mem, context),

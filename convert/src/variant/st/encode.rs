@@ -18,6 +18,7 @@ use crate::names::{Expect, Layout, Role};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
 use crate::variant::{ConvertReport, Inexact, Progress};
 use quant::{float, int8, mxfp4};
+use rayon::prelude::*;
 use reference::{Encoding, MatRef, WeightId, WeightSource};
 use std::path::{Path, PathBuf};
 
@@ -80,24 +81,47 @@ impl<'a> Encoder<'a> {
     }
 
     /// Encodes `xs` as `dtype` into `out`, tallying values that do not survive.
+    ///
+    /// Fixed-size pieces are encoded in parallel: each element's bytes depend on that element
+    /// alone and the tallies merge by sum and max, so the bytes and the report do not depend on
+    /// the thread count.
     fn encode(xs: &[f32], dtype: Dtype, out: &mut Vec<u8>, tally: &mut Tally) {
+        const PIECE: usize = 1 << 14;
+        let size = if dtype == Dtype::F32 { 4 } else { 2 };
         out.clear();
-        match dtype {
-            Dtype::F32 => out.extend(xs.iter().flat_map(|x| x.to_le_bytes())),
-            Dtype::BF16 => {
-                for &x in xs {
-                    let b = float::f32_to_bf16_bits(x);
-                    tally.add(x, float::bf16_bits_to_f32(b));
-                    out.extend_from_slice(&b.to_le_bytes());
+        out.resize(xs.len() * size, 0);
+        let parts: Vec<Tally> = xs
+            .par_chunks(PIECE)
+            .zip(out.par_chunks_mut(PIECE * size))
+            .map(|(xs, out)| {
+                let mut t = Tally::default();
+                match dtype {
+                    Dtype::F32 => {
+                        for (o, x) in out.chunks_exact_mut(4).zip(xs) {
+                            o.copy_from_slice(&x.to_le_bytes());
+                        }
+                    }
+                    Dtype::BF16 => {
+                        for (o, &x) in out.chunks_exact_mut(2).zip(xs) {
+                            let b = float::f32_to_bf16_bits(x);
+                            t.add(x, float::bf16_bits_to_f32(b));
+                            o.copy_from_slice(&b.to_le_bytes());
+                        }
+                    }
+                    _ => {
+                        for (o, &x) in out.chunks_exact_mut(2).zip(xs) {
+                            let b = float::f32_to_f16_bits(x);
+                            t.add(x, float::f16_bits_to_f32(b));
+                            o.copy_from_slice(&b.to_le_bytes());
+                        }
+                    }
                 }
-            }
-            _ => {
-                for &x in xs {
-                    let b = float::f32_to_f16_bits(x);
-                    tally.add(x, float::f16_bits_to_f32(b));
-                    out.extend_from_slice(&b.to_le_bytes());
-                }
-            }
+                t
+            })
+            .collect();
+        for p in parts {
+            tally.count += p.count;
+            tally.max_abs_error = tally.max_abs_error.max(p.max_abs_error);
         }
     }
 
@@ -240,15 +264,18 @@ impl<'a> Encoder<'a> {
         match *m.encoding() {
             // Exact: one MXFP4 block per group.
             Encoding::Mxfp4 { blocks, scales: sc, row_step } if group == mxfp4::BLOCK => {
+                // Rows in parallel: each row's bytes depend on that row alone.
                 let nb = cols / mxfp4::BLOCK;
-                for (r, out) in packed.chunks_exact_mut(cols).enumerate() {
+                scales.resize(rows * nb * 2, 0);
+                packed.par_chunks_mut(cols).zip(scales.par_chunks_mut(nb * 2)).enumerate().try_for_each(|(r, (out, sout))| {
                     let s = r * row_step;
-                    for (b, o) in out.chunks_exact_mut(mxfp4::BLOCK).enumerate() {
+                    for (b, (o, so)) in out.chunks_exact_mut(mxfp4::BLOCK).zip(sout.chunks_exact_mut(2)).enumerate() {
                         let block = &blocks[(s * nb + b) * mxfp4::BLOCK_BYTES..(s * nb + b + 1) * mxfp4::BLOCK_BYTES];
                         let bits = self.mxfp4_block(id, block, sc[s * nb + b], o)?;
-                        scales.extend_from_slice(&bits.to_le_bytes());
+                        so.copy_from_slice(&bits.to_le_bytes());
                     }
-                }
+                    Ok::<(), ConvertError>(())
+                })?;
             }
             // Already int8 with this grouping: copy.
             Encoding::Int8 { packed: p, scales: sc, group: g } if g == group => {

@@ -1,0 +1,565 @@
+//! `oss-forge bench [--layers N | --input DIR] [--repeat K] [--json FILE]`: the performance
+//! benchmark of `docs/performance.md`.
+//!
+//! One run measures, on the same input and the same warm page cache:
+//! - `cp -r` of the input (the floor: the same bytes read and written) and each conversion, as
+//!   ratios to `cp`, with bytes/s and each conversion's peak RSS;
+//! - the reference forward pass: a prompt (64 tokens) and single-token decoding with a KV cache,
+//!   as seconds, tokens/s, GFLOP/s of the active parameters and the weight bandwidth they imply;
+//! - a full `verify` of one variant.
+//!
+//! Every measured step runs as a child process (`cp`, or this binary), so each one's peak RSS is
+//! its own: the kernel's high-water mark `VmHWM` from `/proc/<pid>/status`, read every few
+//! milliseconds until the child exits (it only grows, so the last reading is the peak up to the
+//! last few milliseconds; the forward pass also reads its own at the end).
+
+use anyhow::{Context, bail};
+use convert::Variant;
+use reference::{Config, Model};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// Settings of a benchmark run.
+pub struct Args {
+    pub input: Option<PathBuf>,
+    pub layers: usize,
+    pub work: PathBuf,
+    pub variants: Option<Vec<String>>,
+    pub repeat: usize,
+    pub prompt: usize,
+    pub decode: usize,
+    pub verify: String,
+    pub keep: bool,
+    pub json: Option<PathBuf>,
+    pub threads: Option<usize>,
+}
+
+/// One child process's measurement.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    secs: f64,
+    peak_rss: u64,
+}
+
+/// Runs `cmd` to completion, timing it and polling its peak RSS; stdout and stderr go to
+/// `log` (`.out` / `.err`). A non-zero exit is an error quoting the end of stderr.
+fn measure(mut cmd: Command, log: &Path) -> anyhow::Result<(Run, String)> {
+    let out_path = log.with_extension("out");
+    let err_path = log.with_extension("err");
+    let stdout = std::fs::File::create(&out_path)
+        .with_context(|| format!("cannot create {}", out_path.display()))?;
+    let stderr = std::fs::File::create(&err_path)
+        .with_context(|| format!("cannot create {}", err_path.display()))?;
+    let desc = format!("{cmd:?}");
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("cannot run {desc}"))?;
+    let status_file = PathBuf::from(format!("/proc/{}/status", child.id()));
+    let mut peak = 0u64;
+    let status = loop {
+        if let Some(hwm) = std::fs::read_to_string(&status_file)
+            .ok()
+            .as_deref()
+            .and_then(vm_hwm)
+        {
+            peak = peak.max(hwm);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    if !status.success() {
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let tail: Vec<&str> = err
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        bail!("{desc} failed ({status}):\n{}", tail.join("\n"));
+    }
+    Ok((
+        Run {
+            secs,
+            peak_rss: peak,
+        },
+        out,
+    ))
+}
+
+/// `VmHWM` of a `/proc/<pid>/status` text, in bytes.
+fn vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// This process's own peak RSS.
+fn own_peak_rss() -> Option<u64> {
+    vm_hwm(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// Total bytes of the files under `path`.
+fn tree_bytes(path: &Path) -> anyhow::Result<u64> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+    {
+        total += tree_bytes(&entry?.path())?;
+    }
+    Ok(total)
+}
+
+fn remove(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else if path.exists() {
+        std::fs::remove_file(path)
+    } else {
+        Ok(())
+    }
+    .with_context(|| format!("cannot remove {}", path.display()))
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    }
+}
+
+/// This binary, with `--threads` passed on and `--quiet`.
+fn me(threads: Option<usize>) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("cannot find the oss-forge executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--quiet");
+    if let Some(n) = threads {
+        cmd.arg("--threads").arg(n.to_string());
+    }
+    Ok(cmd)
+}
+
+/// Bytes of weights the forward pass reads when `experts` experts per layer are active, for
+/// the release's storage (MXFP4 experts at 17 bytes per 32 values, BF16 everything else).
+fn weight_bytes(cfg: &Config, experts: usize) -> f64 {
+    let (h, i, v) = (
+        cfg.hidden_size as f64,
+        cfg.intermediate_size as f64,
+        cfg.vocab_size as f64,
+    );
+    let (q, kv, e) = (
+        cfg.q_dim() as f64,
+        cfg.kv_dim() as f64,
+        cfg.num_local_experts as f64,
+    );
+    let dense = 2.0 * (q * h + 2.0 * kv * h + h * q + e * h);
+    let expert = 3.0 * i * h * 17.0 / 32.0;
+    cfg.num_hidden_layers as f64 * (dense + experts as f64 * expert) + 2.0 * v * h
+}
+
+/// Machine description for the report.
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("unknown");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kb: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| {
+            l.trim_start_matches("MemTotal:")
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    json!({
+        "cpu": cpu,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "memory_bytes": mem_kb * 1024,
+        "kernel_path": reference::kernel::path(),
+    })
+}
+
+fn gb(b: f64) -> String {
+    format!("{:.2} GB", b / 1e9)
+}
+
+fn mb(b: u64) -> String {
+    format!("{:.0} MB", b as f64 / 1e6)
+}
+
+pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    if a.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    if a.layers == 0 {
+        bail!("--layers must be at least 1");
+    }
+    let variants: Vec<Variant> = match &a.variants {
+        None => Variant::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| Variant::parse(n).with_context(|| format!("unknown variant `{n}`")))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let verify_variant = match a.verify.as_str() {
+        "none" => None,
+        n => {
+            Some(Variant::parse(n).with_context(|| format!("unknown variant `{n}` for --verify"))?)
+        }
+    };
+    std::fs::create_dir_all(&a.work)
+        .with_context(|| format!("cannot create {}", a.work.display()))?;
+    let logs = a.work.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+
+    // The input: given, or a synthesized 20b-shaped checkpoint (kept for the next run; synth is
+    // deterministic and writes atomically, so an existing one is complete).
+    let mut synth_secs = None;
+    let input = match &a.input {
+        Some(p) => p.clone(),
+        None => {
+            let dir = a.work.join(format!("synth-20b-{}l", a.layers));
+            if !dir.join("config.json").exists() {
+                eprintln!("synthesizing {} ...", dir.display());
+                let mut cmd = me(a.threads)?;
+                cmd.args([
+                    "synth",
+                    "--preset",
+                    "20b",
+                    "--layers",
+                    &a.layers.to_string(),
+                    "--force",
+                    "-o",
+                ])
+                .arg(&dir);
+                synth_secs = Some(measure(cmd, &logs.join("synth"))?.0.secs);
+            }
+            dir
+        }
+    };
+    let opened = convert::AnyModel::open(&input)
+        .with_context(|| format!("cannot open {}", input.display()))?;
+    let cfg = opened.source().config().clone();
+    drop(opened);
+    let in_bytes = tree_bytes(&input)?;
+    eprintln!(
+        "input {} ({}, {} layers)",
+        input.display(),
+        gb(in_bytes as f64),
+        cfg.num_hidden_layers
+    );
+
+    // Warm the page cache with one untimed copy, so every timed step reads cached input.
+    let copy = a.work.join("cp-copy");
+    let cp = |log: &str| -> anyhow::Result<Run> {
+        remove(&copy)?;
+        let mut cmd = Command::new("cp");
+        cmd.arg("-r").arg(&input).arg(&copy);
+        let r = measure(cmd, &logs.join(log))?.0;
+        remove(&copy)?;
+        Ok(r)
+    };
+    eprintln!("warming the page cache (cp, untimed) ...");
+    cp("cp-warm")?;
+
+    let mut cp_runs = Vec::new();
+    let mut conv_runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
+    let mut out_bytes = vec![0u64; variants.len()];
+    for round in 0..a.repeat {
+        eprintln!("round {}/{}: cp ...", round + 1, a.repeat);
+        cp_runs.push(cp("cp")?);
+        for (k, v) in variants.iter().enumerate() {
+            eprintln!("round {}/{}: convert --to {v} ...", round + 1, a.repeat);
+            let out = a.work.join(format!("out-{v}"));
+            remove(&out)?;
+            let mut cmd = me(a.threads)?;
+            cmd.arg("convert")
+                .arg(&input)
+                .args(["--to", v.name(), "--force", "-o"])
+                .arg(&out);
+            conv_runs[k].push(measure(cmd, &logs.join(format!("convert-{v}")))?.0);
+            out_bytes[k] = tree_bytes(&out)?;
+            let keep_for_verify = Some(*v) == verify_variant && round + 1 == a.repeat;
+            if !a.keep && !keep_for_verify {
+                remove(&out)?;
+            }
+        }
+    }
+
+    // The forward pass, in a child so its peak RSS is its own.
+    eprintln!(
+        "forward: {}-token prompt, {} decode steps ...",
+        a.prompt, a.decode
+    );
+    let mut fwd = Vec::new();
+    for round in 0..a.repeat {
+        let mut cmd = me(a.threads)?;
+        cmd.arg("bench-forward").arg(&input).args([
+            "--prompt",
+            &a.prompt.to_string(),
+            "--decode",
+            &a.decode.to_string(),
+        ]);
+        let (run, out) = measure(cmd, &logs.join(format!("forward-{round}")))?;
+        let v: Value = serde_json::from_str(out.trim()).context("bench-forward printed no JSON")?;
+        let rss = v["peak_rss_bytes"].as_u64().unwrap_or(0).max(run.peak_rss);
+        fwd.push((v, rss));
+    }
+
+    // A full verify of one variant against the input.
+    let mut verify_run = None;
+    if let Some(v) = verify_variant {
+        let out = a.work.join(format!("out-{v}"));
+        if !out.exists() {
+            eprintln!("converting {v} for verify ...");
+            let mut cmd = me(a.threads)?;
+            cmd.arg("convert")
+                .arg(&input)
+                .args(["--to", v.name(), "--force", "-o"])
+                .arg(&out);
+            measure(cmd, &logs.join(format!("convert-{v}-for-verify")))?;
+        }
+        eprintln!("verify {v} ...");
+        let mut cmd = me(a.threads)?;
+        cmd.arg("verify").arg("--original").arg(&input).arg(&out);
+        let (run, _) = measure(cmd, &logs.join("verify"))?;
+        verify_run = Some((v, run));
+        if !a.keep {
+            remove(&out)?;
+        }
+    }
+
+    // Figures.
+    let cp_secs = median(&cp_runs.iter().map(|r| r.secs).collect::<Vec<_>>());
+    let cp_rss = cp_runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut report = json!({
+        "machine": machine(),
+        "threads": threads,
+        "page_cache": "warm (one untimed cp first; timings are medians of the rounds)",
+        "repeat": a.repeat,
+        "input": {"path": input.display().to_string(), "bytes": in_bytes, "layers": cfg.num_hidden_layers, "synth_secs": synth_secs},
+        "cp": {"secs": cp_secs, "runs": cp_runs.iter().map(|r| r.secs).collect::<Vec<_>>(), "bytes_per_sec": in_bytes as f64 / cp_secs, "peak_rss_bytes": cp_rss},
+    });
+    println!(
+        "input {} ({}, {} layers, {} threads, warm page cache, median of {} round{})",
+        input.display(),
+        gb(in_bytes as f64),
+        cfg.num_hidden_layers,
+        threads,
+        a.repeat,
+        if a.repeat == 1 { "" } else { "s" }
+    );
+    println!(
+        "{:<18} {:>9} {:>7} {:>10} {:>10} {:>10}",
+        "step", "seconds", "x cp", "in MB/s", "out GB", "peak RSS"
+    );
+    println!(
+        "{:<18} {:>9.2} {:>7.2} {:>10.0} {:>10.2} {:>10}",
+        "cp -r",
+        cp_secs,
+        1.0,
+        in_bytes as f64 / cp_secs / 1e6,
+        in_bytes as f64 / 1e9,
+        mb(cp_rss)
+    );
+    let mut conv_json = Vec::new();
+    for (k, v) in variants.iter().enumerate() {
+        let secs = median(&conv_runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
+        let rss = conv_runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
+        println!(
+            "{:<18} {:>9.2} {:>7.2} {:>10.0} {:>10.2} {:>10}",
+            v.name(),
+            secs,
+            secs / cp_secs,
+            in_bytes as f64 / secs / 1e6,
+            out_bytes[k] as f64 / 1e9,
+            mb(rss)
+        );
+        conv_json.push(json!({
+            "variant": v.name(), "secs": secs, "runs": conv_runs[k].iter().map(|r| r.secs).collect::<Vec<_>>(),
+            "ratio_to_cp": secs / cp_secs, "in_bytes_per_sec": in_bytes as f64 / secs,
+            "out_bytes": out_bytes[k], "peak_rss_bytes": rss,
+        }));
+    }
+    report["convert"] = Value::Array(conv_json);
+
+    let f = |key: &str| {
+        median(
+            &fwd.iter()
+                .map(|(v, _)| v[key].as_f64().unwrap_or(f64::NAN))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (prompt_s, decode_s) = (f("prompt_secs"), f("decode_secs_per_token"));
+    let (prompt_flops, decode_flops) = (f("prompt_flops"), f("decode_flops_per_token"));
+    let fwd_rss = fwd.iter().map(|(_, r)| *r).max().unwrap_or(0);
+    let prompt_bytes = weight_bytes(&cfg, cfg.num_local_experts);
+    let decode_bytes = weight_bytes(&cfg, cfg.num_experts_per_tok);
+    println!(
+        "forward prompt     {:>9.2} s  {:>7.1} tok/s  {:>6.1} GFLOP/s  {:>5.1} GB/s of weights  (peak RSS {})",
+        prompt_s,
+        a.prompt as f64 / prompt_s,
+        prompt_flops / prompt_s / 1e9,
+        prompt_bytes / prompt_s / 1e9,
+        mb(fwd_rss)
+    );
+    if a.decode > 0 {
+        println!(
+            "forward decode     {:>9.3} s  {:>7.2} tok/s  {:>6.1} GFLOP/s  {:>5.1} GB/s of weights  (per token, KV cache at {}+)",
+            decode_s,
+            1.0 / decode_s,
+            decode_flops / decode_s / 1e9,
+            decode_bytes / decode_s / 1e9,
+            a.prompt
+        );
+    }
+    report["forward"] = json!({
+        "prompt_tokens": a.prompt,
+        "prompt_secs": prompt_s,
+        "prompt_tokens_per_sec": a.prompt as f64 / prompt_s,
+        "prompt_gflops_per_sec": prompt_flops / prompt_s / 1e9,
+        "prompt_weight_bytes": prompt_bytes,
+        "prompt_weight_gb_per_sec": prompt_bytes / prompt_s / 1e9,
+        "decode_tokens": a.decode,
+        "decode_secs_per_token": decode_s,
+        "decode_tokens_per_sec": 1.0 / decode_s,
+        "decode_gflops_per_sec": decode_flops / decode_s / 1e9,
+        "decode_weight_bytes_per_token": decode_bytes,
+        "decode_weight_gb_per_sec": decode_bytes / decode_s / 1e9,
+        "peak_rss_bytes": fwd_rss,
+        "runs": fwd.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>(),
+    });
+    if let Some((v, run)) = verify_run {
+        println!(
+            "verify {:<11} {:>9.2} s  (peak RSS {})",
+            v.name(),
+            run.secs,
+            mb(run.peak_rss)
+        );
+        report["verify"] =
+            json!({"variant": v.name(), "secs": run.secs, "peak_rss_bytes": run.peak_rss});
+    }
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        convert::publish::write_atomic(path, text.as_bytes())?;
+        println!("report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `oss-forge bench-forward MODEL --prompt N --decode D` (hidden; run by `bench`): times the
+/// reference forward pass over an N-token prompt, then D greedy single-token steps with the KV
+/// cache, and prints one JSON line.
+pub fn forward(model_path: &Path, prompt: usize, decode: usize) -> anyhow::Result<ExitCode> {
+    if prompt == 0 {
+        bail!("--prompt must be at least 1");
+    }
+    let src = convert::AnyModel::open(model_path)
+        .with_context(|| format!("cannot open {}", model_path.display()))?;
+    let cfg = src.source().config().clone();
+    let model = Model::new(src.source())
+        .with_context(|| format!("cannot load {}", model_path.display()))?;
+    // A fixed, spread-out prompt (any ids exercise the same work).
+    let tokens: Vec<u32> = (0..prompt)
+        .map(|t| ((t as u64 * 7919 + 13) % cfg.vocab_size as u64) as u32)
+        .collect();
+    let mut cache = model.new_cache();
+    let start = Instant::now();
+    let logits = model.forward(&tokens, &mut cache)?;
+    let prompt_secs = start.elapsed().as_secs_f64();
+    let argmax = |row: &[f32]| {
+        row.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+            .map_or(0, |(i, _)| i as u32)
+    };
+    let mut next = argmax(&logits[(prompt - 1) * cfg.vocab_size..]);
+    let mut decode_secs = 0.0;
+    let mut decode_flops = 0.0;
+    for _ in 0..decode {
+        decode_flops += cfg.forward_flops(cache.len(), 1);
+        let start = Instant::now();
+        let l = model.forward(&[next], &mut cache)?;
+        decode_secs += start.elapsed().as_secs_f64();
+        next = argmax(&l);
+    }
+    let per = |x: f64| {
+        if decode == 0 {
+            f64::NAN
+        } else {
+            x / decode as f64
+        }
+    };
+    let v = json!({
+        "prompt_tokens": prompt,
+        "prompt_secs": prompt_secs,
+        "prompt_flops": cfg.forward_flops(0, prompt),
+        "decode_tokens": decode,
+        "decode_secs_per_token": per(decode_secs),
+        "decode_flops_per_token": per(decode_flops),
+        "threads": rayon::current_num_threads(),
+        "kernel_path": reference::kernel::path(),
+        "peak_rss_bytes": own_peak_rss(),
+    });
+    println!("{v}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_hwm_in_bytes() {
+        let s = "Name:\toss-forge\nVmPeak:\t  200 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(vm_hwm(s), Some(1234 * 1024));
+        assert_eq!(vm_hwm("Name: x\n"), None);
+        assert!(own_peak_rss().is_some_and(|b| b > 0));
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0]), 2.5);
+    }
+}
