@@ -369,6 +369,12 @@ impl WeightSource for Checkpoint {
             crate::release_view(&m, self.files.iter().map(|f| f.mapped()));
         }
     }
+
+    fn prefetch(&self, bytes: &[u8]) {
+        for f in self.files.iter().map(|f| f.mapped()) {
+            f.populate_slice(bytes);
+        }
+    }
 }
 
 /// The safetensors dtype names a layout accepts for dense tensors (for messages).

@@ -160,4 +160,9 @@ pub trait WeightSource: Sync {
     /// pages from the process (they stay in the page cache), which bounds resident memory to
     /// about one layer however large the model. The default does nothing.
     fn release(&self, _id: WeightId) {}
+
+    /// A hint that `bytes` (a slice of a view this source handed out) is about to be read
+    /// whole: memory-mapped sources map its pages in one call rather than fault by fault. The
+    /// default does nothing.
+    fn prefetch(&self, _bytes: &[u8]) {}
 }

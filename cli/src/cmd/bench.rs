@@ -296,12 +296,21 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     };
     eprintln!("warming the page cache (cp, untimed) ...");
     cp("cp-warm")?;
+    // Before every timed step, write back what earlier steps left dirty (untimed): otherwise a
+    // step pays for its predecessor's writeback once the kernel's dirty limit is reached, and
+    // the ratios measure the order of the steps rather than the steps.
+    let settle = || -> anyhow::Result<()> {
+        let status = Command::new("sync").status().context("running sync")?;
+        anyhow::ensure!(status.success(), "sync failed");
+        Ok(())
+    };
 
     let mut cp_runs = Vec::new();
     let mut conv_runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
     let mut out_bytes = vec![0u64; variants.len()];
     for round in 0..a.repeat {
         eprintln!("round {}/{}: cp ...", round + 1, a.repeat);
+        settle()?;
         cp_runs.push(cp("cp")?);
         for (k, v) in variants.iter().enumerate() {
             eprintln!("round {}/{}: convert --to {v} ...", round + 1, a.repeat);
@@ -312,6 +321,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 .arg(&input)
                 .args(["--to", v.name(), "--force", "-o"])
                 .arg(&out);
+            settle()?;
             conv_runs[k].push(measure(cmd, &logs.join(format!("convert-{v}")))?.0);
             out_bytes[k] = tree_bytes(&out)?;
             let keep_for_verify = Some(*v) == verify_variant && round + 1 == a.repeat;

@@ -252,6 +252,12 @@ impl WeightSource for GgufModel {
             crate::release_view(&m, self.files.iter().map(|f| f.mapped()));
         }
     }
+
+    fn prefetch(&self, bytes: &[u8]) {
+        for f in self.files.iter().map(|f| f.mapped()) {
+            f.populate_slice(bytes);
+        }
+    }
 }
 
 /// Reads the gpt-oss hyperparameters from GGUF metadata.

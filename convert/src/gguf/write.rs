@@ -26,7 +26,8 @@ use crate::error::{ConvertError, Result};
 use crate::names::{Layout, expected};
 use crate::variant::{ConvertOptions, ConvertReport, Inexact, Progress, Variant};
 use quant::{float, mxfp4, q8_0};
-use reference::{Config, Encoding, MatRef, WeightId, WeightSource};
+use rayon::prelude::*;
+use reference::{Config, DenseType, Encoding, MatRef, WeightId, WeightSource};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -200,6 +201,11 @@ impl Tally {
             e.1 = e.1.max(err);
         }
     }
+    fn merge(&mut self, other: Tally) {
+        for (what, (count, err)) in other.0 {
+            self.add(what, count, err);
+        }
+    }
     fn into_report(self) -> Vec<Inexact> {
         self.0.into_iter().map(|(what, (count, max_abs_error))| Inexact { what: what.to_string(), count, max_abs_error }).collect()
     }
@@ -269,6 +275,14 @@ struct Guard<'a> {
 impl Guard<'_> {
     fn floats(&self, id: WeightId, xs: &[f32]) -> Result<()> {
         if !self.allow && xs.iter().any(|x| !x.is_finite()) {
+            return Err(ConvertError::tensor(self.src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)"));
+        }
+        Ok(())
+    }
+
+    /// Little-endian BF16 bytes: NaN and Inf are the values whose exponent bits are all ones.
+    fn bf16_bits(&self, id: WeightId, bytes: &[u8]) -> Result<()> {
+        if !self.allow && bytes.chunks_exact(2).any(|b| b[1] & 0x7f == 0x7f && b[0] & 0x80 != 0) {
             return Err(ConvertError::tensor(self.src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)"));
         }
         Ok(())
@@ -423,19 +437,48 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
         Content::Single(id) => {
             let m = get(id)?;
             let (rows, cols) = (m.rows(), m.cols());
-            // About 8 MB of f32 at a time; the source pages read so far are released after each
-            // chunk, so a 1 GiB embedding never becomes resident as a whole.
-            let chunk = (CHUNK_VALUES / cols.max(1)).clamp(1, rows.max(1));
-            let mut xs = vec![0f32; chunk * cols];
-            let mut r = 0;
-            while r < rows {
-                let n = chunk.min(rows - r);
-                m.dequant_rows(r, &mut xs[..n * cols]);
-                guard.floats(id, &xs[..n * cols])?;
-                encode_f32(item.tensor.ty, &xs[..n * cols], &mut buf, tally);
-                w.write_all(&buf).map_err(io)?;
-                src.release(id);
-                r += n;
+            match (item.tensor.ty, *m.encoding()) {
+                // BF16 to BF16 (the dense weights of gguf-mxfp4 and gguf-bf16): the bytes as they
+                // are, checked for NaN/Inf on the bits.
+                (GgmlType::BF16, Encoding::Dense { dtype: DenseType::BF16, data, row_stride, col_stride: 1 }) if row_stride == cols => {
+                    for piece in data[..rows * cols * 2].chunks(2 * CHUNK_VALUES) {
+                        src.prefetch(piece);
+                        guard.bf16_bits(id, piece)?;
+                        w.write_all(piece).map_err(io)?;
+                        src.release(id);
+                    }
+                }
+                // Everything else is decoded and encoded, in chunks of about 8 MB of f32 whose
+                // rows are shared among the threads; the pieces are written in order, so the
+                // bytes do not depend on the thread count. The source pages read so far are
+                // released after each chunk, so a 1 GiB embedding never becomes resident whole.
+                (ty, _) => {
+                    let chunk = (CHUNK_VALUES / cols.max(1)).clamp(1, rows.max(1));
+                    let sub = chunk.div_ceil(2 * rayon::current_num_threads()).max(1);
+                    let mut r = 0;
+                    while r < rows {
+                        let end = (r + chunk).min(rows);
+                        let starts: Vec<usize> = (r..end).step_by(sub).collect();
+                        let pieces: Vec<Result<(Vec<u8>, Tally)>> = starts
+                            .into_par_iter()
+                            .map(|r0| {
+                                let mut xs = vec![0f32; sub.min(end - r0) * cols];
+                                m.dequant_rows(r0, &mut xs);
+                                guard.floats(id, &xs)?;
+                                let (mut bytes, mut t) = (Vec::new(), Tally::default());
+                                encode_f32(ty, &xs, &mut bytes, &mut t);
+                                Ok((bytes, t))
+                            })
+                            .collect();
+                        for piece in pieces {
+                            let (bytes, t) = piece?;
+                            w.write_all(&bytes).map_err(io)?;
+                            tally.merge(t);
+                        }
+                        src.release(id);
+                        r = end;
+                    }
+                }
             }
         }
     }
