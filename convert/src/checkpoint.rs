@@ -16,7 +16,7 @@
 use crate::error::{ConvertError, Result};
 use crate::names::{self, Expect, Layout, Role};
 use crate::safetensors::{Dtype, SafetensorsFile, TensorInfo};
-use reference::{Config, DenseType, Encoding, MatRef, SourceError, WeightId, WeightSource};
+use reference::{Config, DenseType, Encoding, MatRef, WeightId};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -355,27 +355,7 @@ fn open_files(dir: &Path) -> Result<Opened> {
     Ok((files, names, total_size))
 }
 
-impl WeightSource for Checkpoint {
-    fn config(&self) -> &Config {
-        &self.config
-    }
-
-    fn weight(&self, id: WeightId) -> std::result::Result<MatRef<'_>, SourceError> {
-        self.view(id).map_err(Into::into)
-    }
-
-    fn release(&self, id: WeightId) {
-        if let Ok(m) = self.view(id) {
-            crate::release_view(&m, self.files.iter().map(|f| f.mapped()));
-        }
-    }
-
-    fn prefetch(&self, bytes: &[u8]) {
-        for f in self.files.iter().map(|f| f.mapped()) {
-            f.populate_slice(bytes);
-        }
-    }
-}
+crate::mapped_weight_source!(Checkpoint);
 
 /// The safetensors dtype names a layout accepts for dense tensors (for messages).
 pub(crate) fn dtype_list(d: &[Dtype]) -> String {

@@ -29,6 +29,36 @@ pub use variant::{ConvertOptions, ConvertReport, Progress, Variant};
 
 use reference::{Encoding, MatRef};
 
+/// Implements [`reference::WeightSource`] for a memory-mapped model type with a `config: Config`
+/// field, a `files` list whose items have `mapped() -> &MappedFile`, and a `view(id)` method:
+/// weights are views into the maps, `release` drops their pages, `prefetch` maps them ahead.
+macro_rules! mapped_weight_source {
+    ($ty:ty) => {
+        impl reference::WeightSource for $ty {
+            fn config(&self) -> &reference::Config {
+                &self.config
+            }
+
+            fn weight(&self, id: reference::WeightId) -> std::result::Result<reference::MatRef<'_>, reference::SourceError> {
+                self.view(id).map_err(Into::into)
+            }
+
+            fn release(&self, id: reference::WeightId) {
+                if let Ok(m) = self.view(id) {
+                    $crate::release_view(&m, self.files.iter().map(|f| f.mapped()));
+                }
+            }
+
+            fn prefetch(&self, bytes: &[u8]) {
+                for f in self.files.iter().map(|f| f.mapped()) {
+                    f.populate_slice(bytes);
+                }
+            }
+        }
+    };
+}
+pub(crate) use mapped_weight_source;
+
 /// Drops the pages of every slice `m` reads from whichever of `maps` holds them (they stay in
 /// the page cache). What `WeightSource::release` does for every memory-mapped source.
 pub fn release_view<'m>(m: &MatRef<'_>, maps: impl Iterator<Item = &'m mmap::MappedFile> + Clone) {

@@ -24,7 +24,7 @@ use super::file::{GgufFile, GgufTensor};
 use super::{GgmlType, Value, split_path};
 use crate::error::{ConvertError, Result};
 use reference::config::{TokenIds, Yarn};
-use reference::{Config, DenseType, Encoding, LayerType, MatRef, SourceError, WeightId, WeightSource};
+use reference::{Config, DenseType, Encoding, LayerType, MatRef, WeightId};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -238,27 +238,7 @@ impl GgufModel {
     }
 }
 
-impl WeightSource for GgufModel {
-    fn config(&self) -> &Config {
-        &self.config
-    }
-
-    fn weight(&self, id: WeightId) -> std::result::Result<MatRef<'_>, SourceError> {
-        self.view(id).map_err(Into::into)
-    }
-
-    fn release(&self, id: WeightId) {
-        if let Ok(m) = self.view(id) {
-            crate::release_view(&m, self.files.iter().map(|f| f.mapped()));
-        }
-    }
-
-    fn prefetch(&self, bytes: &[u8]) {
-        for f in self.files.iter().map(|f| f.mapped()) {
-            f.populate_slice(bytes);
-        }
-    }
-}
+crate::mapped_weight_source!(GgufModel);
 
 /// Reads the gpt-oss hyperparameters from GGUF metadata.
 fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
