@@ -1,5 +1,6 @@
-//! Progress display: an indicatif bar (bytes or counted items, rate, ETA) on a terminal, a plain
-//! line every 10% otherwise (CI logs), nothing with `--quiet`.
+//! Progress display: an indicatif bar (bytes or counted items, rate, ETA) on a terminal; otherwise
+//! (CI logs) plain lines, only for phases that take a while: a line every 10% once a phase has run
+//! for 2 s, and a closing line for phases over 1 s. Nothing with `--quiet`.
 
 use convert::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -87,7 +88,7 @@ impl Progress for Reporter {
                 bar.set_message(label.to_string());
                 *slot.lock().unwrap() = Some(bar);
             }
-            Mode::Lines => eprintln!("{label}: {}", self.amount(total)),
+            Mode::Lines => {}
             Mode::Quiet => {}
         }
     }
@@ -105,6 +106,9 @@ impl Progress for Reporter {
                 let mark = self.next_line.load(Ordering::Relaxed);
                 if done >= mark && mark > 0 && self.next_line.compare_exchange(mark, mark + total / 10, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
                     let secs = self.start.lock().unwrap().elapsed().as_secs_f64();
+                    if secs < 2.0 {
+                        return;
+                    }
                     eprintln!("{}: {:>3}% ({})", self.label.lock().unwrap(), done * 100 / total, self.rate(done, secs));
                 }
             }
@@ -122,7 +126,8 @@ impl Progress for Reporter {
                 }
                 eprintln!("{}: {} in {secs:.1} s ({})", self.label.lock().unwrap(), self.amount(done), self.rate(done, secs));
             }
-            Mode::Lines => eprintln!("{}: done, {} in {secs:.1} s ({})", self.label.lock().unwrap(), self.amount(done), self.rate(done, secs)),
+            Mode::Lines if secs >= 1.0 => eprintln!("{}: done, {} in {secs:.1} s ({})", self.label.lock().unwrap(), self.amount(done), self.rate(done, secs)),
+            Mode::Lines => {}
             Mode::Quiet => {}
         }
     }
