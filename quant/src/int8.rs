@@ -10,7 +10,7 @@
 //!   i.e. the exact product rounded to BF16 (`_dequantize`: `x_q.to(scale.dtype) * scale`).
 //!
 //! Two encoders: [`from_mxfp4_block`] (exact: group = one MXFP4 block, `q = 2·v`,
-//! `scale = 2^(s-128)`, which BF16 holds for every `s` in 1..=254) and [`quantize_row_absmax`]
+//! `scale = 2^(s-128)`, which BF16 holds for every `s` in 0..=254) and [`quantize_row_absmax`]
 //! (lossy, symmetric absmax/127 with the scale rounded to BF16 first so `q` is computed against
 //! the stored scale).
 
@@ -36,19 +36,25 @@ pub fn decode_row_bf16_scales(packed: &[u8], scales_bf16: &[u8], group: usize, o
 }
 
 /// Converts one release-layout MXFP4 block to 32 packed int8 bytes and its BF16 scale bits.
-/// Exact for scale bytes 1..=254 (the BF16 scale `2^(s-128)` is a normal BF16 value, and every
-/// `q · scale` is exact in BF16); returns `None` for 0 and 255, which the caller must handle.
+/// Exact for every scale byte but the NaN 255 (`None`): the BF16 scale `2^(s-128)` holds every
+/// `s` in 0..=254 (0 gives `2^-128`, a BF16 subnormal), and every `q · scale` is exact in BF16.
 pub fn from_mxfp4_block(blocks: &[u8], scale: u8, out: &mut [u8]) -> Option<u16> {
-    debug_assert_eq!(blocks.len(), mxfp4::BLOCK_BYTES);
-    debug_assert_eq!(out.len(), mxfp4::BLOCK);
-    if scale == 0 || scale == mxfp4::E8M0_NAN {
+    if scale == mxfp4::E8M0_NAN {
         return None;
     }
+    mxfp4_codes_to_q(blocks, out);
+    Some(f32_to_bf16_bits(mxfp4::e8m0_to_f32_half(scale)))
+}
+
+/// The packed bytes `q + 128` of an MXFP4 block, `q = 2·v` ([`mxfp4::GGML_KVALUES`]), whatever
+/// its scale (for a caller that stores a NaN scale on purpose).
+pub fn mxfp4_codes_to_q(blocks: &[u8], out: &mut [u8]) {
+    debug_assert_eq!(blocks.len(), mxfp4::BLOCK_BYTES);
+    debug_assert_eq!(out.len(), mxfp4::BLOCK);
     for (k, o) in out.iter_mut().enumerate() {
         let q = mxfp4::GGML_KVALUES[mxfp4::code_at(blocks, k) as usize] as i32;
         *o = (q + OFFSET) as u8;
     }
-    Some(f32_to_bf16_bits(mxfp4::e8m0_to_f32_half(scale)))
 }
 
 /// Symmetric absmax quantization of one row in groups of `group`: `scale = bf16(amax / 127)`,
@@ -88,19 +94,20 @@ mod tests {
     }
 
     #[test]
-    fn mxfp4_conversion_is_exact_for_every_normal_scale() {
+    fn mxfp4_conversion_is_exact_for_every_scale_but_nan() {
         let blocks: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(91).wrapping_add(3)).collect();
-        for s in 1..=254u8 {
+        // Scale byte 0 included: 2^-127 · v = q · 2^-128, a BF16 subnormal scale, still exact.
+        for s in 0..=254u8 {
             let mut want = [0f32; 32];
             mxfp4::decode_block(&blocks, s, &mut want);
+            assert!(want.iter().any(|&v| v != 0.0), "scale byte {s}: a block of zeros proves nothing");
             let mut packed = [0u8; 32];
             let bits = from_mxfp4_block(&blocks, s, &mut packed).unwrap();
             let mut got = [0f32; 32];
             decode_row_bf16_scales(&packed, &bits.to_le_bytes(), 32, &mut got);
-            assert_eq!(got, want, "scale byte {s}");
+            assert_eq!(got, want, "scale byte {s} (values; MXFP4 code 8 is -0, int8 has only +0)");
         }
         let mut packed = [0u8; 32];
-        assert!(from_mxfp4_block(&blocks, 0, &mut packed).is_none());
         assert!(from_mxfp4_block(&blocks, 255, &mut packed).is_none());
     }
 

@@ -308,10 +308,10 @@ impl<'a> Encoder<'a> {
 
     /// One MXFP4 block as int8, refusing the NaN scale 255 unless non-finite values are allowed.
     fn mxfp4_block(&self, id: WeightId, block: &[u8], s: u8, out: &mut [u8]) -> Result<u16> {
-        match mxfp4_block_to_int8(block, s, out) {
+        match int8::from_mxfp4_block(block, s, out) {
             Some(bits) => Ok(bits),
             None if self.allow_nonfinite => {
-                fill_q(block, out);
+                int8::mxfp4_codes_to_q(block, out);
                 Ok(float::f32_to_bf16_bits(f32::NAN))
             }
             None => Err(ConvertError::tensor(
@@ -323,27 +323,6 @@ impl<'a> Encoder<'a> {
     }
 }
 
-/// `q + 128` of each element of an MXFP4 block, `q = 2·v` ([`mxfp4::GGML_KVALUES`]).
-fn fill_q(block: &[u8], out: &mut [u8]) {
-    for (k, o) in out.iter_mut().enumerate() {
-        *o = (mxfp4::GGML_KVALUES[mxfp4::code_at(block, k) as usize] as i32 + int8::OFFSET) as u8;
-    }
-}
-
-/// One MXFP4 block as 32 int8 bytes and a BF16 scale `2^(s-128)`, exact for every scale byte
-/// but the NaN 255 (`None`). Scale byte 0 (`2^-127 · v = q · 2^-128`) gives a BF16 subnormal,
-/// still exact, which [`int8::from_mxfp4_block`] leaves to its caller.
-pub fn mxfp4_block_to_int8(block: &[u8], s: u8, out: &mut [u8]) -> Option<u16> {
-    if let Some(bits) = int8::from_mxfp4_block(block, s, out) {
-        return Some(bits);
-    }
-    if s != 0 {
-        return None;
-    }
-    fill_q(block, out);
-    Some(float::f32_to_bf16_bits(mxfp4::e8m0_to_f32_half(0)))
-}
-
 fn w_path(w: &SafetensorsWriter) -> PathBuf {
     w.path().to_path_buf()
 }
@@ -351,22 +330,6 @@ fn w_path(w: &SafetensorsWriter) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_scale_byte_but_nan_is_exact_in_int8() {
-        let block: Vec<u8> = (0..16u8).map(|b| b.wrapping_mul(37).wrapping_add(5)).collect();
-        for s in 0..=254u8 {
-            let mut want = [0f32; 32];
-            mxfp4::decode_block(&block, s, &mut want);
-            let mut out = [0u8; 32];
-            let bits = mxfp4_block_to_int8(&block, s, &mut out).unwrap();
-            let mut got = [0f32; 32];
-            int8::decode_row_bf16_scales(&out, &bits.to_le_bytes(), 32, &mut got);
-            assert_eq!(got, want, "scale byte {s} (values; MXFP4 code 8 is -0, int8 has only +0)");
-            assert!(want.iter().any(|&v| v != 0.0));
-        }
-        assert!(mxfp4_block_to_int8(&block, 255, &mut [0u8; 32]).is_none());
-    }
 
     #[test]
     fn tally_counts_changed_values_only() {
