@@ -184,6 +184,16 @@ pub fn config_differences(a: &Config, b: &Config) -> Vec<String> {
     out
 }
 
+/// An error naming every config field in which `variant` is another model than `original`.
+fn ensure_same_model(original: &Subject<'_>, variant: &Subject<'_>) -> Result<(), VerifyError> {
+    let diffs = config_differences(original.source.config(), variant.source.config());
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch(format!("{} vs {}: {}", original.name, variant.name, diffs.join("; "))))
+    }
+}
+
 /// The original's logits for every prompt, `[tokens × vocab]` each.
 pub fn original_logits(original: &dyn WeightSource, prompts: &[Prompt], progress: &dyn Progress) -> Result<Vec<Vec<f32>>, VerifyError> {
     run_prompts(original, "original", prompts, progress)
@@ -212,11 +222,8 @@ pub fn verify_variant(
     tolerance: Tolerance,
     progress: &dyn Progress,
 ) -> Result<VariantResult, VerifyError> {
-    let (oc, vc) = (original.source.config(), variant.source.config());
-    let diffs = config_differences(oc, vc);
-    if !diffs.is_empty() {
-        return Err(VerifyError::Mismatch(format!("{} vs {}: {}", original.name, variant.name, diffs.join("; "))));
-    }
+    let oc = original.source.config();
+    ensure_same_model(original, variant)?;
     let n_ids = reference::WeightId::all(oc).len() as u64;
     progress.begin(&format!("weights {}", short(&variant.name)), n_ids);
     let weights = weights::check_all(original.source, variant.source, &|_, _| progress.advance(1)).map_err(|e| match e {
@@ -297,11 +304,9 @@ pub fn verify_variant(
 
 /// Verifies every variant against the original.
 pub fn verify(original: &Subject<'_>, variants: &[Subject<'_>], prompts: &[Prompt], tolerance: Tolerance, progress: &dyn Progress) -> Result<Report, VerifyError> {
+    // Every variant is checked before the original's forward pass, so a wrong one fails at once.
     for v in variants {
-        let diffs = config_differences(original.source.config(), v.source.config());
-        if !diffs.is_empty() {
-            return Err(VerifyError::Mismatch(format!("{} vs {}: {}", original.name, v.name, diffs.join("; "))));
-        }
+        ensure_same_model(original, v)?;
     }
     let reference_logits = original_logits(original.source, prompts, progress)?;
     let mut results = Vec::with_capacity(variants.len());

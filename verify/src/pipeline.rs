@@ -192,7 +192,6 @@ pub fn run(
     log: &dyn Fn(&str),
 ) -> Result<PipelineOutcome, VerifyError> {
     let src = AnyModel::open(model_path)?;
-    #[allow(irrefutable_let_patterns)]
     let AnyModel::Safetensors(ckpt) = &src else {
         return Err(VerifyError::Read { model: model_path.display().to_string(), detail: "pipeline converts a release checkpoint (a safetensors directory)".into() });
     };
@@ -202,11 +201,9 @@ pub fn run(
     std::fs::create_dir_all(out).map_err(|e| convert::ConvertError::io(out, e))?;
 
     log(&format!("hashing the inputs in {}", src_dir.display()));
-    let mut input_rels = Vec::new();
     let entries = std::fs::read_dir(&src_dir).map_err(|e| convert::ConvertError::io(&src_dir, e))?;
-    let mut names: Vec<String> = entries.filter_map(|e| e.ok()).filter(|e| e.path().is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
-    names.sort();
-    input_rels.extend(names);
+    let mut input_rels: Vec<String> = entries.filter_map(|e| e.ok()).filter(|e| e.path().is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
+    input_rels.sort();
     let inputs = files_json(&hash_files(&src_dir, &input_rels)?);
     let prompts_json = Value::Array(prompts.iter().map(|p| json!({"name": p.name, "tokens": p.tokens})).collect());
     let tolerance_json = json!({"kld_mean": num(opts.tolerance.kld_mean), "top1": num(opts.tolerance.top1)});

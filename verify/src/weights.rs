@@ -221,6 +221,8 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> (u64, f64, u64) {
 /// Checks every weight; `progress(done, total)` is called after each weight.
 pub fn check_all(orig: &dyn WeightSource, var: &dyn WeightSource, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Vec<TensorCheck>, VerifyError> {
     let ids = WeightId::all(orig.config());
+    // Experts come interleaved (gate, up, down of expert 0, then expert 1, ...): each joins its
+    // layer's group wherever that group started.
     let mut out: Vec<TensorCheck> = Vec::new();
     for (k, &id) in ids.iter().enumerate() {
         let a = orig.weight(id).map_err(|e| VerifyError::Read { model: "original".into(), detail: e.to_string() })?;
@@ -228,21 +230,13 @@ pub fn check_all(orig: &dyn WeightSource, var: &dyn WeightSource, progress: &(dy
         let c = check_weight(id, &a, &b)?;
         orig.release(id);
         var.release(id);
-        match out.last_mut() {
-            Some(last) if last.name == c.name => last.merge(&c),
-            _ => out.push(c),
+        match out.iter_mut().rev().find(|m| m.name == c.name) {
+            Some(m) => m.merge(&c),
+            None => out.push(c),
         }
         progress(k + 1, ids.len());
     }
-    // Experts are interleaved gate/up/down per expert: merge groups that reappear.
-    let mut merged: Vec<TensorCheck> = Vec::with_capacity(out.len());
-    for c in out {
-        match merged.iter_mut().find(|m| m.name == c.name) {
-            Some(m) => m.merge(&c),
-            None => merged.push(c),
-        }
-    }
-    Ok(merged)
+    Ok(out)
 }
 
 #[cfg(test)]
