@@ -84,6 +84,8 @@ impl<'a> Rounded<'a> {
         let m = self.orig.weight(id)?;
         let (rows, cols) = (m.rows(), m.cols());
         let mut out = Vec::new();
+        // int8 only: the BF16 scales, appended after every packed row.
+        let mut int8_scales = Vec::new();
         let mut row = vec![0f32; cols];
         for i in 0..rows {
             m.dequant_rows(i, &mut row);
@@ -103,27 +105,15 @@ impl<'a> Rounded<'a> {
                     out.extend_from_slice(&b);
                 }
                 Rounding::Int8(g) => {
-                    // Packed rows first, then the scales: split at rows × cols.
                     let mut packed = vec![0u8; cols];
                     let mut scales = vec![0u16; cols / g];
                     int8::quantize_row_absmax(&row, g, &mut packed, &mut scales);
                     out.extend_from_slice(&packed);
-                    out.extend(scales.iter().flat_map(|s| s.to_le_bytes()));
+                    int8_scales.extend(scales.iter().flat_map(|s| s.to_le_bytes()));
                 }
             }
         }
-        if let Rounding::Int8(g) = r {
-            // Rows were written as [packed | scales] pairs; regroup into [all packed | all scales].
-            let per = cols + 2 * (cols / g);
-            let mut packed = Vec::with_capacity(rows * cols);
-            let mut scales = Vec::with_capacity(rows * 2 * (cols / g));
-            for chunk in out.chunks_exact(per) {
-                packed.extend_from_slice(&chunk[..cols]);
-                scales.extend_from_slice(&chunk[cols..]);
-            }
-            packed.extend_from_slice(&scales);
-            out = packed;
-        }
+        out.extend_from_slice(&int8_scales);
         self.orig.release(id);
         Ok(out)
     }
