@@ -6,6 +6,7 @@
 //! viewed in place through memory maps.
 
 pub mod atomic;
+pub mod behind;
 pub mod checkpoint;
 pub mod inspect;
 pub mod error;

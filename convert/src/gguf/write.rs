@@ -216,28 +216,24 @@ const F16_VALUES: &str = "values not representable in F16 (rounded to nearest ev
 const BF16_VALUES: &str = "values not representable in BF16 (rounded to nearest even)";
 const Q8_DENSE: &str = "dense values quantized to Q8_0 (d = amax/127, lossy by design)";
 
-/// Encodes f32 rows into `ty`, counting what is stored inexactly.
-fn encode_f32(ty: GgmlType, xs: &[f32], buf: &mut Vec<u8>, tally: &mut Tally) {
-    buf.clear();
+/// Encodes f32 rows into `ty` (`out` holds exactly their bytes), counting what is stored
+/// inexactly.
+fn encode_f32(ty: GgmlType, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
     match ty {
-        GgmlType::F32 => {
-            buf.resize(xs.len() * 4, 0);
-            float::f32_row_to_le(xs, buf);
-        }
+        GgmlType::F32 => float::f32_row_to_le(xs, out),
         GgmlType::BF16 | GgmlType::F16 => {
-            buf.resize(xs.len() * 2, 0);
             let (what, exact): (&'static str, fn(f32) -> bool) =
                 if ty == GgmlType::BF16 { (BF16_VALUES, float::is_exact_in_bf16) } else { (F16_VALUES, float::is_exact_in_f16) };
             if ty == GgmlType::BF16 {
-                float::f32_row_to_bf16(xs, buf);
+                float::f32_row_to_bf16(xs, out);
             } else {
-                float::f32_row_to_f16(xs, buf);
+                float::f32_row_to_f16(xs, out);
             }
             let (mut n, mut err) = (0u64, 0f32);
             for (k, &x) in xs.iter().enumerate() {
                 if !exact(x) {
                     n += 1;
-                    let bits = u16::from_le_bytes([buf[2 * k], buf[2 * k + 1]]);
+                    let bits = u16::from_le_bytes([out[2 * k], out[2 * k + 1]]);
                     let y = if ty == GgmlType::BF16 { float::bf16_bits_to_f32(bits) } else { float::f16_bits_to_f32(bits) };
                     err = err.max((x - y).abs());
                 }
@@ -245,11 +241,10 @@ fn encode_f32(ty: GgmlType, xs: &[f32], buf: &mut Vec<u8>, tally: &mut Tally) {
             tally.add(what, n, err);
         }
         GgmlType::Q8_0 => {
-            buf.resize(xs.len() / q8_0::BLOCK * q8_0::BLOCK_BYTES, 0);
-            q8_0::quantize_row_ref(xs, buf);
+            q8_0::quantize_row_ref(xs, out);
             let (mut n, mut err) = (0u64, 0f32);
             let mut back = [0f32; q8_0::BLOCK];
-            for (blk, x) in buf.chunks_exact(q8_0::BLOCK_BYTES).zip(xs.chunks_exact(q8_0::BLOCK)) {
+            for (blk, x) in out.chunks_exact(q8_0::BLOCK_BYTES).zip(xs.chunks_exact(q8_0::BLOCK)) {
                 q8_0::decode_block(blk, &mut back);
                 for (a, b) in x.iter().zip(&back) {
                     if a != b {
@@ -262,6 +257,46 @@ fn encode_f32(ty: GgmlType, xs: &[f32], buf: &mut Vec<u8>, tally: &mut Tally) {
         }
         GgmlType::Mxfp4 => unreachable!("MXFP4 is only copied, never encoded from floats"),
     }
+}
+
+/// Encodes rows `range` of a tensor whose rows take `rb` bytes into `buf` (resized to fit),
+/// pieces of `piece_rows` rows in parallel: `piece(first row, its bytes, tally)`. Each piece's
+/// bytes depend on its rows alone and tallies merge by sum and maximum, so neither the bytes
+/// nor the report depend on the thread count.
+fn encode_rows(
+    range: std::ops::Range<usize>,
+    rb: usize,
+    piece_rows: usize,
+    buf: &mut Vec<u8>,
+    piece: impl Fn(usize, &mut [u8], &mut Tally) -> Result<()> + Sync,
+) -> Result<Tally> {
+    buf.clear();
+    buf.resize(range.len() * rb, 0);
+    let step = piece_rows.max(1);
+    let parts: Vec<Tally> = buf
+        .par_chunks_mut((step * rb).max(1))
+        .enumerate()
+        .map(|(k, out)| {
+            let mut t = Tally::default();
+            piece(range.start + k * step, out, &mut t)?;
+            Ok(t)
+        })
+        .collect::<Result<_>>()?;
+    let mut tally = Tally::default();
+    for t in parts {
+        tally.merge(t);
+    }
+    Ok(tally)
+}
+
+/// Decodes the rows of `m` from `r0` that `out` (rows of `ty`) holds and encodes them as `ty`.
+fn dequant_encode(m: &MatRef<'_>, id: WeightId, ty: GgmlType, guard: &Guard, r0: usize, out: &mut [u8], tally: &mut Tally) -> Result<()> {
+    let rb = ty.row_bytes(m.cols() as u64) as usize;
+    let mut xs = vec![0f32; out.len() / rb * m.cols()];
+    m.dequant_rows(r0, &mut xs);
+    guard.floats(id, &xs)?;
+    encode_f32(ty, &xs, out, tally);
+    Ok(())
 }
 
 /// The source's integrity rule: NaN/Inf values and the NaN scale byte 255 are refused unless
@@ -310,36 +345,46 @@ fn mxfp4_block<'a>(blocks: &'a [u8], scales: &'a [u8], nb: usize, s: usize, b: u
     (&blocks[k * mxfp4::BLOCK_BYTES..(k + 1) * mxfp4::BLOCK_BYTES], scales[k])
 }
 
-/// Writes one expert matrix (`[rows, cols]`) as `ty`.
+/// Rows of an expert encoded per parallel piece.
+const EXPERT_PIECE_ROWS: usize = 64;
+
+/// Writes one expert matrix (`[rows, cols]`) as `ty`, encoding its rows in parallel into `buf`.
 #[allow(clippy::too_many_arguments)]
-fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path: &Path, w: &mut dyn Write, tally: &mut Tally, guard: &Guard) -> Result<()> {
+fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path: &Path, w: &mut dyn Write, tally: &mut Tally, guard: &Guard, buf: &mut Vec<u8>) -> Result<()> {
     let (rows, cols) = (m.rows(), m.cols());
     let nb = cols / mxfp4::BLOCK;
+    let rb = ty.row_bytes(cols as u64) as usize;
     let io = |e| ConvertError::io(out_path, e);
-    let mut buf = Vec::new();
-    match (ty, *m.encoding()) {
-        (GgmlType::Mxfp4, Encoding::Mxfp4 { blocks, scales, row_step }) => {
-            buf.reserve(nb * mxfp4::GGML_BLOCK_BYTES);
-            for r in 0..rows {
-                buf.clear();
-                for b in 0..nb {
-                    let (blk, s) = mxfp4_block(blocks, scales, nb, r * row_step, b);
-                    guard.scale(id, s)?;
-                    buf.push(s);
-                    buf.extend_from_slice(&mxfp4::repack_to_ggml(blk));
+    let pieces = |piece: &(dyn Fn(usize, &mut [u8], &mut Tally) -> Result<()> + Sync), buf: &mut Vec<u8>| encode_rows(0..rows, rb, EXPERT_PIECE_ROWS, buf, piece);
+    let t = match (ty, *m.encoding()) {
+        // Release MXFP4 to ggml's: the scale byte first, the nibbles repacked.
+        (GgmlType::Mxfp4, Encoding::Mxfp4 { blocks, scales, row_step }) => pieces(
+            &|r0, out, _| {
+                for (j, row) in out.chunks_exact_mut(rb).enumerate() {
+                    for (b, o) in row.chunks_exact_mut(mxfp4::GGML_BLOCK_BYTES).enumerate() {
+                        let (blk, s) = mxfp4_block(blocks, scales, nb, (r0 + j) * row_step, b);
+                        guard.scale(id, s)?;
+                        o[0] = s;
+                        o[1..].copy_from_slice(&mxfp4::repack_to_ggml(blk));
+                    }
                 }
-                w.write_all(&buf).map_err(io)?;
-            }
-        }
-        (GgmlType::Mxfp4, Encoding::Mxfp4Ggml { data, row_step }) | (GgmlType::Q8_0, Encoding::Q8_0 { data, row_step }) => {
-            let rb = ty.row_bytes(cols as u64) as usize;
-            for r in 0..rows {
-                let s = r * row_step;
-                let row = &data[s * rb..(s + 1) * rb];
-                guard.ggml_blocks(id, ty, row)?;
-                w.write_all(row).map_err(io)?;
-            }
-        }
+                Ok(())
+            },
+            buf,
+        )?,
+        // Already in the output's block format: the rows as they are.
+        (GgmlType::Mxfp4, Encoding::Mxfp4Ggml { data, row_step }) | (GgmlType::Q8_0, Encoding::Q8_0 { data, row_step }) => pieces(
+            &|r0, out, _| {
+                for (j, row) in out.chunks_exact_mut(rb).enumerate() {
+                    let s = (r0 + j) * row_step;
+                    let src = &data[s * rb..(s + 1) * rb];
+                    guard.ggml_blocks(id, ty, src)?;
+                    row.copy_from_slice(src);
+                }
+                Ok(())
+            },
+            buf,
+        )?,
         (GgmlType::Mxfp4, other) => {
             return Err(ConvertError::tensor(
                 out_path,
@@ -347,58 +392,51 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
                 format!("the source stores experts as {}; MXFP4 variants copy MXFP4 experts and never requantize (convert from an MXFP4 source)", other.name()),
             ));
         }
-        (GgmlType::Q8_0, Encoding::Mxfp4 { .. } | Encoding::Mxfp4Ggml { .. }) => {
-            let mut block = [0u8; q8_0::BLOCK_BYTES];
-            let (mut vals, mut back) = ([0f32; 32], [0f32; 32]);
-            let (mut inexact, mut err) = (0u64, 0f32);
-            for r in 0..rows {
-                buf.clear();
-                for b in 0..nb {
-                    let (nibbles, scale) = match *m.encoding() {
-                        Encoding::Mxfp4 { blocks, scales, row_step } => {
-                            let (blk, s) = mxfp4_block(blocks, scales, nb, r * row_step, b);
-                            let mut a = [0u8; 16];
-                            a.copy_from_slice(blk);
-                            (a, s)
-                        }
-                        Encoding::Mxfp4Ggml { data, row_step } => {
-                            let k = (r * row_step) * nb + b;
-                            let g = &data[k * mxfp4::GGML_BLOCK_BYTES..(k + 1) * mxfp4::GGML_BLOCK_BYTES];
-                            (mxfp4::repack_from_ggml(&g[1..]), g[0])
-                        }
-                        _ => unreachable!("matched above"),
-                    };
-                    guard.scale(id, scale)?;
-                    if !q8_0::from_mxfp4_block(&nibbles, scale, &mut block) {
-                        inexact += 1;
-                        mxfp4::decode_block(&nibbles, scale, &mut vals);
-                        q8_0::decode_block(&block, &mut back);
-                        for (a, b) in vals.iter().zip(&back) {
-                            if a != b {
-                                err = err.max((a - b).abs());
+        // MXFP4 to Q8_0: exact where the scale byte allows (`q8_0::from_mxfp4_block`).
+        (GgmlType::Q8_0, Encoding::Mxfp4 { .. } | Encoding::Mxfp4Ggml { .. }) => pieces(
+            &|r0, out, t| {
+                let (mut vals, mut back) = ([0f32; 32], [0f32; 32]);
+                let (mut inexact, mut err) = (0u64, 0f32);
+                for (j, row) in out.chunks_exact_mut(rb).enumerate() {
+                    let r = r0 + j;
+                    for (b, block) in row.chunks_exact_mut(q8_0::BLOCK_BYTES).enumerate() {
+                        let (nibbles, scale) = match *m.encoding() {
+                            Encoding::Mxfp4 { blocks, scales, row_step } => {
+                                let (blk, s) = mxfp4_block(blocks, scales, nb, r * row_step, b);
+                                let mut a = [0u8; 16];
+                                a.copy_from_slice(blk);
+                                (a, s)
+                            }
+                            Encoding::Mxfp4Ggml { data, row_step } => {
+                                let k = (r * row_step) * nb + b;
+                                let g = &data[k * mxfp4::GGML_BLOCK_BYTES..(k + 1) * mxfp4::GGML_BLOCK_BYTES];
+                                (mxfp4::repack_from_ggml(&g[1..]), g[0])
+                            }
+                            _ => unreachable!("matched above"),
+                        };
+                        guard.scale(id, scale)?;
+                        if !q8_0::from_mxfp4_block(&nibbles, scale, block) {
+                            inexact += 1;
+                            mxfp4::decode_block(&nibbles, scale, &mut vals);
+                            q8_0::decode_block(block, &mut back);
+                            for (a, b) in vals.iter().zip(&back) {
+                                if a != b {
+                                    err = err.max((a - b).abs());
+                                }
                             }
                         }
                     }
-                    buf.extend_from_slice(&block);
                 }
-                w.write_all(&buf).map_err(io)?;
-            }
-            tally.add(Q8_EXPERT_BLOCKS, inexact, err);
-        }
-        _ => {
-            let chunk = 64.min(rows.max(1));
-            let mut xs = vec![0f32; chunk * cols];
-            let mut r = 0;
-            while r < rows {
-                let n = chunk.min(rows - r);
-                m.dequant_rows(r, &mut xs[..n * cols]);
-                guard.floats(id, &xs[..n * cols])?;
-                encode_f32(ty, &xs[..n * cols], &mut buf, tally);
-                w.write_all(&buf).map_err(io)?;
-                r += n;
-            }
-        }
-    }
+                t.add(Q8_EXPERT_BLOCKS, inexact, err);
+                Ok(())
+            },
+            buf,
+        )?,
+        // Everything else through f32.
+        _ => pieces(&|r0, out, t| dequant_encode(m, id, ty, guard, r0, out, t), buf)?,
+    };
+    w.write_all(buf).map_err(io)?;
+    tally.merge(t);
     Ok(())
 }
 
@@ -418,7 +456,7 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
             for e in 0..cfg.num_local_experts {
                 let id = p.weight(l, e);
                 let m = get(id)?;
-                write_expert(&m, id, item.tensor.ty, name, out_path, w, tally, guard)?;
+                write_expert(&m, id, item.tensor.ty, name, out_path, w, tally, guard, &mut buf)?;
                 src.release(id);
                 progress.advance(item.tensor.nbytes() / cfg.num_local_experts as u64);
             }
@@ -429,6 +467,7 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
                 let id = p.bias(l, e);
                 let xs = get(id)?.to_f32();
                 guard.floats(id, &xs)?;
+                buf.resize(4 * xs.len(), 0);
                 encode_f32(GgmlType::F32, &xs, &mut buf, tally);
                 w.write_all(&buf).map_err(io)?;
                 src.release(id);
@@ -453,28 +492,15 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
                 // bytes do not depend on the thread count. The source pages read so far are
                 // released after each chunk, so a 1 GiB embedding never becomes resident whole.
                 (ty, _) => {
+                    let rb = ty.row_bytes(cols as u64) as usize;
                     let chunk = (CHUNK_VALUES / cols.max(1)).clamp(1, rows.max(1));
                     let sub = chunk.div_ceil(2 * rayon::current_num_threads()).max(1);
                     let mut r = 0;
                     while r < rows {
                         let end = (r + chunk).min(rows);
-                        let starts: Vec<usize> = (r..end).step_by(sub).collect();
-                        let pieces: Vec<Result<(Vec<u8>, Tally)>> = starts
-                            .into_par_iter()
-                            .map(|r0| {
-                                let mut xs = vec![0f32; sub.min(end - r0) * cols];
-                                m.dequant_rows(r0, &mut xs);
-                                guard.floats(id, &xs)?;
-                                let (mut bytes, mut t) = (Vec::new(), Tally::default());
-                                encode_f32(ty, &xs, &mut bytes, &mut t);
-                                Ok((bytes, t))
-                            })
-                            .collect();
-                        for piece in pieces {
-                            let (bytes, t) = piece?;
-                            w.write_all(&bytes).map_err(io)?;
-                            tally.merge(t);
-                        }
+                        let t = encode_rows(r..end, rb, sub, &mut buf, |r0, out, t| dequant_encode(&m, id, ty, guard, r0, out, t))?;
+                        w.write_all(&buf).map_err(io)?;
+                        tally.merge(t);
                         src.release(id);
                         r = end;
                     }

@@ -6,7 +6,8 @@ use super::Dtype;
 use crate::error::{ConvertError, Result};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use crate::behind::WriteBehind;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A tensor to be written.
@@ -34,7 +35,7 @@ impl PlannedTensor {
 
 /// Streams one safetensors file.
 pub struct SafetensorsWriter {
-    out: BufWriter<File>,
+    out: WriteBehind,
     path: PathBuf,
     sizes: Vec<(String, u64)>,
     current: usize,
@@ -84,7 +85,7 @@ impl SafetensorsWriter {
     /// Creates `path` (which must not exist) and writes the header for `tensors`.
     pub fn create(path: &Path, tensors: &[PlannedTensor], metadata: &BTreeMap<String, String>) -> Result<SafetensorsWriter> {
         let file = File::options().write(true).create_new(true).open(path).map_err(|e| ConvertError::io(path, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = WriteBehind::new(file, 8 << 20);
         out.write_all(&header_bytes(tensors, metadata)).map_err(|e| ConvertError::io(path, e))?;
         let sizes = tensors.iter().map(|t| (t.name.clone(), t.bytes())).collect();
         let mut w = SafetensorsWriter { out, path: path.to_path_buf(), sizes, current: 0, written: 0 };
@@ -132,12 +133,12 @@ impl SafetensorsWriter {
     }
 
     /// Checks every planned byte was written, flushes and syncs the file.
-    pub fn finish(mut self) -> Result<()> {
+    pub fn finish(self) -> Result<()> {
         if let Some((name, size)) = self.sizes.get(self.current) {
             return Err(ConvertError::tensor(&self.path, name.clone(), format!("only {} of {size} bytes were written", self.written)));
         }
-        self.out.flush().map_err(|e| ConvertError::io(&self.path, e))?;
-        self.out.get_ref().sync_all().map_err(|e| ConvertError::io(&self.path, e))
+        let file = self.out.finish().map_err(|e| ConvertError::io(&self.path, e))?;
+        file.sync_all().map_err(|e| ConvertError::io(&self.path, e))
     }
 }
 
