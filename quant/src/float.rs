@@ -92,9 +92,24 @@ pub fn is_exact_in_bf16(x: f32) -> bool {
     x.is_nan() || bf16::from_f32(x).to_f32() == x
 }
 
+/// True when no value of the little-endian BF16 `bytes` is NaN or ±Inf (the values whose
+/// eight exponent bits are all ones), decided on the bits without decoding.
+pub fn bf16_bytes_all_finite(bytes: &[u8]) -> bool {
+    bytes.chunks_exact(2).all(|b| !(b[1] & 0x7f == 0x7f && b[0] & 0x80 != 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_finite_check_agrees_with_decoding_on_every_bit_pattern() {
+        for bits in 0u16..=0xFFFF {
+            let finite = bf16_bits_to_f32(bits).is_finite();
+            assert_eq!(bf16_bytes_all_finite(&bits.to_le_bytes()), finite, "{bits:#06x}");
+        }
+        assert!(bf16_bytes_all_finite(&[]));
+    }
 
     #[test]
     fn bf16_golden_values() {

@@ -315,9 +315,9 @@ impl Guard<'_> {
         Ok(())
     }
 
-    /// Little-endian BF16 bytes: NaN and Inf are the values whose exponent bits are all ones.
+    /// Little-endian BF16 bytes, checked on the bits.
     fn bf16_bits(&self, id: WeightId, bytes: &[u8]) -> Result<()> {
-        if !self.allow && bytes.chunks_exact(2).any(|b| b[1] & 0x7f == 0x7f && b[0] & 0x80 != 0) {
+        if !self.allow && !float::bf16_bytes_all_finite(bytes) {
             return Err(ConvertError::tensor(self.src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)"));
         }
         Ok(())
@@ -345,6 +345,9 @@ fn mxfp4_block<'a>(blocks: &'a [u8], scales: &'a [u8], nb: usize, s: usize, b: u
     (&blocks[k * mxfp4::BLOCK_BYTES..(k + 1) * mxfp4::BLOCK_BYTES], scales[k])
 }
 
+/// Encodes a piece of rows: (first row, the piece's bytes, tally).
+type Piece<'a> = dyn Fn(usize, &mut [u8], &mut Tally) -> Result<()> + Sync + 'a;
+
 /// Rows of an expert encoded per parallel piece.
 const EXPERT_PIECE_ROWS: usize = 64;
 
@@ -355,7 +358,7 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
     let nb = cols / mxfp4::BLOCK;
     let rb = ty.row_bytes(cols as u64) as usize;
     let io = |e| ConvertError::io(out_path, e);
-    let pieces = |piece: &(dyn Fn(usize, &mut [u8], &mut Tally) -> Result<()> + Sync), buf: &mut Vec<u8>| encode_rows(0..rows, rb, EXPERT_PIECE_ROWS, buf, piece);
+    let pieces = |piece: &Piece<'_>, buf: &mut Vec<u8>| encode_rows(0..rows, rb, EXPERT_PIECE_ROWS, buf, piece);
     let t = match (ty, *m.encoding()) {
         // Release MXFP4 to ggml's: the scale byte first, the nibbles repacked.
         (GgmlType::Mxfp4, Encoding::Mxfp4 { blocks, scales, row_step }) => pieces(

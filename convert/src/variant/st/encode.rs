@@ -19,14 +19,16 @@ use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
 use crate::variant::{ConvertReport, Inexact, Progress};
 use quant::{float, int8, mxfp4};
 use rayon::prelude::*;
-use reference::{Encoding, MatRef, WeightId, WeightSource};
+use reference::{DenseType, Encoding, MatRef, WeightId, WeightSource};
 use std::path::{Path, PathBuf};
 
-/// Elements decoded per step when streaming a plain tensor.
-const CHUNK_ELEMENTS: usize = 1 << 16;
-/// Elements of a plain tensor read between two releases of its pages (so a 1.2 GB embedding
-/// never becomes resident whole).
-const RELEASE_ELEMENTS: usize = 1 << 24;
+/// Elements of a plain tensor per chunk: decoded and encoded in parallel pieces, written, and
+/// its source pages released (so a 1.2 GB embedding never becomes resident whole).
+const CHUNK_ELEMENTS: usize = 1 << 21;
+/// Output rows per parallel piece of a transposed expert (a piece's f32 rows stay in L2).
+const TRANSPOSE_ROWS: usize = 16;
+/// Rows per parallel piece when decoding an expert to f32.
+const DECODE_ROWS: usize = 64;
 
 /// Inexact values of one output tensor.
 #[derive(Default)]
@@ -36,6 +38,11 @@ struct Tally {
 }
 
 impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.count += other.count;
+        self.max_abs_error = self.max_abs_error.max(other.max_abs_error);
+    }
+
     fn add(&mut self, exact: f32, stored: f32) {
         if exact.is_nan() && stored.is_nan() || exact == stored {
             return;
@@ -75,19 +82,16 @@ impl<'a> Encoder<'a> {
 
     fn check_finite(&self, id: WeightId, xs: &[f32]) -> Result<()> {
         if !self.allow_nonfinite && xs.iter().any(|x| !x.is_finite()) {
-            return Err(ConvertError::tensor(&self.src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)"));
+            return Err(nonfinite(&self.src_path, id));
         }
         Ok(())
     }
 
-    /// Encodes `xs` as `dtype` into `out`, tallying values that do not survive.
-    ///
-    /// Fixed-size pieces are encoded in parallel: each element's bytes depend on that element
-    /// alone and the tallies merge by sum and max, so the bytes and the report do not depend on
-    /// the thread count.
+    /// Encodes `xs` as `dtype` into `out`, tallying values that do not survive, in fixed-size
+    /// pieces in parallel (see [`encode_into`]).
     fn encode(xs: &[f32], dtype: Dtype, out: &mut Vec<u8>, tally: &mut Tally) {
         const PIECE: usize = 1 << 14;
-        let size = if dtype == Dtype::F32 { 4 } else { 2 };
+        let size = dtype.size();
         out.clear();
         out.resize(xs.len() * size, 0);
         let parts: Vec<Tally> = xs
@@ -95,33 +99,12 @@ impl<'a> Encoder<'a> {
             .zip(out.par_chunks_mut(PIECE * size))
             .map(|(xs, out)| {
                 let mut t = Tally::default();
-                match dtype {
-                    Dtype::F32 => {
-                        for (o, x) in out.chunks_exact_mut(4).zip(xs) {
-                            o.copy_from_slice(&x.to_le_bytes());
-                        }
-                    }
-                    Dtype::BF16 => {
-                        for (o, &x) in out.chunks_exact_mut(2).zip(xs) {
-                            let b = float::f32_to_bf16_bits(x);
-                            t.add(x, float::bf16_bits_to_f32(b));
-                            o.copy_from_slice(&b.to_le_bytes());
-                        }
-                    }
-                    _ => {
-                        for (o, &x) in out.chunks_exact_mut(2).zip(xs) {
-                            let b = float::f32_to_f16_bits(x);
-                            t.add(x, float::f16_bits_to_f32(b));
-                            o.copy_from_slice(&b.to_le_bytes());
-                        }
-                    }
-                }
+                encode_into(xs, dtype, out, &mut t);
                 t
             })
             .collect();
         for p in parts {
-            tally.count += p.count;
-            tally.max_abs_error = tally.max_abs_error.max(p.max_abs_error);
+            tally.merge(p);
         }
     }
 
@@ -151,42 +134,64 @@ impl<'a> Encoder<'a> {
         match e.role {
             Role::Plain(id) => {
                 let m = self.weight(id)?;
-                let cols = m.cols().max(1);
-                let step = (CHUNK_ELEMENTS / cols).max(1);
-                let mut xs = Vec::new();
-                let mut since_release = 0;
-                for r0 in (0..m.rows()).step_by(step) {
-                    let n = step.min(m.rows() - r0);
-                    xs.resize(n * m.cols(), 0.0);
-                    m.dequant_rows(r0, &mut xs);
-                    self.check_finite(id, &xs)?;
-                    Self::encode(&xs, t.dtype, &mut buf, &mut tally);
-                    self.emit(w, &buf)?;
-                    since_release += xs.len();
-                    if since_release >= RELEASE_ELEMENTS {
-                        self.src.release(id);
-                        since_release = 0;
+                let (rows, cols) = (m.rows(), m.cols());
+                match *m.encoding() {
+                    // BF16 to BF16 (the dense tensors of safetensors-bf16 and -int8 from a
+                    // release checkpoint): the bytes as they are, checked for NaN/Inf on the bits.
+                    Encoding::Dense { dtype: DenseType::BF16, data, row_stride, col_stride: 1 } if t.dtype == Dtype::BF16 && row_stride == cols => {
+                        for piece in data[..rows * cols * 2].chunks(2 * CHUNK_ELEMENTS) {
+                            self.src.prefetch(piece);
+                            if !self.allow_nonfinite && !float::bf16_bytes_all_finite(piece) {
+                                return Err(nonfinite(&self.src_path, id));
+                            }
+                            self.emit(w, piece)?;
+                            self.src.release(id);
+                        }
+                    }
+                    // Anything else through f32, a chunk of rows at a time, its pieces in
+                    // parallel, written in order.
+                    _ => {
+                        let (size, dtype, allow, path) = (t.dtype.size(), t.dtype, self.allow_nonfinite, self.src_path.as_path());
+                        let chunk = (CHUNK_ELEMENTS / cols.max(1)).clamp(1, rows.max(1));
+                        let sub = chunk.div_ceil(2 * rayon::current_num_threads()).max(1);
+                        for r in (0..rows).step_by(chunk) {
+                            let end = (r + chunk).min(rows);
+                            buf.clear();
+                            buf.resize((end - r) * cols * size, 0);
+                            let parts: Vec<Tally> = buf
+                                .par_chunks_mut((sub * cols * size).max(1))
+                                .enumerate()
+                                .map(|(k, out)| {
+                                    let mut xs = vec![0f32; out.len() / size];
+                                    m.dequant_rows(r + k * sub, &mut xs);
+                                    if !allow && xs.iter().any(|x| !x.is_finite()) {
+                                        return Err(nonfinite(path, id));
+                                    }
+                                    let mut t = Tally::default();
+                                    encode_into(&xs, dtype, out, &mut t);
+                                    Ok(t)
+                                })
+                                .collect::<Result<_>>()?;
+                            for p in parts {
+                                tally.merge(p);
+                            }
+                            self.emit(w, &buf)?;
+                            self.src.release(id);
+                        }
                     }
                 }
                 self.src.release(id);
             }
             Role::GateUpT(l) => {
-                let mut row = vec![0f32; 2 * i];
                 for x in 0..ne {
-                    let (gate, up) = (self.weight(WeightId::Gate(l, x))?.to_f32(), self.weight(WeightId::Up(l, x))?.to_f32());
-                    self.check_finite(WeightId::Gate(l, x), &gate)?;
-                    self.check_finite(WeightId::Up(l, x), &up)?;
+                    let (gid, uid) = (WeightId::Gate(l, x), WeightId::Up(l, x));
+                    let gate = decode_checked(&self.weight(gid)?, gid, self.allow_nonfinite, &self.src_path)?;
+                    let up = decode_checked(&self.weight(uid)?, uid, self.allow_nonfinite, &self.src_path)?;
                     // Input-major: row c lists every output for input c, gate and up interleaved.
-                    for c in 0..h {
-                        for j in 0..i {
-                            row[2 * j] = gate[j * h + c];
-                            row[2 * j + 1] = up[j * h + c];
-                        }
-                        Self::encode(&row, t.dtype, &mut buf, &mut tally);
-                        self.emit(w, &buf)?;
-                    }
-                    self.src.release(WeightId::Gate(l, x));
-                    self.src.release(WeightId::Up(l, x));
+                    tally.merge(transposed(&[&gate, &up], i, h, t.dtype, &mut buf));
+                    self.emit(w, &buf)?;
+                    self.src.release(gid);
+                    self.src.release(uid);
                 }
             }
             Role::GateUpBias(l) => {
@@ -204,18 +209,13 @@ impl<'a> Encoder<'a> {
                 }
             }
             Role::DownT(l) => {
-                let mut row = vec![0f32; h];
                 for x in 0..ne {
-                    let down = self.weight(WeightId::Down(l, x))?.to_f32();
-                    self.check_finite(WeightId::Down(l, x), &down)?;
-                    for c in 0..i {
-                        for (o, v) in row.iter_mut().enumerate() {
-                            *v = down[o * i + c];
-                        }
-                        Self::encode(&row, t.dtype, &mut buf, &mut tally);
-                        self.emit(w, &buf)?;
-                    }
-                    self.src.release(WeightId::Down(l, x));
+                    let id = WeightId::Down(l, x);
+                    let down = decode_checked(&self.weight(id)?, id, self.allow_nonfinite, &self.src_path)?;
+                    // Row c of the output is column c of down.
+                    tally.merge(transposed(&[&down], h, i, t.dtype, &mut buf));
+                    self.emit(w, &buf)?;
+                    self.src.release(id);
                 }
             }
             Role::DownBias(l) => {
@@ -321,6 +321,83 @@ impl<'a> Encoder<'a> {
             )),
         }
     }
+}
+
+/// Encodes `xs` as `dtype` (F32, BF16 or F16) into `out`, which holds exactly their bytes,
+/// tallying values that do not survive. Each element's bytes depend on that element alone and
+/// tallies merge by sum and maximum, so callers may split the work any way they like: the
+/// bytes and the report do not depend on the thread count.
+fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) {
+    match dtype {
+        Dtype::F32 => float::f32_row_to_le(xs, out),
+        Dtype::BF16 => {
+            float::f32_row_to_bf16(xs, out);
+            for (o, &x) in out.chunks_exact(2).zip(xs) {
+                t.add(x, float::bf16_bits_to_f32(u16::from_le_bytes([o[0], o[1]])));
+            }
+        }
+        _ => {
+            float::f32_row_to_f16(xs, out);
+            for (o, &x) in out.chunks_exact(2).zip(xs) {
+                t.add(x, float::f16_bits_to_f32(u16::from_le_bytes([o[0], o[1]])));
+            }
+        }
+    }
+}
+
+fn nonfinite(src_path: &Path, id: WeightId) -> ConvertError {
+    ConvertError::tensor(src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)")
+}
+
+/// All of `m` as f32 (row-major), decoded in parallel pieces of rows, refusing NaN/Inf unless
+/// `allow_nonfinite`.
+fn decode_checked(m: &MatRef<'_>, id: WeightId, allow_nonfinite: bool, src_path: &Path) -> Result<Vec<f32>> {
+    let cols = m.cols();
+    let mut xs = vec![0f32; m.rows() * cols];
+    xs.par_chunks_mut((DECODE_ROWS * cols).max(1)).enumerate().try_for_each(|(k, piece)| {
+        m.dequant_rows(k * DECODE_ROWS, piece);
+        if !allow_nonfinite && piece.iter().any(|x| !x.is_finite()) {
+            return Err(nonfinite(src_path, id));
+        }
+        Ok(())
+    })?;
+    Ok(xs)
+}
+
+/// The transposes of `mats` (each `[rows, cols]`, row-major) interleaved, encoded as `dtype`
+/// into `buf`: output row `c` lists, for `j` in `0..rows`, `mats[0][j][c]`, `mats[1][j][c]`, ...
+/// Pieces of output rows are built and encoded in parallel; a piece reads each source row's
+/// few contiguous columns at a time.
+fn transposed(mats: &[&[f32]], rows: usize, cols: usize, dtype: Dtype, buf: &mut Vec<u8>) -> Tally {
+    let k = mats.len();
+    let width = rows * k;
+    let size = dtype.size();
+    buf.clear();
+    buf.resize(cols * width * size, 0);
+    let parts: Vec<Tally> = buf
+        .par_chunks_mut((TRANSPOSE_ROWS * width * size).max(1))
+        .enumerate()
+        .map(|(p, out)| {
+            let c0 = p * TRANSPOSE_ROWS;
+            let n = out.len() / (width * size);
+            let mut xs = vec![0f32; n * width];
+            for j in 0..rows {
+                for (s, m) in mats.iter().enumerate() {
+                    for (dc, &v) in m[j * cols + c0..j * cols + c0 + n].iter().enumerate() {
+                        xs[dc * width + j * k + s] = v;
+                    }
+                }
+            }
+            let mut t = Tally::default();
+            encode_into(&xs, dtype, out, &mut t);
+            t
+        })
+        .collect();
+    let mut tally = Tally::default();
+    for p in parts {
+        tally.merge(p);
+    }
+    tally
 }
 
 fn w_path(w: &SafetensorsWriter) -> PathBuf {
