@@ -5,7 +5,11 @@
 //! quiet NaN; f16 overflow becomes ±inf. Every bf16 and every f16 value is exact in f32, so
 //! the decode direction never rounds.
 
-use half::{bf16, f16};
+use half::{bf16, f16, slice::HalfFloatSliceExt};
+
+/// Values per step of the slice conversions (a stack buffer of `half` values in between, so
+/// the conversion runs over whole slices: `half` picks its F16C path once per call).
+const STEP: usize = 256;
 
 /// Decodes little-endian bf16 bytes into f32. `bytes.len()` must be `2 * out.len()`.
 pub fn bf16_row_to_f32(bytes: &[u8], out: &mut [f32]) {
@@ -18,8 +22,13 @@ pub fn bf16_row_to_f32(bytes: &[u8], out: &mut [f32]) {
 /// Decodes little-endian f16 bytes into f32. `bytes.len()` must be `2 * out.len()`.
 pub fn f16_row_to_f32(bytes: &[u8], out: &mut [f32]) {
     assert_eq!(bytes.len(), 2 * out.len(), "f16 row length");
-    for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *o = f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+    let mut tmp = [f16::ZERO; STEP];
+    for (o, b) in out.chunks_mut(STEP).zip(bytes.chunks(2 * STEP)) {
+        let t = &mut tmp[..o.len()];
+        for (h, b) in t.iter_mut().zip(b.chunks_exact(2)) {
+            *h = f16::from_bits(u16::from_le_bytes([b[0], b[1]]));
+        }
+        t.convert_to_f32_slice(o);
     }
 }
 
@@ -66,8 +75,13 @@ pub fn f32_row_to_bf16(xs: &[f32], out: &mut [u8]) {
 /// Encodes f32 values as little-endian f16 bytes (`out.len() == 2 * xs.len()`).
 pub fn f32_row_to_f16(xs: &[f32], out: &mut [u8]) {
     assert_eq!(out.len(), 2 * xs.len(), "f16 output length");
-    for (x, o) in xs.iter().zip(out.chunks_exact_mut(2)) {
-        o.copy_from_slice(&f32_to_f16_bits(*x).to_le_bytes());
+    let mut tmp = [f16::ZERO; STEP];
+    for (x, o) in xs.chunks(STEP).zip(out.chunks_mut(2 * STEP)) {
+        let t = &mut tmp[..x.len()];
+        t.convert_from_f32_slice(x);
+        for (h, o) in t.iter().zip(o.chunks_exact_mut(2)) {
+            o.copy_from_slice(&h.to_bits().to_le_bytes());
+        }
     }
 }
 
@@ -77,6 +91,45 @@ pub fn f32_row_to_le(xs: &[f32], out: &mut [u8]) {
     for (x, o) in xs.iter().zip(out.chunks_exact_mut(4)) {
         o.copy_from_slice(&x.to_le_bytes());
     }
+}
+
+/// How many of `exact` were stored as something else in `stored` (the same values after a
+/// round trip), and the largest absolute change. NaN stored as NaN is no change; a change whose
+/// size is NaN counts as infinite.
+pub fn rounding_errors(exact: &[f32], stored: &[f32]) -> (u64, f32) {
+    let (mut n, mut err) = (0u64, 0f32);
+    for (&x, &y) in exact.iter().zip(stored) {
+        if x != y && !(x.is_nan() && y.is_nan()) {
+            n += 1;
+            let d = (x - y).abs();
+            err = if d.is_nan() { f32::INFINITY } else { err.max(d) };
+        }
+    }
+    (n, err)
+}
+
+/// Encodes `xs` as little-endian f16 (`f16 == true`) or bf16 bytes into `out` (two bytes a
+/// value) and returns [`rounding_errors`] of the values as stored.
+pub fn f32_row_to_half_counting(xs: &[f32], f16: bool, out: &mut [u8]) -> (u64, f32) {
+    if f16 {
+        f32_row_to_f16(xs, out);
+    } else {
+        f32_row_to_bf16(xs, out);
+    }
+    let (mut n, mut err) = (0u64, 0f32);
+    let mut back = [0f32; STEP];
+    for (x, o) in xs.chunks(STEP).zip(out.chunks(2 * STEP)) {
+        let b = &mut back[..x.len()];
+        if f16 {
+            f16_row_to_f32(o, b);
+        } else {
+            bf16_row_to_f32(o, b);
+        }
+        let (k, e) = rounding_errors(x, b);
+        n += k;
+        err = err.max(e);
+    }
+    (n, err)
 }
 
 /// True when `x` survives the round trip f32 → f16 → f32 unchanged (NaN counts as exact:
@@ -92,6 +145,12 @@ pub fn is_exact_in_bf16(x: f32) -> bool {
     x.is_nan() || bf16::from_f32(x).to_f32() == x
 }
 
+/// True when every value of `xs` is finite (no NaN, no ±Inf); branch-free within steps so it
+/// vectorizes.
+pub fn all_finite(xs: &[f32]) -> bool {
+    xs.chunks(STEP).all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()))
+}
+
 /// True when no value of the little-endian BF16 `bytes` is NaN or ±Inf (the values whose
 /// eight exponent bits are all ones), decided on the bits without decoding.
 pub fn bf16_bytes_all_finite(bytes: &[u8]) -> bool {
@@ -102,6 +161,61 @@ pub fn bf16_bytes_all_finite(bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// Edge values: zeros, subnormals of both formats, halfway cases, the largest finite values,
+    /// overflow, infinities and NaNs of both signs, plus a sweep of the f32 exponent range.
+    fn edge_values() -> Vec<f32> {
+        let mut xs = vec![
+            0.0, -0.0, 1.0, -1.0, 65504.0, 65520.0, 65536.0, -70000.0, 1e-8, -6e-8, 2f32.powi(-24), 2f32.powi(-25), 2f32.powi(-14),
+            1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0, 1.0 + 1.0 / 256.0, f32::MIN_POSITIVE, f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY,
+            f32::NAN, -f32::NAN, f32::from_bits(0x7f80_0001), f32::from_bits(0xffc0_1234),
+        ];
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20000 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            xs.push(f32::from_bits((s >> 32) as u32));
+        }
+        xs
+    }
+
+    #[test]
+    fn slice_conversions_equal_the_value_by_value_ones() {
+        let xs = edge_values();
+        let mut out = vec![0u8; 2 * xs.len()];
+        f32_row_to_f16(&xs, &mut out);
+        for (x, o) in xs.iter().zip(out.chunks_exact(2)) {
+            assert_eq!(u16::from_le_bytes([o[0], o[1]]), f32_to_f16_bits(*x), "{x:e}");
+        }
+        let mut back = vec![0f32; xs.len()];
+        f16_row_to_f32(&out, &mut back);
+        for (y, o) in back.iter().zip(out.chunks_exact(2)) {
+            assert_eq!(y.to_bits(), f16_bits_to_f32(u16::from_le_bytes([o[0], o[1]])).to_bits());
+        }
+    }
+
+    #[test]
+    fn counting_encoders_count_what_changed() {
+        let xs = edge_values();
+        for f16 in [true, false] {
+            let mut out = vec![0u8; 2 * xs.len()];
+            let (n, err) = f32_row_to_half_counting(&xs, f16, &mut out);
+            let (mut want_n, mut want_err) = (0u64, 0f32);
+            for (x, o) in xs.iter().zip(out.chunks_exact(2)) {
+                let bits = u16::from_le_bytes([o[0], o[1]]);
+                let (exact, y) = if f16 { (is_exact_in_f16(*x), f16_bits_to_f32(bits)) } else { (is_exact_in_bf16(*x), bf16_bits_to_f32(bits)) };
+                assert_eq!(bits, if f16 { f32_to_f16_bits(*x) } else { f32_to_bf16_bits(*x) });
+                if !exact {
+                    want_n += 1;
+                    let d = (x - y).abs();
+                    want_err = if d.is_nan() { f32::INFINITY } else { want_err.max(d) };
+                }
+            }
+            assert_eq!((n, err), (want_n, want_err), "f16 = {f16}");
+            assert!(n > 0 && err == f32::INFINITY, "overflow to inf counts as an infinite change");
+        }
+        assert_eq!(rounding_errors(&[1.0, f32::NAN], &[1.0, f32::NAN]), (0, 0.0));
+        assert_eq!(rounding_errors(&[1.0, 2.0], &[1.5, 2.0]), (1, 0.5));
+    }
+
     #[test]
     fn bf16_finite_check_agrees_with_decoding_on_every_bit_pattern() {
         for bits in 0u16..=0xFFFF {
@@ -109,6 +223,12 @@ mod tests {
             assert_eq!(bf16_bytes_all_finite(&bits.to_le_bytes()), finite, "{bits:#06x}");
         }
         assert!(bf16_bytes_all_finite(&[]));
+        let mut xs = vec![1.0f32; 1000];
+        assert!(all_finite(&xs) && all_finite(&[]));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            xs[777] = bad;
+            assert!(!all_finite(&xs));
+        }
     }
 
     #[test]

@@ -215,10 +215,11 @@ pub fn path() -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pseudo(n: usize, seed: u64) -> Vec<f32> {
+    /// Deterministic values in [-0.5, 0.5) (an LCG), for tests.
+    pub(crate) fn pseudo(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {

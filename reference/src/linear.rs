@@ -67,18 +67,9 @@ pub fn matmul_naive(w: &MatRef<'_>, x: &[f32], n_tok: usize, bias: Option<&[f32]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::tests::pseudo;
     use crate::tensor::{DenseType, Encoding};
     use quant::float;
-
-    fn pseudo(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
 
     #[test]
     fn fast_matmul_agrees_with_the_naive_loop() {

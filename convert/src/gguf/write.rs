@@ -222,23 +222,9 @@ fn encode_f32(ty: GgmlType, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
     match ty {
         GgmlType::F32 => float::f32_row_to_le(xs, out),
         GgmlType::BF16 | GgmlType::F16 => {
-            let (what, exact): (&'static str, fn(f32) -> bool) =
-                if ty == GgmlType::BF16 { (BF16_VALUES, float::is_exact_in_bf16) } else { (F16_VALUES, float::is_exact_in_f16) };
-            if ty == GgmlType::BF16 {
-                float::f32_row_to_bf16(xs, out);
-            } else {
-                float::f32_row_to_f16(xs, out);
-            }
-            let (mut n, mut err) = (0u64, 0f32);
-            for (k, &x) in xs.iter().enumerate() {
-                if !exact(x) {
-                    n += 1;
-                    let bits = u16::from_le_bytes([out[2 * k], out[2 * k + 1]]);
-                    let y = if ty == GgmlType::BF16 { float::bf16_bits_to_f32(bits) } else { float::f16_bits_to_f32(bits) };
-                    err = err.max((x - y).abs());
-                }
-            }
-            tally.add(what, n, err);
+            let f16 = ty == GgmlType::F16;
+            let (n, err) = float::f32_row_to_half_counting(xs, f16, out);
+            tally.add(if f16 { F16_VALUES } else { BF16_VALUES }, n, err);
         }
         GgmlType::Q8_0 => {
             q8_0::quantize_row_ref(xs, out);
@@ -309,7 +295,7 @@ struct Guard<'a> {
 
 impl Guard<'_> {
     fn floats(&self, id: WeightId, xs: &[f32]) -> Result<()> {
-        if !self.allow && xs.iter().any(|x| !x.is_finite()) {
+        if !self.allow && !float::all_finite(xs) {
             return Err(ConvertError::tensor(self.src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)"));
         }
         Ok(())

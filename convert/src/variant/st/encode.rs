@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 /// Elements of a plain tensor per chunk: decoded and encoded in parallel pieces, written, and
 /// its source pages released (so a 1.2 GB embedding never becomes resident whole).
 const CHUNK_ELEMENTS: usize = 1 << 21;
-/// Output rows per parallel piece of a transposed expert (a piece's f32 rows stay in L2).
-const TRANSPOSE_ROWS: usize = 16;
+/// Output rows per parallel piece of a transposed expert: each source row is read 256 bytes
+/// at a time (a page visit each).
+const TRANSPOSE_ROWS: usize = 64;
 /// Rows per parallel piece when decoding an expert to f32.
 const DECODE_ROWS: usize = 64;
 
@@ -81,7 +82,7 @@ impl<'a> Encoder<'a> {
     }
 
     fn check_finite(&self, id: WeightId, xs: &[f32]) -> Result<()> {
-        if !self.allow_nonfinite && xs.iter().any(|x| !x.is_finite()) {
+        if !self.allow_nonfinite && !float::all_finite(xs) {
             return Err(nonfinite(&self.src_path, id));
         }
         Ok(())
@@ -164,7 +165,7 @@ impl<'a> Encoder<'a> {
                                 .map(|(k, out)| {
                                     let mut xs = vec![0f32; out.len() / size];
                                     m.dequant_rows(r + k * sub, &mut xs);
-                                    if !allow && xs.iter().any(|x| !x.is_finite()) {
+                                    if !allow && !float::all_finite(&xs) {
                                         return Err(nonfinite(path, id));
                                     }
                                     let mut t = Tally::default();
@@ -330,17 +331,10 @@ impl<'a> Encoder<'a> {
 fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) {
     match dtype {
         Dtype::F32 => float::f32_row_to_le(xs, out),
-        Dtype::BF16 => {
-            float::f32_row_to_bf16(xs, out);
-            for (o, &x) in out.chunks_exact(2).zip(xs) {
-                t.add(x, float::bf16_bits_to_f32(u16::from_le_bytes([o[0], o[1]])));
-            }
-        }
         _ => {
-            float::f32_row_to_f16(xs, out);
-            for (o, &x) in out.chunks_exact(2).zip(xs) {
-                t.add(x, float::f16_bits_to_f32(u16::from_le_bytes([o[0], o[1]])));
-            }
+            let (n, err) = float::f32_row_to_half_counting(xs, dtype == Dtype::F16, out);
+            t.count += n;
+            t.max_abs_error = t.max_abs_error.max(err);
         }
     }
 }
@@ -356,7 +350,7 @@ fn decode_checked(m: &MatRef<'_>, id: WeightId, allow_nonfinite: bool, src_path:
     let mut xs = vec![0f32; m.rows() * cols];
     xs.par_chunks_mut((DECODE_ROWS * cols).max(1)).enumerate().try_for_each(|(k, piece)| {
         m.dequant_rows(k * DECODE_ROWS, piece);
-        if !allow_nonfinite && piece.iter().any(|x| !x.is_finite()) {
+        if !allow_nonfinite && !float::all_finite(piece) {
             return Err(nonfinite(src_path, id));
         }
         Ok(())
