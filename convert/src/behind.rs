@@ -13,8 +13,8 @@
 //! through the page cache instead. The caller still `fsync`s the file at the end.
 //!
 //! Buffers go through a channel one deep, in order, to the one thread that owns the file: the
-//! bytes on disk are the bytes of a plain buffered writer. Three buffers exist at most (one
-//! being filled, one queued, one being written). The first write error stops the thread; it is
+//! bytes on disk are the bytes of a plain buffered writer. At most [`BUFFERS`] buffers exist (one
+//! being filled, the others queued or being written). The first write error stops the thread; it is
 //! returned, with its OS error code (a full disk stays a full disk), by the write or flush that
 //! finds the thread stopped, and by every call after it.
 
@@ -27,6 +27,11 @@ use std::thread::JoinHandle;
 /// Alignment of direct I/O: memory, file offsets and lengths (the largest logical block size
 /// in common use).
 pub const DIRECT_ALIGN: usize = 4096;
+
+/// Buffers in existence at most: one being filled, the rest queued or being written. Deep
+/// enough that a whole encoded expert (up to 33 MB at gpt-oss shapes) is handed over without
+/// waiting for the disk, so encoding the next one overlaps writing this one.
+const BUFFERS: usize = 8;
 
 /// A buffer whose data starts at a [`DIRECT_ALIGN`]-aligned address.
 struct Buf {
@@ -131,7 +136,7 @@ pub struct WriteBehind {
     cap: usize,
     /// Buffers handed over and not yet given back.
     in_flight: usize,
-    /// Buffers allocated so far (at most three).
+    /// Buffers allocated so far (at most [`BUFFERS`]).
     allocated: usize,
     /// Empty buffers given back while none was needed.
     spare: Vec<Buf>,
@@ -153,8 +158,8 @@ impl WriteBehind {
     /// As [`WriteBehind::new`], through the page cache only unless `direct`.
     pub fn with_direct(file: File, cap: usize, direct: bool) -> WriteBehind {
         let cap = cap.max(1);
-        let (to_writer, from_caller) = sync_channel::<Buf>(1);
-        let (give_back, returned) = sync_channel::<Buf>(3);
+        let (to_writer, from_caller) = sync_channel::<Buf>(BUFFERS);
+        let (give_back, returned) = sync_channel::<Buf>(BUFFERS);
         let thread = std::thread::spawn(move || {
             let mut sink = Sink::new(file, cap, direct);
             for mut buf in from_caller {
@@ -206,7 +211,7 @@ impl WriteBehind {
         } else if let Ok(b) = self.returned.try_recv() {
             self.in_flight -= 1;
             b
-        } else if self.allocated < 3 {
+        } else if self.allocated < BUFFERS {
             self.allocated += 1;
             Buf::new(self.cap)
         } else {

@@ -319,6 +319,62 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// Columns decoded together by this encoding: 1 for dense, the block for MXFP4 and Q8_0,
+    /// the scale group for int8.
+    pub fn col_block(&self) -> usize {
+        match self.enc {
+            Encoding::Dense { .. } => 1,
+            Encoding::Mxfp4 { .. } | Encoding::Mxfp4Ggml { .. } => mxfp4::BLOCK,
+            Encoding::Q8_0 { .. } => q8_0::BLOCK,
+            Encoding::Int8 { group, .. } => group.max(1),
+        }
+    }
+
+    /// Decodes columns `c0 .. c0 + out.len()` of row `r` (for reading a matrix a column strip
+    /// at a time, e.g. to transpose it). Ranges that start or end inside a block (see
+    /// [`MatRef::col_block`]) decode the whole row and copy the range.
+    ///
+    /// Panics if the row or the columns are out of range (caller bugs).
+    pub fn dequant_row_cols(&self, r: usize, c0: usize, out: &mut [f32]) {
+        let (cols, n) = (self.cols, out.len());
+        assert!(r < self.rows && c0 + n <= cols, "row {r}, columns {c0}..{} out of {}x{}", c0 + n, self.rows, cols);
+        let b = self.col_block();
+        if c0 % b != 0 || n % b != 0 {
+            out.copy_from_slice(&self.row_f32(r)[c0..c0 + n]);
+            return;
+        }
+        let (b0, nb) = (c0 / b, n / b);
+        match self.enc {
+            Encoding::Dense { dtype, data, row_stride, col_stride } => {
+                let sz = dtype.size();
+                if col_stride == 1 {
+                    let start = (r * row_stride + c0) * sz;
+                    dtype.row(&data[start..start + n * sz], out);
+                } else {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = dtype.at(data, r * row_stride + (c0 + k) * col_stride);
+                    }
+                }
+            }
+            Encoding::Mxfp4 { blocks, scales, row_step } => {
+                let k = r * row_step * (cols / b) + b0;
+                mxfp4::decode_row(&blocks[k * mxfp4::BLOCK_BYTES..(k + nb) * mxfp4::BLOCK_BYTES], &scales[k..k + nb], out);
+            }
+            Encoding::Mxfp4Ggml { data, row_step } => {
+                let k = r * row_step * (cols / b) + b0;
+                mxfp4::decode_ggml_row(&data[k * mxfp4::GGML_BLOCK_BYTES..(k + nb) * mxfp4::GGML_BLOCK_BYTES], out);
+            }
+            Encoding::Q8_0 { data, row_step } => {
+                let k = r * row_step * (cols / b) + b0;
+                q8_0::decode_row(&data[k * q8_0::BLOCK_BYTES..(k + nb) * q8_0::BLOCK_BYTES], out);
+            }
+            Encoding::Int8 { packed, scales, group } => {
+                let sb = r * (cols / group) + b0;
+                int8::decode_row_bf16_scales(&packed[r * cols + c0..r * cols + c0 + n], &scales[2 * sb..2 * (sb + nb)], group, out);
+            }
+        }
+    }
+
     /// Decodes the whole matrix (for vectors and other small tensors).
     pub fn to_f32(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
@@ -337,6 +393,41 @@ impl<'a> MatRef<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every column strip of every row equals the same columns of the whole row.
+    fn strips_agree(m: &MatRef<'_>) {
+        for r in 0..m.rows() {
+            let row = m.row_f32(r);
+            let c = m.cols();
+            for (c0, n) in [(0, c), (0, 32), (32, 64), (c.saturating_sub(32), 32), (5, 7), (31, 2), (1, 2)].into_iter().filter(|&(c0, n)| c0 + n <= c) {
+                let mut out = vec![0f32; n];
+                m.dequant_row_cols(r, c0, &mut out);
+                assert_eq!(out, row[c0..c0 + n], "{} row {r} cols {c0}+{n}", m.encoding().name());
+            }
+        }
+    }
+
+    #[test]
+    fn column_strips_equal_whole_rows_for_every_encoding() {
+        let (rows, cols) = (3, 96);
+        let xs: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 16.0).collect();
+        let bf = bf16_bytes(&xs);
+        strips_agree(&MatRef::dense(DenseType::BF16, &bf, rows, cols).unwrap());
+        // The same bytes read transposed (column-major storage).
+        strips_agree(&MatRef::new(cols, rows, Encoding::Dense { dtype: DenseType::BF16, data: &bf, row_stride: 1, col_stride: cols }).unwrap());
+        let nb = rows * cols / 32;
+        let blocks: Vec<u8> = (0..nb * 16).map(|i| (i * 73 % 256) as u8).collect();
+        let scales: Vec<u8> = (0..nb).map(|i| 120 + (i % 9) as u8).collect();
+        strips_agree(&MatRef::new(rows, cols, Encoding::Mxfp4 { blocks: &blocks, scales: &scales, row_step: 1 }).unwrap());
+        let ggml: Vec<u8> = (0..nb * 17).map(|i| if i % 17 == 0 { 125 } else { (i * 29 % 256) as u8 }).collect();
+        strips_agree(&MatRef::new(rows, cols, Encoding::Mxfp4Ggml { data: &ggml, row_step: 1 }).unwrap());
+        let mut q8 = vec![0u8; nb * 34];
+        quant::q8_0::quantize_row_ref(&xs, &mut q8);
+        strips_agree(&MatRef::new(rows, cols, Encoding::Q8_0 { data: &q8, row_step: 1 }).unwrap());
+        let packed: Vec<u8> = (0..rows * cols).map(|i| (i * 11 % 256) as u8).collect();
+        let sc = bf16_bytes(&vec![0.25f32; nb]);
+        strips_agree(&MatRef::new(rows, cols, Encoding::Int8 { packed: &packed, scales: &sc, group: 32 }).unwrap());
+    }
 
     fn bf16_bytes(xs: &[f32]) -> Vec<u8> {
         let mut out = vec![0u8; xs.len() * 2];

@@ -256,8 +256,11 @@ fn encode_rows(
     buf: &mut Vec<u8>,
     piece: impl Fn(usize, &mut [u8], &mut Tally) -> Result<()> + Sync,
 ) -> Result<Tally> {
-    buf.clear();
-    buf.resize(range.len() * rb, 0);
+    // Every byte is overwritten by the pieces: only a change of size needs the zero fill.
+    if buf.len() != range.len() * rb {
+        buf.clear();
+        buf.resize(range.len() * rb, 0);
+    }
     let step = piece_rows.max(1);
     let parts: Vec<Tally> = buf
         .par_chunks_mut((step * rb).max(1))
