@@ -28,6 +28,9 @@ use std::thread::JoinHandle;
 /// in common use).
 pub const DIRECT_ALIGN: usize = 4096;
 
+/// Bytes per buffer the writers use (a multiple of [`DIRECT_ALIGN`]).
+pub const BUFFER_BYTES: usize = 8 << 20;
+
 /// Buffers in existence at most: one being filled, the rest queued or being written. Deep
 /// enough that a whole encoded expert (up to 33 MB at gpt-oss shapes) is handed over without
 /// waiting for the disk, so encoding the next one overlaps writing this one.
@@ -99,7 +102,7 @@ struct Sink {
 
 impl Sink {
     fn new(file: File, cap: usize, allow_direct: bool) -> Sink {
-        let direct = allow_direct && cap % DIRECT_ALIGN == 0 && set_direct(&file, true).is_ok();
+        let direct = allow_direct && cap.is_multiple_of(DIRECT_ALIGN) && set_direct(&file, true).is_ok();
         Sink { file, pos: 0, direct }
     }
 
@@ -113,7 +116,7 @@ impl Sink {
     }
 
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        if data.len() % DIRECT_ALIGN != 0 {
+        if !data.len().is_multiple_of(DIRECT_ALIGN) {
             // The last, partial buffer: direct I/O needs whole blocks.
             self.buffered();
         }

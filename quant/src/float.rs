@@ -170,7 +170,7 @@ pub fn all_finite(xs: &[f32]) -> bool {
 /// True when no value of the little-endian BF16 `bytes` is NaN or ±Inf (the values whose
 /// eight exponent bits are all ones), decided on the bits without decoding.
 pub fn bf16_bytes_all_finite(bytes: &[u8]) -> bool {
-    bytes.chunks(2 * STEP).all(|c| c.chunks_exact(2).fold(true, |ok, b| ok & !(b[1] & 0x7f == 0x7f && b[0] & 0x80 != 0)))
+    bytes.chunks(2 * STEP).all(|c| c.chunks_exact(2).fold(true, |ok, b| ok & (u16::from_le_bytes([b[0], b[1]]) & 0x7f80 != 0x7f80)))
 }
 
 #[cfg(test)]

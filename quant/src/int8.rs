@@ -51,9 +51,19 @@ pub fn from_mxfp4_block(blocks: &[u8], scale: u8, out: &mut [u8]) -> Option<u16>
 pub fn mxfp4_codes_to_q(blocks: &[u8], out: &mut [u8]) {
     debug_assert_eq!(blocks.len(), mxfp4::BLOCK_BYTES);
     debug_assert_eq!(out.len(), mxfp4::BLOCK);
-    for (k, o) in out.iter_mut().enumerate() {
-        let q = mxfp4::GGML_KVALUES[mxfp4::code_at(blocks, k) as usize] as i32;
-        *o = (q + OFFSET) as u8;
+    // Byte k of the block holds elements 2k (low nibble) and 2k + 1 (high nibble).
+    const PACKED: [u8; 16] = {
+        let mut t = [0u8; 16];
+        let mut c = 0;
+        while c < 16 {
+            t[c] = (mxfp4::GGML_KVALUES[c] as i32 + OFFSET) as u8;
+            c += 1;
+        }
+        t
+    };
+    for (o, &b) in out.chunks_exact_mut(2).zip(blocks) {
+        o[0] = PACKED[(b & 0x0F) as usize];
+        o[1] = PACKED[(b >> 4) as usize];
     }
 }
 

@@ -339,7 +339,7 @@ impl<'a> MatRef<'a> {
         let (cols, n) = (self.cols, out.len());
         assert!(r < self.rows && c0 + n <= cols, "row {r}, columns {c0}..{} out of {}x{}", c0 + n, self.rows, cols);
         let b = self.col_block();
-        if c0 % b != 0 || n % b != 0 {
+        if !c0.is_multiple_of(b) || !n.is_multiple_of(b) {
             out.copy_from_slice(&self.row_f32(r)[c0..c0 + n]);
             return;
         }

@@ -336,8 +336,9 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             settle()?;
             conv_runs[k].push(measure(cmd, &logs.join(format!("convert-{v}")))?.0);
             out_bytes[k] = tree_bytes(&out)?;
-            let keep_for_verify = Some(*v) == verify_variant && round + 1 == a.repeat;
-            if !a.keep && !keep_for_verify {
+            // Not kept for the verify below either: at whole-model sizes one kept output
+            // (14 GB) can leave too little room for the next (42 GB); verify converts again.
+            if !a.keep {
                 remove(&out)?;
             }
         }

@@ -228,17 +228,9 @@ fn encode_f32(ty: GgmlType, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
         }
         GgmlType::Q8_0 => {
             q8_0::quantize_row_ref(xs, out);
-            let (mut n, mut err) = (0u64, 0f32);
-            let mut back = [0f32; q8_0::BLOCK];
-            for (blk, x) in out.chunks_exact(q8_0::BLOCK_BYTES).zip(xs.chunks_exact(q8_0::BLOCK)) {
-                q8_0::decode_block(blk, &mut back);
-                for (a, b) in x.iter().zip(&back) {
-                    if a != b {
-                        n += 1;
-                        err = err.max((a - b).abs());
-                    }
-                }
-            }
+            let mut back = vec![0f32; xs.len()];
+            q8_0::decode_row(out, &mut back);
+            let (n, err) = float::rounding_errors(xs, &back);
             tally.add(Q8_DENSE, n, err);
         }
         GgmlType::Mxfp4 => unreachable!("MXFP4 is only copied, never encoded from floats"),

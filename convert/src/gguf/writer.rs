@@ -9,7 +9,7 @@
 //! `PREFIX-00001-of-0000N.gguf`.
 
 use super::{DEFAULT_ALIGNMENT, GgmlType, MAGIC, VERSION, Value, pad};
-use crate::behind::WriteBehind;
+use crate::behind::{BUFFER_BYTES, WriteBehind};
 use crate::error::{ConvertError, Result};
 use std::io::Write;
 use std::ops::Range;
@@ -124,9 +124,6 @@ pub fn file_size(kv: &[(String, Value)], tensors: &[PlannedTensor]) -> u64 {
     encode_header(kv, tensors).len() as u64 + tensors.iter().map(|t| pad(t.nbytes(), DEFAULT_ALIGNMENT)).sum::<u64>()
 }
 
-/// Bytes handed to the writing thread at a time.
-pub const WRITE_BUFFER: usize = 8 << 20;
-
 /// A writer that counts what goes through it (to check each producer wrote exactly its tensor).
 pub struct Counting<W: Write> {
     inner: W,
@@ -155,7 +152,7 @@ pub fn write_file(
     produce: &mut dyn FnMut(usize, &mut dyn Write) -> Result<()>,
 ) -> Result<u64> {
     let file = std::fs::File::create(path).map_err(|e| ConvertError::io(path, e))?;
-    let mut w = Counting { inner: WriteBehind::new(file, WRITE_BUFFER), count: 0 };
+    let mut w = Counting { inner: WriteBehind::new(file, BUFFER_BYTES), count: 0 };
     let io = |e| ConvertError::io(path, e);
     w.write_all(&encode_header(kv, tensors)).map_err(io)?;
     for (i, t) in tensors.iter().enumerate() {

@@ -3,10 +3,10 @@
 //! needs to be in memory whole.
 
 use super::Dtype;
+use crate::behind::{BUFFER_BYTES, WriteBehind};
 use crate::error::{ConvertError, Result};
 use std::collections::BTreeMap;
 use std::fs::File;
-use crate::behind::WriteBehind;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -85,7 +85,7 @@ impl SafetensorsWriter {
     /// Creates `path` (which must not exist) and writes the header for `tensors`.
     pub fn create(path: &Path, tensors: &[PlannedTensor], metadata: &BTreeMap<String, String>) -> Result<SafetensorsWriter> {
         let file = File::options().write(true).create_new(true).open(path).map_err(|e| ConvertError::io(path, e))?;
-        let mut out = WriteBehind::new(file, 8 << 20);
+        let mut out = WriteBehind::new(file, BUFFER_BYTES);
         out.write_all(&header_bytes(tensors, metadata)).map_err(|e| ConvertError::io(path, e))?;
         let sizes = tensors.iter().map(|t| (t.name.clone(), t.bytes())).collect();
         let mut w = SafetensorsWriter { out, path: path.to_path_buf(), sizes, current: 0, written: 0 };
