@@ -24,7 +24,7 @@ use super::{GgmlType, GgufFile, Value, split_path};
 use crate::atomic::Staged;
 use crate::error::{ConvertError, Result};
 use crate::names::{Layout, expected};
-use crate::variant::{ConvertOptions, ConvertReport, Inexact, Progress, Variant};
+use crate::variant::{ConvertOptions, ConvertReport, Inexact, Merge, Progress, Variant, merged};
 use quant::{float, mxfp4, q8_0};
 use rayon::prelude::*;
 use reference::{Config, DenseType, Encoding, MatRef, WeightId, WeightSource};
@@ -201,13 +201,16 @@ impl Tally {
             e.1 = e.1.max(err);
         }
     }
+    fn into_report(self) -> Vec<Inexact> {
+        self.0.into_iter().map(|(what, (count, max_abs_error))| Inexact { what: what.to_string(), count, max_abs_error }).collect()
+    }
+}
+
+impl Merge for Tally {
     fn merge(&mut self, other: Tally) {
         for (what, (count, err)) in other.0 {
             self.add(what, count, err);
         }
-    }
-    fn into_report(self) -> Vec<Inexact> {
-        self.0.into_iter().map(|(what, (count, max_abs_error))| Inexact { what: what.to_string(), count, max_abs_error }).collect()
     }
 }
 
@@ -263,11 +266,7 @@ fn encode_rows(
             Ok(t)
         })
         .collect::<Result<_>>()?;
-    let mut tally = Tally::default();
-    for t in parts {
-        tally.merge(t);
-    }
-    Ok(tally)
+    Ok(merged(parts))
 }
 
 /// Decodes the rows of `m` from `r0` that `out` (rows of `ty`) holds and encodes them as `ty`.

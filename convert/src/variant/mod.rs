@@ -164,3 +164,19 @@ pub fn convert(
         st::convert(src, src_path, variant, out, opts, progress)
     }
 }
+
+/// Counts of inexact values that merge by sums and maxima, so parts computed in parallel give
+/// the same total in any order.
+pub(crate) trait Merge: Default {
+    /// Adds `other` to `self`.
+    fn merge(&mut self, other: Self);
+}
+
+/// All of `parts` merged.
+pub(crate) fn merged<T: Merge>(parts: impl IntoIterator<Item = T>) -> T {
+    let mut all = T::default();
+    for p in parts {
+        all.merge(p);
+    }
+    all
+}

@@ -16,7 +16,7 @@
 use crate::error::{ConvertError, Result};
 use crate::names::{Expect, Layout, Role};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
-use crate::variant::{ConvertReport, Inexact, Progress};
+use crate::variant::{ConvertReport, Inexact, Merge, Progress, merged};
 use quant::{float, int8, mxfp4};
 use rayon::prelude::*;
 use reference::{DenseType, Encoding, MatRef, WeightId, WeightSource};
@@ -36,12 +36,14 @@ struct Tally {
     max_abs_error: f32,
 }
 
-impl Tally {
+impl Merge for Tally {
     fn merge(&mut self, other: Tally) {
         self.count += other.count;
         self.max_abs_error = self.max_abs_error.max(other.max_abs_error);
     }
+}
 
+impl Tally {
     fn add(&mut self, exact: f32, stored: f32) {
         if exact.is_nan() && stored.is_nan() || exact == stored {
             return;
@@ -102,9 +104,7 @@ impl<'a> Encoder<'a> {
                 t
             })
             .collect();
-        for p in parts {
-            tally.merge(p);
-        }
+        tally.merge(merged(parts));
     }
 
     fn emit(&self, w: &mut SafetensorsWriter, bytes: &[u8]) -> Result<()> {
@@ -171,9 +171,7 @@ impl<'a> Encoder<'a> {
                                     Ok(t)
                                 })
                                 .collect::<Result<_>>()?;
-                            for p in parts {
-                                tally.merge(p);
-                            }
+                            tally.merge(merged(parts));
                             self.emit(w, &buf)?;
                             self.src.release(id);
                         }
@@ -354,8 +352,7 @@ fn transposed(mats: &[(WeightId, MatRef<'_>)], dtype: Dtype, allow_nonfinite: bo
         buf.clear();
         buf.resize(cols * width * size, 0);
     }
-    let parts: Vec<Tally> = buf
-        .par_chunks_mut((TRANSPOSE_ROWS * width * size).max(1))
+    buf.par_chunks_mut((TRANSPOSE_ROWS * width * size).max(1))
         .enumerate()
         .map_init(
             || (vec![0f32; TRANSPOSE_ROWS * width], vec![0f32; TRANSPOSE_ROWS]),
@@ -379,12 +376,8 @@ fn transposed(mats: &[(WeightId, MatRef<'_>)], dtype: Dtype, allow_nonfinite: bo
                 Ok(t)
             },
         )
-        .collect::<Result<_>>()?;
-    let mut tally = Tally::default();
-    for p in parts {
-        tally.merge(p);
-    }
-    Ok(tally)
+        .collect::<Result<Vec<Tally>>>()
+        .map(merged)
 }
 
 fn w_path(w: &SafetensorsWriter) -> PathBuf {
