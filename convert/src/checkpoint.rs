@@ -48,7 +48,7 @@ pub fn read_config(dir: &Path) -> Result<(Config, Value)> {
         return Err(ConvertError::format(dir, "no config.json: not a gpt-oss model directory"));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| ConvertError::io(&path, e))?;
-    let config = Config::from_json_str(&text).map_err(|source| ConvertError::Config { path: path.clone(), error: source })?;
+    let config = Config::from_json_str(&text).map_err(|e| ConvertError::config(&path, e))?;
     let json = serde_json::from_str(&text).expect("parsed above");
     Ok((config, json))
 }

@@ -100,6 +100,21 @@ impl ConvertError {
     pub fn tensor(path: impl AsRef<Path>, tensor: impl Into<String>, message: impl Into<String>) -> Self {
         ConvertError::Tensor { path: path.as_ref().to_path_buf(), tensor: tensor.into(), message: message.into() }
     }
+
+    /// An unusable config in `path`.
+    pub fn config(path: impl AsRef<Path>, error: reference::ConfigError) -> Self {
+        ConvertError::Config { path: path.as_ref().to_path_buf(), error }
+    }
+
+    /// The writers' refusal of a source weight holding NaN or Inf (the same for every variant).
+    pub fn nonfinite(src_path: impl AsRef<Path>, weight: reference::WeightId) -> Self {
+        Self::tensor(src_path, weight.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)")
+    }
+
+    /// The writers' refusal of a source weight with an MXFP4 scale byte 255 (NaN).
+    pub fn nan_scale(src_path: impl AsRef<Path>, weight: reference::WeightId) -> Self {
+        Self::tensor(src_path, weight.to_string(), "an MXFP4 scale byte is 255 (NaN); pass --allow-nonfinite to convert anyway")
+    }
 }
 
 /// Results of this crate.

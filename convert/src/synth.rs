@@ -435,7 +435,7 @@ fn tokenizer_files(preset: Preset) -> Vec<(&'static str, String)> {
 /// receives tensor bytes as they are written.
 pub fn synth(out: &Path, opts: &SynthOptions, force: bool, progress: &mut dyn FnMut(u64)) -> Result<SynthSummary> {
     let config_json = preset_config(opts.preset, opts.layers);
-    let cfg = Config::from_hf_json(&config_json).map_err(|source| ConvertError::Config { path: out.join("config.json"), error: source })?;
+    let cfg = Config::from_hf_json(&config_json).map_err(|e| ConvertError::config(out.join("config.json"), e))?;
     let max = opts.max_shard_bytes.unwrap_or(if opts.preset == Preset::Tiny { 1_000_000 } else { 4_800_000_000 });
     let staged = Staged::create(out, true, force)?;
     let dir = staged.path().to_path_buf();

@@ -338,6 +338,6 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
     if cfg.rope_scaling.factor < 1.0 {
         return Err(bad(&key("rope.scaling.factor"), format!("{} is below 1", cfg.rope_scaling.factor)));
     }
-    cfg.validate().map_err(|source| ConvertError::Config { path: path.to_path_buf(), error: source })?;
+    cfg.validate().map_err(|e| ConvertError::config(path, e))?;
     Ok(cfg)
 }

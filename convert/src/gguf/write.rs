@@ -290,7 +290,7 @@ struct Guard<'a> {
 impl Guard<'_> {
     fn floats(&self, id: WeightId, xs: &[f32]) -> Result<()> {
         if !self.allow && !float::all_finite(xs) {
-            return Err(ConvertError::tensor(self.src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)"));
+            return Err(ConvertError::nonfinite(self.src_path, id));
         }
         Ok(())
     }
@@ -298,14 +298,14 @@ impl Guard<'_> {
     /// Little-endian BF16 bytes, checked on the bits.
     fn bf16_bits(&self, id: WeightId, bytes: &[u8]) -> Result<()> {
         if !self.allow && !float::bf16_bytes_all_finite(bytes) {
-            return Err(ConvertError::tensor(self.src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)"));
+            return Err(ConvertError::nonfinite(self.src_path, id));
         }
         Ok(())
     }
 
     fn scale(&self, id: WeightId, s: u8) -> Result<()> {
         if !self.allow && s == mxfp4::E8M0_NAN {
-            return Err(ConvertError::tensor(self.src_path, id.to_string(), "an MXFP4 scale byte is 255 (NaN); pass --allow-nonfinite to convert anyway"));
+            return Err(ConvertError::nan_scale(self.src_path, id));
         }
         Ok(())
     }

@@ -83,7 +83,7 @@ impl<'a> Encoder<'a> {
 
     fn check_finite(&self, id: WeightId, xs: &[f32]) -> Result<()> {
         if !self.allow_nonfinite && !float::all_finite(xs) {
-            return Err(nonfinite(&self.src_path, id));
+            return Err(ConvertError::nonfinite(&self.src_path, id));
         }
         Ok(())
     }
@@ -141,7 +141,7 @@ impl<'a> Encoder<'a> {
                         for piece in data[..rows * cols * 2].chunks(2 * CHUNK_ELEMENTS) {
                             self.src.prefetch(piece);
                             if !self.allow_nonfinite && !float::bf16_bytes_all_finite(piece) {
-                                return Err(nonfinite(&self.src_path, id));
+                                return Err(ConvertError::nonfinite(&self.src_path, id));
                             }
                             self.emit(w, piece)?;
                             self.src.release(id);
@@ -164,7 +164,7 @@ impl<'a> Encoder<'a> {
                                     let mut xs = vec![0f32; out.len() / size];
                                     m.dequant_rows(r + k * sub, &mut xs);
                                     if !allow && !float::all_finite(&xs) {
-                                        return Err(nonfinite(path, id));
+                                        return Err(ConvertError::nonfinite(path, id));
                                     }
                                     let mut t = Tally::default();
                                     encode_into(&xs, dtype, out, &mut t);
@@ -309,11 +309,7 @@ impl<'a> Encoder<'a> {
                 int8::mxfp4_codes_to_q(block, out);
                 Ok(float::f32_to_bf16_bits(f32::NAN))
             }
-            None => Err(ConvertError::tensor(
-                &self.src_path,
-                id.to_string(),
-                "an MXFP4 scale byte is 255 (NaN); pass --allow-nonfinite to convert anyway",
-            )),
+            None => Err(ConvertError::nan_scale(&self.src_path, id)),
         }
     }
 }
@@ -331,10 +327,6 @@ fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) {
             t.max_abs_error = t.max_abs_error.max(err);
         }
     }
-}
-
-fn nonfinite(src_path: &Path, id: WeightId) -> ConvertError {
-    ConvertError::tensor(src_path, id.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)")
 }
 
 /// The transposes of `mats` (each `[rows, cols]`) interleaved, encoded as `dtype` into `buf`:
@@ -364,7 +356,7 @@ fn transposed(mats: &[(WeightId, MatRef<'_>)], dtype: Dtype, allow_nonfinite: bo
                     for j in 0..rows {
                         m.dequant_row_cols(j, c0, strip);
                         if !allow_nonfinite && !float::all_finite(strip) {
-                            return Err(nonfinite(src_path, *id));
+                            return Err(ConvertError::nonfinite(src_path, *id));
                         }
                         for (dc, &v) in strip.iter().enumerate() {
                             xs[dc * width + j * k + s] = v;

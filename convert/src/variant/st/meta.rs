@@ -64,7 +64,7 @@ pub fn base_config(src_path: &Path, cfg: &Config) -> Result<Value> {
         if v.get("model_type").is_none() {
             continue;
         }
-        let parsed = Config::from_hf_json(&v).map_err(|source| ConvertError::Config { path: path.clone(), error: source })?;
+        let parsed = Config::from_hf_json(&v).map_err(|e| ConvertError::config(&path, e))?;
         if same_model(&parsed, cfg) {
             return Ok(v);
         }
