@@ -21,7 +21,7 @@ use quant::{float, mxfp4};
 use rayon::prelude::*;
 use reference::{Config, WeightId};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The model sizes `synth` can produce.
@@ -364,7 +364,7 @@ fn write_tensors(dir: &Path, layout: Layout, cfg: &Config, seed: u64, max: u64, 
         };
         let path = dir.join(&file);
         let planned: Vec<PlannedTensor> = shard.iter().map(|e| PlannedTensor::new(&e.name, e.dtypes[0], e.shape.clone())).collect();
-        let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+        let meta = crate::safetensors::pt_metadata();
         let mut w = SafetensorsWriter::create(&path, &planned, &meta)?;
         for t in &planned {
             emit(&gens[&t.name], &mut scales, &t.name, &mut |b| {

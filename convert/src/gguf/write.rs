@@ -24,9 +24,8 @@ use super::{GgmlType, GgufFile, Value, split_path};
 use crate::atomic::Staged;
 use crate::error::{ConvertError, Result};
 use crate::names::{Layout, expected};
-use crate::variant::{ConvertOptions, ConvertReport, Inexact, Merge, Progress, Variant, merged};
+use crate::variant::{ConvertOptions, ConvertReport, Inexact, Merge, Progress, Variant, copy_bf16, encode_chunked, encode_rows};
 use quant::{float, mxfp4, q8_0};
-use rayon::prelude::*;
 use reference::{Config, DenseType, Encoding, MatRef, WeightId, WeightSource};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -240,35 +239,6 @@ fn encode_f32(ty: GgmlType, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
     }
 }
 
-/// Encodes rows `range` of a tensor whose rows take `rb` bytes into `buf` (resized to fit),
-/// pieces of `piece_rows` rows in parallel: `piece(first row, its bytes, tally)`. Each piece's
-/// bytes depend on its rows alone and tallies merge by sum and maximum, so neither the bytes
-/// nor the report depend on the thread count.
-fn encode_rows(
-    range: std::ops::Range<usize>,
-    rb: usize,
-    piece_rows: usize,
-    buf: &mut Vec<u8>,
-    piece: impl Fn(usize, &mut [u8], &mut Tally) -> Result<()> + Sync,
-) -> Result<Tally> {
-    // Every byte is overwritten by the pieces: only a change of size needs the zero fill.
-    if buf.len() != range.len() * rb {
-        buf.clear();
-        buf.resize(range.len() * rb, 0);
-    }
-    let step = piece_rows.max(1);
-    let parts: Vec<Tally> = buf
-        .par_chunks_mut((step * rb).max(1))
-        .enumerate()
-        .map(|(k, out)| {
-            let mut t = Tally::default();
-            piece(range.start + k * step, out, &mut t)?;
-            Ok(t)
-        })
-        .collect::<Result<_>>()?;
-    Ok(merged(parts))
-}
-
 /// Decodes the rows of `m` from `r0` that `out` (rows of `ty`) holds and encodes them as `ty`.
 fn dequant_encode(m: &MatRef<'_>, id: WeightId, ty: GgmlType, guard: &Guard, r0: usize, out: &mut [u8], tally: &mut Tally) -> Result<()> {
     let rb = ty.row_bytes(m.cols() as u64) as usize;
@@ -290,14 +260,6 @@ struct Guard<'a> {
 impl Guard<'_> {
     fn floats(&self, id: WeightId, xs: &[f32]) -> Result<()> {
         if !self.allow && !float::all_finite(xs) {
-            return Err(ConvertError::nonfinite(self.src_path, id));
-        }
-        Ok(())
-    }
-
-    /// Little-endian BF16 bytes, checked on the bits.
-    fn bf16_bits(&self, id: WeightId, bytes: &[u8]) -> Result<()> {
-        if !self.allow && !float::bf16_bytes_all_finite(bytes) {
             return Err(ConvertError::nonfinite(self.src_path, id));
         }
         Ok(())
@@ -402,11 +364,7 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
                             inexact += 1;
                             mxfp4::decode_block(&nibbles, scale, &mut vals);
                             q8_0::decode_block(block, &mut back);
-                            for (a, b) in vals.iter().zip(&back) {
-                                if a != b {
-                                    err = err.max((a - b).abs());
-                                }
-                            }
+                            err = err.max(float::rounding_errors(&vals, &back).1);
                         }
                     }
                 }
@@ -422,9 +380,6 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
     tally.merge(t);
     Ok(())
 }
-
-/// f32 values decoded per chunk of a dense tensor.
-const CHUNK_VALUES: usize = 2 << 20;
 
 /// Encodes one planned tensor from `src` into `w`.
 #[allow(clippy::too_many_arguments)]
@@ -463,30 +418,18 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
                 // BF16 to BF16 (the dense weights of gguf-mxfp4 and gguf-bf16): the bytes as they
                 // are, checked for NaN/Inf on the bits.
                 (GgmlType::BF16, Encoding::Dense { dtype: DenseType::BF16, data, row_stride, col_stride: 1 }) if row_stride == cols => {
-                    for piece in data[..rows * cols * 2].chunks(2 * CHUNK_VALUES) {
-                        src.prefetch(piece);
-                        guard.bf16_bits(id, piece)?;
-                        w.write_all(piece).map_err(io)?;
-                        src.release(id);
-                    }
+                    copy_bf16(src, id, &data[..rows * cols * 2], guard.allow, guard.src_path, |piece| w.write_all(piece).map_err(io))?;
                 }
-                // Everything else is decoded and encoded, in chunks of about 8 MB of f32 whose
-                // rows are shared among the threads; the pieces are written in order, so the
-                // bytes do not depend on the thread count. The source pages read so far are
-                // released after each chunk, so a 1 GiB embedding never becomes resident whole.
+                // Everything else is decoded and encoded, a chunk at a time
+                // (`variant::encode_chunked`), written in order.
                 (ty, _) => {
                     let rb = ty.row_bytes(cols as u64) as usize;
-                    let chunk = (CHUNK_VALUES / cols.max(1)).clamp(1, rows.max(1));
-                    let sub = chunk.div_ceil(2 * rayon::current_num_threads()).max(1);
-                    let mut r = 0;
-                    while r < rows {
-                        let end = (r + chunk).min(rows);
-                        let t = encode_rows(r..end, rb, sub, &mut buf, |r0, out, t| dequant_encode(&m, id, ty, guard, r0, out, t))?;
-                        w.write_all(&buf).map_err(io)?;
-                        tally.merge(t);
+                    let t = encode_chunked(rows, cols, rb, &mut buf, |r0, out, t| dequant_encode(&m, id, ty, guard, r0, out, t), |bytes| {
+                        w.write_all(bytes).map_err(io)?;
                         src.release(id);
-                        r = end;
-                    }
+                        Ok(())
+                    })?;
+                    tally.merge(t);
                 }
             }
         }

@@ -17,6 +17,11 @@ mod write;
 pub use read::{SafetensorsFile, TensorInfo, parse as parse_header};
 pub use write::{PlannedTensor, SafetensorsWriter, header_len};
 
+/// The `__metadata__` transformers writes and expects: `{"format": "pt"}`.
+pub fn pt_metadata() -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())])
+}
+
 /// Element types a safetensors header may declare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dtype {

@@ -42,7 +42,7 @@ pub struct SafetensorsWriter {
     written: u64,
 }
 
-/// The header bytes (length prefix included) for `tensors` in this order.
+/// Bytes of the header [`header_bytes`] gives (length prefix included).
 pub fn header_len(tensors: &[PlannedTensor], metadata: &BTreeMap<String, String>) -> u64 {
     header_bytes(tensors, metadata).len() as u64
 }

@@ -11,6 +11,7 @@
 //! | `safetensors-int8` | directory | compressed-tensors int8, group 32 (exact) | BF16 | BF16 |
 
 use crate::error::Result;
+use rayon::prelude::*;
 use reference::WeightSource;
 use std::path::{Path, PathBuf};
 
@@ -179,4 +180,82 @@ pub(crate) fn merged<T: Merge>(parts: impl IntoIterator<Item = T>) -> T {
         all.merge(p);
     }
     all
+}
+
+/// Values of a dense tensor encoded per chunk (about 8 MB of f32): each chunk is encoded in
+/// parallel pieces, written, and its source pages released, so a 1.2 GB embedding never becomes
+/// resident whole.
+pub(crate) const CHUNK_VALUES: usize = 2 << 20;
+
+/// The BF16 bytes of a dense weight `id` of `src` passed on unchanged, a chunk of
+/// [`CHUNK_VALUES`] at a time: its pages mapped in one call, checked for NaN/Inf on the bits
+/// (refused, naming the weight, unless `allow_nonfinite`), handed to `write`, released.
+pub(crate) fn copy_bf16(
+    src: &dyn WeightSource,
+    id: reference::WeightId,
+    bytes: &[u8],
+    allow_nonfinite: bool,
+    src_path: &Path,
+    mut write: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    for piece in bytes.chunks(2 * CHUNK_VALUES) {
+        src.prefetch(piece);
+        if !allow_nonfinite && !quant::float::bf16_bytes_all_finite(piece) {
+            return Err(crate::ConvertError::nonfinite(src_path, id));
+        }
+        write(piece)?;
+        src.release(id);
+    }
+    Ok(())
+}
+
+/// Encodes rows `range` of a tensor whose rows take `rb` output bytes into `buf` (resized to
+/// fit), pieces of `piece_rows` rows in parallel: `piece(first row, its bytes, tally)`. Each
+/// piece's bytes depend on its rows alone and tallies merge by sums and maxima, so neither the
+/// bytes nor the report depend on the thread count.
+pub(crate) fn encode_rows<T: Merge + Send>(
+    range: std::ops::Range<usize>,
+    rb: usize,
+    piece_rows: usize,
+    buf: &mut Vec<u8>,
+    piece: impl Fn(usize, &mut [u8], &mut T) -> Result<()> + Sync,
+) -> Result<T> {
+    // Every byte is overwritten by the pieces: only a change of size needs the zero fill.
+    if buf.len() != range.len() * rb {
+        buf.clear();
+        buf.resize(range.len() * rb, 0);
+    }
+    let step = piece_rows.max(1);
+    let parts: Vec<T> = buf
+        .par_chunks_mut((step * rb).max(1))
+        .enumerate()
+        .map(|(k, out)| {
+            let mut t = T::default();
+            piece(range.start + k * step, out, &mut t)?;
+            Ok(t)
+        })
+        .collect::<Result<_>>()?;
+    Ok(merged(parts))
+}
+
+/// Encodes all `rows` rows (of `cols` values, `rb` output bytes) of a dense tensor a chunk of
+/// [`CHUNK_VALUES`] at a time with [`encode_rows`], the chunk's rows shared among the threads;
+/// `chunk_done` receives each chunk's bytes in order (to write them and release the source
+/// pages read so far).
+pub(crate) fn encode_chunked<T: Merge + Send>(
+    rows: usize,
+    cols: usize,
+    rb: usize,
+    buf: &mut Vec<u8>,
+    piece: impl Fn(usize, &mut [u8], &mut T) -> Result<()> + Sync,
+    mut chunk_done: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<T> {
+    let chunk = (CHUNK_VALUES / cols.max(1)).clamp(1, rows.max(1));
+    let sub = chunk.div_ceil(2 * rayon::current_num_threads()).max(1);
+    let mut tally = T::default();
+    for r in (0..rows).step_by(chunk) {
+        tally.merge(encode_rows(r..(r + chunk).min(rows), rb, sub, buf, &piece)?);
+        chunk_done(buf)?;
+    }
+    Ok(tally)
 }

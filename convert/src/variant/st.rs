@@ -26,7 +26,6 @@ use crate::names::{self, Expect, Layout};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
 use crate::variant::{ConvertOptions, ConvertReport, Progress, Variant};
 use reference::WeightSource;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// transformers v4's default `max_shard_size` ("5GB", decimal).
@@ -99,7 +98,7 @@ pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &
     let dir = staged.path().to_path_buf();
     // Shards (headers and data) plus the small files, as the model directory will hold them.
     let needed = total
-        + shards.iter().map(|r| crate::safetensors::header_len(&planned[r.clone()], &BTreeMap::from([("format".to_string(), "pt".to_string())]))).sum::<u64>()
+        + shards.iter().map(|r| crate::safetensors::header_len(&planned[r.clone()], &crate::safetensors::pt_metadata())).sum::<u64>()
         + meta::side_files_len(src_path);
     if !opts.skip_space_check {
         crate::space::ensure(out, needed)?;
@@ -131,7 +130,7 @@ fn write_all(
 ) -> Result<(ConvertReport, Vec<String>, u64)> {
     let cfg = src.config();
     let mut enc = encode::Encoder::new(src, src_path, layout, opts.allow_nonfinite, progress);
-    let meta_pt = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    let meta_pt = crate::safetensors::pt_metadata();
     let mut weight_map = serde_json::Map::new();
     let mut files = Vec::new();
     progress.begin(&format!("writing {variant}"), total);

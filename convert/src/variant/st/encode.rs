@@ -16,15 +16,12 @@
 use crate::error::{ConvertError, Result};
 use crate::names::{Expect, Layout, Role};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
-use crate::variant::{ConvertReport, Inexact, Merge, Progress, merged};
+use crate::variant::{ConvertReport, Inexact, Merge, Progress, copy_bf16, encode_chunked, merged};
 use quant::{float, int8, mxfp4};
 use rayon::prelude::*;
 use reference::{DenseType, Encoding, MatRef, WeightId, WeightSource};
 use std::path::{Path, PathBuf};
 
-/// Elements of a plain tensor per chunk: decoded and encoded in parallel pieces, written, and
-/// its source pages released (so a 1.2 GB embedding never becomes resident whole).
-const CHUNK_ELEMENTS: usize = 1 << 21;
 /// Output rows per parallel piece of a transposed expert (one MXFP4 block of each source row;
 /// the piece's f32 rows, 32 × 5760 × 4 B at 20b shapes, stay in L2).
 const TRANSPOSE_ROWS: usize = 32;
@@ -138,43 +135,26 @@ impl<'a> Encoder<'a> {
                     // BF16 to BF16 (the dense tensors of safetensors-bf16 and -int8 from a
                     // release checkpoint): the bytes as they are, checked for NaN/Inf on the bits.
                     Encoding::Dense { dtype: DenseType::BF16, data, row_stride, col_stride: 1 } if t.dtype == Dtype::BF16 && row_stride == cols => {
-                        for piece in data[..rows * cols * 2].chunks(2 * CHUNK_ELEMENTS) {
-                            self.src.prefetch(piece);
-                            if !self.allow_nonfinite && !float::bf16_bytes_all_finite(piece) {
-                                return Err(ConvertError::nonfinite(&self.src_path, id));
-                            }
-                            self.emit(w, piece)?;
-                            self.src.release(id);
-                        }
+                        copy_bf16(self.src, id, &data[..rows * cols * 2], self.allow_nonfinite, &self.src_path, |piece| self.emit(w, piece))?;
                     }
-                    // Anything else through f32, a chunk of rows at a time, its pieces in
-                    // parallel, written in order.
+                    // Anything else through f32, a chunk of rows at a time
+                    // (`variant::encode_chunked`), written in order.
                     _ => {
                         let (size, dtype, allow, path) = (t.dtype.size(), t.dtype, self.allow_nonfinite, self.src_path.as_path());
-                        let chunk = (CHUNK_ELEMENTS / cols.max(1)).clamp(1, rows.max(1));
-                        let sub = chunk.div_ceil(2 * rayon::current_num_threads()).max(1);
-                        for r in (0..rows).step_by(chunk) {
-                            let end = (r + chunk).min(rows);
-                            buf.clear();
-                            buf.resize((end - r) * cols * size, 0);
-                            let parts: Vec<Tally> = buf
-                                .par_chunks_mut((sub * cols * size).max(1))
-                                .enumerate()
-                                .map(|(k, out)| {
-                                    let mut xs = vec![0f32; out.len() / size];
-                                    m.dequant_rows(r + k * sub, &mut xs);
-                                    if !allow && !float::all_finite(&xs) {
-                                        return Err(ConvertError::nonfinite(path, id));
-                                    }
-                                    let mut t = Tally::default();
-                                    encode_into(&xs, dtype, out, &mut t);
-                                    Ok(t)
-                                })
-                                .collect::<Result<_>>()?;
-                            tally.merge(merged(parts));
-                            self.emit(w, &buf)?;
+                        let piece = |r0, out: &mut [u8], t: &mut Tally| {
+                            let mut xs = vec![0f32; out.len() / size];
+                            m.dequant_rows(r0, &mut xs);
+                            if !allow && !float::all_finite(&xs) {
+                                return Err(ConvertError::nonfinite(path, id));
+                            }
+                            encode_into(&xs, dtype, out, t);
+                            Ok(())
+                        };
+                        tally.merge(encode_chunked(rows, cols, cols * size, &mut buf, piece, |bytes| {
+                            self.emit(w, bytes)?;
                             self.src.release(id);
-                        }
+                            Ok(())
+                        })?);
                     }
                 }
                 self.src.release(id);
