@@ -246,7 +246,10 @@ fn parse_tokens(s: &str) -> Result<TokenList, String> {
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| t.parse::<u32>().map_err(|_| format!("`{t}` is not a token id")))
+        .map(|t| {
+            t.parse::<u32>()
+                .map_err(|_| format!("`{t}` is not a token id"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if ids.is_empty() {
         return Err("no token ids".into());
@@ -258,9 +261,14 @@ fn parse_tokens(s: &str) -> Result<TokenList, String> {
 /// `i` units powers of 1024, as in transformers' `max_shard_size`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a size (try 5GB, 500MB, 4.8e9)"))?;
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (try 5GB, 500MB, 4.8e9)"))?;
     let mult = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1u64,
         "K" | "KB" => 1_000,

@@ -52,7 +52,10 @@ impl Reporter {
 impl Reporter {
     /// A reporter counting `unit`s (tokens, weights) instead of bytes.
     pub fn counting(quiet: bool, unit: &'static str) -> Reporter {
-        Reporter { unit: Some(unit), ..Reporter::new(quiet) }
+        Reporter {
+            unit: Some(unit),
+            ..Reporter::new(quiet)
+        }
     }
 
     fn amount(&self, n: u64) -> String {
@@ -84,7 +87,11 @@ impl Progress for Reporter {
                     None => "{msg:>24} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}".to_string(),
                     Some(u) => format!("{{msg:>24}} [{{bar:40}}] {{pos}}/{{len}} {u} {{per_sec}} ETA {{eta}}"),
                 };
-                bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
+                bar.set_style(
+                    ProgressStyle::with_template(&template)
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
                 bar.set_message(label.to_string());
                 *slot.lock().unwrap() = Some(bar);
             }
@@ -104,12 +111,28 @@ impl Progress for Reporter {
             Mode::Lines => {
                 let total = self.total.load(Ordering::Relaxed).max(1);
                 let mark = self.next_line.load(Ordering::Relaxed);
-                if done >= mark && mark > 0 && self.next_line.compare_exchange(mark, mark + total / 10, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                if done >= mark
+                    && mark > 0
+                    && self
+                        .next_line
+                        .compare_exchange(
+                            mark,
+                            mark + total / 10,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
                     let secs = self.start.lock().unwrap().elapsed().as_secs_f64();
                     if secs < 2.0 {
                         return;
                     }
-                    eprintln!("{}: {:>3}% ({})", self.label.lock().unwrap(), done * 100 / total, self.rate(done, secs));
+                    eprintln!(
+                        "{}: {:>3}% ({})",
+                        self.label.lock().unwrap(),
+                        done * 100 / total,
+                        self.rate(done, secs)
+                    );
                 }
             }
             Mode::Quiet => {}
@@ -124,9 +147,19 @@ impl Progress for Reporter {
                 if let Some(bar) = slot.lock().unwrap().take() {
                     bar.finish_and_clear();
                 }
-                eprintln!("{}: {} in {secs:.1} s ({})", self.label.lock().unwrap(), self.amount(done), self.rate(done, secs));
+                eprintln!(
+                    "{}: {} in {secs:.1} s ({})",
+                    self.label.lock().unwrap(),
+                    self.amount(done),
+                    self.rate(done, secs)
+                );
             }
-            Mode::Lines if secs >= 1.0 => eprintln!("{}: done, {} in {secs:.1} s ({})", self.label.lock().unwrap(), self.amount(done), self.rate(done, secs)),
+            Mode::Lines if secs >= 1.0 => eprintln!(
+                "{}: done, {} in {secs:.1} s ({})",
+                self.label.lock().unwrap(),
+                self.amount(done),
+                self.rate(done, secs)
+            ),
             Mode::Lines => {}
             Mode::Quiet => {}
         }

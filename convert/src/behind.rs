@@ -75,7 +75,8 @@ enum Failure {
 
 impl Failure {
     fn of(e: &io::Error) -> Failure {
-        e.raw_os_error().map_or_else(|| Failure::Other(e.kind(), e.to_string()), Failure::Os)
+        e.raw_os_error()
+            .map_or_else(|| Failure::Other(e.kind(), e.to_string()), Failure::Os)
     }
     fn to_error(&self) -> io::Error {
         match self {
@@ -89,7 +90,11 @@ impl Failure {
 fn set_direct(file: &File, on: bool) -> io::Result<()> {
     use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
     let flags = fcntl_getfl(file)?;
-    let flags = if on { flags | OFlags::DIRECT } else { flags - OFlags::DIRECT };
+    let flags = if on {
+        flags | OFlags::DIRECT
+    } else {
+        flags - OFlags::DIRECT
+    };
     fcntl_setfl(file, flags).map_err(io::Error::from)
 }
 
@@ -102,8 +107,13 @@ struct Sink {
 
 impl Sink {
     fn new(file: File, cap: usize, allow_direct: bool) -> Sink {
-        let direct = allow_direct && cap.is_multiple_of(DIRECT_ALIGN) && set_direct(&file, true).is_ok();
-        Sink { file, pos: 0, direct }
+        let direct =
+            allow_direct && cap.is_multiple_of(DIRECT_ALIGN) && set_direct(&file, true).is_ok();
+        Sink {
+            file,
+            pos: 0,
+            direct,
+        }
     }
 
     fn buffered(&mut self) {
@@ -122,7 +132,10 @@ impl Sink {
         }
         match self.file.write_all_at(data, self.pos) {
             // The file system takes the flag but not the write: the page cache it is.
-            Err(e) if self.direct && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            Err(e)
+                if self.direct
+                    && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+            {
                 self.buffered();
                 self.file.write_all_at(data, self.pos)?;
             }
@@ -187,7 +200,10 @@ impl WriteBehind {
     }
 
     fn error(&self) -> io::Error {
-        self.failed.as_ref().map_or_else(|| io::Error::other("the writer thread stopped"), Failure::to_error)
+        self.failed.as_ref().map_or_else(
+            || io::Error::other("the writer thread stopped"),
+            Failure::to_error,
+        )
     }
 
     /// Stops the thread and records its error (the send or receive that failed only says the
@@ -197,7 +213,9 @@ impl WriteBehind {
         if let Some(t) = self.thread.take() {
             self.failed = Some(match t.join() {
                 Ok(Err(e)) => Failure::of(&e),
-                Ok(Ok(_)) => Failure::Other(io::ErrorKind::Other, "the writer thread ended early".into()),
+                Ok(Ok(_)) => {
+                    Failure::Other(io::ErrorKind::Other, "the writer thread ended early".into())
+                }
                 Err(_) => Failure::Other(io::ErrorKind::Other, "the writer thread panicked".into()),
             });
         }
@@ -227,7 +245,9 @@ impl WriteBehind {
             }
         };
         let full = std::mem::replace(&mut self.buf, next);
-        let Some(tx) = &self.to_writer else { return Err(self.error()) };
+        let Some(tx) = &self.to_writer else {
+            return Err(self.error());
+        };
         if tx.send(full).is_err() {
             return Err(self.stop());
         }
@@ -299,7 +319,9 @@ mod tests {
     }
 
     fn data(n: usize) -> Vec<u8> {
-        (0..n as u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect()
+        (0..n as u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect()
     }
 
     /// Writes `data` in uneven pieces, flushes, appends a tail, and checks the file each time.
@@ -315,7 +337,11 @@ mod tests {
             step = step * 7 % 20011 + 1;
         }
         w.flush().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), data, "flushed bytes are on file");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            data,
+            "flushed bytes are on file"
+        );
         w.write_all(b"tail").unwrap();
         drop(w.finish().unwrap());
         let mut want = data.clone();
@@ -345,7 +371,9 @@ mod tests {
     #[test]
     fn a_write_error_keeps_its_kind_and_sticks() {
         // /dev/full fails every write with ENOSPC.
-        let Ok(full) = File::options().write(true).open("/dev/full") else { return };
+        let Ok(full) = File::options().write(true).open("/dev/full") else {
+            return;
+        };
         let mut w = WriteBehind::new(full, 16);
         let mut err = None;
         for _ in 0..10 {
@@ -356,7 +384,11 @@ mod tests {
         }
         let err = err.expect("writing to /dev/full fails");
         assert_eq!(err.raw_os_error(), Some(28), "ENOSPC itself: {err}");
-        assert_eq!(w.write(&[1]).unwrap_err().raw_os_error(), Some(28), "and again on the next call");
+        assert_eq!(
+            w.write(&[1]).unwrap_err().raw_os_error(),
+            Some(28),
+            "and again on the next call"
+        );
         assert!(w.finish().is_err());
     }
 }

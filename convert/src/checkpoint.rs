@@ -38,14 +38,18 @@ pub struct Checkpoint {
 /// Reads and parses a JSON file, naming it in errors.
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read(path).map_err(|e| ConvertError::io(path, e))?;
-    serde_json::from_slice(&text).map_err(|e| ConvertError::format(path, format!("not valid JSON: {e}")))
+    serde_json::from_slice(&text)
+        .map_err(|e| ConvertError::format(path, format!("not valid JSON: {e}")))
 }
 
 /// Reads a model directory's `config.json` into a [`Config`] and the raw JSON.
 pub fn read_config(dir: &Path) -> Result<(Config, Value)> {
     let path = dir.join("config.json");
     if !path.is_file() {
-        return Err(ConvertError::format(dir, "no config.json: not a gpt-oss model directory"));
+        return Err(ConvertError::format(
+            dir,
+            "no config.json: not a gpt-oss model directory",
+        ));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| ConvertError::io(&path, e))?;
     let config = Config::from_json_str(&text).map_err(|e| ConvertError::config(&path, e))?;
@@ -60,7 +64,15 @@ impl Checkpoint {
         let (config, config_json) = read_config(&dir)?;
         let layout = Layout::detect(&dir, &config_json)?;
         let (files, names, index_total_size) = open_files(&dir)?;
-        let ckpt = Checkpoint { dir, layout, config, config_json, files, names, index_total_size };
+        let ckpt = Checkpoint {
+            dir,
+            layout,
+            config,
+            config_json,
+            files,
+            names,
+            index_total_size,
+        };
         ckpt.check_tensors()?;
         Ok(ckpt)
     }
@@ -92,15 +104,18 @@ impl Checkpoint {
 
     /// A tensor by stored name, with the file holding it.
     pub fn tensor(&self, name: &str) -> Option<(&SafetensorsFile, &TensorInfo)> {
-        self.names.get(name).map(|&(f, t)| (&self.files[f], &self.files[f].tensors()[t]))
+        self.names
+            .get(name)
+            .map(|&(f, t)| (&self.files[f], &self.files[f].tensors()[t]))
     }
 
     fn require(&self, name: &str) -> Result<(&SafetensorsFile, &TensorInfo)> {
-        self.tensor(name).ok_or_else(|| ConvertError::MissingTensor {
-            path: self.dir.clone(),
-            tensor: name.to_string(),
-            expected: "a tensor".into(),
-        })
+        self.tensor(name)
+            .ok_or_else(|| ConvertError::MissingTensor {
+                path: self.dir.clone(),
+                tensor: name.to_string(),
+                expected: "a tensor".into(),
+            })
     }
 
     fn check_tensors(&self) -> Result<()> {
@@ -111,26 +126,39 @@ impl Checkpoint {
         }
         for e in &expected {
             let Some((file, info)) = self.tensor(&e.name) else {
-                return Err(ConvertError::MissingTensor { path: self.dir.clone(), tensor: e.name.clone(), expected: e.describe() });
+                return Err(ConvertError::MissingTensor {
+                    path: self.dir.clone(),
+                    tensor: e.name.clone(),
+                    expected: e.describe(),
+                });
             };
             if !e.dtypes.contains(&info.dtype) || info.shape != e.shape {
                 return Err(ConvertError::tensor(
                     file.path(),
                     &e.name,
-                    format!("is {}, the config implies {}", info.describe(), e.describe()),
+                    format!(
+                        "is {}, the config implies {}",
+                        info.describe(),
+                        e.describe()
+                    ),
                 ));
             }
             if let Role::Shape(id) = e.role {
                 // compressed-tensors reshapes the unpacked weight to these values: they must be
                 // the [out, in] the config implies.
                 let b = file.data(info);
-                let dim = |k: usize| i64::from_le_bytes(b[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+                let dim =
+                    |k: usize| i64::from_le_bytes(b[8 * k..8 * k + 8].try_into().expect("8 bytes"));
                 let (rows, cols) = id.shape(&self.config);
                 if [dim(0), dim(1)] != [rows as i64, cols as i64] {
                     return Err(ConvertError::tensor(
                         file.path(),
                         &e.name,
-                        format!("holds [{}, {}], the config implies [{rows}, {cols}]", dim(0), dim(1)),
+                        format!(
+                            "holds [{}, {}], the config implies [{rows}, {cols}]",
+                            dim(0),
+                            dim(1)
+                        ),
                     ));
                 }
             }
@@ -140,7 +168,11 @@ impl Checkpoint {
                 return Err(ConvertError::UnexpectedTensor {
                     path: self.files[f].path().to_path_buf(),
                     tensor: name.clone(),
-                    detail: format!("not part of a {}-layer {} checkpoint", self.config.num_hidden_layers, self.layout.name()),
+                    detail: format!(
+                        "not part of a {}-layer {} checkpoint",
+                        self.config.num_hidden_layers,
+                        self.layout.name()
+                    ),
                 });
             }
         }
@@ -157,39 +189,87 @@ impl Checkpoint {
         let (data, info) = self.bytes(name)?;
         let dtype = dense_type(info).ok_or_else(|| self.not_dense(name, info))?;
         let sz = dtype.size();
-        let slice = data.get(r0 * cols * sz..(r0 + rows) * cols * sz).ok_or_else(|| self.short(name, info))?;
+        let slice = data
+            .get(r0 * cols * sz..(r0 + rows) * cols * sz)
+            .ok_or_else(|| self.short(name, info))?;
         MatRef::dense(dtype, slice, rows, cols).map_err(|e| self.layout_err(name, e))
     }
 
     /// A strided `[rows, cols]` view starting `offset` elements into a dense tensor.
-    fn dense_strided(&self, name: &str, offset: usize, rows: usize, cols: usize, strides: (usize, usize)) -> Result<MatRef<'_>> {
+    fn dense_strided(
+        &self,
+        name: &str,
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        strides: (usize, usize),
+    ) -> Result<MatRef<'_>> {
         let (data, info) = self.bytes(name)?;
         let dtype = dense_type(info).ok_or_else(|| self.not_dense(name, info))?;
-        let data = data.get(offset * dtype.size()..).ok_or_else(|| self.short(name, info))?;
-        let enc = Encoding::Dense { dtype, data, row_stride: strides.0, col_stride: strides.1 };
+        let data = data
+            .get(offset * dtype.size()..)
+            .ok_or_else(|| self.short(name, info))?;
+        let enc = Encoding::Dense {
+            dtype,
+            data,
+            row_stride: strides.0,
+            col_stride: strides.1,
+        };
         MatRef::new(rows, cols, enc).map_err(|e| self.layout_err(name, e))
     }
 
     /// Rows `first, first + step, ...` of expert `e` of an MXFP4 pair `[E, R, cols/32, 16]` +
     /// `[E, R, cols/32]`.
-    fn mxfp4_expert(&self, pair: (&str, &str), e: usize, first: usize, step: usize, rows: usize, cols: usize) -> Result<MatRef<'_>> {
+    fn mxfp4_expert(
+        &self,
+        pair: (&str, &str),
+        e: usize,
+        first: usize,
+        step: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<MatRef<'_>> {
         let (blocks, binfo) = self.bytes(pair.0)?;
         let (scales, _) = self.bytes(pair.1)?;
         let r = binfo.shape[1];
         let nb = cols / 32;
         let b0 = (e * r + first) * nb * 16;
         let s0 = (e * r + first) * nb;
-        let bl = blocks.get(b0..(e + 1) * r * nb * 16).ok_or_else(|| self.short(pair.0, binfo))?;
-        let sc = scales.get(s0..(e + 1) * r * nb).ok_or_else(|| self.short(pair.1, binfo))?;
-        MatRef::new(rows, cols, Encoding::Mxfp4 { blocks: bl, scales: sc, row_step: step }).map_err(|err| self.layout_err(pair.0, err))
+        let bl = blocks
+            .get(b0..(e + 1) * r * nb * 16)
+            .ok_or_else(|| self.short(pair.0, binfo))?;
+        let sc = scales
+            .get(s0..(e + 1) * r * nb)
+            .ok_or_else(|| self.short(pair.1, binfo))?;
+        MatRef::new(
+            rows,
+            cols,
+            Encoding::Mxfp4 {
+                blocks: bl,
+                scales: sc,
+                row_step: step,
+            },
+        )
+        .map_err(|err| self.layout_err(pair.0, err))
     }
 
     fn not_dense(&self, name: &str, info: &TensorInfo) -> ConvertError {
-        ConvertError::tensor(&self.dir, name, format!("{} is not a float tensor", info.dtype))
+        ConvertError::tensor(
+            &self.dir,
+            name,
+            format!("{} is not a float tensor", info.dtype),
+        )
     }
 
     fn short(&self, name: &str, info: &TensorInfo) -> ConvertError {
-        ConvertError::tensor(&self.dir, name, format!("{} is too small for the view the config implies", info.describe()))
+        ConvertError::tensor(
+            &self.dir,
+            name,
+            format!(
+                "{} is too small for the view the config implies",
+                info.describe()
+            ),
+        )
     }
 
     fn layout_err(&self, name: &str, e: reference::LayoutError) -> ConvertError {
@@ -204,12 +284,26 @@ impl Checkpoint {
         let (scales, _) = self.bytes(&scale_name)?;
         let (rows, cols) = id.shape(&self.config);
         let group = self.layout.int8_group(id, &self.config);
-        MatRef::new(rows, cols, Encoding::Int8 { packed, scales, group }).map_err(|e| self.layout_err(&packed_name, e))
+        MatRef::new(
+            rows,
+            cols,
+            Encoding::Int8 {
+                packed,
+                scales,
+                group,
+            },
+        )
+        .map_err(|e| self.layout_err(&packed_name, e))
     }
 
     fn view(&self, id: WeightId) -> Result<MatRef<'_>> {
         let cfg = &self.config;
-        let (h, i, q, kv) = (cfg.hidden_size, cfg.intermediate_size, cfg.q_dim(), cfg.kv_dim());
+        let (h, i, q, kv) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.q_dim(),
+            cfg.kv_dim(),
+        );
         let n = names::Names::new(self.layout);
         if self.layout.is_int8(id) {
             return self.int8_view(id);
@@ -222,13 +316,18 @@ impl Checkpoint {
                 let first = if matches!(id, Gate(..)) { 0 } else { 1 };
                 self.dense_strided(&n.gate_up_fused(l), e * h * 2 * i + first, i, h, (2, 2 * i))
             }
-            Down(l, e) if self.layout == Layout::Dense => self.dense_strided(&n.down_fused(l), e * i * h, h, i, (1, h)),
+            Down(l, e) if self.layout == Layout::Dense => {
+                self.dense_strided(&n.down_fused(l), e * i * h, h, i, (1, h))
+            }
             // compressed-tensors: one bias per expert module.
-            GateBias(..) | UpBias(..) | DownBias(..) if matches!(self.layout, Layout::Int8 { .. }) => {
+            GateBias(..) | UpBias(..) | DownBias(..)
+                if matches!(self.layout, Layout::Int8 { .. }) =>
+            {
                 let (rows, cols) = id.shape(cfg);
                 self.dense_rows(&n.plain(id), 0, rows, cols)
             }
-            Embedding | LmHead | FinalNorm | AttnNorm(_) | MlpNorm(_) | OProj(_) | OBias(_) | Sinks(_) | Router(_) | RouterBias(_) => {
+            Embedding | LmHead | FinalNorm | AttnNorm(_) | MlpNorm(_) | OProj(_) | OBias(_)
+            | Sinks(_) | Router(_) | RouterBias(_) => {
                 let (rows, cols) = id.shape(cfg);
                 self.dense_rows(&n.plain(id), 0, rows, cols)
             }
@@ -242,7 +341,11 @@ impl Checkpoint {
                             KProj(_) | KBias(_) => q,
                             _ => q + kv,
                         };
-                        let fused = if matches!(id, QProj(_) | KProj(_) | VProj(_)) { n.qkv_weight(l) } else { n.qkv_bias(l) };
+                        let fused = if matches!(id, QProj(_) | KProj(_) | VProj(_)) {
+                            n.qkv_weight(l)
+                        } else {
+                            n.qkv_bias(l)
+                        };
                         if rows == 1 {
                             // A bias: a [1, cols] slice starting at element r0.
                             self.dense_strided(&fused, r0, 1, cols, (cols, 1))
@@ -255,7 +358,14 @@ impl Checkpoint {
             }
             Gate(l, e) | Up(l, e) => {
                 let first = if matches!(id, Gate(..)) { 0 } else { 1 };
-                self.mxfp4_expert((&n.gate_up_blocks(l), &n.gate_up_scales(l)), e, first, 2, i, h)
+                self.mxfp4_expert(
+                    (&n.gate_up_blocks(l), &n.gate_up_scales(l)),
+                    e,
+                    first,
+                    2,
+                    i,
+                    h,
+                )
             }
             Down(l, e) => self.mxfp4_expert((&n.down_blocks(l), &n.down_scales(l)), e, 0, 1, h, i),
             // gate_up bias [E, 2I]: gate = even entries of row e, up = odd entries.
@@ -270,7 +380,11 @@ fn dense_type(info: &TensorInfo) -> Option<DenseType> {
     info.dtype.dense()
 }
 
-type Opened = (Vec<SafetensorsFile>, BTreeMap<String, (usize, usize)>, Option<u64>);
+type Opened = (
+    Vec<SafetensorsFile>,
+    BTreeMap<String, (usize, usize)>,
+    Option<u64>,
+);
 
 /// Opens the shards of `dir` through its index (or every `*.safetensors` when there is none)
 /// and builds the name → (file, tensor) map, checking the index against the files.
@@ -280,13 +394,22 @@ fn open_files(dir: &Path) -> Result<Opened> {
     let mut total_size = None;
     let file_names: Vec<String> = if index_path.is_file() {
         let v = read_json(&index_path)?;
-        let map = v.get("weight_map").and_then(Value::as_object).ok_or_else(|| ConvertError::format(&index_path, "no `weight_map` object"))?;
+        let map = v
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| ConvertError::format(&index_path, "no `weight_map` object"))?;
         total_size = v.pointer("/metadata/total_size").and_then(Value::as_u64);
         let mut wm = BTreeMap::new();
         for (tensor, file) in map {
-            let file = file.as_str().ok_or_else(|| ConvertError::tensor(&index_path, tensor, "weight_map value is not a file name"))?;
+            let file = file.as_str().ok_or_else(|| {
+                ConvertError::tensor(&index_path, tensor, "weight_map value is not a file name")
+            })?;
             if file.is_empty() || file.contains(['/', '\\']) || file == "." || file == ".." {
-                return Err(ConvertError::tensor(&index_path, tensor, format!("weight_map points outside the directory: {file:?}")));
+                return Err(ConvertError::tensor(
+                    &index_path,
+                    tensor,
+                    format!("weight_map points outside the directory: {file:?}"),
+                ));
             }
             wm.insert(tensor.clone(), file.to_string());
         }
@@ -295,7 +418,13 @@ fn open_files(dir: &Path) -> Result<Opened> {
         files.dedup();
         for f in &files {
             if !dir.join(f).is_file() {
-                return Err(ConvertError::format(&index_path, format!("shard {f} is listed in the index but missing from {}", dir.display())));
+                return Err(ConvertError::format(
+                    &index_path,
+                    format!(
+                        "shard {f} is listed in the index but missing from {}",
+                        dir.display()
+                    ),
+                ));
             }
         }
         weight_map = Some(wm);
@@ -311,12 +440,18 @@ fn open_files(dir: &Path) -> Result<Opened> {
         }
         files.sort();
         if files.is_empty() {
-            return Err(ConvertError::format(dir, "no *.safetensors files and no index"));
+            return Err(ConvertError::format(
+                dir,
+                "no *.safetensors files and no index",
+            ));
         }
         files
     };
 
-    let files = file_names.iter().map(|f| SafetensorsFile::open(dir.join(f))).collect::<Result<Vec<_>>>()?;
+    let files = file_names
+        .iter()
+        .map(|f| SafetensorsFile::open(dir.join(f)))
+        .collect::<Result<Vec<_>>>()?;
     let mut names: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for (fi, file) in files.iter().enumerate() {
         for (ti, t) in file.tensors().iter().enumerate() {
@@ -324,7 +459,10 @@ fn open_files(dir: &Path) -> Result<Opened> {
                 return Err(ConvertError::tensor(
                     file.path(),
                     &t.name,
-                    format!("also stored in {}: a tensor may live in one shard only", files[other].path().display()),
+                    format!(
+                        "also stored in {}: a tensor may live in one shard only",
+                        files[other].path().display()
+                    ),
                 ));
             }
             names.insert(t.name.clone(), (fi, ti));
@@ -342,16 +480,25 @@ fn open_files(dir: &Path) -> Result<Opened> {
                     });
                 }
                 Some(f) if f != &file_names[fi] => {
-                    return Err(ConvertError::tensor(path, name, format!("the index places it in {f}")));
+                    return Err(ConvertError::tensor(
+                        path,
+                        name,
+                        format!("the index places it in {f}"),
+                    ));
                 }
                 _ => {}
             }
         }
     }
     if let Some(wm) = &weight_map
-        && let Some((tensor, file)) = wm.iter().find(|(t, _)| !names.contains_key(*t)) {
-            return Err(ConvertError::tensor(dir.join(file), tensor, format!("listed in {INDEX_FILE} but absent from the shard")));
-        }
+        && let Some((tensor, file)) = wm.iter().find(|(t, _)| !names.contains_key(*t))
+    {
+        return Err(ConvertError::tensor(
+            dir.join(file),
+            tensor,
+            format!("listed in {INDEX_FILE} but absent from the shard"),
+        ));
+    }
     Ok((files, names, total_size))
 }
 

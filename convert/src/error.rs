@@ -88,32 +88,57 @@ pub enum ConvertError {
 impl ConvertError {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        ConvertError::Io { path: path.as_ref().to_path_buf(), error: source }
+        ConvertError::Io {
+            path: path.as_ref().to_path_buf(),
+            error: source,
+        }
     }
 
     /// A structural error in `path`.
     pub fn format(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        ConvertError::Format { path: path.as_ref().to_path_buf(), message: message.into() }
+        ConvertError::Format {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
     }
 
     /// An error about one tensor of `path`.
-    pub fn tensor(path: impl AsRef<Path>, tensor: impl Into<String>, message: impl Into<String>) -> Self {
-        ConvertError::Tensor { path: path.as_ref().to_path_buf(), tensor: tensor.into(), message: message.into() }
+    pub fn tensor(
+        path: impl AsRef<Path>,
+        tensor: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ConvertError::Tensor {
+            path: path.as_ref().to_path_buf(),
+            tensor: tensor.into(),
+            message: message.into(),
+        }
     }
 
     /// An unusable config in `path`.
     pub fn config(path: impl AsRef<Path>, error: reference::ConfigError) -> Self {
-        ConvertError::Config { path: path.as_ref().to_path_buf(), error }
+        ConvertError::Config {
+            path: path.as_ref().to_path_buf(),
+            error,
+        }
     }
 
     /// The writers' refusal of a source weight holding NaN or Inf (the same for every variant).
     pub fn nonfinite(src_path: impl AsRef<Path>, weight: reference::WeightId) -> Self {
-        Self::tensor(src_path, weight.to_string(), "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)")
+        Self::tensor(
+            src_path,
+            weight.to_string(),
+            "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)",
+        )
     }
 
     /// The writers' refusal of a source weight with an MXFP4 scale byte 255 (NaN).
     pub fn nan_scale(src_path: impl AsRef<Path>, weight: reference::WeightId) -> Self {
-        Self::tensor(src_path, weight.to_string(), "an MXFP4 scale byte is 255 (NaN); pass --allow-nonfinite to convert anyway")
+        Self::tensor(
+            src_path,
+            weight.to_string(),
+            "an MXFP4 scale byte is 255 (NaN); pass --allow-nonfinite to convert anyway",
+        )
     }
 }
 

@@ -26,7 +26,9 @@ pub fn gguf(bytes: &[u8]) -> Result<()> {
     let model = GgufModel::from_first(file)?;
     let mut row = Vec::new();
     for id in WeightId::all(model.config()) {
-        let m = model.weight(id).map_err(|e| ConvertError::tensor(path, id.to_string(), e.to_string()))?;
+        let m = model
+            .weight(id)
+            .map_err(|e| ConvertError::tensor(path, id.to_string(), e.to_string()))?;
         row.clear();
         row.resize(m.cols(), 0f32);
         if m.rows() > 0 {
@@ -39,11 +41,21 @@ pub fn gguf(bytes: &[u8]) -> Result<()> {
 /// The config loader over a file's bytes: format detection (`from_json_str`), then each format's
 /// reader directly, and the derived sizes every consumer computes from a valid config.
 pub fn config(bytes: &[u8]) -> std::result::Result<(), reference::ConfigError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| reference::ConfigError::NotJson(e.to_string()))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| reference::ConfigError::NotJson(e.to_string()))?;
     let detected = Config::from_json_str(text);
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
-        for cfg in [Config::from_hf_json(&v), Config::from_original_json(&v)].into_iter().flatten() {
-            let _ = (cfg.parameter_count(), cfg.q_per_kv(), cfg.q_dim(), cfg.kv_dim(), WeightId::all(&cfg).len());
+        for cfg in [Config::from_hf_json(&v), Config::from_original_json(&v)]
+            .into_iter()
+            .flatten()
+        {
+            let _ = (
+                cfg.parameter_count(),
+                cfg.q_per_kv(),
+                cfg.q_dim(),
+                cfg.kv_dim(),
+                WeightId::all(&cfg).len(),
+            );
         }
     }
     detected.map(|cfg| {

@@ -67,7 +67,11 @@ fn count_non_finite(dtype: Dtype, data: &[u8]) -> (u64, u64) {
     let sum = |(a, b): (u64, u64), (c, d): (u64, u64)| (a + c, b + d);
     match dtype {
         Dtype::BF16 | Dtype::F16 => {
-            let (exp, man) = if dtype == Dtype::BF16 { (0x7F80u16, 0x007Fu16) } else { (0x7C00, 0x03FF) };
+            let (exp, man) = if dtype == Dtype::BF16 {
+                (0x7F80u16, 0x007Fu16)
+            } else {
+                (0x7C00, 0x03FF)
+            };
             data.par_chunks(1 << 16)
                 .map(|c| {
                     c.chunks_exact(2).fold((0, 0), |acc, b| {
@@ -82,7 +86,10 @@ fn count_non_finite(dtype: Dtype, data: &[u8]) -> (u64, u64) {
             .map(|c| {
                 c.chunks_exact(4).fold((0, 0), |acc, b| {
                     let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    sum(acc, classify(v & 0x7F80_0000 == 0x7F80_0000, v & 0x007F_FFFF == 0))
+                    sum(
+                        acc,
+                        classify(v & 0x7F80_0000 == 0x7F80_0000, v & 0x007F_FFFF == 0),
+                    )
                 })
             })
             .reduce(|| (0, 0), sum),
@@ -136,7 +143,10 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
             if t.dtype == Dtype::U8 && is_scale_tensor(&t.name) {
                 let h = histogram(data);
                 if h[255] > 0 {
-                    nan_scales.push(NanScales { tensor: t.name.clone(), blocks: h[255] });
+                    nan_scales.push(NanScales {
+                        tensor: t.name.clone(),
+                        blocks: h[255],
+                    });
                 }
                 let acc = hist.get_or_insert_with(|| Box::new([0u64; 256]));
                 for (x, y) in acc.iter_mut().zip(h.iter()) {
@@ -145,7 +155,11 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
             } else {
                 let (nan, inf) = count_non_finite(t.dtype, data);
                 if nan + inf > 0 {
-                    non_finite.push(NonFinite { tensor: t.name.clone(), nan, inf });
+                    non_finite.push(NonFinite {
+                        tensor: t.name.clone(),
+                        nan,
+                        inf,
+                    });
                 }
             }
             f.mapped().release_slice(data);
@@ -153,9 +167,12 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     }
     let mut warnings = integrity_warnings(&non_finite, &nan_scales);
     if let Some(total) = ckpt.index_total_size()
-        && total != tensor_bytes {
-            warnings.push(format!("index metadata.total_size is {total} but the shards hold {tensor_bytes} tensor bytes"));
-        }
+        && total != tensor_bytes
+    {
+        warnings.push(format!(
+            "index metadata.total_size is {total} but the shards hold {tensor_bytes} tensor bytes"
+        ));
+    }
     Inspect {
         path: ckpt.dir().to_path_buf(),
         layout: ckpt.layout().name().to_string(),
@@ -175,10 +192,16 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
 fn integrity_warnings(non_finite: &[NonFinite], nan_scales: &[NanScales]) -> Vec<String> {
     let mut warnings = Vec::new();
     for nf in non_finite {
-        warnings.push(format!("tensor `{}` holds {} NaN and {} Inf values", nf.tensor, nf.nan, nf.inf));
+        warnings.push(format!(
+            "tensor `{}` holds {} NaN and {} Inf values",
+            nf.tensor, nf.nan, nf.inf
+        ));
     }
     for ns in nan_scales {
-        warnings.push(format!("tensor `{}` has {} MXFP4 blocks with scale byte 255, which is NaN in the OCP MX spec", ns.tensor, ns.blocks));
+        warnings.push(format!(
+            "tensor `{}` has {} MXFP4 blocks with scale byte 255, which is NaN in the OCP MX spec",
+            ns.tensor, ns.blocks
+        ));
     }
     warnings
 }
@@ -188,8 +211,11 @@ fn integrity_warnings(non_finite: &[NonFinite], nan_scales: &[NanScales]) -> Vec
 pub fn q8_0_block_is_mxfp4_form(block: &[u8]) -> bool {
     let d = u16::from_le_bytes([block[0], block[1]]);
     let (exp, man) = ((d >> 10) & 0x1F, d & 0x3FF);
-    let pow2 = d & 0x8000 == 0 && ((exp != 0 && exp != 0x1F && man == 0) || (exp == 0 && man.is_power_of_two()));
-    pow2 && block[2..].iter().all(|&q| quant::mxfp4::GGML_KVALUES.contains(&(q as i8)))
+    let pow2 = d & 0x8000 == 0
+        && ((exp != 0 && exp != 0x1F && man == 0) || (exp == 0 && man.is_power_of_two()));
+    pow2 && block[2..]
+        .iter()
+        .all(|&q| quant::mxfp4::GGML_KVALUES.contains(&(q as i8)))
 }
 
 /// Reads every tensor of a GGUF model once (releasing pages as it goes) and builds the report.
@@ -219,13 +245,22 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
                         acc[b[0] as usize] += 1;
                     }
                     if acc[255] > before {
-                        nan_scales.push(NanScales { tensor: t.name.clone(), blocks: acc[255] - before });
+                        nan_scales.push(NanScales {
+                            tensor: t.name.clone(),
+                            blocks: acc[255] - before,
+                        });
                     }
                 }
                 GgmlType::Q8_0 if experts => {
-                    let blocks = data.par_chunks(quant::q8_0::BLOCK_BYTES * 4096).map(|c| {
-                        c.chunks_exact(quant::q8_0::BLOCK_BYTES).fold((0u64, 0u64), |(n, bad), b| (n + 1, bad + !q8_0_block_is_mxfp4_form(b) as u64))
-                    }).reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                    let blocks = data
+                        .par_chunks(quant::q8_0::BLOCK_BYTES * 4096)
+                        .map(|c| {
+                            c.chunks_exact(quant::q8_0::BLOCK_BYTES)
+                                .fold((0u64, 0u64), |(n, bad), b| {
+                                    (n + 1, bad + !q8_0_block_is_mxfp4_form(b) as u64)
+                                })
+                        })
+                        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
                     let acc = q8.get_or_insert((0, 0));
                     acc.0 += blocks.0;
                     acc.1 += blocks.1;
@@ -245,7 +280,11 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
                         f.mapped().release_slice(piece);
                     }
                     if nan + inf > 0 {
-                        non_finite.push(NonFinite { tensor: t.name.clone(), nan, inf });
+                        non_finite.push(NonFinite {
+                            tensor: t.name.clone(),
+                            nan,
+                            inf,
+                        });
                     }
                 }
                 GgmlType::Q8_0 => {}
@@ -288,7 +327,13 @@ impl Inspect {
 
     /// MXFP4 blocks whose scale byte is outside `lo..=hi`.
     pub fn blocks_outside(&self, lo: u8, hi: u8) -> u64 {
-        self.scale_histogram.as_ref().map_or(0, |h| h.iter().enumerate().filter(|(s, _)| (*s as u8) < lo || (*s as u8) > hi).map(|(_, c)| c).sum())
+        self.scale_histogram.as_ref().map_or(0, |h| {
+            h.iter()
+                .enumerate()
+                .filter(|(s, _)| (*s as u8) < lo || (*s as u8) > hi)
+                .map(|(_, c)| c)
+                .sum()
+        })
     }
 
     /// The report as JSON.
@@ -336,16 +381,34 @@ impl Inspect {
         let c = &self.config;
         let mut s = String::new();
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-        s += &format!("model     {}\nlayout    {}\n", self.path.display(), self.layout);
+        s += &format!(
+            "model     {}\nlayout    {}\n",
+            self.path.display(),
+            self.layout
+        );
         s += &format!(
             "config    {} layers, hidden {}, {} heads / {} kv x {}, {} experts (top {}) x {}, vocab {}, window {}\n",
-            c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-            c.num_local_experts, c.num_experts_per_tok, c.intermediate_size, c.vocab_size, c.sliding_window
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.num_local_experts,
+            c.num_experts_per_tok,
+            c.intermediate_size,
+            c.vocab_size,
+            c.sliding_window
         );
         s += &format!(
             "          rope theta {} yarn x{} (beta {}/{}, ctx {}), eps {:e}, swiglu limit {}, {:.3} B parameters\n",
-            c.rope_theta, c.rope_scaling.factor, c.rope_scaling.beta_fast, c.rope_scaling.beta_slow,
-            c.rope_scaling.original_max_position_embeddings, c.rms_norm_eps, c.swiglu_limit, c.parameter_count() as f64 / 1e9
+            c.rope_theta,
+            c.rope_scaling.factor,
+            c.rope_scaling.beta_fast,
+            c.rope_scaling.beta_slow,
+            c.rope_scaling.original_max_position_embeddings,
+            c.rms_norm_eps,
+            c.swiglu_limit,
+            c.parameter_count() as f64 / 1e9
         );
         let total: u64 = self.files.iter().map(|f| f.1).sum();
         s += &format!("files     {} ({:.2} GiB)\n", self.files.len(), gib(total));
@@ -356,12 +419,16 @@ impl Inspect {
         if let (Some(h), Some((min, max))) = (&self.scale_histogram, self.scale_range()) {
             s += &format!(
                 "mxfp4     {} blocks, scale bytes {min}..={max} (2^{} .. 2^{}); {} blocks outside 104..=143 (not exact in f16/Q8_0)\n",
-                h.iter().sum::<u64>(), min as i32 - 127, max as i32 - 127,
+                h.iter().sum::<u64>(),
+                min as i32 - 127,
+                max as i32 - 127,
                 self.blocks_outside(quant::q8_0::EXACT_SCALE_MIN, quant::q8_0::EXACT_SCALE_MAX)
             );
         }
         if let Some((n, bad)) = self.q8_0_expert_blocks {
-            s += &format!("q8_0      {n} expert blocks, {bad} not stored exactly from MXFP4 (quantized with d = amax/127)\n");
+            s += &format!(
+                "q8_0      {n} expert blocks, {bad} not stored exactly from MXFP4 (quantized with d = amax/127)\n"
+            );
         }
         if self.warnings.is_empty() {
             s += "warnings  none\n";

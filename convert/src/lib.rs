@@ -8,10 +8,10 @@
 pub mod atomic;
 pub mod behind;
 pub mod checkpoint;
-pub mod inspect;
 pub mod error;
 pub mod fuzzing;
 pub mod gguf;
+pub mod inspect;
 pub mod mmap;
 pub mod model;
 pub mod names;
@@ -40,7 +40,10 @@ macro_rules! mapped_weight_source {
                 &self.config
             }
 
-            fn weight(&self, id: reference::WeightId) -> std::result::Result<reference::MatRef<'_>, reference::SourceError> {
+            fn weight(
+                &self,
+                id: reference::WeightId,
+            ) -> std::result::Result<reference::MatRef<'_>, reference::SourceError> {
                 self.view(id).map_err(Into::into)
             }
 
@@ -73,7 +76,9 @@ pub fn release_view<'m>(m: &MatRef<'_>, maps: impl Iterator<Item = &'m mmap::Map
 /// The byte slices a view reads (for releasing their pages after use).
 pub fn storage_slices<'a>(m: &MatRef<'a>) -> Vec<&'a [u8]> {
     match *m.encoding() {
-        Encoding::Dense { data, .. } | Encoding::Mxfp4Ggml { data, .. } | Encoding::Q8_0 { data, .. } => vec![data],
+        Encoding::Dense { data, .. }
+        | Encoding::Mxfp4Ggml { data, .. }
+        | Encoding::Q8_0 { data, .. } => vec![data],
         Encoding::Mxfp4 { blocks, scales, .. } => vec![blocks, scales],
         Encoding::Int8 { packed, scales, .. } => vec![packed, scales],
     }

@@ -25,7 +25,10 @@ impl MappedFile {
     pub fn open(path: impl AsRef<Path>) -> Result<MappedFile> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| ConvertError::io(&path, e))?;
-        let len = file.metadata().map_err(|e| ConvertError::io(&path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| ConvertError::io(&path, e))?
+            .len();
         let map = if len == 0 {
             None
         } else {
@@ -34,16 +37,25 @@ impl MappedFile {
             // by another process while it is mapped; every offset used later is checked against
             // the length seen here.
             #[allow(unsafe_code)]
-            let map = unsafe { MmapOptions::new().map(&file) }.map_err(|e| ConvertError::io(&path, e))?;
+            let map =
+                unsafe { MmapOptions::new().map(&file) }.map_err(|e| ConvertError::io(&path, e))?;
             Some(map)
         };
-        Ok(MappedFile { path, map, owned: Vec::new() })
+        Ok(MappedFile {
+            path,
+            map,
+            owned: Vec::new(),
+        })
     }
 
     /// Bytes already in memory, presented as the file `path` (the fuzz targets and tests
     /// parse untrusted bytes this way without touching the disk).
     pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> MappedFile {
-        MappedFile { path: path.as_ref().to_path_buf(), map: None, owned: bytes }
+        MappedFile {
+            path: path.as_ref().to_path_buf(),
+            map: None,
+            owned: bytes,
+        }
     }
 
     /// The file's path.
@@ -68,7 +80,9 @@ impl MappedFile {
             // pages; the next access reads the same bytes back from the file. No reference into
             // the mapping observes different contents.
             #[allow(unsafe_code)]
-            let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
+            let _ = unsafe {
+                map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start)
+            };
         }
     }
 }

@@ -25,10 +25,17 @@ impl AnyModel {
         if !path.exists() {
             return Err(ConvertError::format(path, "no such file or directory"));
         }
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) || GgufFile::has_magic(path) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            || GgufFile::has_magic(path)
+        {
             return Ok(AnyModel::Gguf(GgufModel::open(path)?));
         }
-        Err(ConvertError::format(path, "not a model directory or a GGUF file"))
+        Err(ConvertError::format(
+            path,
+            "not a model directory or a GGUF file",
+        ))
     }
 
     /// The model as a weight source.
@@ -51,7 +58,10 @@ impl AnyModel {
     pub fn format_name(&self) -> String {
         match self {
             AnyModel::Safetensors(c) => c.layout().name().to_string(),
-            AnyModel::Gguf(g) => match g.get("general.file_type").and_then(crate::gguf::Value::as_u64) {
+            AnyModel::Gguf(g) => match g
+                .get("general.file_type")
+                .and_then(crate::gguf::Value::as_u64)
+            {
                 Some(ft) => format!("gguf {}", crate::gguf::meta::file_type_name(ft)),
                 None => "gguf".to_string(),
             },

@@ -97,7 +97,9 @@ impl Layout {
         use WeightId::*;
         match self {
             Layout::Int8 { dense_int8 } => {
-                id.is_expert_matrix() || (dense_int8 && matches!(id, QProj(_) | KProj(_) | VProj(_) | OProj(_) | LmHead))
+                id.is_expert_matrix()
+                    || (dense_int8
+                        && matches!(id, QProj(_) | KProj(_) | VProj(_) | OProj(_) | LmHead))
             }
             _ => false,
         }
@@ -105,7 +107,11 @@ impl Layout {
 
     /// Inputs per scale of an int8 module of this layout (the whole row for per-channel).
     pub fn int8_group(self, id: WeightId, cfg: &Config) -> usize {
-        if id.is_expert_matrix() { INT8_GROUP } else { id.shape(cfg).1 }
+        if id.is_expert_matrix() {
+            INT8_GROUP
+        } else {
+            id.shape(cfg).1
+        }
     }
 
     /// Decides the layout from the directory's `config.json`: no `model_type` → original;
@@ -123,11 +129,19 @@ impl Layout {
         match q.get("quant_method").and_then(Value::as_str) {
             Some("mxfp4") => Ok(Layout::Release),
             Some("compressed-tensors") => {
-                let dense_int8 = int8_config_dense(q).map_err(|m| ConvertError::format(&cfg_path, format!("quantization_config: {m}")))?;
+                let dense_int8 = int8_config_dense(q).map_err(|m| {
+                    ConvertError::format(&cfg_path, format!("quantization_config: {m}"))
+                })?;
                 Ok(Layout::Int8 { dense_int8 })
             }
-            Some(other) => Err(ConvertError::format(cfg_path, format!("quantization_config.quant_method {other:?} is not supported"))),
-            None => Err(ConvertError::format(cfg_path, "quantization_config has no string `quant_method`")),
+            Some(other) => Err(ConvertError::format(
+                cfg_path,
+                format!("quantization_config.quant_method {other:?} is not supported"),
+            )),
+            None => Err(ConvertError::format(
+                cfg_path,
+                "quantization_config has no string `quant_method`",
+            )),
         }
     }
 }
@@ -144,34 +158,55 @@ pub fn int8_config_dense(q: &Value) -> std::result::Result<bool, String> {
     };
     want_str("format", "pack-quantized")?;
     want_str("quantization_status", "compressed")?;
-    let groups = q.get("config_groups").and_then(Value::as_object).ok_or("no `config_groups` object")?;
+    let groups = q
+        .get("config_groups")
+        .and_then(Value::as_object)
+        .ok_or("no `config_groups` object")?;
     let (mut grouped, mut channel) = (false, false);
     for (name, g) in groups {
-        let w = g.get("weights").filter(|w| w.is_object()).ok_or_else(|| format!("config_groups.{name}: no `weights`"))?;
+        let w = g
+            .get("weights")
+            .filter(|w| w.is_object())
+            .ok_or_else(|| format!("config_groups.{name}: no `weights`"))?;
         let bad = |what: &str| format!("config_groups.{name}.weights: {what}");
         if w.get("num_bits").and_then(Value::as_u64) != Some(8) {
             return Err(bad("`num_bits` must be 8"));
         }
-        if w.get("type").and_then(Value::as_str) != Some("int") || w.get("symmetric").and_then(Value::as_bool) != Some(true) {
+        if w.get("type").and_then(Value::as_str) != Some("int")
+            || w.get("symmetric").and_then(Value::as_bool) != Some(true)
+        {
             return Err(bad("only symmetric `int` weights are read"));
         }
-        if w.get("dynamic").and_then(Value::as_bool) == Some(true) || w.get("actorder").is_some_and(|a| !a.is_null()) {
+        if w.get("dynamic").and_then(Value::as_bool) == Some(true)
+            || w.get("actorder").is_some_and(|a| !a.is_null())
+        {
             return Err(bad("dynamic or act-ordered weights are not read"));
         }
         for act in ["input_activations", "output_activations"] {
             if g.get(act).is_some_and(|a| !a.is_null()) {
-                return Err(format!("config_groups.{name}.{act}: activation quantization is not read"));
+                return Err(format!(
+                    "config_groups.{name}.{act}: activation quantization is not read"
+                ));
             }
         }
         if let Some(f) = g.get("format").filter(|f| !f.is_null())
             && f.as_str() != Some("pack-quantized")
         {
-            return Err(format!("config_groups.{name}.format is {f}, only \"pack-quantized\" is read"));
+            return Err(format!(
+                "config_groups.{name}.format is {f}, only \"pack-quantized\" is read"
+            ));
         }
-        match (w.get("strategy").and_then(Value::as_str), w.get("group_size").and_then(Value::as_u64)) {
+        match (
+            w.get("strategy").and_then(Value::as_str),
+            w.get("group_size").and_then(Value::as_u64),
+        ) {
             (Some("group"), Some(32)) => grouped = true,
             (Some("channel"), None) => channel = true,
-            (s, gs) => return Err(bad(&format!("strategy {s:?} with group_size {gs:?}: only group/32 and channel are read"))),
+            (s, gs) => {
+                return Err(bad(&format!(
+                    "strategy {s:?} with group_size {gs:?}: only group/32 and channel are read"
+                )));
+            }
         }
     }
     if !grouped {
@@ -203,7 +238,11 @@ pub struct Expect {
 impl Expect {
     /// `DTYPE[shape]` for messages.
     pub fn describe(&self) -> String {
-        format!("{}{:?}", crate::checkpoint::dtype_list(self.dtypes), self.shape)
+        format!(
+            "{}{:?}",
+            crate::checkpoint::dtype_list(self.dtypes),
+            self.shape
+        )
     }
 }
 
@@ -227,13 +266,23 @@ impl Names {
     }
 
     fn layer(&self, l: usize, hf: &str, orig: &str) -> String {
-        if self.layout.hf_names() { format!("model.layers.{l}.{hf}") } else { format!("block.{l}.{orig}") }
+        if self.layout.hf_names() {
+            format!("model.layers.{l}.{hf}")
+        } else {
+            format!("block.{l}.{orig}")
+        }
     }
 
     /// The tensor holding a weight that is stored whole (not fused, not MXFP4).
     pub fn plain(&self, id: WeightId) -> String {
         use WeightId::*;
-        let global = |hf: &str, orig: &str| if self.layout.hf_names() { hf.to_string() } else { orig.to_string() };
+        let global = |hf: &str, orig: &str| {
+            if self.layout.hf_names() {
+                hf.to_string()
+            } else {
+                orig.to_string()
+            }
+        };
         if let Layout::Int8 { .. } = self.layout
             && let GateBias(..) | UpBias(..) | DownBias(..) = id
         {
@@ -279,7 +328,10 @@ impl Names {
             Down(l, e) => format!("model.layers.{l}.mlp.experts.{e}.down_proj"),
             _ => {
                 let plain = self.plain(id);
-                plain.strip_suffix(".weight").map(str::to_string).unwrap_or(plain)
+                plain
+                    .strip_suffix(".weight")
+                    .map(str::to_string)
+                    .unwrap_or(plain)
             }
         }
     }
@@ -306,12 +358,20 @@ impl Names {
 
     /// gate_up MXFP4 nibbles `[E, 2I, H/32, 16]`.
     pub fn gate_up_blocks(&self, l: usize) -> String {
-        self.layer(l, "mlp.experts.gate_up_proj_blocks", "mlp.mlp1_weight.blocks")
+        self.layer(
+            l,
+            "mlp.experts.gate_up_proj_blocks",
+            "mlp.mlp1_weight.blocks",
+        )
     }
 
     /// gate_up MXFP4 scales `[E, 2I, H/32]`.
     pub fn gate_up_scales(&self, l: usize) -> String {
-        self.layer(l, "mlp.experts.gate_up_proj_scales", "mlp.mlp1_weight.scales")
+        self.layer(
+            l,
+            "mlp.experts.gate_up_proj_scales",
+            "mlp.mlp1_weight.scales",
+        )
     }
 
     /// gate_up bias `[E, 2I]`, gate/up interleaved.
@@ -339,8 +399,16 @@ impl Names {
 /// variant writers write exactly this list; the reader requires exactly this set.
 pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
     let n = Names::new(layout);
-    let (h, i, e) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_local_experts);
-    let float = if layout == Layout::Dense { FLOATS } else { BF16 };
+    let (h, i, e) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_local_experts,
+    );
+    let float = if layout == Layout::Dense {
+        FLOATS
+    } else {
+        BF16
+    };
     let mut out = Vec::new();
     // A weight stored whole, or as an int8 module when the layout quantizes it.
     let plain = |out: &mut Vec<Expect>, id: WeightId| {
@@ -348,15 +416,44 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
         if layout.is_int8(id) {
             let m = n.module(id);
             let g = layout.int8_group(id, cfg);
-            out.push(Expect { name: format!("{m}.weight_packed"), dtypes: I32, shape: vec![rows, cols / 4], role: Role::Packed(id) });
-            out.push(Expect { name: format!("{m}.weight_scale"), dtypes: BF16, shape: vec![rows, cols / g], role: Role::Scale(id) });
-            out.push(Expect { name: format!("{m}.weight_shape"), dtypes: I64, shape: vec![2], role: Role::Shape(id) });
+            out.push(Expect {
+                name: format!("{m}.weight_packed"),
+                dtypes: I32,
+                shape: vec![rows, cols / 4],
+                role: Role::Packed(id),
+            });
+            out.push(Expect {
+                name: format!("{m}.weight_scale"),
+                dtypes: BF16,
+                shape: vec![rows, cols / g],
+                role: Role::Scale(id),
+            });
+            out.push(Expect {
+                name: format!("{m}.weight_shape"),
+                dtypes: I64,
+                shape: vec![2],
+                role: Role::Shape(id),
+            });
         } else {
-            let shape = if rows == 1 { vec![cols] } else { vec![rows, cols] };
-            out.push(Expect { name: n.plain(id), dtypes: float, shape, role: Role::Plain(id) });
+            let shape = if rows == 1 {
+                vec![cols]
+            } else {
+                vec![rows, cols]
+            };
+            out.push(Expect {
+                name: n.plain(id),
+                dtypes: float,
+                shape,
+                role: Role::Plain(id),
+            });
         }
     };
-    let other = |name: String, dtypes: &'static [Dtype], shape: Vec<usize>| Expect { name, dtypes, shape, role: Role::Other };
+    let other = |name: String, dtypes: &'static [Dtype], shape: Vec<usize>| Expect {
+        name,
+        dtypes,
+        shape,
+        role: Role::Other,
+    };
     use WeightId::*;
     plain(&mut out, Embedding);
     for l in 0..cfg.num_hidden_layers {
@@ -373,7 +470,14 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
                 }
             }
         }
-        for id in [OProj(l), OBias(l), Sinks(l), MlpNorm(l), Router(l), RouterBias(l)] {
+        for id in [
+            OProj(l),
+            OBias(l),
+            Sinks(l),
+            MlpNorm(l),
+            Router(l),
+            RouterBias(l),
+        ] {
             plain(&mut out, id);
         }
         match layout {
@@ -386,7 +490,12 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
                 out.push(other(n.down_bias(l), BF16, vec![e, h]));
             }
             Layout::Dense => {
-                let x = |name, shape, role| Expect { name, dtypes: FLOATS, shape, role };
+                let x = |name, shape, role| Expect {
+                    name,
+                    dtypes: FLOATS,
+                    shape,
+                    role,
+                };
                 out.push(x(n.gate_up_fused(l), vec![e, h, 2 * i], Role::GateUpT(l)));
                 out.push(x(n.gate_up_bias(l), vec![e, 2 * i], Role::GateUpBias(l)));
                 out.push(x(n.down_fused(l), vec![e, i, h], Role::DownT(l)));
@@ -394,7 +503,14 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
             }
             Layout::Int8 { .. } => {
                 for x in 0..e {
-                    for id in [Gate(l, x), GateBias(l, x), Up(l, x), UpBias(l, x), Down(l, x), DownBias(l, x)] {
+                    for id in [
+                        Gate(l, x),
+                        GateBias(l, x),
+                        Up(l, x),
+                        UpBias(l, x),
+                        Down(l, x),
+                        DownBias(l, x),
+                    ] {
                         plain(&mut out, id);
                     }
                 }

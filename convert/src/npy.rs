@@ -8,7 +8,11 @@ use std::path::Path;
 /// The header of a little-endian float32 C-order array of `shape`.
 pub fn f32_header(shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
     let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
     // magic(6) + version(2) + header length(2) + dict + '\n' is a multiple of 64.
     while (10 + dict.len() + 1) % 64 != 0 {
@@ -31,10 +35,12 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     }
     let tmp = path.with_extension("npy.partial");
     let mut f = std::fs::File::create(&tmp).map_err(|e| ConvertError::io(&tmp, e))?;
-    f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ConvertError::io(&tmp, e)
-    })?;
+    f.write_all(&bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            ConvertError::io(&tmp, e)
+        })?;
     std::fs::rename(&tmp, path).map_err(|e| ConvertError::io(path, e))
 }
 
@@ -47,10 +53,15 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     }
     let (hlen, hstart) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         _ => return Err(bad("unknown version")),
     };
-    let header = bytes.get(hstart..hstart + hlen).ok_or_else(|| bad("header runs past the end"))?;
+    let header = bytes
+        .get(hstart..hstart + hlen)
+        .ok_or_else(|| bad("header runs past the end"))?;
     let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
     if !header.contains("'descr': '<f4'") || header.contains("'fortran_order': True") {
         return Err(bad("only little-endian float32 in C order is supported"));
@@ -64,11 +75,19 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
         .collect::<Result<Vec<_>>>()?;
     let data = &bytes[hstart + hlen..];
-    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows"))?;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad("shape overflows"))?;
     if data.len() != n.checked_mul(4).ok_or_else(|| bad("shape overflows"))? {
         return Err(bad("data length does not match the shape"));
     }
-    Ok((shape, data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
+    Ok((
+        shape,
+        data.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -79,12 +98,19 @@ mod tests {
     fn round_trip_and_header_alignment() {
         let h = f32_header(&[3, 512]);
         assert_eq!(h.len() % 64, 0);
-        assert!(std::str::from_utf8(&h[10..]).unwrap().starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 512), }"));
+        assert!(
+            std::str::from_utf8(&h[10..])
+                .unwrap()
+                .starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 512), }")
+        );
         let dir = std::env::temp_dir().join(format!("ossf-npy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.npy");
         write_f32(&p, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, -6.5]).unwrap();
-        assert_eq!(read_f32(&p).unwrap(), (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, -6.5]));
+        assert_eq!(
+            read_f32(&p).unwrap(),
+            (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, -6.5])
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

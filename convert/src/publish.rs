@@ -34,8 +34,11 @@ fn hex(bytes: &[u8]) -> String {
 /// old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let staged = crate::atomic::Staged::create(path, false, true)?;
-    let mut f = std::fs::File::create(staged.path()).map_err(|e| ConvertError::io(staged.path(), e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| ConvertError::io(path, e))?;
+    let mut f =
+        std::fs::File::create(staged.path()).map_err(|e| ConvertError::io(staged.path(), e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| ConvertError::io(path, e))?;
     staged.commit()?;
     Ok(())
 }
@@ -43,7 +46,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// A file that travels with a model (`tokenizer.json`, `generation_config.json`, ...): next to
 /// a GGUF file, inside a model directory, or in the parent of an `original/` directory.
 pub fn companion_file(model: &Path, name: &str) -> Option<PathBuf> {
-    let dir = if model.is_dir() { model.to_path_buf() } else { model.parent()?.to_path_buf() };
+    let dir = if model.is_dir() {
+        model.to_path_buf()
+    } else {
+        model.parent()?.to_path_buf()
+    };
     let mut candidates = vec![dir.join(name)];
     if dir.file_name().is_some_and(|n| n == "original") {
         candidates.push(dir.parent()?.join(name));
@@ -62,7 +69,10 @@ mod tests {
 
     #[test]
     fn sha256_of_known_input() {
-        assert_eq!(sha256_bytes(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_bytes(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         let p = std::env::temp_dir().join(format!("ossf-sha-{}", std::process::id()));
         write_atomic(&p, b"abc").unwrap();
         assert_eq!(sha256_file(&p).unwrap(), sha256_bytes(b"abc"));

@@ -16,11 +16,17 @@ pub fn available(dir: &Path) -> Option<u64> {
 /// Fails with [`ConvertError::InsufficientSpace`] when `needed` bytes do not fit next to
 /// `output` (whose parent directory must exist). Unknown free space passes.
 pub fn ensure(output: &Path, needed: u64) -> Result<(), ConvertError> {
-    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     match available(dir) {
-        Some(available) if available < needed => {
-            Err(ConvertError::InsufficientSpace { path: output.to_path_buf(), dir: dir.to_path_buf(), needed, available })
-        }
+        Some(available) if available < needed => Err(ConvertError::InsufficientSpace {
+            path: output.to_path_buf(),
+            dir: dir.to_path_buf(),
+            needed,
+            available,
+        }),
         _ => Ok(()),
     }
 }
@@ -29,13 +35,22 @@ pub fn ensure(output: &Path, needed: u64) -> Result<(), ConvertError> {
 pub fn is_no_space(e: &std::io::Error) -> bool {
     const ENOSPC: i32 = 28;
     const EDQUOT: i32 = 122;
-    matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT)) || matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+    matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+        || matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
 }
 
 /// Bytes under `path` (a file, or a directory's files recursively).
 pub fn bytes_under(path: &Path) -> u64 {
     if path.is_dir() {
-        std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| bytes_under(&e.path())).sum()
+        std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| bytes_under(&e.path()))
+            .sum()
     } else {
         std::fs::metadata(path).map_or(0, |m| m.len())
     }
@@ -44,12 +59,20 @@ pub fn bytes_under(path: &Path) -> u64 {
 /// Turns an I/O error on a temporary into [`ConvertError::NoSpace`] about `output` when it is a
 /// full disk; `written` is the temporary (file or directory) whose size tells what got written.
 /// Other errors pass through.
-pub fn name_full_disk(err: ConvertError, output: &Path, written: &Path, needed: u64) -> ConvertError {
+pub fn name_full_disk(
+    err: ConvertError,
+    output: &Path,
+    written: &Path,
+    needed: u64,
+) -> ConvertError {
     match &err {
         ConvertError::Io { path, error } if is_no_space(error) => ConvertError::NoSpace {
             path: output.to_path_buf(),
             // The temporary itself is the output file: name it by its final name.
-            file: if path == written { output } else { path }.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            file: if path == written { output } else { path }
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             needed,
             wrote: bytes_under(written),
         },

@@ -88,11 +88,39 @@ pub struct SynthSummary {
 pub fn preset_config(preset: Preset, layers: Option<usize>) -> Value {
     let (l, e, h, i, heads, kv, v, window, ids) = match preset {
         Preset::Tiny => (4, 8, 128, 64, 4, 2, 512, 8, (482, 483, 484)),
-        Preset::Gpt20b => (24, 32, 2880, 2880, 64, 8, 201088, 128, (199998, 199999, 200002)),
-        Preset::Gpt120b => (36, 128, 2880, 2880, 64, 8, 201088, 128, (199998, 199999, 200002)),
+        Preset::Gpt20b => (
+            24,
+            32,
+            2880,
+            2880,
+            64,
+            8,
+            201088,
+            128,
+            (199998, 199999, 200002),
+        ),
+        Preset::Gpt120b => (
+            36,
+            128,
+            2880,
+            2880,
+            64,
+            8,
+            201088,
+            128,
+            (199998, 199999, 200002),
+        ),
     };
     let l = layers.unwrap_or(l);
-    let layer_types: Vec<&str> = (0..l).map(|i| if i % 2 == 0 { "sliding_attention" } else { "full_attention" }).collect();
+    let layer_types: Vec<&str> = (0..l)
+        .map(|i| {
+            if i % 2 == 0 {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
     json!({
         "architectures": ["GptOssForCausalLM"],
         "attention_bias": true,
@@ -140,9 +168,22 @@ fn original_config(cfg: &Config) -> String {
          \"intermediate_size\": {}, \"swiglu_limit\": {:.1}, \"head_dim\": {}, \"num_attention_heads\": {}, \"num_key_value_heads\": {}, \
          \"sliding_window\": {}, \"initial_context_length\": {}, \"rope_theta\": {}, \"rope_scaling_factor\": {:.1}, \
          \"rope_ntk_alpha\": {}, \"rope_ntk_beta\": {}}}",
-        cfg.num_hidden_layers, cfg.num_local_experts, cfg.num_experts_per_tok, cfg.vocab_size, cfg.hidden_size,
-        cfg.intermediate_size, cfg.swiglu_limit, cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads,
-        cfg.sliding_window, y.original_max_position_embeddings, cfg.rope_theta, y.factor, y.beta_slow, y.beta_fast
+        cfg.num_hidden_layers,
+        cfg.num_local_experts,
+        cfg.num_experts_per_tok,
+        cfg.vocab_size,
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.swiglu_limit,
+        cfg.head_dim,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.sliding_window,
+        y.original_max_position_embeddings,
+        cfg.rope_theta,
+        y.factor,
+        y.beta_slow,
+        y.beta_fast
     )
 }
 
@@ -157,7 +198,8 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 fn seed_of(seed: u64, name: &str) -> u64 {
-    name.bytes().fold(splitmix(seed), |h, b| splitmix(h ^ b as u64))
+    name.bytes()
+        .fold(splitmix(seed), |h, b| splitmix(h ^ b as u64))
 }
 
 struct Rng(u64);
@@ -189,9 +231,20 @@ const BATCH: usize = 64;
 #[derive(Clone, Debug)]
 enum Gen {
     /// BF16 normal draws.
-    Normal { seed: u64, mean: f32, std: f32, n: usize },
+    Normal {
+        seed: u64,
+        mean: f32,
+        std: f32,
+        n: usize,
+    },
     /// MXFP4 nibbles of `rows × cols` normal draws; the scales are kept for `Scales`.
-    Blocks { seed: u64, rows: usize, cols: usize, std: f32, zero_first_per: Option<usize> },
+    Blocks {
+        seed: u64,
+        rows: usize,
+        cols: usize,
+        std: f32,
+        zero_first_per: Option<usize>,
+    },
     /// The scale bytes produced by the `Blocks` tensor of this name.
     Scales { blocks: String },
     /// Several generators one after the other (the original layout's fused qkv).
@@ -209,21 +262,38 @@ fn dense_gen(seed: u64, id: WeightId, cfg: &Config) -> Gen {
         QBias(_) | KBias(_) | VBias(_) | OBias(_) | RouterBias(_) => (0.0, 0.05),
         _ => (0.0, 1.0 / (cols as f32).sqrt()),
     };
-    Gen::Normal { seed: s, mean, std, n: rows * cols }
+    Gen::Normal {
+        seed: s,
+        mean,
+        std,
+        n: rows * cols,
+    }
 }
 
 /// The generator of every tensor a `layout` checkpoint holds, keyed by stored name.
 fn generators(layout: Layout, cfg: &Config, seed: u64) -> HashMap<String, Gen> {
     let hf = Names::new(Layout::Release);
     let n = Names::new(layout);
-    let (h, i, e) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_local_experts);
+    let (h, i, e) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_local_experts,
+    );
     let mut g = HashMap::new();
     for id in [WeightId::Embedding, WeightId::FinalNorm, WeightId::LmHead] {
         g.insert(n.plain(id), dense_gen(seed, id, cfg));
     }
     use WeightId::*;
     for l in 0..cfg.num_hidden_layers {
-        for id in [AttnNorm(l), OProj(l), OBias(l), Sinks(l), MlpNorm(l), Router(l), RouterBias(l)] {
+        for id in [
+            AttnNorm(l),
+            OProj(l),
+            OBias(l),
+            Sinks(l),
+            MlpNorm(l),
+            Router(l),
+            RouterBias(l),
+        ] {
             g.insert(n.plain(id), dense_gen(seed, id, cfg));
         }
         match layout {
@@ -239,20 +309,63 @@ fn generators(layout: Layout, cfg: &Config, seed: u64) -> HashMap<String, Gen> {
                 g.insert(n.qkv_bias(l), Gen::Concat(b.to_vec()));
             }
         }
-        let gu = Gen::Blocks { seed: seed_of(seed, &hf.gate_up_blocks(l)), rows: e * 2 * i, cols: h, std: 1.0 / (h as f32).sqrt(), zero_first_per: Some(e) };
-        let dn = Gen::Blocks { seed: seed_of(seed, &hf.down_blocks(l)), rows: e * h, cols: i, std: 1.0 / (i as f32).sqrt(), zero_first_per: Some(e) };
+        let gu = Gen::Blocks {
+            seed: seed_of(seed, &hf.gate_up_blocks(l)),
+            rows: e * 2 * i,
+            cols: h,
+            std: 1.0 / (h as f32).sqrt(),
+            zero_first_per: Some(e),
+        };
+        let dn = Gen::Blocks {
+            seed: seed_of(seed, &hf.down_blocks(l)),
+            rows: e * h,
+            cols: i,
+            std: 1.0 / (i as f32).sqrt(),
+            zero_first_per: Some(e),
+        };
         g.insert(n.gate_up_blocks(l), gu);
-        g.insert(n.gate_up_scales(l), Gen::Scales { blocks: n.gate_up_blocks(l) });
-        g.insert(n.gate_up_bias(l), Gen::Normal { seed: seed_of(seed, &hf.gate_up_bias(l)), mean: 0.0, std: 0.05, n: e * 2 * i });
+        g.insert(
+            n.gate_up_scales(l),
+            Gen::Scales {
+                blocks: n.gate_up_blocks(l),
+            },
+        );
+        g.insert(
+            n.gate_up_bias(l),
+            Gen::Normal {
+                seed: seed_of(seed, &hf.gate_up_bias(l)),
+                mean: 0.0,
+                std: 0.05,
+                n: e * 2 * i,
+            },
+        );
         g.insert(n.down_blocks(l), dn);
-        g.insert(n.down_scales(l), Gen::Scales { blocks: n.down_blocks(l) });
-        g.insert(n.down_bias(l), Gen::Normal { seed: seed_of(seed, &hf.down_bias(l)), mean: 0.0, std: 0.05, n: e * h });
+        g.insert(
+            n.down_scales(l),
+            Gen::Scales {
+                blocks: n.down_blocks(l),
+            },
+        );
+        g.insert(
+            n.down_bias(l),
+            Gen::Normal {
+                seed: seed_of(seed, &hf.down_bias(l)),
+                mean: 0.0,
+                std: 0.05,
+                n: e * h,
+            },
+        );
     }
     g
 }
 
 /// Streams one generator's bytes to `sink` in batches; `Blocks` also fill `scales`.
-fn emit(g: &Gen, scales: &mut HashMap<String, Vec<u8>>, name: &str, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+fn emit(
+    g: &Gen,
+    scales: &mut HashMap<String, Vec<u8>>,
+    name: &str,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     match g {
         Gen::Normal { seed, mean, std, n } => {
             let chunks = n.div_ceil(CHUNK);
@@ -273,7 +386,13 @@ fn emit(g: &Gen, scales: &mut HashMap<String, Vec<u8>>, name: &str, sink: &mut d
                 }
             }
         }
-        Gen::Blocks { seed, rows, cols, std, zero_first_per } => {
+        Gen::Blocks {
+            seed,
+            rows,
+            cols,
+            std,
+            zero_first_per,
+        } => {
             let nblocks = rows * cols / 32;
             let per_chunk = CHUNK / 32;
             let chunks = nblocks.div_ceil(per_chunk);
@@ -312,7 +431,9 @@ fn emit(g: &Gen, scales: &mut HashMap<String, Vec<u8>>, name: &str, sink: &mut d
             scales.insert(name.to_string(), all_scales);
         }
         Gen::Scales { blocks } => {
-            let s = scales.remove(blocks).expect("blocks are planned before their scales");
+            let s = scales
+                .remove(blocks)
+                .expect("blocks are planned before their scales");
             sink(&s)?;
         }
         Gen::Concat(parts) => {
@@ -346,7 +467,14 @@ fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 }
 
 /// Writes every tensor of `layout` into `dir` as shards (HF) or a single file (original).
-fn write_tensors(dir: &Path, layout: Layout, cfg: &Config, seed: u64, max: u64, progress: &mut dyn FnMut(u64)) -> Result<(u64, usize, usize)> {
+fn write_tensors(
+    dir: &Path,
+    layout: Layout,
+    cfg: &Config,
+    seed: u64,
+    max: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(u64, usize, usize)> {
     let plan = names::expected(layout, cfg);
     let gens = generators(layout, cfg, seed);
     let shards = match layout {
@@ -359,11 +487,16 @@ fn write_tensors(dir: &Path, layout: Layout, cfg: &Config, seed: u64, max: u64, 
     let mut scales = HashMap::new();
     for (k, shard) in shards.iter().enumerate() {
         let file = match layout {
-            Layout::Release | Layout::Dense | Layout::Int8 { .. } => format!("model-{k:05}-of-{:05}.safetensors", n - 1),
+            Layout::Release | Layout::Dense | Layout::Int8 { .. } => {
+                format!("model-{k:05}-of-{:05}.safetensors", n - 1)
+            }
             Layout::Original => "model.safetensors".to_string(),
         };
         let path = dir.join(&file);
-        let planned: Vec<PlannedTensor> = shard.iter().map(|e| PlannedTensor::new(&e.name, e.dtypes[0], e.shape.clone())).collect();
+        let planned: Vec<PlannedTensor> = shard
+            .iter()
+            .map(|e| PlannedTensor::new(&e.name, e.dtypes[0], e.shape.clone()))
+            .collect();
         let meta = crate::safetensors::pt_metadata();
         let mut w = SafetensorsWriter::create(&path, &planned, &meta)?;
         for t in &planned {
@@ -378,7 +511,10 @@ fn write_tensors(dir: &Path, layout: Layout, cfg: &Config, seed: u64, max: u64, 
     }
     if layout == Layout::Release {
         let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-        write_file(&dir.join(INDEX_FILE), serde_json::to_string(&index).expect("json"))?;
+        write_file(
+            &dir.join(INDEX_FILE),
+            serde_json::to_string(&index).expect("json"),
+        )?;
     }
     Ok((total, plan.len(), n))
 }
@@ -414,13 +550,17 @@ fn tokenizer_files(preset: Preset) -> Vec<(&'static str, String)> {
             let entry = |id: u32, n: &str| json!({"id": id, "content": n, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
             let mut t: Value = serde_json::from_str(TOKENIZER).expect("embedded tokenizer");
             t["added_tokens"] = Value::Array(names.iter().map(|(id, n)| entry(*id, n)).collect());
-            let mut c: Value = serde_json::from_str(TOKENIZER_CONFIG).expect("embedded tokenizer config");
+            let mut c: Value =
+                serde_json::from_str(TOKENIZER_CONFIG).expect("embedded tokenizer config");
             let decoder: serde_json::Map<String, Value> = names
                 .iter()
                 .map(|(id, n)| (id.to_string(), json!({"content": n, "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true})))
                 .collect();
             c["added_tokens_decoder"] = Value::Object(decoder);
-            (serde_json::to_string(&t).expect("json"), serde_json::to_string_pretty(&c).expect("json"))
+            (
+                serde_json::to_string(&t).expect("json"),
+                serde_json::to_string_pretty(&c).expect("json"),
+            )
         }
     };
     vec![
@@ -433,13 +573,28 @@ fn tokenizer_files(preset: Preset) -> Vec<(&'static str, String)> {
 
 /// Writes a synthetic checkpoint to `out` (refusing an existing one unless `force`); `progress`
 /// receives tensor bytes as they are written.
-pub fn synth(out: &Path, opts: &SynthOptions, force: bool, progress: &mut dyn FnMut(u64)) -> Result<SynthSummary> {
+pub fn synth(
+    out: &Path,
+    opts: &SynthOptions,
+    force: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<SynthSummary> {
     let config_json = preset_config(opts.preset, opts.layers);
-    let cfg = Config::from_hf_json(&config_json).map_err(|e| ConvertError::config(out.join("config.json"), e))?;
-    let max = opts.max_shard_bytes.unwrap_or(if opts.preset == Preset::Tiny { 1_000_000 } else { 4_800_000_000 });
+    let cfg = Config::from_hf_json(&config_json)
+        .map_err(|e| ConvertError::config(out.join("config.json"), e))?;
+    let max = opts
+        .max_shard_bytes
+        .unwrap_or(if opts.preset == Preset::Tiny {
+            1_000_000
+        } else {
+            4_800_000_000
+        });
     let staged = Staged::create(out, true, force)?;
     let dir = staged.path().to_path_buf();
-    write_file(&dir.join("config.json"), serde_json::to_string_pretty(&config_json).expect("json"))?;
+    write_file(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&config_json).expect("json"),
+    )?;
     let ids = &cfg.token_ids;
     let gen_cfg = json!({
         "bos_token_id": if opts.preset == Preset::Tiny { 482 } else { 199998 },
@@ -448,11 +603,15 @@ pub fn synth(out: &Path, opts: &SynthOptions, force: bool, progress: &mut dyn Fn
         "pad_token_id": ids.pad,
         "transformers_version": "4.55.0"
     });
-    write_file(&dir.join("generation_config.json"), serde_json::to_string_pretty(&gen_cfg).expect("json"))?;
+    write_file(
+        &dir.join("generation_config.json"),
+        serde_json::to_string_pretty(&gen_cfg).expect("json"),
+    )?;
     for (name, text) in tokenizer_files(opts.preset) {
         write_file(&dir.join(name), text)?;
     }
-    let (tensor_bytes, tensors, shards) = write_tensors(&dir, Layout::Release, &cfg, opts.seed, max, progress)?;
+    let (tensor_bytes, tensors, shards) =
+        write_tensors(&dir, Layout::Release, &cfg, opts.seed, max, progress)?;
     if opts.original {
         let odir = dir.join("original");
         std::fs::create_dir(&odir).map_err(|e| ConvertError::io(&odir, e))?;
@@ -460,13 +619,27 @@ pub fn synth(out: &Path, opts: &SynthOptions, force: bool, progress: &mut dyn Fn
         let dtypes: serde_json::Map<String, Value> = names::expected(Layout::Original, &cfg)
             .iter()
             .map(|e| {
-                let d = if e.name.ends_with(".blocks") { "FP4" } else if e.name.ends_with(".scales") { "UE8" } else { "BF16" };
+                let d = if e.name.ends_with(".blocks") {
+                    "FP4"
+                } else if e.name.ends_with(".scales") {
+                    "UE8"
+                } else {
+                    "BF16"
+                };
                 (e.name.clone(), Value::String(d.into()))
             })
             .collect();
-        write_file(&odir.join("dtypes.json"), serde_json::to_string_pretty(&Value::Object(dtypes)).expect("json"))?;
+        write_file(
+            &odir.join("dtypes.json"),
+            serde_json::to_string_pretty(&Value::Object(dtypes)).expect("json"),
+        )?;
         write_tensors(&odir, Layout::Original, &cfg, opts.seed, u64::MAX, progress)?;
     }
     let dir = staged.commit()?;
-    Ok(SynthSummary { dir, tensor_bytes, tensors, shards })
+    Ok(SynthSummary {
+        dir,
+        tensor_bytes,
+        tensors,
+        shards,
+    })
 }

@@ -80,7 +80,11 @@ pub fn f32_to_bf16_bits_branchless(x: f32) -> u16 {
     let b = x.to_bits();
     let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
     let nan = ((b >> 16) as u16) | 0x40;
-    if b & 0x7fff_ffff > 0x7f80_0000 { nan } else { rounded }
+    if b & 0x7fff_ffff > 0x7f80_0000 {
+        nan
+    } else {
+        rounded
+    }
 }
 
 /// Encodes f32 values as little-endian f16 bytes (`out.len() == 2 * xs.len()`).
@@ -121,7 +125,14 @@ pub fn rounding_errors(exact: &[f32], stored: &[f32]) -> (u64, f32) {
         n += k as u64;
         worst = worst.max(w);
     }
-    (n, if worst > f32::INFINITY.to_bits() { f32::INFINITY } else { f32::from_bits(worst) })
+    (
+        n,
+        if worst > f32::INFINITY.to_bits() {
+            f32::INFINITY
+        } else {
+            f32::from_bits(worst)
+        },
+    )
 }
 
 /// Encodes `xs` as little-endian f16 (`f16 == true`) or bf16 bytes into `out` (two bytes a
@@ -164,13 +175,18 @@ pub fn is_exact_in_bf16(x: f32) -> bool {
 /// True when every value of `xs` is finite (no NaN, no ±Inf); branch-free within steps so it
 /// vectorizes.
 pub fn all_finite(xs: &[f32]) -> bool {
-    xs.chunks(STEP).all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()))
+    xs.chunks(STEP)
+        .all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()))
 }
 
 /// True when no value of the little-endian BF16 `bytes` is NaN or ±Inf (the values whose
 /// eight exponent bits are all ones), decided on the bits without decoding.
 pub fn bf16_bytes_all_finite(bytes: &[u8]) -> bool {
-    bytes.chunks(2 * STEP).all(|c| c.chunks_exact(2).fold(true, |ok, b| ok & (u16::from_le_bytes([b[0], b[1]]) & 0x7f80 != 0x7f80)))
+    bytes.chunks(2 * STEP).all(|c| {
+        c.chunks_exact(2).fold(true, |ok, b| {
+            ok & (u16::from_le_bytes([b[0], b[1]]) & 0x7f80 != 0x7f80)
+        })
+    })
 }
 
 #[cfg(test)]
@@ -181,13 +197,37 @@ mod tests {
     /// overflow, infinities and NaNs of both signs, plus a sweep of the f32 exponent range.
     fn edge_values() -> Vec<f32> {
         let mut xs = vec![
-            0.0, -0.0, 1.0, -1.0, 65504.0, 65520.0, 65536.0, -70000.0, 1e-8, -6e-8, 2f32.powi(-24), 2f32.powi(-25), 2f32.powi(-14),
-            1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0, 1.0 + 1.0 / 256.0, f32::MIN_POSITIVE, f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY,
-            f32::NAN, -f32::NAN, f32::from_bits(0x7f80_0001), f32::from_bits(0xffc0_1234),
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            65504.0,
+            65520.0,
+            65536.0,
+            -70000.0,
+            1e-8,
+            -6e-8,
+            2f32.powi(-24),
+            2f32.powi(-25),
+            2f32.powi(-14),
+            1.0 + 1.0 / 2048.0,
+            1.0 + 3.0 / 2048.0,
+            1.0 + 1.0 / 256.0,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7f80_0001),
+            f32::from_bits(0xffc0_1234),
         ];
         let mut s = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20000 {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             xs.push(f32::from_bits((s >> 32) as u32));
         }
         xs
@@ -196,10 +236,24 @@ mod tests {
     #[test]
     fn branchless_bf16_rounding_equals_half_on_a_sweep_of_bit_patterns() {
         let mut bits: Vec<u32> = (0..=u32::MAX).step_by(4093).collect();
-        bits.extend([0x7f7f_ffff, 0xff7f_ffff, 0x7f80_0000, 0x7f80_0001, 0xffff_ffff, 0x3f80_8000, 0x3f81_8000, 0x0000_8000, 0x8000_8001]);
+        bits.extend([
+            0x7f7f_ffff,
+            0xff7f_ffff,
+            0x7f80_0000,
+            0x7f80_0001,
+            0xffff_ffff,
+            0x3f80_8000,
+            0x3f81_8000,
+            0x0000_8000,
+            0x8000_8001,
+        ]);
         for b in bits {
             let x = f32::from_bits(b);
-            assert_eq!(f32_to_bf16_bits_branchless(x), f32_to_bf16_bits(x), "{b:#010x}");
+            assert_eq!(
+                f32_to_bf16_bits_branchless(x),
+                f32_to_bf16_bits(x),
+                "{b:#010x}"
+            );
         }
     }
 
@@ -209,12 +263,19 @@ mod tests {
         let mut out = vec![0u8; 2 * xs.len()];
         f32_row_to_f16(&xs, &mut out);
         for (x, o) in xs.iter().zip(out.chunks_exact(2)) {
-            assert_eq!(u16::from_le_bytes([o[0], o[1]]), f32_to_f16_bits(*x), "{x:e}");
+            assert_eq!(
+                u16::from_le_bytes([o[0], o[1]]),
+                f32_to_f16_bits(*x),
+                "{x:e}"
+            );
         }
         let mut back = vec![0f32; xs.len()];
         f16_row_to_f32(&out, &mut back);
         for (y, o) in back.iter().zip(out.chunks_exact(2)) {
-            assert_eq!(y.to_bits(), f16_bits_to_f32(u16::from_le_bytes([o[0], o[1]])).to_bits());
+            assert_eq!(
+                y.to_bits(),
+                f16_bits_to_f32(u16::from_le_bytes([o[0], o[1]])).to_bits()
+            );
         }
     }
 
@@ -227,18 +288,39 @@ mod tests {
             let (mut want_n, mut want_err) = (0u64, 0f32);
             for (x, o) in xs.iter().zip(out.chunks_exact(2)) {
                 let bits = u16::from_le_bytes([o[0], o[1]]);
-                let (exact, y) = if f16 { (is_exact_in_f16(*x), f16_bits_to_f32(bits)) } else { (is_exact_in_bf16(*x), bf16_bits_to_f32(bits)) };
-                assert_eq!(bits, if f16 { f32_to_f16_bits(*x) } else { f32_to_bf16_bits(*x) });
+                let (exact, y) = if f16 {
+                    (is_exact_in_f16(*x), f16_bits_to_f32(bits))
+                } else {
+                    (is_exact_in_bf16(*x), bf16_bits_to_f32(bits))
+                };
+                assert_eq!(
+                    bits,
+                    if f16 {
+                        f32_to_f16_bits(*x)
+                    } else {
+                        f32_to_bf16_bits(*x)
+                    }
+                );
                 if !exact {
                     want_n += 1;
                     let d = (x - y).abs();
-                    want_err = if d.is_nan() { f32::INFINITY } else { want_err.max(d) };
+                    want_err = if d.is_nan() {
+                        f32::INFINITY
+                    } else {
+                        want_err.max(d)
+                    };
                 }
             }
             assert_eq!((n, err), (want_n, want_err), "f16 = {f16}");
-            assert!(n > 0 && err == f32::INFINITY, "overflow to inf counts as an infinite change");
+            assert!(
+                n > 0 && err == f32::INFINITY,
+                "overflow to inf counts as an infinite change"
+            );
         }
-        assert_eq!(rounding_errors(&[1.0, f32::NAN], &[1.0, f32::NAN]), (0, 0.0));
+        assert_eq!(
+            rounding_errors(&[1.0, f32::NAN], &[1.0, f32::NAN]),
+            (0, 0.0)
+        );
         assert_eq!(rounding_errors(&[1.0, 2.0], &[1.5, 2.0]), (1, 0.5));
     }
 
@@ -246,7 +328,11 @@ mod tests {
     fn bf16_finite_check_agrees_with_decoding_on_every_bit_pattern() {
         for bits in 0u16..=0xFFFF {
             let finite = bf16_bits_to_f32(bits).is_finite();
-            assert_eq!(bf16_bytes_all_finite(&bits.to_le_bytes()), finite, "{bits:#06x}");
+            assert_eq!(
+                bf16_bytes_all_finite(&bits.to_le_bytes()),
+                finite,
+                "{bits:#06x}"
+            );
         }
         assert!(bf16_bytes_all_finite(&[]));
         let mut xs = vec![1.0f32; 1000];

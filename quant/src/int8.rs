@@ -23,10 +23,21 @@ pub const OFFSET: i32 = 128;
 /// Decodes one row: `packed` holds `out.len()` bytes, `scales_bf16` one little-endian BF16
 /// scale per group of `group` elements.
 pub fn decode_row_bf16_scales(packed: &[u8], scales_bf16: &[u8], group: usize, out: &mut [f32]) {
-    assert!(group > 0 && out.len().is_multiple_of(group), "int8 group must divide the row");
+    assert!(
+        group > 0 && out.len().is_multiple_of(group),
+        "int8 group must divide the row"
+    );
     assert_eq!(packed.len(), out.len(), "int8 packed row bytes");
-    assert_eq!(scales_bf16.len(), 2 * (out.len() / group), "int8 scales bytes");
-    for ((o, q), s) in out.chunks_exact_mut(group).zip(packed.chunks_exact(group)).zip(scales_bf16.chunks_exact(2)) {
+    assert_eq!(
+        scales_bf16.len(),
+        2 * (out.len() / group),
+        "int8 scales bytes"
+    );
+    for ((o, q), s) in out
+        .chunks_exact_mut(group)
+        .zip(packed.chunks_exact(group))
+        .zip(scales_bf16.chunks_exact(2))
+    {
         let scale = bf16_bits_to_f32(u16::from_le_bytes([s[0], s[1]]));
         for (o, &b) in o.iter_mut().zip(q) {
             let v = (b as i32 - OFFSET) as f32 * scale;
@@ -71,16 +82,27 @@ pub fn mxfp4_codes_to_q(blocks: &[u8], out: &mut [u8]) {
 /// `q = clamp(round(x / scale), -127, 127)` (0 for an all-zero group). Writes packed bytes and
 /// BF16 scale bits.
 pub fn quantize_row_absmax(x: &[f32], group: usize, packed: &mut [u8], scales_bf16: &mut [u16]) {
-    assert!(group > 0 && x.len().is_multiple_of(group), "int8 group must divide the row");
+    assert!(
+        group > 0 && x.len().is_multiple_of(group),
+        "int8 group must divide the row"
+    );
     assert_eq!(packed.len(), x.len(), "int8 packed row bytes");
     assert_eq!(scales_bf16.len(), x.len() / group, "int8 scales length");
-    for ((xs, ps), sc) in x.chunks_exact(group).zip(packed.chunks_exact_mut(group)).zip(scales_bf16.iter_mut()) {
+    for ((xs, ps), sc) in x
+        .chunks_exact(group)
+        .zip(packed.chunks_exact_mut(group))
+        .zip(scales_bf16.iter_mut())
+    {
         let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
         let bits = f32_to_bf16_bits(amax / 127.0);
         let scale = bf16_bits_to_f32(bits);
         *sc = bits;
         for (p, &v) in ps.iter_mut().zip(xs) {
-            let q = if scale > 0.0 { (v / scale).round().clamp(-127.0, 127.0) as i32 } else { 0 };
+            let q = if scale > 0.0 {
+                (v / scale).round().clamp(-127.0, 127.0) as i32
+            } else {
+                0
+            };
             *p = (q + OFFSET) as u8;
         }
     }
@@ -105,17 +127,25 @@ mod tests {
 
     #[test]
     fn mxfp4_conversion_is_exact_for_every_scale_but_nan() {
-        let blocks: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(91).wrapping_add(3)).collect();
+        let blocks: Vec<u8> = (0..16u8)
+            .map(|i| i.wrapping_mul(91).wrapping_add(3))
+            .collect();
         // Scale byte 0 included: 2^-127 · v = q · 2^-128, a BF16 subnormal scale, still exact.
         for s in 0..=254u8 {
             let mut want = [0f32; 32];
             mxfp4::decode_block(&blocks, s, &mut want);
-            assert!(want.iter().any(|&v| v != 0.0), "scale byte {s}: a block of zeros proves nothing");
+            assert!(
+                want.iter().any(|&v| v != 0.0),
+                "scale byte {s}: a block of zeros proves nothing"
+            );
             let mut packed = [0u8; 32];
             let bits = from_mxfp4_block(&blocks, s, &mut packed).unwrap();
             let mut got = [0f32; 32];
             decode_row_bf16_scales(&packed, &bits.to_le_bytes(), 32, &mut got);
-            assert_eq!(got, want, "scale byte {s} (values; MXFP4 code 8 is -0, int8 has only +0)");
+            assert_eq!(
+                got, want,
+                "scale byte {s} (values; MXFP4 code 8 is -0, int8 has only +0)"
+            );
         }
         let mut packed = [0u8; 32];
         assert!(from_mxfp4_block(&blocks, 255, &mut packed).is_none());
@@ -123,7 +153,15 @@ mod tests {
 
     #[test]
     fn absmax_round_trip_and_zero_group() {
-        let x: Vec<f32> = (0..64).map(|i| if i < 32 { 0.0 } else { (i as f32 - 47.5) * 0.01 }).collect();
+        let x: Vec<f32> = (0..64)
+            .map(|i| {
+                if i < 32 {
+                    0.0
+                } else {
+                    (i as f32 - 47.5) * 0.01
+                }
+            })
+            .collect();
         let mut packed = vec![0u8; 64];
         let mut scales = vec![0u16; 2];
         quantize_row_absmax(&x, 32, &mut packed, &mut scales);

@@ -86,11 +86,19 @@ pub fn decode_block(block: &[u8], scale: u8, out: &mut [f32]) {
 /// Decodes one row of release-layout MXFP4: `blocks` holds `out.len() / 32` blocks of 16
 /// bytes and `scales` one byte per block.
 pub fn decode_row(blocks: &[u8], scales: &[u8], out: &mut [f32]) {
-    assert_eq!(out.len() % BLOCK, 0, "MXFP4 row length must be a multiple of 32");
+    assert_eq!(
+        out.len() % BLOCK,
+        0,
+        "MXFP4 row length must be a multiple of 32"
+    );
     let n = out.len() / BLOCK;
     assert_eq!(blocks.len(), n * BLOCK_BYTES, "MXFP4 blocks length");
     assert_eq!(scales.len(), n, "MXFP4 scales length");
-    for ((o, b), &s) in out.chunks_exact_mut(BLOCK).zip(blocks.chunks_exact(BLOCK_BYTES)).zip(scales) {
+    for ((o, b), &s) in out
+        .chunks_exact_mut(BLOCK)
+        .zip(blocks.chunks_exact(BLOCK_BYTES))
+        .zip(scales)
+    {
         decode_block(b, s, o);
     }
 }
@@ -111,9 +119,20 @@ pub fn decode_ggml_block(block: &[u8], out: &mut [f32]) {
 
 /// Decodes one row of ggml MXFP4 blocks (`data.len() == out.len() / 32 * 17`).
 pub fn decode_ggml_row(data: &[u8], out: &mut [f32]) {
-    assert_eq!(out.len() % BLOCK, 0, "MXFP4 row length must be a multiple of 32");
-    assert_eq!(data.len(), out.len() / BLOCK * GGML_BLOCK_BYTES, "ggml MXFP4 row bytes");
-    for (o, b) in out.chunks_exact_mut(BLOCK).zip(data.chunks_exact(GGML_BLOCK_BYTES)) {
+    assert_eq!(
+        out.len() % BLOCK,
+        0,
+        "MXFP4 row length must be a multiple of 32"
+    );
+    assert_eq!(
+        data.len(),
+        out.len() / BLOCK * GGML_BLOCK_BYTES,
+        "ggml MXFP4 row bytes"
+    );
+    for (o, b) in out
+        .chunks_exact_mut(BLOCK)
+        .zip(data.chunks_exact(GGML_BLOCK_BYTES))
+    {
         decode_ggml_block(b, o);
     }
 }
@@ -225,7 +244,9 @@ mod tests {
 
     #[test]
     fn all_sixteen_codes_decode_exactly() {
-        let expect = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0];
+        let expect = [
+            0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
+        ];
         for code in 0..16u8 {
             let block = [code | (code << 4); 16];
             let mut out = [0f32; 32];
@@ -241,8 +262,15 @@ mod tests {
     fn encoder_rounds_like_triton_round_up() {
         // spec/gpt-oss.md §4.3, with amax = 6 so that d' = 1 and q = x.
         let cases = [
-            (0.25, 0.0), (0.26, 0.5), (0.75, 1.0), (1.25, 1.0), (1.75, 2.0),
-            (2.5, 2.0), (3.5, 4.0), (5.0, 4.0), (5.1, 6.0),
+            (0.25, 0.0),
+            (0.26, 0.5),
+            (0.75, 1.0),
+            (1.25, 1.0),
+            (1.75, 2.0),
+            (2.5, 2.0),
+            (3.5, 4.0),
+            (5.0, 4.0),
+            (5.1, 6.0),
         ];
         for (x, want) in cases {
             let mut v = [0f32; 32];
@@ -274,7 +302,11 @@ mod tests {
         };
         for i in 0..=1400 {
             let q = i as f32 * 0.005;
-            for q in [q, f32::from_bits(q.to_bits().saturating_sub(1)), f32::from_bits(q.to_bits() + 1)] {
+            for q in [
+                q,
+                f32::from_bits(q.to_bits().saturating_sub(1)),
+                f32::from_bits(q.to_bits() + 1),
+            ] {
                 assert_eq!(e2m1_magnitude_code(q), nearest_even(q), "{q}");
             }
         }
@@ -282,7 +314,13 @@ mod tests {
 
     #[test]
     fn encoder_scale_is_ceil_log2_of_amax_over_6() {
-        for (amax, scale) in [(6.0f32, 127u8), (6.1, 128), (12.0, 128), (3.0, 126), (0.046875, 120)] {
+        for (amax, scale) in [
+            (6.0f32, 127u8),
+            (6.1, 128),
+            (12.0, 128),
+            (3.0, 126),
+            (0.046875, 120),
+        ] {
             let mut v = [0f32; 32];
             v[5] = -amax;
             assert_eq!(encode_block(&v).1, scale, "amax {amax}");
@@ -305,7 +343,9 @@ mod tests {
         for _ in 0..200 {
             let mut v = [0f32; 32];
             for x in v.iter_mut() {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 *x = ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.3;
             }
             let (block, scale) = encode_block(&v);
@@ -327,9 +367,18 @@ mod tests {
     /// spec/gguf.md §4.2 worked example: the block whose elements are `k mod 16`.
     #[test]
     fn ggml_repack_worked_example() {
-        let hf = [0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe];
+        let hf = [
+            0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba,
+            0xdc, 0xfe,
+        ];
         let qs = repack_to_ggml(&hf);
-        assert_eq!(qs, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
+        assert_eq!(
+            qs,
+            [
+                0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+                0xee, 0xff
+            ]
+        );
         assert_eq!(repack_from_ggml(&qs), hf);
     }
 

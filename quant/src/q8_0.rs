@@ -35,9 +35,20 @@ pub fn decode_block(block: &[u8], out: &mut [f32]) {
 
 /// Decodes a row of blocks (`data.len() == out.len() / 32 * 34`).
 pub fn decode_row(data: &[u8], out: &mut [f32]) {
-    assert_eq!(out.len() % BLOCK, 0, "Q8_0 row length must be a multiple of 32");
-    assert_eq!(data.len(), out.len() / BLOCK * BLOCK_BYTES, "Q8_0 row bytes");
-    for (o, b) in out.chunks_exact_mut(BLOCK).zip(data.chunks_exact(BLOCK_BYTES)) {
+    assert_eq!(
+        out.len() % BLOCK,
+        0,
+        "Q8_0 row length must be a multiple of 32"
+    );
+    assert_eq!(
+        data.len(),
+        out.len() / BLOCK * BLOCK_BYTES,
+        "Q8_0 row bytes"
+    );
+    for (o, b) in out
+        .chunks_exact_mut(BLOCK)
+        .zip(data.chunks_exact(BLOCK_BYTES))
+    {
         decode_block(b, o);
     }
 }
@@ -58,7 +69,11 @@ pub fn quantize_block_ref(x: &[f32], out: &mut [u8]) {
 
 /// Quantizes a row with [`quantize_block_ref`].
 pub fn quantize_row_ref(x: &[f32], out: &mut [u8]) {
-    assert_eq!(x.len() % BLOCK, 0, "Q8_0 row length must be a multiple of 32");
+    assert_eq!(
+        x.len() % BLOCK,
+        0,
+        "Q8_0 row length must be a multiple of 32"
+    );
     assert_eq!(out.len(), x.len() / BLOCK * BLOCK_BYTES, "Q8_0 row bytes");
     for (b, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
         quantize_block_ref(b, o);
@@ -131,7 +146,9 @@ mod tests {
 
     #[test]
     fn mxfp4_conversion_is_exact_inside_the_f16_scale_range() {
-        let blocks: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(53).wrapping_add(7)).collect();
+        let blocks: Vec<u8> = (0..16u8)
+            .map(|i| i.wrapping_mul(53).wrapping_add(7))
+            .collect();
         for s in 0..=254u8 {
             let mut want = [0f32; 32];
             mxfp4::decode_block(&blocks, s, &mut want);
@@ -148,7 +165,9 @@ mod tests {
 
     #[test]
     fn rows_round_trip_within_half_a_step() {
-        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.013).collect();
+        let x: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.013)
+            .collect();
         let mut q = vec![0u8; 68];
         quantize_row_ref(&x, &mut q);
         let mut back = vec![0f32; 64];

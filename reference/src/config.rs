@@ -146,22 +146,35 @@ impl<'a> Obj<'a> {
         format!("{}{k}", self.prefix)
     }
     fn get(&self, k: &str) -> Result<&'a Value, ConfigError> {
-        self.map.get(k).ok_or_else(|| ConfigError::Missing(self.key(k)))
+        self.map
+            .get(k)
+            .ok_or_else(|| ConfigError::Missing(self.key(k)))
     }
     fn invalid(&self, k: &str, expected: &str, v: &Value) -> ConfigError {
-        ConfigError::Invalid { key: self.key(k), expected: expected.into(), found: v.to_string() }
+        ConfigError::Invalid {
+            key: self.key(k),
+            expected: expected.into(),
+            found: v.to_string(),
+        }
     }
     fn usize_in(&self, k: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
         let v = self.get(k)?;
         let n = v.as_u64().filter(|&n| n >= min as u64 && n <= max as u64);
-        n.map(|n| n as usize).ok_or_else(|| self.invalid(k, &format!("an integer in {min}..={max}"), v))
+        n.map(|n| n as usize)
+            .ok_or_else(|| self.invalid(k, &format!("an integer in {min}..={max}"), v))
     }
     fn f64(&self, k: &str) -> Result<f64, ConfigError> {
         let v = self.get(k)?;
-        v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| self.invalid(k, "a finite number", v))
+        v.as_f64()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| self.invalid(k, "a finite number", v))
     }
     fn opt_f64(&self, k: &str) -> Result<Option<f64>, ConfigError> {
-        if self.map.get(k).is_none_or(Value::is_null) { Ok(None) } else { self.f64(k).map(Some) }
+        if self.map.get(k).is_none_or(Value::is_null) {
+            Ok(None)
+        } else {
+            self.f64(k).map(Some)
+        }
     }
     fn opt_bool(&self, k: &str) -> Result<Option<bool>, ConfigError> {
         match self.map.get(k) {
@@ -178,13 +191,20 @@ impl<'a> Obj<'a> {
         }
     }
     fn token_ids(&self, k: &str) -> Result<Vec<u32>, ConfigError> {
-        let as_id = |v: &Value| v.as_u64().filter(|&n| n <= u32::MAX as u64).map(|n| n as u32);
+        let as_id = |v: &Value| {
+            v.as_u64()
+                .filter(|&n| n <= u32::MAX as u64)
+                .map(|n| n as u32)
+        };
         match self.map.get(k) {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) => {
-                a.iter().map(|v| as_id(v).ok_or_else(|| self.invalid(k, "token ids", v))).collect()
-            }
-            Some(v) => as_id(v).map(|id| vec![id]).ok_or_else(|| self.invalid(k, "a token id", v)),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| as_id(v).ok_or_else(|| self.invalid(k, "token ids", v)))
+                .collect(),
+            Some(v) => as_id(v)
+                .map(|id| vec![id])
+                .ok_or_else(|| self.invalid(k, "a token id", v)),
         }
     }
 }
@@ -192,7 +212,10 @@ impl<'a> Obj<'a> {
 fn object<'a>(v: &'a Value, prefix: &'a str) -> Result<Obj<'a>, ConfigError> {
     match v {
         Value::Object(map) => Ok(Obj { map, prefix }),
-        other => Err(ConfigError::NotJson(format!("expected an object, found {}", kind(other)))),
+        other => Err(ConfigError::NotJson(format!(
+            "expected an object, found {}",
+            kind(other)
+        ))),
     }
 }
 
@@ -208,19 +231,32 @@ fn kind(v: &Value) -> &'static str {
 }
 
 fn unsupported(key: &str, value: impl ToString, why: &str) -> ConfigError {
-    ConfigError::Unsupported { key: key.into(), value: value.to_string(), why: why.into() }
+    ConfigError::Unsupported {
+        key: key.into(),
+        value: value.to_string(),
+        why: why.into(),
+    }
 }
 
 /// transformers' default pattern for gpt-oss: layer i slides iff i is even.
 fn default_layer_types(n: usize) -> Vec<LayerType> {
-    (0..n).map(|i| if i % 2 == 0 { LayerType::Sliding } else { LayerType::Full }).collect()
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                LayerType::Sliding
+            } else {
+                LayerType::Full
+            }
+        })
+        .collect()
 }
 
 impl Config {
     /// Parses the text of a config file in either format, deciding the format from its keys
     /// (`model_type` → HF; `num_experts` without `model_type` → original).
     pub fn from_json_str(text: &str) -> Result<Config, ConfigError> {
-        let v: Value = serde_json::from_str(text).map_err(|e| ConfigError::NotJson(e.to_string()))?;
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::NotJson(e.to_string()))?;
         let o = object(&v, "")?;
         if o.map.contains_key("model_type") || !o.map.contains_key("num_experts") {
             Config::from_hf_json(&v)
@@ -234,14 +270,28 @@ impl Config {
         let o = object(v, "")?;
         match o.opt_str("model_type")? {
             Some("gpt_oss") => {}
-            Some(other) => return Err(unsupported("model_type", other, "only gpt_oss is implemented")),
+            Some(other) => {
+                return Err(unsupported(
+                    "model_type",
+                    other,
+                    "only gpt_oss is implemented",
+                ));
+            }
             None => return Err(ConfigError::Missing("model_type".into())),
         }
         if o.opt_bool("tie_word_embeddings")? == Some(true) {
-            return Err(unsupported("tie_word_embeddings", true, "gpt-oss has a separate lm_head"));
+            return Err(unsupported(
+                "tie_word_embeddings",
+                true,
+                "gpt-oss has a separate lm_head",
+            ));
         }
         if o.opt_bool("attention_bias")? == Some(false) {
-            return Err(unsupported("attention_bias", false, "gpt-oss attention has q/k/v/o biases"));
+            return Err(unsupported(
+                "attention_bias",
+                false,
+                "gpt-oss attention has q/k/v/o biases",
+            ));
         }
         let layers = o.usize_in("num_hidden_layers", 1, caps::LAYERS)?;
         let layer_types = match o.map.get("layer_types") {
@@ -252,7 +302,11 @@ impl Config {
                     .map(|t| match t.as_str() {
                         Some("sliding_attention") => Ok(LayerType::Sliding),
                         Some("full_attention") => Ok(LayerType::Full),
-                        _ => Err(unsupported("layer_types", t, "expected sliding_attention or full_attention")),
+                        _ => Err(unsupported(
+                            "layer_types",
+                            t,
+                            "expected sliding_attention or full_attention",
+                        )),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 if parsed.len() != layers {
@@ -311,25 +365,44 @@ impl Config {
 
     fn yarn(r: &Obj<'_>, rope_key: &str) -> Result<Yarn, ConfigError> {
         const KNOWN: [&str; 9] = [
-            "rope_type", "type", "factor", "beta_fast", "beta_slow",
-            "original_max_position_embeddings", "truncate", "attention_factor", "rope_theta",
+            "rope_type",
+            "type",
+            "factor",
+            "beta_fast",
+            "beta_slow",
+            "original_max_position_embeddings",
+            "truncate",
+            "attention_factor",
+            "rope_theta",
         ];
         let rope_type = r.opt_str("rope_type")?.or(r.opt_str("type")?);
         match rope_type {
             Some("yarn") => {}
             Some(other) => {
-                return Err(unsupported(&r.key("rope_type"), other, "gpt-oss uses yarn; nothing else is implemented"));
+                return Err(unsupported(
+                    &r.key("rope_type"),
+                    other,
+                    "gpt-oss uses yarn; nothing else is implemented",
+                ));
             }
             None => return Err(ConfigError::Missing(r.key("rope_type"))),
         }
         if let Some(k) = r.map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(unsupported(&format!("{rope_key}.{k}"), &r.map[k], "this yarn parameter is not implemented"));
+            return Err(unsupported(
+                &format!("{rope_key}.{k}"),
+                &r.map[k],
+                "this yarn parameter is not implemented",
+            ));
         }
         let y = Yarn {
             factor: r.f64("factor")?,
             beta_fast: r.f64("beta_fast")?,
             beta_slow: r.f64("beta_slow")?,
-            original_max_position_embeddings: r.usize_in("original_max_position_embeddings", 1, caps::CONTEXT)?,
+            original_max_position_embeddings: r.usize_in(
+                "original_max_position_embeddings",
+                1,
+                caps::CONTEXT,
+            )?,
             truncate: r.opt_bool("truncate")?.unwrap_or(true),
             attention_factor: r.opt_f64("attention_factor")?,
         };
@@ -337,7 +410,11 @@ impl Config {
             return Err(r.invalid("factor", "a number >= 1", &r.map["factor"]));
         }
         if y.beta_fast <= 0.0 || y.beta_slow <= 0.0 {
-            return Err(unsupported(&r.key("beta_fast"), y.beta_fast, "beta_fast and beta_slow must be positive"));
+            return Err(unsupported(
+                &r.key("beta_fast"),
+                y.beta_fast,
+                "beta_fast and beta_slow must be positive",
+            ));
         }
         Ok(y)
     }
@@ -349,7 +426,11 @@ impl Config {
         let initial_context = o.usize_in("initial_context_length", 1, caps::CONTEXT)?;
         let factor = o.f64("rope_scaling_factor")?;
         if factor < 1.0 {
-            return Err(o.invalid("rope_scaling_factor", "a number >= 1", &o.map["rope_scaling_factor"]));
+            return Err(o.invalid(
+                "rope_scaling_factor",
+                "a number >= 1",
+                &o.map["rope_scaling_factor"],
+            ));
         }
         let cfg = Config {
             vocab_size: o.usize_in("vocab_size", 1, caps::VOCAB)?,
@@ -387,7 +468,11 @@ impl Config {
     /// Checks the relations between dimensions the forward pass and the codecs rely on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, expected: String, found: String| {
-            Err(ConfigError::Invalid { key: key.into(), expected, found })
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                expected,
+                found,
+            })
         };
         // The caps the JSON readers enforce, again here for every other source of a config
         // (GGUF metadata), so no reader sizes an allocation or an offset from an absurd value.
@@ -396,14 +481,44 @@ impl Config {
             ("hidden_size", self.hidden_size, 1, caps::HIDDEN),
             ("intermediate_size", self.intermediate_size, 1, caps::HIDDEN),
             ("num_hidden_layers", self.num_hidden_layers, 1, caps::LAYERS),
-            ("num_attention_heads", self.num_attention_heads, 1, caps::HEADS),
-            ("num_key_value_heads", self.num_key_value_heads, 1, caps::HEADS),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                1,
+                caps::HEADS,
+            ),
+            (
+                "num_key_value_heads",
+                self.num_key_value_heads,
+                1,
+                caps::HEADS,
+            ),
             ("head_dim", self.head_dim, 2, caps::HEAD_DIM),
-            ("num_local_experts", self.num_local_experts, 1, caps::EXPERTS),
-            ("num_experts_per_tok", self.num_experts_per_tok, 1, caps::EXPERTS),
+            (
+                "num_local_experts",
+                self.num_local_experts,
+                1,
+                caps::EXPERTS,
+            ),
+            (
+                "num_experts_per_tok",
+                self.num_experts_per_tok,
+                1,
+                caps::EXPERTS,
+            ),
             ("sliding_window", self.sliding_window, 1, caps::CONTEXT),
-            ("max_position_embeddings", self.max_position_embeddings, 1, caps::CONTEXT * 1024),
-            ("rope_scaling.original_max_position_embeddings", self.rope_scaling.original_max_position_embeddings, 1, caps::CONTEXT),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1,
+                caps::CONTEXT * 1024,
+            ),
+            (
+                "rope_scaling.original_max_position_embeddings",
+                self.rope_scaling.original_max_position_embeddings,
+                1,
+                caps::CONTEXT,
+            ),
         ];
         for (key, v, min, max) in capped {
             if v < min || v > max {
@@ -411,17 +526,31 @@ impl Config {
             }
         }
         if self.layer_types.len() != self.num_hidden_layers {
-            return bad("layer_types", format!("{} entries (num_hidden_layers)", self.num_hidden_layers), self.layer_types.len().to_string());
+            return bad(
+                "layer_types",
+                format!("{} entries (num_hidden_layers)", self.num_hidden_layers),
+                self.layer_types.len().to_string(),
+            );
         }
-        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return bad(
                 "num_key_value_heads",
-                format!("a divisor of num_attention_heads ({})", self.num_attention_heads),
+                format!(
+                    "a divisor of num_attention_heads ({})",
+                    self.num_attention_heads
+                ),
                 self.num_key_value_heads.to_string(),
             );
         }
         if !self.head_dim.is_multiple_of(2) {
-            return bad("head_dim", "an even number (rope rotates halves)".into(), self.head_dim.to_string());
+            return bad(
+                "head_dim",
+                "an even number (rope rotates halves)".into(),
+                self.head_dim.to_string(),
+            );
         }
         if self.num_experts_per_tok > self.num_local_experts {
             return bad(
@@ -430,19 +559,38 @@ impl Config {
                 self.num_experts_per_tok.to_string(),
             );
         }
-        for (key, v) in [("hidden_size", self.hidden_size), ("intermediate_size", self.intermediate_size)] {
+        for (key, v) in [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+        ] {
             if v % 32 != 0 {
-                return bad(key, "a multiple of 32 (MXFP4 and Q8_0 blocks)".into(), v.to_string());
+                return bad(
+                    key,
+                    "a multiple of 32 (MXFP4 and Q8_0 blocks)".into(),
+                    v.to_string(),
+                );
             }
         }
         if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 {
-            return bad("rms_norm_eps", "a positive number".into(), self.rms_norm_eps.to_string());
+            return bad(
+                "rms_norm_eps",
+                "a positive number".into(),
+                self.rms_norm_eps.to_string(),
+            );
         }
         if self.rope_theta.is_nan() || self.rope_theta <= 1.0 {
-            return bad("rope_theta", "a number > 1".into(), self.rope_theta.to_string());
+            return bad(
+                "rope_theta",
+                "a number > 1".into(),
+                self.rope_theta.to_string(),
+            );
         }
         if self.swiglu_limit.is_nan() || self.swiglu_limit <= 0.0 {
-            return bad("swiglu_limit", "a positive number".into(), self.swiglu_limit.to_string());
+            return bad(
+                "swiglu_limit",
+                "a positive number".into(),
+                self.swiglu_limit.to_string(),
+            );
         }
         Ok(())
     }
@@ -464,8 +612,17 @@ impl Config {
 
     /// Parameter count, the way gguf-py counts it (every element of every tensor).
     pub fn parameter_count(&self) -> u64 {
-        let (h, i, e, v) = (self.hidden_size as u64, self.intermediate_size as u64, self.num_local_experts as u64, self.vocab_size as u64);
-        let (q, kv, nh) = (self.q_dim() as u64, self.kv_dim() as u64, self.num_attention_heads as u64);
+        let (h, i, e, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.num_local_experts as u64,
+            self.vocab_size as u64,
+        );
+        let (q, kv, nh) = (
+            self.q_dim() as u64,
+            self.kv_dim() as u64,
+            self.num_attention_heads as u64,
+        );
         let attn = q * h + q + 2 * (kv * h + kv) + h * q + h + nh;
         let mlp = e * h + e + e * (2 * i * h + 2 * i) + e * (h * i + h);
         let layer = 2 * h + attn + mlp;
@@ -476,7 +633,12 @@ impl Config {
     /// `num_experts_per_tok` experts it routes to, and the unembedding (the embedding is a row
     /// lookup, not a product).
     pub fn active_parameters_per_token(&self) -> u64 {
-        let (h, i, k, e) = (self.hidden_size as u64, self.intermediate_size as u64, self.num_experts_per_tok as u64, self.num_local_experts as u64);
+        let (h, i, k, e) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.num_experts_per_tok as u64,
+            self.num_local_experts as u64,
+        );
         let (q, kv) = (self.q_dim() as u64, self.kv_dim() as u64);
         let layer = q * h + 2 * kv * h + h * q + e * h + k * 3 * i * h;
         self.num_hidden_layers as u64 * layer + self.vocab_size as u64 * h
@@ -520,7 +682,6 @@ pub(crate) mod tests_support {
       "beta_slow":1.0,"factor":32.0,"original_max_position_embeddings":4096,"rope_type":"yarn","truncate":false},
       "rope_theta":150000,"router_aux_loss_coef":0.9,"sliding_window":128,"swiglu_limit":7.0,
       "tie_word_embeddings":false,"transformers_version":"4.55.0.dev0","use_cache":true,"vocab_size":201088}"#;
-
 }
 
 #[cfg(test)]
@@ -570,18 +731,34 @@ mod tests {
         assert!(e.contains("hidden_size") && e.contains("1..=65536"), "{e}");
         let mut c = ok.clone();
         c.num_attention_heads = u32::MAX as usize;
-        assert!(c.validate().unwrap_err().to_string().contains("num_attention_heads"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("num_attention_heads")
+        );
         let mut c = ok.clone();
         c.layer_types.pop();
-        assert!(c.validate().unwrap_err().to_string().contains("layer_types"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("layer_types")
+        );
         let mut c = ok;
         c.rope_scaling.original_max_position_embeddings = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("original_max_position_embeddings"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("original_max_position_embeddings")
+        );
     }
 
     #[test]
     fn parameter_count_of_120b() {
-        let text = GPT_OSS_20B.replace("\"num_hidden_layers\":24", "\"num_hidden_layers\":36")
+        let text = GPT_OSS_20B
+            .replace("\"num_hidden_layers\":24", "\"num_hidden_layers\":36")
             .replace("\"num_local_experts\":32", "\"num_local_experts\":128");
         let v: Value = serde_json::from_str(&text).unwrap();
         let mut v = v;
@@ -593,14 +770,46 @@ mod tests {
     #[test]
     fn unsupported_values_are_errors_not_defaults() {
         let cases = [
-            (r#""rope_type":"yarn""#, r#""rope_type":"linear""#, "rope_type"),
-            (r#""tie_word_embeddings":false"#, r#""tie_word_embeddings":true"#, "tie_word_embeddings"),
-            (r#""truncate":false"#, r#""truncate":false,"mscale":1.0"#, "mscale"),
-            (r#""model_type":"gpt_oss""#, r#""model_type":"llama""#, "model_type"),
-            (r#""hidden_size":2880"#, r#""hidden_size":2881"#, "hidden_size"),
-            (r#""num_key_value_heads":8"#, r#""num_key_value_heads":7"#, "num_key_value_heads"),
-            (r#""sliding_window":128"#, r#""sliding_window":"128""#, "sliding_window"),
-            (r#""vocab_size":201088"#, r#""vocab_size":99999999999"#, "vocab_size"),
+            (
+                r#""rope_type":"yarn""#,
+                r#""rope_type":"linear""#,
+                "rope_type",
+            ),
+            (
+                r#""tie_word_embeddings":false"#,
+                r#""tie_word_embeddings":true"#,
+                "tie_word_embeddings",
+            ),
+            (
+                r#""truncate":false"#,
+                r#""truncate":false,"mscale":1.0"#,
+                "mscale",
+            ),
+            (
+                r#""model_type":"gpt_oss""#,
+                r#""model_type":"llama""#,
+                "model_type",
+            ),
+            (
+                r#""hidden_size":2880"#,
+                r#""hidden_size":2881"#,
+                "hidden_size",
+            ),
+            (
+                r#""num_key_value_heads":8"#,
+                r#""num_key_value_heads":7"#,
+                "num_key_value_heads",
+            ),
+            (
+                r#""sliding_window":128"#,
+                r#""sliding_window":"128""#,
+                "sliding_window",
+            ),
+            (
+                r#""vocab_size":201088"#,
+                r#""vocab_size":99999999999"#,
+                "vocab_size",
+            ),
         ];
         for (from, to, key) in cases {
             let text = GPT_OSS_20B.replace(from, to);
@@ -609,17 +818,36 @@ mod tests {
             assert!(err.contains(key), "{key}: {err}");
         }
         let missing = GPT_OSS_20B.replace(r#""rms_norm_eps":1e-05,"#, "");
-        assert!(matches!(Config::from_json_str(&missing), Err(ConfigError::Missing(k)) if k == "rms_norm_eps"));
-        let short = GPT_OSS_20B.replace(r#""sliding_attention","full_attention"],"#, r#""sliding_attention"],"#);
-        assert!(Config::from_json_str(&short).unwrap_err().to_string().contains("layer_types"));
-        assert!(matches!(Config::from_json_str("{not json"), Err(ConfigError::NotJson(_))));
-        assert!(matches!(Config::from_json_str("[1,2]"), Err(ConfigError::NotJson(_))));
+        assert!(
+            matches!(Config::from_json_str(&missing), Err(ConfigError::Missing(k)) if k == "rms_norm_eps")
+        );
+        let short = GPT_OSS_20B.replace(
+            r#""sliding_attention","full_attention"],"#,
+            r#""sliding_attention"],"#,
+        );
+        assert!(
+            Config::from_json_str(&short)
+                .unwrap_err()
+                .to_string()
+                .contains("layer_types")
+        );
+        assert!(matches!(
+            Config::from_json_str("{not json"),
+            Err(ConfigError::NotJson(_))
+        ));
+        assert!(matches!(
+            Config::from_json_str("[1,2]"),
+            Err(ConfigError::NotJson(_))
+        ));
     }
 
     #[test]
     fn transformers_v5_rope_parameters_are_read() {
         let v5 = GPT_OSS_20B
-            .replace(r#""rope_scaling":{"#, r#""rope_parameters":{"rope_theta":150000,"#)
+            .replace(
+                r#""rope_scaling":{"#,
+                r#""rope_parameters":{"rope_theta":150000,"#,
+            )
             .replace(r#""rope_theta":150000,"router"#, r#""router"#);
         let a = Config::from_json_str(&v5).unwrap();
         assert_eq!(a, Config::from_json_str(GPT_OSS_20B).unwrap());

@@ -11,8 +11,8 @@
 //! outputs, which is what lets `verify` demand a max |Δlogit| of exactly 0 for lossless variants.
 //! [`matmul_naive`] is the plain triple loop the fast path is tested against.
 
-pub use crate::kernel::dot;
 use crate::kernel;
+pub use crate::kernel::dot;
 use crate::tensor::MatRef;
 use rayon::prelude::*;
 
@@ -34,13 +34,15 @@ pub fn matmul(w: &MatRef<'_>, x: &[f32], n_tok: usize, bias: Option<&[f32]>, y: 
     }
     // Output transposed ([rows, n_tok]) so each tile of rows owns a contiguous slab.
     let mut yt = vec![0f32; rows * n_tok];
-    yt.par_chunks_mut(TILE_ROWS * n_tok).enumerate().for_each_init(Vec::new, |tile: &mut Vec<f32>, (ci, slab)| {
-        let r0 = ci * TILE_ROWS;
-        let n_rows = slab.len() / n_tok;
-        tile.resize(n_rows * cols, 0.0);
-        w.dequant_rows(r0, tile);
-        kernel::rows_by_tokens(tile, x, cols, slab);
-    });
+    yt.par_chunks_mut(TILE_ROWS * n_tok)
+        .enumerate()
+        .for_each_init(Vec::new, |tile: &mut Vec<f32>, (ci, slab)| {
+            let r0 = ci * TILE_ROWS;
+            let n_rows = slab.len() / n_tok;
+            tile.resize(n_rows * cols, 0.0);
+            w.dequant_rows(r0, tile);
+            kernel::rows_by_tokens(tile, x, cols, slab);
+        });
     for t in 0..n_tok {
         let yrow = &mut y[t * rows..(t + 1) * rows];
         for (o, v) in yrow.iter_mut().enumerate() {
@@ -95,7 +97,10 @@ mod tests {
     #[test]
     fn outputs_do_not_depend_on_layout_batch_or_threads() {
         let (rows, cols) = (24, 96);
-        let wf: Vec<f32> = pseudo(rows * cols, 7).iter().map(|v| float::bf16_bits_to_f32(float::f32_to_bf16_bits(*v))).collect();
+        let wf: Vec<f32> = pseudo(rows * cols, 7)
+            .iter()
+            .map(|v| float::bf16_bits_to_f32(float::f32_to_bf16_bits(*v)))
+            .collect();
         let mut row_major = vec![0u8; rows * cols * 2];
         float::f32_row_to_bf16(&wf, &mut row_major);
         // The same values stored in-major ([cols, rows]), as transformers stores experts.
@@ -108,12 +113,25 @@ mod tests {
         let mut in_major = vec![0u8; rows * cols * 4];
         float::f32_row_to_le(&t, &mut in_major);
         let a = MatRef::dense(DenseType::BF16, &row_major, rows, cols).unwrap();
-        let b = MatRef::new(rows, cols, Encoding::Dense { dtype: DenseType::F32, data: &in_major, row_stride: 1, col_stride: rows }).unwrap();
+        let b = MatRef::new(
+            rows,
+            cols,
+            Encoding::Dense {
+                dtype: DenseType::F32,
+                data: &in_major,
+                row_stride: 1,
+                col_stride: rows,
+            },
+        )
+        .unwrap();
         let x = pseudo(7 * cols, 9);
         let mut ya = vec![0f32; 7 * rows];
         let mut yb = vec![0f32; 7 * rows];
         matmul(&a, &x, 7, None, &mut ya);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         pool.install(|| matmul(&b, &x, 7, None, &mut yb));
         assert_eq!(ya, yb);
         // Token 5 alone gives the same bits as inside the batch.

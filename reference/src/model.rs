@@ -73,20 +73,20 @@ struct Expert<'a> {
 
 /// One decoder layer's weights. Shapes as in [`WeightId::shape`].
 struct Layer<'a> {
-    attn_norm: Vec<f32>,            // [H]
-    q: MatRef<'a>,                  // [q_dim, H]
-    q_bias: Vec<f32>,               // [q_dim]
-    k: MatRef<'a>,                  // [kv_dim, H]
-    k_bias: Vec<f32>,               // [kv_dim]
-    v: MatRef<'a>,                  // [kv_dim, H]
-    v_bias: Vec<f32>,               // [kv_dim]
-    o: MatRef<'a>,                  // [H, q_dim]
-    o_bias: Vec<f32>,               // [H]
-    sinks: Vec<f32>,                // [heads]
-    mlp_norm: Vec<f32>,             // [H]
-    router: MatRef<'a>,             // [E, H]
-    router_bias: Vec<f32>,          // [E]
-    experts: Vec<Expert<'a>>,       // E
+    attn_norm: Vec<f32>,      // [H]
+    q: MatRef<'a>,            // [q_dim, H]
+    q_bias: Vec<f32>,         // [q_dim]
+    k: MatRef<'a>,            // [kv_dim, H]
+    k_bias: Vec<f32>,         // [kv_dim]
+    v: MatRef<'a>,            // [kv_dim, H]
+    v_bias: Vec<f32>,         // [kv_dim]
+    o: MatRef<'a>,            // [H, q_dim]
+    o_bias: Vec<f32>,         // [H]
+    sinks: Vec<f32>,          // [heads]
+    mlp_norm: Vec<f32>,       // [H]
+    router: MatRef<'a>,       // [E, H]
+    router_bias: Vec<f32>,    // [E]
+    experts: Vec<Expert<'a>>, // E
     window: Option<usize>,
 }
 
@@ -128,11 +128,17 @@ impl<'a> Model<'a> {
     pub fn new(source: &'a dyn WeightSource) -> Result<Model<'a>, ReferenceError> {
         let cfg = source.config().clone();
         let get = |id: WeightId| -> Result<MatRef<'a>, ReferenceError> {
-            let m = source.weight(id).map_err(|source| ReferenceError::Source { weight: id, source })?;
+            let m = source
+                .weight(id)
+                .map_err(|source| ReferenceError::Source { weight: id, source })?;
             let expected = id.shape(&cfg);
             let found = (m.rows(), m.cols());
             if found != expected {
-                return Err(ReferenceError::Shape { weight: id, expected, found });
+                return Err(ReferenceError::Shape {
+                    weight: id,
+                    expected,
+                    found,
+                });
             }
             Ok(m)
         };
@@ -198,7 +204,11 @@ impl<'a> Model<'a> {
     /// An empty KV cache for this model.
     pub fn new_cache(&self) -> KvCache {
         let n = self.cfg.num_hidden_layers;
-        KvCache { k: vec![Vec::new(); n], v: vec![Vec::new(); n], len: 0 }
+        KvCache {
+            k: vec![Vec::new(); n],
+            v: vec![Vec::new(); n],
+            len: 0,
+        }
     }
 
     /// Logits of every position of `tokens`, run from an empty cache: `[tokens.len(), vocab]`.
@@ -220,18 +230,26 @@ impl<'a> Model<'a> {
         let (n, h) = (tokens.len(), cfg.hidden_size);
         for (index, &token) in tokens.iter().enumerate() {
             if token as usize >= cfg.vocab_size {
-                return Err(ReferenceError::Token { index, token, vocab: cfg.vocab_size });
+                return Err(ReferenceError::Token {
+                    index,
+                    token,
+                    vocab: cfg.vocab_size,
+                });
             }
         }
         let positions = cache.len + n;
         if positions > cfg.max_position_embeddings {
-            return Err(ReferenceError::Context { positions, max: cfg.max_position_embeddings });
+            return Err(ReferenceError::Context {
+                positions,
+                max: cfg.max_position_embeddings,
+            });
         }
 
         // Embedding: x_t = Emb[token_t].
         let mut x = vec![0f32; n * h];
         for (t, &token) in tokens.iter().enumerate() {
-            self.embedding.dequant_rows(token as usize, &mut x[t * h..(t + 1) * h]);
+            self.embedding
+                .dequant_rows(token as usize, &mut x[t * h..(t + 1) * h]);
         }
         self.done(WeightId::Embedding);
 
@@ -259,7 +277,13 @@ impl<'a> Model<'a> {
 
     /// `O(attention(RoPE(Q a), RoPE(K a), V a)) + b_o` for the new tokens; appends K and V
     /// to the cache.
-    fn attention_block(&self, l: usize, layer: &Layer<'_>, a: &[f32], cache: &mut KvCache) -> Vec<f32> {
+    fn attention_block(
+        &self,
+        l: usize,
+        layer: &Layer<'_>,
+        a: &[f32],
+        cache: &mut KvCache,
+    ) -> Vec<f32> {
         let cfg = &self.cfg;
         let n = a.len() / cfg.hidden_size;
         let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
@@ -282,10 +306,23 @@ impl<'a> Model<'a> {
             head_dim: cfg.head_dim,
             window: layer.window,
         };
-        ops::attention(&q, &cache.k[l], &cache.v[l], &layer.sinks, pos0, shape, &mut attn);
+        ops::attention(
+            &q,
+            &cache.k[l],
+            &cache.v[l],
+            &layer.sinks,
+            pos0,
+            shape,
+            &mut attn,
+        );
         let mut out = vec![0f32; n * cfg.hidden_size];
         matmul(&layer.o, &attn, n, Some(&layer.o_bias), &mut out);
-        for id in [WeightId::QProj(l), WeightId::KProj(l), WeightId::VProj(l), WeightId::OProj(l)] {
+        for id in [
+            WeightId::QProj(l),
+            WeightId::KProj(l),
+            WeightId::VProj(l),
+            WeightId::OProj(l),
+        ] {
             self.done(id);
         }
         out
@@ -296,16 +333,29 @@ impl<'a> Model<'a> {
     /// order (transformers' `index_add_` over the hit experts, ascending).
     fn moe_block(&self, l: usize, layer: &Layer<'_>, m: &[f32]) -> Vec<f32> {
         let cfg = &self.cfg;
-        let (h, i, e_count) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_local_experts);
+        let (h, i, e_count) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_local_experts,
+        );
         let n = m.len() / h;
         let mut router_logits = vec![0f32; n * e_count];
-        matmul(&layer.router, m, n, Some(&layer.router_bias), &mut router_logits);
+        matmul(
+            &layer.router,
+            m,
+            n,
+            Some(&layer.router_bias),
+            &mut router_logits,
+        );
         self.done(WeightId::Router(l));
 
         // Per expert: the tokens routed to it and their routing weights.
         let mut assigned: Vec<Vec<(usize, f32)>> = vec![Vec::new(); e_count];
         for t in 0..n {
-            for (e, w) in ops::route(&router_logits[t * e_count..(t + 1) * e_count], cfg.num_experts_per_tok) {
+            for (e, w) in ops::route(
+                &router_logits[t * e_count..(t + 1) * e_count],
+                cfg.num_experts_per_tok,
+            ) {
                 assigned[e].push((t, w));
             }
         }
@@ -323,18 +373,37 @@ impl<'a> Model<'a> {
             }
             let mut gate = vec![0f32; k * i];
             let mut up = vec![0f32; k * i];
-            matmul(&expert.gate, &xs, k, Some(&expert.gate_bias.to_f32()), &mut gate);
+            matmul(
+                &expert.gate,
+                &xs,
+                k,
+                Some(&expert.gate_bias.to_f32()),
+                &mut gate,
+            );
             matmul(&expert.up, &xs, k, Some(&expert.up_bias.to_f32()), &mut up);
             let mut act = vec![0f32; k * i];
             ops::swiglu(&gate, &up, cfg.swiglu_limit, cfg.swiglu_alpha, &mut act);
             let mut y = vec![0f32; k * h];
-            matmul(&expert.down, &act, k, Some(&expert.down_bias.to_f32()), &mut y);
+            matmul(
+                &expert.down,
+                &act,
+                k,
+                Some(&expert.down_bias.to_f32()),
+                &mut y,
+            );
             for (j, &(t, w)) in tokens.iter().enumerate() {
-                for (o, &v) in out[t * h..(t + 1) * h].iter_mut().zip(&y[j * h..(j + 1) * h]) {
+                for (o, &v) in out[t * h..(t + 1) * h]
+                    .iter_mut()
+                    .zip(&y[j * h..(j + 1) * h])
+                {
                     *o += v * w;
                 }
             }
-            for id in [WeightId::Gate(l, e), WeightId::Up(l, e), WeightId::Down(l, e)] {
+            for id in [
+                WeightId::Gate(l, e),
+                WeightId::Up(l, e),
+                WeightId::Down(l, e),
+            ] {
                 self.done(id);
             }
         }

@@ -29,7 +29,10 @@ pub fn route(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
     let max = logits[idx[0]];
     let exps: Vec<f32> = idx.iter().map(|&e| (logits[e] - max).exp()).collect();
     let sum: f32 = exps.iter().sum();
-    idx.into_iter().zip(exps).map(|(e, x)| (e, x / sum)).collect()
+    idx.into_iter()
+        .zip(exps)
+        .map(|(e, x)| (e, x / sum))
+        .collect()
 }
 
 /// SwiGLU with gpt-oss's clamp and `+1` (`GptOssExperts._apply_gate`):
@@ -64,42 +67,58 @@ pub struct AttnShape {
 /// `s_u = (q·k_u)/sqrt(d)` for the allowed u, then a softmax over `[s_u..., sink_h]` whose sink
 /// column is dropped, so the weights over real keys sum to less than one. The sink is a raw
 /// logit: it is not scaled by 1/sqrt(d).
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], sinks: &[f32], pos0: usize, shape: AttnShape, out: &mut [f32]) {
-    let AttnShape { heads, kv_heads, head_dim: d, window } = shape;
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    sinks: &[f32],
+    pos0: usize,
+    shape: AttnShape,
+    out: &mut [f32],
+) {
+    let AttnShape {
+        heads,
+        kv_heads,
+        head_dim: d,
+        window,
+    } = shape;
     let group = heads / kv_heads;
     let scale = 1.0 / (d as f32).sqrt();
     let (qw, kvw) = (heads * d, kv_heads * d);
-    out.par_chunks_mut(qw).zip(q.par_chunks(qw)).enumerate().for_each(|(t, (o, qt))| {
-        let p = pos0 + t;
-        let lo = match window {
-            Some(w) => (p + 1).saturating_sub(w),
-            None => 0,
-        };
-        let mut scores = vec![0f32; p + 1 - lo];
-        for h in 0..heads {
-            let g = h / group;
-            let qh = &qt[h * d..(h + 1) * d];
-            for (s, u) in scores.iter_mut().zip(lo..=p) {
-                *s = dot(qh, &k[u * kvw + g * d..u * kvw + (g + 1) * d]) * scale;
-            }
-            let sink = sinks[h];
-            let max = scores.iter().fold(sink, |m, &s| m.max(s));
-            let mut denom = (sink - max).exp();
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                denom += *s;
-            }
-            let oh = &mut o[h * d..(h + 1) * d];
-            oh.fill(0.0);
-            for (&s, u) in scores.iter().zip(lo..=p) {
-                let pw = s / denom;
-                let vu = &v[u * kvw + g * d..u * kvw + (g + 1) * d];
-                for (a, &b) in oh.iter_mut().zip(vu) {
-                    *a += pw * b;
+    out.par_chunks_mut(qw)
+        .zip(q.par_chunks(qw))
+        .enumerate()
+        .for_each(|(t, (o, qt))| {
+            let p = pos0 + t;
+            let lo = match window {
+                Some(w) => (p + 1).saturating_sub(w),
+                None => 0,
+            };
+            let mut scores = vec![0f32; p + 1 - lo];
+            for h in 0..heads {
+                let g = h / group;
+                let qh = &qt[h * d..(h + 1) * d];
+                for (s, u) in scores.iter_mut().zip(lo..=p) {
+                    *s = dot(qh, &k[u * kvw + g * d..u * kvw + (g + 1) * d]) * scale;
+                }
+                let sink = sinks[h];
+                let max = scores.iter().fold(sink, |m, &s| m.max(s));
+                let mut denom = (sink - max).exp();
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    denom += *s;
+                }
+                let oh = &mut o[h * d..(h + 1) * d];
+                oh.fill(0.0);
+                for (&s, u) in scores.iter().zip(lo..=p) {
+                    let pw = s / denom;
+                    let vu = &v[u * kvw + g * d..u * kvw + (g + 1) * d];
+                    for (a, &b) in oh.iter_mut().zip(vu) {
+                        *a += pw * b;
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 #[cfg(test)]
@@ -122,16 +141,36 @@ mod tests {
     #[test]
     fn swiglu_clamps_gate_above_only_and_adds_one_to_up() {
         let mut out = [0f32; 4];
-        swiglu(&[10.0, -10.0, 1.0, 0.0], &[0.0, 0.0, 10.0, 3.0], 7.0, 1.702, &mut out);
+        swiglu(
+            &[10.0, -10.0, 1.0, 0.0],
+            &[0.0, 0.0, 10.0, 3.0],
+            7.0,
+            1.702,
+            &mut out,
+        );
         let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
-        assert!((out[0] - 7.0 * sig(7.0 * 1.702)).abs() < 1e-6, "gate clamped to 7");
-        assert!((out[1] - (-10.0 * sig(-17.02))).abs() < 1e-9, "gate not clamped below");
-        assert!((out[2] - 8.0 * sig(1.702)).abs() < 1e-6, "up clamped to 7, then +1");
+        assert!(
+            (out[0] - 7.0 * sig(7.0 * 1.702)).abs() < 1e-6,
+            "gate clamped to 7"
+        );
+        assert!(
+            (out[1] - (-10.0 * sig(-17.02))).abs() < 1e-9,
+            "gate not clamped below"
+        );
+        assert!(
+            (out[2] - 8.0 * sig(1.702)).abs() < 1e-6,
+            "up clamped to 7, then +1"
+        );
         assert_eq!(out[3], 0.0);
     }
 
     fn run(window: Option<usize>, sinks: f32, n: usize) -> Vec<f32> {
-        let shape = AttnShape { heads: 1, kv_heads: 1, head_dim: 2, window };
+        let shape = AttnShape {
+            heads: 1,
+            kv_heads: 1,
+            head_dim: 2,
+            window,
+        };
         let q = vec![0f32; n * 2];
         let k = vec![0f32; n * 2];
         // v_u = (u, 1): the output's first component is the weighted mean position.
@@ -161,20 +200,46 @@ mod tests {
         let no_sink = run(None, f32::NEG_INFINITY, 4);
         assert!((no_sink[7] - 1.0).abs() < 1e-6);
         // The sink is not scaled by 1/sqrt(d): a sink of ln 4 against 4 zero scores gives 1/2.
-        let shape = AttnShape { heads: 1, kv_heads: 1, head_dim: 4, window: None };
+        let shape = AttnShape {
+            heads: 1,
+            kv_heads: 1,
+            head_dim: 4,
+            window: None,
+        };
         let v: Vec<f32> = (0..4).flat_map(|_| [1.0, 0.0, 0.0, 0.0]).collect();
         let mut out = vec![0f32; 16];
-        attention(&[0f32; 16], &[0f32; 16], &v, &[4f32.ln()], 0, shape, &mut out);
+        attention(
+            &[0f32; 16],
+            &[0f32; 16],
+            &v,
+            &[4f32.ln()],
+            0,
+            shape,
+            &mut out,
+        );
         assert!((out[12] - 0.5).abs() < 1e-6, "{}", out[12]);
     }
 
     #[test]
     fn grouped_query_heads_share_kv_heads() {
         // 4 query heads, 2 kv heads: heads 0,1 read kv head 0; heads 2,3 read kv head 1.
-        let shape = AttnShape { heads: 4, kv_heads: 2, head_dim: 2, window: None };
+        let shape = AttnShape {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 2,
+            window: None,
+        };
         let v = vec![1.0, 1.0, 5.0, 5.0];
         let mut out = vec![0f32; 8];
-        attention(&[0f32; 8], &[0f32; 4], &v, &[f32::NEG_INFINITY; 4], 0, shape, &mut out);
+        attention(
+            &[0f32; 8],
+            &[0f32; 4],
+            &v,
+            &[f32::NEG_INFINITY; 4],
+            0,
+            shape,
+            &mut out,
+        );
         assert_eq!(out, vec![1.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0, 5.0]);
     }
 

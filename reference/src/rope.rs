@@ -30,7 +30,9 @@ pub fn correction_range(cfg: &Config) -> (f64, f64) {
     let y = &cfg.rope_scaling;
     let d = cfg.head_dim as f64;
     let ctx = y.original_max_position_embeddings as f64;
-    let dim_for = |rotations: f64| d * (ctx / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * cfg.rope_theta.ln());
+    let dim_for = |rotations: f64| {
+        d * (ctx / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * cfg.rope_theta.ln())
+    };
     let (mut low, mut high) = (dim_for(y.beta_fast), dim_for(y.beta_slow));
     if y.truncate {
         low = low.floor();
@@ -61,10 +63,16 @@ impl Rope {
             .collect();
         let scaling = match cfg.rope_scaling.attention_factor {
             Some(a) => a as f32,
-            None if cfg.rope_scaling.factor > 1.0 => (0.1 * cfg.rope_scaling.factor.ln() + 1.0) as f32,
+            None if cfg.rope_scaling.factor > 1.0 => {
+                (0.1 * cfg.rope_scaling.factor.ln() + 1.0) as f32
+            }
             None => 1.0,
         };
-        Rope { inv_freq, scaling, head_dim: cfg.head_dim }
+        Rope {
+            inv_freq,
+            scaling,
+            head_dim: cfg.head_dim,
+        }
     }
 
     /// The inverse frequencies, one per rotated pair.
@@ -83,7 +91,10 @@ impl Rope {
             .iter()
             .map(|&f| {
                 let theta = (f * pos as f32) as f64;
-                (theta.cos() as f32 * self.scaling, theta.sin() as f32 * self.scaling)
+                (
+                    theta.cos() as f32 * self.scaling,
+                    theta.sin() as f32 * self.scaling,
+                )
             })
             .unzip()
     }
@@ -140,25 +151,51 @@ mod tests {
         let rope = Rope::new(&cfg_20b());
         for j in 0..32 {
             let (got, want) = (rope.inv_freq()[j] as f64, spec_inv_freq(j));
-            assert!((got - want).abs() <= want * 2e-6, "j = {j}: {got} vs {want}");
+            assert!(
+                (got - want).abs() <= want * 2e-6,
+                "j = {j}: {got} vs {want}"
+            );
         }
         let listed = [
-            "1", "0.68904", "0.47478", "0.32715", "0.22542", "0.15532", "0.10702", "0.073745", "0.050813",
-            "3.17057e-2", "1.93350e-2", "1.15921e-2", "6.79496e-3", "3.86036e-3", "2.09379e-3", "1.05260e-3",
-            "4.56484e-4", "1.29319e-4",
+            "1",
+            "0.68904",
+            "0.47478",
+            "0.32715",
+            "0.22542",
+            "0.15532",
+            "0.10702",
+            "0.073745",
+            "0.050813",
+            "3.17057e-2",
+            "1.93350e-2",
+            "1.15921e-2",
+            "6.79496e-3",
+            "3.86036e-3",
+            "2.09379e-3",
+            "1.05260e-3",
+            "4.56484e-4",
+            "1.29319e-4",
         ];
         for (j, text) in listed.iter().enumerate() {
             // One unit in the last printed digit: the listing is rounded, and its j = 11 entry
             // (1.15921e-2) is one unit above what the spec's own formula gives (1.159205e-2).
-            let (mantissa, exp) = text.split_once('e').map_or((*text, 0), |(m, e)| (m, e.parse::<i32>().unwrap()));
+            let (mantissa, exp) = text
+                .split_once('e')
+                .map_or((*text, 0), |(m, e)| (m, e.parse::<i32>().unwrap()));
             let decimals = mantissa.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
             let tol = 10f64.powi(exp - decimals);
             let got = rope.inv_freq()[j] as f64;
-            assert!((got - text.parse::<f64>().unwrap()).abs() <= tol, "j = {j}: {got} vs {text}");
+            assert!(
+                (got - text.parse::<f64>().unwrap()).abs() <= tol,
+                "j = {j}: {got} vs {text}"
+            );
         }
         for j in 18..32 {
             let want = 1.0 / (32.0 * 150000f64.powf(2.0 * j as f64 / 64.0));
-            assert!((rope.inv_freq()[j] as f64 - want).abs() <= want * 2e-6, "j = {j}");
+            assert!(
+                (rope.inv_freq()[j] as f64 - want).abs() <= want * 2e-6,
+                "j = {j}"
+            );
         }
         assert!((rope.scaling() as f64 - 1.3465736).abs() < 1e-6);
     }
@@ -174,7 +211,11 @@ mod tests {
         let theta = rope.inv_freq()[0];
         assert!((x[0] - theta.cos() * m).abs() < 1e-6);
         assert!((x[32] - theta.sin() * m).abs() < 1e-6);
-        assert!(x.iter().enumerate().all(|(i, &v)| i == 0 || i == 32 || v == 0.0));
+        assert!(
+            x.iter()
+                .enumerate()
+                .all(|(i, &v)| i == 0 || i == 32 || v == 0.0)
+        );
         // Position 0 only scales.
         let mut y = vec![0.5f32; 64];
         rope.apply(&mut y, 1, 0);

@@ -65,7 +65,12 @@ pub enum WeightId {
 impl WeightId {
     /// The logical `(rows, cols)` of this weight under `cfg`.
     pub fn shape(&self, cfg: &Config) -> (usize, usize) {
-        let (h, i, e, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_local_experts, cfg.vocab_size);
+        let (h, i, e, v) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_local_experts,
+            cfg.vocab_size,
+        );
         let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
         use WeightId::*;
         match *self {
@@ -90,15 +95,20 @@ impl WeightId {
         use WeightId::*;
         match *self {
             Embedding | FinalNorm | LmHead => None,
-            AttnNorm(l) | QProj(l) | QBias(l) | KProj(l) | KBias(l) | VProj(l) | VBias(l) | OProj(l)
-            | OBias(l) | Sinks(l) | MlpNorm(l) | Router(l) | RouterBias(l) => Some(l),
-            Gate(l, _) | GateBias(l, _) | Up(l, _) | UpBias(l, _) | Down(l, _) | DownBias(l, _) => Some(l),
+            AttnNorm(l) | QProj(l) | QBias(l) | KProj(l) | KBias(l) | VProj(l) | VBias(l)
+            | OProj(l) | OBias(l) | Sinks(l) | MlpNorm(l) | Router(l) | RouterBias(l) => Some(l),
+            Gate(l, _) | GateBias(l, _) | Up(l, _) | UpBias(l, _) | Down(l, _) | DownBias(l, _) => {
+                Some(l)
+            }
         }
     }
 
     /// True for the expert projections (the MXFP4 tensors of the release).
     pub fn is_expert_matrix(&self) -> bool {
-        matches!(self, WeightId::Gate(..) | WeightId::Up(..) | WeightId::Down(..))
+        matches!(
+            self,
+            WeightId::Gate(..) | WeightId::Up(..) | WeightId::Down(..)
+        )
     }
 
     /// Every weight of the model, in forward order.
@@ -106,10 +116,28 @@ impl WeightId {
         use WeightId::*;
         let mut ids = vec![Embedding];
         for l in 0..cfg.num_hidden_layers {
-            ids.extend([AttnNorm(l), QProj(l), QBias(l), KProj(l), KBias(l), VProj(l), VBias(l), OProj(l), OBias(l), Sinks(l)]);
+            ids.extend([
+                AttnNorm(l),
+                QProj(l),
+                QBias(l),
+                KProj(l),
+                KBias(l),
+                VProj(l),
+                VBias(l),
+                OProj(l),
+                OBias(l),
+                Sinks(l),
+            ]);
             ids.extend([MlpNorm(l), Router(l), RouterBias(l)]);
             for e in 0..cfg.num_local_experts {
-                ids.extend([Gate(l, e), GateBias(l, e), Up(l, e), UpBias(l, e), Down(l, e), DownBias(l, e)]);
+                ids.extend([
+                    Gate(l, e),
+                    GateBias(l, e),
+                    Up(l, e),
+                    UpBias(l, e),
+                    Down(l, e),
+                    DownBias(l, e),
+                ]);
             }
         }
         ids.extend([FinalNorm, LmHead]);

@@ -44,8 +44,12 @@ impl DenseType {
                 let b = &data[4 * index..4 * index + 4];
                 f32::from_le_bytes([b[0], b[1], b[2], b[3]])
             }
-            DenseType::F16 => float::f16_bits_to_f32(u16::from_le_bytes([data[2 * index], data[2 * index + 1]])),
-            DenseType::BF16 => float::bf16_bits_to_f32(u16::from_le_bytes([data[2 * index], data[2 * index + 1]])),
+            DenseType::F16 => {
+                float::f16_bits_to_f32(u16::from_le_bytes([data[2 * index], data[2 * index + 1]]))
+            }
+            DenseType::BF16 => {
+                float::bf16_bits_to_f32(u16::from_le_bytes([data[2 * index], data[2 * index + 1]]))
+            }
         }
     }
 
@@ -111,9 +115,18 @@ impl Encoding<'_> {
     /// A short name for reports (`bf16`, `mxfp4`, `q8_0`, ...).
     pub fn name(&self) -> &'static str {
         match self {
-            Encoding::Dense { dtype: DenseType::F32, .. } => "f32",
-            Encoding::Dense { dtype: DenseType::F16, .. } => "f16",
-            Encoding::Dense { dtype: DenseType::BF16, .. } => "bf16",
+            Encoding::Dense {
+                dtype: DenseType::F32,
+                ..
+            } => "f32",
+            Encoding::Dense {
+                dtype: DenseType::F16,
+                ..
+            } => "f16",
+            Encoding::Dense {
+                dtype: DenseType::BF16,
+                ..
+            } => "bf16",
             Encoding::Mxfp4 { .. } => "mxfp4",
             Encoding::Mxfp4Ggml { .. } => "mxfp4",
             Encoding::Q8_0 { .. } => "q8_0",
@@ -167,10 +180,24 @@ impl<'a> MatRef<'a> {
     /// Builds a view after checking that every addressable element lies inside the slices.
     pub fn new(rows: usize, cols: usize, enc: Encoding<'a>) -> Result<Self, LayoutError> {
         let name = enc.name();
-        let shape = |why| Err(LayoutError::Shape { encoding: name, rows, cols, why });
+        let shape = |why| {
+            Err(LayoutError::Shape {
+                encoding: name,
+                rows,
+                cols,
+                why,
+            })
+        };
         let check = |what, needed: u128, have: usize| {
             if needed > have as u128 {
-                Err(LayoutError::TooShort { encoding: name, rows, cols, what, needed, have })
+                Err(LayoutError::TooShort {
+                    encoding: name,
+                    rows,
+                    cols,
+                    what,
+                    needed,
+                    have,
+                })
             } else {
                 Ok(())
             }
@@ -181,24 +208,44 @@ impl<'a> MatRef<'a> {
             if rows == 0 {
                 0
             } else {
-                (rows as u128 - 1).saturating_mul(step as u128).saturating_add(1).saturating_mul(row_bytes)
+                (rows as u128 - 1)
+                    .saturating_mul(step as u128)
+                    .saturating_add(1)
+                    .saturating_mul(row_bytes)
             }
         };
         match enc {
-            Encoding::Dense { dtype, data, row_stride, col_stride } => {
+            Encoding::Dense {
+                dtype,
+                data,
+                row_stride,
+                col_stride,
+            } => {
                 if rows > 0 && cols > 0 {
                     let last = (rows as u128 - 1)
                         .saturating_mul(row_stride as u128)
                         .saturating_add((cols as u128 - 1).saturating_mul(col_stride as u128));
-                    check("data", last.saturating_add(1).saturating_mul(dtype.size() as u128), data.len())?;
+                    check(
+                        "data",
+                        last.saturating_add(1).saturating_mul(dtype.size() as u128),
+                        data.len(),
+                    )?;
                 }
             }
-            Encoding::Mxfp4 { blocks, scales, row_step } => {
+            Encoding::Mxfp4 {
+                blocks,
+                scales,
+                row_step,
+            } => {
                 if !cols.is_multiple_of(mxfp4::BLOCK) || row_step == 0 {
                     return shape("columns must be a multiple of 32 and the row step non-zero");
                 }
                 let nb = (cols / mxfp4::BLOCK) as u128;
-                check("blocks", span(row_step, nb * mxfp4::BLOCK_BYTES as u128), blocks.len())?;
+                check(
+                    "blocks",
+                    span(row_step, nb * mxfp4::BLOCK_BYTES as u128),
+                    blocks.len(),
+                )?;
                 check("scales", span(row_step, nb), scales.len())?;
             }
             Encoding::Mxfp4Ggml { data, row_step } => {
@@ -206,29 +253,59 @@ impl<'a> MatRef<'a> {
                     return shape("columns must be a multiple of 32 and the row step non-zero");
                 }
                 let nb = (cols / mxfp4::BLOCK) as u128;
-                check("data", span(row_step, nb * mxfp4::GGML_BLOCK_BYTES as u128), data.len())?;
+                check(
+                    "data",
+                    span(row_step, nb * mxfp4::GGML_BLOCK_BYTES as u128),
+                    data.len(),
+                )?;
             }
             Encoding::Q8_0 { data, row_step } => {
                 if !cols.is_multiple_of(q8_0::BLOCK) || row_step == 0 {
                     return shape("columns must be a multiple of 32 and the row step non-zero");
                 }
                 let nb = (cols / q8_0::BLOCK) as u128;
-                check("data", span(row_step, nb * q8_0::BLOCK_BYTES as u128), data.len())?;
+                check(
+                    "data",
+                    span(row_step, nb * q8_0::BLOCK_BYTES as u128),
+                    data.len(),
+                )?;
             }
-            Encoding::Int8 { packed, scales, group } => {
+            Encoding::Int8 {
+                packed,
+                scales,
+                group,
+            } => {
                 if group == 0 || !cols.is_multiple_of(group) {
                     return shape("the group size must divide the columns");
                 }
                 check("packed", rows as u128 * cols as u128, packed.len())?;
-                check("scales", rows as u128 * (cols / group) as u128 * 2, scales.len())?;
+                check(
+                    "scales",
+                    rows as u128 * (cols / group) as u128 * 2,
+                    scales.len(),
+                )?;
             }
         }
         Ok(MatRef { rows, cols, enc })
     }
 
     /// A dense row-major `[rows, cols]` view.
-    pub fn dense(dtype: DenseType, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, LayoutError> {
-        MatRef::new(rows, cols, Encoding::Dense { dtype, data, row_stride: cols, col_stride: 1 })
+    pub fn dense(
+        dtype: DenseType,
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, LayoutError> {
+        MatRef::new(
+            rows,
+            cols,
+            Encoding::Dense {
+                dtype,
+                data,
+                row_stride: cols,
+                col_stride: 1,
+            },
+        )
     }
 
     /// Rows (outputs).
@@ -257,9 +334,19 @@ impl<'a> MatRef<'a> {
         }
         assert_eq!(out.len() % cols, 0, "output must hold whole rows");
         let n = out.len() / cols;
-        assert!(r0 + n <= self.rows, "rows {r0}..{} out of {}", r0 + n, self.rows);
+        assert!(
+            r0 + n <= self.rows,
+            "rows {r0}..{} out of {}",
+            r0 + n,
+            self.rows
+        );
         match self.enc {
-            Encoding::Dense { dtype, data, row_stride, col_stride } => {
+            Encoding::Dense {
+                dtype,
+                data,
+                row_stride,
+                col_stride,
+            } => {
                 let sz = dtype.size();
                 if col_stride == 1 {
                     for (i, o) in out.chunks_exact_mut(cols).enumerate() {
@@ -284,7 +371,11 @@ impl<'a> MatRef<'a> {
                     }
                 }
             }
-            Encoding::Mxfp4 { blocks, scales, row_step } => {
+            Encoding::Mxfp4 {
+                blocks,
+                scales,
+                row_step,
+            } => {
                 let nb = cols / mxfp4::BLOCK;
                 for (i, o) in out.chunks_exact_mut(cols).enumerate() {
                     let s = (r0 + i) * row_step;
@@ -309,11 +400,20 @@ impl<'a> MatRef<'a> {
                     q8_0::decode_row(&data[s * rb..(s + 1) * rb], o);
                 }
             }
-            Encoding::Int8 { packed, scales, group } => {
+            Encoding::Int8 {
+                packed,
+                scales,
+                group,
+            } => {
                 let sb = cols / group * 2;
                 for (i, o) in out.chunks_exact_mut(cols).enumerate() {
                     let r = r0 + i;
-                    int8::decode_row_bf16_scales(&packed[r * cols..(r + 1) * cols], &scales[r * sb..(r + 1) * sb], group, o);
+                    int8::decode_row_bf16_scales(
+                        &packed[r * cols..(r + 1) * cols],
+                        &scales[r * sb..(r + 1) * sb],
+                        group,
+                        o,
+                    );
                 }
             }
         }
@@ -337,7 +437,13 @@ impl<'a> MatRef<'a> {
     /// Panics if the row or the columns are out of range (caller bugs).
     pub fn dequant_row_cols(&self, r: usize, c0: usize, out: &mut [f32]) {
         let (cols, n) = (self.cols, out.len());
-        assert!(r < self.rows && c0 + n <= cols, "row {r}, columns {c0}..{} out of {}x{}", c0 + n, self.rows, cols);
+        assert!(
+            r < self.rows && c0 + n <= cols,
+            "row {r}, columns {c0}..{} out of {}x{}",
+            c0 + n,
+            self.rows,
+            cols
+        );
         let b = self.col_block();
         if !c0.is_multiple_of(b) || !n.is_multiple_of(b) {
             out.copy_from_slice(&self.row_f32(r)[c0..c0 + n]);
@@ -345,7 +451,12 @@ impl<'a> MatRef<'a> {
         }
         let (b0, nb) = (c0 / b, n / b);
         match self.enc {
-            Encoding::Dense { dtype, data, row_stride, col_stride } => {
+            Encoding::Dense {
+                dtype,
+                data,
+                row_stride,
+                col_stride,
+            } => {
                 let sz = dtype.size();
                 if col_stride == 1 {
                     let start = (r * row_stride + c0) * sz;
@@ -356,21 +467,44 @@ impl<'a> MatRef<'a> {
                     }
                 }
             }
-            Encoding::Mxfp4 { blocks, scales, row_step } => {
+            Encoding::Mxfp4 {
+                blocks,
+                scales,
+                row_step,
+            } => {
                 let k = r * row_step * (cols / b) + b0;
-                mxfp4::decode_row(&blocks[k * mxfp4::BLOCK_BYTES..(k + nb) * mxfp4::BLOCK_BYTES], &scales[k..k + nb], out);
+                mxfp4::decode_row(
+                    &blocks[k * mxfp4::BLOCK_BYTES..(k + nb) * mxfp4::BLOCK_BYTES],
+                    &scales[k..k + nb],
+                    out,
+                );
             }
             Encoding::Mxfp4Ggml { data, row_step } => {
                 let k = r * row_step * (cols / b) + b0;
-                mxfp4::decode_ggml_row(&data[k * mxfp4::GGML_BLOCK_BYTES..(k + nb) * mxfp4::GGML_BLOCK_BYTES], out);
+                mxfp4::decode_ggml_row(
+                    &data[k * mxfp4::GGML_BLOCK_BYTES..(k + nb) * mxfp4::GGML_BLOCK_BYTES],
+                    out,
+                );
             }
             Encoding::Q8_0 { data, row_step } => {
                 let k = r * row_step * (cols / b) + b0;
-                q8_0::decode_row(&data[k * q8_0::BLOCK_BYTES..(k + nb) * q8_0::BLOCK_BYTES], out);
+                q8_0::decode_row(
+                    &data[k * q8_0::BLOCK_BYTES..(k + nb) * q8_0::BLOCK_BYTES],
+                    out,
+                );
             }
-            Encoding::Int8 { packed, scales, group } => {
+            Encoding::Int8 {
+                packed,
+                scales,
+                group,
+            } => {
                 let sb = r * (cols / group) + b0;
-                int8::decode_row_bf16_scales(&packed[r * cols + c0..r * cols + c0 + n], &scales[2 * sb..2 * (sb + nb)], group, out);
+                int8::decode_row_bf16_scales(
+                    &packed[r * cols + c0..r * cols + c0 + n],
+                    &scales[2 * sb..2 * (sb + nb)],
+                    group,
+                    out,
+                );
             }
         }
     }
@@ -399,10 +533,26 @@ mod tests {
         for r in 0..m.rows() {
             let row = m.row_f32(r);
             let c = m.cols();
-            for (c0, n) in [(0, c), (0, 32), (32, 64), (c.saturating_sub(32), 32), (5, 7), (31, 2), (1, 2)].into_iter().filter(|&(c0, n)| c0 + n <= c) {
+            for (c0, n) in [
+                (0, c),
+                (0, 32),
+                (32, 64),
+                (c.saturating_sub(32), 32),
+                (5, 7),
+                (31, 2),
+                (1, 2),
+            ]
+            .into_iter()
+            .filter(|&(c0, n)| c0 + n <= c)
+            {
                 let mut out = vec![0f32; n];
                 m.dequant_row_cols(r, c0, &mut out);
-                assert_eq!(out, row[c0..c0 + n], "{} row {r} cols {c0}+{n}", m.encoding().name());
+                assert_eq!(
+                    out,
+                    row[c0..c0 + n],
+                    "{} row {r} cols {c0}+{n}",
+                    m.encoding().name()
+                );
             }
         }
     }
@@ -410,23 +560,87 @@ mod tests {
     #[test]
     fn column_strips_equal_whole_rows_for_every_encoding() {
         let (rows, cols) = (3, 96);
-        let xs: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 16.0).collect();
+        let xs: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 16.0)
+            .collect();
         let bf = bf16_bytes(&xs);
         strips_agree(&MatRef::dense(DenseType::BF16, &bf, rows, cols).unwrap());
         // The same bytes read transposed (column-major storage).
-        strips_agree(&MatRef::new(cols, rows, Encoding::Dense { dtype: DenseType::BF16, data: &bf, row_stride: 1, col_stride: cols }).unwrap());
+        strips_agree(
+            &MatRef::new(
+                cols,
+                rows,
+                Encoding::Dense {
+                    dtype: DenseType::BF16,
+                    data: &bf,
+                    row_stride: 1,
+                    col_stride: cols,
+                },
+            )
+            .unwrap(),
+        );
         let nb = rows * cols / 32;
         let blocks: Vec<u8> = (0..nb * 16).map(|i| (i * 73 % 256) as u8).collect();
         let scales: Vec<u8> = (0..nb).map(|i| 120 + (i % 9) as u8).collect();
-        strips_agree(&MatRef::new(rows, cols, Encoding::Mxfp4 { blocks: &blocks, scales: &scales, row_step: 1 }).unwrap());
-        let ggml: Vec<u8> = (0..nb * 17).map(|i| if i % 17 == 0 { 125 } else { (i * 29 % 256) as u8 }).collect();
-        strips_agree(&MatRef::new(rows, cols, Encoding::Mxfp4Ggml { data: &ggml, row_step: 1 }).unwrap());
+        strips_agree(
+            &MatRef::new(
+                rows,
+                cols,
+                Encoding::Mxfp4 {
+                    blocks: &blocks,
+                    scales: &scales,
+                    row_step: 1,
+                },
+            )
+            .unwrap(),
+        );
+        let ggml: Vec<u8> = (0..nb * 17)
+            .map(|i| {
+                if i % 17 == 0 {
+                    125
+                } else {
+                    (i * 29 % 256) as u8
+                }
+            })
+            .collect();
+        strips_agree(
+            &MatRef::new(
+                rows,
+                cols,
+                Encoding::Mxfp4Ggml {
+                    data: &ggml,
+                    row_step: 1,
+                },
+            )
+            .unwrap(),
+        );
         let mut q8 = vec![0u8; nb * 34];
         quant::q8_0::quantize_row_ref(&xs, &mut q8);
-        strips_agree(&MatRef::new(rows, cols, Encoding::Q8_0 { data: &q8, row_step: 1 }).unwrap());
+        strips_agree(
+            &MatRef::new(
+                rows,
+                cols,
+                Encoding::Q8_0 {
+                    data: &q8,
+                    row_step: 1,
+                },
+            )
+            .unwrap(),
+        );
         let packed: Vec<u8> = (0..rows * cols).map(|i| (i * 11 % 256) as u8).collect();
         let sc = bf16_bytes(&vec![0.25f32; nb]);
-        strips_agree(&MatRef::new(rows, cols, Encoding::Int8 { packed: &packed, scales: &sc, group: 32 }).unwrap());
+        strips_agree(
+            &MatRef::new(
+                rows,
+                cols,
+                Encoding::Int8 {
+                    packed: &packed,
+                    scales: &sc,
+                    group: 32,
+                },
+            )
+            .unwrap(),
+        );
     }
 
     fn bf16_bytes(xs: &[f32]) -> Vec<u8> {
@@ -440,10 +654,33 @@ mod tests {
         // A [3, 4] in-major tensor (in = 3, out = 4): element (out o, in i) at i*4 + o.
         let xs: Vec<f32> = (0..12).map(|v| v as f32).collect();
         let b = bf16_bytes(&xs);
-        let m = MatRef::new(4, 3, Encoding::Dense { dtype: DenseType::BF16, data: &b, row_stride: 1, col_stride: 4 }).unwrap();
-        assert_eq!(m.to_f32(), vec![0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]);
+        let m = MatRef::new(
+            4,
+            3,
+            Encoding::Dense {
+                dtype: DenseType::BF16,
+                data: &b,
+                row_stride: 1,
+                col_stride: 4,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            m.to_f32(),
+            vec![0., 4., 8., 1., 5., 9., 2., 6., 10., 3., 7., 11.]
+        );
         // Odd columns of the in-major tensor (the "up" half of an interleaved gate_up).
-        let up = MatRef::new(2, 3, Encoding::Dense { dtype: DenseType::BF16, data: &b[2..], row_stride: 2, col_stride: 4 }).unwrap();
+        let up = MatRef::new(
+            2,
+            3,
+            Encoding::Dense {
+                dtype: DenseType::BF16,
+                data: &b[2..],
+                row_stride: 2,
+                col_stride: 4,
+            },
+        )
+        .unwrap();
         assert_eq!(up.to_f32(), vec![1., 5., 9., 3., 7., 11.]);
         assert_eq!(up.row_f32(1), vec![3., 7., 11.]);
     }
@@ -452,13 +689,58 @@ mod tests {
     fn views_reject_short_data_instead_of_panicking() {
         let b = vec![0u8; 10];
         assert!(MatRef::dense(DenseType::BF16, &b, 1, 5).is_ok());
-        assert!(matches!(MatRef::dense(DenseType::BF16, &b, 2, 3), Err(LayoutError::TooShort { .. })));
+        assert!(matches!(
+            MatRef::dense(DenseType::BF16, &b, 2, 3),
+            Err(LayoutError::TooShort { .. })
+        ));
         let blocks = vec![0u8; 16 * 3];
         let scales = vec![127u8; 3];
-        assert!(MatRef::new(2, 32, Encoding::Mxfp4 { blocks: &blocks, scales: &scales, row_step: 2 }).is_ok());
-        assert!(MatRef::new(3, 32, Encoding::Mxfp4 { blocks: &blocks, scales: &scales, row_step: 2 }).is_err());
-        assert!(MatRef::new(1, 33, Encoding::Mxfp4 { blocks: &blocks, scales: &scales, row_step: 1 }).is_err());
-        let huge = MatRef::new(usize::MAX, usize::MAX, Encoding::Dense { dtype: DenseType::F32, data: &b, row_stride: usize::MAX, col_stride: 1 });
+        assert!(
+            MatRef::new(
+                2,
+                32,
+                Encoding::Mxfp4 {
+                    blocks: &blocks,
+                    scales: &scales,
+                    row_step: 2
+                }
+            )
+            .is_ok()
+        );
+        assert!(
+            MatRef::new(
+                3,
+                32,
+                Encoding::Mxfp4 {
+                    blocks: &blocks,
+                    scales: &scales,
+                    row_step: 2
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            MatRef::new(
+                1,
+                33,
+                Encoding::Mxfp4 {
+                    blocks: &blocks,
+                    scales: &scales,
+                    row_step: 1
+                }
+            )
+            .is_err()
+        );
+        let huge = MatRef::new(
+            usize::MAX,
+            usize::MAX,
+            Encoding::Dense {
+                dtype: DenseType::F32,
+                data: &b,
+                row_stride: usize::MAX,
+                col_stride: 1,
+            },
+        );
         assert!(huge.is_err());
     }
 
@@ -470,7 +752,16 @@ mod tests {
             blocks.extend_from_slice(&[(s + 1) | ((s + 1) << 4); 16]);
         }
         let scales = [127u8; 4];
-        let up = MatRef::new(2, 32, Encoding::Mxfp4 { blocks: &blocks[16..], scales: &scales[1..], row_step: 2 }).unwrap();
+        let up = MatRef::new(
+            2,
+            32,
+            Encoding::Mxfp4 {
+                blocks: &blocks[16..],
+                scales: &scales[1..],
+                row_step: 2,
+            },
+        )
+        .unwrap();
         let v = up.to_f32();
         assert_eq!(v[0], mxfp4::E2M1_VALUES[2]);
         assert_eq!(v[32], mxfp4::E2M1_VALUES[4]);

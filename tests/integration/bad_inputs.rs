@@ -16,7 +16,12 @@ fn truncated_shard_names_file_and_tensor() {
     let t = tiny_copy("trunc");
     let shard = t.join("m").join(SHARD1);
     let len = std::fs::metadata(&shard).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(len - 1000).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&shard)
+        .unwrap()
+        .set_len(len - 1000)
+        .unwrap();
     // The last tensor of that shard is the one cut short.
     inspect(&t.join("m")).fails_with(&[SHARD1, "tensor `", "truncated"]);
 }
@@ -25,10 +30,16 @@ fn truncated_shard_names_file_and_tensor() {
 fn header_length_past_the_end_of_the_file() {
     let t = tiny_copy("hdrlen");
     let shard = t.join("m").join(SHARD0);
-    let mut f = std::fs::OpenOptions::new().write(true).open(&shard).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&shard)
+        .unwrap();
     f.seek(SeekFrom::Start(0)).unwrap();
     f.write_all(&50_000_000u64.to_le_bytes()).unwrap();
-    inspect(&t.join("m")).fails_with(&[SHARD0, "header length 50000000 runs past the end of the file"]);
+    inspect(&t.join("m")).fails_with(&[
+        SHARD0,
+        "header length 50000000 runs past the end of the file",
+    ]);
 }
 
 #[test]
@@ -37,17 +48,25 @@ fn missing_tensor_is_named() {
     let name = "model.layers.1.self_attn.sinks";
     rewrite_shard(&t.join("m").join(SHARD0), |x| (x.name != name).then_some(x));
     let idx = t.join("m/model.safetensors.index.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&idx).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&idx).unwrap()).unwrap();
     v["weight_map"].as_object_mut().unwrap().remove(name);
     std::fs::write(&idx, v.to_string()).unwrap();
-    inspect(&t.join("m")).fails_with(&["missing tensor `model.layers.1.self_attn.sinks`", "BF16[4]"]);
+    inspect(&t.join("m"))
+        .fails_with(&["missing tensor `model.layers.1.self_attn.sinks`", "BF16[4]"]);
 }
 
 #[test]
 fn tensor_missing_from_its_shard_but_listed_in_the_index() {
     let t = tiny_copy("notinshard");
-    rewrite_shard(&t.join("m").join(SHARD0), |x| (x.name != "model.layers.0.mlp.router.bias").then_some(x));
-    inspect(&t.join("m")).fails_with(&[SHARD0, "model.layers.0.mlp.router.bias", "listed in model.safetensors.index.json"]);
+    rewrite_shard(&t.join("m").join(SHARD0), |x| {
+        (x.name != "model.layers.0.mlp.router.bias").then_some(x)
+    });
+    inspect(&t.join("m")).fails_with(&[
+        SHARD0,
+        "model.layers.0.mlp.router.bias",
+        "listed in model.safetensors.index.json",
+    ]);
 }
 
 #[test]
@@ -59,7 +78,12 @@ fn wrong_shape_names_tensor_and_both_shapes() {
         }
         Some(x)
     });
-    inspect(&t.join("m")).fails_with(&[SHARD0, "tensor `model.layers.0.self_attn.k_proj.weight`", "[64, 256]", "[128, 128]"]);
+    inspect(&t.join("m")).fails_with(&[
+        SHARD0,
+        "tensor `model.layers.0.self_attn.k_proj.weight`",
+        "[64, 256]",
+        "[128, 128]",
+    ]);
 }
 
 #[test]
@@ -71,15 +95,29 @@ fn wrong_dtype_names_tensor() {
         }
         Some(x)
     });
-    inspect(&t.join("m")).fails_with(&["tensor `model.layers.0.mlp.experts.down_proj_scales`", "I8", "U8"]);
+    inspect(&t.join("m")).fails_with(&[
+        "tensor `model.layers.0.mlp.experts.down_proj_scales`",
+        "I8",
+        "U8",
+    ]);
 }
 
 #[test]
 fn non_json_config_names_the_file() {
     let t = tiny_copy("cfg");
-    std::fs::write(t.join("m/config.json"), "{\"model_type\": \"gpt_oss\", oops").unwrap();
+    std::fs::write(
+        t.join("m/config.json"),
+        "{\"model_type\": \"gpt_oss\", oops",
+    )
+    .unwrap();
     inspect(&t.join("m")).fails_with(&["config.json", "not a JSON object"]);
-    let l = oss_forge(&["logits", "--model", t.join("m").to_str().unwrap(), "--tokens", "1,2"]);
+    let l = oss_forge(&[
+        "logits",
+        "--model",
+        t.join("m").to_str().unwrap(),
+        "--tokens",
+        "1,2",
+    ]);
     l.fails_with(&["config.json"]);
 }
 
@@ -87,7 +125,9 @@ fn non_json_config_names_the_file() {
 fn unsupported_config_value_is_an_error() {
     let t = tiny_copy("rope");
     let p = t.join("m/config.json");
-    let text = std::fs::read_to_string(&p).unwrap().replace("\"yarn\"", "\"dynamic\"");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("\"yarn\"", "\"dynamic\"");
     std::fs::write(&p, text).unwrap();
     inspect(&t.join("m")).fails_with(&["config.json", "rope_scaling.rope_type", "dynamic"]);
 }
@@ -116,9 +156,19 @@ fn tensor_stored_in_two_shards() {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut all: Vec<crate::util::Tensor> = st
         .iter()
-        .map(|(n, v)| crate::util::Tensor { name: n.to_string(), dtype: v.dtype(), shape: v.shape().to_vec(), data: v.data().to_vec() })
+        .map(|(n, v)| crate::util::Tensor {
+            name: n.to_string(),
+            dtype: v.dtype(),
+            shape: v.shape().to_vec(),
+            data: v.data().to_vec(),
+        })
         .collect();
-    all.push(crate::util::Tensor { name: "model.norm.weight".into(), dtype, shape, data });
+    all.push(crate::util::Tensor {
+        name: "model.norm.weight".into(),
+        dtype,
+        shape,
+        data,
+    });
     drop(st);
     std::fs::remove_file(&p).unwrap();
     safetensors::serialize_to_file(all.iter().map(|t| (t.name.clone(), t)), None, &p).unwrap();
@@ -128,6 +178,14 @@ fn tensor_stored_in_two_shards() {
 #[test]
 fn out_of_vocabulary_token_and_missing_model() {
     let t = tiny_copy("vocab");
-    oss_forge(&["logits", "--model", t.join("m").to_str().unwrap(), "--tokens", "1,512"]).fails_with(&["token 512", "vocab_size 512"]);
-    oss_forge(&["logits", "--model", "/nonexistent/model", "--tokens", "1"]).fails_with(&["/nonexistent/model", "no such file or directory"]);
+    oss_forge(&[
+        "logits",
+        "--model",
+        t.join("m").to_str().unwrap(),
+        "--tokens",
+        "1,512",
+    ])
+    .fails_with(&["token 512", "vocab_size 512"]);
+    oss_forge(&["logits", "--model", "/nonexistent/model", "--tokens", "1"])
+        .fails_with(&["/nonexistent/model", "no such file or directory"]);
 }

@@ -13,7 +13,9 @@ fn contents(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .flat_map(|e| {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            contents(&p).into_iter().map(move |(sub, b)| (format!("{name}/{sub}"), b))
+            contents(&p)
+                .into_iter()
+                .map(move |(sub, b)| (format!("{name}/{sub}"), b))
         })
         .collect();
     out.sort();
@@ -24,28 +26,65 @@ fn contents(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 fn every_variant_and_the_logits_are_identical_with_one_or_two_threads() {
     let t = TempDir::new("threads");
     let model = t.join("tiny");
-    oss_forge(&["synth", "--preset", "tiny", "--layers", "2", "-o", model.to_str().unwrap()]).ok();
+    oss_forge(&[
+        "synth",
+        "--preset",
+        "tiny",
+        "--layers",
+        "2",
+        "-o",
+        model.to_str().unwrap(),
+    ])
+    .ok();
     for v in convert::Variant::ALL {
         let outs: Vec<_> = ["1", "2"]
             .iter()
             .map(|n| {
                 let ext = if v.is_gguf() { ".gguf" } else { "" };
                 let out = t.join(&format!("{v}-{n}{ext}"));
-                oss_forge(&["--threads", n, "-q", "convert", model.to_str().unwrap(), "--to", v.name(), "-o", out.to_str().unwrap()]).ok();
+                oss_forge(&[
+                    "--threads",
+                    n,
+                    "-q",
+                    "convert",
+                    model.to_str().unwrap(),
+                    "--to",
+                    v.name(),
+                    "-o",
+                    out.to_str().unwrap(),
+                ])
+                .ok();
                 contents(&out)
             })
             .collect();
         assert!(!outs[0].is_empty());
-        assert!(outs[0] == outs[1], "{v}: output differs between 1 and 2 threads");
+        assert!(
+            outs[0] == outs[1],
+            "{v}: output differs between 1 and 2 threads"
+        );
     }
     let tokens = "0,5,9,400,482,3,3,17,200,100,490,7,7,7,1,2,3";
     let logits: Vec<Vec<u8>> = ["1", "2"]
         .iter()
         .map(|n| {
             let out = t.join(&format!("logits-{n}.npy"));
-            oss_forge(&["--threads", n, "logits", "--model", model.to_str().unwrap(), "--tokens", tokens, "--out", out.to_str().unwrap()]).ok();
+            oss_forge(&[
+                "--threads",
+                n,
+                "logits",
+                "--model",
+                model.to_str().unwrap(),
+                "--tokens",
+                tokens,
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .ok();
             std::fs::read(out).unwrap()
         })
         .collect();
-    assert!(logits[0] == logits[1], "logits differ between 1 and 2 threads");
+    assert!(
+        logits[0] == logits[1],
+        "logits differ between 1 and 2 threads"
+    );
 }

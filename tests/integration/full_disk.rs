@@ -20,11 +20,20 @@ impl Tmpfs {
         let parent = TempDir::new(tag);
         let dir = parent.join("fs");
         std::fs::create_dir(&dir).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&dir).output();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output();
         match out {
-            Ok(o) if o.status.success() => Some(Tmpfs { dir, _parent: parent }),
+            Ok(o) if o.status.success() => Some(Tmpfs {
+                dir,
+                _parent: parent,
+            }),
             Ok(o) => {
-                eprintln!("SKIPPED {tag}: cannot mount a tmpfs here (needs root): {}", String::from_utf8_lossy(&o.stderr).trim());
+                eprintln!(
+                    "SKIPPED {tag}: cannot mount a tmpfs here (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
                 None
             }
             Err(e) => {
@@ -35,7 +44,11 @@ impl Tmpfs {
     }
 
     fn entries(&self) -> Vec<String> {
-        std::fs::read_dir(&self.dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
     }
 }
 
@@ -52,8 +65,15 @@ fn s(p: &Path) -> &str {
 /// `needed N bytes, wrote M` out of a message.
 fn needed_and_wrote(msg: &str) -> (u64, u64) {
     let num = |key: &str| -> u64 {
-        let rest = &msg[msg.find(key).unwrap_or_else(|| panic!("no {key:?} in {msg}")) + key.len()..];
-        rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        let rest = &msg[msg
+            .find(key)
+            .unwrap_or_else(|| panic!("no {key:?} in {msg}"))
+            + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     (num("needed "), num("wrote "))
 }
@@ -64,36 +84,95 @@ fn bytes_under(p: &Path) -> u64 {
 
 #[test]
 fn a_conversion_that_cannot_fit_is_refused_before_writing() {
-    let Some(fs) = Tmpfs::mount("nospace-precheck", "1m") else { return };
+    let Some(fs) = Tmpfs::mount("nospace-precheck", "1m") else {
+        return;
+    };
     let model = fixture("tiny-gpt-oss");
     for variant in ["gguf-bf16", "safetensors-bf16"] {
         let out = fs.dir.join(variant);
-        let run = oss_forge(&["convert", "--quiet", s(&model), "--to", variant, "-o", s(&out)]);
-        run.fails_with(&[s(&out), "not enough free space: needs", "available", "nothing was written"]);
-        assert_eq!(fs.entries(), Vec::<String>::new(), "{variant}: a refused conversion wrote something");
+        let run = oss_forge(&[
+            "convert",
+            "--quiet",
+            s(&model),
+            "--to",
+            variant,
+            "-o",
+            s(&out),
+        ]);
+        run.fails_with(&[
+            s(&out),
+            "not enough free space: needs",
+            "available",
+            "nothing was written",
+        ]);
+        assert_eq!(
+            fs.entries(),
+            Vec::<String>::new(),
+            "{variant}: a refused conversion wrote something"
+        );
     }
 }
 
 #[test]
 fn a_disk_that_fills_mid_write_names_the_file_and_the_bytes_and_keeps_nothing() {
-    let Some(fs) = Tmpfs::mount("nospace-midwrite", "1m") else { return };
+    let Some(fs) = Tmpfs::mount("nospace-midwrite", "1m") else {
+        return;
+    };
     let model = fixture("tiny-gpt-oss");
     let clean = TempDir::new("nospace-clean");
-    for (variant, file) in [("gguf-bf16", "gguf-bf16"), ("safetensors-bf16", "model-00001-of-00001.safetensors")] {
+    for (variant, file) in [
+        ("gguf-bf16", "gguf-bf16"),
+        ("safetensors-bf16", "model-00001-of-00001.safetensors"),
+    ] {
         let reference = clean.join(variant);
-        oss_forge(&["convert", "--quiet", s(&model), "--to", variant, "-o", s(&reference)]).ok();
+        oss_forge(&[
+            "convert",
+            "--quiet",
+            s(&model),
+            "--to",
+            variant,
+            "-o",
+            s(&reference),
+        ])
+        .ok();
         let out = fs.dir.join(variant);
-        let run = oss_forge(&["convert", "--quiet", "--no-space-check", s(&model), "--to", variant, "-o", s(&out)]);
-        run.fails_with(&[s(&out), &format!("no space left on device writing {file}: needed "), "the partial output was removed"]);
+        let run = oss_forge(&[
+            "convert",
+            "--quiet",
+            "--no-space-check",
+            s(&model),
+            "--to",
+            variant,
+            "-o",
+            s(&out),
+        ]);
+        run.fails_with(&[
+            s(&out),
+            &format!("no space left on device writing {file}: needed "),
+            "the partial output was removed",
+        ]);
         let (needed, wrote) = needed_and_wrote(&run.stderr);
         let real = bytes_under(&reference);
-        assert!(wrote > 0 && wrote < needed, "{variant}: needed {needed}, wrote {wrote}");
+        assert!(
+            wrote > 0 && wrote < needed,
+            "{variant}: needed {needed}, wrote {wrote}"
+        );
         if variant.starts_with("gguf") {
-            assert_eq!(needed, real, "{variant}: the GGUF's size is known exactly before writing");
+            assert_eq!(
+                needed, real,
+                "{variant}: the GGUF's size is known exactly before writing"
+            );
         } else {
             // Shards and copied side files; the index, config and card are not counted.
-            assert!(needed <= real && needed * 100 >= real * 95, "{variant}: needed {needed} vs {real} written elsewhere");
+            assert!(
+                needed <= real && needed * 100 >= real * 95,
+                "{variant}: needed {needed} vs {real} written elsewhere"
+            );
         }
-        assert_eq!(fs.entries(), Vec::<String>::new(), "{variant}: the failed conversion left files on the full disk");
+        assert_eq!(
+            fs.entries(),
+            Vec::<String>::new(),
+            "{variant}: the failed conversion left files on the full disk"
+        );
     }
 }

@@ -9,17 +9,19 @@
 //!   integration fuzz` rewrites them after a deliberate format change.
 
 use crate::util::fixture;
+use convert::Variant;
 use convert::fuzzing;
 use convert::gguf::writer::{PlannedTensor, write_file};
 use convert::gguf::{meta, write};
-use convert::Variant;
 use std::path::{Path, PathBuf};
 
 /// A target's harness, its verdict as a message.
 type Harness = fn(&[u8]) -> Result<(), String>;
 
 const TARGETS: [(&str, Harness); 3] = [
-    ("safetensors_header", |b| fuzzing::safetensors_header(b).map_err(|e| e.to_string())),
+    ("safetensors_header", |b| {
+        fuzzing::safetensors_header(b).map_err(|e| e.to_string())
+    }),
     ("gguf", |b| fuzzing::gguf(b).map_err(|e| e.to_string())),
     ("config", |b| fuzzing::config(b).map_err(|e| e.to_string())),
 ];
@@ -29,7 +31,14 @@ fn repo(rel: &str) -> PathBuf {
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect()).unwrap_or_default();
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
     out.retain(|p| p.file_name().is_some_and(|n| n != "README.md"));
     out.sort();
     out
@@ -42,13 +51,21 @@ fn every_saved_fuzz_finding_is_now_a_clean_error() {
         for f in files_in(&fixture(&format!("fuzz-regressions/{target}"))) {
             let bytes = std::fs::read(&f).unwrap();
             let verdict = std::panic::catch_unwind(|| harness(&bytes));
-            let Ok(verdict) = verdict else { panic!("{target}: {} still panics", f.display()) };
-            let err = verdict.expect_err(&format!("{target}: {} is hostile and must be rejected", f.display()));
+            let Ok(verdict) = verdict else {
+                panic!("{target}: {} still panics", f.display())
+            };
+            let err = verdict.expect_err(&format!(
+                "{target}: {} is hostile and must be rejected",
+                f.display()
+            ));
             assert!(!err.is_empty(), "{}: empty error message", f.display());
             replayed += 1;
         }
     }
-    assert!(replayed > 0, "no regression inputs found under tests/fixtures/fuzz-regressions");
+    assert!(
+        replayed > 0,
+        "no regression inputs found under tests/fixtures/fuzz-regressions"
+    );
 }
 
 /// A gpt-oss config small enough that a whole GGUF of it is a few kilobytes.
@@ -68,7 +85,10 @@ fn minimal_gguf(variant: Variant, dir: &Path) -> Vec<u8> {
     let cfg = minimal_config();
     let kv = meta::model_kv(&cfg, Path::new("seed"), write::variant_file_type(variant));
     let order = write::source_order(Path::new("/nonexistent"), &cfg);
-    let tensors: Vec<PlannedTensor> = write::plan(variant, &cfg, &order).into_iter().map(|i| i.tensor).collect();
+    let tensors: Vec<PlannedTensor> = write::plan(variant, &cfg, &order)
+        .into_iter()
+        .map(|i| i.tensor)
+        .collect();
     let path = dir.join(format!("{variant}.gguf"));
     let mut state = 0x9e37_79b9u32;
     write_file(&path, &kv, &tensors, &mut |i, w| {
@@ -76,7 +96,11 @@ fn minimal_gguf(variant: Variant, dir: &Path) -> Vec<u8> {
         let bytes: Vec<u8> = (0..tensors[i].nbytes())
             .map(|k| {
                 state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                if k % 2 == 1 { 0x3c } else { (state >> 24) as u8 }
+                if k % 2 == 1 {
+                    0x3c
+                } else {
+                    (state >> 24) as u8
+                }
             })
             .collect();
         std::io::Write::write_all(w, &bytes).map_err(|e| convert::ConvertError::io(&path, e))
@@ -100,10 +124,26 @@ fn minimal_safetensors() -> Vec<u8> {
 /// The seeds this test generates: (target, file name, bytes).
 fn generated_seeds(tmp: &Path) -> Vec<(&'static str, String, Vec<u8>)> {
     vec![
-        ("gguf", "minimal-bf16.gguf".into(), minimal_gguf(Variant::GgufBf16, tmp)),
-        ("gguf", "minimal-mxfp4.gguf".into(), minimal_gguf(Variant::GgufMxfp4, tmp)),
-        ("gguf", "minimal-q8_0.gguf".into(), minimal_gguf(Variant::GgufQ8_0, tmp)),
-        ("safetensors_header", "minimal.safetensors".into(), minimal_safetensors()),
+        (
+            "gguf",
+            "minimal-bf16.gguf".into(),
+            minimal_gguf(Variant::GgufBf16, tmp),
+        ),
+        (
+            "gguf",
+            "minimal-mxfp4.gguf".into(),
+            minimal_gguf(Variant::GgufMxfp4, tmp),
+        ),
+        (
+            "gguf",
+            "minimal-q8_0.gguf".into(),
+            minimal_gguf(Variant::GgufQ8_0, tmp),
+        ),
+        (
+            "safetensors_header",
+            "minimal.safetensors".into(),
+            minimal_safetensors(),
+        ),
     ]
 }
 
@@ -119,8 +159,17 @@ fn generated_fuzz_seeds_are_current_and_parse() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &bytes).unwrap();
         }
-        let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (OSS_FORGE_WRITE_SEEDS=1 writes it)", path.display()));
-        assert!(committed == bytes, "{} is stale (OSS_FORGE_WRITE_SEEDS=1 rewrites it)", path.display());
+        let committed = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (OSS_FORGE_WRITE_SEEDS=1 writes it)",
+                path.display()
+            )
+        });
+        assert!(
+            committed == bytes,
+            "{} is stale (OSS_FORGE_WRITE_SEEDS=1 rewrites it)",
+            path.display()
+        );
     }
 }
 
@@ -128,8 +177,13 @@ fn generated_fuzz_seeds_are_current_and_parse() {
 fn every_config_seed_parses() {
     let dir = repo("fuzz/seeds/config");
     let seeds = files_in(&dir);
-    assert!(seeds.len() >= 3, "config seeds missing in {}", dir.display());
+    assert!(
+        seeds.len() >= 3,
+        "config seeds missing in {}",
+        dir.display()
+    );
     for f in seeds {
-        fuzzing::config(&std::fs::read(&f).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        fuzzing::config(&std::fs::read(&f).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
     }
 }

@@ -8,7 +8,12 @@ use convert::{Checkpoint, ConvertOptions, Variant};
 use reference::{Model, WeightId, WeightSource};
 use std::path::{Path, PathBuf};
 
-fn convert_to(model: &str, variant: Variant, out: &Path, opts: &ConvertOptions) -> convert::ConvertReport {
+fn convert_to(
+    model: &str,
+    variant: Variant,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> convert::ConvertReport {
     let src = fixture(model);
     let ckpt = Checkpoint::open(&src).unwrap();
     convert::variant::convert(&ckpt, &src, variant, out, opts, &NoProgress).unwrap()
@@ -16,7 +21,12 @@ fn convert_to(model: &str, variant: Variant, out: &Path, opts: &ConvertOptions) 
 
 fn short(v: &Value) -> String {
     match v {
-        Value::Array(t, items) => format!("array[{}] x{} {:?}", convert::gguf::type_id_name(*t), items.len(), &items[..items.len().min(3)]),
+        Value::Array(t, items) => format!(
+            "array[{}] x{} {:?}",
+            convert::gguf::type_id_name(*t),
+            items.len(),
+            &items[..items.len().min(3)]
+        ),
         v => format!("{v:?}"),
     }
 }
@@ -29,24 +39,52 @@ fn assert_same_gguf(ours: &Path, theirs: &Path) {
     let keys = |f: &GgufFile| f.kv().iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
     assert_eq!(keys(&a), keys(&b), "metadata keys and order");
     for ((k, va), (_, vb)) in a.kv().iter().zip(b.kv()) {
-        assert!(va == vb, "{}: metadata `{k}`: ours {} vs llama.cpp {}", theirs.display(), short(va), short(vb));
+        assert!(
+            va == vb,
+            "{}: metadata `{k}`: ours {} vs llama.cpp {}",
+            theirs.display(),
+            short(va),
+            short(vb)
+        );
     }
     assert_eq!(a.tensors().len(), b.tensors().len());
     for (ta, tb) in a.tensors().iter().zip(b.tensors()) {
-        assert_eq!((&ta.name, &ta.ne, ta.ty, ta.offset), (&tb.name, &tb.ne, tb.ty, tb.offset), "{}: tensor info", theirs.display());
-        assert!(a.data(ta) == b.data(tb), "{}: tensor `{}` ({}) bytes differ", theirs.display(), ta.name, ta.describe());
+        assert_eq!(
+            (&ta.name, &ta.ne, ta.ty, ta.offset),
+            (&tb.name, &tb.ne, tb.ty, tb.offset),
+            "{}: tensor info",
+            theirs.display()
+        );
+        assert!(
+            a.data(ta) == b.data(tb),
+            "{}: tensor `{}` ({}) bytes differ",
+            theirs.display(),
+            ta.name,
+            ta.describe()
+        );
     }
-    assert!(std::fs::read(ours).unwrap() == std::fs::read(theirs).unwrap(), "{}: files differ outside metadata and tensors", theirs.display());
+    assert!(
+        std::fs::read(ours).unwrap() == std::fs::read(theirs).unwrap(),
+        "{}: files differ outside metadata and tensors",
+        theirs.display()
+    );
 }
 
 #[test]
 fn llamacpp_equivalent_variants_match_llamacpp_files() {
     let t = TempDir::new("gguf-eq");
     for model in ["tiny-gpt-oss", "small-gpt-oss"] {
-        for (variant, outtype) in [(Variant::GgufMxfp4, "auto"), (Variant::GgufMxfp4F16, "f16"), (Variant::GgufMxfp4Q8_0, "q8_0")] {
+        for (variant, outtype) in [
+            (Variant::GgufMxfp4, "auto"),
+            (Variant::GgufMxfp4F16, "f16"),
+            (Variant::GgufMxfp4Q8_0, "q8_0"),
+        ] {
             let out = t.join(&format!("{model}-{outtype}.gguf"));
             convert_to(model, variant, &out, &ConvertOptions::default());
-            assert_same_gguf(&out, &fixture(&format!("llamacpp/{model}.llamacpp-{outtype}.gguf")));
+            assert_same_gguf(
+                &out,
+                &fixture(&format!("llamacpp/{model}.llamacpp-{outtype}.gguf")),
+            );
         }
     }
 }
@@ -74,7 +112,11 @@ fn lossless_variants_give_the_originals_logits_exactly() {
             // The GGUF also records the tokenizer's bos id, which config.json does not declare.
             let mut want = ckpt.config().clone();
             want.token_ids.bos = Some(482);
-            assert_eq!(g.config(), &want, "{variant}: config round-trips through the metadata");
+            assert_eq!(
+                g.config(),
+                &want,
+                "{variant}: config round-trips through the metadata"
+            );
             for p in &prompts {
                 let d = max_abs_diff(&logits_of(&g, &p.tokens), &logits_of(&ckpt, &p.tokens));
                 assert_eq!(d, 0.0, "{model} {variant}: max |Δlogit| {d}");
@@ -95,7 +137,11 @@ fn q8_0_variant_stores_experts_exactly_and_counts_the_rest() {
     // Every expert value equals the original's.
     for l in 0..cfg.num_hidden_layers {
         for e in 0..cfg.num_local_experts {
-            for id in [WeightId::Gate(l, e), WeightId::Up(l, e), WeightId::Down(l, e)] {
+            for id in [
+                WeightId::Gate(l, e),
+                WeightId::Up(l, e),
+                WeightId::Down(l, e),
+            ] {
                 let a = g.weight(id).unwrap().to_f32();
                 let b = ckpt.weight(id).unwrap().to_f32();
                 assert!(a == b, "{id}: expert values differ");
@@ -107,12 +153,19 @@ fn q8_0_variant_stores_experts_exactly_and_counts_the_rest() {
     let scan = convert::inspect::inspect(&ckpt);
     let outside = scan.blocks_outside(quant::q8_0::EXACT_SCALE_MIN, quant::q8_0::EXACT_SCALE_MAX);
     assert!(outside > 0);
-    let counted = report.inexact.iter().find(|i| i.what.starts_with("Q8_0 expert blocks")).map_or(0, |i| i.count);
+    let counted = report
+        .inexact
+        .iter()
+        .find(|i| i.what.starts_with("Q8_0 expert blocks"))
+        .map_or(0, |i| i.count);
     assert_eq!(counted, outside, "{:?}", report.inexact);
     let any = convert::AnyModel::open(&out).unwrap();
     let insp = convert::inspect::inspect_any(&any);
     assert_eq!(insp.q8_0_expert_blocks.unwrap().1, outside);
-    assert!(insp.render().contains(&format!("{outside} not stored exactly")));
+    assert!(
+        insp.render()
+            .contains(&format!("{outside} not stored exactly"))
+    );
     // Dense weights are Q8_0 and lossy: the logits are only reported.
     for p in golden(model) {
         let d = max_abs_diff(&logits_of(&g, &p.tokens), &logits_of(&ckpt, &p.tokens));
@@ -135,23 +188,40 @@ fn llamacpp_files_load_and_run() {
             // The auto file holds the original values; f16 and q8_0 round the dense weights, so
             // there the logits are only reported.
             if outtype == "auto" {
-                assert_eq!(d, 0.0, "llama.cpp's BF16/MXFP4 file holds the original values");
+                assert_eq!(
+                    d, 0.0,
+                    "llama.cpp's BF16/MXFP4 file holds the original values"
+                );
             }
             assert!(d.is_finite());
         }
     }
     // And through the command line.
     let path = fixture("llamacpp/tiny-gpt-oss.llamacpp-auto.gguf");
-    let run = oss_forge(&["logits", "--model", path.to_str().unwrap(), "--tokens", "1,2,3"]);
+    let run = oss_forge(&[
+        "logits",
+        "--model",
+        path.to_str().unwrap(),
+        "--tokens",
+        "1,2,3",
+    ]);
     run.ok();
     assert!(run.stdout.contains("pos    2"), "{}", run.stdout);
     let run = oss_forge(&["inspect", path.to_str().unwrap()]);
     run.ok();
-    assert!(run.stdout.contains("gguf MXFP4_MOE") && run.stdout.contains("mxfp4"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("gguf MXFP4_MOE") && run.stdout.contains("mxfp4"),
+        "{}",
+        run.stdout
+    );
 }
 
 fn split_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     v.sort();
     v
 }
@@ -160,14 +230,20 @@ fn split_files(dir: &Path) -> Vec<PathBuf> {
 fn splits_are_llamacpp_style_and_read_back() {
     let t = TempDir::new("gguf-split");
     let out = t.join("m.gguf");
-    let opts = ConvertOptions { split_max_bytes: Some(400_000), ..Default::default() };
+    let opts = ConvertOptions {
+        split_max_bytes: Some(400_000),
+        ..Default::default()
+    };
     let report = convert_to("tiny-gpt-oss", Variant::GgufMxfp4, &out, &opts);
     let files = split_files(t.path());
     let n = files.len();
     assert!(n >= 3, "{files:?}");
     assert_eq!(report.outputs, files);
     for (i, f) in files.iter().enumerate() {
-        assert_eq!(f.file_name().unwrap().to_string_lossy(), format!("m-{:05}-of-{n:05}.gguf", i + 1));
+        assert_eq!(
+            f.file_name().unwrap().to_string_lossy(),
+            format!("m-{:05}-of-{n:05}.gguf", i + 1)
+        );
         let g = GgufFile::open(f).unwrap();
         let kv = g.kv();
         let tail = &kv[kv.len() - 3..];
@@ -182,16 +258,30 @@ fn splits_are_llamacpp_style_and_read_back() {
     }
     // The first split finds the others; the weights are those of the single file.
     let whole = t.join("whole.gguf");
-    convert_to("tiny-gpt-oss", Variant::GgufMxfp4, &whole, &ConvertOptions::default());
+    convert_to(
+        "tiny-gpt-oss",
+        Variant::GgufMxfp4,
+        &whole,
+        &ConvertOptions::default(),
+    );
     let a = GgufModel::open(&files[0]).unwrap();
     let b = GgufModel::open(&whole).unwrap();
     let tokens = [1u32, 7, 300, 484];
     assert_eq!(logits_of(&a, &tokens), logits_of(&b, &tokens));
     // A later split is not an entry point; a missing split is named.
-    assert!(GgufModel::open(&files[1]).err().unwrap().to_string().contains("open the first split"));
+    assert!(
+        GgufModel::open(&files[1])
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("open the first split")
+    );
     std::fs::remove_file(&files[n - 1]).unwrap();
     let err = GgufModel::open(&files[0]).err().unwrap().to_string();
-    assert!(err.contains(&format!("split {n} of {n} is missing")), "{err}");
+    assert!(
+        err.contains(&format!("split {n} of {n} is missing")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -200,14 +290,25 @@ fn refuses_to_overwrite_and_leaves_nothing_partial() {
     let src = fixture("tiny-gpt-oss");
     let out = t.join("m.gguf");
     let args = |extra: &[&str]| {
-        let mut a = vec!["convert", src.to_str().unwrap(), "--to", "gguf-mxfp4", "-o", out.to_str().unwrap()];
+        let mut a = vec![
+            "convert",
+            src.to_str().unwrap(),
+            "--to",
+            "gguf-mxfp4",
+            "-o",
+            out.to_str().unwrap(),
+        ];
         a.extend_from_slice(extra);
         a.into_iter().map(str::to_string).collect::<Vec<_>>()
     };
     let run = |a: Vec<String>| oss_forge(&a.iter().map(String::as_str).collect::<Vec<_>>());
     let first = run(args(&[]));
     first.ok();
-    assert!(first.stdout.contains("every value stored exactly"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains("every value stored exactly"),
+        "{}",
+        first.stdout
+    );
     let before = std::fs::read(&out).unwrap();
     run(args(&[])).fails_with(&["already exists", "--force"]);
     assert_eq!(std::fs::read(&out).unwrap(), before);
@@ -217,10 +318,22 @@ fn refuses_to_overwrite_and_leaves_nothing_partial() {
     let out2 = t.join("n.gguf");
     let ckpt = Checkpoint::open(&src).unwrap();
     let failing = Failing { inner: &ckpt };
-    let err = convert::variant::convert(&failing, &src, Variant::GgufMxfp4, &out2, &ConvertOptions::default(), &NoProgress).unwrap_err();
+    let err = convert::variant::convert(
+        &failing,
+        &src,
+        Variant::GgufMxfp4,
+        &out2,
+        &ConvertOptions::default(),
+        &NoProgress,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("blk.3.attn_v.weight"), "{err}");
     assert!(!out2.exists());
-    let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(left.len(), 1, "only m.gguf remains: {left:?}");
 }
 
@@ -261,10 +374,16 @@ fn hostile_gguf_files_are_clean_errors() {
 
     // Truncated: the last tensor runs past the end; the error names it.
     let e = open_err(&t, "trunc.gguf", &good[..good.len() - 100]);
-    assert!(e.contains("trunc.gguf") && e.contains(&last.name) && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("trunc.gguf") && e.contains(&last.name) && e.contains("truncated"),
+        "{e}"
+    );
     // Cut inside the header.
     let e = open_err(&t, "hdr.gguf", &good[..5000]);
-    assert!(e.contains("hdr.gguf") && e.contains("runs past the end"), "{e}");
+    assert!(
+        e.contains("hdr.gguf") && e.contains("runs past the end"),
+        "{e}"
+    );
     // Lying counts: billions of tensors / metadata pairs.
     let mut b = good.clone();
     b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
@@ -281,7 +400,10 @@ fn hostile_gguf_files_are_clean_errors() {
     // Header edits located by searching for the tensor name in the infos.
     let find = |name: &str| {
         let needle = [&(name.len() as u64).to_le_bytes()[..], name.as_bytes()].concat();
-        good.windows(needle.len()).position(|w| w == needle.as_slice()).unwrap() + needle.len()
+        good.windows(needle.len())
+            .position(|w| w == needle.as_slice())
+            .unwrap()
+            + needle.len()
     };
     // Unknown ggml type on the first tensor (its type follows n_dims and ne).
     let first = &f.tensors()[0];
@@ -294,7 +416,10 @@ fn hostile_gguf_files_are_clean_errors() {
     let mut b = good.clone();
     b[at + 4..at + 12].copy_from_slice(&64u64.to_le_bytes());
     let e = open_err(&t, "offset.gguf", &b);
-    assert!(e.contains(&first.name) && e.contains("has offset 64, expected 0"), "{e}");
+    assert!(
+        e.contains(&first.name) && e.contains("has offset 64, expected 0"),
+        "{e}"
+    );
     // A wrong shape for the config.
     let sinks = "blk.0.attn_sinks.weight";
     let at = find(sinks) + 4;
@@ -307,15 +432,29 @@ fn hostile_gguf_files_are_clean_errors() {
     let at = find(sinks) - 7; // "weight" → "weighx"... keep the length, change the name
     b[at] = b'X';
     let e = open_err(&t, "missing.gguf", &b);
-    assert!(e.contains("missing tensor `blk.0.attn_sinks.weight`"), "{e}");
+    assert!(
+        e.contains("missing tensor `blk.0.attn_sinks.weight`"),
+        "{e}"
+    );
     // Unsupported metadata values.
     let key = b"rope.scaling.type";
     let pos = good.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4 + 8;
     let mut b = good.clone();
     b[pos..pos + 4].copy_from_slice(b"lin_");
     let e = open_err(&t, "rope.gguf", &b);
-    assert!(e.contains("gpt-oss.rope.scaling.type") && e.contains("lin_"), "{e}");
+    assert!(
+        e.contains("gpt-oss.rope.scaling.type") && e.contains("lin_"),
+        "{e}"
+    );
     // Through the binary: exit code 2, no panic.
-    oss_forge(&["inspect", t.join("trunc.gguf").to_str().unwrap()]).fails_with(&["trunc.gguf", &last.name]);
-    oss_forge(&["logits", "--model", t.join("type.gguf").to_str().unwrap(), "--tokens", "1"]).fails_with(&["ggml type 77"]);
+    oss_forge(&["inspect", t.join("trunc.gguf").to_str().unwrap()])
+        .fails_with(&["trunc.gguf", &last.name]);
+    oss_forge(&[
+        "logits",
+        "--model",
+        t.join("type.gguf").to_str().unwrap(),
+        "--tokens",
+        "1",
+    ])
+    .fails_with(&["ggml type 77"]);
 }

@@ -16,14 +16,28 @@ fn check(model_dir: &str, golden_name: &str) {
         let logits = model.logits(&p.tokens).unwrap();
         assert_eq!(logits.len(), p.logits.len());
         let mut worst = 0f32;
-        for (t, (ours, theirs)) in logits.chunks(p.vocab).zip(p.logits.chunks(p.vocab)).enumerate() {
+        for (t, (ours, theirs)) in logits
+            .chunks(p.vocab)
+            .zip(p.logits.chunks(p.vocab))
+            .enumerate()
+        {
             for (a, b) in ours.iter().zip(theirs) {
                 worst = worst.max((a - b).abs());
             }
-            assert_eq!(argmax(ours), argmax(theirs), "{model_dir} prompt {k} position {t}: top-1 differs");
+            assert_eq!(
+                argmax(ours),
+                argmax(theirs),
+                "{model_dir} prompt {k} position {t}: top-1 differs"
+            );
         }
-        assert!(worst <= MAX_ABS, "{model_dir} prompt {k}: max |Δlogit| {worst} > {MAX_ABS}");
-        eprintln!("{model_dir} prompt {k}: {} tokens, max |Δlogit| {worst:.2e}", p.tokens.len());
+        assert!(
+            worst <= MAX_ABS,
+            "{model_dir} prompt {k}: max |Δlogit| {worst} > {MAX_ABS}"
+        );
+        eprintln!(
+            "{model_dir} prompt {k}: {} tokens, max |Δlogit| {worst:.2e}",
+            p.tokens.len()
+        );
     }
 }
 

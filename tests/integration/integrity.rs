@@ -50,8 +50,14 @@ fn nan_scale_model(tag: &str) -> TempDir {
 
 /// No output and no temporary next to it.
 fn assert_nothing_written(dir: &Path) {
-    let left: Vec<_> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
-    assert!(left.is_empty(), "a refused conversion left {left:?} in {}", dir.display());
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "a refused conversion left {left:?} in {}",
+        dir.display()
+    );
 }
 
 fn inspect_json(model: &Path) -> serde_json::Value {
@@ -64,7 +70,15 @@ fn inspect_json(model: &Path) -> serde_json::Value {
 fn every_variant_refuses(model: &Path, out_dir: &Path, needle: &str, why: &str) {
     for v in convert::Variant::ALL {
         let out = out_dir.join(v.name());
-        let run = oss_forge(&["convert", "--quiet", s(model), "--to", v.name(), "-o", s(&out)]);
+        let run = oss_forge(&[
+            "convert",
+            "--quiet",
+            s(model),
+            "--to",
+            v.name(),
+            "-o",
+            s(&out),
+        ]);
         run.fails_with(&[needle, why, "--allow-nonfinite"]);
         assert!(!out.exists(), "{v}: output exists after a refusal");
     }
@@ -72,7 +86,16 @@ fn every_variant_refuses(model: &Path, out_dir: &Path, needle: &str, why: &str) 
 }
 
 fn convert_allowing(model: &Path, variant: &str, out: &Path) -> Run {
-    let run = oss_forge(&["convert", "--quiet", s(model), "--to", variant, "-o", s(out), "--allow-nonfinite"]);
+    let run = oss_forge(&[
+        "convert",
+        "--quiet",
+        s(model),
+        "--to",
+        variant,
+        "-o",
+        s(out),
+        "--allow-nonfinite",
+    ]);
     run.ok();
     run
 }
@@ -83,9 +106,18 @@ fn nan_and_inf_weights_are_named_and_refused_unless_allowed() {
     let m = t.join("m");
     let text = oss_forge(&["inspect", s(&m)]);
     text.ok();
-    assert!(text.stdout.contains(&format!("tensor `{BF16_TENSOR}` holds 1 NaN and 1 Inf values")), "{}", text.stdout);
+    assert!(
+        text.stdout.contains(&format!(
+            "tensor `{BF16_TENSOR}` holds 1 NaN and 1 Inf values"
+        )),
+        "{}",
+        text.stdout
+    );
     let j = inspect_json(&m);
-    assert_eq!(j["non_finite"], serde_json::json!([{"tensor": BF16_TENSOR, "nan": 1, "inf": 1}]));
+    assert_eq!(
+        j["non_finite"],
+        serde_json::json!([{"tensor": BF16_TENSOR, "nan": 1, "inf": 1}])
+    );
 
     every_variant_refuses(&m, &t.join("out"), BF16_WEIGHT, "NaN or Inf");
     // Allowed: both writers go through, and the GGUF keeps the values, so inspecting the output
@@ -94,8 +126,20 @@ fn nan_and_inf_weights_are_named_and_refused_unless_allowed() {
     let gguf = t.join("ok.gguf");
     convert_allowing(&m, "gguf-bf16", &gguf);
     let j = inspect_json(&gguf);
-    assert_eq!(j["non_finite"][0]["tensor"], "blk.1.attn_q.weight", "{}", j["non_finite"]);
-    let run = oss_forge(&["convert", "--quiet", s(&gguf), "--to", "gguf-f16", "-o", s(&t.join("again.gguf"))]);
+    assert_eq!(
+        j["non_finite"][0]["tensor"], "blk.1.attn_q.weight",
+        "{}",
+        j["non_finite"]
+    );
+    let run = oss_forge(&[
+        "convert",
+        "--quiet",
+        s(&gguf),
+        "--to",
+        "gguf-f16",
+        "-o",
+        s(&t.join("again.gguf")),
+    ]);
     run.fails_with(&[BF16_WEIGHT, "NaN or Inf", "--allow-nonfinite"]);
 }
 
@@ -105,9 +149,18 @@ fn nan_scale_byte_is_named_and_refused_unless_allowed() {
     let m = t.join("m");
     let text = oss_forge(&["inspect", s(&m)]);
     text.ok();
-    assert!(text.stdout.contains(&format!("tensor `{SCALES_TENSOR}` has 1 MXFP4 blocks with scale byte 255")), "{}", text.stdout);
+    assert!(
+        text.stdout.contains(&format!(
+            "tensor `{SCALES_TENSOR}` has 1 MXFP4 blocks with scale byte 255"
+        )),
+        "{}",
+        text.stdout
+    );
     let j = inspect_json(&m);
-    assert_eq!(j["nan_scales"], serde_json::json!([{"tensor": SCALES_TENSOR, "blocks": 1}]));
+    assert_eq!(
+        j["nan_scales"],
+        serde_json::json!([{"tensor": SCALES_TENSOR, "blocks": 1}])
+    );
     assert_eq!(j["mxfp4_scales"]["nan_255"], 1);
 
     // Scale 0 of gate_up is the first block of row 0: gate row 0 of expert 0 (rows interleave).
@@ -116,9 +169,20 @@ fn nan_scale_byte_is_named_and_refused_unless_allowed() {
     let gguf = t.join("ok.gguf");
     convert_allowing(&m, "gguf-mxfp4", &gguf);
     let j = inspect_json(&gguf);
-    assert_eq!(j["nan_scales"], serde_json::json!([{"tensor": "blk.0.ffn_gate_exps.weight", "blocks": 1}]));
+    assert_eq!(
+        j["nan_scales"],
+        serde_json::json!([{"tensor": "blk.0.ffn_gate_exps.weight", "blocks": 1}])
+    );
     // The MXFP4 copy from a GGUF source checks the ggml blocks too.
-    let run = oss_forge(&["convert", "--quiet", s(&gguf), "--to", "gguf-mxfp4-f16", "-o", s(&t.join("again.gguf"))]);
+    let run = oss_forge(&[
+        "convert",
+        "--quiet",
+        s(&gguf),
+        "--to",
+        "gguf-mxfp4-f16",
+        "-o",
+        s(&t.join("again.gguf")),
+    ]);
     run.fails_with(&["layers.0.experts.0.gate", "255", "--allow-nonfinite"]);
 }
 
@@ -126,8 +190,26 @@ fn nan_scale_byte_is_named_and_refused_unless_allowed() {
 fn pipeline_refuses_a_checkpoint_with_nan_weights() {
     let t = nan_bf16_model("nan-pipeline");
     let out = t.join("pub");
-    let run = oss_forge(&["pipeline", "--quiet", s(&t.join("m")), "-o", s(&out), "--variants", "gguf-bf16,safetensors-bf16"]);
+    let run = oss_forge(&[
+        "pipeline",
+        "--quiet",
+        s(&t.join("m")),
+        "-o",
+        s(&out),
+        "--variants",
+        "gguf-bf16,safetensors-bf16",
+    ]);
     run.fails_with(&[BF16_WEIGHT, "NaN or Inf", "--allow-nonfinite"]);
-    let leftovers: Vec<_> = std::fs::read_dir(&out).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
-    assert!(leftovers.is_empty(), "a refused pipeline left {leftovers:?} in {}", out.display());
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "a refused pipeline left {leftovers:?} in {}",
+        out.display()
+    );
 }

@@ -22,11 +22,20 @@ fn convert(src: &Path, variant: Variant, out: &Path, opts: &ConvertOptions) -> C
 fn logits(dir: &Path, golden_name: &str) -> Vec<Vec<f32>> {
     let ckpt = Checkpoint::open(dir).unwrap();
     let model = Model::new(&ckpt).unwrap();
-    golden(golden_name).iter().map(|p| model.logits(&p.tokens).unwrap()).collect()
+    golden(golden_name)
+        .iter()
+        .map(|p| model.logits(&p.tokens).unwrap())
+        .collect()
 }
 
 fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    a.iter().flatten().zip(b.iter().flatten()).fold(0f32, |m, (x, y)| if x == y { m } else { m.max((x - y).abs()) })
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .fold(
+            0f32,
+            |m, (x, y)| if x == y { m } else { m.max((x - y).abs()) },
+        )
 }
 
 fn read_json(p: &Path) -> Value {
@@ -38,14 +47,21 @@ fn read_json(p: &Path) -> Value {
 fn read_back(dir: &Path) -> BTreeMap<String, (String, Dtype, Vec<usize>, Vec<u8>)> {
     let index = read_json(&dir.join("model.safetensors.index.json"));
     let wm = index["weight_map"].as_object().unwrap();
-    let mut files: Vec<String> = wm.values().map(|v| v.as_str().unwrap().to_string()).collect();
+    let mut files: Vec<String> = wm
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     files.sort();
     files.dedup();
     let n = files.len();
     let mut out = BTreeMap::new();
     let mut total = 0u64;
     for (k, f) in files.iter().enumerate() {
-        assert_eq!(f, &format!("model-{:05}-of-{n:05}.safetensors", k + 1), "transformers' shard names");
+        assert_eq!(
+            f,
+            &format!("model-{:05}-of-{n:05}.safetensors", k + 1),
+            "transformers' shard names"
+        );
         let bytes = std::fs::read(dir.join(f)).unwrap();
         let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
         assert_eq!(meta.metadata().as_ref().unwrap()["format"], "pt");
@@ -53,7 +69,13 @@ fn read_back(dir: &Path) -> BTreeMap<String, (String, Dtype, Vec<usize>, Vec<u8>
         for (name, v) in st.tensors() {
             assert_eq!(wm[&name], f.as_str(), "index places {name}");
             total += v.data().len() as u64;
-            assert!(out.insert(name, (f.clone(), v.dtype(), v.shape().to_vec(), v.data().to_vec())).is_none());
+            assert!(
+                out.insert(
+                    name,
+                    (f.clone(), v.dtype(), v.shape().to_vec(), v.data().to_vec())
+                )
+                .is_none()
+            );
         }
     }
     assert_eq!(out.len(), wm.len(), "every indexed tensor is in a shard");
@@ -68,41 +90,74 @@ fn read_back(dir: &Path) -> BTreeMap<String, (String, Dtype, Vec<usize>, Vec<u8>
 }
 
 fn bf16s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect()
+    b.chunks_exact(2)
+        .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+        .collect()
 }
 
 /// The exact-logits requirement of the issue, for one fixture.
 fn exact_variants(name: &str, src: &Path) {
     let t = TempDir::new("st-exact");
     let want = logits(src, name);
-    for variant in [Variant::SafetensorsBf16, Variant::SafetensorsInt8, Variant::SafetensorsFp16] {
+    for variant in [
+        Variant::SafetensorsBf16,
+        Variant::SafetensorsInt8,
+        Variant::SafetensorsFp16,
+    ] {
         let out = t.join(variant.name());
         let report = convert(src, variant, &out, &ConvertOptions::default());
         let got = logits(&out, name);
         let diff = max_abs_diff(&got, &want);
         let inexact: u64 = report.inexact.iter().map(|i| i.count).sum();
-        eprintln!("{name} {variant}: max |Δlogit| {diff:e}, {inexact} inexact values in {} tensors", report.inexact.len());
+        eprintln!(
+            "{name} {variant}: max |Δlogit| {diff:e}, {inexact} inexact values in {} tensors",
+            report.inexact.len()
+        );
         match variant {
             Variant::SafetensorsFp16 => {
                 if inexact == 0 {
-                    assert_eq!(diff, 0.0, "{name} fp16: no inexact value reported, so the logits must be identical");
+                    assert_eq!(
+                        diff, 0.0,
+                        "{name} fp16: no inexact value reported, so the logits must be identical"
+                    );
                 }
                 assert!(diff < 1e-3, "{name} fp16: {diff}");
-                assert!(report.warnings.iter().any(|w| w.contains("overflow fp16 compute")), "{:?}", report.warnings);
+                assert!(
+                    report
+                        .warnings
+                        .iter()
+                        .any(|w| w.contains("overflow fp16 compute")),
+                    "{:?}",
+                    report.warnings
+                );
                 let card = std::fs::read_to_string(out.join("README.md")).unwrap();
                 assert!(card.contains("overflow fp16 compute"));
                 let tensors = read_back(&out);
                 for i in &report.inexact {
                     let tensor = i.what.split('`').nth(1).unwrap();
-                    assert!(tensors.contains_key(tensor), "{} names a written tensor", i.what);
+                    assert!(
+                        tensors.contains_key(tensor),
+                        "{} names a written tensor",
+                        i.what
+                    );
                     assert!(card.contains(&i.what), "the model card lists {}", i.what);
                 }
             }
             _ => {
-                assert!(report.inexact.is_empty(), "{name} {variant}: {:?}", report.inexact);
-                assert_eq!(diff, 0.0, "{name} {variant}: logits differ from the original's");
+                assert!(
+                    report.inexact.is_empty(),
+                    "{name} {variant}: {:?}",
+                    report.inexact
+                );
+                assert_eq!(
+                    diff, 0.0,
+                    "{name} {variant}: logits differ from the original's"
+                );
                 for (a, b) in got.iter().zip(&want) {
-                    assert_eq!(a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+                    assert_eq!(
+                        a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        b.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                    );
                 }
             }
         }
@@ -129,12 +184,25 @@ fn from_original_layout_the_side_files_come_from_the_parent() {
         let report = convert(&src, variant, &out, &ConvertOptions::default());
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         assert_eq!(max_abs_diff(&logits(&out, "tiny-gpt-oss"), &want), 0.0);
-        for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"] {
-            assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(fixture("tiny-gpt-oss").join(f)).unwrap(), "{f}");
+        for f in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "chat_template.jinja",
+            "generation_config.json",
+        ] {
+            assert_eq!(
+                std::fs::read(out.join(f)).unwrap(),
+                std::fs::read(fixture("tiny-gpt-oss").join(f)).unwrap(),
+                "{f}"
+            );
         }
         let cfg = read_json(&out.join("config.json"));
         assert_eq!(cfg["model_type"], "gpt_oss");
-        assert_eq!(cfg["eos_token_id"], 484, "the parent's HF config, token ids included");
+        assert_eq!(
+            cfg["eos_token_id"], 484,
+            "the parent's HF config, token ids included"
+        );
     }
 }
 
@@ -143,14 +211,30 @@ fn dense_layout_is_transformers_names_dtypes_shapes_and_orientation() {
     let t = TempDir::new("st-dense");
     let src = Checkpoint::open(fixture("tiny-gpt-oss")).unwrap();
     let cfg = src.config().clone();
-    let (h, i, e, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_local_experts, cfg.vocab_size);
-    for (variant, dtype, dname) in [(Variant::SafetensorsBf16, Dtype::BF16, "bfloat16"), (Variant::SafetensorsFp16, Dtype::F16, "float16")] {
+    let (h, i, e, v) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_local_experts,
+        cfg.vocab_size,
+    );
+    for (variant, dtype, dname) in [
+        (Variant::SafetensorsBf16, Dtype::BF16, "bfloat16"),
+        (Variant::SafetensorsFp16, Dtype::F16, "float16"),
+    ] {
         let out = t.join(variant.name());
-        convert(&fixture("tiny-gpt-oss"), variant, &out, &ConvertOptions::default());
+        convert(
+            &fixture("tiny-gpt-oss"),
+            variant,
+            &out,
+            &ConvertOptions::default(),
+        );
         let tensors = read_back(&out);
         // The release's tensor set with the four MXFP4 expert tensors replaced by the fused dense ones.
         let release = read_back_names(&fixture("tiny-gpt-oss"));
-        let mut want: Vec<String> = release.into_iter().filter(|n| !n.ends_with("_blocks") && !n.ends_with("_scales")).collect();
+        let mut want: Vec<String> = release
+            .into_iter()
+            .filter(|n| !n.ends_with("_blocks") && !n.ends_with("_scales"))
+            .collect();
         for l in 0..cfg.num_hidden_layers {
             want.push(format!("model.layers.{l}.mlp.experts.gate_up_proj"));
             want.push(format!("model.layers.{l}.mlp.experts.down_proj"));
@@ -199,7 +283,10 @@ fn dense_layout_is_transformers_names_dtypes_shapes_and_orientation() {
                     }
                 }
                 for j in 0..i {
-                    assert_eq!((gub[x * 2 * i + 2 * j], gub[x * 2 * i + 2 * j + 1]), (gb[j], ub[j]));
+                    assert_eq!(
+                        (gub[x * 2 * i + 2 * j], gub[x * 2 * i + 2 * j + 1]),
+                        (gb[j], ub[j])
+                    );
                 }
             }
         }
@@ -217,16 +304,29 @@ fn dense_layout_is_transformers_names_dtypes_shapes_and_orientation() {
 
 fn read_back_names(dir: &Path) -> Vec<String> {
     let index = read_json(&dir.join("model.safetensors.index.json"));
-    index["weight_map"].as_object().unwrap().keys().cloned().collect()
+    index["weight_map"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
 }
 
 #[test]
 fn int8_matches_the_compressed_tensors_sample_byte_for_byte() {
     let t = TempDir::new("st-int8");
     let out = t.join("int8");
-    convert(&fixture("tiny-gpt-oss"), Variant::SafetensorsInt8, &out, &ConvertOptions::default());
+    convert(
+        &fixture("tiny-gpt-oss"),
+        Variant::SafetensorsInt8,
+        &out,
+        &ConvertOptions::default(),
+    );
     let ours = read_back(&out);
-    let sample_bytes = std::fs::read(fixture("compressed-tensors/tiny-gpt-oss-int8/model.safetensors")).unwrap();
+    let sample_bytes = std::fs::read(fixture(
+        "compressed-tensors/tiny-gpt-oss-int8/model.safetensors",
+    ))
+    .unwrap();
     let sample = SafeTensors::deserialize(&sample_bytes).unwrap();
     let mut names: Vec<String> = sample.names().into_iter().map(str::to_string).collect();
     names.sort();
@@ -235,18 +335,39 @@ fn int8_matches_the_compressed_tensors_sample_byte_for_byte() {
         let s = sample.tensor(name).unwrap();
         let (_, dt, shape, data) = &ours[name];
         assert_eq!((dt, shape.as_slice()), (&s.dtype(), s.shape()), "{name}");
-        assert_eq!(data.as_slice(), s.data(), "{name}: bytes differ from compressed-tensors' pack_to_int32 output");
+        assert_eq!(
+            data.as_slice(),
+            s.data(),
+            "{name}: bytes differ from compressed-tensors' pack_to_int32 output"
+        );
     }
-    assert_eq!(ours["model.layers.0.mlp.experts.3.gate_proj.weight_packed"].1, Dtype::I32);
-    assert_eq!(ours["model.layers.0.mlp.experts.3.down_proj.weight_scale"].2, vec![128, 2]);
+    assert_eq!(
+        ours["model.layers.0.mlp.experts.3.gate_proj.weight_packed"].1,
+        Dtype::I32
+    );
+    assert_eq!(
+        ours["model.layers.0.mlp.experts.3.down_proj.weight_scale"].2,
+        vec![128, 2]
+    );
     // The config: the sample's scheme, the ignore list spelled out.
     let config = read_json(&out.join("config.json"));
     let q = &config["quantization_config"];
     let sq = &read_json(&fixture("compressed-tensors/tiny-gpt-oss-int8/config.json"))["quantization_config"];
-    for key in ["quant_method", "format", "quantization_status", "config_groups", "kv_cache_scheme"] {
+    for key in [
+        "quant_method",
+        "format",
+        "quantization_status",
+        "config_groups",
+        "kv_cache_scheme",
+    ] {
         assert_eq!(q[key], sq[key], "{key}");
     }
-    let ignore: Vec<&str> = q["ignore"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let ignore: Vec<&str> = q["ignore"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     for l in 0..4 {
         for m in ["q_proj", "k_proj", "v_proj", "o_proj"] {
             assert!(ignore.contains(&format!("model.layers.{l}.self_attn.{m}").as_str()));
@@ -255,7 +376,10 @@ fn int8_matches_the_compressed_tensors_sample_byte_for_byte() {
     }
     assert!(ignore.contains(&"lm_head") && ignore.contains(&"model.embed_tokens"));
     assert_eq!(config["torch_dtype"], "bfloat16");
-    assert_eq!(Checkpoint::open(&out).unwrap().layout(), Layout::Int8 { dense_int8: false });
+    assert_eq!(
+        Checkpoint::open(&out).unwrap().layout(),
+        Layout::Int8 { dense_int8: false }
+    );
 }
 
 #[test]
@@ -263,22 +387,56 @@ fn int8_dense_is_lossy_but_close_and_reported() {
     let t = TempDir::new("st-int8d");
     let out = t.join("int8d");
     let src = fixture("small-gpt-oss");
-    let report = convert(&src, Variant::SafetensorsInt8, &out, &ConvertOptions { int8_dense: true, ..Default::default() });
+    let report = convert(
+        &src,
+        Variant::SafetensorsInt8,
+        &out,
+        &ConvertOptions {
+            int8_dense: true,
+            ..Default::default()
+        },
+    );
     let lossy: Vec<&str> = report.inexact.iter().map(|i| i.what.as_str()).collect();
-    assert!(lossy.iter().any(|w| w.contains("`lm_head.weight_packed`")), "{lossy:?}");
-    assert!(lossy.iter().any(|w| w.contains("`model.layers.4.self_attn.o_proj.weight_packed`")), "{lossy:?}");
-    assert!(lossy.iter().all(|w| !w.contains("experts")), "experts stay exact: {lossy:?}");
+    assert!(
+        lossy.iter().any(|w| w.contains("`lm_head.weight_packed`")),
+        "{lossy:?}"
+    );
+    assert!(
+        lossy
+            .iter()
+            .any(|w| w.contains("`model.layers.4.self_attn.o_proj.weight_packed`")),
+        "{lossy:?}"
+    );
+    assert!(
+        lossy.iter().all(|w| !w.contains("experts")),
+        "experts stay exact: {lossy:?}"
+    );
     assert!(report.warnings.iter().any(|w| w.contains("--int8-dense")));
     let tensors = read_back(&out);
     assert_eq!(tensors["lm_head.weight_packed"].1, Dtype::I32);
     assert_eq!(tensors["lm_head.weight_packed"].2, vec![1000, 192 / 4]);
     assert_eq!(tensors["lm_head.weight_scale"].2, vec![1000, 1]);
-    assert_eq!(tensors["model.layers.0.self_attn.q_proj.weight_scale"].2, vec![384, 1]);
-    assert_eq!(tensors["model.layers.0.self_attn.q_proj.bias"].1, Dtype::BF16);
-    assert!(!tensors.contains_key("lm_head.weight") && tensors.contains_key("model.embed_tokens.weight"));
+    assert_eq!(
+        tensors["model.layers.0.self_attn.q_proj.weight_scale"].2,
+        vec![384, 1]
+    );
+    assert_eq!(
+        tensors["model.layers.0.self_attn.q_proj.bias"].1,
+        Dtype::BF16
+    );
+    assert!(
+        !tensors.contains_key("lm_head.weight")
+            && tensors.contains_key("model.embed_tokens.weight")
+    );
     let config = read_json(&out.join("config.json"));
-    assert_eq!(config["quantization_config"]["config_groups"]["group_1"]["weights"]["strategy"], "channel");
-    assert_eq!(Checkpoint::open(&out).unwrap().layout(), Layout::Int8 { dense_int8: true });
+    assert_eq!(
+        config["quantization_config"]["config_groups"]["group_1"]["weights"]["strategy"],
+        "channel"
+    );
+    assert_eq!(
+        Checkpoint::open(&out).unwrap().layout(),
+        Layout::Int8 { dense_int8: true }
+    );
 
     let want = logits(&src, "small-gpt-oss");
     let got = logits(&out, "small-gpt-oss");
@@ -292,23 +450,58 @@ fn int8_dense_is_lossy_but_close_and_reported() {
         }
     }
     let n = want.iter().map(Vec::len).sum::<usize>() as f64;
-    let mean_abs = got.iter().flatten().zip(want.iter().flatten()).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / n;
+    let mean_abs = got
+        .iter()
+        .flatten()
+        .zip(want.iter().flatten())
+        .map(|(a, b)| (a - b).abs() as f64)
+        .sum::<f64>()
+        / n;
     let mean = want.iter().flatten().map(|&v| v as f64).sum::<f64>() / n;
-    let std = (want.iter().flatten().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
-    eprintln!("small int8-dense: max |Δlogit| {diff:e}, mean |Δlogit| {mean_abs:e} (logit std {std:.3}), top-1 agreement {same}/{total}");
+    let std = (want
+        .iter()
+        .flatten()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    eprintln!(
+        "small int8-dense: max |Δlogit| {diff:e}, mean |Δlogit| {mean_abs:e} (logit std {std:.3}), top-1 agreement {same}/{total}"
+    );
     // These random-weight fixtures amplify small perturbations (router margins down to 2e-3
     // flip experts), so the logits bound is loose; the weight bound below is the tight one.
     assert!(diff > 0.0, "per-channel int8 is lossy");
-    assert!(mean_abs < 0.25 * std, "mean |Δlogit| {mean_abs} vs std {std}");
+    assert!(
+        mean_abs < 0.25 * std,
+        "mean |Δlogit| {mean_abs} vs std {std}"
+    );
     assert!(same * 3 >= total * 2, "top-1 agreement {same}/{total}");
 
     // Every quantized weight is within half a quantization step of the original (relative RMS
     // error under 1%); every other weight is unchanged.
-    let (a, b) = (Checkpoint::open(&src).unwrap(), Checkpoint::open(&out).unwrap());
+    let (a, b) = (
+        Checkpoint::open(&src).unwrap(),
+        Checkpoint::open(&out).unwrap(),
+    );
     for id in WeightId::all(a.config()) {
         let (x, y) = (a.weight(id).unwrap(), b.weight(id).unwrap());
-        let quantized = matches!(id, WeightId::QProj(_) | WeightId::KProj(_) | WeightId::VProj(_) | WeightId::OProj(_) | WeightId::LmHead);
-        assert_eq!(y.encoding().name(), if quantized || id.is_expert_matrix() { "int8" } else { "bf16" }, "{id}");
+        let quantized = matches!(
+            id,
+            WeightId::QProj(_)
+                | WeightId::KProj(_)
+                | WeightId::VProj(_)
+                | WeightId::OProj(_)
+                | WeightId::LmHead
+        );
+        assert_eq!(
+            y.encoding().name(),
+            if quantized || id.is_expert_matrix() {
+                "int8"
+            } else {
+                "bf16"
+            },
+            "{id}"
+        );
         if !quantized {
             assert_eq!(x.to_f32(), y.to_f32(), "{id}");
             continue;
@@ -318,12 +511,19 @@ fn int8_dense_is_lossy_but_close_and_reported() {
             let (xr, yr) = (x.row_f32(r), y.row_f32(r));
             let amax = xr.iter().fold(0f32, |m, v| m.max(v.abs()));
             for (p, q) in xr.iter().zip(&yr) {
-                assert!((p - q).abs() <= amax / 127.0 * 0.51 + amax * 4e-3, "{id} row {r}: {p} vs {q}");
+                assert!(
+                    (p - q).abs() <= amax / 127.0 * 0.51 + amax * 4e-3,
+                    "{id} row {r}: {p} vs {q}"
+                );
                 err2 += ((p - q) as f64).powi(2);
                 sum2 += (*p as f64).powi(2);
             }
         }
-        assert!((err2 / sum2).sqrt() < 0.01, "{id}: relative RMS error {}", (err2 / sum2).sqrt());
+        assert!(
+            (err2 / sum2).sqrt() < 0.01,
+            "{id}: relative RMS error {}",
+            (err2 / sum2).sqrt()
+        );
     }
 }
 
@@ -332,28 +532,89 @@ fn cli_refuses_overwrite_without_force_and_logits_read_every_variant() {
     let t = tiny_copy("st-cli");
     let src = t.join("m");
     let src = src.to_str().unwrap();
-    let want = oss_forge(&["logits", "--model", src, "--tokens", "1,2,3,400", "--top", "3"]).ok().stdout.clone();
+    let want = oss_forge(&[
+        "logits",
+        "--model",
+        src,
+        "--tokens",
+        "1,2,3,400",
+        "--top",
+        "3",
+    ])
+    .ok()
+    .stdout
+    .clone();
     for v in ["safetensors-bf16", "safetensors-int8"] {
         let out = t.join(v);
         let out = out.to_str().unwrap();
         let r = oss_forge(&["convert", src, "--to", v, "-o", out]);
         r.ok();
-        assert!(r.stdout.contains("every value stored exactly"), "{}", r.stdout);
-        let got = oss_forge(&["logits", "--model", out, "--tokens", "1,2,3,400", "--top", "3"]).ok().stdout.clone();
+        assert!(
+            r.stdout.contains("every value stored exactly"),
+            "{}",
+            r.stdout
+        );
+        let got = oss_forge(&[
+            "logits",
+            "--model",
+            out,
+            "--tokens",
+            "1,2,3,400",
+            "--top",
+            "3",
+        ])
+        .ok()
+        .stdout
+        .clone();
         assert_eq!(got, want, "{v}");
-        oss_forge(&["convert", src, "--to", v, "-o", out]).fails_with(&["already exists", "--force"]);
-        assert!(Path::new(out).join("config.json").is_file(), "the refused run left the output alone");
+        oss_forge(&["convert", src, "--to", v, "-o", out])
+            .fails_with(&["already exists", "--force"]);
+        assert!(
+            Path::new(out).join("config.json").is_file(),
+            "the refused run left the output alone"
+        );
         oss_forge(&["convert", src, "--to", v, "-o", out, "--force"]).ok();
     }
     let out = t.join("fp16");
-    let r = oss_forge(&["convert", src, "--to", "safetensors-fp16", "-o", out.to_str().unwrap()]);
+    let r = oss_forge(&[
+        "convert",
+        src,
+        "--to",
+        "safetensors-fp16",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     r.ok();
-    assert!(r.stderr.contains("warning: fp16 weights are a storage format"), "{}", r.stderr);
-    oss_forge(&["logits", "--model", out.to_str().unwrap(), "--tokens", "1,2,3"]).ok();
+    assert!(
+        r.stderr
+            .contains("warning: fp16 weights are a storage format"),
+        "{}",
+        r.stderr
+    );
+    oss_forge(&[
+        "logits",
+        "--model",
+        out.to_str().unwrap(),
+        "--tokens",
+        "1,2,3",
+    ])
+    .ok();
     // No partial directory is left beside the outputs.
-    let leftovers: Vec<_> = std::fs::read_dir(t.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".partial-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
     assert!(leftovers.is_empty());
-    let r = oss_forge(&["convert", src, "--to", "safetensors-bf16", "--int8-dense", "-o", t.join("x").to_str().unwrap()]);
+    let r = oss_forge(&[
+        "convert",
+        src,
+        "--to",
+        "safetensors-bf16",
+        "--int8-dense",
+        "-o",
+        t.join("x").to_str().unwrap(),
+    ]);
     r.fails_with(&["--int8-dense"]);
 }
 
@@ -362,9 +623,20 @@ fn max_shard_size_splits_into_several_shards_with_a_correct_index() {
     let t = TempDir::new("st-shards");
     let src = fixture("small-gpt-oss");
     let want = logits(&src, "small-gpt-oss");
-    for (variant, max) in [(Variant::SafetensorsBf16, 1_000_000u64), (Variant::SafetensorsInt8, 300_000)] {
+    for (variant, max) in [
+        (Variant::SafetensorsBf16, 1_000_000u64),
+        (Variant::SafetensorsInt8, 300_000),
+    ] {
         let out = t.join(variant.name());
-        convert(&src, variant, &out, &ConvertOptions { max_shard_bytes: Some(max), ..Default::default() });
+        convert(
+            &src,
+            variant,
+            &out,
+            &ConvertOptions {
+                max_shard_bytes: Some(max),
+                ..Default::default()
+            },
+        );
         let tensors = read_back(&out);
         let mut per_file: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
         for (f, _, _, data) in tensors.values() {
@@ -374,9 +646,16 @@ fn max_shard_size_splits_into_several_shards_with_a_correct_index() {
         }
         assert!(per_file.len() >= 3, "{variant}: {} shards", per_file.len());
         for (f, (bytes, count)) in &per_file {
-            assert!(*bytes <= max || *count == 1, "{f}: {bytes} bytes in {count} tensors > {max}");
+            assert!(
+                *bytes <= max || *count == 1,
+                "{f}: {bytes} bytes in {count} tensors > {max}"
+            );
         }
-        assert_eq!(max_abs_diff(&logits(&out, "small-gpt-oss"), &want), 0.0, "{variant}");
+        assert_eq!(
+            max_abs_diff(&logits(&out, "small-gpt-oss"), &want),
+            0.0,
+            "{variant}"
+        );
     }
 }
 
@@ -384,7 +663,12 @@ fn max_shard_size_splits_into_several_shards_with_a_correct_index() {
 fn corrupted_outputs_are_refused_naming_file_and_tensor() {
     let t = TempDir::new("st-bad");
     let out = t.join("int8");
-    convert(&fixture("tiny-gpt-oss"), Variant::SafetensorsInt8, &out, &ConvertOptions::default());
+    convert(
+        &fixture("tiny-gpt-oss"),
+        Variant::SafetensorsInt8,
+        &out,
+        &ConvertOptions::default(),
+    );
     let shard = out.join("model-00001-of-00001.safetensors");
     crate::util::rewrite_shard(&shard, |mut t| {
         if t.name == "model.layers.2.mlp.experts.5.up_proj.weight_shape" {
@@ -393,17 +677,35 @@ fn corrupted_outputs_are_refused_naming_file_and_tensor() {
         Some(t)
     });
     let err = Checkpoint::open(&out).err().unwrap().to_string();
-    assert!(err.contains("model.layers.2.mlp.experts.5.up_proj.weight_shape") && err.contains("[63, 128]"), "{err}");
+    assert!(
+        err.contains("model.layers.2.mlp.experts.5.up_proj.weight_shape")
+            && err.contains("[63, 128]"),
+        "{err}"
+    );
 
     let out = t.join("bf16");
-    convert(&fixture("tiny-gpt-oss"), Variant::SafetensorsBf16, &out, &ConvertOptions::default());
+    convert(
+        &fixture("tiny-gpt-oss"),
+        Variant::SafetensorsBf16,
+        &out,
+        &ConvertOptions::default(),
+    );
     let shard = out.join("model-00001-of-00001.safetensors");
-    crate::util::rewrite_shard(&shard, |t| (t.name != "model.layers.3.mlp.experts.down_proj").then_some(t));
+    crate::util::rewrite_shard(&shard, |t| {
+        (t.name != "model.layers.3.mlp.experts.down_proj").then_some(t)
+    });
     let err = Checkpoint::open(&out).err().unwrap().to_string();
-    assert!(err.contains("model.layers.3.mlp.experts.down_proj"), "{err}");
+    assert!(
+        err.contains("model.layers.3.mlp.experts.down_proj"),
+        "{err}"
+    );
     let mut cfg = read_json(&out.join("config.json"));
-    cfg["quantization_config"] = serde_json::json!({"quant_method": "compressed-tensors", "format": "int-quantized"});
+    cfg["quantization_config"] =
+        serde_json::json!({"quant_method": "compressed-tensors", "format": "int-quantized"});
     std::fs::write(out.join("config.json"), cfg.to_string()).unwrap();
     let err = Checkpoint::open(&out).err().unwrap().to_string();
-    assert!(err.contains("config.json") && err.contains("int-quantized"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("int-quantized"),
+        "{err}"
+    );
 }

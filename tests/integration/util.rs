@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// A fixture shipped in `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// One golden prompt: token ids and transformers' logits `[tokens, vocab]`.
@@ -19,23 +21,36 @@ pub struct GoldenPrompt {
 /// The prompts and logits of `NAME.golden/golden.json`.
 pub fn golden(name: &str) -> Vec<GoldenPrompt> {
     let dir = fixture(&format!("{name}.golden"));
-    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
     g["prompts"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| {
-            let tokens: Vec<u32> = p["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
-            let (shape, logits) = convert::npy::read_f32(&dir.join(p["logits"].as_str().unwrap())).unwrap();
+            let tokens: Vec<u32> = p["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as u32)
+                .collect();
+            let (shape, logits) =
+                convert::npy::read_f32(&dir.join(p["logits"].as_str().unwrap())).unwrap();
             assert_eq!(shape[0], tokens.len());
-            GoldenPrompt { tokens, logits, vocab: shape[1] }
+            GoldenPrompt {
+                tokens,
+                logits,
+                vocab: shape[1],
+            }
         })
         .collect()
 }
 
 /// Index of the largest value (the first one on ties).
 pub fn argmax(xs: &[f32]) -> usize {
-    xs.iter().enumerate().fold(0, |b, (i, &v)| if v > xs[b] { i } else { b })
+    xs.iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > xs[b] { i } else { b })
 }
 
 /// A fresh, empty directory under the system temp dir, removed when dropped.
@@ -45,7 +60,11 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!("oss-forge-test-{}-{tag}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let p = std::env::temp_dir().join(format!(
+            "oss-forge-test-{}-{tag}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -93,7 +112,10 @@ pub struct Run {
 
 /// Runs `oss-forge` with `args`.
 pub fn oss_forge(args: &[&str]) -> Run {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oss-forge")).args(args).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oss-forge"))
+        .args(args)
+        .output()
+        .unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -107,7 +129,11 @@ impl Run {
         assert_eq!(self.code, 2, "exit code; stderr: {}", self.stderr);
         assert!(!self.stderr.contains("panicked"), "panic: {}", self.stderr);
         for n in needles {
-            assert!(self.stderr.contains(n), "stderr lacks {n:?}: {}", self.stderr);
+            assert!(
+                self.stderr.contains(n),
+                "stderr lacks {n:?}: {}",
+                self.stderr
+            );
         }
     }
 
@@ -148,11 +174,19 @@ pub fn rewrite_shard(path: &Path, mut edit: impl FnMut(Tensor) -> Option<Tensor>
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let tensors: Vec<Tensor> = st
         .iter()
-        .filter_map(|(name, v)| edit(Tensor { name: name.to_string(), dtype: v.dtype(), shape: v.shape().to_vec(), data: v.data().to_vec() }))
+        .filter_map(|(name, v)| {
+            edit(Tensor {
+                name: name.to_string(),
+                dtype: v.dtype(),
+                shape: v.shape().to_vec(),
+                data: v.data().to_vec(),
+            })
+        })
         .collect();
     drop(st);
     std::fs::remove_file(path).unwrap();
-    safetensors::serialize_to_file(tensors.iter().map(|t| (t.name.clone(), t)), None, path).unwrap();
+    safetensors::serialize_to_file(tensors.iter().map(|t| (t.name.clone(), t)), None, path)
+        .unwrap();
 }
 
 /// A writable copy of the tiny fixture.

@@ -19,7 +19,15 @@ fn edit_tensors(dir: &Path, mut edit: impl FnMut(&str, &mut Vec<u8>, &[usize])) 
 
 fn verify_tiny(variant: &Path, json: &Path) -> Run {
     let orig = fixture("tiny-gpt-oss");
-    oss_forge(&["verify", "--quiet", "--original", orig.to_str().unwrap(), variant.to_str().unwrap(), "--json", json.to_str().unwrap()])
+    oss_forge(&[
+        "verify",
+        "--quiet",
+        "--original",
+        orig.to_str().unwrap(),
+        variant.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ])
 }
 
 fn report(json: &Path) -> serde_json::Value {
@@ -28,15 +36,32 @@ fn report(json: &Path) -> serde_json::Value {
 
 /// Asserts a verification failure (exit 1) whose report blames `tensor`.
 fn assert_caught(run: &Run, json: &Path, tensor: &str) {
-    assert_eq!(run.code, 1, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("FAIL") && run.stdout.contains(tensor), "{}", run.stdout);
+    assert_eq!(
+        run.code, 1,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.contains("FAIL") && run.stdout.contains(tensor),
+        "{}",
+        run.stdout
+    );
     let r = report(json);
     assert_eq!(r["pass"], false);
     let v = &r["variants"][0];
     assert_eq!(v["pass"], false);
     assert_eq!(v["lossless"], false);
-    let bad: Vec<&str> = v["weights"]["per_tensor"].as_array().unwrap().iter().filter(|t| t["violations"].as_u64().unwrap() > 0).map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(bad.contains(&tensor), "violations in {bad:?}, expected {tensor}");
+    let bad: Vec<&str> = v["weights"]["per_tensor"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["violations"].as_u64().unwrap() > 0)
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        bad.contains(&tensor),
+        "violations in {bad:?}, expected {tensor}"
+    );
 }
 
 #[test]
@@ -45,17 +70,41 @@ fn the_original_layout_verifies_identical_with_a_complete_report() {
     let json = t.join("r.json");
     let run = verify_tiny(&fixture("tiny-gpt-oss/original"), &json);
     run.ok();
-    assert!(run.stdout.contains("identical") && run.stdout.contains("PASS"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("identical") && run.stdout.contains("PASS"),
+        "{}",
+        run.stdout
+    );
     let r = report(&json);
     assert_eq!(r["pass"], true);
-    let names: Vec<&str> = r["prompts"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["chat-system-user", "chat-analysis", "chat-tool-call", "window-random", "window-periodic"]);
+    let names: Vec<&str> = r["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "chat-system-user",
+            "chat-analysis",
+            "chat-tool-call",
+            "window-random",
+            "window-periodic"
+        ]
+    );
     let v = &r["variants"][0];
     assert_eq!(v["lossless"], true);
     for k in ["max_abs", "nmse", "kld_mean", "kld_p99", "kld_max"] {
         assert_eq!(v["metrics"][k], 0.0, "{k}");
     }
-    assert_eq!((v["metrics"]["top1"].as_f64(), v["metrics"]["top5_overlap"].as_f64()), (Some(1.0), Some(1.0)));
+    assert_eq!(
+        (
+            v["metrics"]["top1"].as_f64(),
+            v["metrics"]["top5_overlap"].as_f64()
+        ),
+        (Some(1.0), Some(1.0))
+    );
     assert_eq!(v["metrics"]["argmax_changed"], 0);
     assert_eq!(v["per_prompt"].as_array().unwrap().len(), 5);
     // 4 layers × (10 attention + 3 router/norm + 6 expert groups) + embedding, final norm, lm_head.
@@ -125,15 +174,25 @@ fn one_scale_byte_off_by_one_is_caught() {
     let run = verify_tiny(&m, &json);
     assert_caught(&run, &json, "layers.2.experts.down");
     let v = &report(&json)["variants"][0];
-    let down = v["weights"]["per_tensor"].as_array().unwrap().iter().find(|t| t["name"] == "layers.2.experts.down").unwrap();
-    assert!(down["violations"].as_u64().unwrap() <= 32, "one block only: {down}");
+    let down = v["weights"]["per_tensor"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "layers.2.experts.down")
+        .unwrap();
+    assert!(
+        down["violations"].as_u64().unwrap() <= 32,
+        "one block only: {down}"
+    );
 }
 
 #[test]
 fn a_different_model_is_an_error_not_a_failure() {
     let t = tiny_copy("verify-config");
     let cfg = t.join("m/config.json");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"sliding_window\": 8", "\"sliding_window\": 16");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"sliding_window\": 8", "\"sliding_window\": 16");
     std::fs::write(&cfg, text).unwrap();
     let json = t.join("r.json");
     verify_tiny(&t.join("m"), &json).fails_with(&["not the same model", "sliding_window: 8 vs 16"]);
@@ -147,12 +206,22 @@ fn prompts_file_with_padding_or_unknown_ids_is_refused() {
     let run_with = |text: &str| {
         let p = t.join("p.txt");
         std::fs::write(&p, text).unwrap();
-        oss_forge(&["verify", "--quiet", "--original", orig.to_str().unwrap(), fixture("tiny-gpt-oss/original").to_str().unwrap(), "--prompts", p.to_str().unwrap()])
+        oss_forge(&[
+            "verify",
+            "--quiet",
+            "--original",
+            orig.to_str().unwrap(),
+            fixture("tiny-gpt-oss/original").to_str().unwrap(),
+            "--prompts",
+            p.to_str().unwrap(),
+        ])
     };
     // The tiny tokenizer holds 495 tokens; the embedding has 512 rows.
     run_with("1, 2, 500\n").fails_with(&["token 500", "padding id"]);
     run_with("1, 2, 512\n").fails_with(&["token 512", "outside the vocabulary"]);
-    let ok = run_with("# a comment\n<|start|>user<|message|>Hello\\nthere<|end|><|start|>assistant\n5, 6, 7, 8\n");
+    let ok = run_with(
+        "# a comment\n<|start|>user<|message|>Hello\\nthere<|end|><|start|>assistant\n5, 6, 7, 8\n",
+    );
     ok.ok();
     assert!(ok.stdout.contains("prompts: 2"), "{}", ok.stdout);
 }
@@ -162,6 +231,20 @@ fn a_copy_of_the_small_fixture_passes_and_a_missing_variant_is_an_error() {
     let t = TempDir::new("verify-small");
     copy_dir(&fixture("small-gpt-oss"), &t.join("m"));
     let orig = fixture("small-gpt-oss");
-    oss_forge(&["verify", "--quiet", "--original", orig.to_str().unwrap(), t.join("m").to_str().unwrap()]).ok();
-    oss_forge(&["verify", "--quiet", "--original", orig.to_str().unwrap(), "/nonexistent/variant.gguf"]).fails_with(&["/nonexistent/variant.gguf"]);
+    oss_forge(&[
+        "verify",
+        "--quiet",
+        "--original",
+        orig.to_str().unwrap(),
+        t.join("m").to_str().unwrap(),
+    ])
+    .ok();
+    oss_forge(&[
+        "verify",
+        "--quiet",
+        "--original",
+        orig.to_str().unwrap(),
+        "/nonexistent/variant.gguf",
+    ])
+    .fails_with(&["/nonexistent/variant.gguf"]);
 }

@@ -31,15 +31,39 @@ pub struct CardInput<'a> {
 pub fn storage(v: Variant) -> (&'static str, &'static str, &'static str) {
     use Variant::*;
     match v {
-        GgufMxfp4 => ("MXFP4 (E2M1 + E8M0 scale per 32, bit-exact repack of the release)", "BF16", "F32"),
+        GgufMxfp4 => (
+            "MXFP4 (E2M1 + E8M0 scale per 32, bit-exact repack of the release)",
+            "BF16",
+            "F32",
+        ),
         GgufMxfp4F16 => ("MXFP4 (bit-exact repack)", "F16", "F32"),
-        GgufMxfp4Q8_0 => ("MXFP4 (bit-exact repack)", "Q8_0 (int8 + F16 scale per 32)", "F32"),
-        GgufQ8_0 => ("Q8_0, exact: d = 2^(s−128), q = 2 × E2M1 value (blocks whose scale an F16 d cannot hold are requantized and counted)", "Q8_0", "F32"),
+        GgufMxfp4Q8_0 => (
+            "MXFP4 (bit-exact repack)",
+            "Q8_0 (int8 + F16 scale per 32)",
+            "F32",
+        ),
+        GgufQ8_0 => (
+            "Q8_0, exact: d = 2^(s−128), q = 2 × E2M1 value (blocks whose scale an F16 d cannot hold are requantized and counted)",
+            "Q8_0",
+            "F32",
+        ),
         GgufF16 => ("F16 (dequantized)", "F16", "F32"),
         GgufBf16 => ("BF16 (dequantized, exact)", "BF16", "F32"),
-        SafetensorsBf16 => ("BF16 fused `gate_up_proj` / `down_proj` (dequantized, exact)", "BF16", "BF16"),
-        SafetensorsFp16 => ("F16 fused `gate_up_proj` / `down_proj` (dequantized)", "F16", "F16"),
-        SafetensorsInt8 => ("int8, symmetric, group 32 aligned to the MXFP4 blocks (exact), compressed-tensors `pack-quantized`", "BF16 (in `ignore`)", "BF16"),
+        SafetensorsBf16 => (
+            "BF16 fused `gate_up_proj` / `down_proj` (dequantized, exact)",
+            "BF16",
+            "BF16",
+        ),
+        SafetensorsFp16 => (
+            "F16 fused `gate_up_proj` / `down_proj` (dequantized)",
+            "F16",
+            "F16",
+        ),
+        SafetensorsInt8 => (
+            "int8, symmetric, group 32 aligned to the MXFP4 blocks (exact), compressed-tensors `pack-quantized`",
+            "BF16 (in `ignore`)",
+            "BF16",
+        ),
     }
 }
 
@@ -72,7 +96,10 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     s.push_str(&format!("base_model: {}\n", c.base_model));
     s.push_str("base_model_relation: quantized\n");
     s.push_str("license: apache-2.0\n");
-    s.push_str(&format!("library_name: {}\n", if v.is_gguf() { "gguf" } else { "transformers" }));
+    s.push_str(&format!(
+        "library_name: {}\n",
+        if v.is_gguf() { "gguf" } else { "transformers" }
+    ));
     s.push_str("pipeline_tag: text-generation\n");
     s.push_str("tags:\n");
     for t in tags(v) {
@@ -121,15 +148,28 @@ pub fn model_card(c: &CardInput<'_>) -> String {
         if ver["lossless"].as_bool() == Some(true) { ", every weight identical to the original after dequantization" } else { "" }
     ));
     let rows = [
-        ["max abs Δlogit", "NMSE", "mean KLD", "p99 KLD", "max KLD", "top-1 agreement", "top-5 overlap"].map(String::from),
+        [
+            "max abs Δlogit",
+            "NMSE",
+            "mean KLD",
+            "p99 KLD",
+            "max KLD",
+            "top-1 agreement",
+            "top-5 overlap",
+        ]
+        .map(String::from),
         [
             metric(ver, "max_abs"),
             metric(ver, "nmse"),
             metric(ver, "kld_mean"),
             metric(ver, "kld_p99"),
             metric(ver, "kld_max"),
-            ver["metrics"]["top1"].as_f64().map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
-            ver["metrics"]["top5_overlap"].as_f64().map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
+            ver["metrics"]["top1"]
+                .as_f64()
+                .map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
+            ver["metrics"]["top5_overlap"]
+                .as_f64()
+                .map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
         ],
     ];
     s.push_str(&markdown_table(&rows));
@@ -140,22 +180,39 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     ));
     s.push_str("## Fits on\n\nWeights + F16 KV cache + runtime overhead (see `oss-forge fit`), at 8192 and 32768 tokens of context:\n\n");
     for ctx in [8192usize, 32768] {
-        let row = fit::fit_rows(c.config, ctx).into_iter().find(|r| r.variant == v.name());
+        let row = fit::fit_rows(c.config, ctx)
+            .into_iter()
+            .find(|r| r.variant == v.name());
         if let Some(r) = row {
-            s.push_str(&format!("**Context {ctx}:** {} total ({} weights, {} KV cache, {} overhead)\n\n", fit::gb(r.total), fit::gb(r.weights), fit::gb(r.kv_cache), fit::gb(r.overhead)));
+            s.push_str(&format!(
+                "**Context {ctx}:** {} total ({} weights, {} KV cache, {} overhead)\n\n",
+                fit::gb(r.total),
+                fit::gb(r.weights),
+                fit::gb(r.kv_cache),
+                fit::gb(r.overhead)
+            ));
             s.push_str(&fit::gpu_markdown(c.config, ctx, &[v]));
             s.push('\n');
         }
     }
     s.push_str("## Files\n\n| file | bytes | sha256 |\n|---|---|---|\n");
-    let local = |f: &str| f.strip_prefix(&format!("{}/", v.name())).unwrap_or(f).to_string();
+    let local = |f: &str| {
+        f.strip_prefix(&format!("{}/", v.name()))
+            .unwrap_or(f)
+            .to_string()
+    };
     for (f, b, h) in c.files {
         s.push_str(&format!("| `{}` | {b} | `{h}` |\n", local(f)));
     }
     s.push_str("\n## Use\n\n");
     if v.is_gguf() {
-        let first = c.files.first().map_or("model.gguf".to_string(), |f| local(&f.0));
-        s.push_str(&format!("```sh\nllama-cli -m {first} --jinja -p \"Hello\"\n```\n\n"));
+        let first = c
+            .files
+            .first()
+            .map_or("model.gguf".to_string(), |f| local(&f.0));
+        s.push_str(&format!(
+            "```sh\nllama-cli -m {first} --jinja -p \"Hello\"\n```\n\n"
+        ));
     } else {
         s.push_str("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained(\"PATH\", torch_dtype=\"auto\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n```\n\n");
     }

@@ -38,8 +38,18 @@ fn blocks(values: u64, block_bytes: u64) -> u64 {
 
 /// Weight bytes of `variant` (or of the release itself with `None`).
 pub fn weight_bytes(cfg: &Config, variant: Option<Variant>) -> u64 {
-    let (h, i, e, v) = (cfg.hidden_size as u64, cfg.intermediate_size as u64, cfg.num_local_experts as u64, cfg.vocab_size as u64);
-    let (q, kv, heads, layers) = (cfg.q_dim() as u64, cfg.kv_dim() as u64, cfg.num_attention_heads as u64, cfg.num_hidden_layers as u64);
+    let (h, i, e, v) = (
+        cfg.hidden_size as u64,
+        cfg.intermediate_size as u64,
+        cfg.num_local_experts as u64,
+        cfg.vocab_size as u64,
+    );
+    let (q, kv, heads, layers) = (
+        cfg.q_dim() as u64,
+        cfg.kv_dim() as u64,
+        cfg.num_attention_heads as u64,
+        cfg.num_hidden_layers as u64,
+    );
     // Element counts by class.
     let embed = 2 * v * h; // embedding + lm_head
     let attn = layers * (2 * q * h + 2 * kv * h); // q, o, k, v
@@ -51,13 +61,29 @@ pub fn weight_bytes(cfg: &Config, variant: Option<Variant>) -> u64 {
     let (dense, expert_bytes, router_b, vec_b) = match variant {
         None => (2 * (embed + attn), mxfp4, 2 * router, 2 * vectors),
         Some(GgufMxfp4 | GgufMxfp4F16 | GgufBf16 | GgufF16) => {
-            let exp = if matches!(variant, Some(GgufBf16 | GgufF16)) { 2 * experts } else { mxfp4 };
+            let exp = if matches!(variant, Some(GgufBf16 | GgufF16)) {
+                2 * experts
+            } else {
+                mxfp4
+            };
             (2 * (embed + attn), exp, 4 * router, 4 * vectors)
         }
         Some(GgufMxfp4Q8_0) => (blocks(embed + attn, 34), mxfp4, 4 * router, 4 * vectors),
-        Some(GgufQ8_0) => (blocks(embed + attn, 34), blocks(experts, 34), 4 * router, 4 * vectors),
-        Some(SafetensorsBf16 | SafetensorsFp16) => (2 * (embed + attn), 2 * experts, 2 * router, 2 * vectors),
-        Some(SafetensorsInt8) => (2 * (embed + attn), experts + blocks(experts, 2), 2 * router, 2 * vectors),
+        Some(GgufQ8_0) => (
+            blocks(embed + attn, 34),
+            blocks(experts, 34),
+            4 * router,
+            4 * vectors,
+        ),
+        Some(SafetensorsBf16 | SafetensorsFp16) => {
+            (2 * (embed + attn), 2 * experts, 2 * router, 2 * vectors)
+        }
+        Some(SafetensorsInt8) => (
+            2 * (embed + attn),
+            experts + blocks(experts, 2),
+            2 * router,
+            2 * vectors,
+        ),
     };
     dense + expert_bytes + router_b + vec_b
 }
@@ -112,7 +138,13 @@ pub fn fit_rows(cfg: &Config, context: usize) -> Vec<FitRow> {
         .chain(Variant::ALL.into_iter().map(Some))
         .map(|v| {
             let weights = weight_bytes(cfg, v);
-            FitRow { variant: v.map_or("release (hf-mxfp4)".into(), |v| v.name().into()), weights, kv_cache: kv, overhead, total: weights + kv + overhead }
+            FitRow {
+                variant: v.map_or("release (hf-mxfp4)".into(), |v| v.name().into()),
+                weights,
+                kv_cache: kv,
+                overhead,
+                total: weights + kv + overhead,
+            }
         })
         .collect()
 }
@@ -124,20 +156,52 @@ pub fn gb(bytes: u64) -> String {
 
 /// A fit table for one memory size, as text rows (header first).
 pub fn table(cfg: &Config, memory: u64, context: usize) -> Vec<[String; 6]> {
-    let mut rows = vec![["variant", "weights", "KV cache", "overhead", "total", "fits"].map(String::from)];
+    let mut rows = vec![
+        [
+            "variant", "weights", "KV cache", "overhead", "total", "fits",
+        ]
+        .map(String::from),
+    ];
     for r in fit_rows(cfg, context) {
-        let fits = if r.fits(memory) { "yes".to_string() } else { format!("no (+{})", gb(r.total - memory)) };
-        rows.push([r.variant.clone(), gb(r.weights), gb(r.kv_cache), gb(r.overhead), gb(r.total), fits]);
+        let fits = if r.fits(memory) {
+            "yes".to_string()
+        } else {
+            format!("no (+{})", gb(r.total - memory))
+        };
+        rows.push([
+            r.variant.clone(),
+            gb(r.weights),
+            gb(r.kv_cache),
+            gb(r.overhead),
+            gb(r.total),
+            fits,
+        ]);
     }
     rows
 }
 
 /// Markdown: which variants fit which common GPUs at `context`.
 pub fn gpu_markdown(cfg: &Config, context: usize, variants: &[Variant]) -> String {
-    let rows: Vec<FitRow> = fit_rows(cfg, context).into_iter().filter(|r| variants.iter().any(|v| v.name() == r.variant)).collect();
-    let mut out = format!("| GPU memory | {} |\n|---|{}\n", rows.iter().map(|r| format!("`{}` ({})", r.variant, gb(r.total))).collect::<Vec<_>>().join(" | "), "---|".repeat(rows.len()));
+    let rows: Vec<FitRow> = fit_rows(cfg, context)
+        .into_iter()
+        .filter(|r| variants.iter().any(|v| v.name() == r.variant))
+        .collect();
+    let mut out = format!(
+        "| GPU memory | {} |\n|---|{}\n",
+        rows.iter()
+            .map(|r| format!("`{}` ({})", r.variant, gb(r.total)))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(rows.len())
+    );
     for (name, mem) in COMMON_GPUS {
-        out.push_str(&format!("| {name} | {} |\n", rows.iter().map(|r| if r.fits(mem) { "yes" } else { "no" }).collect::<Vec<_>>().join(" | ")));
+        out.push_str(&format!(
+            "| {name} | {} |\n",
+            rows.iter()
+                .map(|r| if r.fits(mem) { "yes" } else { "no" })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
     }
     out
 }
@@ -158,7 +222,10 @@ mod tests {
         let b20 = weight_bytes(&cfg(Preset::Gpt20b), None);
         let b120 = weight_bytes(&cfg(Preset::Gpt120b), None);
         assert!((b20 as f64 / 13_761_264_768.0 - 1.0).abs() < 1e-3, "{b20}");
-        assert!((b120 as f64 / 65_248_815_744.0 - 1.0).abs() < 1e-3, "{b120}");
+        assert!(
+            (b120 as f64 / 65_248_815_744.0 - 1.0).abs() < 1e-3,
+            "{b120}"
+        );
     }
 
     #[test]
@@ -178,6 +245,9 @@ mod tests {
         assert!(get("gguf-mxfp4").fits(16 << 30));
         assert!(!get("safetensors-bf16").fits(24 << 30));
         assert!(get("gguf-q8_0").weights > get("gguf-mxfp4").weights);
-        assert!(gpu_markdown(&c, 8192, &[Variant::GgufMxfp4]).contains("| 16 GiB (RTX 4080, 5060 Ti, T4) | yes |"));
+        assert!(
+            gpu_markdown(&c, 8192, &[Variant::GgufMxfp4])
+                .contains("| 16 GiB (RTX 4080, 5060 Ti, T4) | yes |")
+        );
     }
 }

@@ -42,8 +42,20 @@ impl Rounding {
         use crate::weights::Bound;
         match (Bound::for_encodings(orig, var, cols), var) {
             (Bound::Exact | Bound::Unbounded, _) => None,
-            (_, Encoding::Dense { dtype: DenseType::F16, .. }) => Some(Rounding::F16),
-            (_, Encoding::Dense { dtype: DenseType::BF16, .. }) => Some(Rounding::Bf16),
+            (
+                _,
+                Encoding::Dense {
+                    dtype: DenseType::F16,
+                    ..
+                },
+            ) => Some(Rounding::F16),
+            (
+                _,
+                Encoding::Dense {
+                    dtype: DenseType::BF16,
+                    ..
+                },
+            ) => Some(Rounding::Bf16),
             (_, Encoding::Q8_0 { .. }) => Some(Rounding::Q8_0),
             (_, Encoding::Int8 { group, .. }) => Some(Rounding::Int8(*group)),
             _ => None,
@@ -52,7 +64,10 @@ impl Rounding {
 }
 
 /// Which weights a variant stores lossily, and how. Reads encodings only (no decoding).
-pub fn plan(orig: &dyn WeightSource, var: &dyn WeightSource) -> Result<Vec<(WeightId, Rounding)>, SourceError> {
+pub fn plan(
+    orig: &dyn WeightSource,
+    var: &dyn WeightSource,
+) -> Result<Vec<(WeightId, Rounding)>, SourceError> {
     let mut out = Vec::new();
     for id in WeightId::all(orig.config()) {
         let (a, b) = (orig.weight(id)?, var.weight(id)?);
@@ -75,7 +90,11 @@ impl<'a> Rounded<'a> {
     pub fn new(orig: &'a dyn WeightSource, plan: &[(WeightId, Rounding)]) -> Rounded<'a> {
         Rounded {
             orig,
-            plan: plan.iter().enumerate().map(|(k, &(id, r))| (id, (r, k))).collect(),
+            plan: plan
+                .iter()
+                .enumerate()
+                .map(|(k, &(id, r))| (id, (r, k)))
+                .collect(),
             cells: (0..plan.len()).map(|_| OnceLock::new()).collect(),
         }
     }
@@ -125,7 +144,9 @@ impl WeightSource for Rounded<'_> {
     }
 
     fn weight(&self, id: WeightId) -> Result<MatRef<'_>, SourceError> {
-        let Some(&(r, k)) = self.plan.get(&id) else { return self.orig.weight(id) };
+        let Some(&(r, k)) = self.plan.get(&id) else {
+            return self.orig.weight(id);
+        };
         let bytes = match self.cells[k].get() {
             Some(b) => b,
             None => {
@@ -135,12 +156,29 @@ impl WeightSource for Rounded<'_> {
         };
         let (rows, cols) = id.shape(self.orig.config());
         let enc = match r {
-            Rounding::F16 => Encoding::Dense { dtype: DenseType::F16, data: bytes, row_stride: cols, col_stride: 1 },
-            Rounding::Bf16 => Encoding::Dense { dtype: DenseType::BF16, data: bytes, row_stride: cols, col_stride: 1 },
-            Rounding::Q8_0 => Encoding::Q8_0 { data: bytes, row_step: 1 },
+            Rounding::F16 => Encoding::Dense {
+                dtype: DenseType::F16,
+                data: bytes,
+                row_stride: cols,
+                col_stride: 1,
+            },
+            Rounding::Bf16 => Encoding::Dense {
+                dtype: DenseType::BF16,
+                data: bytes,
+                row_stride: cols,
+                col_stride: 1,
+            },
+            Rounding::Q8_0 => Encoding::Q8_0 {
+                data: bytes,
+                row_step: 1,
+            },
             Rounding::Int8(group) => {
                 let (packed, scales) = bytes.split_at(rows * cols);
-                Encoding::Int8 { packed, scales, group }
+                Encoding::Int8 {
+                    packed,
+                    scales,
+                    group,
+                }
             }
         };
         Ok(MatRef::new(rows, cols, enc)?)
@@ -169,17 +207,28 @@ mod tests {
         }
         fn weight(&self, id: WeightId) -> Result<MatRef<'_>, SourceError> {
             let (r, c) = id.shape(&self.cfg);
-            Ok(MatRef::dense(DenseType::BF16, &self.bytes[..2 * r * c], r, c)?)
+            Ok(MatRef::dense(
+                DenseType::BF16,
+                &self.bytes[..2 * r * c],
+                r,
+                c,
+            )?)
         }
     }
 
     #[test]
     fn rounded_weights_equal_the_reference_quantizers() {
-        let mut cfg = Config::from_hf_json(&convert::synth::preset_config(convert::synth::Preset::Tiny, None)).unwrap();
+        let mut cfg = Config::from_hf_json(&convert::synth::preset_config(
+            convert::synth::Preset::Tiny,
+            None,
+        ))
+        .unwrap();
         cfg.num_hidden_layers = 1;
         let (r, c) = WeightId::QProj(0).shape(&cfg);
         // Small values: BF16 holds them, F16 only as subnormals (so F16 rounding changes some).
-        let xs: Vec<f32> = (0..r * c).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-8).collect();
+        let xs: Vec<f32> = (0..r * c)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-8)
+            .collect();
         let mut bytes = vec![0u8; 2 * r * c];
         float::f32_row_to_bf16(&xs, &mut bytes);
         let src = One { cfg, bytes };
@@ -206,12 +255,18 @@ mod tests {
                         out
                     })
                     .collect(),
-                _ => orig.iter().map(|&v| float::f16_bits_to_f32(float::f32_to_f16_bits(v))).collect(),
+                _ => orig
+                    .iter()
+                    .map(|&v| float::f16_bits_to_f32(float::f32_to_f16_bits(v)))
+                    .collect(),
             };
             assert_eq!(got, want, "{rounding:?}");
             assert_ne!(got, orig, "{rounding:?} must change some value");
             // Weights outside the plan come from the original.
-            assert_eq!(rounded.weight(WeightId::KProj(0)).unwrap().to_f32(), src.weight(WeightId::KProj(0)).unwrap().to_f32());
+            assert_eq!(
+                rounded.weight(WeightId::KProj(0)).unwrap().to_f32(),
+                src.weight(WeightId::KProj(0)).unwrap().to_f32()
+            );
         }
     }
 }

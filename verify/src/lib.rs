@@ -64,7 +64,10 @@ pub struct Tolerance {
 impl Default for Tolerance {
     /// Measured on the fixtures and synthetic 20b layers: see `docs/tolerances.md`.
     fn default() -> Self {
-        Tolerance { kld_mean: 5e-3, top1: 0.90 }
+        Tolerance {
+            kld_mean: 5e-3,
+            top1: 0.90,
+        }
     }
 }
 
@@ -73,8 +76,13 @@ impl Tolerance {
     pub fn parse(s: &str) -> Result<Tolerance, String> {
         let mut t = Tolerance::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| format!("`{part}`: expected key=value (kld=0.01,top1=0.95)"))?;
-            let v: f64 = v.trim().parse().map_err(|_| format!("`{part}`: `{v}` is not a number"))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}`: expected key=value (kld=0.01,top1=0.95)"))?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{part}`: `{v}` is not a number"))?;
             match k.trim() {
                 "kld" | "kld_mean" if v >= 0.0 => t.kld_mean = v,
                 "top1" if (0.0..=1.0).contains(&v) => t.top1 = v,
@@ -190,22 +198,42 @@ fn ensure_same_model(original: &Subject<'_>, variant: &Subject<'_>) -> Result<()
     if diffs.is_empty() {
         Ok(())
     } else {
-        Err(VerifyError::Mismatch(format!("{} vs {}: {}", original.name, variant.name, diffs.join("; "))))
+        Err(VerifyError::Mismatch(format!(
+            "{} vs {}: {}",
+            original.name,
+            variant.name,
+            diffs.join("; ")
+        )))
     }
 }
 
 /// The original's logits for every prompt, `[tokens × vocab]` each.
-pub fn original_logits(original: &dyn WeightSource, prompts: &[Prompt], progress: &dyn Progress) -> Result<Vec<Vec<f32>>, VerifyError> {
+pub fn original_logits(
+    original: &dyn WeightSource,
+    prompts: &[Prompt],
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f32>>, VerifyError> {
     run_prompts(original, "original", prompts, progress)
 }
 
-fn run_prompts(src: &dyn WeightSource, who: &str, prompts: &[Prompt], progress: &dyn Progress) -> Result<Vec<Vec<f32>>, VerifyError> {
-    let model = Model::new(src).map_err(|e| VerifyError::Read { model: who.into(), detail: e.to_string() })?;
+fn run_prompts(
+    src: &dyn WeightSource,
+    who: &str,
+    prompts: &[Prompt],
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f32>>, VerifyError> {
+    let model = Model::new(src).map_err(|e| VerifyError::Read {
+        model: who.into(),
+        detail: e.to_string(),
+    })?;
     let total: usize = prompts.iter().map(|p| p.tokens.len()).sum();
     progress.begin(&format!("forward {who}"), total as u64);
     let mut out = Vec::with_capacity(prompts.len());
     for p in prompts {
-        let logits = model.logits(&p.tokens).map_err(|e| VerifyError::Read { model: who.into(), detail: format!("prompt {}: {e}", p.name) })?;
+        let logits = model.logits(&p.tokens).map_err(|e| VerifyError::Read {
+            model: who.into(),
+            detail: format!("prompt {}: {e}", p.name),
+        })?;
         progress.advance(p.tokens.len() as u64);
         out.push(logits);
     }
@@ -226,16 +254,28 @@ pub fn verify_variant(
     ensure_same_model(original, variant)?;
     let n_ids = reference::WeightId::all(oc).len() as u64;
     progress.begin(&format!("weights {}", short(&variant.name)), n_ids);
-    let weights = weights::check_all(original.source, variant.source, &|_, _| progress.advance(1)).map_err(|e| match e {
-        VerifyError::Read { model, detail } if model == "variant" => VerifyError::Read { model: variant.name.clone(), detail },
-        VerifyError::Read { detail, .. } => VerifyError::Read { model: original.name.clone(), detail },
-        other => other,
-    })?;
+    let weights = weights::check_all(original.source, variant.source, &|_, _| progress.advance(1))
+        .map_err(|e| match e {
+            VerifyError::Read { model, detail } if model == "variant" => VerifyError::Read {
+                model: variant.name.clone(),
+                detail,
+            },
+            VerifyError::Read { detail, .. } => VerifyError::Read {
+                model: original.name.clone(),
+                detail,
+            },
+            other => other,
+        })?;
     progress.end();
-    let logits = run_prompts(variant.source, &short(&variant.name), prompts, progress).map_err(|e| match e {
-        VerifyError::Read { detail, .. } => VerifyError::Read { model: variant.name.clone(), detail },
-        other => other,
-    })?;
+    let logits = run_prompts(variant.source, &short(&variant.name), prompts, progress).map_err(
+        |e| match e {
+            VerifyError::Read { detail, .. } => VerifyError::Read {
+                model: variant.name.clone(),
+                detail,
+            },
+            other => other,
+        },
+    )?;
     let vocab = oc.vocab_size;
     let compare = |logits: &[Vec<f32>]| {
         let mut all = Accumulator::default();
@@ -255,7 +295,10 @@ pub fn verify_variant(
     let floor = if lossless {
         None
     } else {
-        let plan = floor::plan(original.source, variant.source).map_err(|e| VerifyError::Read { model: variant.name.clone(), detail: e.to_string() })?;
+        let plan = floor::plan(original.source, variant.source).map_err(|e| VerifyError::Read {
+            model: variant.name.clone(),
+            detail: e.to_string(),
+        })?;
         if plan.is_empty() {
             None
         } else {
@@ -281,11 +324,17 @@ pub fn verify_variant(
     }
     if lossless {
         if metrics.max_abs != 0.0 {
-            failures.push(format!("weights identical to the original but logits differ (max |Δ| = {:.3e})", metrics.max_abs));
+            failures.push(format!(
+                "weights identical to the original but logits differ (max |Δ| = {:.3e})",
+                metrics.max_abs
+            ));
         }
     } else {
         let (kld_limit, top1_limit) = match &floor {
-            Some(f) => (tolerance.kld_mean.max(FLOOR_KLD_FACTOR * f.kld_mean), tolerance.top1.min(f.top1 - FLOOR_TOP1_SLACK)),
+            Some(f) => (
+                tolerance.kld_mean.max(FLOOR_KLD_FACTOR * f.kld_mean),
+                tolerance.top1.min(f.top1 - FLOOR_TOP1_SLACK),
+            ),
             None => (tolerance.kld_mean, tolerance.top1),
         };
         let why = |what: &str, floor_value: Option<f64>| match floor_value {
@@ -293,17 +342,38 @@ pub fn verify_variant(
             None => what.to_string(),
         };
         if metrics.kld_mean.is_nan() || metrics.kld_mean > kld_limit {
-            failures.push(why(&format!("mean KLD {:.3e} > {:.3e}", metrics.kld_mean, kld_limit), floor.as_ref().map(|f| f.kld_mean)));
+            failures.push(why(
+                &format!("mean KLD {:.3e} > {:.3e}", metrics.kld_mean, kld_limit),
+                floor.as_ref().map(|f| f.kld_mean),
+            ));
         }
         if metrics.top1.is_nan() || metrics.top1 < top1_limit {
-            failures.push(why(&format!("top-1 agreement {:.4} < {:.4}", metrics.top1, top1_limit), floor.as_ref().map(|f| f.top1)));
+            failures.push(why(
+                &format!("top-1 agreement {:.4} < {:.4}", metrics.top1, top1_limit),
+                floor.as_ref().map(|f| f.top1),
+            ));
         }
     }
-    Ok(VariantResult { name: variant.name.clone(), format: variant.format.clone(), metrics, per_prompt, weights, lossless, floor, failures })
+    Ok(VariantResult {
+        name: variant.name.clone(),
+        format: variant.format.clone(),
+        metrics,
+        per_prompt,
+        weights,
+        lossless,
+        floor,
+        failures,
+    })
 }
 
 /// Verifies every variant against the original.
-pub fn verify(original: &Subject<'_>, variants: &[Subject<'_>], prompts: &[Prompt], tolerance: Tolerance, progress: &dyn Progress) -> Result<Report, VerifyError> {
+pub fn verify(
+    original: &Subject<'_>,
+    variants: &[Subject<'_>],
+    prompts: &[Prompt],
+    tolerance: Tolerance,
+    progress: &dyn Progress,
+) -> Result<Report, VerifyError> {
     // Every variant is checked before the original's forward pass, so a wrong one fails at once.
     for v in variants {
         ensure_same_model(original, v)?;
@@ -311,12 +381,22 @@ pub fn verify(original: &Subject<'_>, variants: &[Subject<'_>], prompts: &[Promp
     let reference_logits = original_logits(original.source, prompts, progress)?;
     let mut results = Vec::with_capacity(variants.len());
     for v in variants {
-        results.push(verify_variant(original, &reference_logits, v, prompts, tolerance, progress)?);
+        results.push(verify_variant(
+            original,
+            &reference_logits,
+            v,
+            prompts,
+            tolerance,
+            progress,
+        )?);
     }
     Ok(Report {
         original: original.name.clone(),
         original_format: original.format.clone(),
-        prompts: prompts.iter().map(|p| (p.name.clone(), p.tokens.len())).collect(),
+        prompts: prompts
+            .iter()
+            .map(|p| (p.name.clone(), p.tokens.len()))
+            .collect(),
         tolerance,
         variants: results,
     })
@@ -324,7 +404,9 @@ pub fn verify(original: &Subject<'_>, variants: &[Subject<'_>], prompts: &[Promp
 
 /// The last path component, for progress labels.
 fn short(path: &str) -> String {
-    std::path::Path::new(path).file_name().map_or_else(|| path.to_string(), |f| f.to_string_lossy().into_owned())
+    std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |f| f.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -333,8 +415,17 @@ mod tests {
 
     #[test]
     fn tolerance_parsing() {
-        assert_eq!(Tolerance::parse("kld=0.01,top1=0.95").unwrap(), Tolerance { kld_mean: 0.01, top1: 0.95 });
-        assert_eq!(Tolerance::parse("top1=0.5").unwrap().kld_mean, Tolerance::default().kld_mean);
+        assert_eq!(
+            Tolerance::parse("kld=0.01,top1=0.95").unwrap(),
+            Tolerance {
+                kld_mean: 0.01,
+                top1: 0.95
+            }
+        );
+        assert_eq!(
+            Tolerance::parse("top1=0.5").unwrap().kld_mean,
+            Tolerance::default().kld_mean
+        );
         assert!(Tolerance::parse("top1=1.5").is_err());
         assert!(Tolerance::parse("foo=1").is_err());
         assert!(Tolerance::parse("kld").is_err());
@@ -342,7 +433,11 @@ mod tests {
 
     #[test]
     fn config_differences_name_the_field() {
-        let a = reference::Config::from_hf_json(&convert::synth::preset_config(convert::synth::Preset::Gpt20b, None)).unwrap();
+        let a = reference::Config::from_hf_json(&convert::synth::preset_config(
+            convert::synth::Preset::Gpt20b,
+            None,
+        ))
+        .unwrap();
         let mut b = a.clone();
         assert!(config_differences(&a, &b).is_empty());
         b.sliding_window = 64;

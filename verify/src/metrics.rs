@@ -58,7 +58,10 @@ pub fn top_k(row: &[f32], k: usize) -> Vec<usize> {
         if best.len() == k && !greater(x, i, row[best[k - 1]], best[k - 1]) {
             continue;
         }
-        let at = best.iter().position(|&j| greater(x, i, row[j], j)).unwrap_or(best.len());
+        let at = best
+            .iter()
+            .position(|&j| greater(x, i, row[j], j))
+            .unwrap_or(best.len());
         best.insert(at, i);
         best.truncate(k);
     }
@@ -98,17 +101,29 @@ pub fn kl_divergence(p: &[f32], q: &[f32]) -> f64 {
 impl Accumulator {
     /// Adds one position: `orig` and `var` are the two logit rows.
     pub fn add(&mut self, orig: &[f32], var: &[f32]) {
-        assert_eq!(orig.len(), var.len(), "logit rows of different vocabularies");
+        assert_eq!(
+            orig.len(),
+            var.len(),
+            "logit rows of different vocabularies"
+        );
         self.positions += 1;
         let bad = var.iter().filter(|x| !x.is_finite()).count() as u64;
         self.nonfinite += bad;
         for (&a, &b) in orig.iter().zip(var) {
             let d = a as f64 - b as f64;
-            self.max_abs = if d.is_nan() { f64::INFINITY } else { self.max_abs.max(d.abs()) };
+            self.max_abs = if d.is_nan() {
+                f64::INFINITY
+            } else {
+                self.max_abs.max(d.abs())
+            };
             self.sq_err += d * d;
             self.sq_ref += a as f64 * a as f64;
         }
-        self.klds.push(if bad > 0 { f64::INFINITY } else { kl_divergence(orig, var) });
+        self.klds.push(if bad > 0 {
+            f64::INFINITY
+        } else {
+            kl_divergence(orig, var)
+        });
         let (ta, tb) = (top_k(orig, 5), top_k(var, 5));
         self.top1_same += u64::from(ta.first() == tb.first());
         self.top5_common += ta.iter().filter(|i| tb.contains(i)).count() as u64;
@@ -131,11 +146,23 @@ impl Accumulator {
         let n = self.positions.max(1) as f64;
         let mut klds = self.klds.clone();
         klds.sort_by(f64::total_cmp);
-        let p99 = if klds.is_empty() { 0.0 } else { klds[((klds.len() as f64 * 0.99).ceil() as usize).clamp(1, klds.len()) - 1] };
+        let p99 = if klds.is_empty() {
+            0.0
+        } else {
+            klds[((klds.len() as f64 * 0.99).ceil() as usize).clamp(1, klds.len()) - 1]
+        };
         Metrics {
             positions: self.positions,
-            max_abs: if self.nonfinite > 0 { f64::INFINITY } else { self.max_abs },
-            nmse: if self.sq_ref > 0.0 { self.sq_err / self.sq_ref } else { 0.0 },
+            max_abs: if self.nonfinite > 0 {
+                f64::INFINITY
+            } else {
+                self.max_abs
+            },
+            nmse: if self.sq_ref > 0.0 {
+                self.sq_err / self.sq_ref
+            } else {
+                0.0
+            },
             kld_mean: klds.iter().sum::<f64>() / n,
             kld_p99: p99,
             kld_max: klds.last().copied().unwrap_or(0.0),
@@ -157,7 +184,10 @@ mod tests {
         let mut acc = Accumulator::default();
         acc.add(&row, &row);
         let m = acc.finish();
-        assert_eq!((m.max_abs, m.nmse, m.kld_mean, m.kld_max), (0.0, 0.0, 0.0, 0.0));
+        assert_eq!(
+            (m.max_abs, m.nmse, m.kld_mean, m.kld_max),
+            (0.0, 0.0, 0.0, 0.0)
+        );
         assert_eq!((m.top1, m.top5_overlap, m.argmax_changed), (1.0, 1.0, 0));
     }
 

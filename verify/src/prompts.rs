@@ -46,18 +46,26 @@ pub const CHATS: [(&str, &str); 3] = [
 
 /// Loads a `tokenizer.json`.
 pub fn load_tokenizer(json: &[u8], path: &str) -> Result<Tokenizer, VerifyError> {
-    Tokenizer::from_bytes(json).map_err(|e| VerifyError::Prompt(format!("{path}: not a tokenizer.json this tool can read: {e}")))
+    Tokenizer::from_bytes(json).map_err(|e| {
+        VerifyError::Prompt(format!(
+            "{path}: not a tokenizer.json this tool can read: {e}"
+        ))
+    })
 }
 
 /// Ids that are real tokens: `0..limit` where `limit` is the tokenizer's size (with its added
 /// tokens), or the whole vocabulary without a tokenizer.
 fn token_limit(cfg: &Config, tok: Option<&Tokenizer>) -> usize {
-    tok.map_or(cfg.vocab_size, |t| t.get_vocab_size(true).min(cfg.vocab_size))
+    tok.map_or(cfg.vocab_size, |t| {
+        t.get_vocab_size(true).min(cfg.vocab_size)
+    })
 }
 
 /// Encodes `text` (special tokens spelled out, as in harmony).
 pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>, VerifyError> {
-    let enc = tok.encode(text, false).map_err(|e| VerifyError::Prompt(format!("cannot encode {text:?}: {e}")))?;
+    let enc = tok
+        .encode(text, false)
+        .map_err(|e| VerifyError::Prompt(format!("cannot encode {text:?}: {e}")))?;
     Ok(enc.get_ids().to_vec())
 }
 
@@ -66,7 +74,9 @@ fn lcg_tokens(seed: u64, len: usize, n: usize) -> Vec<u32> {
     let mut s = seed;
     (0..len)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) % n as u64) as u32
         })
         .collect()
@@ -77,15 +87,26 @@ pub fn builtin(cfg: &Config, tok: Option<&Tokenizer>) -> Result<Vec<Prompt>, Ver
     let mut out = Vec::new();
     if let Some(t) = tok {
         for (name, text) in CHATS {
-            out.push(Prompt { name: name.into(), tokens: encode(t, text)? });
+            out.push(Prompt {
+                name: name.into(),
+                tokens: encode(t, text)?,
+            });
         }
     }
     // Ordinary tokens only: below the first special token when the tokenizer says where it is.
-    let ordinary = tok.map_or(cfg.vocab_size, |t| t.get_vocab_size(false)).clamp(1, token_limit(cfg, tok));
+    let ordinary = tok
+        .map_or(cfg.vocab_size, |t| t.get_vocab_size(false))
+        .clamp(1, token_limit(cfg, tok));
     let len = cfg.sliding_window + 16;
-    out.push(Prompt { name: "window-random".into(), tokens: lcg_tokens(0x05F0_0A11, len, ordinary) });
+    out.push(Prompt {
+        name: "window-random".into(),
+        tokens: lcg_tokens(0x05F0_0A11, len, ordinary),
+    });
     let period: Vec<u32> = lcg_tokens(7, 7, ordinary);
-    out.push(Prompt { name: "window-periodic".into(), tokens: (0..len).map(|i| period[i % 7]).collect() });
+    out.push(Prompt {
+        name: "window-periodic".into(),
+        tokens: (0..len).map(|i| period[i % 7]).collect(),
+    });
     check(cfg, tok, &out)?;
     Ok(out)
 }
@@ -93,7 +114,12 @@ pub fn builtin(cfg: &Config, tok: Option<&Tokenizer>) -> Result<Vec<Prompt>, Ver
 /// Parses a prompts file: one prompt per non-empty line, `#` starts a comment line. A line of
 /// integers (separated by commas and/or spaces) is token ids; any other line is text, where
 /// `\n` and `\\` are escapes, encoded with the tokenizer.
-pub fn parse_file(text: &str, cfg: &Config, tok: Option<&Tokenizer>, path: &str) -> Result<Vec<Prompt>, VerifyError> {
+pub fn parse_file(
+    text: &str,
+    cfg: &Config,
+    tok: Option<&Tokenizer>,
+    path: &str,
+) -> Result<Vec<Prompt>, VerifyError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let name = format!("{path}:{}", i + 1);
@@ -101,24 +127,38 @@ pub fn parse_file(text: &str, cfg: &Config, tok: Option<&Tokenizer>, path: &str)
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let is_ids = trimmed.chars().all(|c| c.is_ascii_digit() || c == ',' || c.is_whitespace());
+        let is_ids = trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ',' || c.is_whitespace());
         let tokens = if is_ids {
             trimmed
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<u32>().map_err(|_| VerifyError::Prompt(format!("{name}: {s:?} is not a token id"))))
+                .map(|s| {
+                    s.parse::<u32>().map_err(|_| {
+                        VerifyError::Prompt(format!("{name}: {s:?} is not a token id"))
+                    })
+                })
                 .collect::<Result<Vec<u32>, _>>()?
         } else {
-            let t = tok.ok_or_else(|| VerifyError::Prompt(format!("{name}: a text prompt needs the original's tokenizer.json, and none was found")))?;
+            let t = tok.ok_or_else(|| {
+                VerifyError::Prompt(format!(
+                    "{name}: a text prompt needs the original's tokenizer.json, and none was found"
+                ))
+            })?;
             encode(t, &unescape(line))?
         };
         if tokens.is_empty() {
-            return Err(VerifyError::Prompt(format!("{name}: the line encodes to no tokens")));
+            return Err(VerifyError::Prompt(format!(
+                "{name}: the line encodes to no tokens"
+            )));
         }
         out.push(Prompt { name, tokens });
     }
     if out.is_empty() {
-        return Err(VerifyError::Prompt(format!("{path}: no prompts (every line is empty or a comment)")));
+        return Err(VerifyError::Prompt(format!(
+            "{path}: no prompts (every line is empty or a comment)"
+        )));
     }
     check(cfg, tok, &out)?;
     Ok(out)
@@ -171,7 +211,11 @@ mod tests {
     use super::*;
 
     fn cfg() -> Config {
-        let mut c = reference::Config::from_hf_json(&convert::synth::preset_config(convert::synth::Preset::Gpt20b, None)).unwrap();
+        let mut c = reference::Config::from_hf_json(&convert::synth::preset_config(
+            convert::synth::Preset::Gpt20b,
+            None,
+        ))
+        .unwrap();
         c.vocab_size = 1000;
         c.sliding_window = 8;
         c
@@ -182,7 +226,10 @@ mod tests {
         let c = cfg();
         let p = builtin(&c, None).unwrap();
         assert_eq!(p.len(), 2);
-        assert!(p.iter().all(|p| p.tokens.len() == 24 && p.tokens.iter().all(|&t| (t as usize) < 1000)));
+        assert!(
+            p.iter()
+                .all(|p| p.tokens.len() == 24 && p.tokens.iter().all(|&t| (t as usize) < 1000))
+        );
         assert_eq!(p, builtin(&c, None).unwrap(), "deterministic");
         assert_eq!(p[1].tokens[0], p[1].tokens[7]);
     }
@@ -192,10 +239,17 @@ mod tests {
         let c = cfg();
         let p = parse_file("# comment\n\n1, 2,3\n 4 5 6 \n", &c, None, "p.txt").unwrap();
         assert_eq!(p.len(), 2);
-        assert_eq!((p[0].name.as_str(), &p[0].tokens[..]), ("p.txt:3", &[1u32, 2, 3][..]));
-        let e = parse_file("hello\n", &c, None, "p.txt").unwrap_err().to_string();
+        assert_eq!(
+            (p[0].name.as_str(), &p[0].tokens[..]),
+            ("p.txt:3", &[1u32, 2, 3][..])
+        );
+        let e = parse_file("hello\n", &c, None, "p.txt")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("p.txt:1") && e.contains("tokenizer.json"), "{e}");
-        let e = parse_file("1, 1000\n", &c, None, "p.txt").unwrap_err().to_string();
+        let e = parse_file("1, 1000\n", &c, None, "p.txt")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("outside the vocabulary"), "{e}");
         assert!(parse_file("# only\n", &c, None, "p.txt").is_err());
         assert_eq!(unescape(r"a\nb\\n"), "a\nb\\n");

@@ -97,11 +97,17 @@ pub fn sci(x: f64) -> String {
 }
 
 /// The rows of the verification table: header then one row per variant.
-pub fn table_rows(variants: &[VariantResult], name: &dyn Fn(&VariantResult) -> String) -> Vec<[String; 10]> {
-    let mut rows = vec![[
-        "variant", "weights", "max|Δ|", "NMSE", "KLD mean", "KLD p99", "KLD max", "top-1", "top-5", "result",
-    ]
-    .map(String::from)];
+pub fn table_rows(
+    variants: &[VariantResult],
+    name: &dyn Fn(&VariantResult) -> String,
+) -> Vec<[String; 10]> {
+    let mut rows = vec![
+        [
+            "variant", "weights", "max|Δ|", "NMSE", "KLD mean", "KLD p99", "KLD max", "top-1",
+            "top-5", "result",
+        ]
+        .map(String::from),
+    ];
     for v in variants {
         let (tensors, identical, max, violations) = weight_summary(v);
         let weights = if identical == tensors {
@@ -138,7 +144,11 @@ pub fn format_table<const N: usize>(rows: &[[String; N]]) -> String {
     }
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

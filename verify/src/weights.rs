@@ -76,14 +76,32 @@ impl Bound {
             E::Q8_0 { .. } => 11,
             E::Int8 { group, .. } => 12 + u8::from(*group != 32),
         };
-        let bf16 = matches!(orig, E::Dense { dtype: DenseType::BF16, .. });
+        let bf16 = matches!(
+            orig,
+            E::Dense {
+                dtype: DenseType::BF16,
+                ..
+            }
+        );
         let mx = matches!(orig, E::Mxfp4 { .. } | E::Mxfp4Ggml { .. });
         match var {
             _ if kind(orig) == kind(var) => Bound::Exact,
-            E::Dense { dtype: DenseType::F32, .. } => Bound::Exact,
-            E::Dense { dtype: DenseType::BF16, .. } if bf16 || mx => Bound::Exact,
-            E::Dense { dtype: DenseType::BF16, .. } => Bound::Bf16Rounding,
-            E::Dense { dtype: DenseType::F16, .. } => Bound::F16Rounding,
+            E::Dense {
+                dtype: DenseType::F32,
+                ..
+            } => Bound::Exact,
+            E::Dense {
+                dtype: DenseType::BF16,
+                ..
+            } if bf16 || mx => Bound::Exact,
+            E::Dense {
+                dtype: DenseType::BF16,
+                ..
+            } => Bound::Bf16Rounding,
+            E::Dense {
+                dtype: DenseType::F16,
+                ..
+            } => Bound::F16Rounding,
             E::Q8_0 { .. } => Bound::Int8Step(quant::q8_0::BLOCK),
             E::Int8 { group, .. } => Bound::Int8Step((*group).min(cols)),
             _ => Bound::Unbounded,
@@ -129,7 +147,11 @@ pub fn group_name(id: WeightId) -> String {
 const ROW_CHUNK: usize = 32;
 
 /// Compares one weight.
-pub fn check_weight(id: WeightId, orig: &MatRef<'_>, var: &MatRef<'_>) -> Result<TensorCheck, VerifyError> {
+pub fn check_weight(
+    id: WeightId,
+    orig: &MatRef<'_>,
+    var: &MatRef<'_>,
+) -> Result<TensorCheck, VerifyError> {
     let name = group_name(id);
     if (orig.rows(), orig.cols()) != (var.rows(), var.cols()) {
         return Err(VerifyError::Mismatch(format!(
@@ -178,12 +200,32 @@ pub fn check_weight(id: WeightId, orig: &MatRef<'_>, var: &MatRef<'_>) -> Result
 fn same_bytes(a: &Encoding<'_>, b: &Encoding<'_>) -> bool {
     use Encoding as E;
     match (a, b) {
-        (E::Dense { dtype: t1, data: d1, row_stride: r1, col_stride: c1 }, E::Dense { dtype: t2, data: d2, row_stride: r2, col_stride: c2 }) => {
-            t1 == t2 && r1 == r2 && c1 == c2 && d1 == d2
-        }
-        (E::Mxfp4 { blocks: b1, scales: s1, row_step: r1 }, E::Mxfp4 { blocks: b2, scales: s2, row_step: r2 }) => {
-            r1 == r2 && b1 == b2 && s1 == s2
-        }
+        (
+            E::Dense {
+                dtype: t1,
+                data: d1,
+                row_stride: r1,
+                col_stride: c1,
+            },
+            E::Dense {
+                dtype: t2,
+                data: d2,
+                row_stride: r2,
+                col_stride: c2,
+            },
+        ) => t1 == t2 && r1 == r2 && c1 == c2 && d1 == d2,
+        (
+            E::Mxfp4 {
+                blocks: b1,
+                scales: s1,
+                row_step: r1,
+            },
+            E::Mxfp4 {
+                blocks: b2,
+                scales: s2,
+                row_step: r2,
+            },
+        ) => r1 == r2 && b1 == b2 && s1 == s2,
         _ => false,
     }
 }
@@ -202,12 +244,21 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> (u64, f64, u64) {
                 continue;
             }
             differing += 1;
-            let err = if x.is_nan() || y.is_nan() { f64::INFINITY } else { (x as f64 - y as f64).abs() };
+            let err = if x.is_nan() || y.is_nan() {
+                f64::INFINITY
+            } else {
+                (x as f64 - y as f64).abs()
+            };
             max_err = max_err.max(err);
             let ax = (x as f64).abs();
             let ok = match bound {
                 Bound::Exact => false,
-                Bound::F16Rounding => err <= ax * 2f64.powi(-11) + 2f64.powi(-25) || (ax > 65504.0 && (y.abs() == 65504.0 || y.is_infinite()) && x.signum() == y.signum()),
+                Bound::F16Rounding => {
+                    err <= ax * 2f64.powi(-11) + 2f64.powi(-25)
+                        || (ax > 65504.0
+                            && (y.abs() == 65504.0 || y.is_infinite())
+                            && x.signum() == y.signum())
+                }
                 Bound::Bf16Rounding => err <= ax * 2f64.powi(-8),
                 Bound::Int8Step(_) => err <= step * (1.0 + 1e-6),
                 Bound::Unbounded => true,
@@ -219,14 +270,24 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> (u64, f64, u64) {
 }
 
 /// Checks every weight; `progress(done, total)` is called after each weight.
-pub fn check_all(orig: &dyn WeightSource, var: &dyn WeightSource, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Vec<TensorCheck>, VerifyError> {
+pub fn check_all(
+    orig: &dyn WeightSource,
+    var: &dyn WeightSource,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<TensorCheck>, VerifyError> {
     let ids = WeightId::all(orig.config());
     // Experts come interleaved (gate, up, down of expert 0, then expert 1, ...): each joins its
     // layer's group wherever that group started.
     let mut out: Vec<TensorCheck> = Vec::new();
     for (k, &id) in ids.iter().enumerate() {
-        let a = orig.weight(id).map_err(|e| VerifyError::Read { model: "original".into(), detail: e.to_string() })?;
-        let b = var.weight(id).map_err(|e| VerifyError::Read { model: "variant".into(), detail: e.to_string() })?;
+        let a = orig.weight(id).map_err(|e| VerifyError::Read {
+            model: "original".into(),
+            detail: e.to_string(),
+        })?;
+        let b = var.weight(id).map_err(|e| VerifyError::Read {
+            model: "variant".into(),
+            detail: e.to_string(),
+        })?;
         let c = check_weight(id, &a, &b)?;
         orig.release(id);
         var.release(id);
@@ -255,29 +316,62 @@ mod tests {
         let a = bf16(&xs);
         let mut b = a.clone();
         let ma = MatRef::dense(DenseType::BF16, &a, 2, 32).unwrap();
-        let c = check_weight(WeightId::QProj(0), &ma, &MatRef::dense(DenseType::BF16, &b, 2, 32).unwrap()).unwrap();
+        let c = check_weight(
+            WeightId::QProj(0),
+            &ma,
+            &MatRef::dense(DenseType::BF16, &b, 2, 32).unwrap(),
+        )
+        .unwrap();
         assert!(c.identical() && c.violations == 0 && c.bound == Bound::Exact);
         b[10] ^= 1;
-        let c = check_weight(WeightId::QProj(0), &ma, &MatRef::dense(DenseType::BF16, &b, 2, 32).unwrap()).unwrap();
+        let c = check_weight(
+            WeightId::QProj(0),
+            &ma,
+            &MatRef::dense(DenseType::BF16, &b, 2, 32).unwrap(),
+        )
+        .unwrap();
         assert_eq!((c.differing, c.violations), (1, 1));
     }
 
     #[test]
     fn q8_0_rounding_is_within_bound_and_a_swap_is_not() {
-        let xs: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.01).collect();
+        let xs: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.01)
+            .collect();
         let a = bf16(&xs);
         let mut vals = vec![0f32; 64];
         quant::float::bf16_row_to_f32(&a, &mut vals);
         let mut q = vec![0u8; 2 * quant::q8_0::BLOCK_BYTES];
         quant::q8_0::quantize_row_ref(&vals, &mut q);
         let ma = MatRef::dense(DenseType::BF16, &a, 2, 32).unwrap();
-        let mq = MatRef::new(2, 32, Encoding::Q8_0 { data: &q, row_step: 1 }).unwrap();
+        let mq = MatRef::new(
+            2,
+            32,
+            Encoding::Q8_0 {
+                data: &q,
+                row_step: 1,
+            },
+        )
+        .unwrap();
         let c = check_weight(WeightId::Down(0, 0), &ma, &mq).unwrap();
         assert!(c.differing > 0 && c.violations == 0, "{c:?}");
         // Rows swapped: far outside one quantization step.
         let swapped: Vec<u8> = q[34..].iter().chain(&q[..34]).copied().collect();
-        let ms = MatRef::new(2, 32, Encoding::Q8_0 { data: &swapped, row_step: 1 }).unwrap();
-        assert!(check_weight(WeightId::Down(0, 0), &ma, &ms).unwrap().violations > 0);
+        let ms = MatRef::new(
+            2,
+            32,
+            Encoding::Q8_0 {
+                data: &swapped,
+                row_step: 1,
+            },
+        )
+        .unwrap();
+        assert!(
+            check_weight(WeightId::Down(0, 0), &ma, &ms)
+                .unwrap()
+                .violations
+                > 0
+        );
     }
 
     #[test]
@@ -300,7 +394,11 @@ mod tests {
     #[test]
     fn shape_mismatch_is_an_error() {
         let a = bf16(&[0.0; 64]);
-        let r = check_weight(WeightId::QProj(0), &MatRef::dense(DenseType::BF16, &a, 2, 32).unwrap(), &MatRef::dense(DenseType::BF16, &a, 1, 64).unwrap());
+        let r = check_weight(
+            WeightId::QProj(0),
+            &MatRef::dense(DenseType::BF16, &a, 2, 32).unwrap(),
+            &MatRef::dense(DenseType::BF16, &a, 1, 64).unwrap(),
+        );
         assert!(r.is_err());
     }
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(model: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let src = convert::AnyModel::open(model).with_context(|| format!("cannot open {}", model.display()))?;
+    let src = convert::AnyModel::open(model)
+        .with_context(|| format!("cannot open {}", model.display()))?;
     let report = convert::inspect::inspect_any(&src);
     let mut out = std::io::stdout().lock();
     if json {

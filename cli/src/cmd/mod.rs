@@ -16,28 +16,101 @@ use std::process::ExitCode;
 pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Inspect { model, json } => inspect::run(&model, json),
-        Command::Logits { model, tokens, out, top } => logits::run(&model, &tokens.0, out.as_deref(), top),
-        Command::Convert { model, variant, out, settings, force } => {
+        Command::Logits {
+            model,
+            tokens,
+            out,
+            top,
+        } => logits::run(&model, &tokens.0, out.as_deref(), top),
+        Command::Convert {
+            model,
+            variant,
+            out,
+            settings,
+            force,
+        } => {
             let opts = settings.options(force);
             convert::run(&model, &variant, &out, &opts, quiet)
         }
-        Command::Synth { preset, layers, seed, original, max_shard_size, force, out } => {
-            synth::run(&preset, layers, seed, original, max_shard_size, force, &out)
-        }
-        Command::Verify { original, variants, prompts, json, tolerance } => {
-            verify::run(&original, &variants, prompts.as_deref(), json.as_deref(), tolerance.unwrap_or_default(), quiet)
-        }
-        Command::Pipeline { model, out, variants, prompts, tolerance, settings } => {
+        Command::Synth {
+            preset,
+            layers,
+            seed,
+            original,
+            max_shard_size,
+            force,
+            out,
+        } => synth::run(&preset, layers, seed, original, max_shard_size, force, &out),
+        Command::Verify {
+            original,
+            variants,
+            prompts,
+            json,
+            tolerance,
+        } => verify::run(
+            &original,
+            &variants,
+            prompts.as_deref(),
+            json.as_deref(),
+            tolerance.unwrap_or_default(),
+            quiet,
+        ),
+        Command::Pipeline {
+            model,
+            out,
+            variants,
+            prompts,
+            tolerance,
+            settings,
+        } => {
             let convert = settings.options(true);
-            let args = pipeline::Args { model: &model, out: &out, variants, prompts: prompts.as_deref(), tolerance: tolerance.unwrap_or_default(), convert, quiet };
+            let args = pipeline::Args {
+                model: &model,
+                out: &out,
+                variants,
+                prompts: prompts.as_deref(),
+                tolerance: tolerance.unwrap_or_default(),
+                convert,
+                quiet,
+            };
             pipeline::run(&args)
         }
-        Command::Bench { input, layers, work, variants, repeat, prompt, decode, verify, keep, json } => {
-            bench::run(&bench::Args { input, layers, work, variants, repeat, prompt, decode, verify, keep, json, threads })
-        }
-        Command::BenchForward { model, prompt, decode } => bench::forward(&model, prompt, decode),
+        Command::Bench {
+            input,
+            layers,
+            work,
+            variants,
+            repeat,
+            prompt,
+            decode,
+            verify,
+            keep,
+            json,
+        } => bench::run(&bench::Args {
+            input,
+            layers,
+            work,
+            variants,
+            repeat,
+            prompt,
+            decode,
+            verify,
+            keep,
+            json,
+            threads,
+        }),
+        Command::BenchForward {
+            model,
+            prompt,
+            decode,
+        } => bench::forward(&model, prompt, decode),
         Command::Check { out } => pipeline::check(&out),
         Command::Demo { out } => pipeline::demo(&out, quiet),
-        Command::Fit { model, preset, gpu_mem, context } => fit::run(model.as_deref(), preset.as_deref(), gpu_mem, context),
+        Command::Fit {
+            model,
+            preset,
+            gpu_mem,
+            context,
+        } => fit::run(model.as_deref(), preset.as_deref(), gpu_mem, context),
     }
 }

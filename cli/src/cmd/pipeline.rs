@@ -11,7 +11,12 @@ use verify::report::{format_table, sci};
 
 /// The table `pipeline` and `demo` print.
 pub fn render(outcome: &PipelineOutcome) -> String {
-    let mut rows = vec![["variant", "size", "weights", "max|Δ|", "KLD mean", "top-1", "result", ""].map(String::from)];
+    let mut rows = vec![
+        [
+            "variant", "size", "weights", "max|Δ|", "KLD mean", "top-1", "result", "",
+        ]
+        .map(String::from),
+    ];
     for o in &outcome.variants {
         let v = &o.verification;
         let m = &v["metrics"];
@@ -26,13 +31,23 @@ pub fn render(outcome: &PipelineOutcome) -> String {
         };
         rows.push([
             o.variant.name().to_string(),
-            format!("{:.1} MB", o.files.iter().map(|f| f.1).sum::<u64>() as f64 / 1e6),
+            format!(
+                "{:.1} MB",
+                o.files.iter().map(|f| f.1).sum::<u64>() as f64 / 1e6
+            ),
             weights,
             f("max_abs"),
             f("kld_mean"),
-            m["top1"].as_f64().map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
+            m["top1"]
+                .as_f64()
+                .map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
             if o.passed() { "PASS" } else { "FAIL" }.to_string(),
-            if o.reused { "(up to date, not redone)" } else { "" }.to_string(),
+            if o.reused {
+                "(up to date, not redone)"
+            } else {
+                ""
+            }
+            .to_string(),
         ]);
     }
     format_table(&rows)
@@ -52,12 +67,26 @@ pub struct Args<'a> {
 pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
     let variants = match &a.variants {
         None => Variant::ALL.to_vec(),
-        Some(list) => list.iter().map(|n| Variant::parse(n).with_context(|| format!("unknown variant `{n}` (known: {})", Variant::ALL.map(|v| v.name()).join(", ")))).collect::<anyhow::Result<Vec<_>>>()?,
+        Some(list) => list
+            .iter()
+            .map(|n| {
+                Variant::parse(n).with_context(|| {
+                    format!(
+                        "unknown variant `{n}` (known: {})",
+                        Variant::ALL.map(|v| v.name()).join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
     };
     let original = super::verify::open(a.model)?;
     let prompts = super::verify::load_prompts(&original, a.prompts)?;
     drop(original);
-    let opts = PipelineOptions { variants, tolerance: a.tolerance, convert: a.convert.clone() };
+    let opts = PipelineOptions {
+        variants,
+        tolerance: a.tolerance,
+        convert: a.convert.clone(),
+    };
     let bytes = Reporter::new(a.quiet);
     let steps = Reporter::counting(a.quiet, "steps");
     let quiet = a.quiet;
@@ -81,7 +110,11 @@ pub fn run(a: &Args<'_>) -> anyhow::Result<ExitCode> {
         outcome.variants.len(),
         a.out.display()
     );
-    Ok(if outcome.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn check(out: &Path) -> anyhow::Result<ExitCode> {
@@ -93,23 +126,48 @@ pub fn check(out: &Path) -> anyhow::Result<ExitCode> {
             FileState::Changed => ("CHANGED", ""),
             FileState::Missing => ("MISSING", ""),
             FileState::Inconsistent => ("INCONSISTENT", " (SHA256SUMS and manifest.json disagree)"),
-            FileState::Unlisted => ("UNLISTED", " (not in SHA256SUMS: added later, or left by an interrupted run)"),
+            FileState::Unlisted => (
+                "UNLISTED",
+                " (not in SHA256SUMS: added later, or left by an interrupted run)",
+            ),
         };
         bad += usize::from(*s != FileState::Ok);
         outln!("{word:<8} {p}{note}");
     }
     outln!("{} of {} files intact", states.len() - bad, states.len());
-    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn demo(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
     let src = out.join("tiny-gpt-oss");
-    outln!("1. synthesizing a tiny gpt-oss checkpoint (release layout, MXFP4 experts) in {}", src.display());
-    let opts = convert::synth::SynthOptions { preset: convert::synth::Preset::Tiny, layers: None, seed: 0, original: false, max_shard_bytes: None };
-    convert::synth::synth(&src, &opts, true, &mut |_| {}).with_context(|| format!("cannot write {}", src.display()))?;
+    outln!(
+        "1. synthesizing a tiny gpt-oss checkpoint (release layout, MXFP4 experts) in {}",
+        src.display()
+    );
+    let opts = convert::synth::SynthOptions {
+        preset: convert::synth::Preset::Tiny,
+        layers: None,
+        seed: 0,
+        original: false,
+        max_shard_bytes: None,
+    };
+    convert::synth::synth(&src, &opts, true, &mut |_| {})
+        .with_context(|| format!("cannot write {}", src.display()))?;
     let variants_dir = out.join("variants");
     outln!("2. converting it to every variant and verifying each against the original's logits\n");
-    let args = Args { model: &src, out: &variants_dir, variants: None, prompts: None, tolerance: verify::Tolerance::default(), convert: ConvertOptions::default(), quiet };
+    let args = Args {
+        model: &src,
+        out: &variants_dir,
+        variants: None,
+        prompts: None,
+        tolerance: verify::Tolerance::default(),
+        convert: ConvertOptions::default(),
+        quiet,
+    };
     let outcome = run_pipeline(&args)?;
     outln!(
         "\n3. {}: {} of {} variants verified. Files, model cards (README.md), manifest.json and SHA256SUMS: {}\n   Next: `oss-forge check {}`, `oss-forge fit --preset 20b --gpu-mem 16GiB`.",
@@ -119,5 +177,9 @@ pub fn demo(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
         variants_dir.display(),
         variants_dir.display()
     );
-    Ok(if outcome.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -4,12 +4,26 @@ use convert::synth::{Preset, SynthOptions};
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(preset: &str, layers: Option<usize>, seed: u64, original: bool, max_shard: Option<u64>, force: bool, out: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(
+    preset: &str,
+    layers: Option<usize>,
+    seed: u64,
+    original: bool,
+    max_shard: Option<u64>,
+    force: bool,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
     let preset = Preset::parse(preset).expect("clap restricts the values");
     if layers == Some(0) {
         anyhow::bail!("--layers must be at least 1");
     }
-    let opts = SynthOptions { preset, layers, seed, original, max_shard_bytes: max_shard };
+    let opts = SynthOptions {
+        preset,
+        layers,
+        seed,
+        original,
+        max_shard_bytes: max_shard,
+    };
     let s = convert::synth::synth(out, &opts, force, &mut |_| {})?;
     outln!(
         "wrote {} ({} preset, {} tensors, {:.3} GB in {} shard{}{})",

@@ -15,28 +15,46 @@ pub fn open(path: &Path) -> anyhow::Result<AnyModel> {
 
 /// The subject view of an opened model.
 pub fn subject(m: &AnyModel) -> Subject<'_> {
-    Subject { name: m.path().display().to_string(), format: m.format_name(), source: m.source() }
+    Subject {
+        name: m.path().display().to_string(),
+        format: m.format_name(),
+        source: m.source(),
+    }
 }
 
 /// The prompts: `--prompts FILE`, or the built-in set encoded with the original's tokenizer.
 pub fn load_prompts(original: &AnyModel, file: Option<&Path>) -> anyhow::Result<Vec<Prompt>> {
     let cfg = original.source().config();
     let tok = match convert::publish::companion_file(&original.path(), "tokenizer.json") {
-        Some(p) => Some(prompts::load_tokenizer(&convert::publish::read_small(&p)?, &p.display().to_string())?),
+        Some(p) => Some(prompts::load_tokenizer(
+            &convert::publish::read_small(&p)?,
+            &p.display().to_string(),
+        )?),
         None => None,
     };
     Ok(match file {
         Some(f) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read prompts {}", f.display()))?;
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read prompts {}", f.display()))?;
             prompts::parse_file(&text, cfg, tok.as_ref(), &f.display().to_string())?
         }
         None => prompts::builtin(cfg, tok.as_ref())?,
     })
 }
 
-pub fn run(original: &Path, variants: &[std::path::PathBuf], prompts_file: Option<&Path>, json: Option<&Path>, tolerance: Tolerance, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    original: &Path,
+    variants: &[std::path::PathBuf],
+    prompts_file: Option<&Path>,
+    json: Option<&Path>,
+    tolerance: Tolerance,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
     let orig = open(original)?;
-    let models = variants.iter().map(|v| open(v)).collect::<anyhow::Result<Vec<_>>>()?;
+    let models = variants
+        .iter()
+        .map(|v| open(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let prompts = load_prompts(&orig, prompts_file)?;
     let subjects: Vec<Subject<'_>> = models.iter().map(subject).collect();
     let progress = Reporter::counting(quiet, "steps");
@@ -47,5 +65,9 @@ pub fn run(original: &Path, variants: &[std::path::PathBuf], prompts_file: Optio
         convert::publish::write_atomic(path, text.as_bytes())?;
         outln!("report: {}", path.display());
     }
-    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -67,10 +67,19 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn err(&self, what: &str) -> ConvertError {
-        ConvertError::format(self.path, format!("{what} runs past the end of the file at byte {} (truncated header?)", self.pos))
+        ConvertError::format(
+            self.path,
+            format!(
+                "{what} runs past the end of the file at byte {} (truncated header?)",
+                self.pos
+            ),
+        )
     }
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
-        let end = (self.pos as u64).checked_add(n).filter(|&e| e <= self.b.len() as u64).ok_or_else(|| self.err(what))?;
+        let end = (self.pos as u64)
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len() as u64)
+            .ok_or_else(|| self.err(what))?;
         let s = &self.b[self.pos..end as usize];
         self.pos = end as usize;
         Ok(s)
@@ -90,7 +99,8 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.u64(what)?;
         let s = self.take(n, what)?;
-        String::from_utf8(s.to_vec()).map_err(|_| ConvertError::format(self.path, format!("{what} is not UTF-8")))
+        String::from_utf8(s.to_vec())
+            .map_err(|_| ConvertError::format(self.path, format!("{what} is not UTF-8")))
     }
     fn remaining(&self) -> u64 {
         (self.b.len() - self.pos) as u64
@@ -110,7 +120,12 @@ impl<'a> Cursor<'a> {
             vt::BOOL => match self.array::<1>(&what)?[0] {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => return Err(ConvertError::format(self.path, format!("key `{key}`: bool byte {b} is neither 0 nor 1"))),
+                b => {
+                    return Err(ConvertError::format(
+                        self.path,
+                        format!("key `{key}`: bool byte {b} is neither 0 nor 1"),
+                    ));
+                }
             },
             vt::STRING => Value::String(self.string(&what)?),
             vt::UINT64 => Value::U64(self.u64(&what)?),
@@ -121,7 +136,10 @@ impl<'a> Cursor<'a> {
                 let n = self.u64(&what)?;
                 // Every element takes at least one byte: a count beyond the bytes left is a lie.
                 if n > self.remaining() {
-                    return Err(ConvertError::format(self.path, format!("key `{key}`: array of {n} elements runs past the end of the file")));
+                    return Err(ConvertError::format(
+                        self.path,
+                        format!("key `{key}`: array of {n} elements runs past the end of the file"),
+                    ));
                 }
                 // Reserve no more than a page of elements up front: a count that fits the bytes
                 // left can still be 32x the file once each element is a `Value`.
@@ -131,7 +149,12 @@ impl<'a> Cursor<'a> {
                 }
                 Value::Array(et, items)
             }
-            _ => return Err(ConvertError::format(self.path, format!("key `{key}` has invalid GGUF value type {t}"))),
+            _ => {
+                return Err(ConvertError::format(
+                    self.path,
+                    format!("key `{key}` has invalid GGUF value type {t}"),
+                ));
+            }
         })
     }
 }
@@ -141,21 +164,38 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
         let map = MappedFile::open(path.as_ref())?;
         let (version, kv, tensors, alignment, data_start) = parse(map.path(), map.bytes())?;
-        Ok(GgufFile { map, version, kv, tensors, alignment, data_start })
+        Ok(GgufFile {
+            map,
+            version,
+            kv,
+            tensors,
+            alignment,
+            data_start,
+        })
     }
 
     /// Validates `bytes` as the GGUF file `path` (which is only used in messages).
     pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<GgufFile> {
         let map = MappedFile::from_bytes(path, bytes);
         let (version, kv, tensors, alignment, data_start) = parse(map.path(), map.bytes())?;
-        Ok(GgufFile { map, version, kv, tensors, alignment, data_start })
+        Ok(GgufFile {
+            map,
+            version,
+            kv,
+            tensors,
+            alignment,
+            data_start,
+        })
     }
 
     /// True when the file at `path` starts with the GGUF magic.
     pub fn has_magic(path: &Path) -> bool {
         use std::io::Read;
         let mut m = [0u8; 4];
-        std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && m == MAGIC
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut m))
+            .is_ok()
+            && m == MAGIC
     }
 
     /// The file's path.
@@ -218,29 +258,46 @@ type Parsed = (u32, Vec<(String, Value)>, Vec<GgufTensor>, u64, u64);
 
 fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
     let mut c = Cursor { b, pos: 0, path };
-    let magic = c.array::<4>("magic").map_err(|_| ConvertError::format(path, "not a GGUF file (shorter than the magic)"))?;
+    let magic = c
+        .array::<4>("magic")
+        .map_err(|_| ConvertError::format(path, "not a GGUF file (shorter than the magic)"))?;
     if magic != MAGIC {
-        return Err(ConvertError::format(path, format!("not a GGUF file (magic {magic:02x?})")));
+        return Err(ConvertError::format(
+            path,
+            format!("not a GGUF file (magic {magic:02x?})"),
+        ));
     }
     let version = c.u32("version")?;
     if version != 2 && version != 3 {
-        return Err(ConvertError::format(path, format!("GGUF version {version} is not supported (2 and 3 are)")));
+        return Err(ConvertError::format(
+            path,
+            format!("GGUF version {version} is not supported (2 and 3 are)"),
+        ));
     }
     let n_tensors = c.u64("tensor count")?;
     let n_kv = c.u64("metadata count")?;
     // A kv pair takes at least 8 + 4 + 1 bytes, a tensor info at least 8 + 4 + 8 + 4 + 8.
     if n_kv.saturating_mul(13) > c.remaining() {
-        return Err(ConvertError::format(path, format!("header claims {n_kv} metadata pairs, more than the file can hold")));
+        return Err(ConvertError::format(
+            path,
+            format!("header claims {n_kv} metadata pairs, more than the file can hold"),
+        ));
     }
     let mut kv: Vec<(String, Value)> = Vec::with_capacity(n_kv.min(PREALLOC) as usize);
     let mut keys = HashSet::new();
     for i in 0..n_kv {
         let key = c.string(&format!("metadata key #{i}"))?;
         if key.is_empty() {
-            return Err(ConvertError::format(path, format!("metadata key #{i} is empty")));
+            return Err(ConvertError::format(
+                path,
+                format!("metadata key #{i} is empty"),
+            ));
         }
         if !keys.insert(key.clone()) {
-            return Err(ConvertError::format(path, format!("duplicate metadata key `{key}`")));
+            return Err(ConvertError::format(
+                path,
+                format!("duplicate metadata key `{key}`"),
+            ));
         }
         let t = c.u32(&format!("type of `{key}`"))?;
         let v = c.value(t, &key, false)?;
@@ -249,10 +306,18 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
     let alignment = match kv.iter().find(|(k, _)| k == "general.alignment") {
         None => DEFAULT_ALIGNMENT,
         Some((_, Value::U32(a))) if *a != 0 && a.is_power_of_two() => *a as u64,
-        Some((_, v)) => return Err(ConvertError::format(path, format!("general.alignment must be a u32 power of two, found {v:?}"))),
+        Some((_, v)) => {
+            return Err(ConvertError::format(
+                path,
+                format!("general.alignment must be a u32 power of two, found {v:?}"),
+            ));
+        }
     };
     if n_tensors.saturating_mul(32) > c.remaining() {
-        return Err(ConvertError::format(path, format!("header claims {n_tensors} tensors, more than the file can hold")));
+        return Err(ConvertError::format(
+            path,
+            format!("header claims {n_tensors} tensors, more than the file can hold"),
+        ));
     }
     let mut infos = Vec::with_capacity(n_tensors.min(PREALLOC) as usize);
     let mut names = HashSet::new();
@@ -260,14 +325,20 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
         let name = c.string(&format!("name of tensor #{i}"))?;
         let terr = |m: String| ConvertError::tensor(path, &name, m);
         if name.len() >= MAX_NAME {
-            return Err(terr(format!("name is {} bytes; ggml allows at most {}", name.len(), MAX_NAME - 1)));
+            return Err(terr(format!(
+                "name is {} bytes; ggml allows at most {}",
+                name.len(),
+                MAX_NAME - 1
+            )));
         }
         if !names.insert(name.clone()) {
             return Err(terr("appears twice in the tensor infos".into()));
         }
         let n_dims = c.u32(&format!("tensor `{name}` dims"))?;
         if n_dims == 0 || n_dims as usize > MAX_DIMS {
-            return Err(terr(format!("has {n_dims} dimensions (1..={MAX_DIMS} allowed)")));
+            return Err(terr(format!(
+                "has {n_dims} dimensions (1..={MAX_DIMS} allowed)"
+            )));
         }
         let mut ne = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -277,7 +348,12 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
         let offset = c.u64(&format!("tensor `{name}` offset"))?;
         let ty = GgmlType::from_id(ty_id).ok_or_else(|| terr(format!("has ggml type {ty_id}, which oss-forge does not read (f32, f16, bf16, q8_0, mxfp4 only)")))?;
         if ne[0] % ty.block() != 0 {
-            return Err(terr(format!("ne[0] = {} is not a multiple of the {} block size {}", ne[0], ty.name(), ty.block())));
+            return Err(terr(format!(
+                "ne[0] = {} is not a multiple of the {} block size {}",
+                ne[0],
+                ty.name(),
+                ty.block()
+            )));
         }
         let nbytes = ty
             .checked_row_bytes(ne[0])
@@ -291,14 +367,26 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
     let mut tensors = Vec::with_capacity(infos.len());
     for (name, ne, ty, offset, nbytes) in infos {
         if offset != expected {
-            return Err(ConvertError::tensor(path, &name, format!("has offset {offset}, expected {expected} (offsets must follow the tensor order, padded to {alignment})")));
+            return Err(ConvertError::tensor(
+                path,
+                &name,
+                format!(
+                    "has offset {offset}, expected {expected} (offsets must follow the tensor order, padded to {alignment})"
+                ),
+            ));
         }
         let start = data_start + offset;
         let end = start.checked_add(nbytes).filter(|&e| e <= b.len() as u64).ok_or_else(|| {
             ConvertError::tensor(path, &name, format!("tensor data {start}..{} runs past the end of the file ({} bytes; truncated?)", start.saturating_add(nbytes), b.len()))
         })?;
         expected = pad(offset + nbytes, alignment);
-        tensors.push(GgufTensor { name, ne, ty, offset, range: start as usize..end as usize });
+        tensors.push(GgufTensor {
+            name,
+            ne,
+            ty,
+            offset,
+            range: start as usize..end as usize,
+        });
     }
     Ok((version, kv, tensors, alignment, data_start))
 }

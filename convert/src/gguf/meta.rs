@@ -58,7 +58,11 @@ mod token_type {
 /// Parameter counts the way gguf-py's `get_total_parameter_count` makes them from the tensor
 /// shapes: `(total, shared, per-expert, experts)`. Expert biases (2-D) count as shared there.
 pub fn parameter_counts(cfg: &Config) -> (u64, u64, u64, u64) {
-    let (h, i, e) = (cfg.hidden_size as u64, cfg.intermediate_size as u64, cfg.num_local_experts as u64);
+    let (h, i, e) = (
+        cfg.hidden_size as u64,
+        cfg.intermediate_size as u64,
+        cfg.num_local_experts as u64,
+    );
     let total = cfg.parameter_count();
     let expert_weights_per_expert = cfg.num_hidden_layers as u64 * 3 * h * i;
     let shared = total - e * expert_weights_per_expert;
@@ -107,9 +111,23 @@ fn title(w: &str) -> String {
 
 /// gguf-py `Metadata.id_to_title`.
 fn id_to_title(s: &str) -> String {
-    let is_lower = |w: &str| w.chars().any(char::is_alphabetic) && !w.chars().any(char::is_uppercase);
-    let versionish = |w: &str| w.starts_with(|c: char| c.is_ascii_digit()) || (w.starts_with('v') && is_version(w));
-    s.trim().replace('-', " ").split_whitespace().map(|w| if is_lower(w) && !versionish(w) { title(w) } else { w.to_string() }).collect::<Vec<_>>().join(" ")
+    let is_lower =
+        |w: &str| w.chars().any(char::is_alphabetic) && !w.chars().any(char::is_uppercase);
+    let versionish = |w: &str| {
+        w.starts_with(|c: char| c.is_ascii_digit()) || (w.starts_with('v') && is_version(w))
+    };
+    s.trim()
+        .replace('-', " ")
+        .split_whitespace()
+        .map(|w| {
+            if is_lower(w) && !versionish(w) {
+                title(w)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn digits(s: &[u8], i: usize) -> usize {
@@ -119,7 +137,11 @@ fn digits(s: &[u8], i: usize) -> usize {
 /// `(v|iter)?\d+([.]\d+)*`, case-insensitive.
 fn is_version(p: &str) -> bool {
     let l = p.to_ascii_lowercase();
-    let s = l.strip_prefix("iter").or_else(|| l.strip_prefix('v')).unwrap_or(&l).as_bytes();
+    let s = l
+        .strip_prefix("iter")
+        .or_else(|| l.strip_prefix('v'))
+        .unwrap_or(&l)
+        .as_bytes();
     let mut i = digits(s, 0);
     if i == 0 {
         return false;
@@ -148,7 +170,11 @@ fn is_quant_type(p: &str) -> bool {
         }
         let mut i = 1;
         while i < b.len() {
-            if b[i] != b'_' || !b.get(i + 1).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+            if b[i] != b'_'
+                || !b
+                    .get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            {
                 return false;
             }
             i += 2;
@@ -156,7 +182,9 @@ fn is_quant_type(p: &str) -> bool {
         return true;
     }
     let s = l.strip_prefix('b').unwrap_or(&l);
-    let Some(s) = s.strip_prefix('f') else { return false };
+    let Some(s) = s.strip_prefix('f') else {
+        return false;
+    };
     let s = s.strip_prefix('p').unwrap_or(s);
     s == "16" || s == "32"
 }
@@ -216,9 +244,16 @@ pub struct NameParts {
 pub fn name_parts(model_id: &str, total_params: u64) -> NameParts {
     let name = id_to_title(model_id);
     if model_id.contains(' ') {
-        return NameParts { name: model_id.to_string(), ..Default::default() };
+        return NameParts {
+            name: model_id.to_string(),
+            ..Default::default()
+        };
     }
-    let mut parts: Vec<String> = model_id.split('-').filter(|p| !p.is_empty()).map(str::to_string).collect();
+    let mut parts: Vec<String> = model_id
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
     #[derive(Default, Clone)]
     struct T {
         basename: bool,
@@ -232,7 +267,16 @@ pub fn name_parts(model_id: &str, total_params: u64) -> NameParts {
             !(self.basename || self.size || self.finetune || self.version || self.ty)
         }
         fn count(&self) -> usize {
-            [self.basename, self.size, self.finetune, self.version, self.ty].iter().filter(|b| **b).count()
+            [
+                self.basename,
+                self.size,
+                self.finetune,
+                self.version,
+                self.ty,
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count()
         }
     }
     let mut types = vec![T::default(); parts.len()];
@@ -271,11 +315,17 @@ pub fn name_parts(model_id: &str, total_params: u64) -> NameParts {
                 types[i].size = true;
             }
             parts[i] = p.into_iter().collect();
-        } else if i > 0 && ["chat", "instruct", "vision", "lora"].contains(&part.to_ascii_lowercase().as_str()) {
+        } else if i > 0
+            && ["chat", "instruct", "vision", "lora"].contains(&part.to_ascii_lowercase().as_str())
+        {
             types[i].finetune = true;
         }
     }
-    if parts.iter().zip(&types).any(|(p, t)| t.size && p.chars().any(|c| c.is_ascii_digit())) {
+    if parts
+        .iter()
+        .zip(&types)
+        .any(|(p, t)| t.size && p.chars().any(|c| c.is_ascii_digit()))
+    {
         for (p, t) in parts.iter().zip(types.iter_mut()) {
             if t.size && p.chars().all(char::is_alphabetic) {
                 t.size = false;
@@ -316,13 +366,23 @@ pub fn name_parts(model_id: &str, total_params: u64) -> NameParts {
     if size_label.is_none() && finetune.is_none() && version.is_none() {
         basename = None;
     }
-    NameParts { name, basename, finetune, version, size_label }
+    NameParts {
+        name,
+        basename,
+        finetune,
+        version,
+        size_label,
+    }
 }
 
 /// Where the tokenizer files of a model at `src` live: its directory, or for OpenAI's
 /// `original/` (no `tokenizer.json` of its own) the parent.
 pub fn tokenizer_dir(src: &Path) -> Option<PathBuf> {
-    [Some(src), src.parent()].into_iter().flatten().find(|d| d.join("tokenizer.json").is_file()).map(Path::to_path_buf)
+    [Some(src), src.parent()]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("tokenizer.json").is_file())
+        .map(Path::to_path_buf)
 }
 
 /// The model name directory for naming: the source directory, or the parent of `original/`.
@@ -348,11 +408,19 @@ fn does_token_look_special(t: &str) -> bool {
 pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
     let tok_path = dir.join("tokenizer.json");
     let tok = read_json(&tok_path)?;
-    let model = tok.get("model").ok_or_else(|| ConvertError::format(&tok_path, "no `model` object"))?;
+    let model = tok
+        .get("model")
+        .ok_or_else(|| ConvertError::format(&tok_path, "no `model` object"))?;
     if model.get("type").and_then(Json::as_str) != Some("BPE") {
-        return Err(ConvertError::format(&tok_path, "model.type is not BPE (gpt-oss uses a byte-level BPE)"));
+        return Err(ConvertError::format(
+            &tok_path,
+            "model.type is not BPE (gpt-oss uses a byte-level BPE)",
+        ));
     }
-    let vocab = model.get("vocab").and_then(Json::as_object).ok_or_else(|| ConvertError::format(&tok_path, "no model.vocab object"))?;
+    let vocab = model
+        .get("vocab")
+        .and_then(Json::as_object)
+        .ok_or_else(|| ConvertError::format(&tok_path, "no model.vocab object"))?;
     let n = cfg.vocab_size;
     let mut tokens: Vec<Option<String>> = vec![None; n];
     let mut types = vec![token_type::UNUSED; n];
@@ -363,22 +431,42 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
         }
     };
     for (text, id) in vocab {
-        let id = id.as_u64().ok_or_else(|| ConvertError::format(&tok_path, format!("vocab id of {text:?} is not an integer")))?;
+        let id = id.as_u64().ok_or_else(|| {
+            ConvertError::format(&tok_path, format!("vocab id of {text:?} is not an integer"))
+        })?;
         put(id, text, token_type::NORMAL);
     }
-    let added = tok.get("added_tokens").and_then(Json::as_array).cloned().unwrap_or_default();
+    let added = tok
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
     for a in &added {
-        let (Some(id), Some(content)) = (a.get("id").and_then(Json::as_u64), a.get("content").and_then(Json::as_str)) else {
-            return Err(ConvertError::format(&tok_path, format!("added token without id/content: {a}")));
+        let (Some(id), Some(content)) = (
+            a.get("id").and_then(Json::as_u64),
+            a.get("content").and_then(Json::as_str),
+        ) else {
+            return Err(ConvertError::format(
+                &tok_path,
+                format!("added token without id/content: {a}"),
+            ));
         };
         let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
         if special || does_token_look_special(content) {
             put(id, content, token_type::CONTROL);
         } else {
-            put(id, &content.replace('\u{2581}', " "), token_type::USER_DEFINED);
+            put(
+                id,
+                &content.replace('\u{2581}', " "),
+                token_type::USER_DEFINED,
+            );
         }
     }
-    let tokens: Vec<Value> = tokens.into_iter().enumerate().map(|(i, t)| Value::String(t.unwrap_or_else(|| format!("[PAD{i}]")))).collect();
+    let tokens: Vec<Value> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| Value::String(t.unwrap_or_else(|| format!("[PAD{i}]"))))
+        .collect();
     let merges: Vec<Value> = match model.get("merges") {
         Some(Json::Array(m)) => m
             .iter()
@@ -388,22 +476,38 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
                     let enc = |s: &Json| s.as_str().unwrap_or_default().replace(' ', "\u{120}");
                     Ok(Value::String(format!("{} {}", enc(&p[0]), enc(&p[1]))))
                 }
-                other => Err(ConvertError::format(&tok_path, format!("unknown merges entry {other}"))),
+                other => Err(ConvertError::format(
+                    &tok_path,
+                    format!("unknown merges entry {other}"),
+                )),
             })
             .collect::<Result<_>>()?,
         _ => Vec::new(),
     };
     let cfg_path = dir.join("tokenizer_config.json");
-    let tc = if cfg_path.is_file() { read_json(&cfg_path)? } else { Json::Null };
+    let tc = if cfg_path.is_file() {
+        read_json(&cfg_path)?
+    } else {
+        Json::Null
+    };
     let s = |k: &str| Value::String(k.to_string());
     let mut kv: Vec<(String, Value)> = vec![
         ("tokenizer.ggml.model".into(), s("gpt2")),
         ("tokenizer.ggml.pre".into(), s("gpt-4o")),
-        ("tokenizer.ggml.tokens".into(), Value::Array(vt::STRING, tokens)),
-        ("tokenizer.ggml.token_type".into(), Value::Array(vt::INT32, types.into_iter().map(Value::I32).collect())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(vt::STRING, tokens),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(vt::INT32, types.into_iter().map(Value::I32).collect()),
+        ),
     ];
     if !merges.is_empty() {
-        kv.push(("tokenizer.ggml.merges".into(), Value::Array(vt::STRING, merges)));
+        kv.push((
+            "tokenizer.ggml.merges".into(),
+            Value::Array(vt::STRING, merges),
+        ));
     }
     // Special ids: tokenizer_config first, then config.json, first setting wins.
     const TYPES: [(&str, &str); 7] = [
@@ -431,7 +535,14 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
             _ => None,
         };
         if let Some(c) = content {
-            set(typ, added.iter().find(|a| a.get("content").and_then(Json::as_str) == Some(c)).and_then(|a| a.get("id")).and_then(Json::as_u64));
+            set(
+                typ,
+                added
+                    .iter()
+                    .find(|a| a.get("content").and_then(Json::as_str) == Some(c))
+                    .and_then(|a| a.get("id"))
+                    .and_then(Json::as_u64),
+            );
         }
     }
     let config_json = dir.join("config.json");
@@ -442,11 +553,18 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
         }
     }
     for (typ, id) in ids {
-        let key = TYPES.iter().find(|(t, _)| *t == typ).map(|(_, k)| *k).unwrap_or_default();
+        let key = TYPES
+            .iter()
+            .find(|(t, _)| *t == typ)
+            .map(|(_, k)| *k)
+            .unwrap_or_default();
         kv.push((format!("tokenizer.ggml.{key}"), Value::U32(id as u32)));
     }
     for typ in ["bos", "eos"] {
-        let v = tc.get(format!("add_{typ}_token")).and_then(Json::as_bool).unwrap_or(false);
+        let v = tc
+            .get(format!("add_{typ}_token"))
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
         kv.push((format!("tokenizer.ggml.add_{typ}_token"), Value::Bool(v)));
     }
     let template = match tc.get("chat_template") {
@@ -457,7 +575,10 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
             if jinja.is_file() {
                 Some(std::fs::read_to_string(&jinja).map_err(|e| ConvertError::io(&jinja, e))?)
             } else if json.is_file() {
-                read_json(&json)?.get("chat_template").and_then(Json::as_str).map(str::to_string)
+                read_json(&json)?
+                    .get("chat_template")
+                    .and_then(Json::as_str)
+                    .map(str::to_string)
             } else {
                 None
             }
@@ -473,7 +594,10 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
 /// `general.file_type` = `file_type`. The tokenizer keys follow (see [`tokenizer_kv`]).
 pub fn model_kv(cfg: &Config, name_dir: &Path, file_type: u32) -> Vec<(String, Value)> {
     let s = |v: &str| Value::String(v.to_string());
-    let dir_name = name_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let dir_name = name_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     let (total, ..) = parameter_counts(cfg);
     let parts = name_parts(&dir_name, total);
     let mut kv: Vec<(String, Value)> = vec![
@@ -490,7 +614,10 @@ pub fn model_kv(cfg: &Config, name_dir: &Path, file_type: u32) -> Vec<(String, V
     if let Some(v) = &parts.basename {
         kv.push(("general.basename".into(), s(v)));
     }
-    kv.push(("general.size_label".into(), s(&parts.size_label.unwrap_or_else(|| size_label(cfg)))));
+    kv.push((
+        "general.size_label".into(),
+        s(&parts.size_label.unwrap_or_else(|| size_label(cfg))),
+    ));
     let a = |k: &str| format!("gpt-oss.{k}");
     let u = |v: usize| Value::U32(v as u32);
     let y = &cfg.rope_scaling;
@@ -503,11 +630,23 @@ pub fn model_kv(cfg: &Config, name_dir: &Path, file_type: u32) -> Vec<(String, V
         (a("attention.head_count_kv"), u(cfg.num_key_value_heads)),
         (a("rope.scaling.type"), s("yarn")),
         (a("rope.scaling.factor"), Value::F32(y.factor as f32)),
-        (a("rope.scaling.original_context_length"), u(y.original_max_position_embeddings)),
-        (a("rope.scaling.yarn_beta_fast"), Value::F32(y.beta_fast as f32)),
-        (a("rope.scaling.yarn_beta_slow"), Value::F32(y.beta_slow as f32)),
+        (
+            a("rope.scaling.original_context_length"),
+            u(y.original_max_position_embeddings),
+        ),
+        (
+            a("rope.scaling.yarn_beta_fast"),
+            Value::F32(y.beta_fast as f32),
+        ),
+        (
+            a("rope.scaling.yarn_beta_slow"),
+            Value::F32(y.beta_slow as f32),
+        ),
         (a("rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
-        (a("attention.layer_norm_rms_epsilon"), Value::F32(cfg.rms_norm_eps)),
+        (
+            a("attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg.rms_norm_eps),
+        ),
         (a("expert_count"), u(cfg.num_local_experts)),
         (a("expert_used_count"), u(cfg.num_experts_per_tok)),
         (a("attention.key_length"), u(cfg.head_dim)),
@@ -527,11 +666,28 @@ mod tests {
     #[test]
     fn directory_names_split_like_gguf_py() {
         let p = name_parts("gpt-oss-20b", 20_914_757_184);
-        assert_eq!((p.name.as_str(), p.basename.as_deref(), p.size_label.as_deref()), ("Gpt Oss 20b", Some("gpt-oss"), Some("20B")));
+        assert_eq!(
+            (
+                p.name.as_str(),
+                p.basename.as_deref(),
+                p.size_label.as_deref()
+            ),
+            ("Gpt Oss 20b", Some("gpt-oss"), Some("20B"))
+        );
         let p = name_parts("gpt-oss-120b", 116_829_156_672);
-        assert_eq!((p.name.as_str(), p.basename.as_deref(), p.size_label.as_deref()), ("Gpt Oss 120b", Some("gpt-oss"), Some("120B")));
+        assert_eq!(
+            (
+                p.name.as_str(),
+                p.basename.as_deref(),
+                p.size_label.as_deref()
+            ),
+            ("Gpt Oss 120b", Some("gpt-oss"), Some("120B"))
+        );
         let p = name_parts("tiny-gpt-oss", 1_326_768);
-        assert_eq!((p.name.as_str(), p.basename, p.size_label), ("Tiny Gpt Oss", None, None));
+        assert_eq!(
+            (p.name.as_str(), p.basename, p.size_label),
+            ("Tiny Gpt Oss", None, None)
+        );
         // A size far from the parameter count is a finetune (a context length, say).
         let p = name_parts("gpt-oss-20b", 1000);
         assert_eq!(p.size_label, None);

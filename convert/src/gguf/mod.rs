@@ -283,7 +283,10 @@ pub fn pad(x: u64, align: u64) -> u64 {
 /// The name of split `i` (0-based) of `n` for an output called `base` (`x.gguf` →
 /// `x-00001-of-00003.gguf`, llama.cpp's `llama_split_path`).
 pub fn split_path(base: &std::path::Path, i: usize, n: usize) -> std::path::PathBuf {
-    let stem = base.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = base
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = stem.strip_suffix(".gguf").unwrap_or(&stem).to_string();
     base.with_file_name(format!("{stem}-{:05}-of-{n:05}.gguf", i + 1))
 }

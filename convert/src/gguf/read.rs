@@ -73,8 +73,17 @@ pub fn locate(id: WeightId, cfg: &Config) -> (String, usize, usize, usize) {
 
 /// Every tensor a gpt-oss GGUF of `cfg` holds, with its `ne`, in no particular order.
 pub fn expected_tensors(cfg: &Config) -> Vec<(String, Vec<u64>)> {
-    let (h, i, e, v) = (cfg.hidden_size as u64, cfg.intermediate_size as u64, cfg.num_local_experts as u64, cfg.vocab_size as u64);
-    let (q, kv, nh) = (cfg.q_dim() as u64, cfg.kv_dim() as u64, cfg.num_attention_heads as u64);
+    let (h, i, e, v) = (
+        cfg.hidden_size as u64,
+        cfg.intermediate_size as u64,
+        cfg.num_local_experts as u64,
+        cfg.vocab_size as u64,
+    );
+    let (q, kv, nh) = (
+        cfg.q_dim() as u64,
+        cfg.kv_dim() as u64,
+        cfg.num_attention_heads as u64,
+    );
     let mut out = vec![
         ("token_embd.weight".to_string(), vec![h, v]),
         ("output.weight".to_string(), vec![h, v]),
@@ -113,20 +122,43 @@ fn split_paths(first: &GgufFile) -> Result<Vec<PathBuf>> {
     let count = match first.get("split.count") {
         None => return Ok(vec![path.to_path_buf()]),
         Some(Value::U16(n)) => *n as usize,
-        Some(v) => return Err(ConvertError::format(path, format!("split.count must be u16, found {}", v.type_name()))),
+        Some(v) => {
+            return Err(ConvertError::format(
+                path,
+                format!("split.count must be u16, found {}", v.type_name()),
+            ));
+        }
     };
     if count <= 1 {
         return Ok(vec![path.to_path_buf()]);
     }
     match first.get("split.no") {
         Some(Value::U16(0)) => {}
-        Some(v) => return Err(ConvertError::format(path, format!("is split {v:?} of {count}: open the first split (-00001-of-{count:05}.gguf)"))),
-        None => return Err(ConvertError::format(path, "split.count is set but split.no is missing")),
+        Some(v) => {
+            return Err(ConvertError::format(
+                path,
+                format!(
+                    "is split {v:?} of {count}: open the first split (-00001-of-{count:05}.gguf)"
+                ),
+            ));
+        }
+        None => {
+            return Err(ConvertError::format(
+                path,
+                "split.count is set but split.no is missing",
+            ));
+        }
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let suffix = format!("-00001-of-{count:05}.gguf");
     let Some(stem) = name.strip_suffix(&suffix) else {
-        return Err(ConvertError::format(path, format!("split 1 of {count} must be named PREFIX{suffix}")));
+        return Err(ConvertError::format(
+            path,
+            format!("split 1 of {count} must be named PREFIX{suffix}"),
+        ));
     };
     let base = path.with_file_name(format!("{stem}.gguf"));
     Ok((0..count).map(|i| split_path(&base, i, count)).collect())
@@ -145,12 +177,25 @@ impl GgufModel {
         let mut files = vec![first];
         for (i, p) in paths.iter().enumerate().skip(1) {
             if !p.is_file() {
-                return Err(ConvertError::format(files[0].path(), format!("split {} of {} is missing: {}", i + 1, paths.len(), p.display())));
+                return Err(ConvertError::format(
+                    files[0].path(),
+                    format!(
+                        "split {} of {} is missing: {}",
+                        i + 1,
+                        paths.len(),
+                        p.display()
+                    ),
+                ));
             }
             let f = GgufFile::open(p)?;
             match f.get("split.no") {
                 Some(Value::U16(n)) if *n as usize == i => {}
-                other => return Err(ConvertError::format(p, format!("split.no is {other:?}, expected {i}"))),
+                other => {
+                    return Err(ConvertError::format(
+                        p,
+                        format!("split.no is {other:?}, expected {i}"),
+                    ));
+                }
             }
             files.push(f);
         }
@@ -158,7 +203,14 @@ impl GgufModel {
         if paths.len() > 1 {
             match files[0].get("split.tensors.count") {
                 Some(Value::I32(n)) if *n as i64 == total as i64 => {}
-                other => return Err(ConvertError::format(files[0].path(), format!("split.tensors.count is {other:?} but the splits hold {total} tensors"))),
+                other => {
+                    return Err(ConvertError::format(
+                        files[0].path(),
+                        format!(
+                            "split.tensors.count is {other:?} but the splits hold {total} tensors"
+                        ),
+                    ));
+                }
             }
         }
         let mut names = HashMap::new();
@@ -166,16 +218,28 @@ impl GgufModel {
             for (ti, t) in f.tensors().iter().enumerate() {
                 if let Some((other, _)) = names.insert(t.name.clone(), (fi, ti)) {
                     let other: &GgufFile = &files[other];
-                    return Err(ConvertError::tensor(f.path(), &t.name, format!("also stored in {}", other.path().display())));
+                    return Err(ConvertError::tensor(
+                        f.path(),
+                        &t.name,
+                        format!("also stored in {}", other.path().display()),
+                    ));
                 }
             }
         }
         let vocab = names
             .get("token_embd.weight")
             .and_then(|&(f, t)| files[f].tensors()[t].ne.get(1).copied())
-            .ok_or_else(|| ConvertError::MissingTensor { path: files[0].path().to_path_buf(), tensor: "token_embd.weight".into(), expected: "[hidden, vocab]".into() })?;
+            .ok_or_else(|| ConvertError::MissingTensor {
+                path: files[0].path().to_path_buf(),
+                tensor: "token_embd.weight".into(),
+                expected: "[hidden, vocab]".into(),
+            })?;
         let config = config_from_metadata(&files[0], vocab)?;
-        let model = GgufModel { files, config, names };
+        let model = GgufModel {
+            files,
+            config,
+            names,
+        };
         model.check_tensors()?;
         Ok(model)
     }
@@ -192,7 +256,9 @@ impl GgufModel {
 
     /// A tensor by name, with its file.
     pub fn tensor(&self, name: &str) -> Option<(&GgufFile, &GgufTensor)> {
-        self.names.get(name).map(|&(f, t)| (&self.files[f], &self.files[f].tensors()[t]))
+        self.names
+            .get(name)
+            .map(|&(f, t)| (&self.files[f], &self.files[f].tensors()[t]))
     }
 
     fn check_tensors(&self) -> Result<()> {
@@ -200,20 +266,36 @@ impl GgufModel {
         let path = self.files[0].path();
         for (name, ne) in &expected {
             let Some((f, t)) = self.tensor(name) else {
-                return Err(ConvertError::MissingTensor { path: path.to_path_buf(), tensor: name.clone(), expected: format!("ne {ne:?}") });
+                return Err(ConvertError::MissingTensor {
+                    path: path.to_path_buf(),
+                    tensor: name.clone(),
+                    expected: format!("ne {ne:?}"),
+                });
             };
             if &t.ne != ne {
-                return Err(ConvertError::tensor(f.path(), name, format!("is {}, the metadata implies ne {ne:?}", t.describe())));
+                return Err(ConvertError::tensor(
+                    f.path(),
+                    name,
+                    format!("is {}, the metadata implies ne {ne:?}", t.describe()),
+                ));
             }
         }
         if self.names.len() != expected.len() {
-            let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+            let known: std::collections::HashSet<&str> =
+                expected.iter().map(|(n, _)| n.as_str()).collect();
             for f in &self.files {
-                if let Some(t) = f.tensors().iter().find(|t| !known.contains(t.name.as_str())) {
+                if let Some(t) = f
+                    .tensors()
+                    .iter()
+                    .find(|t| !known.contains(t.name.as_str()))
+                {
                     return Err(ConvertError::UnexpectedTensor {
                         path: f.path().to_path_buf(),
                         tensor: t.name.clone(),
-                        detail: format!("not part of a {}-layer gpt-oss GGUF", self.config.num_hidden_layers),
+                        detail: format!(
+                            "not part of a {}-layer gpt-oss GGUF",
+                            self.config.num_hidden_layers
+                        ),
                     });
                 }
             }
@@ -223,18 +305,56 @@ impl GgufModel {
 
     fn view(&self, id: WeightId) -> Result<MatRef<'_>> {
         let (name, first, rows, cols) = locate(id, &self.config);
-        let (f, t) = self.tensor(&name).ok_or_else(|| ConvertError::MissingTensor { path: self.files[0].path().to_path_buf(), tensor: name.clone(), expected: "a tensor".into() })?;
+        let (f, t) = self
+            .tensor(&name)
+            .ok_or_else(|| ConvertError::MissingTensor {
+                path: self.files[0].path().to_path_buf(),
+                tensor: name.clone(),
+                expected: "a tensor".into(),
+            })?;
         let data = f.data(t);
         let rb = t.ty.row_bytes(cols as u64) as usize;
-        let slice = data.get(first * rb..(first + rows) * rb).ok_or_else(|| ConvertError::tensor(f.path(), &name, format!("{} is too small for rows {first}..{}", t.describe(), first + rows)))?;
+        let slice = data.get(first * rb..(first + rows) * rb).ok_or_else(|| {
+            ConvertError::tensor(
+                f.path(),
+                &name,
+                format!(
+                    "{} is too small for rows {first}..{}",
+                    t.describe(),
+                    first + rows
+                ),
+            )
+        })?;
         let enc = match t.ty {
-            GgmlType::F32 => Encoding::Dense { dtype: DenseType::F32, data: slice, row_stride: cols, col_stride: 1 },
-            GgmlType::F16 => Encoding::Dense { dtype: DenseType::F16, data: slice, row_stride: cols, col_stride: 1 },
-            GgmlType::BF16 => Encoding::Dense { dtype: DenseType::BF16, data: slice, row_stride: cols, col_stride: 1 },
-            GgmlType::Q8_0 => Encoding::Q8_0 { data: slice, row_step: 1 },
-            GgmlType::Mxfp4 => Encoding::Mxfp4Ggml { data: slice, row_step: 1 },
+            GgmlType::F32 => Encoding::Dense {
+                dtype: DenseType::F32,
+                data: slice,
+                row_stride: cols,
+                col_stride: 1,
+            },
+            GgmlType::F16 => Encoding::Dense {
+                dtype: DenseType::F16,
+                data: slice,
+                row_stride: cols,
+                col_stride: 1,
+            },
+            GgmlType::BF16 => Encoding::Dense {
+                dtype: DenseType::BF16,
+                data: slice,
+                row_stride: cols,
+                col_stride: 1,
+            },
+            GgmlType::Q8_0 => Encoding::Q8_0 {
+                data: slice,
+                row_step: 1,
+            },
+            GgmlType::Mxfp4 => Encoding::Mxfp4Ggml {
+                data: slice,
+                row_step: 1,
+            },
         };
-        MatRef::new(rows, cols, enc).map_err(|e| ConvertError::tensor(f.path(), &name, e.to_string()))
+        MatRef::new(rows, cols, enc)
+            .map_err(|e| ConvertError::tensor(f.path(), &name, e.to_string()))
     }
 }
 
@@ -243,10 +363,16 @@ crate::mapped_weight_source!(GgufModel);
 /// Reads the gpt-oss hyperparameters from GGUF metadata.
 fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
     let path = f.path();
-    let bad = |key: &str, msg: String| ConvertError::format(path, format!("metadata `{key}`: {msg}"));
+    let bad =
+        |key: &str, msg: String| ConvertError::format(path, format!("metadata `{key}`: {msg}"));
     match f.get("general.architecture") {
         Some(Value::String(a)) if a == ARCH => {}
-        Some(v) => return Err(bad("general.architecture", format!("is {v:?}; only {ARCH:?} is supported"))),
+        Some(v) => {
+            return Err(bad(
+                "general.architecture",
+                format!("is {v:?}; only {ARCH:?} is supported"),
+            ));
+        }
         None => return Err(bad("general.architecture", "missing".into())),
     }
     let key = |k: &str| format!("{ARCH}.{k}");
@@ -254,21 +380,30 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
     let u32_req = |k: &str| -> Result<usize> {
         match get(k) {
             Some(Value::U32(v)) => Ok(*v as usize),
-            Some(v) => Err(bad(&key(k), format!("must be u32, found {}", v.type_name()))),
+            Some(v) => Err(bad(
+                &key(k),
+                format!("must be u32, found {}", v.type_name()),
+            )),
             None => Err(bad(&key(k), "missing".into())),
         }
     };
     let f32_opt = |k: &str| -> Result<Option<f64>> {
         match get(k) {
             Some(Value::F32(v)) => Ok(Some(*v as f64)),
-            Some(v) => Err(bad(&key(k), format!("must be f32, found {}", v.type_name()))),
+            Some(v) => Err(bad(
+                &key(k),
+                format!("must be f32, found {}", v.type_name()),
+            )),
             None => Ok(None),
         }
     };
     let f32_req = |k: &str| f32_opt(k)?.ok_or_else(|| bad(&key(k), "missing".into()));
     let layers = u32_req("block_count")?;
     if layers > 4096 {
-        return Err(bad(&key("block_count"), format!("{layers} layers is beyond any gpt-oss")));
+        return Err(bad(
+            &key("block_count"),
+            format!("{layers} layers is beyond any gpt-oss"),
+        ));
     }
     let heads = u32_req("attention.head_count")?;
     let kv_heads = match get("attention.head_count_kv") {
@@ -277,15 +412,31 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
     };
     let head_dim = u32_req("attention.key_length")?;
     if u32_req("attention.value_length")? != head_dim {
-        return Err(bad(&key("attention.value_length"), "differs from key_length; gpt-oss uses one head width".into()));
+        return Err(bad(
+            &key("attention.value_length"),
+            "differs from key_length; gpt-oss uses one head width".into(),
+        ));
     }
     if let Some(v) = get("attention.sliding_window_pattern") {
-        return Err(bad(&key("attention.sliding_window_pattern"), format!("{v:?}: only llama.cpp's default (even layers slide) is implemented")));
+        return Err(bad(
+            &key("attention.sliding_window_pattern"),
+            format!("{v:?}: only llama.cpp's default (even layers slide) is implemented"),
+        ));
     }
     match get("rope.scaling.type") {
         Some(Value::String(s)) if s == "yarn" => {}
-        Some(v) => return Err(bad(&key("rope.scaling.type"), format!("{v:?}: gpt-oss uses yarn; nothing else is implemented"))),
-        None => return Err(bad(&key("rope.scaling.type"), "missing (llama.cpp would apply linear scaling)".into())),
+        Some(v) => {
+            return Err(bad(
+                &key("rope.scaling.type"),
+                format!("{v:?}: gpt-oss uses yarn; nothing else is implemented"),
+            ));
+        }
+        None => {
+            return Err(bad(
+                &key("rope.scaling.type"),
+                "missing (llama.cpp would apply linear scaling)".into(),
+            ));
+        }
     }
     let context = u32_req("context_length")?;
     let original = match get("rope.scaling.original_context_length") {
@@ -300,7 +451,8 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
         }
     };
     let cfg = Config {
-        vocab_size: usize::try_from(vocab).map_err(|_| bad("token_embd.weight", "vocab too large".into()))?,
+        vocab_size: usize::try_from(vocab)
+            .map_err(|_| bad("token_embd.weight", "vocab too large".into()))?,
         hidden_size: u32_req("embedding_length")?,
         intermediate_size: u32_req("expert_feed_forward_length")?,
         num_hidden_layers: layers,
@@ -310,7 +462,15 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
         num_local_experts: u32_req("expert_count")?,
         num_experts_per_tok: u32_req("expert_used_count")?,
         sliding_window: u32_req("attention.sliding_window")?,
-        layer_types: (0..layers).map(|i| if i % 2 == 0 { LayerType::Sliding } else { LayerType::Full }).collect(),
+        layer_types: (0..layers)
+            .map(|i| {
+                if i % 2 == 0 {
+                    LayerType::Sliding
+                } else {
+                    LayerType::Full
+                }
+            })
+            .collect(),
         rms_norm_eps: f32_req("attention.layer_norm_rms_epsilon")? as f32,
         rope_theta: f32_opt("rope.freq_base")?.unwrap_or(10000.0),
         rope_scaling: Yarn {
@@ -325,18 +485,29 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
         swiglu_limit: 7.0,
         swiglu_alpha: 1.702,
         token_ids: TokenIds {
-            eos: token_id("tokenizer.ggml.eos_token_id")?.into_iter().collect(),
+            eos: token_id("tokenizer.ggml.eos_token_id")?
+                .into_iter()
+                .collect(),
             pad: token_id("tokenizer.ggml.padding_token_id")?,
             bos: token_id("tokenizer.ggml.bos_token_id")?,
         },
     };
-    for (k, v) in [("block_count", cfg.num_hidden_layers), ("attention.head_count", heads), ("attention.key_length", head_dim), ("expert_count", cfg.num_local_experts), ("embedding_length", cfg.hidden_size)] {
+    for (k, v) in [
+        ("block_count", cfg.num_hidden_layers),
+        ("attention.head_count", heads),
+        ("attention.key_length", head_dim),
+        ("expert_count", cfg.num_local_experts),
+        ("embedding_length", cfg.hidden_size),
+    ] {
         if v == 0 {
             return Err(bad(&key(k), "must be positive".into()));
         }
     }
     if cfg.rope_scaling.factor < 1.0 {
-        return Err(bad(&key("rope.scaling.factor"), format!("{} is below 1", cfg.rope_scaling.factor)));
+        return Err(bad(
+            &key("rope.scaling.factor"),
+            format!("{} is below 1", cfg.rope_scaling.factor),
+        ));
     }
     cfg.validate().map_err(|e| ConvertError::config(path, e))?;
     Ok(cfg)

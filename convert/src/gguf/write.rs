@@ -24,7 +24,10 @@ use super::{GgmlType, GgufFile, Value, split_path};
 use crate::atomic::Staged;
 use crate::error::{ConvertError, Result};
 use crate::names::{Layout, expected};
-use crate::variant::{ConvertOptions, ConvertReport, Inexact, Merge, Progress, Variant, copy_bf16, encode_chunked, encode_rows};
+use crate::variant::{
+    ConvertOptions, ConvertReport, Inexact, Merge, Progress, Variant, copy_bf16, encode_chunked,
+    encode_rows,
+};
 use quant::{float, mxfp4, q8_0};
 use reference::{Config, DenseType, Encoding, MatRef, WeightId, WeightSource};
 use std::collections::BTreeMap;
@@ -104,13 +107,21 @@ pub fn variant_file_type(v: Variant) -> u32 {
 /// The release tensor names of the source, shard by shard, names sorted within each shard
 /// (the order llama.cpp's converter walks them). Falls back to one shard of every release name.
 pub fn source_order(src_path: &Path, cfg: &Config) -> Vec<String> {
-    let mut want: Vec<String> = expected(Layout::Release, cfg).into_iter().map(|e| e.name).collect();
+    let mut want: Vec<String> = expected(Layout::Release, cfg)
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     want.sort();
     let from_shards = || -> Option<Vec<String>> {
         if !src_path.is_dir() {
             return None;
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(src_path).ok()?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "safetensors")).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(src_path)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
         files.sort();
         let mut order = Vec::new();
         for f in files {
@@ -128,10 +139,22 @@ pub fn source_order(src_path: &Path, cfg: &Config) -> Vec<String> {
 
 /// The tensors of `variant` for `cfg`, in llama.cpp's order for a source walked in `order`.
 pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
-    let (h, i, e, v) = (cfg.hidden_size as u64, cfg.intermediate_size as u64, cfg.num_local_experts as u64, cfg.vocab_size as u64);
-    let (q, kv, nh) = (cfg.q_dim() as u64, cfg.kv_dim() as u64, cfg.num_attention_heads as u64);
+    let (h, i, e, v) = (
+        cfg.hidden_size as u64,
+        cfg.intermediate_size as u64,
+        cfg.num_local_experts as u64,
+        cfg.vocab_size as u64,
+    );
+    let (q, kv, nh) = (
+        cfg.q_dim() as u64,
+        cfg.kv_dim() as u64,
+        cfg.num_attention_heads as u64,
+    );
     let (expert_ty, dense_ty) = types(variant);
-    let item = |name: String, ne: Vec<u64>, ty, content| Item { tensor: PlannedTensor { name, ne, ty }, content };
+    let item = |name: String, ne: Vec<u64>, ty, content| Item {
+        tensor: PlannedTensor { name, ne, ty },
+        content,
+    };
     let layer_of = |n: &str| -> Option<(usize, String)> {
         let rest = n.strip_prefix("model.layers.")?;
         let (l, tail) = rest.split_once('.')?;
@@ -139,13 +162,30 @@ pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
     };
     let mut out = Vec::new();
     for n in order {
-        let Some((l, tail)) = layer_of(n) else { continue };
+        let Some((l, tail)) = layer_of(n) else {
+            continue;
+        };
         let blk = |s: &str| format!("blk.{l}.{s}");
         match tail.as_str() {
-            "mlp.experts.down_proj_scales" => out.push(item(blk("ffn_down_exps.weight"), vec![i, h, e], expert_ty, Content::ExpertWeights(Proj::Down, l))),
+            "mlp.experts.down_proj_scales" => out.push(item(
+                blk("ffn_down_exps.weight"),
+                vec![i, h, e],
+                expert_ty,
+                Content::ExpertWeights(Proj::Down, l),
+            )),
             "mlp.experts.gate_up_proj_scales" => {
-                out.push(item(blk("ffn_gate_exps.weight"), vec![h, i, e], expert_ty, Content::ExpertWeights(Proj::Gate, l)));
-                out.push(item(blk("ffn_up_exps.weight"), vec![h, i, e], expert_ty, Content::ExpertWeights(Proj::Up, l)));
+                out.push(item(
+                    blk("ffn_gate_exps.weight"),
+                    vec![h, i, e],
+                    expert_ty,
+                    Content::ExpertWeights(Proj::Gate, l),
+                ));
+                out.push(item(
+                    blk("ffn_up_exps.weight"),
+                    vec![h, i, e],
+                    expert_ty,
+                    Content::ExpertWeights(Proj::Up, l),
+                ));
             }
             _ => {}
         }
@@ -153,35 +193,65 @@ pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
     use WeightId::*;
     let f32 = GgmlType::F32;
     for n in order {
-        let single = |name: &str, ne: Vec<u64>, ty, id| item(name.to_string(), ne, ty, Content::Single(id));
+        let single =
+            |name: &str, ne: Vec<u64>, ty, id| item(name.to_string(), ne, ty, Content::Single(id));
         match n.as_str() {
             "lm_head.weight" => out.push(single("output.weight", vec![h, v], dense_ty, LmHead)),
-            "model.embed_tokens.weight" => out.push(single("token_embd.weight", vec![h, v], dense_ty, Embedding)),
+            "model.embed_tokens.weight" => {
+                out.push(single("token_embd.weight", vec![h, v], dense_ty, Embedding))
+            }
             "model.norm.weight" => out.push(single("output_norm.weight", vec![h], f32, FinalNorm)),
             _ => {}
         }
-        let Some((l, tail)) = layer_of(n) else { continue };
+        let Some((l, tail)) = layer_of(n) else {
+            continue;
+        };
         let blk = |s: &str| format!("blk.{l}.{s}");
         let s = |name: &str, ne: Vec<u64>, ty, id| item(blk(name), ne, ty, Content::Single(id));
         match tail.as_str() {
             "input_layernorm.weight" => out.push(s("attn_norm.weight", vec![h], f32, AttnNorm(l))),
-            "mlp.experts.down_proj_bias" => out.push(item(blk("ffn_down_exps.bias"), vec![h, e], f32, Content::ExpertBiases(Proj::Down, l))),
+            "mlp.experts.down_proj_bias" => out.push(item(
+                blk("ffn_down_exps.bias"),
+                vec![h, e],
+                f32,
+                Content::ExpertBiases(Proj::Down, l),
+            )),
             "mlp.experts.gate_up_proj_bias" => {
-                out.push(item(blk("ffn_gate_exps.bias"), vec![i, e], f32, Content::ExpertBiases(Proj::Gate, l)));
-                out.push(item(blk("ffn_up_exps.bias"), vec![i, e], f32, Content::ExpertBiases(Proj::Up, l)));
+                out.push(item(
+                    blk("ffn_gate_exps.bias"),
+                    vec![i, e],
+                    f32,
+                    Content::ExpertBiases(Proj::Gate, l),
+                ));
+                out.push(item(
+                    blk("ffn_up_exps.bias"),
+                    vec![i, e],
+                    f32,
+                    Content::ExpertBiases(Proj::Up, l),
+                ));
             }
             "mlp.router.bias" => out.push(s("ffn_gate_inp.bias", vec![e], f32, RouterBias(l))),
             "mlp.router.weight" => out.push(s("ffn_gate_inp.weight", vec![h, e], f32, Router(l))),
-            "post_attention_layernorm.weight" => out.push(s("post_attention_norm.weight", vec![h], f32, MlpNorm(l))),
+            "post_attention_layernorm.weight" => {
+                out.push(s("post_attention_norm.weight", vec![h], f32, MlpNorm(l)))
+            }
             "self_attn.k_proj.bias" => out.push(s("attn_k.bias", vec![kv], f32, KBias(l))),
-            "self_attn.k_proj.weight" => out.push(s("attn_k.weight", vec![h, kv], dense_ty, KProj(l))),
+            "self_attn.k_proj.weight" => {
+                out.push(s("attn_k.weight", vec![h, kv], dense_ty, KProj(l)))
+            }
             "self_attn.o_proj.bias" => out.push(s("attn_output.bias", vec![h], f32, OBias(l))),
-            "self_attn.o_proj.weight" => out.push(s("attn_output.weight", vec![q, h], dense_ty, OProj(l))),
+            "self_attn.o_proj.weight" => {
+                out.push(s("attn_output.weight", vec![q, h], dense_ty, OProj(l)))
+            }
             "self_attn.q_proj.bias" => out.push(s("attn_q.bias", vec![q], f32, QBias(l))),
-            "self_attn.q_proj.weight" => out.push(s("attn_q.weight", vec![h, q], dense_ty, QProj(l))),
+            "self_attn.q_proj.weight" => {
+                out.push(s("attn_q.weight", vec![h, q], dense_ty, QProj(l)))
+            }
             "self_attn.sinks" => out.push(s("attn_sinks.weight", vec![nh], f32, Sinks(l))),
             "self_attn.v_proj.bias" => out.push(s("attn_v.bias", vec![kv], f32, VBias(l))),
-            "self_attn.v_proj.weight" => out.push(s("attn_v.weight", vec![h, kv], dense_ty, VProj(l))),
+            "self_attn.v_proj.weight" => {
+                out.push(s("attn_v.weight", vec![h, kv], dense_ty, VProj(l)))
+            }
             _ => {}
         }
     }
@@ -201,7 +271,14 @@ impl Tally {
         }
     }
     fn into_report(self) -> Vec<Inexact> {
-        self.0.into_iter().map(|(what, (count, max_abs_error))| Inexact { what: what.to_string(), count, max_abs_error }).collect()
+        self.0
+            .into_iter()
+            .map(|(what, (count, max_abs_error))| Inexact {
+                what: what.to_string(),
+                count,
+                max_abs_error,
+            })
+            .collect()
     }
 }
 
@@ -213,7 +290,8 @@ impl Merge for Tally {
     }
 }
 
-const Q8_EXPERT_BLOCKS: &str = "Q8_0 expert blocks with an MXFP4 scale byte outside 104..=143, quantized with d = amax/127";
+const Q8_EXPERT_BLOCKS: &str =
+    "Q8_0 expert blocks with an MXFP4 scale byte outside 104..=143, quantized with d = amax/127";
 const F16_VALUES: &str = "values not representable in F16 (rounded to nearest even)";
 const BF16_VALUES: &str = "values not representable in BF16 (rounded to nearest even)";
 const Q8_DENSE: &str = "dense values quantized to Q8_0 (d = amax/127, lossy by design)";
@@ -240,7 +318,15 @@ fn encode_f32(ty: GgmlType, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
 }
 
 /// Decodes the rows of `m` from `r0` that `out` (rows of `ty`) holds and encodes them as `ty`.
-fn dequant_encode(m: &MatRef<'_>, id: WeightId, ty: GgmlType, guard: &Guard, r0: usize, out: &mut [u8], tally: &mut Tally) -> Result<()> {
+fn dequant_encode(
+    m: &MatRef<'_>,
+    id: WeightId,
+    ty: GgmlType,
+    guard: &Guard,
+    r0: usize,
+    out: &mut [u8],
+    tally: &mut Tally,
+) -> Result<()> {
     let rb = ty.row_bytes(m.cols() as u64) as usize;
     let mut xs = vec![0f32; out.len() / rb * m.cols()];
     m.dequant_rows(r0, &mut xs);
@@ -275,16 +361,32 @@ impl Guard<'_> {
     /// Rows of ggml blocks copied as they are: MXFP4 scale bytes, Q8_0 `d` values.
     fn ggml_blocks(&self, id: WeightId, ty: GgmlType, data: &[u8]) -> Result<()> {
         match ty {
-            GgmlType::Mxfp4 => data.chunks_exact(mxfp4::GGML_BLOCK_BYTES).try_for_each(|b| self.scale(id, b[0])),
-            _ => data.chunks_exact(q8_0::BLOCK_BYTES).try_for_each(|b| self.floats(id, &[float::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]))])),
+            GgmlType::Mxfp4 => data
+                .chunks_exact(mxfp4::GGML_BLOCK_BYTES)
+                .try_for_each(|b| self.scale(id, b[0])),
+            _ => data.chunks_exact(q8_0::BLOCK_BYTES).try_for_each(|b| {
+                self.floats(
+                    id,
+                    &[float::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]))],
+                )
+            }),
         }
     }
 }
 
 /// The release-layout block `b` of storage row `s` of an MXFP4 view: (16 nibble bytes, scale).
-fn mxfp4_block<'a>(blocks: &'a [u8], scales: &'a [u8], nb: usize, s: usize, b: usize) -> (&'a [u8], u8) {
+fn mxfp4_block<'a>(
+    blocks: &'a [u8],
+    scales: &'a [u8],
+    nb: usize,
+    s: usize,
+    b: usize,
+) -> (&'a [u8], u8) {
     let k = s * nb + b;
-    (&blocks[k * mxfp4::BLOCK_BYTES..(k + 1) * mxfp4::BLOCK_BYTES], scales[k])
+    (
+        &blocks[k * mxfp4::BLOCK_BYTES..(k + 1) * mxfp4::BLOCK_BYTES],
+        scales[k],
+    )
 }
 
 /// Encodes a piece of rows: (first row, the piece's bytes, tally).
@@ -295,15 +397,34 @@ const EXPERT_PIECE_ROWS: usize = 64;
 
 /// Writes one expert matrix (`[rows, cols]`) as `ty`, encoding its rows in parallel into `buf`.
 #[allow(clippy::too_many_arguments)]
-fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path: &Path, w: &mut dyn Write, tally: &mut Tally, guard: &Guard, buf: &mut Vec<u8>) -> Result<()> {
+fn write_expert(
+    m: &MatRef<'_>,
+    id: WeightId,
+    ty: GgmlType,
+    name: &str,
+    out_path: &Path,
+    w: &mut dyn Write,
+    tally: &mut Tally,
+    guard: &Guard,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
     let (rows, cols) = (m.rows(), m.cols());
     let nb = cols / mxfp4::BLOCK;
     let rb = ty.row_bytes(cols as u64) as usize;
     let io = |e| ConvertError::io(out_path, e);
-    let pieces = |piece: &Piece<'_>, buf: &mut Vec<u8>| encode_rows(0..rows, rb, EXPERT_PIECE_ROWS, buf, piece);
+    let pieces = |piece: &Piece<'_>, buf: &mut Vec<u8>| {
+        encode_rows(0..rows, rb, EXPERT_PIECE_ROWS, buf, piece)
+    };
     let t = match (ty, *m.encoding()) {
         // Release MXFP4 to ggml's: the scale byte first, the nibbles repacked.
-        (GgmlType::Mxfp4, Encoding::Mxfp4 { blocks, scales, row_step }) => pieces(
+        (
+            GgmlType::Mxfp4,
+            Encoding::Mxfp4 {
+                blocks,
+                scales,
+                row_step,
+            },
+        ) => pieces(
             &|r0, out, _| {
                 for (j, row) in out.chunks_exact_mut(rb).enumerate() {
                     for (b, o) in row.chunks_exact_mut(mxfp4::GGML_BLOCK_BYTES).enumerate() {
@@ -318,7 +439,8 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
             buf,
         )?,
         // Already in the output's block format: the rows as they are.
-        (GgmlType::Mxfp4, Encoding::Mxfp4Ggml { data, row_step }) | (GgmlType::Q8_0, Encoding::Q8_0 { data, row_step }) => pieces(
+        (GgmlType::Mxfp4, Encoding::Mxfp4Ggml { data, row_step })
+        | (GgmlType::Q8_0, Encoding::Q8_0 { data, row_step }) => pieces(
             &|r0, out, _| {
                 for (j, row) in out.chunks_exact_mut(rb).enumerate() {
                     let s = (r0 + j) * row_step;
@@ -334,7 +456,10 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
             return Err(ConvertError::tensor(
                 out_path,
                 name,
-                format!("the source stores experts as {}; MXFP4 variants copy MXFP4 experts and never requantize (convert from an MXFP4 source)", other.name()),
+                format!(
+                    "the source stores experts as {}; MXFP4 variants copy MXFP4 experts and never requantize (convert from an MXFP4 source)",
+                    other.name()
+                ),
             ));
         }
         // MXFP4 to Q8_0: exact where the scale byte allows (`q8_0::from_mxfp4_block`).
@@ -346,7 +471,11 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
                     let r = r0 + j;
                     for (b, block) in row.chunks_exact_mut(q8_0::BLOCK_BYTES).enumerate() {
                         let (nibbles, scale) = match *m.encoding() {
-                            Encoding::Mxfp4 { blocks, scales, row_step } => {
+                            Encoding::Mxfp4 {
+                                blocks,
+                                scales,
+                                row_step,
+                            } => {
                                 let (blk, s) = mxfp4_block(blocks, scales, nb, r * row_step, b);
                                 let mut a = [0u8; 16];
                                 a.copy_from_slice(blk);
@@ -354,7 +483,8 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
                             }
                             Encoding::Mxfp4Ggml { data, row_step } => {
                                 let k = (r * row_step) * nb + b;
-                                let g = &data[k * mxfp4::GGML_BLOCK_BYTES..(k + 1) * mxfp4::GGML_BLOCK_BYTES];
+                                let g = &data[k * mxfp4::GGML_BLOCK_BYTES
+                                    ..(k + 1) * mxfp4::GGML_BLOCK_BYTES];
                                 (mxfp4::repack_from_ggml(&g[1..]), g[0])
                             }
                             _ => unreachable!("matched above"),
@@ -374,7 +504,10 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
             buf,
         )?,
         // Everything else through f32.
-        _ => pieces(&|r0, out, t| dequant_encode(m, id, ty, guard, r0, out, t), buf)?,
+        _ => pieces(
+            &|r0, out, t| dequant_encode(m, id, ty, guard, r0, out, t),
+            buf,
+        )?,
     };
     w.write_all(buf).map_err(io)?;
     tally.merge(t);
@@ -383,18 +516,40 @@ fn write_expert(m: &MatRef<'_>, id: WeightId, ty: GgmlType, name: &str, out_path
 
 /// Encodes one planned tensor from `src` into `w`.
 #[allow(clippy::too_many_arguments)]
-fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Write, tally: &mut Tally, progress: &dyn Progress, guard: &Guard) -> Result<()> {
+fn produce(
+    src: &dyn WeightSource,
+    item: &Item,
+    out_path: &Path,
+    w: &mut dyn Write,
+    tally: &mut Tally,
+    progress: &dyn Progress,
+    guard: &Guard,
+) -> Result<()> {
     let cfg = src.config();
     let name = &item.tensor.name;
     let io = |e| ConvertError::io(out_path, e);
-    let get = |id: WeightId| src.weight(id).map_err(|e| ConvertError::tensor(out_path, name.as_str(), format!("reading {id}: {e}")));
+    let get = |id: WeightId| {
+        src.weight(id).map_err(|e| {
+            ConvertError::tensor(out_path, name.as_str(), format!("reading {id}: {e}"))
+        })
+    };
     let mut buf = Vec::new();
     match item.content {
         Content::ExpertWeights(p, l) => {
             for e in 0..cfg.num_local_experts {
                 let id = p.weight(l, e);
                 let m = get(id)?;
-                write_expert(&m, id, item.tensor.ty, name, out_path, w, tally, guard, &mut buf)?;
+                write_expert(
+                    &m,
+                    id,
+                    item.tensor.ty,
+                    name,
+                    out_path,
+                    w,
+                    tally,
+                    guard,
+                    &mut buf,
+                )?;
                 src.release(id);
                 progress.advance(item.tensor.nbytes() / cfg.num_local_experts as u64);
             }
@@ -417,18 +572,40 @@ fn produce(src: &dyn WeightSource, item: &Item, out_path: &Path, w: &mut dyn Wri
             match (item.tensor.ty, *m.encoding()) {
                 // BF16 to BF16 (the dense weights of gguf-mxfp4 and gguf-bf16): the bytes as they
                 // are, checked for NaN/Inf on the bits.
-                (GgmlType::BF16, Encoding::Dense { dtype: DenseType::BF16, data, row_stride, col_stride: 1 }) if row_stride == cols => {
-                    copy_bf16(src, id, &data[..rows * cols * 2], guard.allow, guard.src_path, |piece| w.write_all(piece).map_err(io))?;
+                (
+                    GgmlType::BF16,
+                    Encoding::Dense {
+                        dtype: DenseType::BF16,
+                        data,
+                        row_stride,
+                        col_stride: 1,
+                    },
+                ) if row_stride == cols => {
+                    copy_bf16(
+                        src,
+                        id,
+                        &data[..rows * cols * 2],
+                        guard.allow,
+                        guard.src_path,
+                        |piece| w.write_all(piece).map_err(io),
+                    )?;
                 }
                 // Everything else is decoded and encoded, a chunk at a time
                 // (`variant::encode_chunked`), written in order.
                 (ty, _) => {
                     let rb = ty.row_bytes(cols as u64) as usize;
-                    let t = encode_chunked(rows, cols, rb, &mut buf, |r0, out, t| dequant_encode(&m, id, ty, guard, r0, out, t), |bytes| {
-                        w.write_all(bytes).map_err(io)?;
-                        src.release(id);
-                        Ok(())
-                    })?;
+                    let t = encode_chunked(
+                        rows,
+                        cols,
+                        rb,
+                        &mut buf,
+                        |r0, out, t| dequant_encode(&m, id, ty, guard, r0, out, t),
+                        |bytes| {
+                            w.write_all(bytes).map_err(io)?;
+                            src.release(id);
+                            Ok(())
+                        },
+                    )?;
                     tally.merge(t);
                 }
             }
@@ -452,21 +629,45 @@ pub fn metadata(cfg: &Config, src_path: &Path, variant: Variant) -> Result<Vec<(
                 *v = src.clone();
             }
         }
-        kv.retain(|(k, _)| !matches!(k.as_str(), "general.basename" | "general.finetune" | "general.version") || f.get(k).is_some());
-        kv.extend(f.kv().iter().filter(|(k, _)| k.starts_with("tokenizer.")).cloned());
+        kv.retain(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "general.basename" | "general.finetune" | "general.version"
+            ) || f.get(k).is_some()
+        });
+        kv.extend(
+            f.kv()
+                .iter()
+                .filter(|(k, _)| k.starts_with("tokenizer."))
+                .cloned(),
+        );
         return Ok(kv);
     }
-    let dir = meta::tokenizer_dir(src_path)
-        .ok_or_else(|| ConvertError::format(src_path, "no tokenizer.json here or in the parent directory: a GGUF needs the tokenizer"))?;
+    let dir = meta::tokenizer_dir(src_path).ok_or_else(|| {
+        ConvertError::format(
+            src_path,
+            "no tokenizer.json here or in the parent directory: a GGUF needs the tokenizer",
+        )
+    })?;
     let mut kv = meta::model_kv(cfg, &meta::name_dir(src_path), ft);
     kv.extend(meta::tokenizer_kv(&dir, cfg)?);
     Ok(kv)
 }
 
 /// Writes a GGUF `variant` of `src` (found at `src_path`) to `out` (or its splits).
-pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &Path, opts: &ConvertOptions, progress: &dyn Progress) -> Result<ConvertReport> {
+pub fn convert(
+    src: &dyn WeightSource,
+    src_path: &Path,
+    variant: Variant,
+    out: &Path,
+    opts: &ConvertOptions,
+    progress: &dyn Progress,
+) -> Result<ConvertReport> {
     if !variant.is_gguf() {
-        return Err(ConvertError::format(out, format!("{variant} is not a GGUF variant")));
+        return Err(ConvertError::format(
+            out,
+            format!("{variant} is not a GGUF variant"),
+        ));
     }
     let cfg = src.config();
     let kv = metadata(cfg, src_path, variant)?;
@@ -475,32 +676,69 @@ pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &
     let tensors: Vec<PlannedTensor> = items.iter().map(|i| i.tensor.clone()).collect();
     let splits = writer::plan_splits(&tensors, opts.split_max_bytes);
     let n = splits.len();
-    let paths: Vec<PathBuf> = if n == 1 { vec![out.to_path_buf()] } else { (0..n).map(|i| split_path(out, i, n)).collect() };
+    let paths: Vec<PathBuf> = if n == 1 {
+        vec![out.to_path_buf()]
+    } else {
+        (0..n).map(|i| split_path(out, i, n)).collect()
+    };
     if n > u16::MAX as usize {
-        return Err(ConvertError::format(out, format!("{n} splits: more than GGUF's u16 split count allows")));
+        return Err(ConvertError::format(
+            out,
+            format!("{n} splits: more than GGUF's u16 split count allows"),
+        ));
     }
     // Refuse before writing anything.
-    let staged = paths.iter().map(|p| Staged::create(p, false, opts.force)).collect::<Result<Vec<_>>>()?;
+    let staged = paths
+        .iter()
+        .map(|p| Staged::create(p, false, opts.force))
+        .collect::<Result<Vec<_>>>()?;
     let total: u64 = tensors.iter().map(PlannedTensor::nbytes).sum();
-    let file_sizes: Vec<u64> = splits.iter().enumerate().map(|(si, r)| writer::file_size(&writer::split_kv(&kv, si, n, tensors.len()), &tensors[r.clone()])).collect();
+    let file_sizes: Vec<u64> = splits
+        .iter()
+        .enumerate()
+        .map(|(si, r)| {
+            writer::file_size(
+                &writer::split_kv(&kv, si, n, tensors.len()),
+                &tensors[r.clone()],
+            )
+        })
+        .collect();
     if !opts.skip_space_check {
         crate::space::ensure(out, file_sizes.iter().sum())?;
     }
     progress.begin(&format!("writing {variant}"), total);
     let mut tally = Tally::default();
-    let guard = Guard { allow: opts.allow_nonfinite, src_path };
+    let guard = Guard {
+        allow: opts.allow_nonfinite,
+        src_path,
+    };
     let mut bytes = 0;
     for (si, range) in splits.iter().enumerate() {
         let skv = writer::split_kv(&kv, si, n, tensors.len());
         let path = staged[si].path().to_path_buf();
         let final_path = staged[si].final_path().to_path_buf();
-        bytes += writer::write_file(&path, &skv, &tensors[range.clone()], &mut |k, w| produce(src, &items[range.start + k], &final_path, w, &mut tally, progress, &guard))
-            .map_err(|e| crate::space::name_full_disk(e, &final_path, &path, file_sizes[si]))?;
+        bytes += writer::write_file(&path, &skv, &tensors[range.clone()], &mut |k, w| {
+            produce(
+                src,
+                &items[range.start + k],
+                &final_path,
+                w,
+                &mut tally,
+                progress,
+                &guard,
+            )
+        })
+        .map_err(|e| crate::space::name_full_disk(e, &final_path, &path, file_sizes[si]))?;
     }
     progress.end();
     let mut outputs = Vec::new();
     for s in staged {
         outputs.push(s.commit()?);
     }
-    Ok(ConvertReport { outputs, bytes, inexact: tally.into_report(), warnings: Vec::new() })
+    Ok(ConvertReport {
+        outputs,
+        bytes,
+        inexact: tally.into_report(),
+        warnings: Vec::new(),
+    })
 }

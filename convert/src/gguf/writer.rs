@@ -36,7 +36,9 @@ impl PlannedTensor {
 /// The tensor ranges of each split under a `max_bytes` limit (gguf-py's rule; a tensor larger
 /// than the limit gets a split of its own).
 pub fn plan_splits(tensors: &[PlannedTensor], max_bytes: Option<u64>) -> Vec<Range<usize>> {
-    let Some(max) = max_bytes.filter(|&m| m > 0) else { return std::iter::once(0..tensors.len()).collect() };
+    let Some(max) = max_bytes.filter(|&m| m > 0) else {
+        return std::iter::once(0..tensors.len()).collect();
+    };
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0u64);
     for (i, t) in tensors.iter().enumerate() {
@@ -53,12 +55,20 @@ pub fn plan_splits(tensors: &[PlannedTensor], max_bytes: Option<u64>) -> Vec<Ran
 }
 
 /// The metadata of split `no` of `count` (see the module docs).
-pub fn split_kv(kv: &[(String, Value)], no: usize, count: usize, total_tensors: usize) -> Vec<(String, Value)> {
+pub fn split_kv(
+    kv: &[(String, Value)],
+    no: usize,
+    count: usize,
+    total_tensors: usize,
+) -> Vec<(String, Value)> {
     let mut out = if no == 0 { kv.to_vec() } else { Vec::new() };
     if count > 1 {
         out.push(("split.no".into(), Value::U16(no as u16)));
         out.push(("split.count".into(), Value::U16(count as u16)));
-        out.push(("split.tensors.count".into(), Value::I32(total_tensors as i32)));
+        out.push((
+            "split.tensors.count".into(),
+            Value::I32(total_tensors as i32),
+        ));
     }
     out
 }
@@ -121,7 +131,11 @@ pub fn encode_header(kv: &[(String, Value)], tensors: &[PlannedTensor]) -> Vec<u
 
 /// Bytes of the whole file [`write_file`] writes for `kv` and `tensors`.
 pub fn file_size(kv: &[(String, Value)], tensors: &[PlannedTensor]) -> u64 {
-    encode_header(kv, tensors).len() as u64 + tensors.iter().map(|t| pad(t.nbytes(), DEFAULT_ALIGNMENT)).sum::<u64>()
+    encode_header(kv, tensors).len() as u64
+        + tensors
+            .iter()
+            .map(|t| pad(t.nbytes(), DEFAULT_ALIGNMENT))
+            .sum::<u64>()
 }
 
 /// A writer that counts what goes through it (to check each producer wrote exactly its tensor).
@@ -152,7 +166,10 @@ pub fn write_file(
     produce: &mut dyn FnMut(usize, &mut dyn Write) -> Result<()>,
 ) -> Result<u64> {
     let file = std::fs::File::create(path).map_err(|e| ConvertError::io(path, e))?;
-    let mut w = Counting { inner: WriteBehind::new(file, BUFFER_BYTES), count: 0 };
+    let mut w = Counting {
+        inner: WriteBehind::new(file, BUFFER_BYTES),
+        count: 0,
+    };
     let io = |e| ConvertError::io(path, e);
     w.write_all(&encode_header(kv, tensors)).map_err(io)?;
     for (i, t) in tensors.iter().enumerate() {
@@ -160,7 +177,14 @@ pub fn write_file(
         produce(i, &mut w)?;
         let wrote = w.count - before;
         if wrote != t.nbytes() {
-            return Err(ConvertError::tensor(path, &t.name, format!("encoder wrote {wrote} bytes, the header promises {}", t.nbytes())));
+            return Err(ConvertError::tensor(
+                path,
+                &t.name,
+                format!(
+                    "encoder wrote {wrote} bytes, the header promises {}",
+                    t.nbytes()
+                ),
+            ));
         }
         let padding = pad(wrote, DEFAULT_ALIGNMENT) - wrote;
         w.write_all(&vec![0u8; padding as usize]).map_err(io)?;
@@ -176,7 +200,11 @@ mod tests {
     use super::*;
 
     fn t(name: &str, n: u64) -> PlannedTensor {
-        PlannedTensor { name: name.into(), ne: vec![n], ty: GgmlType::F32 }
+        PlannedTensor {
+            name: name.into(),
+            ne: vec![n],
+            ty: GgmlType::F32,
+        }
     }
 
     #[test]
@@ -193,6 +221,9 @@ mod tests {
         let kv = vec![("a".to_string(), Value::U32(1))];
         assert_eq!(split_kv(&kv, 0, 1, 4), kv);
         assert_eq!(split_kv(&kv, 1, 3, 4).len(), 3);
-        assert_eq!(split_kv(&kv, 0, 3, 4)[3], ("split.tensors.count".to_string(), Value::I32(4)));
+        assert_eq!(
+            split_kv(&kv, 0, 3, 4)[3],
+            ("split.tensors.count".to_string(), Value::I32(4))
+        );
     }
 }

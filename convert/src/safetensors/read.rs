@@ -52,8 +52,17 @@ impl SafetensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<SafetensorsFile> {
         let file = MappedFile::open(path)?;
         let (tensors, metadata) = parse(file.path(), file.bytes())?;
-        let by_name = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
-        Ok(SafetensorsFile { file, tensors, by_name, metadata })
+        let by_name = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Ok(SafetensorsFile {
+            file,
+            tensors,
+            by_name,
+            metadata,
+        })
     }
 
     /// The file's path.
@@ -101,14 +110,27 @@ fn header_error(path: &Path, msg: impl Into<String>) -> ConvertError {
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<TensorInfo>, BTreeMap<String, String>)> {
     let len = bytes.len() as u64;
     let Some(n) = bytes.get(..8) else {
-        return Err(header_error(path, format!("{len} bytes: too short for a safetensors header (8-byte length + JSON)")));
+        return Err(header_error(
+            path,
+            format!("{len} bytes: too short for a safetensors header (8-byte length + JSON)"),
+        ));
     };
     let n = u64::from_le_bytes(n.try_into().expect("8 bytes"));
     if n > MAX_HEADER {
-        return Err(header_error(path, format!("header length {n} exceeds the {MAX_HEADER}-byte limit (not a safetensors file?)")));
+        return Err(header_error(
+            path,
+            format!(
+                "header length {n} exceeds the {MAX_HEADER}-byte limit (not a safetensors file?)"
+            ),
+        ));
     }
     if 8 + n > len {
-        return Err(header_error(path, format!("header length {n} runs past the end of the file ({len} bytes): truncated or not safetensors")));
+        return Err(header_error(
+            path,
+            format!(
+                "header length {n} runs past the end of the file ({len} bytes): truncated or not safetensors"
+            ),
+        ));
     }
     let data_start = 8 + n as usize;
     let header: Value = serde_json::from_slice(&bytes[8..data_start])
@@ -121,11 +143,17 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<TensorInfo>, BTreeMap<Str
     for (name, entry) in &entries {
         if name == "__metadata__" {
             let Value::Object(m) = entry else {
-                return Err(header_error(path, "`__metadata__` is not an object of strings"));
+                return Err(header_error(
+                    path,
+                    "`__metadata__` is not an object of strings",
+                ));
             };
             for (k, v) in m {
                 let Value::String(s) = v else {
-                    return Err(header_error(path, format!("`__metadata__.{k}` is not a string")));
+                    return Err(header_error(
+                        path,
+                        format!("`__metadata__.{k}` is not a string"),
+                    ));
                 };
                 metadata.insert(k.clone(), s.clone());
             }
@@ -139,35 +167,75 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<TensorInfo>, BTreeMap<Str
     let mut at = data_start;
     for t in &tensors {
         if t.range.start != at {
-            let what = if t.range.start < at { "overlaps the previous tensor" } else { "leaves a gap before it" };
-            return Err(ConvertError::tensor(path, &t.name, format!("data offsets {}..{} {what}", t.range.start - data_start, t.range.end - data_start)));
+            let what = if t.range.start < at {
+                "overlaps the previous tensor"
+            } else {
+                "leaves a gap before it"
+            };
+            return Err(ConvertError::tensor(
+                path,
+                &t.name,
+                format!(
+                    "data offsets {}..{} {what}",
+                    t.range.start - data_start,
+                    t.range.end - data_start
+                ),
+            ));
         }
         at = t.range.end;
     }
     if at != bytes.len() {
-        return Err(header_error(path, format!("{} bytes after the last tensor's data (header and file disagree)", bytes.len() - at)));
+        return Err(header_error(
+            path,
+            format!(
+                "{} bytes after the last tensor's data (header and file disagree)",
+                bytes.len() - at
+            ),
+        ));
     }
     Ok((tensors, metadata))
 }
 
-fn parse_entry(path: &Path, name: &str, entry: &Value, data_start: usize, file_len: usize) -> Result<TensorInfo> {
+fn parse_entry(
+    path: &Path,
+    name: &str,
+    entry: &Value,
+    data_start: usize,
+    file_len: usize,
+) -> Result<TensorInfo> {
     let bad = |msg: String| ConvertError::tensor(path, name, msg);
-    let Value::Object(e) = entry else { return Err(bad("header entry is not an object".into())) };
+    let Value::Object(e) = entry else {
+        return Err(bad("header entry is not an object".into()));
+    };
     let dtype = match e.get("dtype") {
-        Some(Value::String(s)) => Dtype::parse(s).ok_or_else(|| bad(format!("unknown dtype {s:?}")))?,
+        Some(Value::String(s)) => {
+            Dtype::parse(s).ok_or_else(|| bad(format!("unknown dtype {s:?}")))?
+        }
         _ => return Err(bad("missing or non-string `dtype`".into())),
     };
-    let Some(Value::Array(dims)) = e.get("shape") else { return Err(bad("missing or non-array `shape`".into())) };
+    let Some(Value::Array(dims)) = e.get("shape") else {
+        return Err(bad("missing or non-array `shape`".into()));
+    };
     if dims.len() > MAX_RANK {
         return Err(bad(format!("rank {} exceeds {MAX_RANK}", dims.len())));
     }
     let shape = dims
         .iter()
-        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()).ok_or_else(|| bad(format!("shape entry {d} is not a size"))))
+        .map(|d| {
+            d.as_u64()
+                .and_then(|d| usize::try_from(d).ok())
+                .ok_or_else(|| bad(format!("shape entry {d} is not a size")))
+        })
         .collect::<Result<Vec<_>>>()?;
-    let Some(Value::Array(offs)) = e.get("data_offsets") else { return Err(bad("missing or non-array `data_offsets`".into())) };
+    let Some(Value::Array(offs)) = e.get("data_offsets") else {
+        return Err(bad("missing or non-array `data_offsets`".into()));
+    };
     let offs: Vec<u64> = offs.iter().filter_map(Value::as_u64).collect();
-    let [begin, end] = offs[..] else { return Err(bad("`data_offsets` must be two non-negative integers".into())) };
+    let [begin, end] = offs[..] else {
+        return Err(bad(
+            "`data_offsets` must be two non-negative integers".into()
+        ));
+    };
     if begin > end {
         return Err(bad(format!("data_offsets {begin}..{end} are reversed")));
     }
@@ -176,15 +244,26 @@ fn parse_entry(path: &Path, name: &str, entry: &Value, data_start: usize, file_l
         .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
         .ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
     if end - begin != bytes {
-        return Err(bad(format!("{dtype}{shape:?} needs {bytes} bytes but data_offsets {begin}..{end} hold {}", end - begin)));
+        return Err(bad(format!(
+            "{dtype}{shape:?} needs {bytes} bytes but data_offsets {begin}..{end} hold {}",
+            end - begin
+        )));
     }
-    let abs_end = (data_start as u64).checked_add(end).filter(|&e| e <= file_len as u64).ok_or_else(|| {
-        bad(format!(
-            "data ends at byte {} but the file has {file_len} bytes (truncated shard?)",
-            data_start as u64 + end
-        ))
-    })?;
-    Ok(TensorInfo { name: name.to_string(), dtype, shape, range: (data_start + begin as usize)..abs_end as usize })
+    let abs_end = (data_start as u64)
+        .checked_add(end)
+        .filter(|&e| e <= file_len as u64)
+        .ok_or_else(|| {
+            bad(format!(
+                "data ends at byte {} but the file has {file_len} bytes (truncated shard?)",
+                data_start as u64 + end
+            ))
+        })?;
+    Ok(TensorInfo {
+        name: name.to_string(),
+        dtype,
+        shape,
+        range: (data_start + begin as usize)..abs_end as usize,
+    })
 }
 
 #[cfg(test)]
@@ -199,7 +278,9 @@ mod tests {
     }
 
     fn err(bytes: &[u8]) -> String {
-        parse(Path::new("x.safetensors"), bytes).unwrap_err().to_string()
+        parse(Path::new("x.safetensors"), bytes)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -207,7 +288,10 @@ mod tests {
         let h = r#"{"b":{"dtype":"BF16","shape":[2,3],"data_offsets":[4,16]},"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"__metadata__":{"format":"pt"}}"#;
         let bytes = file(h, 16);
         let (t, m) = parse(Path::new("x"), &bytes).unwrap();
-        assert_eq!(t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(t[1].range, 8 + h.len() + 4..8 + h.len() + 16);
         assert_eq!(m["format"], "pt");
     }
@@ -224,19 +308,43 @@ mod tests {
         assert!(err(&file("{not json", 0)).contains("not valid JSON"));
         assert!(err(&file("[]", 0)).contains("not a JSON object"));
         let t = |h: &str, n| err(&file(h, n));
-        let e = t(r#"{"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,100]}}"#, 12);
-        assert!(e.contains("tensor `w`") && e.contains("needs 12 bytes"), "{e}");
-        let e = t(r#"{"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]}}"#, 6);
+        let e = t(
+            r#"{"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,100]}}"#,
+            12,
+        );
+        assert!(
+            e.contains("tensor `w`") && e.contains("needs 12 bytes"),
+            "{e}"
+        );
+        let e = t(
+            r#"{"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]}}"#,
+            6,
+        );
         assert!(e.contains("tensor `w`") && e.contains("truncated"), "{e}");
-        let e = t(r#"{"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,1]}}"#, 1);
+        let e = t(
+            r#"{"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,1]}}"#,
+            1,
+        );
         assert!(e.contains("unknown dtype"), "{e}");
-        let e = t(r#"{"w":{"dtype":"U8","shape":[18446744073709551615,16],"data_offsets":[0,1]}}"#, 1);
+        let e = t(
+            r#"{"w":{"dtype":"U8","shape":[18446744073709551615,16],"data_offsets":[0,1]}}"#,
+            1,
+        );
         assert!(e.contains("overflows"), "{e}");
-        let e = t(r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#, 6);
+        let e = t(
+            r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#,
+            6,
+        );
         assert!(e.contains("tensor `b`") && e.contains("overlaps"), "{e}");
-        let e = t(r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#, 9);
+        let e = t(
+            r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#,
+            9,
+        );
         assert!(e.contains("after the last tensor"), "{e}");
-        let e = t(r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[4,0]}}"#, 4);
+        let e = t(
+            r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[4,0]}}"#,
+            4,
+        );
         assert!(e.contains("reversed"), "{e}");
     }
 }

@@ -24,7 +24,11 @@ pub struct PlannedTensor {
 impl PlannedTensor {
     /// A planned tensor.
     pub fn new(name: impl Into<String>, dtype: Dtype, shape: Vec<usize>) -> PlannedTensor {
-        PlannedTensor { name: name.into(), dtype, shape }
+        PlannedTensor {
+            name: name.into(),
+            dtype,
+            shape,
+        }
     }
 
     /// Bytes of data.
@@ -53,7 +57,10 @@ pub fn header_bytes(tensors: &[PlannedTensor], metadata: &BTreeMap<String, Strin
     let mut h = String::from("{");
     if !metadata.is_empty() {
         h.push_str("\"__metadata__\":{");
-        let items: Vec<String> = metadata.iter().map(|(k, v)| format!("{}:{}", js(k), js(v))).collect();
+        let items: Vec<String> = metadata
+            .iter()
+            .map(|(k, v)| format!("{}:{}", js(k), js(v)))
+            .collect();
         h.push_str(&items.join(","));
         h.push_str("},");
     }
@@ -63,7 +70,12 @@ pub fn header_bytes(tensors: &[PlannedTensor], metadata: &BTreeMap<String, Strin
         .map(|t| {
             let end = offset + t.bytes();
             let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
-            let s = format!(r#"{}:{{"dtype":"{}","shape":[{}],"data_offsets":[{offset},{end}]}}"#, js(&t.name), t.dtype, shape.join(","));
+            let s = format!(
+                r#"{}:{{"dtype":"{}","shape":[{}],"data_offsets":[{offset},{end}]}}"#,
+                js(&t.name),
+                t.dtype,
+                shape.join(",")
+            );
             offset = end;
             s
         })
@@ -83,12 +95,30 @@ pub fn header_bytes(tensors: &[PlannedTensor], metadata: &BTreeMap<String, Strin
 
 impl SafetensorsWriter {
     /// Creates `path` (which must not exist) and writes the header for `tensors`.
-    pub fn create(path: &Path, tensors: &[PlannedTensor], metadata: &BTreeMap<String, String>) -> Result<SafetensorsWriter> {
-        let file = File::options().write(true).create_new(true).open(path).map_err(|e| ConvertError::io(path, e))?;
+    pub fn create(
+        path: &Path,
+        tensors: &[PlannedTensor],
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<SafetensorsWriter> {
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| ConvertError::io(path, e))?;
         let mut out = WriteBehind::new(file, BUFFER_BYTES);
-        out.write_all(&header_bytes(tensors, metadata)).map_err(|e| ConvertError::io(path, e))?;
-        let sizes = tensors.iter().map(|t| (t.name.clone(), t.bytes())).collect();
-        let mut w = SafetensorsWriter { out, path: path.to_path_buf(), sizes, current: 0, written: 0 };
+        out.write_all(&header_bytes(tensors, metadata))
+            .map_err(|e| ConvertError::io(path, e))?;
+        let sizes = tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.bytes()))
+            .collect();
+        let mut w = SafetensorsWriter {
+            out,
+            path: path.to_path_buf(),
+            sizes,
+            current: 0,
+            written: 0,
+        };
         w.skip_empty();
         Ok(w)
     }
@@ -114,7 +144,10 @@ impl SafetensorsWriter {
     pub fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
         while !bytes.is_empty() {
             let Some((name, size)) = self.sizes.get(self.current) else {
-                return Err(ConvertError::format(&self.path, format!("{} bytes written past the last planned tensor", bytes.len())));
+                return Err(ConvertError::format(
+                    &self.path,
+                    format!("{} bytes written past the last planned tensor", bytes.len()),
+                ));
             };
             let take = ((size - self.written) as usize).min(bytes.len());
             if let Err(e) = self.out.write_all(&bytes[..take]) {
@@ -123,7 +156,11 @@ impl SafetensorsWriter {
                 if crate::space::is_no_space(&e) {
                     return Err(ConvertError::io(&self.path, e));
                 }
-                return Err(ConvertError::tensor(&self.path, name.clone(), format!("write failed: {e}")));
+                return Err(ConvertError::tensor(
+                    &self.path,
+                    name.clone(),
+                    format!("write failed: {e}"),
+                ));
             }
             self.written += take as u64;
             bytes = &bytes[take..];
@@ -135,9 +172,16 @@ impl SafetensorsWriter {
     /// Checks every planned byte was written, flushes and syncs the file.
     pub fn finish(self) -> Result<()> {
         if let Some((name, size)) = self.sizes.get(self.current) {
-            return Err(ConvertError::tensor(&self.path, name.clone(), format!("only {} of {size} bytes were written", self.written)));
+            return Err(ConvertError::tensor(
+                &self.path,
+                name.clone(),
+                format!("only {} of {size} bytes were written", self.written),
+            ));
         }
-        let file = self.out.finish().map_err(|e| ConvertError::io(&self.path, e))?;
+        let file = self
+            .out
+            .finish()
+            .map_err(|e| ConvertError::io(&self.path, e))?;
         file.sync_all().map_err(|e| ConvertError::io(&self.path, e))
     }
 }
@@ -166,7 +210,10 @@ mod tests {
         w.finish().unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        assert_eq!(st.tensor("w").unwrap().data(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(
+            st.tensor("w").unwrap().data(),
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+        );
         assert_eq!(st.tensor("b\"q").unwrap().shape(), &[5]);
         let (t, m) = super::super::read::parse(&path, &bytes).unwrap();
         assert_eq!(t.len(), 3);

@@ -78,7 +78,12 @@ impl Variant {
     pub fn is_gguf(self) -> bool {
         matches!(
             self,
-            Variant::GgufMxfp4 | Variant::GgufMxfp4F16 | Variant::GgufMxfp4Q8_0 | Variant::GgufQ8_0 | Variant::GgufF16 | Variant::GgufBf16
+            Variant::GgufMxfp4
+                | Variant::GgufMxfp4F16
+                | Variant::GgufMxfp4Q8_0
+                | Variant::GgufQ8_0
+                | Variant::GgufF16
+                | Variant::GgufBf16
         )
     }
 }

@@ -36,7 +36,12 @@ pub fn layout_of(variant: Variant, opts: &ConvertOptions) -> Option<(Layout, Dty
     match variant {
         Variant::SafetensorsBf16 => Some((Layout::Dense, Dtype::BF16)),
         Variant::SafetensorsFp16 => Some((Layout::Dense, Dtype::F16)),
-        Variant::SafetensorsInt8 => Some((Layout::Int8 { dense_int8: opts.int8_dense }, Dtype::BF16)),
+        Variant::SafetensorsInt8 => Some((
+            Layout::Int8 {
+                dense_int8: opts.int8_dense,
+            },
+            Dtype::BF16,
+        )),
         _ => None,
     }
 }
@@ -47,7 +52,11 @@ pub fn plan(layout: Layout, float: Dtype, cfg: &reference::Config) -> Vec<(Expec
         .into_iter()
         .map(|e| {
             // Dense layouts accept several float dtypes; the variant picks one.
-            let dtype = if e.dtypes.len() > 1 { float } else { e.dtypes[0] };
+            let dtype = if e.dtypes.len() > 1 {
+                float
+            } else {
+                e.dtypes[0]
+            };
             let t = PlannedTensor::new(&e.name, dtype, e.shape.clone());
             (e, t)
         })
@@ -78,12 +87,25 @@ pub fn shard_name(k: usize, n: usize) -> String {
 }
 
 /// Writes a safetensors `variant` of `src` to the directory `out`.
-pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &Path, opts: &ConvertOptions, progress: &dyn Progress) -> Result<ConvertReport> {
+pub fn convert(
+    src: &dyn WeightSource,
+    src_path: &Path,
+    variant: Variant,
+    out: &Path,
+    opts: &ConvertOptions,
+    progress: &dyn Progress,
+) -> Result<ConvertReport> {
     let Some((layout, float)) = layout_of(variant, opts) else {
-        return Err(ConvertError::format(out, format!("{variant} is not a safetensors variant")));
+        return Err(ConvertError::format(
+            out,
+            format!("{variant} is not a safetensors variant"),
+        ));
     };
     if opts.int8_dense && variant != Variant::SafetensorsInt8 {
-        return Err(ConvertError::format(out, format!("--int8-dense applies to safetensors-int8, not {variant}")));
+        return Err(ConvertError::format(
+            out,
+            format!("--int8-dense applies to safetensors-int8, not {variant}"),
+        ));
     }
     let cfg = src.config();
     let max = opts.max_shard_bytes.unwrap_or(DEFAULT_MAX_SHARD_BYTES);
@@ -98,14 +120,35 @@ pub fn convert(src: &dyn WeightSource, src_path: &Path, variant: Variant, out: &
     let dir = staged.path().to_path_buf();
     // Shards (headers and data) plus the small files, as the model directory will hold them.
     let needed = total
-        + shards.iter().map(|r| crate::safetensors::header_len(&planned[r.clone()], &crate::safetensors::pt_metadata())).sum::<u64>()
+        + shards
+            .iter()
+            .map(|r| {
+                crate::safetensors::header_len(
+                    &planned[r.clone()],
+                    &crate::safetensors::pt_metadata(),
+                )
+            })
+            .sum::<u64>()
         + meta::side_files_len(src_path);
     if !opts.skip_space_check {
         crate::space::ensure(out, needed)?;
     }
     // Mapped while the staged directory still exists, so what got written can be measured.
-    let (mut report, files, bytes) = write_all(src, src_path, variant, opts, progress, layout, &plan, &planned, &shards, total, base_config, &dir)
-        .map_err(|e| crate::space::name_full_disk(e, out, &dir, needed))?;
+    let (mut report, files, bytes) = write_all(
+        src,
+        src_path,
+        variant,
+        opts,
+        progress,
+        layout,
+        &plan,
+        &planned,
+        &shards,
+        total,
+        base_config,
+        &dir,
+    )
+    .map_err(|e| crate::space::name_full_disk(e, out, &dir, needed))?;
     let final_dir = staged.commit()?;
     report.outputs = files.iter().map(|f| final_dir.join(f)).collect();
     report.bytes = bytes;
@@ -163,7 +206,10 @@ fn write_all(
     let (copied, missing) = meta::copy_side_files(src_path, dir)?;
     files.extend(copied);
     if !missing.is_empty() {
-        report.warnings.push(format!("not found beside the source, not copied: {}", missing.join(", ")));
+        report.warnings.push(format!(
+            "not found beside the source, not copied: {}",
+            missing.join(", ")
+        ));
     }
     meta::write_model_card(&dir.join("README.md"), variant, layout, cfg, &report)?;
     files.push("README.md".to_string());
@@ -171,7 +217,9 @@ fn write_all(
     let mut bytes = 0;
     for f in &files {
         let p = dir.join(f);
-        bytes += std::fs::metadata(&p).map_err(|e| ConvertError::io(&p, e))?.len();
+        bytes += std::fs::metadata(&p)
+            .map_err(|e| ConvertError::io(&p, e))?
+            .len();
     }
     Ok((report, files, bytes))
 }

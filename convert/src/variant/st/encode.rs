@@ -47,7 +47,11 @@ impl Tally {
         }
         self.count += 1;
         let err = (exact - stored).abs();
-        self.max_abs_error = if err.is_nan() { f32::INFINITY } else { self.max_abs_error.max(err) };
+        self.max_abs_error = if err.is_nan() {
+            f32::INFINITY
+        } else {
+            self.max_abs_error.max(err)
+        };
     }
 }
 
@@ -65,17 +69,36 @@ pub struct Encoder<'a> {
 
 impl<'a> Encoder<'a> {
     /// An encoder reading `src` (found at `src_path`, for messages) into `layout`.
-    pub fn new(src: &'a dyn WeightSource, src_path: &Path, layout: Layout, allow_nonfinite: bool, progress: &'a dyn Progress) -> Self {
-        Encoder { src, src_path: src_path.to_path_buf(), layout, allow_nonfinite, progress, pending_scales: None, inexact: Vec::new() }
+    pub fn new(
+        src: &'a dyn WeightSource,
+        src_path: &Path,
+        layout: Layout,
+        allow_nonfinite: bool,
+        progress: &'a dyn Progress,
+    ) -> Self {
+        Encoder {
+            src,
+            src_path: src_path.to_path_buf(),
+            layout,
+            allow_nonfinite,
+            progress,
+            pending_scales: None,
+            inexact: Vec::new(),
+        }
     }
 
     /// The report of everything written so far (inexact values by tensor).
     pub fn finish(self) -> ConvertReport {
-        ConvertReport { inexact: self.inexact, ..ConvertReport::default() }
+        ConvertReport {
+            inexact: self.inexact,
+            ..ConvertReport::default()
+        }
     }
 
     fn weight(&self, id: WeightId) -> Result<MatRef<'a>> {
-        self.src.weight(id).map_err(|e| ConvertError::format(&self.src_path, format!("{id}: {e}")))
+        self.src
+            .weight(id)
+            .map_err(|e| ConvertError::format(&self.src_path, format!("{id}: {e}")))
     }
 
     fn check_finite(&self, id: WeightId, xs: &[f32]) -> Result<()> {
@@ -121,7 +144,12 @@ impl<'a> Encoder<'a> {
     }
 
     /// Writes the bytes of one planned tensor.
-    pub fn write(&mut self, e: &Expect, t: &PlannedTensor, w: &mut SafetensorsWriter) -> Result<()> {
+    pub fn write(
+        &mut self,
+        e: &Expect,
+        t: &PlannedTensor,
+        w: &mut SafetensorsWriter,
+    ) -> Result<()> {
         let cfg = self.src.config();
         let (i, ne) = (cfg.intermediate_size, cfg.num_local_experts);
         let float_what = format!("{} values not exactly representable", t.dtype);
@@ -134,13 +162,30 @@ impl<'a> Encoder<'a> {
                 match *m.encoding() {
                     // BF16 to BF16 (the dense tensors of safetensors-bf16 and -int8 from a
                     // release checkpoint): the bytes as they are, checked for NaN/Inf on the bits.
-                    Encoding::Dense { dtype: DenseType::BF16, data, row_stride, col_stride: 1 } if t.dtype == Dtype::BF16 && row_stride == cols => {
-                        copy_bf16(self.src, id, &data[..rows * cols * 2], self.allow_nonfinite, &self.src_path, |piece| self.emit(w, piece))?;
+                    Encoding::Dense {
+                        dtype: DenseType::BF16,
+                        data,
+                        row_stride,
+                        col_stride: 1,
+                    } if t.dtype == Dtype::BF16 && row_stride == cols => {
+                        copy_bf16(
+                            self.src,
+                            id,
+                            &data[..rows * cols * 2],
+                            self.allow_nonfinite,
+                            &self.src_path,
+                            |piece| self.emit(w, piece),
+                        )?;
                     }
                     // Anything else through f32, a chunk of rows at a time
                     // (`variant::encode_chunked`), written in order.
                     _ => {
-                        let (size, dtype, allow, path) = (t.dtype.size(), t.dtype, self.allow_nonfinite, self.src_path.as_path());
+                        let (size, dtype, allow, path) = (
+                            t.dtype.size(),
+                            t.dtype,
+                            self.allow_nonfinite,
+                            self.src_path.as_path(),
+                        );
                         let piece = |r0, out: &mut [u8], t: &mut Tally| {
                             let mut xs = vec![0f32; out.len() / size];
                             m.dequant_rows(r0, &mut xs);
@@ -150,11 +195,18 @@ impl<'a> Encoder<'a> {
                             encode_into(&xs, dtype, out, t);
                             Ok(())
                         };
-                        tally.merge(encode_chunked(rows, cols, cols * size, &mut buf, piece, |bytes| {
-                            self.emit(w, bytes)?;
-                            self.src.release(id);
-                            Ok(())
-                        })?);
+                        tally.merge(encode_chunked(
+                            rows,
+                            cols,
+                            cols * size,
+                            &mut buf,
+                            piece,
+                            |bytes| {
+                                self.emit(w, bytes)?;
+                                self.src.release(id);
+                                Ok(())
+                            },
+                        )?);
                     }
                 }
                 self.src.release(id);
@@ -164,7 +216,13 @@ impl<'a> Encoder<'a> {
                     let (gid, uid) = (WeightId::Gate(l, x), WeightId::Up(l, x));
                     let mats = [(gid, self.weight(gid)?), (uid, self.weight(uid)?)];
                     // Input-major: row c lists every output for input c, gate and up interleaved.
-                    tally.merge(transposed(&mats, t.dtype, self.allow_nonfinite, &self.src_path, &mut buf)?);
+                    tally.merge(transposed(
+                        &mats,
+                        t.dtype,
+                        self.allow_nonfinite,
+                        &self.src_path,
+                        &mut buf,
+                    )?);
                     self.emit(w, &buf)?;
                     self.src.release(gid);
                     self.src.release(uid);
@@ -173,7 +231,10 @@ impl<'a> Encoder<'a> {
             Role::GateUpBias(l) => {
                 let mut row = vec![0f32; 2 * i];
                 for x in 0..ne {
-                    let (gate, up) = (self.weight(WeightId::GateBias(l, x))?.to_f32(), self.weight(WeightId::UpBias(l, x))?.to_f32());
+                    let (gate, up) = (
+                        self.weight(WeightId::GateBias(l, x))?.to_f32(),
+                        self.weight(WeightId::UpBias(l, x))?.to_f32(),
+                    );
                     self.check_finite(WeightId::GateBias(l, x), &gate)?;
                     self.check_finite(WeightId::UpBias(l, x), &up)?;
                     for j in 0..i {
@@ -188,7 +249,13 @@ impl<'a> Encoder<'a> {
                 for x in 0..ne {
                     let id = WeightId::Down(l, x);
                     // Row c of the output is column c of down.
-                    tally.merge(transposed(&[(id, self.weight(id)?)], t.dtype, self.allow_nonfinite, &self.src_path, &mut buf)?);
+                    tally.merge(transposed(
+                        &[(id, self.weight(id)?)],
+                        t.dtype,
+                        self.allow_nonfinite,
+                        &self.src_path,
+                        &mut buf,
+                    )?);
                     self.emit(w, &buf)?;
                     self.src.release(id);
                 }
@@ -209,19 +276,31 @@ impl<'a> Encoder<'a> {
                 return Ok(());
             }
             Role::Scale(id) => {
-                let Some((pid, scales)) = self.pending_scales.take().filter(|(pid, _)| *pid == id) else {
-                    return Err(ConvertError::tensor(w_path(w), &t.name, "internal: weight_scale planned without its weight_packed"));
+                let Some((pid, scales)) = self.pending_scales.take().filter(|(pid, _)| *pid == id)
+                else {
+                    return Err(ConvertError::tensor(
+                        w_path(w),
+                        &t.name,
+                        "internal: weight_scale planned without its weight_packed",
+                    ));
                 };
                 debug_assert_eq!(pid, id);
                 self.emit(w, &scales)?;
             }
             Role::Shape(id) => {
                 let (rows, cols) = id.shape(cfg);
-                let bytes: Vec<u8> = [rows as i64, cols as i64].iter().flat_map(|d| d.to_le_bytes()).collect();
+                let bytes: Vec<u8> = [rows as i64, cols as i64]
+                    .iter()
+                    .flat_map(|d| d.to_le_bytes())
+                    .collect();
                 self.emit(w, &bytes)?;
             }
             Role::Other => {
-                return Err(ConvertError::tensor(w_path(w), &t.name, "internal: not a tensor of a safetensors variant"));
+                return Err(ConvertError::tensor(
+                    w_path(w),
+                    &t.name,
+                    "internal: not a tensor of a safetensors variant",
+                ));
             }
         }
         self.record(t, &float_what, tally);
@@ -238,22 +317,39 @@ impl<'a> Encoder<'a> {
         let mut scales = Vec::with_capacity(rows * (cols / group) * 2);
         match *m.encoding() {
             // Exact: one MXFP4 block per group.
-            Encoding::Mxfp4 { blocks, scales: sc, row_step } if group == mxfp4::BLOCK => {
+            Encoding::Mxfp4 {
+                blocks,
+                scales: sc,
+                row_step,
+            } if group == mxfp4::BLOCK => {
                 // Rows in parallel: each row's bytes depend on that row alone.
                 let nb = cols / mxfp4::BLOCK;
                 scales.resize(rows * nb * 2, 0);
-                packed.par_chunks_mut(cols).zip(scales.par_chunks_mut(nb * 2)).enumerate().try_for_each(|(r, (out, sout))| {
-                    let s = r * row_step;
-                    for (b, (o, so)) in out.chunks_exact_mut(mxfp4::BLOCK).zip(sout.chunks_exact_mut(2)).enumerate() {
-                        let block = &blocks[(s * nb + b) * mxfp4::BLOCK_BYTES..(s * nb + b + 1) * mxfp4::BLOCK_BYTES];
-                        let bits = self.mxfp4_block(id, block, sc[s * nb + b], o)?;
-                        so.copy_from_slice(&bits.to_le_bytes());
-                    }
-                    Ok::<(), ConvertError>(())
-                })?;
+                packed
+                    .par_chunks_mut(cols)
+                    .zip(scales.par_chunks_mut(nb * 2))
+                    .enumerate()
+                    .try_for_each(|(r, (out, sout))| {
+                        let s = r * row_step;
+                        for (b, (o, so)) in out
+                            .chunks_exact_mut(mxfp4::BLOCK)
+                            .zip(sout.chunks_exact_mut(2))
+                            .enumerate()
+                        {
+                            let block = &blocks[(s * nb + b) * mxfp4::BLOCK_BYTES
+                                ..(s * nb + b + 1) * mxfp4::BLOCK_BYTES];
+                            let bits = self.mxfp4_block(id, block, sc[s * nb + b], o)?;
+                            so.copy_from_slice(&bits.to_le_bytes());
+                        }
+                        Ok::<(), ConvertError>(())
+                    })?;
             }
             // Already int8 with this grouping: copy.
-            Encoding::Int8 { packed: p, scales: sc, group: g } if g == group => {
+            Encoding::Int8 {
+                packed: p,
+                scales: sc,
+                group: g,
+            } if g == group => {
                 packed.copy_from_slice(&p[..rows * cols]);
                 scales.extend_from_slice(&sc[..rows * (cols / group) * 2]);
             }
@@ -314,7 +410,13 @@ fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) {
 /// of [`TRANSPOSE_ROWS`] output rows are built and encoded in parallel, each decoding its strip
 /// of columns straight from the source's storage (an MXFP4 expert's 4 MB stay in cache across
 /// pieces; no f32 copy of the matrix is made). NaN/Inf is refused unless `allow_nonfinite`.
-fn transposed(mats: &[(WeightId, MatRef<'_>)], dtype: Dtype, allow_nonfinite: bool, src_path: &Path, buf: &mut Vec<u8>) -> Result<Tally> {
+fn transposed(
+    mats: &[(WeightId, MatRef<'_>)],
+    dtype: Dtype,
+    allow_nonfinite: bool,
+    src_path: &Path,
+    buf: &mut Vec<u8>,
+) -> Result<Tally> {
     let (rows, cols) = (mats[0].1.rows(), mats[0].1.cols());
     let k = mats.len();
     let width = rows * k;
@@ -327,7 +429,12 @@ fn transposed(mats: &[(WeightId, MatRef<'_>)], dtype: Dtype, allow_nonfinite: bo
     buf.par_chunks_mut((TRANSPOSE_ROWS * width * size).max(1))
         .enumerate()
         .map_init(
-            || (vec![0f32; TRANSPOSE_ROWS * width], vec![0f32; TRANSPOSE_ROWS]),
+            || {
+                (
+                    vec![0f32; TRANSPOSE_ROWS * width],
+                    vec![0f32; TRANSPOSE_ROWS],
+                )
+            },
             |(xs, strip), (p, out)| {
                 let c0 = p * TRANSPOSE_ROWS;
                 let n = out.len() / (width * size);

@@ -26,7 +26,13 @@ pub const INT8_DENSE_WARNING: &str = "--int8-dense: the attention projections an
 (absmax, lossy); the expert weights stay exact.";
 
 /// Files copied from the source (or its parent directory).
-pub const SIDE_FILES: [&str; 5] = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"];
+pub const SIDE_FILES: [&str; 5] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "generation_config.json",
+];
 
 /// Writes JSON the way transformers v5 does: keys sorted, 2-space indent, final newline.
 pub fn write_json(path: &Path, v: &Value) -> Result<()> {
@@ -38,9 +44,16 @@ pub fn write_json(path: &Path, v: &Value) -> Result<()> {
 /// The directories searched for the source's side files: the source itself (or, for a file,
 /// its directory), then the parent.
 fn search_dirs(src_path: &Path) -> Vec<&Path> {
-    let dir = if src_path.is_dir() { Some(src_path) } else { src_path.parent() };
+    let dir = if src_path.is_dir() {
+        Some(src_path)
+    } else {
+        src_path.parent()
+    };
     let mut dirs: Vec<&Path> = dir.into_iter().collect();
-    if let Some(p) = dir.and_then(Path::parent).filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(p) = dir
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         dirs.push(p);
     }
     dirs
@@ -49,7 +62,10 @@ fn search_dirs(src_path: &Path) -> Vec<&Path> {
 /// The hyperparameters that make two configs the same model (token ids aside: OpenAI's
 /// `original/config.json` has none).
 fn same_model(a: &Config, b: &Config) -> bool {
-    let strip = |c: &Config| Config { token_ids: Default::default(), ..c.clone() };
+    let strip = |c: &Config| Config {
+        token_ids: Default::default(),
+        ..c.clone()
+    };
     strip(a) == strip(b)
 }
 
@@ -74,12 +90,20 @@ pub fn base_config(src_path: &Path, cfg: &Config) -> Result<Value> {
 
 /// A float as JSON, printed the way the f32 prints (1e-5, not 9.99999974e-6).
 fn num32(x: f32) -> Value {
-    x.to_string().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
 }
 
 /// A number as JSON, integral values as integers (rope_theta 150000 as the release writes it).
 fn num64(x: f64) -> Value {
-    if x.fract() == 0.0 && x.abs() < 1e15 { json!(x as i64) } else { json!(x) }
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        json!(x as i64)
+    } else {
+        json!(x)
+    }
 }
 
 /// An HF `config.json` rebuilt from the hyperparameters (transformers v4 keys, the release's
@@ -94,7 +118,17 @@ pub fn hf_config(cfg: &Config) -> Value {
     if let Some(a) = y.attention_factor {
         rope["attention_factor"] = json!(a);
     }
-    let layer_types: Vec<&str> = cfg.layer_types.iter().map(|t| if *t == LayerType::Sliding { "sliding_attention" } else { "full_attention" }).collect();
+    let layer_types: Vec<&str> = cfg
+        .layer_types
+        .iter()
+        .map(|t| {
+            if *t == LayerType::Sliding {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect();
     let mut v = json!({
         "architectures": ["GptOssForCausalLM"],
         "attention_bias": true,
@@ -144,12 +178,8 @@ pub fn hf_config(cfg: &Config) -> Value {
 /// (`spec/formats-and-anchors.md` §2.4, in the spelling of `fixtures/compressed-tensors`).
 pub fn int8_quantization_config(cfg: &Config, dense_int8: bool) -> Value {
     let n = Names::new(Layout::Int8 { dense_int8 });
-    let weights = |strategy: &str, group: Option<usize>| {
-        json!({"num_bits": 8, "type": "int", "symmetric": true, "strategy": strategy, "group_size": group, "dynamic": false, "actorder": null})
-    };
-    let scheme = |targets: Value, weights: Value| {
-        json!({"targets": targets, "weights": weights, "input_activations": null, "output_activations": null, "format": "pack-quantized"})
-    };
+    let weights = |strategy: &str, group: Option<usize>| json!({"num_bits": 8, "type": "int", "symmetric": true, "strategy": strategy, "group_size": group, "dynamic": false, "actorder": null});
+    let scheme = |targets: Value, weights: Value| json!({"targets": targets, "weights": weights, "input_activations": null, "output_activations": null, "format": "pack-quantized"});
     // Modules left in BF16, spelled out (explicit names survive vLLM's HF → vLLM renaming,
     // regexes written with HF names do not; spec §2.4).
     let mut ignore: Vec<String> = Vec::new();
@@ -159,7 +189,12 @@ pub fn int8_quantization_config(cfg: &Config, dense_int8: bool) -> Value {
     ignore.push("model.embed_tokens".into());
     for l in 0..cfg.num_hidden_layers {
         if !dense_int8 {
-            for id in [WeightId::QProj(l), WeightId::KProj(l), WeightId::VProj(l), WeightId::OProj(l)] {
+            for id in [
+                WeightId::QProj(l),
+                WeightId::KProj(l),
+                WeightId::VProj(l),
+                WeightId::OProj(l),
+            ] {
                 ignore.push(n.module(id));
             }
         }
@@ -185,15 +220,27 @@ pub fn int8_quantization_config(cfg: &Config, dense_int8: bool) -> Value {
 
 /// The output `config.json`.
 pub fn output_config(mut base: Value, variant: Variant, layout: Layout, cfg: &Config) -> Value {
-    let Some(obj) = base.as_object_mut() else { return base };
+    let Some(obj) = base.as_object_mut() else {
+        return base;
+    };
     obj.remove("quantization_config");
     let v5 = obj.contains_key("rope_parameters");
     obj.remove("torch_dtype");
     obj.remove("dtype");
-    let dtype = if variant == Variant::SafetensorsFp16 { "float16" } else { "bfloat16" };
-    obj.insert(if v5 { "dtype" } else { "torch_dtype" }.to_string(), json!(dtype));
+    let dtype = if variant == Variant::SafetensorsFp16 {
+        "float16"
+    } else {
+        "bfloat16"
+    };
+    obj.insert(
+        if v5 { "dtype" } else { "torch_dtype" }.to_string(),
+        json!(dtype),
+    );
     if let Layout::Int8 { dense_int8 } = layout {
-        obj.insert("quantization_config".into(), int8_quantization_config(cfg, dense_int8));
+        obj.insert(
+            "quantization_config".into(),
+            int8_quantization_config(cfg, dense_int8),
+        );
     }
     base
 }
@@ -202,7 +249,11 @@ pub fn output_config(mut base: Value, variant: Variant, layout: Layout, cfg: &Co
 pub fn copy_side_files(src_path: &Path, dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let (mut copied, mut missing) = (Vec::new(), Vec::new());
     for name in SIDE_FILES {
-        match search_dirs(src_path).into_iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+        match search_dirs(src_path)
+            .into_iter()
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+        {
             Some(from) => {
                 std::fs::copy(&from, dir.join(name)).map_err(|e| ConvertError::io(&from, e))?;
                 copied.push(name.to_string());
@@ -215,19 +266,40 @@ pub fn copy_side_files(src_path: &Path, dir: &Path) -> Result<(Vec<String>, Vec<
 
 /// Bytes of the side files [`copy_side_files`] will copy for `src_path`.
 pub fn side_files_len(src_path: &Path) -> u64 {
-    SIDE_FILES.iter().filter_map(|name| search_dirs(src_path).into_iter().map(|d| d.join(name)).find(|p| p.is_file())).map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum()
+    SIDE_FILES
+        .iter()
+        .filter_map(|name| {
+            search_dirs(src_path)
+                .into_iter()
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// Writes the short model card.
-pub fn write_model_card(path: &Path, variant: Variant, layout: Layout, cfg: &Config, report: &ConvertReport) -> Result<()> {
+pub fn write_model_card(
+    path: &Path,
+    variant: Variant,
+    layout: Layout,
+    cfg: &Config,
+    report: &ConvertReport,
+) -> Result<()> {
     let mut s = String::new();
     s.push_str("---\nlibrary_name: transformers\ntags:\n- gpt-oss\n- oss-forge\n");
     if matches!(layout, Layout::Int8 { .. }) {
         s.push_str("- compressed-tensors\n- int8\n");
     }
     s.push_str("---\n\n");
-    s.push_str(&format!("# gpt-oss ({} layers, {} experts): `{variant}`\n\n", cfg.num_hidden_layers, cfg.num_local_experts));
-    s.push_str(&format!("Written by `oss-forge convert --to {variant}` (oss-forge {}).\n\n", env!("CARGO_PKG_VERSION")));
+    s.push_str(&format!(
+        "# gpt-oss ({} layers, {} experts): `{variant}`\n\n",
+        cfg.num_hidden_layers, cfg.num_local_experts
+    ));
+    s.push_str(&format!(
+        "Written by `oss-forge convert --to {variant}` (oss-forge {}).\n\n",
+        env!("CARGO_PKG_VERSION")
+    ));
     s.push_str("## Format\n\n");
     match variant {
         Variant::SafetensorsInt8 => {
@@ -244,7 +316,11 @@ are bit-exact. Attention, router, embeddings and norms are BF16");
 Whether stock vLLM / SGLang load per-expert int8 gpt-oss checkpoints is **unverified**; treat it as experimental there.\n\n");
         }
         _ => {
-            let dt = if variant == Variant::SafetensorsFp16 { "F16" } else { "BF16" };
+            let dt = if variant == Variant::SafetensorsFp16 {
+                "F16"
+            } else {
+                "BF16"
+            };
             s.push_str(&format!("transformers' dequantized layout, every tensor {dt}: `mlp.experts.gate_up_proj [E, hidden, \
 2*intermediate]` (input-major, gate/up interleaved on the last dim), `gate_up_proj_bias`, `down_proj [E, intermediate, \
 hidden]`, `down_proj_bias`; no `quantization_config`. Loads with `GptOssForCausalLM.from_pretrained`.\n\n"));
@@ -254,9 +330,14 @@ hidden]`, `down_proj_bias`; no `quantization_config`. Loads with `GptOssForCausa
     if report.inexact.is_empty() {
         s.push_str("Every value equals the original's (the reference forward pass gives identical logits).\n\n");
     } else {
-        s.push_str("Values not stored exactly:\n\n| what | values | max abs error |\n|---|---|---|\n");
+        s.push_str(
+            "Values not stored exactly:\n\n| what | values | max abs error |\n|---|---|---|\n",
+        );
         for i in &report.inexact {
-            s.push_str(&format!("| {} | {} | {:e} |\n", i.what, i.count, i.max_abs_error));
+            s.push_str(&format!(
+                "| {} | {} | {:e} |\n",
+                i.what, i.count, i.max_abs_error
+            ));
         }
         s.push('\n');
     }
@@ -275,7 +356,11 @@ mod tests {
 
     #[test]
     fn rebuilt_config_reads_back_as_the_same_model() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/small-gpt-oss/config.json")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/small-gpt-oss/config.json"
+        ))
+        .unwrap();
         let cfg = Config::from_json_str(&text).unwrap();
         let back = Config::from_hf_json(&hf_config(&cfg)).unwrap();
         assert_eq!(back, cfg);
@@ -284,7 +369,11 @@ mod tests {
 
     #[test]
     fn int8_config_is_what_the_reader_accepts() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tiny-gpt-oss/config.json")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/tiny-gpt-oss/config.json"
+        ))
+        .unwrap();
         let cfg = Config::from_json_str(&text).unwrap();
         for dense in [false, true] {
             let q = int8_quantization_config(&cfg, dense);
@@ -292,7 +381,10 @@ mod tests {
             let ignore = q["ignore"].as_array().unwrap();
             assert_eq!(ignore.contains(&json!("lm_head")), !dense);
             assert!(ignore.contains(&json!("model.layers.3.mlp.router")));
-            assert_eq!(ignore.contains(&json!("model.layers.0.self_attn.q_proj")), !dense);
+            assert_eq!(
+                ignore.contains(&json!("model.layers.0.self_attn.q_proj")),
+                !dense
+            );
         }
     }
 }
