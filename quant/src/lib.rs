@@ -16,7 +16,10 @@
 //! `spec/formats-and-anchors.md` §2 (int8).
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod float;
 pub mod int8;
 pub mod mxfp4;
 pub mod q8_0;
+
+pub use codec::Codec;
