@@ -208,6 +208,25 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// Encodes one row: `xs.len()` values (a multiple of [`Codec::block`]) into
+    /// `out` (exactly [`Codec::row_bytes`]). For the block codecs this is bit-identical to what
+    /// `llama-quantize` writes without an importance matrix (`ggml_quantize_chunk` with no
+    /// `quant_weights`); for the floats it rounds to nearest even.
+    ///
+    /// Panics if the lengths disagree (a caller bug).
+    pub fn quantize_row(self, xs: &[f32], out: &mut [u8]) {
+        assert_eq!(out.len(), self.row_bytes(xs.len()), "{} row length", self.name());
+        match self {
+            Codec::F32 => float::f32_row_to_le(xs, out),
+            Codec::F16 => float::f32_row_to_f16(xs, out),
+            Codec::BF16 => float::f32_row_to_bf16(xs, out),
+            Codec::Q8_0 => q8_0::quantize_row_ref(xs, out),
+            other => unimplemented!("{} encoding", other.name()),
+        }
+    }
+}
+
 impl std::fmt::Display for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
