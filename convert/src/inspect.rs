@@ -220,7 +220,7 @@ pub fn q8_0_block_is_mxfp4_form(block: &[u8]) -> bool {
 
 /// Reads every tensor of a GGUF model once (releasing pages as it goes) and builds the report.
 pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
-    use crate::gguf::GgmlType;
+    use crate::gguf::Codec;
     let mut by_dtype: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     let mut hist: Option<Box<[u64; 256]>> = None;
     let mut q8: Option<(u64, u64)> = None;
@@ -238,7 +238,7 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
             let data = f.data(t);
             let experts = t.name.contains("_exps.weight");
             match t.ty {
-                GgmlType::Mxfp4 => {
+                Codec::MXFP4 => {
                     let acc = hist.get_or_insert_with(|| Box::new([0u64; 256]));
                     let before = acc[255];
                     for b in data.chunks_exact(quant::mxfp4::GGML_BLOCK_BYTES) {
@@ -251,7 +251,7 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
                         });
                     }
                 }
-                GgmlType::Q8_0 if experts => {
+                Codec::Q8_0 if experts => {
                     let blocks = data
                         .par_chunks(quant::q8_0::BLOCK_BYTES * 4096)
                         .map(|c| {
@@ -265,10 +265,10 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
                     acc.0 += blocks.0;
                     acc.1 += blocks.1;
                 }
-                GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+                Codec::F32 | Codec::F16 | Codec::BF16 => {
                     let dtype = match t.ty {
-                        GgmlType::F32 => Dtype::F32,
-                        GgmlType::F16 => Dtype::F16,
+                        Codec::F32 => Dtype::F32,
+                        Codec::F16 => Dtype::F16,
                         _ => Dtype::BF16,
                     };
                     // In 64 MiB pieces, released as they are done, so a 1 GiB embedding is never
@@ -287,7 +287,7 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
                         });
                     }
                 }
-                GgmlType::Q8_0 => {}
+                _ => {}
             }
             f.mapped().release_slice(data);
         }

@@ -76,9 +76,7 @@ pub fn release_view<'m>(m: &MatRef<'_>, maps: impl Iterator<Item = &'m mmap::Map
 /// The byte slices a view reads (for releasing their pages after use).
 pub fn storage_slices<'a>(m: &MatRef<'a>) -> Vec<&'a [u8]> {
     match *m.encoding() {
-        Encoding::Dense { data, .. }
-        | Encoding::Mxfp4Ggml { data, .. }
-        | Encoding::Q8_0 { data, .. } => vec![data],
+        Encoding::Dense { data, .. } | Encoding::Ggml { data, .. } => vec![data],
         Encoding::Mxfp4 { blocks, scales, .. } => vec![blocks, scales],
         Encoding::Int8 { packed, scales, .. } => vec![packed, scales],
     }

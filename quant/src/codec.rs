@@ -161,6 +161,28 @@ impl Codec {
         }
     }
 
+    /// The ggml type name in lower case, as ggml's `type_name` spells it (`q5_0`, `mxfp4`).
+    pub const fn lower_name(self) -> &'static str {
+        match self {
+            Codec::F32 => "f32",
+            Codec::F16 => "f16",
+            Codec::BF16 => "bf16",
+            Codec::Q4_0 => "q4_0",
+            Codec::Q4_1 => "q4_1",
+            Codec::Q5_0 => "q5_0",
+            Codec::Q5_1 => "q5_1",
+            Codec::Q8_0 => "q8_0",
+            Codec::Q2_K => "q2_K",
+            Codec::Q3_K => "q3_K",
+            Codec::Q4_K => "q4_K",
+            Codec::Q5_K => "q5_K",
+            Codec::Q6_K => "q6_K",
+            Codec::IQ4_NL => "iq4_nl",
+            Codec::IQ4_XS => "iq4_xs",
+            Codec::MXFP4 => "mxfp4",
+        }
+    }
+
     /// The safetensors dtype a tensor of this codec is stored as (`F32`, `F16`, `BF16`; the
     /// block codecs are byte arrays, `U8`).
     pub const fn safetensors_dtype(self) -> &'static str {
@@ -182,13 +204,21 @@ impl Codec {
         cols / self.block() * self.block_bytes()
     }
 
+    /// [`Codec::row_bytes`] for a `cols` read from a file: `None` when it overflows (a row
+    /// shorter than a block counts its whole blocks only, as ggml's `ggml_row_size` does).
+    pub fn checked_row_bytes(self, cols: u64) -> Option<u64> {
+        (cols / self.block() as u64).checked_mul(self.block_bytes() as u64)
+    }
+
     /// Bytes of `values` values stored as whole rows of `cols` (for size estimates; `None` on
     /// overflow or when `cols` is not a multiple of the block).
     pub fn bytes(self, rows: u64, cols: u64) -> Option<u64> {
         if cols % self.block() as u64 != 0 {
             return None;
         }
-        (cols / self.block() as u64).checked_mul(self.block_bytes() as u64)?.checked_mul(rows)
+        (cols / self.block() as u64)
+            .checked_mul(self.block_bytes() as u64)?
+            .checked_mul(rows)
     }
 
     /// Decodes one row: `bytes` holds `out.len() / block` blocks. Bit-identical to ggml's
@@ -196,7 +226,12 @@ impl Codec {
     ///
     /// Panics if the lengths disagree (a caller bug: views check lengths when built).
     pub fn dequantize_row(self, bytes: &[u8], out: &mut [f32]) {
-        assert_eq!(bytes.len(), self.row_bytes(out.len()), "{} row length", self.name());
+        assert_eq!(
+            bytes.len(),
+            self.row_bytes(out.len()),
+            "{} row length",
+            self.name()
+        );
         match self {
             Codec::F32 => float::f32_row_from_le(bytes, out),
             Codec::F16 => float::f16_row_to_f32(bytes, out),
@@ -216,7 +251,12 @@ impl Codec {
     ///
     /// Panics if the lengths disagree (a caller bug).
     pub fn quantize_row(self, xs: &[f32], out: &mut [u8]) {
-        assert_eq!(out.len(), self.row_bytes(xs.len()), "{} row length", self.name());
+        assert_eq!(
+            out.len(),
+            self.row_bytes(xs.len()),
+            "{} row length",
+            self.name()
+        );
         match self {
             Codec::F32 => float::f32_row_to_le(xs, out),
             Codec::F16 => float::f32_row_to_f16(xs, out),

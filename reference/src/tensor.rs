@@ -7,14 +7,13 @@
 //! |---|---|
 //! | `Dense` F32/F16/BF16 | `data[r·row_stride + c·col_stride]` (so in-major `[in, out]` tensors, gate/up interleave and fused-qkv slices are views, not copies) |
 //! | `Mxfp4` (release) | storage row `r·row_step` of `blocks [·, cols/32, 16]` + `scales [·, cols/32]` |
-//! | `Mxfp4Ggml` | storage row `r·row_step` of 17-byte ggml blocks |
-//! | `Q8_0` | storage row `r·row_step` of 34-byte ggml blocks |
+//! | `Ggml` | storage row `r·row_step` of ggml blocks of its [`Codec`] (Q8_0, MXFP4, Q4_K, ...) |
 //! | `Int8` | row `r` of `packed [rows, cols]` (`q+128`) with BF16 `scales [rows, cols/group]` |
 //!
 //! [`MatRef::new`] checks that every element the view can address lies inside its slices, so the
 //! decoders never index out of bounds, whatever a file's header claimed.
 
-use quant::{float, int8, mxfp4, q8_0};
+use quant::{Codec, float, int8, mxfp4};
 
 /// A dense element type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,6 +27,15 @@ pub enum DenseType {
 }
 
 impl DenseType {
+    /// The codec of the same name.
+    pub fn codec(self) -> Codec {
+        match self {
+            DenseType::F32 => Codec::F32,
+            DenseType::F16 => Codec::F16,
+            DenseType::BF16 => Codec::BF16,
+        }
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
@@ -86,15 +94,10 @@ pub enum Encoding<'a> {
         /// Storage rows per logical row (2 selects gate or up out of interleaved gate_up).
         row_step: usize,
     },
-    /// ggml `block_mxfp4` rows.
-    Mxfp4Ggml {
-        /// Block bytes starting at storage row 0.
-        data: &'a [u8],
-        /// Storage rows per logical row.
-        row_step: usize,
-    },
-    /// ggml `block_q8_0` rows.
-    Q8_0 {
+    /// Rows of ggml blocks (`block_q8_0`, `block_mxfp4`, `block_q4_K`, ...).
+    Ggml {
+        /// The block type.
+        codec: Codec,
         /// Block bytes starting at storage row 0.
         data: &'a [u8],
         /// Storage rows per logical row.
@@ -112,26 +115,36 @@ pub enum Encoding<'a> {
 }
 
 impl Encoding<'_> {
-    /// A short name for reports (`bf16`, `mxfp4`, `q8_0`, ...).
+    /// A short name for reports (`bf16`, `mxfp4`, `q8_0`, ...): the ggml type name in lower
+    /// case for ggml blocks.
     pub fn name(&self) -> &'static str {
-        match self {
-            Encoding::Dense {
-                dtype: DenseType::F32,
-                ..
-            } => "f32",
-            Encoding::Dense {
-                dtype: DenseType::F16,
-                ..
-            } => "f16",
-            Encoding::Dense {
-                dtype: DenseType::BF16,
-                ..
-            } => "bf16",
-            Encoding::Mxfp4 { .. } => "mxfp4",
-            Encoding::Mxfp4Ggml { .. } => "mxfp4",
-            Encoding::Q8_0 { .. } => "q8_0",
-            Encoding::Int8 { .. } => "int8",
+        match self.codec() {
+            Some(c) => c.lower_name(),
+            None if self.is_mxfp4() => "mxfp4",
+            None => "int8",
         }
+    }
+
+    /// The codec of the values, where one describes them (dense and ggml storage); `None` for
+    /// the release MXFP4 and int8 layouts, whose scales live apart from the values.
+    pub fn codec(&self) -> Option<Codec> {
+        match *self {
+            Encoding::Dense { dtype, .. } => Some(dtype.codec()),
+            Encoding::Ggml { codec, .. } => Some(codec),
+            Encoding::Mxfp4 { .. } | Encoding::Int8 { .. } => None,
+        }
+    }
+
+    /// True for MXFP4 values in either layout (the release's or ggml's).
+    pub fn is_mxfp4(&self) -> bool {
+        matches!(
+            self,
+            Encoding::Mxfp4 { .. }
+                | Encoding::Ggml {
+                    codec: Codec::MXFP4,
+                    ..
+                }
+        )
     }
 }
 
@@ -248,25 +261,19 @@ impl<'a> MatRef<'a> {
                 )?;
                 check("scales", span(row_step, nb), scales.len())?;
             }
-            Encoding::Mxfp4Ggml { data, row_step } => {
-                if !cols.is_multiple_of(mxfp4::BLOCK) || row_step == 0 {
-                    return shape("columns must be a multiple of 32 and the row step non-zero");
+            Encoding::Ggml {
+                codec,
+                data,
+                row_step,
+            } => {
+                if !cols.is_multiple_of(codec.block()) || row_step == 0 {
+                    return shape(
+                        "columns must be a multiple of the block and the row step non-zero",
+                    );
                 }
-                let nb = (cols / mxfp4::BLOCK) as u128;
                 check(
                     "data",
-                    span(row_step, nb * mxfp4::GGML_BLOCK_BYTES as u128),
-                    data.len(),
-                )?;
-            }
-            Encoding::Q8_0 { data, row_step } => {
-                if !cols.is_multiple_of(q8_0::BLOCK) || row_step == 0 {
-                    return shape("columns must be a multiple of 32 and the row step non-zero");
-                }
-                let nb = (cols / q8_0::BLOCK) as u128;
-                check(
-                    "data",
-                    span(row_step, nb * q8_0::BLOCK_BYTES as u128),
+                    span(row_step, codec.row_bytes(cols) as u128),
                     data.len(),
                 )?;
             }
@@ -386,18 +393,15 @@ impl<'a> MatRef<'a> {
                     );
                 }
             }
-            Encoding::Mxfp4Ggml { data, row_step } => {
-                let rb = cols / mxfp4::BLOCK * mxfp4::GGML_BLOCK_BYTES;
+            Encoding::Ggml {
+                codec,
+                data,
+                row_step,
+            } => {
+                let rb = codec.row_bytes(cols);
                 for (i, o) in out.chunks_exact_mut(cols).enumerate() {
                     let s = (r0 + i) * row_step;
-                    mxfp4::decode_ggml_row(&data[s * rb..(s + 1) * rb], o);
-                }
-            }
-            Encoding::Q8_0 { data, row_step } => {
-                let rb = cols / q8_0::BLOCK * q8_0::BLOCK_BYTES;
-                for (i, o) in out.chunks_exact_mut(cols).enumerate() {
-                    let s = (r0 + i) * row_step;
-                    q8_0::decode_row(&data[s * rb..(s + 1) * rb], o);
+                    codec.dequantize_row(&data[s * rb..(s + 1) * rb], o);
                 }
             }
             Encoding::Int8 {
@@ -419,13 +423,13 @@ impl<'a> MatRef<'a> {
         }
     }
 
-    /// Columns decoded together by this encoding: 1 for dense, the block for MXFP4 and Q8_0,
-    /// the scale group for int8.
+    /// Columns decoded together by this encoding: 1 for dense, the block for MXFP4 and the ggml
+    /// codecs, the scale group for int8.
     pub fn col_block(&self) -> usize {
         match self.enc {
             Encoding::Dense { .. } => 1,
-            Encoding::Mxfp4 { .. } | Encoding::Mxfp4Ggml { .. } => mxfp4::BLOCK,
-            Encoding::Q8_0 { .. } => q8_0::BLOCK,
+            Encoding::Mxfp4 { .. } => mxfp4::BLOCK,
+            Encoding::Ggml { codec, .. } => codec.block(),
             Encoding::Int8 { group, .. } => group.max(1),
         }
     }
@@ -479,19 +483,14 @@ impl<'a> MatRef<'a> {
                     out,
                 );
             }
-            Encoding::Mxfp4Ggml { data, row_step } => {
+            Encoding::Ggml {
+                codec,
+                data,
+                row_step,
+            } => {
                 let k = r * row_step * (cols / b) + b0;
-                mxfp4::decode_ggml_row(
-                    &data[k * mxfp4::GGML_BLOCK_BYTES..(k + nb) * mxfp4::GGML_BLOCK_BYTES],
-                    out,
-                );
-            }
-            Encoding::Q8_0 { data, row_step } => {
-                let k = r * row_step * (cols / b) + b0;
-                q8_0::decode_row(
-                    &data[k * q8_0::BLOCK_BYTES..(k + nb) * q8_0::BLOCK_BYTES],
-                    out,
-                );
+                let bb = codec.block_bytes();
+                codec.dequantize_row(&data[k * bb..(k + nb) * bb], out);
             }
             Encoding::Int8 {
                 packed,
@@ -607,7 +606,8 @@ mod tests {
             &MatRef::new(
                 rows,
                 cols,
-                Encoding::Mxfp4Ggml {
+                Encoding::Ggml {
+                    codec: Codec::MXFP4,
                     data: &ggml,
                     row_step: 1,
                 },
@@ -620,7 +620,8 @@ mod tests {
             &MatRef::new(
                 rows,
                 cols,
-                Encoding::Q8_0 {
+                Encoding::Ggml {
+                    codec: Codec::Q8_0,
                     data: &q8,
                     row_step: 1,
                 },

@@ -17,7 +17,7 @@
 //! it. Rounded weights are built on first use and kept (the dense weights of a 20b in Q8_0 are
 //! about 2 GB); expert weights stored exactly are read from the original untouched.
 
-use quant::{float, int8, q8_0};
+use quant::{Codec, float, int8, q8_0};
 use reference::{Config, DenseType, Encoding, MatRef, SourceError, WeightId, WeightSource};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -56,7 +56,12 @@ impl Rounding {
                     ..
                 },
             ) => Some(Rounding::Bf16),
-            (_, Encoding::Q8_0 { .. }) => Some(Rounding::Q8_0),
+            (
+                _,
+                Encoding::Ggml {
+                    codec: Codec::Q8_0, ..
+                },
+            ) => Some(Rounding::Q8_0),
             (_, Encoding::Int8 { group, .. }) => Some(Rounding::Int8(*group)),
             _ => None,
         }
@@ -168,7 +173,8 @@ impl WeightSource for Rounded<'_> {
                 row_stride: cols,
                 col_stride: 1,
             },
-            Rounding::Q8_0 => Encoding::Q8_0 {
+            Rounding::Q8_0 => Encoding::Ggml {
+                codec: Codec::Q8_0,
                 data: bytes,
                 row_step: 1,
             },

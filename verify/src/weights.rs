@@ -16,8 +16,9 @@
 //! weights are reported per layer and projection (`layers.3.experts.gate`, all experts together).
 
 use crate::VerifyError;
+use quant::Codec;
 use rayon::prelude::*;
-use reference::{DenseType, Encoding, MatRef, WeightId, WeightSource};
+use reference::{Encoding, MatRef, WeightId, WeightSource};
 
 /// The check of one tensor (a weight, or one projection of all experts of a layer).
 #[derive(Clone, Debug, PartialEq)]
@@ -69,43 +70,29 @@ impl Bound {
 
     /// The bound for a variant encoding `var` holding weights stored as `orig`.
     pub fn for_encodings(orig: &Encoding<'_>, var: &Encoding<'_>, cols: usize) -> Bound {
-        use Encoding as E;
-        let kind = |e: &Encoding<'_>| match e {
-            E::Dense { dtype, .. } => *dtype as u8,
-            E::Mxfp4 { .. } | E::Mxfp4Ggml { .. } => 10,
-            E::Q8_0 { .. } => 11,
-            E::Int8 { group, .. } => 12 + u8::from(*group != 32),
-        };
-        let bf16 = matches!(
-            orig,
-            E::Dense {
-                dtype: DenseType::BF16,
-                ..
-            }
-        );
-        let mx = matches!(orig, E::Mxfp4 { .. } | E::Mxfp4Ggml { .. });
-        match var {
-            _ if kind(orig) == kind(var) => Bound::Exact,
-            E::Dense {
-                dtype: DenseType::F32,
-                ..
-            } => Bound::Exact,
-            E::Dense {
-                dtype: DenseType::BF16,
-                ..
-            } if bf16 || mx => Bound::Exact,
-            E::Dense {
-                dtype: DenseType::BF16,
-                ..
-            } => Bound::Bf16Rounding,
-            E::Dense {
-                dtype: DenseType::F16,
-                ..
-            } => Bound::F16Rounding,
-            E::Q8_0 { .. } => Bound::Int8Step(quant::q8_0::BLOCK),
-            E::Int8 { group, .. } => Bound::Int8Step((*group).min(cols)),
+        if same_storage(orig, var) {
+            return Bound::Exact;
+        }
+        let lossless_bf16 = orig.is_mxfp4() || orig.codec() == Some(Codec::BF16);
+        match (var.codec(), var) {
+            (Some(Codec::F32), _) => Bound::Exact,
+            (Some(Codec::BF16), _) if lossless_bf16 => Bound::Exact,
+            (Some(Codec::BF16), _) => Bound::Bf16Rounding,
+            (Some(Codec::F16), _) => Bound::F16Rounding,
+            (Some(Codec::Q8_0), _) => Bound::Int8Step(Codec::Q8_0.block()),
+            (None, Encoding::Int8 { group, .. }) => Bound::Int8Step((*group).min(cols)),
             _ => Bound::Unbounded,
         }
+    }
+}
+
+/// True when two encodings store values the same way (so equal values need equal storage):
+/// the same codec, MXFP4 in either nibble order, or int8 with the same group size.
+fn same_storage(a: &Encoding<'_>, b: &Encoding<'_>) -> bool {
+    match (a, b) {
+        _ if a.is_mxfp4() && b.is_mxfp4() => true,
+        (Encoding::Int8 { group: x, .. }, Encoding::Int8 { group: y, .. }) => x == y,
+        _ => a.codec().is_some() && a.codec() == b.codec(),
     }
 }
 
@@ -303,6 +290,7 @@ pub fn check_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reference::DenseType;
 
     fn bf16(xs: &[f32]) -> Vec<u8> {
         let mut b = vec![0u8; xs.len() * 2];
@@ -347,7 +335,8 @@ mod tests {
         let mq = MatRef::new(
             2,
             32,
-            Encoding::Q8_0 {
+            Encoding::Ggml {
+                codec: Codec::Q8_0,
                 data: &q,
                 row_step: 1,
             },
@@ -360,7 +349,8 @@ mod tests {
         let ms = MatRef::new(
             2,
             32,
-            Encoding::Q8_0 {
+            Encoding::Ggml {
+                codec: Codec::Q8_0,
                 data: &swapped,
                 row_step: 1,
             },

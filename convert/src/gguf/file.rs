@@ -10,7 +10,7 @@
 //! | offset *i* = Σ padded sizes before it (ggml is strict about this) | names the tensor |
 //! | data inside the file | "tensor data … runs past the end of the file (truncated?)" |
 
-use super::{DEFAULT_ALIGNMENT, GgmlType, MAGIC, MAX_DIMS, MAX_NAME, Value, pad, value_type as vt};
+use super::{Codec, DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS, MAX_NAME, Value, pad, value_type as vt};
 use crate::error::{ConvertError, Result};
 use crate::mmap::MappedFile;
 use std::collections::HashSet;
@@ -25,7 +25,7 @@ pub struct GgufTensor {
     /// `ne`, innermost first, `n_dims` entries.
     pub ne: Vec<u64>,
     /// Element type.
-    pub ty: GgmlType,
+    pub ty: Codec,
     /// Offset relative to the data section, as stored.
     pub offset: u64,
     /// Absolute byte range in the file.
@@ -346,8 +346,13 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
         }
         let ty_id = c.u32(&format!("tensor `{name}` type"))?;
         let offset = c.u64(&format!("tensor `{name}` offset"))?;
-        let ty = GgmlType::from_id(ty_id).ok_or_else(|| terr(format!("has ggml type {ty_id}, which oss-forge does not read (f32, f16, bf16, q8_0, mxfp4 only)")))?;
-        if ne[0] % ty.block() != 0 {
+        let ty = Codec::from_ggml_id(ty_id).ok_or_else(|| {
+            terr(match quant::codec::ggml_type_name(ty_id) {
+                Some(n) => format!("has ggml type {n} (id {ty_id}), which oss-forge does not read"),
+                None => format!("has ggml type id {ty_id}, which no ggml version defines"),
+            })
+        })?;
+        if !ne[0].is_multiple_of(ty.block() as u64) {
             return Err(terr(format!(
                 "ne[0] = {} is not a multiple of the {} block size {}",
                 ne[0],

@@ -21,7 +21,7 @@
 //! value lengths that differ) is an error.
 
 use super::file::{GgufFile, GgufTensor};
-use super::{GgmlType, Value, split_path};
+use super::{Codec, Value, split_path};
 use crate::error::{ConvertError, Result};
 use reference::config::{TokenIds, Yarn};
 use reference::{Config, DenseType, Encoding, LayerType, MatRef, WeightId};
@@ -313,7 +313,7 @@ impl GgufModel {
                 expected: "a tensor".into(),
             })?;
         let data = f.data(t);
-        let rb = t.ty.row_bytes(cols as u64) as usize;
+        let rb = t.ty.row_bytes(cols);
         let slice = data.get(first * rb..(first + rows) * rb).ok_or_else(|| {
             ConvertError::tensor(
                 f.path(),
@@ -326,29 +326,26 @@ impl GgufModel {
             )
         })?;
         let enc = match t.ty {
-            GgmlType::F32 => Encoding::Dense {
+            Codec::F32 => Encoding::Dense {
                 dtype: DenseType::F32,
                 data: slice,
                 row_stride: cols,
                 col_stride: 1,
             },
-            GgmlType::F16 => Encoding::Dense {
+            Codec::F16 => Encoding::Dense {
                 dtype: DenseType::F16,
                 data: slice,
                 row_stride: cols,
                 col_stride: 1,
             },
-            GgmlType::BF16 => Encoding::Dense {
+            Codec::BF16 => Encoding::Dense {
                 dtype: DenseType::BF16,
                 data: slice,
                 row_stride: cols,
                 col_stride: 1,
             },
-            GgmlType::Q8_0 => Encoding::Q8_0 {
-                data: slice,
-                row_step: 1,
-            },
-            GgmlType::Mxfp4 => Encoding::Mxfp4Ggml {
+            codec => Encoding::Ggml {
+                codec,
                 data: slice,
                 row_step: 1,
             },

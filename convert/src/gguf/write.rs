@@ -20,7 +20,7 @@
 use super::meta::{self, file_type};
 use super::read::ARCH;
 use super::writer::{self, PlannedTensor};
-use super::{GgmlType, GgufFile, Value, split_path};
+use super::{Codec, GgufFile, Value, split_path};
 use crate::atomic::Staged;
 use crate::error::{ConvertError, Result};
 use crate::names::{Layout, expected};
@@ -83,14 +83,14 @@ pub struct Item {
 }
 
 /// Types of a variant: (expert weights, dense 2-D weights).
-fn types(v: Variant) -> (GgmlType, GgmlType) {
+fn types(v: Variant) -> (Codec, Codec) {
     match v {
-        Variant::GgufMxfp4 => (GgmlType::Mxfp4, GgmlType::BF16),
-        Variant::GgufMxfp4F16 => (GgmlType::Mxfp4, GgmlType::F16),
-        Variant::GgufMxfp4Q8_0 => (GgmlType::Mxfp4, GgmlType::Q8_0),
-        Variant::GgufQ8_0 => (GgmlType::Q8_0, GgmlType::Q8_0),
-        Variant::GgufF16 => (GgmlType::F16, GgmlType::F16),
-        _ => (GgmlType::BF16, GgmlType::BF16),
+        Variant::GgufMxfp4 => (Codec::MXFP4, Codec::BF16),
+        Variant::GgufMxfp4F16 => (Codec::MXFP4, Codec::F16),
+        Variant::GgufMxfp4Q8_0 => (Codec::MXFP4, Codec::Q8_0),
+        Variant::GgufQ8_0 => (Codec::Q8_0, Codec::Q8_0),
+        Variant::GgufF16 => (Codec::F16, Codec::F16),
+        _ => (Codec::BF16, Codec::BF16),
     }
 }
 
@@ -191,7 +191,7 @@ pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
         }
     }
     use WeightId::*;
-    let f32 = GgmlType::F32;
+    let f32 = Codec::F32;
     for n in order {
         let single =
             |name: &str, ne: Vec<u64>, ty, id| item(name.to_string(), ne, ty, Content::Single(id));
@@ -298,22 +298,22 @@ const Q8_DENSE: &str = "dense values quantized to Q8_0 (d = amax/127, lossy by d
 
 /// Encodes f32 rows into `ty` (`out` holds exactly their bytes), counting what is stored
 /// inexactly.
-fn encode_f32(ty: GgmlType, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
+fn encode_f32(ty: Codec, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
     match ty {
-        GgmlType::F32 => float::f32_row_to_le(xs, out),
-        GgmlType::BF16 | GgmlType::F16 => {
-            let f16 = ty == GgmlType::F16;
+        Codec::F32 => float::f32_row_to_le(xs, out),
+        Codec::BF16 | Codec::F16 => {
+            let f16 = ty == Codec::F16;
             let (n, err) = float::f32_row_to_half_counting(xs, f16, out);
             tally.add(if f16 { F16_VALUES } else { BF16_VALUES }, n, err);
         }
-        GgmlType::Q8_0 => {
+        Codec::Q8_0 => {
             q8_0::quantize_row_ref(xs, out);
             let mut back = vec![0f32; xs.len()];
             q8_0::decode_row(out, &mut back);
             let (n, err) = float::rounding_errors(xs, &back);
             tally.add(Q8_DENSE, n, err);
         }
-        GgmlType::Mxfp4 => unreachable!("MXFP4 is only copied, never encoded from floats"),
+        other => unreachable!("no variant encodes {other} from floats"),
     }
 }
 
@@ -321,13 +321,13 @@ fn encode_f32(ty: GgmlType, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
 fn dequant_encode(
     m: &MatRef<'_>,
     id: WeightId,
-    ty: GgmlType,
+    ty: Codec,
     guard: &Guard,
     r0: usize,
     out: &mut [u8],
     tally: &mut Tally,
 ) -> Result<()> {
-    let rb = ty.row_bytes(m.cols() as u64) as usize;
+    let rb = ty.row_bytes(m.cols());
     let mut xs = vec![0f32; out.len() / rb * m.cols()];
     m.dequant_rows(r0, &mut xs);
     guard.floats(id, &xs)?;
@@ -359,9 +359,9 @@ impl Guard<'_> {
     }
 
     /// Rows of ggml blocks copied as they are: MXFP4 scale bytes, Q8_0 `d` values.
-    fn ggml_blocks(&self, id: WeightId, ty: GgmlType, data: &[u8]) -> Result<()> {
+    fn ggml_blocks(&self, id: WeightId, ty: Codec, data: &[u8]) -> Result<()> {
         match ty {
-            GgmlType::Mxfp4 => data
+            Codec::MXFP4 => data
                 .chunks_exact(mxfp4::GGML_BLOCK_BYTES)
                 .try_for_each(|b| self.scale(id, b[0])),
             _ => data.chunks_exact(q8_0::BLOCK_BYTES).try_for_each(|b| {
@@ -400,7 +400,7 @@ const EXPERT_PIECE_ROWS: usize = 64;
 fn write_expert(
     m: &MatRef<'_>,
     id: WeightId,
-    ty: GgmlType,
+    ty: Codec,
     name: &str,
     out_path: &Path,
     w: &mut dyn Write,
@@ -410,7 +410,7 @@ fn write_expert(
 ) -> Result<()> {
     let (rows, cols) = (m.rows(), m.cols());
     let nb = cols / mxfp4::BLOCK;
-    let rb = ty.row_bytes(cols as u64) as usize;
+    let rb = ty.row_bytes(cols);
     let io = |e| ConvertError::io(out_path, e);
     let pieces = |piece: &Piece<'_>, buf: &mut Vec<u8>| {
         encode_rows(0..rows, rb, EXPERT_PIECE_ROWS, buf, piece)
@@ -418,7 +418,7 @@ fn write_expert(
     let t = match (ty, *m.encoding()) {
         // Release MXFP4 to ggml's: the scale byte first, the nibbles repacked.
         (
-            GgmlType::Mxfp4,
+            Codec::MXFP4,
             Encoding::Mxfp4 {
                 blocks,
                 scales,
@@ -439,8 +439,14 @@ fn write_expert(
             buf,
         )?,
         // Already in the output's block format: the rows as they are.
-        (GgmlType::Mxfp4, Encoding::Mxfp4Ggml { data, row_step })
-        | (GgmlType::Q8_0, Encoding::Q8_0 { data, row_step }) => pieces(
+        (
+            ty,
+            Encoding::Ggml {
+                codec,
+                data,
+                row_step,
+            },
+        ) if codec == ty => pieces(
             &|r0, out, _| {
                 for (j, row) in out.chunks_exact_mut(rb).enumerate() {
                     let s = (r0 + j) * row_step;
@@ -452,7 +458,7 @@ fn write_expert(
             },
             buf,
         )?,
-        (GgmlType::Mxfp4, other) => {
+        (Codec::MXFP4, other) => {
             return Err(ConvertError::tensor(
                 out_path,
                 name,
@@ -463,7 +469,7 @@ fn write_expert(
             ));
         }
         // MXFP4 to Q8_0: exact where the scale byte allows (`q8_0::from_mxfp4_block`).
-        (GgmlType::Q8_0, Encoding::Mxfp4 { .. } | Encoding::Mxfp4Ggml { .. }) => pieces(
+        (Codec::Q8_0, enc) if enc.is_mxfp4() => pieces(
             &|r0, out, t| {
                 let (mut vals, mut back) = ([0f32; 32], [0f32; 32]);
                 let (mut inexact, mut err) = (0u64, 0f32);
@@ -481,7 +487,7 @@ fn write_expert(
                                 a.copy_from_slice(blk);
                                 (a, s)
                             }
-                            Encoding::Mxfp4Ggml { data, row_step } => {
+                            Encoding::Ggml { data, row_step, .. } => {
                                 let k = (r * row_step) * nb + b;
                                 let g = &data[k * mxfp4::GGML_BLOCK_BYTES
                                     ..(k + 1) * mxfp4::GGML_BLOCK_BYTES];
@@ -561,7 +567,7 @@ fn produce(
                 let xs = get(id)?.to_f32();
                 guard.floats(id, &xs)?;
                 buf.resize(4 * xs.len(), 0);
-                encode_f32(GgmlType::F32, &xs, &mut buf, tally);
+                encode_f32(Codec::F32, &xs, &mut buf, tally);
                 w.write_all(&buf).map_err(io)?;
                 src.release(id);
             }
@@ -573,7 +579,7 @@ fn produce(
                 // BF16 to BF16 (the dense weights of gguf-mxfp4 and gguf-bf16): the bytes as they
                 // are, checked for NaN/Inf on the bits.
                 (
-                    GgmlType::BF16,
+                    Codec::BF16,
                     Encoding::Dense {
                         dtype: DenseType::BF16,
                         data,
@@ -593,7 +599,7 @@ fn produce(
                 // Everything else is decoded and encoded, a chunk at a time
                 // (`variant::encode_chunked`), written in order.
                 (ty, _) => {
-                    let rb = ty.row_bytes(cols as u64) as usize;
+                    let rb = ty.row_bytes(cols);
                     let t = encode_chunked(
                         rows,
                         cols,

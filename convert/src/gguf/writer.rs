@@ -8,7 +8,7 @@
 //! `split.tensors.count` (i32); the others carry only those three keys; files are named
 //! `PREFIX-00001-of-0000N.gguf`.
 
-use super::{DEFAULT_ALIGNMENT, GgmlType, MAGIC, VERSION, Value, pad};
+use super::{Codec, DEFAULT_ALIGNMENT, MAGIC, VERSION, Value, pad};
 use crate::behind::{BUFFER_BYTES, WriteBehind};
 use crate::error::{ConvertError, Result};
 use std::io::Write;
@@ -23,13 +23,13 @@ pub struct PlannedTensor {
     /// `ne`, innermost first.
     pub ne: Vec<u64>,
     /// Element type.
-    pub ty: GgmlType,
+    pub ty: Codec,
 }
 
 impl PlannedTensor {
     /// Bytes of data.
     pub fn nbytes(&self) -> u64 {
-        self.ne[1..].iter().product::<u64>() * self.ty.row_bytes(self.ne[0])
+        self.ne[1..].iter().product::<u64>() * self.ty.row_bytes(self.ne[0] as usize) as u64
     }
 }
 
@@ -121,7 +121,7 @@ pub fn encode_header(kv: &[(String, Value)], tensors: &[PlannedTensor]) -> Vec<u
         for d in &t.ne {
             b.extend_from_slice(&d.to_le_bytes());
         }
-        b.extend_from_slice(&t.ty.id().to_le_bytes());
+        b.extend_from_slice(&t.ty.ggml_id().to_le_bytes());
         b.extend_from_slice(&offset.to_le_bytes());
         offset = pad(offset + t.nbytes(), DEFAULT_ALIGNMENT);
     }
@@ -203,7 +203,7 @@ mod tests {
         PlannedTensor {
             name: name.into(),
             ne: vec![n],
-            ty: GgmlType::F32,
+            ty: Codec::F32,
         }
     }
 
