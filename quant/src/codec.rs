@@ -18,7 +18,7 @@
 //! tensors, pairwise nibble order) and the compressed-tensors int8 groups are not ggml blocks:
 //! see [`crate::mxfp4`] and [`crate::int8`].
 
-use crate::{float, mxfp4, q8_0};
+use crate::{float, kquants, mxfp4, q8_0};
 
 /// A storage type for a row of values. See the module table.
 #[allow(non_camel_case_types)]
@@ -100,11 +100,11 @@ impl Codec {
             Codec::Q5_0 => 22,
             Codec::Q5_1 => 24,
             Codec::Q8_0 => q8_0::BLOCK_BYTES,
-            Codec::Q2_K => 84,
-            Codec::Q3_K => 110,
-            Codec::Q4_K => 144,
-            Codec::Q5_K => 176,
-            Codec::Q6_K => 210,
+            Codec::Q2_K => kquants::Q2_K_BYTES,
+            Codec::Q3_K => kquants::Q3_K_BYTES,
+            Codec::Q4_K => kquants::Q4_K_BYTES,
+            Codec::Q5_K => kquants::Q5_K_BYTES,
+            Codec::Q6_K => kquants::Q6_K_BYTES,
             Codec::IQ4_NL => 18,
             Codec::IQ4_XS => 136,
             Codec::MXFP4 => mxfp4::GGML_BLOCK_BYTES,
@@ -213,7 +213,7 @@ impl Codec {
     /// Bytes of `values` values stored as whole rows of `cols` (for size estimates; `None` on
     /// overflow or when `cols` is not a multiple of the block).
     pub fn bytes(self, rows: u64, cols: u64) -> Option<u64> {
-        if cols % self.block() as u64 != 0 {
+        if !cols.is_multiple_of(self.block() as u64) {
             return None;
         }
         (cols / self.block() as u64)
@@ -237,6 +237,11 @@ impl Codec {
             Codec::F16 => float::f16_row_to_f32(bytes, out),
             Codec::BF16 => float::bf16_row_to_f32(bytes, out),
             Codec::Q8_0 => q8_0::decode_row(bytes, out),
+            Codec::Q2_K => kquants::dequantize_row_q2_k(bytes, out),
+            Codec::Q3_K => kquants::dequantize_row_q3_k(bytes, out),
+            Codec::Q4_K => kquants::dequantize_row_q4_k(bytes, out),
+            Codec::Q5_K => kquants::dequantize_row_q5_k(bytes, out),
+            Codec::Q6_K => kquants::dequantize_row_q6_k(bytes, out),
             Codec::MXFP4 => mxfp4::decode_ggml_row(bytes, out),
             other => unimplemented!("{} decoding", other.name()),
         }
@@ -262,6 +267,11 @@ impl Codec {
             Codec::F16 => float::f32_row_to_f16(xs, out),
             Codec::BF16 => float::f32_row_to_bf16(xs, out),
             Codec::Q8_0 => q8_0::quantize_row_ref(xs, out),
+            Codec::Q2_K => kquants::quantize_row_q2_k(xs, out),
+            Codec::Q3_K => kquants::quantize_row_q3_k(xs, out),
+            Codec::Q4_K => kquants::quantize_row_q4_k(xs, out),
+            Codec::Q5_K => kquants::quantize_row_q5_k(xs, out),
+            Codec::Q6_K => kquants::quantize_row_q6_k(xs, out),
             other => unimplemented!("{} encoding", other.name()),
         }
     }

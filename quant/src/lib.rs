@@ -9,16 +9,19 @@
 //! | MXFP4, release (OCP) | 32 | 16 + 1 scale stored apart | byte `b` = element `2b` (low nibble), `2b+1` (high) ; scale E8M0, bias 127 |
 //! | MXFP4, ggml `block_mxfp4` | 32 | 17 | `e` then `qs[16]`; `qs[j]` = element `j` (low), `j+16` (high); value table doubled, scale `2^(e-128)` |
 //! | Q8_0, ggml `block_q8_0` | 32 | 34 | f16 `d` then 32 × i8 |
+//! | Q2_K … Q6_K, ggml `block_q2_K` … `block_q6_K` ([`kquants`]) | 256 | 84 / 110 / 144 / 176 / 210 | f16 super-block scale(s), 16 or 8 sub-blocks with 4-, 6- or 8-bit scales, 2- to 6-bit quants |
 //! | int8 group (compressed-tensors `pack-quantized`) | group (32) | 32 + scale | `q + 128` as u8, four per little-endian i32 |
 //! | BF16 / F16 / F32 | 1 | 2 / 2 / 4 | little-endian IEEE |
 //!
 //! Sources: `spec/gpt-oss.md` §4 (MXFP4), `spec/gguf.md` §4 (ggml blocks),
-//! `spec/formats-and-anchors.md` §2 (int8).
+//! `spec/formats-and-anchors.md` §2 (int8); k-quants: `ggml/src/ggml-common.h` and
+//! `ggml/src/ggml-quants.c` of llama.cpp as vendored in llama-cpp-python 0.3.36.
 #![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod float;
 pub mod int8;
+pub mod kquants;
 pub mod mxfp4;
 pub mod q8_0;
 
