@@ -9,6 +9,10 @@
 //! | MXFP4, release (OCP) | 32 | 16 + 1 scale stored apart | byte `b` = element `2b` (low nibble), `2b+1` (high) ; scale E8M0, bias 127 |
 //! | MXFP4, ggml `block_mxfp4` | 32 | 17 | `e` then `qs[16]`; `qs[j]` = element `j` (low), `j+16` (high); value table doubled, scale `2^(e-128)` |
 //! | Q8_0, ggml `block_q8_0` | 32 | 34 | f16 `d` then 32 × i8 |
+//! | Q4_0 / Q4_1, ggml `block_q4_0` / `block_q4_1` ([`legacy`]) | 32 | 18 / 20 | f16 `d` [, f16 `m`], 16 nibble bytes (element `j` low, `j+16` high) |
+//! | Q5_0 / Q5_1, ggml `block_q5_0` / `block_q5_1` ([`legacy`]) | 32 | 22 / 24 | f16 `d` [, f16 `m`], u32 `qh` (bit 4 of each element), 16 nibble bytes |
+//! | IQ4_NL, ggml `block_iq4_nl` ([`iq4`]) | 32 | 18 | f16 `d`, 16 nibble bytes indexing `kvalues_iq4nl` |
+//! | IQ4_XS, ggml `block_iq4_xs` ([`iq4`]) | 256 | 136 | f16 `d`, u16 `scales_h`, `scales_l[4]` (6-bit sub-block scales), 128 nibble bytes |
 //! | int8 group (compressed-tensors `pack-quantized`) | group (32) | 32 + scale | `q + 128` as u8, four per little-endian i32 |
 //! | BF16 / F16 / F32 | 1 | 2 / 2 / 4 | little-endian IEEE |
 //!
@@ -19,6 +23,8 @@
 pub mod codec;
 pub mod float;
 pub mod int8;
+pub mod iq4;
+pub mod legacy;
 pub mod mxfp4;
 pub mod q8_0;
 
