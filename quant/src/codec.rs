@@ -18,7 +18,7 @@
 //! tensors, pairwise nibble order) and the compressed-tensors int8 groups are not ggml blocks:
 //! see [`crate::mxfp4`] and [`crate::int8`].
 
-use crate::{float, mxfp4, q8_0};
+use crate::{float, iq4, legacy, mxfp4, q8_0};
 
 /// A storage type for a row of values. See the module table.
 #[allow(non_camel_case_types)]
@@ -95,18 +95,18 @@ impl Codec {
         match self {
             Codec::F32 => 4,
             Codec::F16 | Codec::BF16 => 2,
-            Codec::Q4_0 => 18,
-            Codec::Q4_1 => 20,
-            Codec::Q5_0 => 22,
-            Codec::Q5_1 => 24,
+            Codec::Q4_0 => legacy::Q4_0_BYTES,
+            Codec::Q4_1 => legacy::Q4_1_BYTES,
+            Codec::Q5_0 => legacy::Q5_0_BYTES,
+            Codec::Q5_1 => legacy::Q5_1_BYTES,
             Codec::Q8_0 => q8_0::BLOCK_BYTES,
             Codec::Q2_K => 84,
             Codec::Q3_K => 110,
             Codec::Q4_K => 144,
             Codec::Q5_K => 176,
             Codec::Q6_K => 210,
-            Codec::IQ4_NL => 18,
-            Codec::IQ4_XS => 136,
+            Codec::IQ4_NL => iq4::IQ4_NL_BYTES,
+            Codec::IQ4_XS => iq4::IQ4_XS_BYTES,
             Codec::MXFP4 => mxfp4::GGML_BLOCK_BYTES,
         }
     }
@@ -185,10 +185,12 @@ impl Codec {
     /// Bytes of `values` values stored as whole rows of `cols` (for size estimates; `None` on
     /// overflow or when `cols` is not a multiple of the block).
     pub fn bytes(self, rows: u64, cols: u64) -> Option<u64> {
-        if cols % self.block() as u64 != 0 {
+        if !cols.is_multiple_of(self.block() as u64) {
             return None;
         }
-        (cols / self.block() as u64).checked_mul(self.block_bytes() as u64)?.checked_mul(rows)
+        (cols / self.block() as u64)
+            .checked_mul(self.block_bytes() as u64)?
+            .checked_mul(rows)
     }
 
     /// Decodes one row: `bytes` holds `out.len() / block` blocks. Bit-identical to ggml's
@@ -196,12 +198,23 @@ impl Codec {
     ///
     /// Panics if the lengths disagree (a caller bug: views check lengths when built).
     pub fn dequantize_row(self, bytes: &[u8], out: &mut [f32]) {
-        assert_eq!(bytes.len(), self.row_bytes(out.len()), "{} row length", self.name());
+        assert_eq!(
+            bytes.len(),
+            self.row_bytes(out.len()),
+            "{} row length",
+            self.name()
+        );
         match self {
             Codec::F32 => float::f32_row_from_le(bytes, out),
             Codec::F16 => float::f16_row_to_f32(bytes, out),
             Codec::BF16 => float::bf16_row_to_f32(bytes, out),
+            Codec::Q4_0 => legacy::dequantize_row_q4_0(bytes, out),
+            Codec::Q4_1 => legacy::dequantize_row_q4_1(bytes, out),
+            Codec::Q5_0 => legacy::dequantize_row_q5_0(bytes, out),
+            Codec::Q5_1 => legacy::dequantize_row_q5_1(bytes, out),
             Codec::Q8_0 => q8_0::decode_row(bytes, out),
+            Codec::IQ4_NL => iq4::dequantize_row_iq4_nl(bytes, out),
+            Codec::IQ4_XS => iq4::dequantize_row_iq4_xs(bytes, out),
             Codec::MXFP4 => mxfp4::decode_ggml_row(bytes, out),
             other => unimplemented!("{} decoding", other.name()),
         }
@@ -216,12 +229,23 @@ impl Codec {
     ///
     /// Panics if the lengths disagree (a caller bug).
     pub fn quantize_row(self, xs: &[f32], out: &mut [u8]) {
-        assert_eq!(out.len(), self.row_bytes(xs.len()), "{} row length", self.name());
+        assert_eq!(
+            out.len(),
+            self.row_bytes(xs.len()),
+            "{} row length",
+            self.name()
+        );
         match self {
             Codec::F32 => float::f32_row_to_le(xs, out),
             Codec::F16 => float::f32_row_to_f16(xs, out),
             Codec::BF16 => float::f32_row_to_bf16(xs, out),
+            Codec::Q4_0 => legacy::quantize_row_q4_0(xs, out),
+            Codec::Q4_1 => legacy::quantize_row_q4_1(xs, out),
+            Codec::Q5_0 => legacy::quantize_row_q5_0(xs, out),
+            Codec::Q5_1 => legacy::quantize_row_q5_1(xs, out),
             Codec::Q8_0 => q8_0::quantize_row_ref(xs, out),
+            Codec::IQ4_NL => iq4::quantize_row_iq4_nl(xs, out),
+            Codec::IQ4_XS => iq4::quantize_row_iq4_xs(xs, out),
             other => unimplemented!("{} encoding", other.name()),
         }
     }
@@ -308,5 +332,66 @@ mod tests {
         assert_eq!(ggml_type_name(34), Some("TQ1_0"));
         assert_eq!(ggml_type_name(6), Some("Q5_0"));
         assert_eq!(ggml_type_name(1000), None);
+    }
+
+    /// The six block codecs of `legacy` and `iq4` route to their module functions and round
+    /// trip within a fraction of the row's largest magnitude (Q4_0 / Q5_0: one step, `amax/8` /
+    /// `amax/16`, on the side opposite the signed maximum, where the top code is clamped).
+    #[test]
+    fn legacy_and_iq4_rows_route_and_round_trip() {
+        type Pair = (fn(&[f32], &mut [u8]), fn(&[u8], &mut [f32]));
+        let cases: [(Codec, Pair, f32); 6] = [
+            (
+                Codec::Q4_0,
+                (legacy::quantize_row_q4_0, legacy::dequantize_row_q4_0),
+                0.13,
+            ),
+            (
+                Codec::Q4_1,
+                (legacy::quantize_row_q4_1, legacy::dequantize_row_q4_1),
+                0.07,
+            ),
+            (
+                Codec::Q5_0,
+                (legacy::quantize_row_q5_0, legacy::dequantize_row_q5_0),
+                0.065,
+            ),
+            (
+                Codec::Q5_1,
+                (legacy::quantize_row_q5_1, legacy::dequantize_row_q5_1),
+                0.035,
+            ),
+            (
+                Codec::IQ4_NL,
+                (iq4::quantize_row_iq4_nl, iq4::dequantize_row_iq4_nl),
+                0.1,
+            ),
+            (
+                Codec::IQ4_XS,
+                (iq4::quantize_row_iq4_xs, iq4::dequantize_row_iq4_xs),
+                0.1,
+            ),
+        ];
+        let xs: Vec<f32> = (0..512)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.01)
+            .collect();
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (c, (quantize, dequantize), tol) in cases {
+            let mut q = vec![0u8; c.row_bytes(xs.len())];
+            let mut direct = q.clone();
+            c.quantize_row(&xs, &mut q);
+            quantize(&xs, &mut direct);
+            assert_eq!(q, direct, "{c}");
+            let mut back = vec![0f32; xs.len()];
+            let mut back_direct = back.clone();
+            c.dequantize_row(&q, &mut back);
+            dequantize(&q, &mut back_direct);
+            assert_eq!(back, back_direct, "{c}");
+            let err = xs
+                .iter()
+                .zip(&back)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err > 0.0 && err <= tol * amax, "{c}: max error {err}");
+        }
     }
 }
