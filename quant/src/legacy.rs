@@ -27,8 +27,8 @@
 //!   `(int8_t)(x·id + 8.5f)` (truncation), not a round-to-nearest.
 //! - When `1/d` overflows (a block whose largest magnitude is below about `2^-125`, e.g. all
 //!   subnormal) C converts `±inf` / NaN to an integer, which is undefined behaviour; the x86-64
-//!   build that `llama-quantize` ships (`cvttss2si`, then the low byte) gives code 0 there, and
-//!   so does this port (see [`c_float_to_u8`]).
+//!   build of ggml (`cvttss2si`, then the low byte) gives code 0 there, and so does this port
+//!   (an AArch64 build, whose conversion saturates, would write other codes for these blocks).
 //!
 //! f16 conversions are ports of ggml's own `ggml_compute_fp32_to_fp16` / `_fp16_to_fp32`
 //! (round to nearest even; NaN becomes `sign | 0x7E00`), see [`ggml_fp32_to_fp16`].
@@ -406,8 +406,8 @@ pub(crate) mod test_data {
             .collect()
     }
 
-    /// Six hand-made f32 rows: zeros, huge values, negative maxima, subnormals, mixed scales,
-    /// non-finite values.
+    /// Seven hand-made f32 rows: zeros, huge values, negative maxima, subnormals, mixed scales,
+    /// non-finite values, the IQ4 grid with exact midpoints.
     pub fn edge_rows() -> Vec<f32> {
         f32s(include_bytes!("../tests/data/edge-rows.f32"))
     }
