@@ -107,9 +107,9 @@ pub fn best_index(x: f32) -> u8 {
     }
 }
 
-/// [`best_index`] without the binary search's data-dependent branches. The search converges
-/// on the bracket `val[mu-1] <= x < val[mu]`, so `mu` is the number of table values `<= x`
-/// (the table is strictly increasing), counted here with plain comparisons; then the same
+/// [`best_index`] without the binary search (whose branches the CPU mispredicts). The search
+/// converges on the bracket `val[mu-1] <= x < val[mu]`, so `mu` is the number of table values
+/// `<= x` (the table is strictly increasing), counted here with plain comparisons; then the same
 /// midpoint test on the same f32 differences. Equal to [`best_index`] for every f32 input
 /// (checked on all 2^32 bit patterns when written; the unit tests sweep every table value and
 /// midpoint and a stride of bit patterns).
