@@ -18,7 +18,7 @@
 //! tensors, pairwise nibble order) and the compressed-tensors int8 groups are not ggml blocks:
 //! see [`crate::mxfp4`] and [`crate::int8`].
 
-use crate::{float, kquants, mxfp4, q8_0};
+use crate::{float, iq4, kquants, legacy, mxfp4, q8_0};
 
 /// A storage type for a row of values. See the module table.
 #[allow(non_camel_case_types)]
@@ -95,18 +95,18 @@ impl Codec {
         match self {
             Codec::F32 => 4,
             Codec::F16 | Codec::BF16 => 2,
-            Codec::Q4_0 => 18,
-            Codec::Q4_1 => 20,
-            Codec::Q5_0 => 22,
-            Codec::Q5_1 => 24,
+            Codec::Q4_0 => legacy::Q4_0_BYTES,
+            Codec::Q4_1 => legacy::Q4_1_BYTES,
+            Codec::Q5_0 => legacy::Q5_0_BYTES,
+            Codec::Q5_1 => legacy::Q5_1_BYTES,
             Codec::Q8_0 => q8_0::BLOCK_BYTES,
             Codec::Q2_K => kquants::Q2_K_BYTES,
             Codec::Q3_K => kquants::Q3_K_BYTES,
             Codec::Q4_K => kquants::Q4_K_BYTES,
             Codec::Q5_K => kquants::Q5_K_BYTES,
             Codec::Q6_K => kquants::Q6_K_BYTES,
-            Codec::IQ4_NL => 18,
-            Codec::IQ4_XS => 136,
+            Codec::IQ4_NL => iq4::IQ4_NL_BYTES,
+            Codec::IQ4_XS => iq4::IQ4_XS_BYTES,
             Codec::MXFP4 => mxfp4::GGML_BLOCK_BYTES,
         }
     }
@@ -236,14 +236,19 @@ impl Codec {
             Codec::F32 => float::f32_row_from_le(bytes, out),
             Codec::F16 => float::f16_row_to_f32(bytes, out),
             Codec::BF16 => float::bf16_row_to_f32(bytes, out),
+            Codec::Q4_0 => legacy::dequantize_row_q4_0(bytes, out),
+            Codec::Q4_1 => legacy::dequantize_row_q4_1(bytes, out),
+            Codec::Q5_0 => legacy::dequantize_row_q5_0(bytes, out),
+            Codec::Q5_1 => legacy::dequantize_row_q5_1(bytes, out),
             Codec::Q8_0 => q8_0::decode_row(bytes, out),
             Codec::Q2_K => kquants::dequantize_row_q2_k(bytes, out),
             Codec::Q3_K => kquants::dequantize_row_q3_k(bytes, out),
             Codec::Q4_K => kquants::dequantize_row_q4_k(bytes, out),
             Codec::Q5_K => kquants::dequantize_row_q5_k(bytes, out),
             Codec::Q6_K => kquants::dequantize_row_q6_k(bytes, out),
+            Codec::IQ4_NL => iq4::dequantize_row_iq4_nl(bytes, out),
+            Codec::IQ4_XS => iq4::dequantize_row_iq4_xs(bytes, out),
             Codec::MXFP4 => mxfp4::decode_ggml_row(bytes, out),
-            other => unimplemented!("{} decoding", other.name()),
         }
     }
 }
@@ -266,13 +271,19 @@ impl Codec {
             Codec::F32 => float::f32_row_to_le(xs, out),
             Codec::F16 => float::f32_row_to_f16(xs, out),
             Codec::BF16 => float::f32_row_to_bf16(xs, out),
+            Codec::Q4_0 => legacy::quantize_row_q4_0(xs, out),
+            Codec::Q4_1 => legacy::quantize_row_q4_1(xs, out),
+            Codec::Q5_0 => legacy::quantize_row_q5_0(xs, out),
+            Codec::Q5_1 => legacy::quantize_row_q5_1(xs, out),
             Codec::Q8_0 => q8_0::quantize_row_ref(xs, out),
             Codec::Q2_K => kquants::quantize_row_q2_k(xs, out),
             Codec::Q3_K => kquants::quantize_row_q3_k(xs, out),
             Codec::Q4_K => kquants::quantize_row_q4_k(xs, out),
             Codec::Q5_K => kquants::quantize_row_q5_k(xs, out),
             Codec::Q6_K => kquants::quantize_row_q6_k(xs, out),
-            other => unimplemented!("{} encoding", other.name()),
+            Codec::IQ4_NL => iq4::quantize_row_iq4_nl(xs, out),
+            Codec::IQ4_XS => iq4::quantize_row_iq4_xs(xs, out),
+            Codec::MXFP4 => unimplemented!("MXFP4 encoding"),
         }
     }
 }
@@ -358,5 +369,66 @@ mod tests {
         assert_eq!(ggml_type_name(34), Some("TQ1_0"));
         assert_eq!(ggml_type_name(6), Some("Q5_0"));
         assert_eq!(ggml_type_name(1000), None);
+    }
+
+    /// The six block codecs of `legacy` and `iq4` route to their module functions and round
+    /// trip within a fraction of the row's largest magnitude (Q4_0 / Q5_0: one step, `amax/8` /
+    /// `amax/16`, on the side opposite the signed maximum, where the top code is clamped).
+    #[test]
+    fn legacy_and_iq4_rows_route_and_round_trip() {
+        type Pair = (fn(&[f32], &mut [u8]), fn(&[u8], &mut [f32]));
+        let cases: [(Codec, Pair, f32); 6] = [
+            (
+                Codec::Q4_0,
+                (legacy::quantize_row_q4_0, legacy::dequantize_row_q4_0),
+                0.13,
+            ),
+            (
+                Codec::Q4_1,
+                (legacy::quantize_row_q4_1, legacy::dequantize_row_q4_1),
+                0.07,
+            ),
+            (
+                Codec::Q5_0,
+                (legacy::quantize_row_q5_0, legacy::dequantize_row_q5_0),
+                0.065,
+            ),
+            (
+                Codec::Q5_1,
+                (legacy::quantize_row_q5_1, legacy::dequantize_row_q5_1),
+                0.035,
+            ),
+            (
+                Codec::IQ4_NL,
+                (iq4::quantize_row_iq4_nl, iq4::dequantize_row_iq4_nl),
+                0.1,
+            ),
+            (
+                Codec::IQ4_XS,
+                (iq4::quantize_row_iq4_xs, iq4::dequantize_row_iq4_xs),
+                0.1,
+            ),
+        ];
+        let xs: Vec<f32> = (0..512)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.01)
+            .collect();
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (c, (quantize, dequantize), tol) in cases {
+            let mut q = vec![0u8; c.row_bytes(xs.len())];
+            let mut direct = q.clone();
+            c.quantize_row(&xs, &mut q);
+            quantize(&xs, &mut direct);
+            assert_eq!(q, direct, "{c}");
+            let mut back = vec![0f32; xs.len()];
+            let mut back_direct = back.clone();
+            c.dequantize_row(&q, &mut back);
+            dequantize(&q, &mut back_direct);
+            assert_eq!(back, back_direct, "{c}");
+            let err = xs
+                .iter()
+                .zip(&back)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err > 0.0 && err <= tol * amax, "{c}: max error {err}");
+        }
     }
 }

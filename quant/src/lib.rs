@@ -10,6 +10,10 @@
 //! | MXFP4, ggml `block_mxfp4` | 32 | 17 | `e` then `qs[16]`; `qs[j]` = element `j` (low), `j+16` (high); value table doubled, scale `2^(e-128)` |
 //! | Q8_0, ggml `block_q8_0` | 32 | 34 | f16 `d` then 32 × i8 |
 //! | Q2_K … Q6_K, ggml `block_q2_K` … `block_q6_K` ([`kquants`]) | 256 | 84 / 110 / 144 / 176 / 210 | f16 super-block scale(s), 16 or 8 sub-blocks with 4-, 6- or 8-bit scales, 2- to 6-bit quants |
+//! | Q4_0 / Q4_1, ggml `block_q4_0` / `block_q4_1` ([`legacy`]) | 32 | 18 / 20 | f16 `d` [, f16 `m`], 16 nibble bytes (element `j` low, `j+16` high) |
+//! | Q5_0 / Q5_1, ggml `block_q5_0` / `block_q5_1` ([`legacy`]) | 32 | 22 / 24 | f16 `d` [, f16 `m`], u32 `qh` (bit 4 of each element), 16 nibble bytes |
+//! | IQ4_NL, ggml `block_iq4_nl` ([`iq4`]) | 32 | 18 | f16 `d`, 16 nibble bytes indexing `kvalues_iq4nl` |
+//! | IQ4_XS, ggml `block_iq4_xs` ([`iq4`]) | 256 | 136 | f16 `d`, u16 `scales_h`, `scales_l[4]` (6-bit sub-block scales), 128 nibble bytes |
 //! | int8 group (compressed-tensors `pack-quantized`) | group (32) | 32 + scale | `q + 128` as u8, four per little-endian i32 |
 //! | BF16 / F16 / F32 | 1 | 2 / 2 / 4 | little-endian IEEE |
 //!
@@ -21,7 +25,9 @@
 pub mod codec;
 pub mod float;
 pub mod int8;
+pub mod iq4;
 pub mod kquants;
+pub mod legacy;
 pub mod mxfp4;
 pub mod q8_0;
 
