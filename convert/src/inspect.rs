@@ -59,42 +59,15 @@ pub struct Inspect {
 }
 
 fn count_non_finite(dtype: Dtype, data: &[u8]) -> (u64, u64) {
-    let classify = |exp_all_ones: bool, mantissa_zero: bool| match (exp_all_ones, mantissa_zero) {
-        (true, true) => (0, 1),
-        (true, false) => (1, 0),
-        _ => (0, 0),
+    let count = match dtype {
+        Dtype::BF16 => quant::float::nonfinite_counts_bf16,
+        Dtype::F16 => quant::float::nonfinite_counts_f16,
+        Dtype::F32 => quant::float::nonfinite_counts_f32,
+        _ => return (0, 0),
     };
-    let sum = |(a, b): (u64, u64), (c, d): (u64, u64)| (a + c, b + d);
-    match dtype {
-        Dtype::BF16 | Dtype::F16 => {
-            let (exp, man) = if dtype == Dtype::BF16 {
-                (0x7F80u16, 0x007Fu16)
-            } else {
-                (0x7C00, 0x03FF)
-            };
-            data.par_chunks(1 << 16)
-                .map(|c| {
-                    c.chunks_exact(2).fold((0, 0), |acc, b| {
-                        let v = u16::from_le_bytes([b[0], b[1]]);
-                        sum(acc, classify(v & exp == exp, v & man == 0))
-                    })
-                })
-                .reduce(|| (0, 0), sum)
-        }
-        Dtype::F32 => data
-            .par_chunks(1 << 16)
-            .map(|c| {
-                c.chunks_exact(4).fold((0, 0), |acc, b| {
-                    let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    sum(
-                        acc,
-                        classify(v & 0x7F80_0000 == 0x7F80_0000, v & 0x007F_FFFF == 0),
-                    )
-                })
-            })
-            .reduce(|| (0, 0), sum),
-        _ => (0, 0),
-    }
+    data.par_chunks(1 << 16)
+        .map(count)
+        .reduce(|| (0, 0), |(a, b), (c, d)| (a + c, b + d))
 }
 
 fn histogram(data: &[u8]) -> Box<[u64; 256]> {
@@ -206,18 +179,6 @@ fn integrity_warnings(non_finite: &[NonFinite], nan_scales: &[NanScales]) -> Vec
     warnings
 }
 
-/// True when a Q8_0 block is an exact MXFP4 block: `d` a power of two an MXFP4 scale byte in
-/// 104..=143 gives, every `q` a doubled E2M1 value.
-pub fn q8_0_block_is_mxfp4_form(block: &[u8]) -> bool {
-    let d = u16::from_le_bytes([block[0], block[1]]);
-    let (exp, man) = ((d >> 10) & 0x1F, d & 0x3FF);
-    let pow2 = d & 0x8000 == 0
-        && ((exp != 0 && exp != 0x1F && man == 0) || (exp == 0 && man.is_power_of_two()));
-    pow2 && block[2..]
-        .iter()
-        .all(|&q| quant::mxfp4::GGML_KVALUES.contains(&(q as i8)))
-}
-
 /// Reads every tensor of a GGUF model once (releasing pages as it goes) and builds the report.
 pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     use crate::gguf::Codec;
@@ -255,10 +216,12 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
                     let blocks = data
                         .par_chunks(quant::q8_0::BLOCK_BYTES * 4096)
                         .map(|c| {
-                            c.chunks_exact(quant::q8_0::BLOCK_BYTES)
-                                .fold((0u64, 0u64), |(n, bad), b| {
-                                    (n + 1, bad + !q8_0_block_is_mxfp4_form(b) as u64)
-                                })
+                            c.chunks_exact(quant::q8_0::BLOCK_BYTES).fold(
+                                (0u64, 0u64),
+                                |(n, bad), b| {
+                                    (n + 1, bad + !quant::q8_0::block_is_mxfp4_form(b) as u64)
+                                },
+                            )
                         })
                         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
                     let acc = q8.get_or_insert((0, 0));

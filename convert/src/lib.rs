@@ -8,6 +8,7 @@
 pub mod atomic;
 pub mod behind;
 pub mod checkpoint;
+pub mod companion;
 pub mod error;
 pub mod fuzzing;
 pub mod gguf;

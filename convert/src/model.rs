@@ -4,6 +4,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::error::{ConvertError, Result};
 use crate::gguf::{GgufFile, GgufModel};
+use crate::names::Layout;
 use reference::WeightSource;
 use std::path::{Path, PathBuf};
 
@@ -66,5 +67,47 @@ impl AnyModel {
                 None => "gguf".to_string(),
             },
         }
+    }
+
+    /// The tensor order llama.cpp's converter walks this model in: for a release checkpoint,
+    /// its shards in file-name order with the names sorted within each shard; for any other
+    /// model, every release tensor name sorted, as one shard.
+    pub fn release_order(&self) -> Vec<String> {
+        if let AnyModel::Safetensors(c) = self
+            && c.layout() == Layout::Release
+        {
+            let mut order = Vec::new();
+            for f in c.files() {
+                let mut names: Vec<String> = f.tensors().iter().map(|t| t.name.clone()).collect();
+                names.sort();
+                order.extend(names);
+            }
+            return order;
+        }
+        crate::names::sorted_release_names(self.source().config())
+    }
+
+    /// The GGUF model, for a GGUF source (its metadata travels into GGUF outputs).
+    pub fn gguf(&self) -> Option<&GgufModel> {
+        match self {
+            AnyModel::Gguf(g) => Some(g),
+            AnyModel::Safetensors(_) => None,
+        }
+    }
+
+    /// Every existing companion file called `name` (`tokenizer.json`, `config.json`, ...), in
+    /// the order [`crate::companion`] searches.
+    pub fn companions(&self, name: &str) -> Vec<PathBuf> {
+        crate::companion::candidates(&self.path(), name)
+    }
+
+    /// The first companion file called `name`.
+    pub fn companion(&self, name: &str) -> Option<PathBuf> {
+        self.companions(name).into_iter().next()
+    }
+
+    /// The directory whose name the model takes ([`crate::companion::model_dir`]).
+    pub fn name_dir(&self) -> PathBuf {
+        crate::companion::model_dir(&self.path())
     }
 }

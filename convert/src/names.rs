@@ -521,3 +521,14 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
     plain(&mut out, LmHead);
     out
 }
+
+/// Every release tensor name of `cfg`, sorted: the order llama.cpp's converter walks a model
+/// that has no release shards of its own (one shard of release names).
+pub fn sorted_release_names(cfg: &Config) -> Vec<String> {
+    let mut names: Vec<String> = expected(Layout::Release, cfg)
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    names
+}

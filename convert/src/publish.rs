@@ -4,7 +4,7 @@
 use crate::error::{ConvertError, Result};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Hex SHA-256 of a file, read in 1 MiB chunks (never the whole file in memory).
 pub fn sha256_file(path: &Path) -> Result<String> {
@@ -41,21 +41,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| ConvertError::io(path, e))?;
     staged.commit()?;
     Ok(())
-}
-
-/// A file that travels with a model (`tokenizer.json`, `generation_config.json`, ...): next to
-/// a GGUF file, inside a model directory, or in the parent of an `original/` directory.
-pub fn companion_file(model: &Path, name: &str) -> Option<PathBuf> {
-    let dir = if model.is_dir() {
-        model.to_path_buf()
-    } else {
-        model.parent()?.to_path_buf()
-    };
-    let mut candidates = vec![dir.join(name)];
-    if dir.file_name().is_some_and(|n| n == "original") {
-        candidates.push(dir.parent()?.join(name));
-    }
-    candidates.into_iter().find(|p| p.is_file())
 }
 
 /// Reads a file whole (small files only: configs, tokenizers, reports).

@@ -448,18 +448,14 @@ fn emit(
 /// Groups `plan` into shards of at most `max` bytes, in order (a tensor larger than `max` gets a
 /// shard of its own), like transformers' converter.
 fn shard_plan(plan: &[Expect], max: u64) -> Vec<Vec<&Expect>> {
-    let mut shards: Vec<Vec<&Expect>> = vec![Vec::new()];
-    let mut size = 0u64;
-    for e in plan {
-        let b = e.shape.iter().product::<usize>() as u64 * e.dtypes[0].size() as u64;
-        if !shards.last().unwrap().is_empty() && size + b > max {
-            shards.push(Vec::new());
-            size = 0;
-        }
-        shards.last_mut().unwrap().push(e);
-        size += b;
-    }
-    shards
+    let sizes: Vec<u64> = plan
+        .iter()
+        .map(|e| e.shape.iter().product::<usize>() as u64 * e.dtypes[0].size() as u64)
+        .collect();
+    crate::variant::greedy_ranges(&sizes, Some(max))
+        .into_iter()
+        .map(|r| plan[r].iter().collect())
+        .collect()
 }
 
 fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {

@@ -189,9 +189,61 @@ pub fn bf16_bytes_all_finite(bytes: &[u8]) -> bool {
     })
 }
 
+/// `(NaN, ±Inf)` counts among little-endian IEEE values of `size` bytes (2 for F16 and BF16,
+/// 4 for F32) whose exponent field is `exp` and mantissa field `man` (all ones in the exponent:
+/// infinite when the mantissa is zero, NaN otherwise).
+fn nonfinite_counts(bytes: &[u8], size: usize, exp: u32, man: u32) -> (u64, u64) {
+    let (mut nan, mut inf) = (0u64, 0u64);
+    for b in bytes.chunks_exact(size) {
+        let v = if size == 2 {
+            u16::from_le_bytes([b[0], b[1]]) as u32
+        } else {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        let special = v & exp == exp;
+        nan += (special && v & man != 0) as u64;
+        inf += (special && v & man == 0) as u64;
+    }
+    (nan, inf)
+}
+
+/// `(NaN, ±Inf)` counts among little-endian BF16 values.
+pub fn nonfinite_counts_bf16(bytes: &[u8]) -> (u64, u64) {
+    nonfinite_counts(bytes, 2, 0x7F80, 0x007F)
+}
+
+/// `(NaN, ±Inf)` counts among little-endian F16 values.
+pub fn nonfinite_counts_f16(bytes: &[u8]) -> (u64, u64) {
+    nonfinite_counts(bytes, 2, 0x7C00, 0x03FF)
+}
+
+/// `(NaN, ±Inf)` counts among little-endian F32 values.
+pub fn nonfinite_counts_f32(bytes: &[u8]) -> (u64, u64) {
+    nonfinite_counts(bytes, 4, 0x7F80_0000, 0x007F_FFFF)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonfinite_counts_by_exponent_and_mantissa() {
+        let bf: Vec<u8> = [0x7F80u16, 0xFF80, 0x7FC0, 0x3F80, 0x7F7F]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(nonfinite_counts_bf16(&bf), (1, 2));
+        let h: Vec<u8> = [0x7C00u16, 0x7E00, 0x7BFF]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(nonfinite_counts_f16(&h), (1, 1));
+        let f: Vec<u8> = [f32::NAN, f32::NEG_INFINITY, f32::MAX, 1.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(nonfinite_counts_f32(&f), (1, 1));
+    }
 
     /// Edge values: zeros, subnormals of both formats, halfway cases, the largest finite values,
     /// overflow, infinities and NaNs of both signs, plus a sweep of the f32 exponent range.

@@ -107,6 +107,19 @@ pub fn from_mxfp4_block(blocks: &[u8], scale: u8, out: &mut [u8]) -> bool {
     }
 }
 
+/// True when a Q8_0 block is an exact MXFP4 block: `d` a power of two that an MXFP4 scale
+/// byte in [`EXACT_SCALE_MIN`]..=[`EXACT_SCALE_MAX`] gives, every `q` a doubled E2M1 value (what
+/// [`from_mxfp4_block`] writes).
+pub fn block_is_mxfp4_form(block: &[u8]) -> bool {
+    let d = u16::from_le_bytes([block[0], block[1]]);
+    let (exp, man) = ((d >> 10) & 0x1F, d & 0x3FF);
+    let pow2 = d & 0x8000 == 0
+        && ((exp != 0 && exp != 0x1F && man == 0) || (exp == 0 && man.is_power_of_two()));
+    pow2 && block[2..BLOCK_BYTES]
+        .iter()
+        .all(|&q| crate::mxfp4::GGML_KVALUES.contains(&(q as i8)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,24 @@ fn contents(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Bytes of tensor data in a written variant (headers and side files aside).
+fn tensor_data_bytes(path: &std::path::Path) -> u64 {
+    match convert::AnyModel::open(path).unwrap() {
+        convert::AnyModel::Gguf(g) => g
+            .files()
+            .iter()
+            .flat_map(|f| f.tensors())
+            .map(|t| t.range.len() as u64)
+            .sum(),
+        convert::AnyModel::Safetensors(c) => c
+            .files()
+            .iter()
+            .flat_map(|f| f.tensors())
+            .map(|t| t.range.len() as u64)
+            .sum(),
+    }
+}
+
 #[test]
 fn every_variant_and_the_logits_are_identical_with_one_or_two_threads() {
     let t = TempDir::new("threads");
@@ -58,6 +76,18 @@ fn every_variant_and_the_logits_are_identical_with_one_or_two_threads() {
             })
             .collect();
         assert!(!outs[0].is_empty());
+        // `fit` sizes come from the same storage table as the writers: they must agree.
+        let ext = if v.is_gguf() { ".gguf" } else { "" };
+        let written = tensor_data_bytes(&t.join(&format!("{v}-1{ext}")));
+        let cfg = reference::Config::from_json_str(
+            &std::fs::read_to_string(model.join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            verify::fit::weight_bytes(&cfg, Some(v)),
+            written,
+            "{v}: fit vs the file"
+        );
         assert!(
             outs[0] == outs[1],
             "{v}: output differs between 1 and 2 threads"

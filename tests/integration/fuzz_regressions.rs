@@ -11,8 +11,9 @@
 use crate::util::fixture;
 use convert::Variant;
 use convert::fuzzing;
+use convert::gguf::meta;
 use convert::gguf::writer::{PlannedTensor, write_file};
-use convert::gguf::{meta, write};
+use convert::variant::gguf as write;
 use std::path::{Path, PathBuf};
 
 /// A target's harness, its verdict as a message.
@@ -83,9 +84,10 @@ fn minimal_config() -> reference::Config {
 /// A complete GGUF of `variant` for [`minimal_config`], tensor bytes from a fixed pattern.
 fn minimal_gguf(variant: Variant, dir: &Path) -> Vec<u8> {
     let cfg = minimal_config();
-    let kv = meta::model_kv(&cfg, Path::new("seed"), write::variant_file_type(variant));
-    let order = write::source_order(Path::new("/nonexistent"), &cfg);
-    let tensors: Vec<PlannedTensor> = write::plan(variant, &cfg, &order)
+    let storage = variant.storage();
+    let kv = meta::model_kv(&cfg, Path::new("seed"), storage.file_type.unwrap());
+    let order = convert::names::sorted_release_names(&cfg);
+    let tensors: Vec<PlannedTensor> = write::plan(&storage, &cfg, &order)
         .into_iter()
         .map(|i| i.tensor)
         .collect();

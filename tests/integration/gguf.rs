@@ -15,8 +15,8 @@ fn convert_to(
     opts: &ConvertOptions,
 ) -> convert::ConvertReport {
     let src = fixture(model);
-    let ckpt = Checkpoint::open(&src).unwrap();
-    convert::variant::convert(&ckpt, &src, variant, out, opts, &NoProgress).unwrap()
+    let model = convert::AnyModel::open(&src).unwrap();
+    convert::variant::convert(&model, variant, out, opts, &NoProgress).unwrap()
 }
 
 fn short(v: &Value) -> String {
@@ -316,11 +316,13 @@ fn refuses_to_overwrite_and_leaves_nothing_partial() {
     assert_eq!(std::fs::read(&out).unwrap(), before, "deterministic");
     // An error late in the conversion leaves neither the final name nor a temporary.
     let out2 = t.join("n.gguf");
-    let ckpt = Checkpoint::open(&src).unwrap();
-    let failing = Failing { inner: &ckpt };
-    let err = convert::variant::convert(
+    let model = convert::AnyModel::open(&src).unwrap();
+    let failing = Failing {
+        inner: model.source(),
+    };
+    let err = convert::variant::convert_weights(
+        &model,
         &failing,
-        &src,
         Variant::GgufMxfp4,
         &out2,
         &ConvertOptions::default(),
@@ -340,7 +342,7 @@ fn refuses_to_overwrite_and_leaves_nothing_partial() {
 /// A source whose last layer's v projection cannot be read: the conversion fails after most of
 /// the file is written.
 struct Failing<'a> {
-    inner: &'a Checkpoint,
+    inner: &'a dyn WeightSource,
 }
 
 impl WeightSource for Failing<'_> {

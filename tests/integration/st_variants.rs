@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 fn convert(src: &Path, variant: Variant, out: &Path, opts: &ConvertOptions) -> ConvertReport {
-    let ckpt = Checkpoint::open(src).unwrap();
-    convert::variant::convert(&ckpt, src, variant, out, opts, &NoProgress).unwrap()
+    let model = convert::AnyModel::open(src).unwrap();
+    convert::variant::convert(&model, variant, out, opts, &NoProgress).unwrap()
 }
 
 /// Logits of every golden prompt of `golden_name`, from the model in `dir`.

@@ -27,44 +27,39 @@ pub struct CardInput<'a> {
     pub warnings: &'a [String],
 }
 
-/// Storage of each weight class: (experts, other 2-D weights, 1-D / biases / router).
-pub fn storage(v: Variant) -> (&'static str, &'static str, &'static str) {
-    use Variant::*;
-    match v {
-        GgufMxfp4 => (
-            "MXFP4 (E2M1 + E8M0 scale per 32, bit-exact repack of the release)",
-            "BF16",
-            "F32",
+/// Storage of each weight class, from the variant's row of the storage table
+/// (`convert::variant::Storage`): (experts, other 2-D weights, 1-D / biases / router).
+pub fn storage(v: Variant) -> (String, String, String) {
+    use convert::variant::{Container, Store};
+    let row = v.storage();
+    let experts = match (row.container, row.experts) {
+        (Container::Gguf, Store::Codec(quant::Codec::MXFP4)) => {
+            format!("{}, ggml `block_mxfp4`", row.experts.describe())
+        }
+        (Container::Safetensors(_), Store::Codec(c)) => {
+            format!("{c}, transformers' fused `gate_up_proj` / `down_proj`")
+        }
+        (Container::Safetensors(_), Store::Int8 { .. }) => format!(
+            "{}, compressed-tensors `pack-quantized`, one module per expert",
+            row.experts.describe()
         ),
-        GgufMxfp4F16 => ("MXFP4 (bit-exact repack)", "F16", "F32"),
-        GgufMxfp4Q8_0 => (
-            "MXFP4 (bit-exact repack)",
-            "Q8_0 (int8 + F16 scale per 32)",
-            "F32",
-        ),
-        GgufQ8_0 => (
-            "Q8_0, exact: d = 2^(s−128), q = 2 × E2M1 value (blocks whose scale an F16 d cannot hold are requantized and counted)",
-            "Q8_0",
-            "F32",
-        ),
-        GgufF16 => ("F16 (dequantized)", "F16", "F32"),
-        GgufBf16 => ("BF16 (dequantized, exact)", "BF16", "F32"),
-        SafetensorsBf16 => (
-            "BF16 fused `gate_up_proj` / `down_proj` (dequantized, exact)",
-            "BF16",
-            "BF16",
-        ),
-        SafetensorsFp16 => (
-            "F16 fused `gate_up_proj` / `down_proj` (dequantized)",
-            "F16",
-            "F16",
-        ),
-        SafetensorsInt8 => (
-            "int8, symmetric, group 32 aligned to the MXFP4 blocks (exact), compressed-tensors `pack-quantized`",
-            "BF16 (in `ignore`)",
-            "BF16",
-        ),
-    }
+        (_, store) => store.describe(),
+    };
+    let dense = if row.embedding == row.dense {
+        row.dense.describe()
+    } else {
+        format!(
+            "{} (embedding: {})",
+            row.dense.describe(),
+            row.embedding.describe()
+        )
+    };
+    let vectors = if row.router == Store::Codec(row.vectors) {
+        row.vectors.name().to_string()
+    } else {
+        format!("{} (router: {})", row.vectors, row.router.describe())
+    };
+    (experts, dense, vectors)
 }
 
 fn tags(v: Variant) -> Vec<&'static str> {

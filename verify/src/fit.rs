@@ -5,7 +5,7 @@
 //!
 //! | part | bytes |
 //! |---|---|
-//! | weights | per tensor, by the variant's storage (MXFP4 17 B / 32 values, Q8_0 34 B / 32, int8 1 B + a BF16 scale / 32, F16/BF16 2 B, F32 4 B; GGUF keeps 1-D tensors and the router in F32) |
+//! | weights | every tensor the variant's writer plans, in the codec its row of the storage table gives (`convert::variant::Storage`: MXFP4 17 B / 32 values, Q8_0 34 B / 32, int8 1 B + a BF16 scale / 32, F16/BF16 2 B, F32 4 B; GGUF keeps 1-D tensors and the router in F32) |
 //! | KV cache | 2 (K and V) × kv_heads × head_dim × 2 B (F16, llama.cpp's and vLLM's default) × positions, per layer: `min(context, sliding_window)` positions on sliding layers, `context` on full ones |
 //! | overhead | 512 MiB (runtime, CUDA context, scratch) + one 512-token micro-batch of F32 logits (512 × vocab × 4 B) |
 //!
@@ -31,61 +31,14 @@ pub const UBATCH: u64 = 512;
 /// Fixed runtime overhead.
 pub const RUNTIME_OVERHEAD: u64 = 512 << 20;
 
-/// Bytes of `values` values in a 32-value block format of `block_bytes`.
-fn blocks(values: u64, block_bytes: u64) -> u64 {
-    values.div_ceil(32) * block_bytes
-}
-
-/// Weight bytes of `variant` (or of the release itself with `None`).
+/// Weight bytes of `variant` (or of the release itself with `None`): the tensor data its
+/// writer plans for `cfg` (`convert::variant::tensor_bytes`), from the variant's row of the
+/// storage table.
 pub fn weight_bytes(cfg: &Config, variant: Option<Variant>) -> u64 {
-    let (h, i, e, v) = (
-        cfg.hidden_size as u64,
-        cfg.intermediate_size as u64,
-        cfg.num_local_experts as u64,
-        cfg.vocab_size as u64,
-    );
-    let (q, kv, heads, layers) = (
-        cfg.q_dim() as u64,
-        cfg.kv_dim() as u64,
-        cfg.num_attention_heads as u64,
-        cfg.num_hidden_layers as u64,
-    );
-    // Element counts by class.
-    let embed = 2 * v * h; // embedding + lm_head
-    let attn = layers * (2 * q * h + 2 * kv * h); // q, o, k, v
-    let router = layers * e * h;
-    let experts = layers * e * 3 * i * h;
-    let vectors = layers * (q + 2 * kv + h + heads + 2 * h + e + e * (2 * i + h)) + h;
-    use Variant::*;
-    let mxfp4 = blocks(experts, 17);
-    let (dense, expert_bytes, router_b, vec_b) = match variant {
-        None => (2 * (embed + attn), mxfp4, 2 * router, 2 * vectors),
-        Some(GgufMxfp4 | GgufMxfp4F16 | GgufBf16 | GgufF16) => {
-            let exp = if matches!(variant, Some(GgufBf16 | GgufF16)) {
-                2 * experts
-            } else {
-                mxfp4
-            };
-            (2 * (embed + attn), exp, 4 * router, 4 * vectors)
-        }
-        Some(GgufMxfp4Q8_0) => (blocks(embed + attn, 34), mxfp4, 4 * router, 4 * vectors),
-        Some(GgufQ8_0) => (
-            blocks(embed + attn, 34),
-            blocks(experts, 34),
-            4 * router,
-            4 * vectors,
-        ),
-        Some(SafetensorsBf16 | SafetensorsFp16) => {
-            (2 * (embed + attn), 2 * experts, 2 * router, 2 * vectors)
-        }
-        Some(SafetensorsInt8) => (
-            2 * (embed + attn),
-            experts + blocks(experts, 2),
-            2 * router,
-            2 * vectors,
-        ),
-    };
-    dense + expert_bytes + router_b + vec_b
+    match variant {
+        None => convert::variant::release_tensor_bytes(cfg),
+        Some(v) => convert::variant::tensor_bytes(&v.storage(), cfg),
+    }
 }
 
 /// KV cache bytes at `context` positions (F16 K and V).

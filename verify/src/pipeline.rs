@@ -172,16 +172,7 @@ pub fn model_name(path: &Path) -> String {
 
 /// The file name of a GGUF variant: `NAME-MXFP4.gguf`, `NAME-Q8_0.gguf`, ...
 pub fn gguf_file_name(model: &str, v: Variant) -> String {
-    let suffix = match v {
-        Variant::GgufMxfp4 => "MXFP4",
-        Variant::GgufMxfp4F16 => "MXFP4-F16",
-        Variant::GgufMxfp4Q8_0 => "MXFP4-Q8_0",
-        Variant::GgufQ8_0 => "Q8_0",
-        Variant::GgufF16 => "F16",
-        Variant::GgufBf16 => "BF16",
-        _ => "",
-    };
-    format!("{model}-{suffix}.gguf")
+    format!("{model}-{}.gguf", v.storage().file_suffix)
 }
 
 fn settings_json(v: Variant, o: &ConvertOptions) -> Value {
@@ -325,12 +316,11 @@ pub fn run(
             force: true,
             ..opts.convert.clone()
         };
-        let report =
-            convert::variant::convert(src.source(), &src_dir, v, &target, &copts, convert_progress)
-                .inspect_err(|_| {
-                    // The converter removed its temporaries; the variant's directory goes too.
-                    let _ = std::fs::remove_dir_all(&dir);
-                })?;
+        let report = convert::variant::convert(&src, v, &target, &copts, convert_progress)
+            .inspect_err(|_| {
+                // The converter removed its temporaries; the variant's directory goes too.
+                let _ = std::fs::remove_dir_all(&dir);
+            })?;
         for w in &report.warnings {
             log(&format!("{v}: warning: {w}"));
         }

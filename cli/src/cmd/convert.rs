@@ -16,9 +16,8 @@ pub fn run(
     let variant = Variant::parse(variant).expect("clap restricts the values");
     let src = AnyModel::open(model).with_context(|| format!("cannot open {}", model.display()))?;
     let progress = Reporter::new(quiet);
-    let report =
-        convert::variant::convert(src.source(), &src.path(), variant, out, opts, &progress)
-            .with_context(|| format!("converting {} to {variant}", model.display()))?;
+    let report = convert::variant::convert(&src, variant, out, opts, &progress)
+        .with_context(|| format!("converting {} to {variant}", model.display()))?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }

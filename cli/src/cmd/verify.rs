@@ -25,7 +25,7 @@ pub fn subject(m: &AnyModel) -> Subject<'_> {
 /// The prompts: `--prompts FILE`, or the built-in set encoded with the original's tokenizer.
 pub fn load_prompts(original: &AnyModel, file: Option<&Path>) -> anyhow::Result<Vec<Prompt>> {
     let cfg = original.source().config();
-    let tok = match convert::publish::companion_file(&original.path(), "tokenizer.json") {
+    let tok = match convert::companion::find(&original.path(), "tokenizer.json") {
         Some(p) => Some(prompts::load_tokenizer(
             &convert::publish::read_small(&p)?,
             &p.display().to_string(),

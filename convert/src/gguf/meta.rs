@@ -21,7 +21,7 @@ use crate::checkpoint::read_json;
 use crate::error::{ConvertError, Result};
 use reference::Config;
 use serde_json::Value as Json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// gguf-py `LlamaFileType` values written in `general.file_type`.
 pub mod file_type {
@@ -373,28 +373,6 @@ pub fn name_parts(model_id: &str, total_params: u64) -> NameParts {
         version,
         size_label,
     }
-}
-
-/// Where the tokenizer files of a model at `src` live: its directory, or for OpenAI's
-/// `original/` (no `tokenizer.json` of its own) the parent.
-pub fn tokenizer_dir(src: &Path) -> Option<PathBuf> {
-    [Some(src), src.parent()]
-        .into_iter()
-        .flatten()
-        .find(|d| d.join("tokenizer.json").is_file())
-        .map(Path::to_path_buf)
-}
-
-/// The model name directory for naming: the source directory, or the parent of `original/`.
-pub fn name_dir(src: &Path) -> PathBuf {
-    let src = std::fs::canonicalize(src).unwrap_or_else(|_| src.to_path_buf());
-    if src.file_name().is_some_and(|n| n == "original")
-        && !src.join("tokenizer.json").is_file()
-        && let Some(p) = src.parent()
-    {
-        return p.to_path_buf();
-    }
-    src
 }
 
 fn does_token_look_special(t: &str) -> bool {

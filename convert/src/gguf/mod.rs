@@ -30,12 +30,10 @@
 //! | `read.rs` | [`GgufModel`]: splits, tensor set, `Config` from metadata, the weight source |
 //! | `writer.rs` | [`writer::GgufWriter`]: header planning, split planning, streaming tensor data |
 //! | `meta.rs` | the metadata llama.cpp writes for gpt-oss (general, hparams, tokenizer) |
-//! | `write.rs` | the variants: tensor plan (names, order, types) and per-tensor encoders |
 
 mod file;
 pub mod meta;
 mod read;
-pub mod write;
 pub mod writer;
 
 pub use file::{GgufFile, GgufTensor};

@@ -36,22 +36,8 @@ impl PlannedTensor {
 /// The tensor ranges of each split under a `max_bytes` limit (gguf-py's rule; a tensor larger
 /// than the limit gets a split of its own).
 pub fn plan_splits(tensors: &[PlannedTensor], max_bytes: Option<u64>) -> Vec<Range<usize>> {
-    let Some(max) = max_bytes.filter(|&m| m > 0) else {
-        return std::iter::once(0..tensors.len()).collect();
-    };
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, t) in tensors.iter().enumerate() {
-        let n = t.nbytes();
-        if i > start && bytes + n > max {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += n;
-    }
-    out.push(start..tensors.len());
-    out
+    let sizes: Vec<u64> = tensors.iter().map(PlannedTensor::nbytes).collect();
+    crate::variant::greedy_ranges(&sizes, max_bytes)
 }
 
 /// The metadata of split `no` of `count` (see the module docs).

@@ -1,21 +1,31 @@
 //! The variants oss-forge writes, and the one entry point that writes any of them.
 //!
-//! | variant | file | experts | other 2-D weights | 1-D, biases, router |
-//! |---|---|---|---|---|
-//! | `gguf-mxfp4` | GGUF | MXFP4 (bytes repacked, values bit-exact) | BF16 | F32 |
-//! | `gguf-mxfp4-f16` | GGUF | MXFP4 | F16 | F32 |
-//! | `gguf-mxfp4-q8_0` | GGUF | MXFP4 | Q8_0 | F32 |
-//! | `gguf-q8_0` | GGUF | Q8_0 (exact where the scale allows) | Q8_0 | F32 |
-//! | `gguf-f16` / `gguf-bf16` | GGUF | F16 / BF16 | F16 / BF16 | F32 |
-//! | `safetensors-bf16` / `-fp16` | directory | BF16 / F16, transformers' fused layout | BF16 / F16 | BF16 / F16 |
-//! | `safetensors-int8` | directory | compressed-tensors int8, group 32 (exact) | BF16 | BF16 |
+//! Each variant is a row of [`storage::Storage`] (how each class of weights is stored); the
+//! containers' writers read it:
+//!
+//! | file | what |
+//! |---|---|
+//! | `storage.rs` | the table: one [`Storage`] row per variant |
+//! | `gguf.rs` | GGUF variants: tensor plan (names, order, types from the row) and per-tensor encoders |
+//! | `st.rs` | safetensors variants: transformers' dense layout and compressed-tensors int8 |
+//!
+//! Shared by both writers, so each rule exists once: the source's integrity rule ([`Guard`]),
+//! the count of values stored inexactly ([`Tally`]), the greedy split of tensors into files
+//! ([`greedy_ranges`]), and the chunked parallel encoders.
 
-use crate::error::Result;
+use crate::error::{ConvertError, Result};
+use crate::model::AnyModel;
+use quant::{Codec, float, mxfp4};
 use rayon::prelude::*;
-use reference::WeightSource;
+use reference::{WeightId, WeightSource};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod gguf;
 pub mod st;
+pub mod storage;
+
+pub use storage::{Container, Storage, Store};
 
 /// An output variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,17 +84,14 @@ impl Variant {
         Variant::ALL.into_iter().find(|v| v.name() == s)
     }
 
+    /// The variant's row of the storage table with default options.
+    pub fn storage(self) -> Storage {
+        Storage::of(self, &ConvertOptions::default())
+    }
+
     /// True for the single-file GGUF variants.
     pub fn is_gguf(self) -> bool {
-        matches!(
-            self,
-            Variant::GgufMxfp4
-                | Variant::GgufMxfp4F16
-                | Variant::GgufMxfp4Q8_0
-                | Variant::GgufQ8_0
-                | Variant::GgufF16
-                | Variant::GgufBf16
-        )
+        self.storage().is_gguf()
     }
 }
 
@@ -154,37 +161,207 @@ impl Progress for NoProgress {
     fn end(&self) {}
 }
 
-/// Writes `variant` of the model `src` (found at `src_path`, whose tokenizer files and config are
-/// copied or embedded) to `out`.
+/// Writes `variant` of the model `src` (its weights, and the tokenizer files and config found
+/// beside it, see [`crate::companion`]) to `out`.
 pub fn convert(
-    src: &dyn WeightSource,
-    src_path: &Path,
+    src: &AnyModel,
     variant: Variant,
     out: &Path,
     opts: &ConvertOptions,
     progress: &dyn Progress,
 ) -> Result<ConvertReport> {
-    if variant.is_gguf() {
-        crate::gguf::write::convert(src, src_path, variant, out, opts, progress)
-    } else {
-        st::convert(src, src_path, variant, out, opts, progress)
+    convert_weights(src, src.source(), variant, out, opts, progress)
+}
+
+/// [`convert`] with the weights read through `weights` (a wrapper around `model`'s own: a
+/// filter, or a fault injected by a test); everything else comes from `model`.
+pub fn convert_weights(
+    model: &AnyModel,
+    weights: &dyn WeightSource,
+    variant: Variant,
+    out: &Path,
+    opts: &ConvertOptions,
+    progress: &dyn Progress,
+) -> Result<ConvertReport> {
+    let storage = Storage::of(variant, opts);
+    match storage.container {
+        Container::Gguf => gguf::convert(model, weights, variant, &storage, out, opts, progress),
+        Container::Safetensors(_) => {
+            st::convert(model, weights, variant, &storage, out, opts, progress)
+        }
     }
 }
 
-/// Counts of inexact values that merge by sums and maxima, so parts computed in parallel give
-/// the same total in any order.
-pub(crate) trait Merge: Default {
-    /// Adds `other` to `self`.
-    fn merge(&mut self, other: Self);
+/// Bytes of tensor data (headers aside) a variant stored as `storage` holds for `cfg`: the
+/// writers' own plans summed, so `fit`'s sizes and the files cannot disagree.
+pub fn tensor_bytes(storage: &Storage, cfg: &reference::Config) -> u64 {
+    match storage.container {
+        Container::Gguf => {
+            let order = crate::names::sorted_release_names(cfg);
+            gguf::plan(storage, cfg, &order)
+                .iter()
+                .map(|i| i.tensor.nbytes())
+                .sum()
+        }
+        Container::Safetensors(layout) => {
+            let float = st::layout_of(storage).map_or(crate::safetensors::Dtype::BF16, |(_, f)| f);
+            st::plan(layout, float, cfg)
+                .iter()
+                .map(|(_, t)| t.bytes())
+                .sum()
+        }
+    }
 }
 
-/// All of `parts` merged.
-pub(crate) fn merged<T: Merge>(parts: impl IntoIterator<Item = T>) -> T {
-    let mut all = T::default();
-    for p in parts {
-        all.merge(p);
+/// Bytes of tensor data of the release checkpoint (MXFP4 experts, BF16 elsewhere) for `cfg`.
+pub fn release_tensor_bytes(cfg: &reference::Config) -> u64 {
+    st::plan(
+        crate::names::Layout::Release,
+        crate::safetensors::Dtype::BF16,
+        cfg,
+    )
+    .iter()
+    .map(|(_, t)| t.bytes())
+    .sum()
+}
+
+/// Values stored inexactly, by kind (a description such as "values not representable in
+/// F16"): how many and the largest absolute error. Tallies merge by sums and maxima, so parts
+/// computed in parallel give the same total in any order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tally(BTreeMap<String, (u64, f32)>);
+
+impl Tally {
+    /// Adds `count` inexact values of kind `what` whose largest error is `err`.
+    pub fn add(&mut self, what: &str, count: u64, err: f32) {
+        if count > 0 {
+            let e = self.0.entry(what.to_string()).or_default();
+            e.0 += count;
+            e.1 = if err.is_nan() {
+                f32::INFINITY
+            } else {
+                e.1.max(err)
+            };
+        }
     }
-    all
+
+    /// Counts the values of `stored` that differ from `exact` under kind `what`.
+    pub fn compare(&mut self, what: &str, exact: &[f32], stored: &[f32]) {
+        let (n, err) = float::rounding_errors(exact, stored);
+        self.add(what, n, err);
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: Tally) {
+        for (what, (count, err)) in other.0 {
+            self.add(&what, count, err);
+        }
+    }
+
+    /// All of `parts` merged.
+    pub fn merged(parts: impl IntoIterator<Item = Tally>) -> Tally {
+        let mut all = Tally::default();
+        for p in parts {
+            all.merge(p);
+        }
+        all
+    }
+
+    /// The report lines, by kind.
+    pub fn into_report(self) -> Vec<Inexact> {
+        self.0
+            .into_iter()
+            .map(|(what, (count, max_abs_error))| Inexact {
+                what,
+                count,
+                max_abs_error,
+            })
+            .collect()
+    }
+}
+
+/// What the lossy codecs store inexactly, as the reports and cards word it.
+pub fn inexact_kind(codec: Codec) -> String {
+    match codec {
+        Codec::F16 => "values not representable in F16 (rounded to nearest even)".into(),
+        Codec::BF16 => "values not representable in BF16 (rounded to nearest even)".into(),
+        Codec::Q8_0 => "dense values quantized to Q8_0 (d = amax/127, lossy by design)".into(),
+        c => format!("values quantized to {c} (ggml's reference quantizer, lossy by design)"),
+    }
+}
+
+/// The source's integrity rule, the same for every writer: NaN/Inf values and the NaN scale
+/// byte 255 are refused unless `--allow-nonfinite`, naming the source and the weight. Checked
+/// on the values as they stream through, so nothing is read twice.
+#[derive(Clone, Copy)]
+pub struct Guard<'a> {
+    /// `--allow-nonfinite`.
+    pub allow: bool,
+    /// The source, for messages.
+    pub src_path: &'a Path,
+}
+
+impl Guard<'_> {
+    /// Decoded values of `id`.
+    pub fn floats(&self, id: WeightId, xs: &[f32]) -> Result<()> {
+        if !self.allow && !float::all_finite(xs) {
+            return Err(ConvertError::nonfinite(self.src_path, id));
+        }
+        Ok(())
+    }
+
+    /// BF16 bytes of `id`, checked on the bits.
+    pub fn bf16_bytes(&self, id: WeightId, bytes: &[u8]) -> Result<()> {
+        if !self.allow && !float::bf16_bytes_all_finite(bytes) {
+            return Err(ConvertError::nonfinite(self.src_path, id));
+        }
+        Ok(())
+    }
+
+    /// An MXFP4 scale byte of `id`.
+    pub fn scale(&self, id: WeightId, s: u8) -> Result<()> {
+        if !self.allow && s == mxfp4::E8M0_NAN {
+            return Err(ConvertError::nan_scale(self.src_path, id));
+        }
+        Ok(())
+    }
+
+    /// Rows of ggml blocks of `codec` copied as they are: the MXFP4 scale bytes, and for the
+    /// other block codecs the decoded values.
+    pub fn ggml_blocks(&self, id: WeightId, codec: Codec, data: &[u8]) -> Result<()> {
+        if self.allow {
+            return Ok(());
+        }
+        if codec == Codec::MXFP4 {
+            return data
+                .chunks_exact(codec.block_bytes())
+                .try_for_each(|b| self.scale(id, b[0]));
+        }
+        let mut xs = vec![0f32; data.len() / codec.block_bytes() * codec.block()];
+        codec.dequantize_row(data, &mut xs);
+        self.floats(id, &xs)
+    }
+}
+
+/// Splits items of `sizes` bytes, in order, into consecutive ranges of at most `max` bytes (an
+/// item larger than `max` gets a range of its own); no limit gives one range. The rule of
+/// gguf-py's `--split-max-size` and of transformers' `max_shard_size`.
+pub fn greedy_ranges(sizes: &[u64], max: Option<u64>) -> Vec<std::ops::Range<usize>> {
+    let Some(max) = max.filter(|&m| m > 0) else {
+        return std::iter::once(0..sizes.len()).collect();
+    };
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, &n) in sizes.iter().enumerate() {
+        if i > start && bytes + n > max {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += n;
+    }
+    out.push(start..sizes.len());
+    out
 }
 
 /// Values of a dense tensor encoded per chunk (about 8 MB of f32): each chunk is encoded in
@@ -197,17 +374,14 @@ pub(crate) const CHUNK_VALUES: usize = 2 << 20;
 /// (refused, naming the weight, unless `allow_nonfinite`), handed to `write`, released.
 pub(crate) fn copy_bf16(
     src: &dyn WeightSource,
-    id: reference::WeightId,
+    id: WeightId,
     bytes: &[u8],
-    allow_nonfinite: bool,
-    src_path: &Path,
+    guard: Guard<'_>,
     mut write: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     for piece in bytes.chunks(2 * CHUNK_VALUES) {
         src.prefetch(piece);
-        if !allow_nonfinite && !quant::float::bf16_bytes_all_finite(piece) {
-            return Err(crate::ConvertError::nonfinite(src_path, id));
-        }
+        guard.bf16_bytes(id, piece)?;
         write(piece)?;
         src.release(id);
     }
@@ -218,49 +392,82 @@ pub(crate) fn copy_bf16(
 /// fit), pieces of `piece_rows` rows in parallel: `piece(first row, its bytes, tally)`. Each
 /// piece's bytes depend on its rows alone and tallies merge by sums and maxima, so neither the
 /// bytes nor the report depend on the thread count.
-pub(crate) fn encode_rows<T: Merge + Send>(
+pub(crate) fn encode_rows(
     range: std::ops::Range<usize>,
     rb: usize,
     piece_rows: usize,
     buf: &mut Vec<u8>,
-    piece: impl Fn(usize, &mut [u8], &mut T) -> Result<()> + Sync,
-) -> Result<T> {
+    piece: impl Fn(usize, &mut [u8], &mut Tally) -> Result<()> + Sync,
+) -> Result<Tally> {
     // Every byte is overwritten by the pieces: only a change of size needs the zero fill.
     if buf.len() != range.len() * rb {
         buf.clear();
         buf.resize(range.len() * rb, 0);
     }
     let step = piece_rows.max(1);
-    let parts: Vec<T> = buf
+    let parts: Vec<Tally> = buf
         .par_chunks_mut((step * rb).max(1))
         .enumerate()
         .map(|(k, out)| {
-            let mut t = T::default();
+            let mut t = Tally::default();
             piece(range.start + k * step, out, &mut t)?;
             Ok(t)
         })
         .collect::<Result<_>>()?;
-    Ok(merged(parts))
+    Ok(Tally::merged(parts))
 }
 
 /// Encodes all `rows` rows (of `cols` values, `rb` output bytes) of a dense tensor a chunk of
 /// [`CHUNK_VALUES`] at a time with [`encode_rows`], the chunk's rows shared among the threads;
 /// `chunk_done` receives each chunk's bytes in order (to write them and release the source
 /// pages read so far).
-pub(crate) fn encode_chunked<T: Merge + Send>(
+pub(crate) fn encode_chunked(
     rows: usize,
     cols: usize,
     rb: usize,
     buf: &mut Vec<u8>,
-    piece: impl Fn(usize, &mut [u8], &mut T) -> Result<()> + Sync,
+    piece: impl Fn(usize, &mut [u8], &mut Tally) -> Result<()> + Sync,
     mut chunk_done: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<T> {
+) -> Result<Tally> {
     let chunk = (CHUNK_VALUES / cols.max(1)).clamp(1, rows.max(1));
     let sub = chunk.div_ceil(2 * rayon::current_num_threads()).max(1);
-    let mut tally = T::default();
+    let mut tally = Tally::default();
     for r in (0..rows).step_by(chunk) {
         tally.merge(encode_rows(r..(r + chunk).min(rows), rb, sub, buf, &piece)?);
         chunk_done(buf)?;
     }
     Ok(tally)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_counts_changed_values_only() {
+        let mut t = Tally::default();
+        t.compare(
+            "x",
+            &[1.0, f32::NAN, 1e-8, 70000.0],
+            &[1.0, f32::NAN, 0.0, f32::INFINITY],
+        );
+        assert_eq!(t.clone().into_report()[0].count, 2);
+        assert_eq!(t.clone().into_report()[0].max_abs_error, f32::INFINITY);
+        t.add("y", 0, 5.0);
+        assert_eq!(
+            t.into_report().len(),
+            1,
+            "a kind with no values is not reported"
+        );
+    }
+
+    #[test]
+    fn greedy_ranges_keep_order_and_give_a_large_item_its_own_range() {
+        let sizes = [4, 4, 3, 10, 1];
+        assert_eq!(greedy_ranges(&sizes, Some(8)), vec![0..2, 2..3, 3..4, 4..5]);
+        let whole = |n| std::iter::once(0..n).collect::<Vec<_>>();
+        assert_eq!(greedy_ranges(&sizes, Some(100)), whole(5));
+        assert_eq!(greedy_ranges(&sizes, None), whole(5));
+        assert_eq!(greedy_ranges(&[], Some(8)), whole(0));
+    }
 }

@@ -22,28 +22,26 @@ mod meta;
 use crate::atomic::Staged;
 use crate::checkpoint::INDEX_FILE;
 use crate::error::{ConvertError, Result};
+use crate::model::AnyModel;
 use crate::names::{self, Expect, Layout};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
-use crate::variant::{ConvertOptions, ConvertReport, Progress, Variant};
+use crate::variant::{ConvertOptions, ConvertReport, Progress, Storage, Variant, greedy_ranges};
+use quant::Codec;
 use reference::WeightSource;
 use std::path::Path;
 
 /// transformers v4's default `max_shard_size` ("5GB", decimal).
 pub const DEFAULT_MAX_SHARD_BYTES: u64 = 5_000_000_000;
 
-/// The layout and float dtype a safetensors variant writes.
-pub fn layout_of(variant: Variant, opts: &ConvertOptions) -> Option<(Layout, Dtype)> {
-    match variant {
-        Variant::SafetensorsBf16 => Some((Layout::Dense, Dtype::BF16)),
-        Variant::SafetensorsFp16 => Some((Layout::Dense, Dtype::F16)),
-        Variant::SafetensorsInt8 => Some((
-            Layout::Int8 {
-                dense_int8: opts.int8_dense,
-            },
-            Dtype::BF16,
-        )),
-        _ => None,
-    }
+/// The layout and float dtype of a safetensors storage row.
+pub fn layout_of(storage: &Storage) -> Option<(Layout, Dtype)> {
+    let float = match storage.vectors {
+        Codec::BF16 => Dtype::BF16,
+        Codec::F16 => Dtype::F16,
+        Codec::F32 => Dtype::F32,
+        _ => return None,
+    };
+    Some((storage.layout()?, float))
 }
 
 /// The tensors of a variant with the dtypes it stores them in.
@@ -65,20 +63,11 @@ pub fn plan(layout: Layout, float: Dtype, cfg: &reference::Config) -> Vec<(Expec
 
 /// Splits tensors, in order, into shards of at most `max` bytes (a larger tensor alone).
 pub fn shard(tensors: &[PlannedTensor], max: u64) -> Vec<std::ops::Range<usize>> {
-    let mut shards = Vec::new();
-    let (mut start, mut size) = (0, 0u64);
-    for (k, t) in tensors.iter().enumerate() {
-        if k > start && size + t.bytes() > max {
-            shards.push(start..k);
-            start = k;
-            size = 0;
-        }
-        size += t.bytes();
+    if tensors.is_empty() {
+        return Vec::new();
     }
-    if start < tensors.len() {
-        shards.push(start..tensors.len());
-    }
-    shards
+    let sizes: Vec<u64> = tensors.iter().map(PlannedTensor::bytes).collect();
+    greedy_ranges(&sizes, Some(max))
 }
 
 /// transformers' shard name: `model-00001-of-00003.safetensors` (1-based).
@@ -86,16 +75,19 @@ pub fn shard_name(k: usize, n: usize) -> String {
     format!("model-{:05}-of-{n:05}.safetensors", k + 1)
 }
 
-/// Writes a safetensors `variant` of `src` to the directory `out`.
+/// Writes the safetensors `variant` (stored as `storage`) of the model `model`, its weights
+/// read through `src`, to the directory `out`.
+#[allow(clippy::too_many_arguments)]
 pub fn convert(
+    model: &AnyModel,
     src: &dyn WeightSource,
-    src_path: &Path,
     variant: Variant,
+    storage: &Storage,
     out: &Path,
     opts: &ConvertOptions,
     progress: &dyn Progress,
 ) -> Result<ConvertReport> {
-    let Some((layout, float)) = layout_of(variant, opts) else {
+    let Some((layout, float)) = layout_of(storage) else {
         return Err(ConvertError::format(
             out,
             format!("{variant} is not a safetensors variant"),
@@ -110,7 +102,7 @@ pub fn convert(
     let cfg = src.config();
     let max = opts.max_shard_bytes.unwrap_or(DEFAULT_MAX_SHARD_BYTES);
     // Everything that can fail on the source's side files is read before any output exists.
-    let base_config = meta::base_config(src_path, cfg)?;
+    let base_config = meta::base_config(model, cfg)?;
     let plan = plan(layout, float, cfg);
     let planned: Vec<PlannedTensor> = plan.iter().map(|(_, t)| t.clone()).collect();
     let shards = shard(&planned, max);
@@ -129,14 +121,14 @@ pub fn convert(
                 )
             })
             .sum::<u64>()
-        + meta::side_files_len(src_path);
+        + meta::side_files_len(model);
     if !opts.skip_space_check {
         crate::space::ensure(out, needed)?;
     }
     // Mapped while the staged directory still exists, so what got written can be measured.
     let (mut report, files, bytes) = write_all(
+        model,
         src,
-        src_path,
         variant,
         opts,
         progress,
@@ -158,8 +150,8 @@ pub fn convert(
 /// The writing half of [`convert`], into the staged directory (committed on success).
 #[allow(clippy::too_many_arguments)]
 fn write_all(
+    model: &AnyModel,
     src: &dyn WeightSource,
-    src_path: &Path,
     variant: Variant,
     opts: &ConvertOptions,
     progress: &dyn Progress,
@@ -172,7 +164,7 @@ fn write_all(
     dir: &Path,
 ) -> Result<(ConvertReport, Vec<String>, u64)> {
     let cfg = src.config();
-    let mut enc = encode::Encoder::new(src, src_path, layout, opts.allow_nonfinite, progress);
+    let mut enc = encode::Encoder::new(src, &model.path(), layout, opts.allow_nonfinite, progress);
     let meta_pt = crate::safetensors::pt_metadata();
     let mut weight_map = serde_json::Map::new();
     let mut files = Vec::new();
@@ -203,7 +195,7 @@ fn write_all(
     let config = meta::output_config(base_config, variant, layout, cfg);
     meta::write_json(&dir.join("config.json"), &config)?;
     files.push("config.json".to_string());
-    let (copied, missing) = meta::copy_side_files(src_path, dir)?;
+    let (copied, missing) = meta::copy_side_files(model, dir)?;
     files.extend(copied);
     if !missing.is_empty() {
         report.warnings.push(format!(

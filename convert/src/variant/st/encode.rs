@@ -16,7 +16,7 @@
 use crate::error::{ConvertError, Result};
 use crate::names::{Expect, Layout, Role};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
-use crate::variant::{ConvertReport, Inexact, Merge, Progress, copy_bf16, encode_chunked, merged};
+use crate::variant::{ConvertReport, Guard, Inexact, Progress, Tally, copy_bf16, encode_chunked};
 use quant::{float, int8, mxfp4};
 use rayon::prelude::*;
 use reference::{DenseType, Encoding, MatRef, WeightId, WeightSource};
@@ -25,35 +25,6 @@ use std::path::{Path, PathBuf};
 /// Output rows per parallel piece of a transposed expert (one MXFP4 block of each source row;
 /// the piece's f32 rows, 32 × 5760 × 4 B at 20b shapes, stay in L2).
 const TRANSPOSE_ROWS: usize = 32;
-
-/// Inexact values of one output tensor.
-#[derive(Default)]
-struct Tally {
-    count: u64,
-    max_abs_error: f32,
-}
-
-impl Merge for Tally {
-    fn merge(&mut self, other: Tally) {
-        self.count += other.count;
-        self.max_abs_error = self.max_abs_error.max(other.max_abs_error);
-    }
-}
-
-impl Tally {
-    fn add(&mut self, exact: f32, stored: f32) {
-        if exact.is_nan() && stored.is_nan() || exact == stored {
-            return;
-        }
-        self.count += 1;
-        let err = (exact - stored).abs();
-        self.max_abs_error = if err.is_nan() {
-            f32::INFINITY
-        } else {
-            self.max_abs_error.max(err)
-        };
-    }
-}
 
 /// Writes output tensors from a weight source.
 pub struct Encoder<'a> {
@@ -101,11 +72,16 @@ impl<'a> Encoder<'a> {
             .map_err(|e| ConvertError::format(&self.src_path, format!("{id}: {e}")))
     }
 
-    fn check_finite(&self, id: WeightId, xs: &[f32]) -> Result<()> {
-        if !self.allow_nonfinite && !float::all_finite(xs) {
-            return Err(ConvertError::nonfinite(&self.src_path, id));
+    /// The source's integrity rule.
+    fn guard(&self) -> Guard<'_> {
+        Guard {
+            allow: self.allow_nonfinite,
+            src_path: &self.src_path,
         }
-        Ok(())
+    }
+
+    fn check_finite(&self, id: WeightId, xs: &[f32]) -> Result<()> {
+        self.guard().floats(id, xs)
     }
 
     /// Encodes `xs` as `dtype` into `out`, tallying values that do not survive, in fixed-size
@@ -124,7 +100,7 @@ impl<'a> Encoder<'a> {
                 t
             })
             .collect();
-        tally.merge(merged(parts));
+        tally.merge(Tally::merged(parts));
     }
 
     fn emit(&self, w: &mut SafetensorsWriter, bytes: &[u8]) -> Result<()> {
@@ -133,12 +109,12 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
-    fn record(&mut self, t: &PlannedTensor, what: &str, tally: Tally) {
-        if tally.count > 0 {
+    /// Reports what `tally` counted, per kind, as values of tensor `t`.
+    fn record(&mut self, t: &PlannedTensor, tally: Tally) {
+        for line in tally.into_report() {
             self.inexact.push(Inexact {
-                what: format!("{what} of `{}`", t.name),
-                count: tally.count,
-                max_abs_error: tally.max_abs_error,
+                what: format!("{} of `{}`", line.what, t.name),
+                ..line
             });
         }
     }
@@ -152,7 +128,6 @@ impl<'a> Encoder<'a> {
     ) -> Result<()> {
         let cfg = self.src.config();
         let (i, ne) = (cfg.intermediate_size, cfg.num_local_experts);
-        let float_what = format!("{} values not exactly representable", t.dtype);
         let mut tally = Tally::default();
         let mut buf = Vec::new();
         match e.role {
@@ -172,26 +147,18 @@ impl<'a> Encoder<'a> {
                             self.src,
                             id,
                             &data[..rows * cols * 2],
-                            self.allow_nonfinite,
-                            &self.src_path,
+                            self.guard(),
                             |piece| self.emit(w, piece),
                         )?;
                     }
                     // Anything else through f32, a chunk of rows at a time
                     // (`variant::encode_chunked`), written in order.
                     _ => {
-                        let (size, dtype, allow, path) = (
-                            t.dtype.size(),
-                            t.dtype,
-                            self.allow_nonfinite,
-                            self.src_path.as_path(),
-                        );
+                        let (size, dtype, guard) = (t.dtype.size(), t.dtype, self.guard());
                         let piece = |r0, out: &mut [u8], t: &mut Tally| {
                             let mut xs = vec![0f32; out.len() / size];
                             m.dequant_rows(r0, &mut xs);
-                            if !allow && !float::all_finite(&xs) {
-                                return Err(ConvertError::nonfinite(path, id));
-                            }
+                            guard.floats(id, &xs)?;
                             encode_into(&xs, dtype, out, t);
                             Ok(())
                         };
@@ -216,13 +183,7 @@ impl<'a> Encoder<'a> {
                     let (gid, uid) = (WeightId::Gate(l, x), WeightId::Up(l, x));
                     let mats = [(gid, self.weight(gid)?), (uid, self.weight(uid)?)];
                     // Input-major: row c lists every output for input c, gate and up interleaved.
-                    tally.merge(transposed(
-                        &mats,
-                        t.dtype,
-                        self.allow_nonfinite,
-                        &self.src_path,
-                        &mut buf,
-                    )?);
+                    tally.merge(transposed(&mats, t.dtype, self.guard(), &mut buf)?);
                     self.emit(w, &buf)?;
                     self.src.release(gid);
                     self.src.release(uid);
@@ -252,8 +213,7 @@ impl<'a> Encoder<'a> {
                     tally.merge(transposed(
                         &[(id, self.weight(id)?)],
                         t.dtype,
-                        self.allow_nonfinite,
-                        &self.src_path,
+                        self.guard(),
                         &mut buf,
                     )?);
                     self.emit(w, &buf)?;
@@ -272,7 +232,7 @@ impl<'a> Encoder<'a> {
                 let (packed, scales) = self.int8_module(id, &mut tally)?;
                 self.emit(w, &packed)?;
                 self.pending_scales = Some((id, scales));
-                self.record(t, "int8 values not exactly representable", tally);
+                self.record(t, tally);
                 return Ok(());
             }
             Role::Scale(id) => {
@@ -303,7 +263,7 @@ impl<'a> Encoder<'a> {
                 ));
             }
         }
-        self.record(t, &float_what, tally);
+        self.record(t, tally);
         Ok(())
     }
 
@@ -366,9 +326,7 @@ impl<'a> Encoder<'a> {
                         o.copy_from_slice(&b.to_le_bytes());
                     }
                     int8::decode_row_bf16_scales(out, &sbytes, group, &mut back);
-                    for (a, b) in x.iter().zip(&back) {
-                        tally.add(*a, *b);
-                    }
+                    tally.compare(INT8_INEXACT, &x, &back);
                     scales.extend_from_slice(&sbytes);
                 }
             }
@@ -385,7 +343,10 @@ impl<'a> Encoder<'a> {
                 int8::mxfp4_codes_to_q(block, out);
                 Ok(float::f32_to_bf16_bits(f32::NAN))
             }
-            None => Err(ConvertError::nan_scale(&self.src_path, id)),
+            None => {
+                self.guard().scale(id, s)?;
+                unreachable!("from_mxfp4_block refuses only the NaN scale byte")
+            }
         }
     }
 }
@@ -399,11 +360,13 @@ fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) {
         Dtype::F32 => float::f32_row_to_le(xs, out),
         _ => {
             let (n, err) = float::f32_row_to_half_counting(xs, dtype == Dtype::F16, out);
-            t.count += n;
-            t.max_abs_error = t.max_abs_error.max(err);
+            t.add(&format!("{dtype} values not exactly representable"), n, err);
         }
     }
 }
+
+/// How int8 values that do not decode back unchanged are reported.
+const INT8_INEXACT: &str = "int8 values not exactly representable";
 
 /// The transposes of `mats` (each `[rows, cols]`) interleaved, encoded as `dtype` into `buf`:
 /// output row `c` lists, for `j` in `0..rows`, `mats[0][j][c]`, `mats[1][j][c]`, ... Pieces
@@ -413,8 +376,7 @@ fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) {
 fn transposed(
     mats: &[(WeightId, MatRef<'_>)],
     dtype: Dtype,
-    allow_nonfinite: bool,
-    src_path: &Path,
+    guard: Guard<'_>,
     buf: &mut Vec<u8>,
 ) -> Result<Tally> {
     let (rows, cols) = (mats[0].1.rows(), mats[0].1.cols());
@@ -442,9 +404,7 @@ fn transposed(
                 for (s, (id, m)) in mats.iter().enumerate() {
                     for j in 0..rows {
                         m.dequant_row_cols(j, c0, strip);
-                        if !allow_nonfinite && !float::all_finite(strip) {
-                            return Err(ConvertError::nonfinite(src_path, *id));
-                        }
+                        guard.floats(*id, strip)?;
                         for (dc, &v) in strip.iter().enumerate() {
                             xs[dc * width + j * k + s] = v;
                         }
@@ -456,25 +416,9 @@ fn transposed(
             },
         )
         .collect::<Result<Vec<Tally>>>()
-        .map(merged)
+        .map(Tally::merged)
 }
 
 fn w_path(w: &SafetensorsWriter) -> PathBuf {
     w.path().to_path_buf()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tally_counts_changed_values_only() {
-        let mut t = Tally::default();
-        t.add(1.0, 1.0);
-        t.add(f32::NAN, f32::NAN);
-        t.add(1e-8, 0.0);
-        t.add(70000.0, f32::INFINITY);
-        assert_eq!(t.count, 2);
-        assert_eq!(t.max_abs_error, f32::INFINITY);
-    }
 }

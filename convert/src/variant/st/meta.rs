@@ -10,6 +10,7 @@
 
 use crate::checkpoint::read_json;
 use crate::error::{ConvertError, Result};
+use crate::model::AnyModel;
 use crate::names::{Layout, Names};
 use crate::variant::{ConvertReport, Variant};
 use reference::{Config, LayerType, WeightId};
@@ -41,24 +42,6 @@ pub fn write_json(path: &Path, v: &Value) -> Result<()> {
     std::fs::write(path, text).map_err(|e| ConvertError::io(path, e))
 }
 
-/// The directories searched for the source's side files: the source itself (or, for a file,
-/// its directory), then the parent.
-fn search_dirs(src_path: &Path) -> Vec<&Path> {
-    let dir = if src_path.is_dir() {
-        Some(src_path)
-    } else {
-        src_path.parent()
-    };
-    let mut dirs: Vec<&Path> = dir.into_iter().collect();
-    if let Some(p) = dir
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        dirs.push(p);
-    }
-    dirs
-}
-
 /// The hyperparameters that make two configs the same model (token ids aside: OpenAI's
 /// `original/config.json` has none).
 fn same_model(a: &Config, b: &Config) -> bool {
@@ -70,12 +53,8 @@ fn same_model(a: &Config, b: &Config) -> bool {
 }
 
 /// The HF config the output config is derived from (see the module table).
-pub fn base_config(src_path: &Path, cfg: &Config) -> Result<Value> {
-    for dir in search_dirs(src_path) {
-        let path = dir.join("config.json");
-        if !path.is_file() {
-            continue;
-        }
+pub fn base_config(model: &AnyModel, cfg: &Config) -> Result<Value> {
+    for path in model.companions("config.json") {
         let v = read_json(&path)?;
         if v.get("model_type").is_none() {
             continue;
@@ -246,14 +225,10 @@ pub fn output_config(mut base: Value, variant: Variant, layout: Layout, cfg: &Co
 }
 
 /// Copies [`SIDE_FILES`] into `dir`; returns the names copied and the names found nowhere.
-pub fn copy_side_files(src_path: &Path, dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
+pub fn copy_side_files(model: &AnyModel, dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let (mut copied, mut missing) = (Vec::new(), Vec::new());
     for name in SIDE_FILES {
-        match search_dirs(src_path)
-            .into_iter()
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-        {
+        match model.companion(name) {
             Some(from) => {
                 std::fs::copy(&from, dir.join(name)).map_err(|e| ConvertError::io(&from, e))?;
                 copied.push(name.to_string());
@@ -264,16 +239,11 @@ pub fn copy_side_files(src_path: &Path, dir: &Path) -> Result<(Vec<String>, Vec<
     Ok((copied, missing))
 }
 
-/// Bytes of the side files [`copy_side_files`] will copy for `src_path`.
-pub fn side_files_len(src_path: &Path) -> u64 {
+/// Bytes of the side files [`copy_side_files`] will copy for `model`.
+pub fn side_files_len(model: &AnyModel) -> u64 {
     SIDE_FILES
         .iter()
-        .filter_map(|name| {
-            search_dirs(src_path)
-                .into_iter()
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
+        .filter_map(|name| model.companion(name))
         .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
         .sum()
 }

@@ -1,36 +1,36 @@
 //! The GGUF variants: which tensors, in which order, of which type, and how each is encoded.
 //!
-//! | variant | `*_exps.weight` | `token_embd`, `output`, `attn_{q,k,v,output}.weight` | everything else | `general.file_type` |
-//! |---|---|---|---|---|
-//! | `gguf-mxfp4` | MXFP4 (nibbles repacked, scale byte copied) | BF16 | F32 | 38 |
-//! | `gguf-mxfp4-f16` | MXFP4 | F16 | F32 | 38 |
-//! | `gguf-mxfp4-q8_0` | MXFP4 | Q8_0 (ggml's reference quantizer) | F32 | 7 |
-//! | `gguf-q8_0` | Q8_0, exact (`d = 2^(s-128)`, `q = 2·E2M1`) where `s` is in 104..=143 | Q8_0 | F32 | 7 |
-//! | `gguf-f16` / `gguf-bf16` | F16 / BF16 | F16 / BF16 | F32 | 1 / 32 |
+//! The types come from the variant's [`Storage`] row: `*_exps.weight` from `experts`,
+//! `token_embd` from `embedding`, `output` and `attn_{q,k,v,output}.weight` from `dense`,
+//! `ffn_gate_inp.weight` from `router`, everything else (norms, biases, sinks) from `vectors`.
 //!
-//! Order (`spec/gguf.md` §3.6), as llama.cpp writes it: walk the source's tensors shard by shard
-//! (shards in file-name order, names sorted within a shard) twice; the first walk emits the
-//! expert weights (`down` at `down_proj_scales`, `gate` then `up` at `gate_up_proj_scales`),
-//! the second everything else (gate_up bias → gate bias, up bias). A source without release
-//! shards (OpenAI's `original/`, a GGUF) is walked as one shard of release names.
+//! Order, as llama.cpp's `convert_hf_to_gguf.py` writes it (llama.cpp as vendored in
+//! llama-cpp-python 0.3.36, `GptOssModel`; `docs/formats.md`): walk the source's tensors
+//! shard by shard (shards in file-name order, names sorted within a shard) twice; the first
+//! walk emits the expert weights (`down` at `down_proj_scales`, `gate` then `up` at
+//! `gate_up_proj_scales`), the second everything else (gate_up bias → gate bias, up bias). A
+//! source without release shards (OpenAI's `original/`, a dense fine-tune, a GGUF) is walked as
+//! one shard of release names.
 //!
-//! Everything streams: one tensor (one expert of it, or 256 rows of a dense matrix) is encoded
-//! at a time and its source pages are released afterwards.
+//! Encoding, per tensor: bytes already in the target codec are copied; release MXFP4 becomes
+//! ggml's `block_mxfp4` by moving nibbles; MXFP4 becomes Q8_0 exactly where the scale allows
+//! (`q8_0::from_mxfp4_block`); anything else is decoded to f32 and encoded by the codec's
+//! reference quantizer ([`Codec::quantize_row`]), counting the values that change.
+//!
+//! Everything streams: one tensor (one expert of it, or a chunk of rows of a dense matrix) is
+//! encoded at a time and its source pages are released afterwards.
 
-use super::meta::{self, file_type};
-use super::read::ARCH;
-use super::writer::{self, PlannedTensor};
-use super::{Codec, GgufFile, Value, split_path};
 use crate::atomic::Staged;
 use crate::error::{ConvertError, Result};
-use crate::names::{Layout, expected};
+use crate::gguf::writer::{self, PlannedTensor};
+use crate::gguf::{Codec, Value, meta, split_path};
+use crate::model::AnyModel;
 use crate::variant::{
-    ConvertOptions, ConvertReport, Inexact, Merge, Progress, Variant, copy_bf16, encode_chunked,
-    encode_rows,
+    ConvertOptions, ConvertReport, Guard, Progress, Storage, Store, Tally, Variant, copy_bf16,
+    encode_chunked, encode_rows, inexact_kind,
 };
 use quant::{float, mxfp4, q8_0};
 use reference::{Config, DenseType, Encoding, MatRef, WeightId, WeightSource};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -82,63 +82,9 @@ pub struct Item {
     pub content: Content,
 }
 
-/// Types of a variant: (expert weights, dense 2-D weights).
-fn types(v: Variant) -> (Codec, Codec) {
-    match v {
-        Variant::GgufMxfp4 => (Codec::MXFP4, Codec::BF16),
-        Variant::GgufMxfp4F16 => (Codec::MXFP4, Codec::F16),
-        Variant::GgufMxfp4Q8_0 => (Codec::MXFP4, Codec::Q8_0),
-        Variant::GgufQ8_0 => (Codec::Q8_0, Codec::Q8_0),
-        Variant::GgufF16 => (Codec::F16, Codec::F16),
-        _ => (Codec::BF16, Codec::BF16),
-    }
-}
-
-/// `general.file_type` of a variant.
-pub fn variant_file_type(v: Variant) -> u32 {
-    match v {
-        Variant::GgufMxfp4 | Variant::GgufMxfp4F16 => file_type::MOSTLY_MXFP4_MOE,
-        Variant::GgufMxfp4Q8_0 | Variant::GgufQ8_0 => file_type::MOSTLY_Q8_0,
-        Variant::GgufF16 => file_type::MOSTLY_F16,
-        _ => file_type::MOSTLY_BF16,
-    }
-}
-
-/// The release tensor names of the source, shard by shard, names sorted within each shard
-/// (the order llama.cpp's converter walks them). Falls back to one shard of every release name.
-pub fn source_order(src_path: &Path, cfg: &Config) -> Vec<String> {
-    let mut want: Vec<String> = expected(Layout::Release, cfg)
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    want.sort();
-    let from_shards = || -> Option<Vec<String>> {
-        if !src_path.is_dir() {
-            return None;
-        }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(src_path)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        files.sort();
-        let mut order = Vec::new();
-        for f in files {
-            let st = crate::safetensors::SafetensorsFile::open(&f).ok()?;
-            let mut names: Vec<String> = st.tensors().iter().map(|t| t.name.clone()).collect();
-            names.sort();
-            order.extend(names);
-        }
-        let mut sorted = order.clone();
-        sorted.sort();
-        (sorted == want).then_some(order)
-    };
-    from_shards().unwrap_or(want)
-}
-
-/// The tensors of `variant` for `cfg`, in llama.cpp's order for a source walked in `order`.
-pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
+/// The tensors of a GGUF variant stored as `storage` for `cfg`, in llama.cpp's order for a
+/// source walked in `order`.
+pub fn plan(storage: &Storage, cfg: &Config, order: &[String]) -> Vec<Item> {
     let (h, i, e, v) = (
         cfg.hidden_size as u64,
         cfg.intermediate_size as u64,
@@ -150,7 +96,16 @@ pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
         cfg.kv_dim() as u64,
         cfg.num_attention_heads as u64,
     );
-    let (expert_ty, dense_ty) = types(variant);
+    let codec = |s: Store| match s {
+        Store::Codec(c) => c,
+        other => unreachable!("a GGUF row stores {other:?}: the storage table test forbids it"),
+    };
+    let (expert_ty, embed_ty, dense_ty, router_ty) = (
+        codec(storage.experts),
+        codec(storage.embedding),
+        codec(storage.dense),
+        codec(storage.router),
+    );
     let item = |name: String, ne: Vec<u64>, ty, content| Item {
         tensor: PlannedTensor { name, ne, ty },
         content,
@@ -191,14 +146,14 @@ pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
         }
     }
     use WeightId::*;
-    let f32 = Codec::F32;
+    let f32 = storage.vectors;
     for n in order {
         let single =
             |name: &str, ne: Vec<u64>, ty, id| item(name.to_string(), ne, ty, Content::Single(id));
         match n.as_str() {
             "lm_head.weight" => out.push(single("output.weight", vec![h, v], dense_ty, LmHead)),
             "model.embed_tokens.weight" => {
-                out.push(single("token_embd.weight", vec![h, v], dense_ty, Embedding))
+                out.push(single("token_embd.weight", vec![h, v], embed_ty, Embedding))
             }
             "model.norm.weight" => out.push(single("output_norm.weight", vec![h], f32, FinalNorm)),
             _ => {}
@@ -231,7 +186,9 @@ pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
                 ));
             }
             "mlp.router.bias" => out.push(s("ffn_gate_inp.bias", vec![e], f32, RouterBias(l))),
-            "mlp.router.weight" => out.push(s("ffn_gate_inp.weight", vec![h, e], f32, Router(l))),
+            "mlp.router.weight" => {
+                out.push(s("ffn_gate_inp.weight", vec![h, e], router_ty, Router(l)))
+            }
             "post_attention_layernorm.weight" => {
                 out.push(s("post_attention_norm.weight", vec![h], f32, MlpNorm(l)))
             }
@@ -258,43 +215,8 @@ pub fn plan(variant: Variant, cfg: &Config, order: &[String]) -> Vec<Item> {
     out
 }
 
-/// Values stored inexactly, by kind.
-#[derive(Default)]
-struct Tally(BTreeMap<&'static str, (u64, f32)>);
-
-impl Tally {
-    fn add(&mut self, what: &'static str, count: u64, err: f32) {
-        if count > 0 {
-            let e = self.0.entry(what).or_default();
-            e.0 += count;
-            e.1 = e.1.max(err);
-        }
-    }
-    fn into_report(self) -> Vec<Inexact> {
-        self.0
-            .into_iter()
-            .map(|(what, (count, max_abs_error))| Inexact {
-                what: what.to_string(),
-                count,
-                max_abs_error,
-            })
-            .collect()
-    }
-}
-
-impl Merge for Tally {
-    fn merge(&mut self, other: Tally) {
-        for (what, (count, err)) in other.0 {
-            self.add(what, count, err);
-        }
-    }
-}
-
 const Q8_EXPERT_BLOCKS: &str =
     "Q8_0 expert blocks with an MXFP4 scale byte outside 104..=143, quantized with d = amax/127";
-const F16_VALUES: &str = "values not representable in F16 (rounded to nearest even)";
-const BF16_VALUES: &str = "values not representable in BF16 (rounded to nearest even)";
-const Q8_DENSE: &str = "dense values quantized to Q8_0 (d = amax/127, lossy by design)";
 
 /// Encodes f32 rows into `ty` (`out` holds exactly their bytes), counting what is stored
 /// inexactly.
@@ -302,18 +224,15 @@ fn encode_f32(ty: Codec, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
     match ty {
         Codec::F32 => float::f32_row_to_le(xs, out),
         Codec::BF16 | Codec::F16 => {
-            let f16 = ty == Codec::F16;
-            let (n, err) = float::f32_row_to_half_counting(xs, f16, out);
-            tally.add(if f16 { F16_VALUES } else { BF16_VALUES }, n, err);
+            let (n, err) = float::f32_row_to_half_counting(xs, ty == Codec::F16, out);
+            tally.add(&inexact_kind(ty), n, err);
         }
-        Codec::Q8_0 => {
-            q8_0::quantize_row_ref(xs, out);
+        codec => {
+            codec.quantize_row(xs, out);
             let mut back = vec![0f32; xs.len()];
-            q8_0::decode_row(out, &mut back);
-            let (n, err) = float::rounding_errors(xs, &back);
-            tally.add(Q8_DENSE, n, err);
+            codec.dequantize_row(out, &mut back);
+            tally.compare(&inexact_kind(codec), xs, &back);
         }
-        other => unreachable!("no variant encodes {other} from floats"),
     }
 }
 
@@ -322,7 +241,7 @@ fn dequant_encode(
     m: &MatRef<'_>,
     id: WeightId,
     ty: Codec,
-    guard: &Guard,
+    guard: &Guard<'_>,
     r0: usize,
     out: &mut [u8],
     tally: &mut Tally,
@@ -333,45 +252,6 @@ fn dequant_encode(
     guard.floats(id, &xs)?;
     encode_f32(ty, &xs, out, tally);
     Ok(())
-}
-
-/// The source's integrity rule: NaN/Inf values and the NaN scale byte 255 are refused unless
-/// `--allow-nonfinite`, with the same messages as the safetensors writers, naming the source
-/// tensor. Checked on the values as they stream through, so nothing is read twice.
-struct Guard<'a> {
-    allow: bool,
-    src_path: &'a Path,
-}
-
-impl Guard<'_> {
-    fn floats(&self, id: WeightId, xs: &[f32]) -> Result<()> {
-        if !self.allow && !float::all_finite(xs) {
-            return Err(ConvertError::nonfinite(self.src_path, id));
-        }
-        Ok(())
-    }
-
-    fn scale(&self, id: WeightId, s: u8) -> Result<()> {
-        if !self.allow && s == mxfp4::E8M0_NAN {
-            return Err(ConvertError::nan_scale(self.src_path, id));
-        }
-        Ok(())
-    }
-
-    /// Rows of ggml blocks copied as they are: MXFP4 scale bytes, Q8_0 `d` values.
-    fn ggml_blocks(&self, id: WeightId, ty: Codec, data: &[u8]) -> Result<()> {
-        match ty {
-            Codec::MXFP4 => data
-                .chunks_exact(mxfp4::GGML_BLOCK_BYTES)
-                .try_for_each(|b| self.scale(id, b[0])),
-            _ => data.chunks_exact(q8_0::BLOCK_BYTES).try_for_each(|b| {
-                self.floats(
-                    id,
-                    &[float::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]))],
-                )
-            }),
-        }
-    }
 }
 
 /// The release-layout block `b` of storage row `s` of an MXFP4 view: (16 nibble bytes, scale).
@@ -405,7 +285,7 @@ fn write_expert(
     out_path: &Path,
     w: &mut dyn Write,
     tally: &mut Tally,
-    guard: &Guard,
+    guard: &Guard<'_>,
     buf: &mut Vec<u8>,
 ) -> Result<()> {
     let (rows, cols) = (m.rows(), m.cols());
@@ -529,7 +409,7 @@ fn produce(
     w: &mut dyn Write,
     tally: &mut Tally,
     progress: &dyn Progress,
-    guard: &Guard,
+    guard: &Guard<'_>,
 ) -> Result<()> {
     let cfg = src.config();
     let name = &item.tensor.name;
@@ -587,14 +467,9 @@ fn produce(
                         col_stride: 1,
                     },
                 ) if row_stride == cols => {
-                    copy_bf16(
-                        src,
-                        id,
-                        &data[..rows * cols * 2],
-                        guard.allow,
-                        guard.src_path,
-                        |piece| w.write_all(piece).map_err(io),
-                    )?;
+                    copy_bf16(src, id, &data[..rows * cols * 2], *guard, |piece| {
+                        w.write_all(piece).map_err(io)
+                    })?;
                 }
                 // Everything else is decoded and encoded, a chunk at a time
                 // (`variant::encode_chunked`), written in order.
@@ -621,64 +496,64 @@ fn produce(
     Ok(())
 }
 
-/// The metadata for `variant` of the model at `src_path`.
-pub fn metadata(cfg: &Config, src_path: &Path, variant: Variant) -> Result<Vec<(String, Value)>> {
-    let ft = variant_file_type(variant);
-    if src_path.is_file() && GgufFile::has_magic(src_path) {
-        // A GGUF source: keep its names and tokenizer.
-        let f = GgufFile::open(src_path)?;
-        let mut kv = meta::model_kv(cfg, src_path, ft);
+/// The metadata of a GGUF stored as `storage` from the model `src`: for a GGUF source, its
+/// own names and tokenizer; otherwise llama.cpp's metadata from the config and the tokenizer
+/// files beside the model ([`crate::companion`]).
+pub fn metadata(src: &AnyModel, storage: &Storage) -> Result<Vec<(String, Value)>> {
+    let cfg = src.source().config();
+    let ft = storage.file_type.expect("GGUF rows have a file type");
+    if let Some(g) = src.gguf() {
+        let mut kv = meta::model_kv(cfg, &src.path(), ft);
         for (k, v) in kv.iter_mut() {
             if matches!(k.as_str(), "general.name" | "general.size_label")
-                && let Some(src) = f.get(k)
+                && let Some(from) = g.get(k)
             {
-                *v = src.clone();
+                *v = from.clone();
             }
         }
         kv.retain(|(k, _)| {
             !matches!(
                 k.as_str(),
                 "general.basename" | "general.finetune" | "general.version"
-            ) || f.get(k).is_some()
+            ) || g.get(k).is_some()
         });
         kv.extend(
-            f.kv()
+            g.files()[0]
+                .kv()
                 .iter()
                 .filter(|(k, _)| k.starts_with("tokenizer."))
                 .cloned(),
         );
         return Ok(kv);
     }
-    let dir = meta::tokenizer_dir(src_path).ok_or_else(|| {
+    let tokenizer = src.companion("tokenizer.json").ok_or_else(|| {
         ConvertError::format(
-            src_path,
-            "no tokenizer.json here or in the parent directory: a GGUF needs the tokenizer",
+            src.path(),
+            "no tokenizer.json beside the model (or beside `original/`): a GGUF needs the tokenizer",
         )
     })?;
-    let mut kv = meta::model_kv(cfg, &meta::name_dir(src_path), ft);
-    kv.extend(meta::tokenizer_kv(&dir, cfg)?);
+    let dir = tokenizer.parent().unwrap_or(Path::new("."));
+    let mut kv = meta::model_kv(cfg, &src.name_dir(), ft);
+    kv.extend(meta::tokenizer_kv(dir, cfg)?);
     Ok(kv)
 }
 
-/// Writes a GGUF `variant` of `src` (found at `src_path`) to `out` (or its splits).
+/// Writes the GGUF `variant` (stored as `storage`) of the model `model`, its weights read
+/// through `src`, to `out` (or its splits).
+#[allow(clippy::too_many_arguments)]
 pub fn convert(
+    model: &AnyModel,
     src: &dyn WeightSource,
-    src_path: &Path,
     variant: Variant,
+    storage: &Storage,
     out: &Path,
     opts: &ConvertOptions,
     progress: &dyn Progress,
 ) -> Result<ConvertReport> {
-    if !variant.is_gguf() {
-        return Err(ConvertError::format(
-            out,
-            format!("{variant} is not a GGUF variant"),
-        ));
-    }
+    let src_path = &model.path();
     let cfg = src.config();
-    let kv = metadata(cfg, src_path, variant)?;
-    debug_assert_eq!(kv[0].1, Value::String(ARCH.into()));
-    let items = plan(variant, cfg, &source_order(src_path, cfg));
+    let kv = metadata(model, storage)?;
+    let items = plan(storage, cfg, &model.release_order());
     let tensors: Vec<PlannedTensor> = items.iter().map(|i| i.tensor.clone()).collect();
     let splits = writer::plan_splits(&tensors, opts.split_max_bytes);
     let n = splits.len();
