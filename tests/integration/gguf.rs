@@ -413,7 +413,11 @@ fn hostile_gguf_files_are_clean_errors() {
     let mut b = good.clone();
     b[at..at + 4].copy_from_slice(&77u32.to_le_bytes());
     let e = open_err(&t, "type.gguf", &b);
-    assert!(e.contains(&first.name) && e.contains("ggml type 77"), "{e}");
+    assert!(e.contains(&first.name) && e.contains("ggml type id 77"), "{e}");
+    // A type ggml defines but oss-forge does not read is named by its ggml name.
+    b[at..at + 4].copy_from_slice(&16u32.to_le_bytes());
+    let e = open_err(&t, "type16.gguf", &b);
+    assert!(e.contains(&first.name) && e.contains("IQ2_XXS"), "{e}");
     // A lying offset.
     let mut b = good.clone();
     b[at + 4..at + 12].copy_from_slice(&64u64.to_le_bytes());
@@ -458,5 +462,5 @@ fn hostile_gguf_files_are_clean_errors() {
         "--tokens",
         "1",
     ])
-    .fails_with(&["ggml type 77"]);
+    .fails_with(&["ggml type id 77"]);
 }

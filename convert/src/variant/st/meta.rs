@@ -154,7 +154,8 @@ pub fn hf_config(cfg: &Config) -> Value {
 }
 
 /// The compressed-tensors `quantization_config` of the int8 layout
-/// (`spec/formats-and-anchors.md` §2.4, in the spelling of `fixtures/compressed-tensors`).
+/// (compressed-tensors' `QuantizationConfig` with `format: pack-quantized`, as llm-compressor
+/// writes it; `docs/formats.md` gives every field).
 pub fn int8_quantization_config(cfg: &Config, dense_int8: bool) -> Value {
     let n = Names::new(Layout::Int8 { dense_int8 });
     let weights = |strategy: &str, group: Option<usize>| json!({"num_bits": 8, "type": "int", "symmetric": true, "strategy": strategy, "group_size": group, "dynamic": false, "actorder": null});
