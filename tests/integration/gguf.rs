@@ -413,7 +413,10 @@ fn hostile_gguf_files_are_clean_errors() {
     let mut b = good.clone();
     b[at..at + 4].copy_from_slice(&77u32.to_le_bytes());
     let e = open_err(&t, "type.gguf", &b);
-    assert!(e.contains(&first.name) && e.contains("ggml type id 77"), "{e}");
+    assert!(
+        e.contains(&first.name) && e.contains("ggml type id 77"),
+        "{e}"
+    );
     // A type ggml defines but oss-forge does not read is named by its ggml name.
     b[at..at + 4].copy_from_slice(&16u32.to_le_bytes());
     let e = open_err(&t, "type16.gguf", &b);
