@@ -185,10 +185,12 @@ impl Codec {
     /// Bytes of `values` values stored as whole rows of `cols` (for size estimates; `None` on
     /// overflow or when `cols` is not a multiple of the block).
     pub fn bytes(self, rows: u64, cols: u64) -> Option<u64> {
-        if cols % self.block() as u64 != 0 {
+        if !cols.is_multiple_of(self.block() as u64) {
             return None;
         }
-        (cols / self.block() as u64).checked_mul(self.block_bytes() as u64)?.checked_mul(rows)
+        (cols / self.block() as u64)
+            .checked_mul(self.block_bytes() as u64)?
+            .checked_mul(rows)
     }
 
     /// Decodes one row: `bytes` holds `out.len() / block` blocks. Bit-identical to ggml's
@@ -196,7 +198,12 @@ impl Codec {
     ///
     /// Panics if the lengths disagree (a caller bug: views check lengths when built).
     pub fn dequantize_row(self, bytes: &[u8], out: &mut [f32]) {
-        assert_eq!(bytes.len(), self.row_bytes(out.len()), "{} row length", self.name());
+        assert_eq!(
+            bytes.len(),
+            self.row_bytes(out.len()),
+            "{} row length",
+            self.name()
+        );
         match self {
             Codec::F32 => float::f32_row_from_le(bytes, out),
             Codec::F16 => float::f16_row_to_f32(bytes, out),
@@ -212,16 +219,24 @@ impl Codec {
     /// Encodes one row: `xs.len()` values (a multiple of [`Codec::block`]) into
     /// `out` (exactly [`Codec::row_bytes`]). For the block codecs this is bit-identical to what
     /// `llama-quantize` writes without an importance matrix (`ggml_quantize_chunk` with no
-    /// `quant_weights`); for the floats it rounds to nearest even.
+    /// `quant_weights`); for the floats it rounds to nearest even. MXFP4 uses ggml's rule
+    /// ([`mxfp4::Rounding::Ggml`]; ggml's `quantize_mxfp4` ignores an importance matrix); the
+    /// other MXFP4 rules are [`mxfp4::quantize_ggml_row`]'s.
     ///
     /// Panics if the lengths disagree (a caller bug).
     pub fn quantize_row(self, xs: &[f32], out: &mut [u8]) {
-        assert_eq!(out.len(), self.row_bytes(xs.len()), "{} row length", self.name());
+        assert_eq!(
+            out.len(),
+            self.row_bytes(xs.len()),
+            "{} row length",
+            self.name()
+        );
         match self {
             Codec::F32 => float::f32_row_to_le(xs, out),
             Codec::F16 => float::f32_row_to_f16(xs, out),
             Codec::BF16 => float::f32_row_to_bf16(xs, out),
             Codec::Q8_0 => q8_0::quantize_row_ref(xs, out),
+            Codec::MXFP4 => mxfp4::quantize_ggml_row(mxfp4::Rounding::Ggml, xs, out),
             other => unimplemented!("{} encoding", other.name()),
         }
     }
