@@ -10,12 +10,17 @@
 //! | MXFP4, ggml `block_mxfp4` | 32 | 17 | `e` then `qs[16]`; `qs[j]` = element `j` (low), `j+16` (high); value table doubled, scale `2^(e-128)` |
 //! | Q8_0, ggml `block_q8_0` | 32 | 34 | f16 `d` then 32 × i8 |
 //! | int8 group (compressed-tensors `pack-quantized`) | group (32) | 32 + scale | `q + 128` as u8, four per little-endian i32 |
+//! | MLX affine (`mx.quantize`, mode `affine`) | group (32, 64, 128) | `group · bits / 8` + BF16 scale + BF16 bias | unsigned `bits`-bit codes (2..=6, 8) as a little-endian bit stream (U32 words); value `scale · q + bias` |
 //! | BF16 / F16 / F32 | 1 | 2 / 2 / 4 | little-endian IEEE |
 //!
-//! Sources: `spec/gpt-oss.md` §4 (MXFP4), `spec/gguf.md` §4 (ggml blocks),
-//! `spec/formats-and-anchors.md` §2 (int8).
+//! MXFP4 encoders under five rounding rules (ggml's, the OCP spec's, triton_kernels', MLX's,
+//! least squares): [`mxfp4::encode`]. Sources are named in each module: the OCP MX v1.0
+//! specification and openai/gpt-oss (MXFP4), `ggml/src/ggml-common.h` and `ggml-quants.c` of
+//! llama.cpp as vendored in llama-cpp-python 0.3.36 (ggml blocks), compressed-tensors (int8),
+//! mlx (affine).
 #![forbid(unsafe_code)]
 
+pub mod affine;
 pub mod codec;
 pub mod float;
 pub mod int8;
