@@ -280,17 +280,18 @@ fn decode(
         biases_bf16.len(),
     );
     let gbytes = packed_bytes(group, bits);
-    let mut q = vec![0u8; group];
+    let mut codes = [0u8; 128]; // the largest group
+    let q = &mut codes[..group];
     for (((o, p), s), b) in out
         .chunks_exact_mut(group)
         .zip(packed.chunks_exact(gbytes))
         .zip(scales_bf16.chunks_exact(2))
         .zip(biases_bf16.chunks_exact(2))
     {
-        unpack(p, bits, &mut q);
+        unpack(p, bits, q);
         let s = bf16_bits_to_f32(u16::from_le_bytes([s[0], s[1]]));
         let b = bf16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]));
-        for (o, &q) in o.iter_mut().zip(&q) {
+        for (o, &q) in o.iter_mut().zip(q.iter()) {
             *o = f(s, q as f32, b);
         }
     }

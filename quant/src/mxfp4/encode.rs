@@ -63,12 +63,14 @@ pub enum Rounding {
     /// (<https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf>,
     /// also arXiv 2310.10537): `shared_exp = floor(log2(amax)) - emax_elem` with
     /// `emax_elem = 2` for E2M1 (computed exactly from the f32 bits), clamped to the E8M0
-    /// range; elements `V / 2^shared_exp` rounded to nearest with ties to even (IEEE
-    /// roundTiesToEven) and normal values beyond 6 clamped to ±6, sign kept (a negative value
-    /// that rounds to zero is `-0`, code 8). microsoft/microxcaling's `quantize_mx_op`
-    /// (`mx/mx_ops.py`) computes the same exponent (it clamps below at -127 too) but its
-    /// default element rounding `round="nearest"` is ties away from zero; its `round="even"`
-    /// is this rule.
+    /// range; elements `V / 2^shared_exp` converted with round to nearest, ties to even (IEEE
+    /// roundTiesToEven), values beyond 6 clamped to ±6 ("clamping normal numbers"), sign kept (a
+    /// negative value that rounds to zero is `-0`, code 8). pytorch/ao's MX reference does the
+    /// same (`ScaleCalculationMode.FLOOR`, "recommended by the OCP MX Spec 1.0", with
+    /// `_f32_to_floatx_unpacked` in `torchao/prototype/custom_fp_utils.py`: round to even,
+    /// saturating, sign preserved). microsoft/microxcaling's `quantize_mx_op` (`mx/mx_ops.py`)
+    /// computes the same exponent (it also clamps below at -127) but its default element
+    /// rounding `round="nearest"` is ties away from zero; its `round="even"` is this rule.
     Ocp,
     /// OpenAI triton_kernels `downcast_to_mxfp` with `DequantScaleRoundingMode.ROUND_UP`
     /// (`python/triton_kernels/triton_kernels/numerics_details/mxfp_details/_downcast_to_mxfp.py`,
