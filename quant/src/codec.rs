@@ -257,7 +257,9 @@ impl Codec {
     /// Encodes one row: `xs.len()` values (a multiple of [`Codec::block`]) into
     /// `out` (exactly [`Codec::row_bytes`]). For the block codecs this is bit-identical to what
     /// `llama-quantize` writes without an importance matrix (`ggml_quantize_chunk` with no
-    /// `quant_weights`); for the floats it rounds to nearest even.
+    /// `quant_weights`); for the floats it rounds to nearest even. MXFP4 uses ggml's rule
+    /// ([`mxfp4::Rounding::Ggml`]; ggml's `quantize_mxfp4` ignores an importance matrix); the
+    /// other MXFP4 rules are [`mxfp4::quantize_ggml_row`]'s.
     ///
     /// Panics if the lengths disagree (a caller bug).
     pub fn quantize_row(self, xs: &[f32], out: &mut [u8]) {
@@ -283,7 +285,7 @@ impl Codec {
             Codec::Q6_K => kquants::quantize_row_q6_k(xs, out),
             Codec::IQ4_NL => iq4::quantize_row_iq4_nl(xs, out),
             Codec::IQ4_XS => iq4::quantize_row_iq4_xs(xs, out),
-            Codec::MXFP4 => unimplemented!("MXFP4 encoding"),
+            Codec::MXFP4 => mxfp4::quantize_ggml_row(mxfp4::Rounding::Ggml, xs, out),
         }
     }
 }

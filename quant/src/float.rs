@@ -179,6 +179,21 @@ pub fn all_finite(xs: &[f32]) -> bool {
         .all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()))
 }
 
+/// The index of the first NaN or ±Inf in `xs`, `None` when every value is finite. Scans in
+/// branch-free steps (like [`all_finite`]) and only looks inside the step that failed, so the
+/// common all-finite case costs what [`all_finite`] costs. Encoders call this to refuse a
+/// tensor with the position of its first bad value (block = index / 32 for MXFP4).
+pub fn first_nonfinite(xs: &[f32]) -> Option<usize> {
+    let mut base = 0;
+    for c in xs.chunks(STEP) {
+        if !c.iter().fold(true, |ok, x| ok & x.is_finite()) {
+            return c.iter().position(|x| !x.is_finite()).map(|i| base + i);
+        }
+        base += c.len();
+    }
+    None
+}
+
 /// True when no value of the little-endian BF16 `bytes` is NaN or ±Inf (the values whose
 /// eight exponent bits are all ones), decided on the bits without decoding.
 pub fn bf16_bytes_all_finite(bytes: &[u8]) -> bool {
@@ -393,6 +408,23 @@ mod tests {
             xs[777] = bad;
             assert!(!all_finite(&xs));
         }
+    }
+
+    #[test]
+    fn first_nonfinite_finds_the_first_bad_value_in_any_step() {
+        let mut xs = vec![0.5f32; 1000];
+        assert_eq!(first_nonfinite(&xs), None);
+        assert_eq!(first_nonfinite(&[]), None);
+        for (i, bad) in [
+            (999, f32::NAN),
+            (256, f32::INFINITY),
+            (3, f32::NEG_INFINITY),
+        ] {
+            xs[i] = bad;
+            assert_eq!(first_nonfinite(&xs), Some(i), "{bad} at {i}");
+        }
+        // f32::MAX and subnormals are finite.
+        assert_eq!(first_nonfinite(&[f32::MAX, -f32::MAX, 1e-45]), None);
     }
 
     #[test]

@@ -15,13 +15,17 @@
 //! | IQ4_NL, ggml `block_iq4_nl` ([`iq4`]) | 32 | 18 | f16 `d`, 16 nibble bytes indexing `kvalues_iq4nl` |
 //! | IQ4_XS, ggml `block_iq4_xs` ([`iq4`]) | 256 | 136 | f16 `d`, u16 `scales_h`, `scales_l[4]` (6-bit sub-block scales), 128 nibble bytes |
 //! | int8 group (compressed-tensors `pack-quantized`) | group (32) | 32 + scale | `q + 128` as u8, four per little-endian i32 |
+//! | MLX affine (`mx.quantize`, mode `affine`) | group (32, 64, 128) | `group · bits / 8` + BF16 scale + BF16 bias | unsigned `bits`-bit codes (2..=6, 8) as a little-endian bit stream (U32 words); value `scale · q + bias` |
 //! | BF16 / F16 / F32 | 1 | 2 / 2 / 4 | little-endian IEEE |
 //!
-//! Sources: `spec/gpt-oss.md` §4 (MXFP4), `spec/gguf.md` §4 (ggml blocks),
-//! `spec/formats-and-anchors.md` §2 (int8); k-quants: `ggml/src/ggml-common.h` and
-//! `ggml/src/ggml-quants.c` of llama.cpp as vendored in llama-cpp-python 0.3.36.
+//! MXFP4 encoders under five rounding rules (ggml's, the OCP spec's, triton_kernels', MLX's,
+//! least squares): [`mxfp4::encode`]. Sources are named in each module: the OCP MX v1.0
+//! specification and openai/gpt-oss (MXFP4), `ggml/src/ggml-common.h` and `ggml-quants.c` of
+//! llama.cpp as vendored in llama-cpp-python 0.3.36 (ggml blocks), compressed-tensors (int8),
+//! mlx (affine).
 #![forbid(unsafe_code)]
 
+pub mod affine;
 pub mod codec;
 pub mod float;
 pub mod int8;

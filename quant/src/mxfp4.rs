@@ -1,21 +1,28 @@
 //! MXFP4 (OCP Microscaling FP4): E2M1 elements in blocks of 32 sharing one E8M0 scale.
 //!
-//! **Release layout** (gpt-oss `*_blocks` / `*_scales`, `spec/gpt-oss.md` §4):
-//! a block is 16 bytes; byte `b` holds element `2b` in its **low** nibble and element `2b+1`
-//! in its **high** nibble (openai/gpt-oss `weights.py`: `lut[blk & 0x0F]` → even,
-//! `lut[blk >> 4]` → odd). The scale byte `s` is stored separately and means `2^(s-127)`
-//! (E8M0, bias 127); `s = 255` is NaN per the OCP MX spec. An E2M1 nibble is
-//! sign (bit 3) · exponent (bits 2..1, bias 1) · mantissa (bit 0):
-//! `0, 0.5, 1, 1.5, 2, 3, 4, 6` and the same negated for codes 8..15.
+//! **Release layout** (gpt-oss `*_blocks` / `*_scales`): a block is 16 bytes; byte `b` holds
+//! element `2b` in its **low** nibble and element `2b+1` in its **high** nibble (openai/gpt-oss
+//! `gpt_oss/torch/weights.py`: `lut[blk & 0x0F]` → even, `lut[blk >> 4]` → odd). The scale byte
+//! `s` is stored separately and means `2^(s-127)` (E8M0, bias 127); `s = 255` is NaN per the
+//! OCP MX v1.0 spec. An E2M1 nibble is sign (bit 3) · exponent (bits 2..1, bias 1) · mantissa
+//! (bit 0): `0, 0.5, 1, 1.5, 2, 3, 4, 6` and the same negated for codes 8..15.
 //!
-//! **ggml layout** (`block_mxfp4`, `spec/gguf.md` §4.1): 17 bytes, the scale byte `e` first,
-//! then `qs[16]` where `qs[j]` holds element `j` (low nibble) and element `j+16` (high nibble).
-//! ggml decodes with a doubled table (`kvalues_mxfp4`) and a halved scale `2^(e-128)`, which is
-//! the same value bit for bit, so the scale byte is copied unchanged and only nibbles move.
+//! **ggml layout** (`block_mxfp4` in `ggml/src/ggml-common.h`): 17 bytes, the scale byte `e`
+//! first, then `qs[16]` where `qs[j]` holds element `j` (low nibble) and element `j+16` (high
+//! nibble). ggml decodes with a doubled table (`kvalues_mxfp4`) and a halved scale `2^(e-128)`,
+//! which is the same value bit for bit, so the scale byte is copied unchanged and only nibbles
+//! move.
 //!
-//! **Encoder**: triton_kernels' `downcast_to_mxfp` with `ROUND_UP` scales (the quantizer
-//! transformers uses when saving MXFP4, `spec/gpt-oss.md` §4.3): `d = 2^ceil(log2(amax/6))`,
-//! elements rounded to nearest-even E2M1, sign kept (so `-0` can appear).
+//! **Encoders**: [`encode`] (re-exported here) quantizes blocks of f32 under five rounding rules
+//! ([`Rounding`]: ggml's, the OCP spec's, triton_kernels', MLX's and a least-squares choice of
+//! exponent), into either layout. [`encode_block`] is the triton_kernels rule on a slice.
+
+pub mod encode;
+
+pub use encode::{
+    Rounding, RuleSet, UnknownRounding, matching_rules, quantize_block, quantize_ggml_row,
+    quantize_row,
+};
 
 /// Elements per block.
 pub const BLOCK: usize = 32;
@@ -138,7 +145,8 @@ pub fn decode_ggml_row(data: &[u8], out: &mut [f32]) {
 }
 
 /// Moves the nibbles of one release-layout block into ggml order (element `j` low and `j+16`
-/// high in byte `j`). The formula is llama.cpp's `transform_nibble_layout` (`spec/gguf.md` §4.2).
+/// high in byte `j`). The formula is llama.cpp's `transform_nibble_layout`
+/// (`conversion/gpt_oss.py` of the converter in llama-cpp-python 0.3.36's llama.cpp).
 #[inline]
 pub fn repack_to_ggml(hf: &[u8]) -> [u8; BLOCK_BYTES] {
     debug_assert_eq!(hf.len(), BLOCK_BYTES);
@@ -182,32 +190,15 @@ pub fn e2m1_magnitude_code(q: f32) -> u8 {
         + (q > 5.0) as u8
 }
 
-/// Quantizes 32 values into one release-layout block, returning `(nibbles, scale byte)`.
+/// Quantizes 32 values into one release-layout block with the triton_kernels rule
+/// ([`Rounding::Triton`]: `d' = 2^ceil(log2(amax / 6))` from the f32 bits, elements rounded to
+/// nearest even, sign kept), returning `(nibbles, scale byte)`. The same as
+/// `quantize_block(Rounding::Triton, x)` on a slice.
 ///
-/// Scale: `d' = 2^ceil(log2(amax / 6))` computed on the f32 bits
-/// (`(bits(d) + 0x7FFFFF) & 0x7F800000`), so the largest element lands on at most 6.
-/// An all-zero block gets scale byte 0 and code 0 everywhere. NaN inputs are not supported
-/// (the caller's values come from finite weights).
+/// Panics unless `x.len() == 32`.
 pub fn encode_block(x: &[f32]) -> ([u8; BLOCK_BYTES], u8) {
-    assert_eq!(x.len(), BLOCK, "MXFP4 block length");
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let mut out = [0u8; BLOCK_BYTES];
-    if amax == 0.0 {
-        return (out, 0);
-    }
-    let d = amax / 6.0;
-    let bits = (d.to_bits() + 0x007F_FFFF) & 0x7F80_0000;
-    let scale = (bits >> 23) as u8;
-    let inv = 1.0 / f32::from_bits(bits);
-    let mut codes = [0u8; BLOCK];
-    for (c, &v) in codes.iter_mut().zip(x) {
-        let q = v * inv;
-        *c = e2m1_magnitude_code(q.abs()) | ((q.is_sign_negative() as u8) << 3);
-    }
-    for (o, pair) in out.iter_mut().zip(codes.chunks_exact(2)) {
-        *o = pair[0] | (pair[1] << 4);
-    }
-    (out, scale)
+    let x: &[f32; BLOCK] = x.try_into().expect("MXFP4 block length");
+    quantize_block(Rounding::Triton, x)
 }
 
 #[cfg(test)]
@@ -260,7 +251,7 @@ mod tests {
 
     #[test]
     fn encoder_rounds_like_triton_round_up() {
-        // spec/gpt-oss.md §4.3, with amax = 6 so that d' = 1 and q = x.
+        // The rounding points of triton_kernels' RTNE, with amax = 6 so that d' = 1 and q = x.
         let cases = [
             (0.25, 0.0),
             (0.26, 0.5),
@@ -364,7 +355,7 @@ mod tests {
         }
     }
 
-    /// spec/gguf.md §4.2 worked example: the block whose elements are `k mod 16`.
+    /// The block whose elements are `k mod 16`, repacked by hand.
     #[test]
     fn ggml_repack_worked_example() {
         let hf = [
