@@ -601,7 +601,7 @@ pub fn model_kv(cfg: &Config, name_dir: &Path, file_type: u32) -> Vec<(String, V
     let (total, ..) = parameter_counts(cfg);
     let parts = name_parts(&dir_name, total);
     let mut kv: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), s(super::read::ARCH)),
+        ("general.architecture".into(), s(super::model::ARCH)),
         ("general.type".into(), s("model")),
         ("general.name".into(), s(&parts.name)),
     ];

@@ -11,10 +11,10 @@
 //! bytes in memory at once (`View::data()`), 1-4 GiB per dequantized expert tensor. The crate
 //! reads back everything this module writes in the tests. See `docs/decisions.md`.
 
-mod read;
+mod header;
 mod write;
 
-pub use read::{SafetensorsFile, TensorInfo, parse as parse_header};
+pub use header::{SafetensorsFile, TensorInfo, parse as parse_header};
 pub use write::{PlannedTensor, SafetensorsWriter, header_len};
 
 /// The `__metadata__` transformers writes and expects: `{"format": "pt"}`.
