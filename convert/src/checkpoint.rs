@@ -15,7 +15,7 @@
 
 use crate::error::{ConvertError, Result};
 use crate::names::{self, Expect, Layout, Role};
-use crate::safetensors::{Dtype, SafetensorsFile, TensorInfo};
+use crate::safetensors::{SafetensorsFile, TensorInfo};
 use reference::{Config, DenseType, Encoding, MatRef, WeightId};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -503,8 +503,3 @@ fn open_files(dir: &Path) -> Result<Opened> {
 }
 
 crate::mapped_weight_source!(Checkpoint);
-
-/// The safetensors dtype names a layout accepts for dense tensors (for messages).
-pub(crate) fn dtype_list(d: &[Dtype]) -> String {
-    d.iter().map(|d| d.name()).collect::<Vec<_>>().join("|")
-}

@@ -238,11 +238,7 @@ pub struct Expect {
 impl Expect {
     /// `DTYPE[shape]` for messages.
     pub fn describe(&self) -> String {
-        format!(
-            "{}{:?}",
-            crate::checkpoint::dtype_list(self.dtypes),
-            self.shape
-        )
+        format!("{}{:?}", Dtype::alternatives(self.dtypes), self.shape)
     }
 }
 
