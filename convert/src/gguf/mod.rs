@@ -28,12 +28,14 @@
 //! | `file.rs` | [`GgufFile`]: the container's header parsed and validated, one file |
 //! | `model.rs` | [`GgufModel`]: a gpt-oss model (one file or splits) as a weight source: split set, tensor set, `Config` from metadata |
 //! | `writer.rs` | the container writer: header and split planning, streaming tensor data |
+//! | `names.rs` | llama.cpp's names for gpt-oss: tensor names, `ne`, row ranges, hyperparameter keys |
 //! | `meta.rs` | the metadata llama.cpp writes for gpt-oss (general, hparams, tokenizer) |
 //! | `write.rs` | the GGUF variants: tensor plan (names, order, types) and per-tensor encoders |
 
 mod file;
 pub mod meta;
 mod model;
+pub mod names;
 pub mod write;
 pub mod writer;
 

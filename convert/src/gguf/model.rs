@@ -1,26 +1,19 @@
 //! [`GgufModel`]: a gpt-oss GGUF (one file, or llama.cpp splits found from the first) as a
 //! [`WeightSource`].
 //!
-//! Weights map to llama.cpp's tensor names (`spec/gguf.md` §3.2); every expert is a row range of
-//! its layer's stacked tensor, so nothing is copied:
+//! Weights map to llama.cpp's tensor names ([`names`](super::names) has the table); every
+//! expert is a row range of its layer's stacked tensor (`[in, out, E]` weights: rows
+//! `e·out .. (e+1)·out`; `[out, E]` biases: row `e`), so nothing is copied.
 //!
-//! | weight | tensor | rows of the view |
-//! |---|---|---|
-//! | embedding / lm_head | `token_embd.weight` / `output.weight` `[H, V]` | all |
-//! | final norm, attention norm, MLP norm | `output_norm.weight`, `blk.N.attn_norm.weight`, `blk.N.post_attention_norm.weight` | the one row |
-//! | q, k, v, o (+ bias) | `blk.N.attn_{q,k,v,output}.{weight,bias}` | all |
-//! | sinks | `blk.N.attn_sinks.weight` | the one row |
-//! | router (+ bias) | `blk.N.ffn_gate_inp.{weight,bias}` `[H, E]` | all |
-//! | expert e gate / up / down | `blk.N.ffn_{gate,up,down}_exps.weight` `[in, out, E]` | `e·out .. (e+1)·out` |
-//! | expert e biases | `blk.N.ffn_{gate,up,down}_exps.bias` `[out, E]` | row `e` |
-//!
-//! The config comes from the `gpt-oss.*` keys (§2.2, §2.5). llama.cpp hard-codes what has no key
-//! (SwiGLU alpha 1.702 and limit 7.0, even layers sliding, YaRN without truncation); so does this
-//! reader. A key with an unexpected type or a value the forward pass does not implement
+//! The config comes from the `gpt-oss.*` keys ([`names::hparam`](super::names::hparam)), as
+//! llama.cpp's `src/llama-model.cpp` (`LLM_ARCH_OPENAI_MOE`) loads them. llama.cpp hard-codes
+//! what has no key (SwiGLU alpha 1.702 and limit 7.0, even layers sliding, YaRN without
+//! truncation); so does this reader. A key with an unexpected type or a value the forward pass does not implement
 //! (another rope scaling type, a sliding-window pattern other than llama.cpp's default, key and
 //! value lengths that differ) is an error.
 
 use super::file::{GgufFile, GgufTensor};
+use super::names::{self, Content, Location, hparam as k, locate};
 use super::{Codec, Value, split_path};
 use crate::error::{ConvertError, Result};
 use reference::config::{TokenIds, Yarn};
@@ -28,92 +21,13 @@ use reference::{Config, DenseType, Encoding, LayerType, MatRef, WeightId};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The architecture name llama.cpp uses for gpt-oss.
-pub const ARCH: &str = "gpt-oss";
+pub use super::names::ARCH;
 
 /// A validated GGUF model.
 pub struct GgufModel {
     files: Vec<GgufFile>,
     config: Config,
     names: HashMap<String, (usize, usize)>,
-}
-
-/// The GGUF tensor holding `id`, and the row range of it that `id` is: `(name, first row, rows,
-/// cols)`.
-pub fn locate(id: WeightId, cfg: &Config) -> (String, usize, usize, usize) {
-    use WeightId::*;
-    let (rows, cols) = id.shape(cfg);
-    let blk = |l: usize, s: &str| format!("blk.{l}.{s}");
-    let (name, first) = match id {
-        Embedding => ("token_embd.weight".to_string(), 0),
-        LmHead => ("output.weight".into(), 0),
-        FinalNorm => ("output_norm.weight".into(), 0),
-        AttnNorm(l) => (blk(l, "attn_norm.weight"), 0),
-        MlpNorm(l) => (blk(l, "post_attention_norm.weight"), 0),
-        QProj(l) => (blk(l, "attn_q.weight"), 0),
-        QBias(l) => (blk(l, "attn_q.bias"), 0),
-        KProj(l) => (blk(l, "attn_k.weight"), 0),
-        KBias(l) => (blk(l, "attn_k.bias"), 0),
-        VProj(l) => (blk(l, "attn_v.weight"), 0),
-        VBias(l) => (blk(l, "attn_v.bias"), 0),
-        OProj(l) => (blk(l, "attn_output.weight"), 0),
-        OBias(l) => (blk(l, "attn_output.bias"), 0),
-        Sinks(l) => (blk(l, "attn_sinks.weight"), 0),
-        Router(l) => (blk(l, "ffn_gate_inp.weight"), 0),
-        RouterBias(l) => (blk(l, "ffn_gate_inp.bias"), 0),
-        Gate(l, e) => (blk(l, "ffn_gate_exps.weight"), e * rows),
-        Up(l, e) => (blk(l, "ffn_up_exps.weight"), e * rows),
-        Down(l, e) => (blk(l, "ffn_down_exps.weight"), e * rows),
-        GateBias(l, e) => (blk(l, "ffn_gate_exps.bias"), e),
-        UpBias(l, e) => (blk(l, "ffn_up_exps.bias"), e),
-        DownBias(l, e) => (blk(l, "ffn_down_exps.bias"), e),
-    };
-    (name, first, rows, cols)
-}
-
-/// Every tensor a gpt-oss GGUF of `cfg` holds, with its `ne`, in no particular order.
-pub fn expected_tensors(cfg: &Config) -> Vec<(String, Vec<u64>)> {
-    let (h, i, e, v) = (
-        cfg.hidden_size as u64,
-        cfg.intermediate_size as u64,
-        cfg.num_local_experts as u64,
-        cfg.vocab_size as u64,
-    );
-    let (q, kv, nh) = (
-        cfg.q_dim() as u64,
-        cfg.kv_dim() as u64,
-        cfg.num_attention_heads as u64,
-    );
-    let mut out = vec![
-        ("token_embd.weight".to_string(), vec![h, v]),
-        ("output.weight".to_string(), vec![h, v]),
-        ("output_norm.weight".to_string(), vec![h]),
-    ];
-    for l in 0..cfg.num_hidden_layers {
-        let t = |s: &str, ne: Vec<u64>| (format!("blk.{l}.{s}"), ne);
-        out.extend([
-            t("attn_norm.weight", vec![h]),
-            t("post_attention_norm.weight", vec![h]),
-            t("attn_q.weight", vec![h, q]),
-            t("attn_q.bias", vec![q]),
-            t("attn_k.weight", vec![h, kv]),
-            t("attn_k.bias", vec![kv]),
-            t("attn_v.weight", vec![h, kv]),
-            t("attn_v.bias", vec![kv]),
-            t("attn_output.weight", vec![q, h]),
-            t("attn_output.bias", vec![h]),
-            t("attn_sinks.weight", vec![nh]),
-            t("ffn_gate_inp.weight", vec![h, e]),
-            t("ffn_gate_inp.bias", vec![e]),
-            t("ffn_gate_exps.weight", vec![h, i, e]),
-            t("ffn_up_exps.weight", vec![h, i, e]),
-            t("ffn_down_exps.weight", vec![i, h, e]),
-            t("ffn_gate_exps.bias", vec![i, e]),
-            t("ffn_up_exps.bias", vec![i, e]),
-            t("ffn_down_exps.bias", vec![h, e]),
-        ]);
-    }
-    out
 }
 
 /// The other split files of `first`, if its metadata says it is split (`spec/gguf.md` §1.4).
@@ -226,12 +140,13 @@ impl GgufModel {
                 }
             }
         }
+        let embedding = Content::Single(WeightId::Embedding).name();
         let vocab = names
-            .get("token_embd.weight")
+            .get(&embedding)
             .and_then(|&(f, t)| files[f].tensors()[t].ne.get(1).copied())
             .ok_or_else(|| ConvertError::MissingTensor {
                 path: files[0].path().to_path_buf(),
-                tensor: "token_embd.weight".into(),
+                tensor: embedding.clone(),
                 expected: "[hidden, vocab]".into(),
             })?;
         let config = config_from_metadata(&files[0], vocab)?;
@@ -262,7 +177,10 @@ impl GgufModel {
     }
 
     fn check_tensors(&self) -> Result<()> {
-        let expected = expected_tensors(&self.config);
+        let expected: Vec<(String, Vec<u64>)> = names::contents(&self.config)
+            .into_iter()
+            .map(|c| (c.name(), c.shape(&self.config)))
+            .collect();
         let path = self.files[0].path();
         for (name, ne) in &expected {
             let Some((f, t)) = self.tensor(name) else {
@@ -304,7 +222,12 @@ impl GgufModel {
     }
 
     fn view(&self, id: WeightId) -> Result<MatRef<'_>> {
-        let (name, first, rows, cols) = locate(id, &self.config);
+        let Location {
+            name,
+            first,
+            rows,
+            cols,
+        } = locate(id, &self.config);
         let (f, t) = self
             .tensor(&name)
             .ok_or_else(|| ConvertError::MissingTensor {
@@ -362,17 +285,17 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
     let path = f.path();
     let bad =
         |key: &str, msg: String| ConvertError::format(path, format!("metadata `{key}`: {msg}"));
-    match f.get("general.architecture") {
+    match f.get(names::ARCHITECTURE_KEY) {
         Some(Value::String(a)) if a == ARCH => {}
         Some(v) => {
             return Err(bad(
-                "general.architecture",
+                names::ARCHITECTURE_KEY,
                 format!("is {v:?}; only {ARCH:?} is supported"),
             ));
         }
-        None => return Err(bad("general.architecture", "missing".into())),
+        None => return Err(bad(names::ARCHITECTURE_KEY, "missing".into())),
     }
-    let key = |k: &str| format!("{ARCH}.{k}");
+    let key = names::key;
     let get = |k: &str| f.get(&key(k));
     let u32_req = |k: &str| -> Result<usize> {
         match get(k) {
@@ -395,50 +318,50 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
         }
     };
     let f32_req = |k: &str| f32_opt(k)?.ok_or_else(|| bad(&key(k), "missing".into()));
-    let layers = u32_req("block_count")?;
+    let layers = u32_req(k::BLOCK_COUNT)?;
     if layers > 4096 {
         return Err(bad(
-            &key("block_count"),
+            &key(k::BLOCK_COUNT),
             format!("{layers} layers is beyond any gpt-oss"),
         ));
     }
-    let heads = u32_req("attention.head_count")?;
-    let kv_heads = match get("attention.head_count_kv") {
+    let heads = u32_req(k::HEAD_COUNT)?;
+    let kv_heads = match get(k::HEAD_COUNT_KV) {
         None => heads,
-        Some(_) => u32_req("attention.head_count_kv")?,
+        Some(_) => u32_req(k::HEAD_COUNT_KV)?,
     };
-    let head_dim = u32_req("attention.key_length")?;
-    if u32_req("attention.value_length")? != head_dim {
+    let head_dim = u32_req(k::KEY_LENGTH)?;
+    if u32_req(k::VALUE_LENGTH)? != head_dim {
         return Err(bad(
-            &key("attention.value_length"),
+            &key(k::VALUE_LENGTH),
             "differs from key_length; gpt-oss uses one head width".into(),
         ));
     }
-    if let Some(v) = get("attention.sliding_window_pattern") {
+    if let Some(v) = get(k::SLIDING_WINDOW_PATTERN) {
         return Err(bad(
-            &key("attention.sliding_window_pattern"),
+            &key(k::SLIDING_WINDOW_PATTERN),
             format!("{v:?}: only llama.cpp's default (even layers slide) is implemented"),
         ));
     }
-    match get("rope.scaling.type") {
+    match get(k::ROPE_SCALING_TYPE) {
         Some(Value::String(s)) if s == "yarn" => {}
         Some(v) => {
             return Err(bad(
-                &key("rope.scaling.type"),
+                &key(k::ROPE_SCALING_TYPE),
                 format!("{v:?}: gpt-oss uses yarn; nothing else is implemented"),
             ));
         }
         None => {
             return Err(bad(
-                &key("rope.scaling.type"),
+                &key(k::ROPE_SCALING_TYPE),
                 "missing (llama.cpp would apply linear scaling)".into(),
             ));
         }
     }
-    let context = u32_req("context_length")?;
-    let original = match get("rope.scaling.original_context_length") {
+    let context = u32_req(k::CONTEXT_LENGTH)?;
+    let original = match get(k::ROPE_ORIGINAL_CONTEXT) {
         None => context,
-        Some(_) => u32_req("rope.scaling.original_context_length")?,
+        Some(_) => u32_req(k::ROPE_ORIGINAL_CONTEXT)?,
     };
     let token_id = |k: &str| -> Result<Option<u32>> {
         match f.get(k) {
@@ -449,16 +372,16 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
     };
     let cfg = Config {
         vocab_size: usize::try_from(vocab)
-            .map_err(|_| bad("token_embd.weight", "vocab too large".into()))?,
-        hidden_size: u32_req("embedding_length")?,
-        intermediate_size: u32_req("expert_feed_forward_length")?,
+            .map_err(|_| bad(&Content::Single(WeightId::Embedding).name(), "vocab too large".into()))?,
+        hidden_size: u32_req(k::EMBEDDING_LENGTH)?,
+        intermediate_size: u32_req(k::EXPERT_FEED_FORWARD_LENGTH)?,
         num_hidden_layers: layers,
         num_attention_heads: heads,
         num_key_value_heads: kv_heads,
         head_dim,
-        num_local_experts: u32_req("expert_count")?,
-        num_experts_per_tok: u32_req("expert_used_count")?,
-        sliding_window: u32_req("attention.sliding_window")?,
+        num_local_experts: u32_req(k::EXPERT_COUNT)?,
+        num_experts_per_tok: u32_req(k::EXPERT_USED_COUNT)?,
+        sliding_window: u32_req(k::SLIDING_WINDOW)?,
         layer_types: (0..layers)
             .map(|i| {
                 if i % 2 == 0 {
@@ -468,12 +391,12 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
                 }
             })
             .collect(),
-        rms_norm_eps: f32_req("attention.layer_norm_rms_epsilon")? as f32,
-        rope_theta: f32_opt("rope.freq_base")?.unwrap_or(10000.0),
+        rms_norm_eps: f32_req(k::RMS_EPS)? as f32,
+        rope_theta: f32_opt(k::ROPE_FREQ_BASE)?.unwrap_or(10000.0),
         rope_scaling: Yarn {
-            factor: f32_req("rope.scaling.factor")?,
-            beta_fast: f32_opt("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
-            beta_slow: f32_opt("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
+            factor: f32_req(k::ROPE_SCALING_FACTOR)?,
+            beta_fast: f32_opt(k::YARN_BETA_FAST)?.unwrap_or(32.0),
+            beta_slow: f32_opt(k::YARN_BETA_SLOW)?.unwrap_or(1.0),
             original_max_position_embeddings: original,
             truncate: false,
             attention_factor: None,
@@ -482,19 +405,19 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
         swiglu_limit: 7.0,
         swiglu_alpha: 1.702,
         token_ids: TokenIds {
-            eos: token_id("tokenizer.ggml.eos_token_id")?
+            eos: token_id(names::EOS_ID_KEY)?
                 .into_iter()
                 .collect(),
-            pad: token_id("tokenizer.ggml.padding_token_id")?,
-            bos: token_id("tokenizer.ggml.bos_token_id")?,
+            pad: token_id(names::PAD_ID_KEY)?,
+            bos: token_id(names::BOS_ID_KEY)?,
         },
     };
     for (k, v) in [
-        ("block_count", cfg.num_hidden_layers),
-        ("attention.head_count", heads),
-        ("attention.key_length", head_dim),
-        ("expert_count", cfg.num_local_experts),
-        ("embedding_length", cfg.hidden_size),
+        (k::BLOCK_COUNT, cfg.num_hidden_layers),
+        (k::HEAD_COUNT, heads),
+        (k::KEY_LENGTH, head_dim),
+        (k::EXPERT_COUNT, cfg.num_local_experts),
+        (k::EMBEDDING_LENGTH, cfg.hidden_size),
     ] {
         if v == 0 {
             return Err(bad(&key(k), "must be positive".into()));
@@ -502,7 +425,7 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
     }
     if cfg.rope_scaling.factor < 1.0 {
         return Err(bad(
-            &key("rope.scaling.factor"),
+            &key(k::ROPE_SCALING_FACTOR),
             format!("{} is below 1", cfg.rope_scaling.factor),
         ));
     }
