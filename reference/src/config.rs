@@ -595,6 +595,68 @@ impl Config {
         Ok(())
     }
 
+    /// Every field in which `other` is another model than `self`, as `field: a vs b`: each
+    /// hyperparameter the forward pass reads, and `max_position_embeddings` (a variant that
+    /// claims another context length is another runtime model: llama.cpp and transformers size
+    /// their context from it). Only the token ids may differ (OpenAI's `original/config.json`
+    /// has none).
+    pub fn differences(&self, other: &Config) -> Vec<String> {
+        // Destructured so that a new field must be placed on one side or the other.
+        let Config {
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            num_local_experts,
+            num_experts_per_tok,
+            sliding_window,
+            layer_types,
+            rms_norm_eps,
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings,
+            swiglu_limit,
+            swiglu_alpha,
+            token_ids: _,
+        } = self;
+        let mut out = Vec::new();
+        macro_rules! cmp {
+            ($($f:ident),*) => {$(
+                if *$f != other.$f {
+                    out.push(format!("{}: {:?} vs {:?}", stringify!($f), $f, other.$f));
+                }
+            )*};
+        }
+        cmp!(
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            num_local_experts,
+            num_experts_per_tok,
+            sliding_window,
+            layer_types,
+            rms_norm_eps,
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings,
+            swiglu_limit,
+            swiglu_alpha
+        );
+        out
+    }
+
+    /// True when `other` is the same model ([`Config::differences`] is empty).
+    pub fn same_model(&self, other: &Config) -> bool {
+        self.differences(other).is_empty()
+    }
+
     /// Query heads per key/value head.
     pub fn q_per_kv(&self) -> usize {
         self.num_attention_heads / self.num_key_value_heads
@@ -694,6 +756,30 @@ mod tests {
       "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "swiglu_limit": 7.0, "head_dim": 64,
       "num_attention_heads": 64, "num_key_value_heads": 8, "sliding_window": 128, "initial_context_length": 4096,
       "rope_theta": 150000, "rope_scaling_factor": 32.0, "rope_ntk_alpha": 1, "rope_ntk_beta": 32}"#;
+
+    #[test]
+    fn differences_name_each_field_and_ignore_token_ids() {
+        let a = Config::from_json_str(GPT_OSS_20B).unwrap();
+        let mut b = a.clone();
+        assert!(a.same_model(&b));
+        b.token_ids.pad = Some(3);
+        b.token_ids.eos.clear();
+        assert!(a.same_model(&b), "token ids are not the model");
+        b.sliding_window = 64;
+        b.max_position_embeddings = 8192;
+        assert_eq!(
+            a.differences(&b),
+            [
+                "sliding_window: 128 vs 64",
+                "max_position_embeddings: 131072 vs 8192"
+            ]
+        );
+        assert!(!a.same_model(&b));
+        let mut c = a.clone();
+        c.rope_scaling.truncate = true;
+        assert_eq!(a.differences(&c).len(), 1);
+        assert!(a.differences(&c)[0].starts_with("rope_scaling: "));
+    }
 
     #[test]
     fn both_formats_of_the_20b_config_agree() {

@@ -27,7 +27,7 @@ pub mod weights;
 use convert::Progress;
 use metrics::{Accumulator, Metrics};
 use prompts::Prompt;
-use reference::{Config, Model, WeightSource};
+use reference::{Model, WeightSource};
 use weights::TensorCheck;
 
 /// Why a verification could not run (as opposed to a variant failing it).
@@ -160,41 +160,9 @@ impl Report {
     }
 }
 
-/// Fields of two configs that differ in what the forward pass computes (token ids and the
-/// advertised context aside).
-pub fn config_differences(a: &Config, b: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    macro_rules! cmp {
-        ($($f:ident),*) => {$(
-            if a.$f != b.$f {
-                out.push(format!("{}: {:?} vs {:?}", stringify!($f), a.$f, b.$f));
-            }
-        )*};
-    }
-    cmp!(
-        vocab_size,
-        hidden_size,
-        intermediate_size,
-        num_hidden_layers,
-        num_attention_heads,
-        num_key_value_heads,
-        head_dim,
-        num_local_experts,
-        num_experts_per_tok,
-        sliding_window,
-        layer_types,
-        rms_norm_eps,
-        rope_theta,
-        rope_scaling,
-        swiglu_limit,
-        swiglu_alpha
-    );
-    out
-}
-
 /// An error naming every config field in which `variant` is another model than `original`.
 fn ensure_same_model(original: &Subject<'_>, variant: &Subject<'_>) -> Result<(), VerifyError> {
-    let diffs = config_differences(original.source.config(), variant.source.config());
+    let diffs = original.source.config().differences(variant.source.config());
     if diffs.is_empty() {
         Ok(())
     } else {
@@ -431,19 +399,4 @@ mod tests {
         assert!(Tolerance::parse("kld").is_err());
     }
 
-    #[test]
-    fn config_differences_name_the_field() {
-        let a = reference::Config::from_hf_json(&convert::synth::preset_config(
-            convert::synth::Preset::Gpt20b,
-            None,
-        ))
-        .unwrap();
-        let mut b = a.clone();
-        assert!(config_differences(&a, &b).is_empty());
-        b.sliding_window = 64;
-        b.token_ids.pad = Some(3);
-        let d = config_differences(&a, &b);
-        assert_eq!(d.len(), 1);
-        assert!(d[0].starts_with("sliding_window: 128 vs 64"), "{d:?}");
-    }
 }

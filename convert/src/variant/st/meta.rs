@@ -59,16 +59,6 @@ fn search_dirs(src_path: &Path) -> Vec<&Path> {
     dirs
 }
 
-/// The hyperparameters that make two configs the same model (token ids aside: OpenAI's
-/// `original/config.json` has none).
-fn same_model(a: &Config, b: &Config) -> bool {
-    let strip = |c: &Config| Config {
-        token_ids: Default::default(),
-        ..c.clone()
-    };
-    strip(a) == strip(b)
-}
-
 /// The HF config the output config is derived from (see the module table).
 pub fn base_config(src_path: &Path, cfg: &Config) -> Result<Value> {
     for dir in search_dirs(src_path) {
@@ -81,7 +71,7 @@ pub fn base_config(src_path: &Path, cfg: &Config) -> Result<Value> {
             continue;
         }
         let parsed = Config::from_hf_json(&v).map_err(|e| ConvertError::config(&path, e))?;
-        if same_model(&parsed, cfg) {
+        if parsed.same_model(cfg) {
             return Ok(v);
         }
     }
