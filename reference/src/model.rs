@@ -23,8 +23,9 @@ use crate::tensor::MatRef;
 /// Errors of the forward pass.
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
-    /// The source could not provide a weight.
-    #[error("{weight}: {source}")]
+    /// The source could not provide a weight (the source's error is the
+    /// [`source`](std::error::Error::source), not repeated in the message).
+    #[error("{weight}")]
     Source {
         /// Which weight.
         weight: WeightId,

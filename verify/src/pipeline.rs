@@ -242,10 +242,11 @@ pub fn run(
 ) -> Result<PipelineOutcome, VerifyError> {
     let src = AnyModel::open(model_path)?;
     let AnyModel::Safetensors(ckpt) = &src else {
-        return Err(VerifyError::Read {
-            model: model_path.display().to_string(),
-            detail: "pipeline converts a release checkpoint (a safetensors directory)".into(),
-        });
+        return Err(convert::ConvertError::format(
+            model_path,
+            "pipeline converts a release checkpoint (a safetensors directory)",
+        )
+        .into());
     };
     let name = model_name(model_path);
     let base_model = if name.starts_with("gpt-oss-") {
@@ -519,19 +520,22 @@ pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
         let (h, p) = line
             .split_once("  ")
             .or_else(|| line.split_once(" *"))
-            .ok_or_else(|| VerifyError::Read {
-                model: sums_path.display().to_string(),
-                detail: format!("line {}: not `<sha256>  <path>`", i + 1),
+            .ok_or_else(|| {
+                convert::ConvertError::format(
+                    &sums_path,
+                    format!("line {}: not `<sha256>  <path>`", i + 1),
+                )
             })?;
         if h.len() != 64
             || !h.bytes().all(|b| b.is_ascii_hexdigit())
             || p.contains("..")
             || p.starts_with('/')
         {
-            return Err(VerifyError::Read {
-                model: sums_path.display().to_string(),
-                detail: format!("line {}: not `<sha256>  <relative path>`", i + 1),
-            });
+            return Err(convert::ConvertError::format(
+                &sums_path,
+                format!("line {}: not `<sha256>  <relative path>`", i + 1),
+            )
+            .into());
         }
         listed.push((p.to_string(), h.to_ascii_lowercase()));
     }
@@ -542,9 +546,11 @@ pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
         let m: Value = std::fs::read_to_string(&mpath)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| VerifyError::Read {
-                model: mpath.display().to_string(),
-                detail: "not a manifest this tool wrote (invalid JSON)".into(),
+            .ok_or_else(|| {
+                convert::ConvertError::format(
+                    &mpath,
+                    "not a manifest this tool wrote (invalid JSON)",
+                )
             })?;
         for e in m["variants"].as_array().into_iter().flatten() {
             for (p, _, h) in files_from_json(&e["files"]).unwrap_or_default() {

@@ -39,11 +39,11 @@ pub mod names;
 pub mod write;
 pub mod writer;
 
-pub use file::{GgufFile, GgufTensor};
-pub use model::GgufModel;
 /// The module's old name: `write.rs` imports [`model::ARCH`] through it until it moves to
 /// `variant/gguf.rs`.
 use self::model as read;
+pub use file::{GgufFile, GgufTensor};
+pub use model::GgufModel;
 
 /// `GGUF` as read little-endian.
 pub const MAGIC: [u8; 4] = *b"GGUF";

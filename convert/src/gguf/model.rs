@@ -371,8 +371,12 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
         }
     };
     let cfg = Config {
-        vocab_size: usize::try_from(vocab)
-            .map_err(|_| bad(&Content::Single(WeightId::Embedding).name(), "vocab too large".into()))?,
+        vocab_size: usize::try_from(vocab).map_err(|_| {
+            bad(
+                &Content::Single(WeightId::Embedding).name(),
+                "vocab too large".into(),
+            )
+        })?,
         hidden_size: u32_req(k::EMBEDDING_LENGTH)?,
         intermediate_size: u32_req(k::EXPERT_FEED_FORWARD_LENGTH)?,
         num_hidden_layers: layers,
@@ -405,9 +409,7 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
         swiglu_limit: 7.0,
         swiglu_alpha: 1.702,
         token_ids: TokenIds {
-            eos: token_id(names::EOS_ID_KEY)?
-                .into_iter()
-                .collect(),
+            eos: token_id(names::EOS_ID_KEY)?.into_iter().collect(),
             pad: token_id(names::PAD_ID_KEY)?,
             bos: token_id(names::BOS_ID_KEY)?,
         },

@@ -446,7 +446,10 @@ mod tests {
             let ne = c.shape(&cfg);
             assert_eq!(ne[0] as usize, loc.cols, "{id}");
             let rows: u64 = ne[1..].iter().product();
-            assert!((loc.first + loc.rows) as u64 <= rows, "{id}: {loc:?} in {ne:?}");
+            assert!(
+                (loc.first + loc.rows) as u64 <= rows,
+                "{id}: {loc:?} in {ne:?}"
+            );
         }
     }
 
@@ -479,7 +482,12 @@ mod tests {
         let loc = locate(WeightId::Up(1, 3), &cfg);
         assert_eq!(
             (loc.name.as_str(), loc.first, loc.rows, loc.cols),
-            ("blk.1.ffn_up_exps.weight", 3 * i as usize, i as usize, h as usize)
+            (
+                "blk.1.ffn_up_exps.weight",
+                3 * i as usize,
+                i as usize,
+                h as usize
+            )
         );
     }
 

@@ -109,7 +109,11 @@ impl Dtype {
 
     /// `BF16|F16|F32`: the header spellings of a set of accepted dtypes, for messages.
     pub fn alternatives(dtypes: &[Dtype]) -> String {
-        dtypes.iter().map(|d| d.name()).collect::<Vec<_>>().join("|")
+        dtypes
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join("|")
     }
 
     /// Bytes per element.
