@@ -13,7 +13,9 @@
 //! | gate_up | `mlp.experts.gate_up_proj_{blocks,scales,bias}` | `mlp.mlp1_weight.{blocks,scales}`, `mlp.mlp1_bias` |
 //! | down | `mlp.experts.down_proj_{blocks,scales,bias}` | `mlp.mlp2_weight.{blocks,scales}`, `mlp.mlp2_bias` |
 //!
-//! Source: `spec/gpt-oss.md` §2.1 and §3.3 (transformers' `convert_gpt_oss_weights_to_hf.py`).
+//! Sources: the safetensors headers of `openai/gpt-oss-20b` on Hugging Face (release names) and
+//! transformers' `src/transformers/models/gpt_oss/convert_gpt_oss_weights_to_hf.py` (the
+//! original → HF mapping).
 //!
 //! The two layouts oss-forge writes (`docs/formats.md`) keep the release's names for everything
 //! but the experts:

@@ -13,9 +13,10 @@
 //! | int8 group (compressed-tensors `pack-quantized`) | group (32) | 32 + scale | `q + 128` as u8, four per little-endian i32 |
 //! | BF16 / F16 / F32 | 1 | 2 / 2 / 4 | little-endian IEEE |
 //!
-//! Sources: `spec/gpt-oss.md` §4 (MXFP4), `spec/gguf.md` §4 (ggml blocks),
-//! `spec/formats-and-anchors.md` §2 (int8); k-quants: `ggml/src/ggml-common.h` and
-//! `ggml/src/ggml-quants.c` of llama.cpp as vendored in llama-cpp-python 0.3.36.
+//! Sources: the OCP Microscaling Formats (MX) v1.0 spec and openai/gpt-oss `weights.py` (MXFP4);
+//! `ggml/src/ggml-common.h` and `ggml/src/ggml-quants.c` of llama.cpp as vendored in
+//! llama-cpp-python 0.3.36 (ggml blocks, k-quants); compressed-tensors `pack_quantized.py` and
+//! `docs/formats.md` (int8).
 #![forbid(unsafe_code)]
 
 pub mod codec;

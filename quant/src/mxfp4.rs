@@ -1,6 +1,6 @@
 //! MXFP4 (OCP Microscaling FP4): E2M1 elements in blocks of 32 sharing one E8M0 scale.
 //!
-//! **Release layout** (gpt-oss `*_blocks` / `*_scales`, `spec/gpt-oss.md` §4):
+//! **Release layout** (gpt-oss `*_blocks` / `*_scales`; OCP MX v1.0 spec):
 //! a block is 16 bytes; byte `b` holds element `2b` in its **low** nibble and element `2b+1`
 //! in its **high** nibble (openai/gpt-oss `weights.py`: `lut[blk & 0x0F]` → even,
 //! `lut[blk >> 4]` → odd). The scale byte `s` is stored separately and means `2^(s-127)`
@@ -8,13 +8,13 @@
 //! sign (bit 3) · exponent (bits 2..1, bias 1) · mantissa (bit 0):
 //! `0, 0.5, 1, 1.5, 2, 3, 4, 6` and the same negated for codes 8..15.
 //!
-//! **ggml layout** (`block_mxfp4`, `spec/gguf.md` §4.1): 17 bytes, the scale byte `e` first,
+//! **ggml layout** (`block_mxfp4`, ggml `ggml-common.h`, `ggml-quants.c`): 17 bytes, the scale byte `e` first,
 //! then `qs[16]` where `qs[j]` holds element `j` (low nibble) and element `j+16` (high nibble).
 //! ggml decodes with a doubled table (`kvalues_mxfp4`) and a halved scale `2^(e-128)`, which is
 //! the same value bit for bit, so the scale byte is copied unchanged and only nibbles move.
 //!
 //! **Encoder**: triton_kernels' `downcast_to_mxfp` with `ROUND_UP` scales (the quantizer
-//! transformers uses when saving MXFP4, `spec/gpt-oss.md` §4.3): `d = 2^ceil(log2(amax/6))`,
+//! transformers uses when saving MXFP4; triton `triton_kernels/numerics_details/mxfp.py`): `d = 2^ceil(log2(amax/6))`,
 //! elements rounded to nearest-even E2M1, sign kept (so `-0` can appear).
 
 /// Elements per block.
@@ -138,7 +138,8 @@ pub fn decode_ggml_row(data: &[u8], out: &mut [f32]) {
 }
 
 /// Moves the nibbles of one release-layout block into ggml order (element `j` low and `j+16`
-/// high in byte `j`). The formula is llama.cpp's `transform_nibble_layout` (`spec/gguf.md` §4.2).
+/// high in byte `j`). The formula is llama.cpp's `transform_nibble_layout`
+/// (`conversion/gpt_oss.py`).
 #[inline]
 pub fn repack_to_ggml(hf: &[u8]) -> [u8; BLOCK_BYTES] {
     debug_assert_eq!(hf.len(), BLOCK_BYTES);
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn encoder_rounds_like_triton_round_up() {
-        // spec/gpt-oss.md §4.3, with amax = 6 so that d' = 1 and q = x.
+        // triton's `downcast_to_mxfp` (ROUND_UP), with amax = 6 so that d' = 1 and q = x.
         let cases = [
             (0.25, 0.0),
             (0.26, 0.5),
@@ -364,7 +365,7 @@ mod tests {
         }
     }
 
-    /// spec/gguf.md §4.2 worked example: the block whose elements are `k mod 16`.
+    /// A worked example of `transform_nibble_layout`: the block whose elements are `k mod 16`.
     #[test]
     fn ggml_repack_worked_example() {
         let hf = [

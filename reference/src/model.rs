@@ -1,4 +1,5 @@
-//! The gpt-oss forward pass, top to bottom (`spec/gpt-oss.md` §5).
+//! The gpt-oss forward pass, top to bottom (openai/gpt-oss `gpt_oss/torch/model.py`; transformers
+//! `src/transformers/models/gpt_oss/modeling_gpt_oss.py`).
 //!
 //! ```text
 //! x = Emb[token]

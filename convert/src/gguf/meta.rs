@@ -1,4 +1,6 @@
-//! The metadata llama.cpp's converter writes for gpt-oss, in its order (`spec/gguf.md` §2.2).
+//! The metadata llama.cpp's converter writes for gpt-oss, in its order (llama.cpp
+//! `conversion/base.py` `ModelBase.prepare_metadata`, `conversion/gpt_oss.py`, gguf-py
+//! `gguf_writer.py`, `metadata.py`, `vocab.py`; as vendored in llama-cpp-python 0.3.36).
 //!
 //! | keys | from |
 //! |---|---|

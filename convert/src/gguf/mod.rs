@@ -1,8 +1,8 @@
 //! GGUF: a strict reader (a [`WeightSource`](reference::WeightSource) over one file or a set of
 //! llama.cpp splits) and a streaming writer that reproduces llama.cpp's `convert_hf_to_gguf.py`
-//! output for gpt-oss (`spec/gguf.md`).
+//! output for gpt-oss (llama.cpp as vendored in llama-cpp-python 0.3.36; `docs/formats.md`).
 //!
-//! Container (`spec/gguf.md` §1.1), little-endian:
+//! Container (ggml's `docs/gguf.md`, `ggml/src/gguf.cpp`), little-endian:
 //!
 //! | # | field | encoding |
 //! |---|---|---|
@@ -58,7 +58,7 @@ pub const MAX_DIMS: usize = 4;
 
 pub use quant::Codec;
 
-/// A metadata value type id (`spec/gguf.md` §1.2).
+/// A metadata value type id (ggml `enum gguf_type`; gguf-py `constants.py` `GGUFValueType`).
 pub mod value_type {
     /// u8.
     pub const UINT8: u32 = 0;

@@ -30,7 +30,8 @@ pub struct GgufModel {
     names: HashMap<String, (usize, usize)>,
 }
 
-/// The other split files of `first`, if its metadata says it is split (`spec/gguf.md` §1.4).
+/// The other split files of `first`, if its metadata says it is split (`split.*` keys and
+/// names as llama.cpp's `gguf-split` and `src/llama.cpp` `llama_split_path` make them).
 fn split_paths(first: &GgufFile) -> Result<Vec<PathBuf>> {
     let path = first.path();
     let count = match first.get("split.count") {
