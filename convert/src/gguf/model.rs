@@ -435,3 +435,276 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
     cfg.validate().map_err(|e| ConvertError::config(path, e))?;
     Ok(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::writer::{PlannedTensor, encode_header};
+    use crate::gguf::{DEFAULT_ALIGNMENT, pad};
+    use crate::synth::{Preset, preset_config};
+
+    fn cfg() -> Config {
+        Config::from_hf_json(&preset_config(Preset::Tiny, Some(1))).unwrap()
+    }
+
+    /// The metadata of a gpt-oss GGUF of `cfg` (no tokenizer: the reader does not need one).
+    fn metadata(cfg: &Config) -> Vec<(String, Value)> {
+        let mut kv = vec![(
+            names::ARCHITECTURE_KEY.to_string(),
+            Value::String(ARCH.into()),
+        )];
+        kv.extend(names::hparams_kv(cfg, 0));
+        kv
+    }
+
+    /// Every tensor of a gpt-oss GGUF of `cfg`, F32.
+    fn tensors(cfg: &Config) -> Vec<PlannedTensor> {
+        names::contents(cfg)
+            .into_iter()
+            .map(|c| PlannedTensor {
+                name: c.name(),
+                ne: c.shape(cfg),
+                ty: Codec::F32,
+            })
+            .collect()
+    }
+
+    /// A whole file: header, then zeroed data.
+    fn file(kv: &[(String, Value)], tensors: &[PlannedTensor]) -> Vec<u8> {
+        let mut b = encode_header(kv, tensors);
+        let data: u64 = tensors
+            .iter()
+            .map(|t| pad(t.nbytes(), DEFAULT_ALIGNMENT))
+            .sum();
+        b.resize(b.len() + data as usize, 0);
+        b
+    }
+
+    fn open(path: &str, kv: &[(String, Value)], tensors: &[PlannedTensor]) -> Result<GgufModel> {
+        GgufModel::from_first(GgufFile::from_bytes(path, file(kv, tensors))?)
+    }
+
+    /// The error of a model whose metadata `edit` changed.
+    fn meta_err(edit: impl FnOnce(&mut Vec<(String, Value)>)) -> String {
+        let cfg = cfg();
+        let mut kv = metadata(&cfg);
+        edit(&mut kv);
+        match open("m.gguf", &kv, &tensors(&cfg)) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The error of a model whose tensor list `edit` changed.
+    fn tensor_err(edit: impl FnOnce(&mut Vec<PlannedTensor>)) -> String {
+        let cfg = cfg();
+        let mut t = tensors(&cfg);
+        edit(&mut t);
+        match open("m.gguf", &metadata(&cfg), &t) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn set(kv: &mut [(String, Value)], key: &str, v: Value) {
+        kv.iter_mut().find(|(k, _)| k == key).expect(key).1 = v;
+    }
+
+    #[test]
+    fn a_model_reads_back_its_config_and_views_experts_in_place() {
+        let cfg = cfg();
+        let m = open("m.gguf", &metadata(&cfg), &tensors(&cfg)).unwrap();
+        assert!(
+            m.config.same_model(&cfg),
+            "{:?}",
+            m.config.differences(&cfg)
+        );
+        let up = m.view(WeightId::Up(0, 1)).unwrap();
+        assert_eq!((up.rows(), up.cols()), WeightId::Up(0, 1).shape(&cfg));
+        let (_, t) = m.tensor("blk.0.ffn_up_exps.weight").unwrap();
+        let Encoding::Dense { data, .. } = *up.encoding() else {
+            panic!("F32 is dense")
+        };
+        let rows = cfg.intermediate_size * cfg.hidden_size * 4;
+        assert_eq!(data.len(), rows);
+        assert_eq!(
+            data.as_ptr() as usize,
+            m.files[0].data(t).as_ptr() as usize + rows
+        );
+    }
+
+    #[test]
+    fn another_architecture() {
+        let e = meta_err(|kv| set(kv, "general.architecture", Value::String("llama".into())));
+        assert!(
+            e.contains("`general.architecture`") && e.contains("only \"gpt-oss\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_required_key_is_missing() {
+        let e = meta_err(|kv| kv.retain(|(k, _)| k != "gpt-oss.block_count"));
+        assert!(e.contains("metadata `gpt-oss.block_count`: missing"), "{e}");
+    }
+
+    #[test]
+    fn a_key_has_the_wrong_type() {
+        let e = meta_err(|kv| set(kv, "gpt-oss.expert_count", Value::F32(8.0)));
+        assert!(
+            e.contains("`gpt-oss.expert_count`: must be u32, found f32"),
+            "{e}"
+        );
+        let e = meta_err(|kv| set(kv, "gpt-oss.rope.freq_base", Value::U32(1)));
+        assert!(
+            e.contains("`gpt-oss.rope.freq_base`: must be f32, found u32"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn value_and_key_lengths_differ() {
+        let e = meta_err(|kv| set(kv, "gpt-oss.attention.value_length", Value::U32(7)));
+        assert!(
+            e.contains("attention.value_length`: differs from key_length"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_sliding_window_pattern_is_refused() {
+        let e = meta_err(|kv| {
+            kv.push((
+                "gpt-oss.attention.sliding_window_pattern".into(),
+                Value::U32(3),
+            ))
+        });
+        assert!(
+            e.contains("only llama.cpp's default (even layers slide)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rope_scaling_other_than_yarn() {
+        let e = meta_err(|kv| {
+            set(
+                kv,
+                "gpt-oss.rope.scaling.type",
+                Value::String("linear".into()),
+            )
+        });
+        assert!(e.contains("gpt-oss uses yarn"), "{e}");
+        let e = meta_err(|kv| kv.retain(|(k, _)| k != "gpt-oss.rope.scaling.type"));
+        assert!(e.contains("llama.cpp would apply linear scaling"), "{e}");
+        let e = meta_err(|kv| set(kv, "gpt-oss.rope.scaling.factor", Value::F32(0.5)));
+        assert!(e.contains("rope.scaling.factor`: 0.5 is below 1"), "{e}");
+    }
+
+    #[test]
+    fn zero_or_absurd_sizes() {
+        let e = meta_err(|kv| set(kv, "gpt-oss.expert_count", Value::U32(0)));
+        assert!(
+            e.contains("`gpt-oss.expert_count`: must be positive"),
+            "{e}"
+        );
+        let e = meta_err(|kv| set(kv, "gpt-oss.block_count", Value::U32(5000)));
+        assert!(e.contains("5000 layers is beyond any gpt-oss"), "{e}");
+    }
+
+    #[test]
+    fn a_tensor_is_missing() {
+        let e = tensor_err(|t| t.retain(|t| t.name != "blk.0.attn_sinks.weight"));
+        assert!(
+            e.contains("missing tensor `blk.0.attn_sinks.weight`"),
+            "{e}"
+        );
+        let e = tensor_err(|t| t.retain(|t| t.name != "token_embd.weight"));
+        assert!(
+            e.contains("missing tensor `token_embd.weight` (expected [hidden, vocab])"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_has_the_wrong_shape() {
+        let e = tensor_err(|t| {
+            t.iter_mut()
+                .find(|t| t.name == "blk.0.attn_sinks.weight")
+                .unwrap()
+                .ne = vec![3]
+        });
+        assert!(
+            e.contains("tensor `blk.0.attn_sinks.weight`: is F32[3], the metadata implies ne"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unexpected_tensor() {
+        let e = tensor_err(|t| {
+            t.push(PlannedTensor {
+                name: "blk.1.attn_sinks.weight".into(),
+                ne: vec![1],
+                ty: Codec::F32,
+            })
+        });
+        assert!(
+            e.contains(
+                "unexpected tensor `blk.1.attn_sinks.weight` (not part of a 1-layer gpt-oss GGUF)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn split_count_of_the_wrong_type() {
+        let e = meta_err(|kv| kv.push(("split.count".into(), Value::U32(2))));
+        assert!(e.contains("split.count must be u16, found u32"), "{e}");
+    }
+
+    #[test]
+    fn a_later_split_is_not_an_entry_point() {
+        let e = meta_err(|kv| {
+            kv.push(("split.no".into(), Value::U16(1)));
+            kv.push(("split.count".into(), Value::U16(2)));
+        });
+        assert!(
+            e.contains("open the first split (-00001-of-00002.gguf)"),
+            "{e}"
+        );
+        let e = meta_err(|kv| kv.push(("split.count".into(), Value::U16(2))));
+        assert!(
+            e.contains("split.count is set but split.no is missing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_first_split_must_be_named_like_one() {
+        let e = meta_err(|kv| {
+            kv.push(("split.no".into(), Value::U16(0)));
+            kv.push(("split.count".into(), Value::U16(2)));
+        });
+        assert!(
+            e.contains("split 1 of 2 must be named PREFIX-00001-of-00002.gguf"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_split_is_named() {
+        let cfg = cfg();
+        let mut kv = metadata(&cfg);
+        kv.extend([
+            ("split.no".into(), Value::U16(0)),
+            ("split.count".into(), Value::U16(2)),
+        ]);
+        let path = "/nonexistent/m-00001-of-00002.gguf";
+        let e = open(path, &kv, &tensors(&cfg)).err().unwrap().to_string();
+        assert!(
+            e.contains("split 2 of 2 is missing: /nonexistent/m-00002-of-00002.gguf"),
+            "{e}"
+        );
+    }
+}
