@@ -18,6 +18,7 @@
 pub mod card;
 pub mod fit;
 pub mod floor;
+pub mod metadata;
 pub mod metrics;
 pub mod pipeline;
 pub mod prompts;

@@ -17,7 +17,7 @@
 //! [`meta`].
 
 mod encode;
-mod meta;
+pub(crate) mod meta;
 
 use crate::atomic::Staged;
 use crate::checkpoint::INDEX_FILE;
@@ -197,6 +197,9 @@ fn write_all(
     files.push("config.json".to_string());
     let (copied, missing) = meta::copy_side_files(model, dir)?;
     files.extend(copied);
+    if let Some(w) = meta::past_vocab_warning(model, cfg) {
+        report.warnings.push(w);
+    }
     if !missing.is_empty() {
         report.warnings.push(format!(
             "not found beside the source, not copied: {}",
