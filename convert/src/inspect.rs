@@ -277,27 +277,6 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     }
 }
 
-/// One warning per tensor holding values past float16's range.
-fn past_f16_warnings(past: &[PastF16]) -> Vec<String> {
-    past.iter()
-        .map(|p| {
-            format!(
-                "tensor `{}` holds {} {} with values up to {} (past float16's largest finite value 65504): \
-                 float16 variants cannot store them{}; convert refuses to write them as Inf unless --allow-nonfinite",
-                p.tensor,
-                p.count,
-                p.unit,
-                p.max,
-                if p.max / 127.0 >= F16_OVERFLOW as f64 {
-                    ", nor can Q8_0 (its float16 block scale amax/127 overflows)"
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect()
-}
-
 /// One warning per tensor holding non-finite values or NaN scale bytes, naming it.
 fn integrity_warnings(non_finite: &[NonFinite], nan_scales: &[NanScales]) -> Vec<String> {
     let mut warnings = Vec::new();
@@ -314,6 +293,34 @@ fn integrity_warnings(non_finite: &[NonFinite], nan_scales: &[NanScales]) -> Vec
         ));
     }
     warnings
+}
+
+/// One warning per tensor holding values past float16's range.
+fn past_f16_warnings(past: &[PastF16]) -> Vec<String> {
+    past.iter()
+        .map(|p| {
+            let what = if p.unit == "values" {
+                format!("{} value{}", p.count, if p.count == 1 { "" } else { "s" })
+            } else {
+                format!(
+                    "{} MXFP4 block{} with values",
+                    p.count,
+                    if p.count == 1 { "" } else { "s" }
+                )
+            };
+            format!(
+                "tensor `{}`: {what} past float16's range (largest finite 65504), up to {}: \
+                 float16 variants cannot store them{}; convert refuses to write them as Inf unless --allow-nonfinite",
+                p.tensor,
+                p.max,
+                if p.max / 127.0 >= F16_OVERFLOW as f64 {
+                    ", nor can Q8_0 (its float16 block scale amax/127 overflows)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect()
 }
 
 /// Reads every tensor of a GGUF model once (releasing pages as it goes) and builds the report.

@@ -3,7 +3,7 @@
 
 use crate::fit;
 use crate::pipeline::FileEntry;
-use crate::report::{VariantJson, sci};
+use crate::report::{ToleranceJson, VariantJson, gate_words, rules_words, sci};
 use convert::Variant;
 use reference::Config;
 
@@ -21,6 +21,8 @@ pub struct CardInput<'a> {
     pub files: &'a [FileEntry],
     /// The variant's verification result, as in the JSON report.
     pub verification: &'a VariantJson,
+    /// The gates the run applied, as in the JSON report.
+    pub tolerance: &'a ToleranceJson,
     /// Inexact-value notes of the conversion (`count what (max error)`).
     pub inexact: &'a [String],
     /// Warnings of the conversion.
@@ -144,10 +146,38 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     let (pass, positions) = (ver.pass, m.positions);
     s.push_str(&format!(
         "Logits of the reference forward pass over {positions} positions (built-in harmony chats and sequences crossing the \
-         sliding window), original vs this variant. Result: **{}**{}.\n\n",
+         sliding window), original vs this variant. Result: **{}**{}{}.\n\n",
         if pass { "PASS" } else { "FAIL" },
+        match ver.passed_by.as_deref() {
+            Some(p) => format!(" (passed by: {p})"),
+            None => String::new(),
+        },
         if ver.lossless { ", every weight identical to the original after dequantization" } else { "" }
     ));
+    s.push_str(&format!(
+        "Gates: lossless: every weight identical and max |Δlogit| = 0; {}.",
+        rules_words(c.tolerance)
+    ));
+    match &ver.gate {
+        Some(g) if g.source == "format floor" => s.push_str(&format!(
+            " This variant was judged by its format floor's gate: {} (the format floor was used).",
+            gate_words(g.kld_mean, g.top1)
+        )),
+        Some(g) => s.push_str(&format!(
+            " This variant was judged by the gates as stated: {} (the format floor was not used).",
+            gate_words(g.kld_mean, g.top1)
+        )),
+        None => {}
+    }
+    s.push_str("\n\n");
+    if let Some(md) = &ver.metadata {
+        s.push_str(&format!(
+            "Metadata: {} keys a runtime reads (tokenizer, special tokens, chat template, hyperparameters{}) compared with the original's, {} differences.\n\n",
+            md.compared,
+            if c.variant.is_gguf() { "" } else { ", config and generation files" },
+            md.differences.len()
+        ));
+    }
     let rows = [
         [
             "max abs Δlogit",
@@ -172,8 +202,8 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     s.push_str(&markdown_table(&rows));
     let w = &ver.weights;
     s.push_str(&format!(
-        "\nWeight check: {} of {} tensors identical to the original, largest difference {}, {} values outside their storage's error bound.\n\n",
-        w.identical, w.tensors, metric(w.max_abs_error), w.violations
+        "\nWeight check: {} of {} tensors identical to the original, largest difference {}, {} values outside their storage's error bound, {} NaN/Inf where the original is finite.\n\n",
+        w.identical, w.tensors, metric(w.max_abs_error), w.violations, w.nonfinite
     ));
     s.push_str("## Fits on\n\nWeights + F16 KV cache + runtime overhead (see `oss-forge fit`), at 8192 and 32768 tokens of context:\n\n");
     for ctx in [8192usize, 32768] {

@@ -327,7 +327,7 @@ impl std::fmt::Display for Overflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "value {} at row {}, column {} (block {} of 32) ",
+            "value {} at row {}, column {} (in 32-value block {}) ",
             self.value,
             self.row,
             self.col,
