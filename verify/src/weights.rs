@@ -68,7 +68,7 @@ impl std::fmt::Display for NonFiniteAt {
         write!(
             f,
             "{} row {} column {}: {} where the original holds {}",
-            self.weight, self.row, self.col, self.variant, self.original
+            self.weight, self.row, self.col, self.variant, self.original as f64
         )
     }
 }

@@ -328,7 +328,8 @@ impl std::fmt::Display for Overflow {
         write!(
             f,
             "value {} at row {}, column {} (in 32-value block {}) ",
-            self.value,
+            // Exactly: f32's shortest round-trip form prints 6 x 2^23 as 50331650.
+            self.value as f64,
             self.row,
             self.col,
             self.col / 32
