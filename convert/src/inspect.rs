@@ -188,9 +188,10 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
                     Some(stem) => format!("{stem}blocks"),
                     None => t.name.clone(),
                 };
-                if let Some((bf, bt)) = ckpt.tensor(&blocks_name).filter(|(_, bt)| {
-                    bt.range.len() == data.len() * quant::mxfp4::BLOCK_BYTES
-                }) {
+                if let Some((bf, bt)) = ckpt
+                    .tensor(&blocks_name)
+                    .filter(|(_, bt)| bt.range.len() == data.len() * quant::mxfp4::BLOCK_BYTES)
+                {
                     let nibbles = bf.data(bt);
                     let (n, max) = mxfp4_past_f16(
                         data.iter()
@@ -430,7 +431,12 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
         Some(crate::gguf::Value::Array(_, tokens)) if tokens.len() > vocab => tokens[vocab..]
             .iter()
             .enumerate()
-            .map(|(i, t)| ((vocab + i) as u64, t.as_str().unwrap_or_default().to_string()))
+            .map(|(i, t)| {
+                (
+                    (vocab + i) as u64,
+                    t.as_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect(),
         _ => Vec::new(),
     };
@@ -589,5 +595,35 @@ impl Inspect {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mxfp4_blocks_past_float16_are_told_by_scale_and_largest_code() {
+        // Scale 141 (2^14): code 7 (6.0) is 98304 and code 6 (4.0) 65536, both past float16;
+        // code 5 (3.0) is 49152. Either nibble counts; scale 140 never overflows; 255 is NaN.
+        let with = |b: u8| {
+            let mut n = [0u8; 16];
+            n[9] = b;
+            n
+        };
+        let (a, b, c, d) = (with(0x70), with(0x06), with(0x55), with(0xFF));
+        let blocks: Vec<(u8, &[u8])> = vec![
+            (141, &a[..]),
+            (141, &b[..]),
+            (141, &c[..]),
+            (140, &d[..]),
+            (255, &d[..]),
+        ];
+        assert_eq!(mxfp4_past_f16(blocks.into_iter()), (2, 98304.0));
+        let data: Vec<u8> = [1.0f32, -70000.0, 65519.0, f32::INFINITY]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(dense_past_f16(Dtype::F32, &data), (1, 70000.0));
     }
 }

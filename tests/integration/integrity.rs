@@ -254,7 +254,15 @@ fn overflow_model(tag: &str, kind: &str) -> TempDir {
 fn refused_by_exactly(model: &Path, out_dir: &Path, refused: &[&str], needles: &[&str]) {
     for v in convert::Variant::ALL {
         let out = out_dir.join(v.name());
-        let run = oss_forge(&["convert", "--quiet", s(model), "--to", v.name(), "-o", s(&out)]);
+        let run = oss_forge(&[
+            "convert",
+            "--quiet",
+            s(model),
+            "--to",
+            v.name(),
+            "-o",
+            s(&out),
+        ]);
         if refused.contains(&v.name()) {
             let mut all = needles.to_vec();
             all.push("--allow-nonfinite");
@@ -318,7 +326,9 @@ fn a_scale_byte_too_large_for_float16_and_q8_0_is_refused() {
     text.ok();
     assert!(
         text.stdout.contains("up to 50331648")
-            && text.stdout.contains("nor can Q8_0 (its float16 block scale amax/127 overflows)"),
+            && text
+                .stdout
+                .contains("nor can Q8_0 (its float16 block scale amax/127 overflows)"),
         "{}",
         text.stdout
     );
@@ -327,7 +337,11 @@ fn a_scale_byte_too_large_for_float16_and_q8_0_is_refused() {
         &m,
         &t.join("out"),
         &["gguf-f16", "safetensors-fp16", "gguf-q8_0"],
-        &["layers.0.experts.1.gate", "value 50331648 at row 0, column 0", "scale byte 150 (2^23)"],
+        &[
+            "layers.0.experts.1.gate",
+            "value 50331648 at row 0, column 0",
+            "scale byte 150 (2^23)",
+        ],
     );
     let run = oss_forge(&[
         "convert",
@@ -387,9 +401,11 @@ fn tokens_past_vocab_model(tag: &str) -> TempDir {
         serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     let added = tok["added_tokens"].as_array_mut().unwrap();
     for i in 0..20 {
-        added.push(serde_json::json!({"id": 495 + i, "content": format!("<|extra_{i}|>"),
+        added.push(
+            serde_json::json!({"id": 495 + i, "content": format!("<|extra_{i}|>"),
             "single_word": false, "lstrip": false, "rstrip": false, "normalized": false,
-            "special": true}));
+            "special": true}),
+        );
     }
     std::fs::write(&p, serde_json::to_string(&tok).unwrap()).unwrap();
     t
@@ -403,14 +419,27 @@ fn tokens_past_vocab_size_are_refused_unless_truncated_and_then_listed() {
     let text = oss_forge(&["inspect", s(&m)]);
     text.ok();
     assert!(
-        text.stdout.contains(&format!("tokenizer.json holds 3 tokens ({listed}) with ids at or past vocab_size 512")),
+        text.stdout.contains(&format!(
+            "tokenizer.json holds 3 tokens ({listed}) with ids at or past vocab_size 512"
+        )),
         "{}",
         text.stdout
     );
-    assert_eq!(inspect_json(&m)["tokens_past_vocab"][2], serde_json::json!({"id": 514, "token": "<|extra_19|>"}));
+    assert_eq!(
+        inspect_json(&m)["tokens_past_vocab"][2],
+        serde_json::json!({"id": 514, "token": "<|extra_19|>"})
+    );
     let out = t.join("v.gguf");
     let convert = |extra: &[&str]| {
-        let mut args = vec!["convert", "--quiet", s(&m), "--to", "gguf-mxfp4", "-o", s(&out)];
+        let mut args = vec![
+            "convert",
+            "--quiet",
+            s(&m),
+            "--to",
+            "gguf-mxfp4",
+            "-o",
+            s(&out),
+        ];
         args.extend_from_slice(extra);
         oss_forge(&args)
     };
@@ -434,16 +463,27 @@ fn tokens_past_vocab_size_are_refused_unless_truncated_and_then_listed() {
     run.ok();
     assert!(
         run.stdout.contains("PASS (identical)")
-            && run.stdout.contains(&format!("the original's tokenizer holds 3 tokens ({listed}) at or past vocab_size")),
+            && run.stdout.contains(&format!(
+                "the original's tokenizer holds 3 tokens ({listed}) at or past vocab_size"
+            )),
         "{}",
         run.stdout
     );
     // A safetensors variant copies the tokenizer files unchanged, and says so.
     let st = t.join("st");
-    let run = oss_forge(&["convert", "--quiet", s(&m), "--to", "safetensors-bf16", "-o", s(&st)]);
+    let run = oss_forge(&[
+        "convert",
+        "--quiet",
+        s(&m),
+        "--to",
+        "safetensors-bf16",
+        "-o",
+        s(&st),
+    ]);
     run.ok();
     assert!(
-        run.stderr.contains("copied unchanged with the tokenizer files"),
+        run.stderr
+            .contains("copied unchanged with the tokenizer files"),
         "{}",
         run.stderr
     );

@@ -31,12 +31,24 @@ fn verify_json(variant: &Path, extra: &[&str]) -> (Run, serde_json::Value) {
 
 /// Asserts a failure whose only cause is the metadata key `key` (weights and logits identical),
 /// named with both values.
-fn assert_metadata_failure(run: &Run, r: &serde_json::Value, key: &str, original: &str, variant: &str) {
+fn assert_metadata_failure(
+    run: &Run,
+    r: &serde_json::Value,
+    key: &str,
+    original: &str,
+    variant: &str,
+) {
     assert_eq!(run.code, 1, "{}", run.stderr);
     let v = &r["variants"][0];
-    assert_eq!((v["pass"].as_bool(), v["lossless"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (v["pass"].as_bool(), v["lossless"].as_bool()),
+        (Some(false), Some(true))
+    );
     assert_eq!(v["passed_by"], serde_json::Value::Null);
-    assert_eq!(v["metrics"]["max_abs"], 0.0, "weights and logits are identical");
+    assert_eq!(
+        v["metrics"]["max_abs"], 0.0,
+        "weights and logits are identical"
+    );
     let diffs = v["metadata"]["differences"].as_array().unwrap();
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(diffs[0]["key"], key);
@@ -68,7 +80,11 @@ fn llama_cpps_own_ggufs_pass_and_say_how() {
         .iter()
         .map(|k| k.as_str().unwrap())
         .collect();
-    for k in ["general.name", "general.file_type", "general.quantization_version"] {
+    for k in [
+        "general.name",
+        "general.file_type",
+        "general.quantization_version",
+    ] {
         assert!(ignored.contains(&k), "{ignored:?}");
     }
     assert!(run.stderr.contains("PASS (identical)"), "{}", run.stderr);
@@ -167,7 +183,13 @@ fn safetensors_metadata_edits_fail_and_storage_keys_are_ignored() {
     // generation_config.json's EOS ids: [484, 483, 494] with 483 replaced.
     let w = edit("generation_config.json", "483", "999");
     let (run, r) = verify_json(&w, &[]);
-    assert_metadata_failure(&run, &r, "generation_config.json: eos_token_id[1]", "483", "999");
+    assert_metadata_failure(
+        &run,
+        &r,
+        "generation_config.json: eos_token_id[1]",
+        "483",
+        "999",
+    );
     // The chat template file.
     let w = edit("chat_template.jinja", "<|start|>assistant", "<|start|>user");
     let (run, r) = verify_json(&w, &[]);
@@ -211,7 +233,15 @@ fn an_inf_in_an_expert_no_prompt_routes_fails_the_weight_check() {
     }
     let out = t.join("f16.gguf");
     // convert refuses it, naming the weight, place, value and scale byte...
-    let run = oss_forge(&["convert", "--quiet", s(&m), "--to", "gguf-f16", "-o", s(&out)]);
+    let run = oss_forge(&[
+        "convert",
+        "--quiet",
+        s(&m),
+        "--to",
+        "gguf-f16",
+        "-o",
+        s(&out),
+    ]);
     run.fails_with(&[
         "layers.0.experts.1.gate",
         "row 0, column 0",
@@ -310,5 +340,9 @@ fn an_explicit_tolerance_is_applied_as_given_and_strict_turns_the_floor_off() {
         r["variants"][0]["gate"],
         serde_json::json!({"kld_mean": 0.005, "top1": 0.9, "source": "tolerance"})
     );
-    assert!(run.stderr.contains("--strict: no format floor"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--strict: no format floor"),
+        "{}",
+        run.stderr
+    );
 }

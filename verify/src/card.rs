@@ -263,3 +263,101 @@ pub fn markdown_table<const N: usize>(rows: &[[String; N]]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{GateJson, MetricsJson, WeightsJson};
+
+    fn verification(passed_by: &str, gate: Option<GateJson>) -> VariantJson {
+        let m = MetricsJson {
+            positions: 564,
+            max_abs: Some(8.2),
+            nmse: Some(0.1),
+            kld_mean: Some(7.16e-2),
+            kld_p99: Some(0.5),
+            kld_max: Some(1.0),
+            top1: Some(0.796),
+            top5_overlap: Some(0.8),
+            argmax_changed: 115,
+            nonfinite: 0,
+        };
+        VariantJson {
+            path: "gguf-q8_0/x.gguf".into(),
+            format: "gguf MOSTLY_Q8_0".into(),
+            pass: true,
+            passed_by: Some(passed_by.into()),
+            gate,
+            lossless: false,
+            failures: vec![],
+            metadata: None,
+            metrics: m.clone(),
+            format_floor: Some(m),
+            per_prompt: vec![],
+            weights: WeightsJson {
+                tensors: 79,
+                identical: 30,
+                max_abs_error: Some(0.01),
+                violations: 0,
+                nonfinite: 0,
+                per_tensor: vec![],
+            },
+        }
+    }
+
+    fn card(v: &VariantJson, t: &ToleranceJson) -> String {
+        let cfg = Config::from_hf_json(&convert::synth::preset_config(
+            convert::synth::Preset::Tiny,
+            None,
+        ))
+        .unwrap();
+        model_card(&CardInput {
+            model_name: "tiny",
+            base_model: "tiny",
+            variant: Variant::GgufQ8_0,
+            config: &cfg,
+            files: &[],
+            verification: v,
+            tolerance: t,
+            inexact: &[],
+            warnings: &[],
+        })
+    }
+
+    #[test]
+    fn cards_state_the_gates_and_whether_the_floor_was_used() {
+        let defaults = ToleranceJson::from(crate::Rules::default());
+        let floor = GateJson {
+            kld_mean: Some(0.1074),
+            top1: Some(0.776),
+            source: "format floor".into(),
+        };
+        let c = card(&verification("format floor", Some(floor)), &defaults);
+        assert!(
+            c.contains("Result: **PASS** (passed by: format floor)"),
+            "{c}"
+        );
+        assert!(
+            c.contains(
+                "mean KLD ≤ 5.000e-3 and top-1 ≥ 0.9000 (defaults), or within the format floor"
+            ),
+            "{c}"
+        );
+        assert!(c.contains("judged by its format floor's gate: mean KLD ≤ 1.074e-1 and top-1 ≥ 0.7760 (the format floor was used)"), "{c}");
+        let explicit = ToleranceJson::from(crate::Rules::new(
+            crate::Tolerance::parse("kld=0.1,top1=0.7").ok(),
+            false,
+        ));
+        let gate = GateJson {
+            kld_mean: Some(0.1),
+            top1: Some(0.7),
+            source: "tolerance".into(),
+        };
+        let c = card(&verification("gates", Some(gate)), &explicit);
+        assert!(
+            c.contains("(--tolerance, applied as given; no format floor)"),
+            "{c}"
+        );
+        assert!(c.contains("(the format floor was not used)"), "{c}");
+    }
+}

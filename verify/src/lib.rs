@@ -413,7 +413,8 @@ pub fn verify_variant(
             ));
         }
     }
-    let (gate, logits_pass, logit_failures) = judge_logits(&metrics, lossless, floor.as_ref(), rules);
+    let (gate, logits_pass, logit_failures) =
+        judge_logits(&metrics, lossless, floor.as_ref(), rules);
     failures.extend(logit_failures);
     let passed_by = if failures.is_empty() {
         logits_pass
@@ -594,7 +595,10 @@ mod tests {
         // Within the default gates: `gates`, and the gate is the tolerance.
         let good = metrics(1e-3, 0.95);
         let (gate, by, _) = judge_logits(&good, false, Some(&floor), Rules::default());
-        assert_eq!((by, gate.unwrap().from_floor), (Some(PassedBy::Gates), false));
+        assert_eq!(
+            (by, gate.unwrap().from_floor),
+            (Some(PassedBy::Gates), false)
+        );
         // --tolerance kld=0.001,top1=0.99: applied as given, the floor never relaxes it.
         let tight = Rules::new(Tolerance::parse("kld=0.001,top1=0.99").ok(), false);
         let (gate, by, f) = judge_logits(&q8, false, Some(&floor), tight);

@@ -291,11 +291,7 @@ fn json_diff(path: &str, a: &Json, b: &Json, out: &mut Vec<Difference>) {
                 (Json::Array(x), Json::Array(y)) => {
                     let i = x.iter().zip(y).position(|(p, q)| !json_eq(p, q));
                     let at = |v: &Vec<Json>| match i {
-                        Some(i) => format!(
-                            "{} entries, [{i}] = {}",
-                            v.len(),
-                            show_json(&v[i])
-                        ),
+                        Some(i) => format!("{} entries, [{i}] = {}", v.len(), show_json(&v[i])),
                         None => format!("{} entries", v.len()),
                     };
                     (at(x), at(y))
@@ -421,7 +417,9 @@ fn compare_files(
         if a.is_none()
             && let Some(why) = original.unreadable(name)
         {
-            check.notes.push(format!("{name} is not compared: the original's: {why}"));
+            check
+                .notes
+                .push(format!("{name} is not compared: the original's: {why}"));
             continue;
         }
         let absent = || {
@@ -621,7 +619,9 @@ mod tests {
             ),
             (
                 "generation_config.json".into(),
-                FileContent::Json(json!({"eos_token_id": [484, 483], "transformers_version": "4.55.0"})),
+                FileContent::Json(
+                    json!({"eos_token_id": [484, 483], "transformers_version": "4.55.0"}),
+                ),
             ),
         ];
         b.files = vec![
@@ -634,7 +634,9 @@ mod tests {
             ),
             (
                 "generation_config.json".into(),
-                FileContent::Json(json!({"eos_token_id": [484, 200012], "transformers_version": "5.0"})),
+                FileContent::Json(
+                    json!({"eos_token_id": [484, 200012], "transformers_version": "5.0"}),
+                ),
             ),
             ("chat_template.jinja".into(), FileContent::Text("x".into())),
         ];
@@ -648,7 +650,10 @@ mod tests {
                 "chat_template.jinja: original absent, variant present",
             ]
         );
-        assert!(c.ignored.contains(&"config.json: quantization_config".to_string()));
+        assert!(
+            c.ignored
+                .contains(&"config.json: quantization_config".to_string())
+        );
         assert!(c.ignored.contains(&"config.json: dtype".to_string()));
         // A GGUF variant is judged on its keys only: the files beside it are not read by llama.cpp.
         b.container = Container::Gguf;

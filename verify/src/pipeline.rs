@@ -21,8 +21,8 @@ use crate::report::{
     ModelJson, PromptLenJson, ReportJson, ToleranceJson, VariantJson, to_pretty_json, variant_json,
 };
 use crate::{Rules, Subject, VerifyError};
-use convert::runtime::RuntimeMeta;
 use convert::publish::{sha256_file, write_atomic};
+use convert::runtime::RuntimeMeta;
 use convert::{AnyModel, ConvertOptions, ConvertReport, Progress, Variant};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -765,7 +765,9 @@ mod tests {
         assert!(!reusable(&t, &m.variants[0]));
         assert_eq!(
             ToleranceJson::from(Rules::default()),
-            serde_json::from_str::<Manifest>(&manifest_text()).unwrap().tolerance
+            serde_json::from_str::<Manifest>(&manifest_text())
+                .unwrap()
+                .tolerance
         );
     }
 

@@ -519,12 +519,7 @@ pub fn render(r: &Report) -> String {
             )),
         }
     }
-    let count = |p: crate::PassedBy| {
-        r.variants
-            .iter()
-            .filter(|v| v.passed_by == Some(p))
-            .count()
-    };
+    let count = |p: crate::PassedBy| r.variants.iter().filter(|v| v.passed_by == Some(p)).count();
     let ways: Vec<String> = [
         crate::PassedBy::Identical,
         crate::PassedBy::Gates,
@@ -532,7 +527,10 @@ pub fn render(r: &Report) -> String {
     ]
     .into_iter()
     .filter(|&p| count(p) > 0)
-    .map(|p| format!("{} by {}", count(p), p.name()))
+    .map(|p| match p {
+        crate::PassedBy::Identical => format!("{} identical", count(p)),
+        _ => format!("{} by the {}", count(p), p.name()),
+    })
     .collect();
     out.push_str(&format!(
         "\n{}: {} of {} variants within tolerance{}\ngates: lossless: every weight identical and max |Δ| = 0; {}\n",

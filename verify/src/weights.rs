@@ -463,7 +463,10 @@ mod tests {
             &MatRef::dense(DenseType::F16, &h, 2, 32).unwrap(),
         )
         .unwrap();
-        assert_eq!((c.bound, c.violations, c.nonfinite), (Bound::F16Rounding, 1, 1));
+        assert_eq!(
+            (c.bound, c.violations, c.nonfinite),
+            (Bound::F16Rounding, 1, 1)
+        );
         let at = c.first_nonfinite.unwrap();
         assert_eq!(
             (at.weight.as_str(), at.row, at.col, at.original),

@@ -3,10 +3,10 @@
 use crate::progress::Reporter;
 use anyhow::Context;
 use convert::AnyModel;
+use convert::runtime::RuntimeMeta;
 use std::path::Path;
 use std::process::ExitCode;
 use verify::prompts::{self, Prompt};
-use convert::runtime::RuntimeMeta;
 use verify::{Rules, Subject};
 
 /// Opens a model for verification, with context naming it.

@@ -385,6 +385,9 @@ fn does_token_look_special(t: &str) -> bool {
         || (t.starts_with("<unused") && t.ends_with('>'))
 }
 
+/// A token: its id and text.
+pub type Token = (u64, String);
+
 /// The tokens of a `tokenizer.json` (`model.vocab` and `added_tokens`) whose ids are at or past
 /// `vocab_size`, as (id, text), sorted by id: tokens added to a tokenizer without resizing the
 /// embedding (a fine-tune's special tokens). The model has no embedding row for them; llama.cpp's
@@ -447,7 +450,11 @@ pub fn describe_tokens(tokens: &[(u64, String)]) -> String {
 }
 
 /// The refusal of a tokenizer holding ids past `vocab_size`.
-pub fn past_vocab_error(tok_path: &Path, past: &[(u64, String)], vocab_size: usize) -> ConvertError {
+pub fn past_vocab_error(
+    tok_path: &Path,
+    past: &[(u64, String)],
+    vocab_size: usize,
+) -> ConvertError {
     ConvertError::format(
         tok_path,
         format!(
@@ -703,6 +710,29 @@ mod tests {
         let p = name_parts("gpt-oss-20b", 1000);
         assert_eq!(p.size_label, None);
         assert_eq!(p.finetune.as_deref(), Some("20b"));
+    }
+
+    #[test]
+    fn tokens_past_vocab_are_found_in_the_vocab_and_the_added_tokens() {
+        let tok = serde_json::json!({
+            "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "late": 5}},
+            "added_tokens": [
+                {"id": 2, "content": "<|x|>", "special": true},
+                {"id": 4, "content": "<|y|>", "special": true},
+                {"id": 7, "content": "<|z|>", "special": true}
+            ]
+        });
+        let past = tokens_past_vocab(&tok, 4);
+        assert_eq!(
+            past,
+            vec![(4, "<|y|>".into()), (5, "late".into()), (7, "<|z|>".into())]
+        );
+        assert_eq!(
+            describe_tokens(&past),
+            r#"3 tokens (4 "<|y|>", 5 "late", 7 "<|z|>")"#
+        );
+        assert_eq!(list_tokens(&past, 1), r#"4 "<|y|>", and 2 more"#);
+        assert!(tokens_past_vocab(&tok, 8).is_empty());
     }
 
     #[test]

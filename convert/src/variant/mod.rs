@@ -572,6 +572,31 @@ mod tests {
     }
 
     #[test]
+    fn float16_overflow_is_found_where_rounding_gives_inf() {
+        // 65504 is float16's largest; 65519 still rounds down to it, 65520 rounds to Inf.
+        let xs = [1.0, 65504.0, 65519.0, -65520.0, f32::INFINITY, 3e38];
+        assert_eq!(first_half_overflow(&xs, true), Some(3));
+        assert_eq!(first_half_overflow(&xs[4..], true), Some(1));
+        // BF16 reaches 3.39e38: 3e38 fits.
+        assert_eq!(first_half_overflow(&xs, false), None);
+        assert_eq!(first_overflow(&[1.0, 2.0], &[1.0, f32::NAN]), Some(1));
+        assert_eq!(first_overflow(&[f32::NAN, 2.0], &[f32::NAN, 2.0]), None);
+        let at = Overflow {
+            row: 3,
+            col: 37,
+            value: 50331648.0,
+            codec: Codec::Q8_0,
+            mxfp4_scale: Some(150),
+        };
+        assert_eq!(
+            at.to_string(),
+            "value 50331648 at row 3, column 37 (in 32-value block 1) cannot be stored in Q8_0: \
+             the block's float16 scale overflows (largest 65504) and the block would decode to \
+             Inf/NaN; the source's MXFP4 block there has scale byte 150 (2^23)"
+        );
+    }
+
+    #[test]
     fn greedy_ranges_keep_order_and_give_a_large_item_its_own_range() {
         let sizes = [4, 4, 3, 10, 1];
         assert_eq!(greedy_ranges(&sizes, Some(8)), vec![0..2, 2..3, 3..4, 4..5]);

@@ -111,7 +111,14 @@ impl<'a> Encoder<'a> {
 
     /// Refuses (unless `--allow-nonfinite`) the value `value` of row `row`, column `col` of
     /// `id`, which `dtype` stores as ±Inf.
-    fn overflow(&self, id: WeightId, dtype: Dtype, row: usize, col: usize, value: f32) -> Result<()> {
+    fn overflow(
+        &self,
+        id: WeightId,
+        dtype: Dtype,
+        row: usize,
+        col: usize,
+        value: f32,
+    ) -> Result<()> {
         self.guard().overflow(
             id,
             &Overflow {
