@@ -467,8 +467,13 @@ pub fn past_vocab_error(
 }
 
 /// The tokenizer keys (`tokenizer.*`), in llama.cpp's order, from the files in `dir`. Tokens
-/// with ids past `vocab_size` are refused unless `truncate` ([`tokens_past_vocab`]).
-pub fn tokenizer_kv(dir: &Path, cfg: &Config, truncate: bool) -> Result<Vec<(String, Value)>> {
+/// with ids past `vocab_size` are refused unless `truncate` ([`tokens_past_vocab`]), which
+/// leaves them out and returns them as the second value.
+pub fn tokenizer_kv(
+    dir: &Path,
+    cfg: &Config,
+    truncate: bool,
+) -> Result<(Vec<(String, Value)>, Vec<Token>)> {
     let tok_path = dir.join("tokenizer.json");
     let tok = read_json(&tok_path)?;
     let past = tokens_past_vocab(&tok, cfg.vocab_size);
@@ -642,7 +647,7 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config, truncate: bool) -> Result<Vec<(Str
     if let Some(t) = template {
         kv.push(("tokenizer.chat_template".into(), Value::String(t)));
     }
-    Ok(kv)
+    Ok((kv, past))
 }
 
 /// The `general.*` naming keys and the `gpt-oss.*` hyperparameters, in llama.cpp's order, with

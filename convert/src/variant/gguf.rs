@@ -440,13 +440,7 @@ pub fn tokenizer_kv_of(src: &AnyModel, truncate_vocab: bool) -> Result<Metadata>
         )
     })?;
     let dir = tokenizer.parent().unwrap_or(Path::new("."));
-    let kv = meta::tokenizer_kv(dir, cfg, truncate_vocab)?;
-    let dropped = if truncate_vocab {
-        meta::tokens_past_vocab(&crate::checkpoint::read_json(&tokenizer)?, cfg.vocab_size)
-    } else {
-        Vec::new()
-    };
-    Ok((kv, dropped))
+    meta::tokenizer_kv(dir, cfg, truncate_vocab)
 }
 
 /// Writes the GGUF `variant` (stored as `storage`) of the model `model`, its weights read
