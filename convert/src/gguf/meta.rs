@@ -388,6 +388,9 @@ fn does_token_look_special(t: &str) -> bool {
 /// A token: its id and text.
 pub type Token = (u64, String);
 
+/// Metadata pairs, and the tokens past `vocab_size` left out of them.
+pub type Metadata = (Vec<(String, Value)>, Vec<Token>);
+
 /// The tokens of a `tokenizer.json` (`model.vocab` and `added_tokens`) whose ids are at or past
 /// `vocab_size`, as (id, text), sorted by id: tokens added to a tokenizer without resizing the
 /// embedding (a fine-tune's special tokens). The model has no embedding row for them; llama.cpp's
@@ -469,11 +472,7 @@ pub fn past_vocab_error(
 /// The tokenizer keys (`tokenizer.*`), in llama.cpp's order, from the files in `dir`. Tokens
 /// with ids past `vocab_size` are refused unless `truncate` ([`tokens_past_vocab`]), which
 /// leaves them out and returns them as the second value.
-pub fn tokenizer_kv(
-    dir: &Path,
-    cfg: &Config,
-    truncate: bool,
-) -> Result<(Vec<(String, Value)>, Vec<Token>)> {
+pub fn tokenizer_kv(dir: &Path, cfg: &Config, truncate: bool) -> Result<Metadata> {
     let tok_path = dir.join("tokenizer.json");
     let tok = read_json(&tok_path)?;
     let past = tokens_past_vocab(&tok, cfg.vocab_size);

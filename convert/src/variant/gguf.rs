@@ -388,14 +388,11 @@ fn produce(
     Ok(())
 }
 
-/// Metadata pairs, and the tokens past `vocab_size` left out of them.
-pub type Metadata = (Vec<(String, Value)>, Vec<meta::Token>);
-
 /// The metadata of a GGUF stored as `storage` from the model `src`: for a GGUF source, its
 /// own names and tokenizer; otherwise llama.cpp's metadata from the config and the tokenizer
 /// files beside the model ([`crate::companion`]). Tokens past `vocab_size` are refused unless
 /// `truncate_vocab`; the second value lists those left out.
-pub fn metadata(src: &AnyModel, storage: &Storage, truncate_vocab: bool) -> Result<Metadata> {
+pub fn metadata(src: &AnyModel, storage: &Storage, truncate_vocab: bool) -> Result<meta::Metadata> {
     let cfg = src.source().config();
     let ft = storage.file_type.expect("GGUF rows have a file type");
     if let Some(g) = src.gguf() {
@@ -431,7 +428,7 @@ pub fn metadata(src: &AnyModel, storage: &Storage, truncate_vocab: bool) -> Resu
 /// The `tokenizer.*` keys llama.cpp's converter writes for the safetensors model `src`, from
 /// the tokenizer files beside it ([`meta::tokenizer_kv`]), and the tokens past `vocab_size`
 /// left out (an error unless `truncate_vocab`).
-pub fn tokenizer_kv_of(src: &AnyModel, truncate_vocab: bool) -> Result<Metadata> {
+pub fn tokenizer_kv_of(src: &AnyModel, truncate_vocab: bool) -> Result<meta::Metadata> {
     let cfg = src.source().config();
     let tokenizer = src.companion("tokenizer.json").ok_or_else(|| {
         ConvertError::format(
