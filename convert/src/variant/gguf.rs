@@ -24,7 +24,7 @@ use crate::atomic::Staged;
 use crate::error::{ConvertError, Result};
 use crate::gguf::names::{self, Class, Content};
 use crate::gguf::writer::{self, PlannedTensor};
-use crate::gguf::{Codec, Value, meta, split_path};
+use crate::gguf::{Codec, meta, split_path};
 use crate::model::AnyModel;
 use crate::variant::{
     ConvertOptions, ConvertReport, Guard, Overflow, Progress, Storage, Store, Tally, Variant,
