@@ -27,9 +27,20 @@
 //!
 //! With `--int8-dense` the attention projections and `lm_head` are int8 modules too
 //! (`weight_packed`, `weight_scale [out, 1]`, `weight_shape`; the q/k/v/o biases keep `.bias`).
+//!
+//! Two more dense layouts are read (never written):
+//!
+//! | experts of layer N | per-expert (llm-compressor, MoE tools) | dense under MXFP4 names (transformers 5.23 `save_pretrained` after dequantizing) |
+//! |---|---|---|
+//! | gate, up | `mlp.experts.e.{gate,up}_proj.weight` `[I, H]` (`[out, in]`) | `mlp.experts.gate_up_proj_blocks` holding `gate_up_proj` `[E, H, 2I]` |
+//! | down | `mlp.experts.e.down_proj.weight` `[H, I]` | `mlp.experts.down_proj_blocks` holding `down_proj` `[E, I, H]` |
+//! | biases | `mlp.experts.e.{gate,up,down}_proj.bias` | `gate_up_proj_bias`, `down_proj_bias` as in the dense layout |
+//!
+//! Every float tensor is accepted in BF16, F16 or F32 in every layout: the file's dtype is what
+//! counts, as transformers loads it (the int8 scales are BF16, as the int8 codec reads them).
 
 use crate::error::{ConvertError, Result};
-use crate::safetensors::Dtype;
+use crate::safetensors::{Dtype, TensorInfo};
 use reference::{Config, WeightId};
 use serde_json::Value;
 use std::path::Path;
@@ -51,6 +62,16 @@ pub enum Layout {
         /// q/k/v/o and lm_head are int8 modules too (`--int8-dense`).
         dense_int8: bool,
     },
+    /// Dense per-expert modules, as MoE quantization tools linearize gpt-oss's experts
+    /// (llm-compressor's `modeling/gpt_oss.py`): `mlp.experts.E.{gate,up,down}_proj.{weight,bias}`,
+    /// weights `[out, in]`, release names elsewhere, no `quantization_config`. Read only.
+    PerExpert,
+    /// transformers' dense layout with the fused expert weights stored under the MXFP4 names:
+    /// `gate_up_proj_blocks` holding the float `[E, H, 2I]`, `down_proj_blocks` the float
+    /// `[E, I, H]`, no `*_scales`. transformers 5.23's `save_pretrained` of a model loaded with
+    /// `Mxfp4Config(dequantize=True)` writes this (its own loader then leaves the experts
+    /// random). Read only; `docs/decisions.md` says why it is read.
+    DenseUnderBlocks,
 }
 
 /// Inputs per scale of the int8 expert weights (one MXFP4 block).
@@ -89,7 +110,20 @@ impl Layout {
             Layout::Dense => "hf-dense",
             Layout::Int8 { dense_int8: false } => "compressed-tensors-int8",
             Layout::Int8 { dense_int8: true } => "compressed-tensors-int8-dense",
+            Layout::PerExpert => "hf-per-expert",
+            Layout::DenseUnderBlocks => "hf-dense-under-blocks-names",
         }
+    }
+
+    /// transformers' fused dense experts (`gate_up_proj [E, H, 2I]`, `down_proj [E, I, H]`),
+    /// under either name.
+    pub fn fused_dense(self) -> bool {
+        matches!(self, Layout::Dense | Layout::DenseUnderBlocks)
+    }
+
+    /// One module per expert (`mlp.experts.E.gate_proj`, ...): int8 or dense.
+    pub fn per_expert_modules(self) -> bool {
+        matches!(self, Layout::Int8 { .. } | Layout::PerExpert)
     }
 
     /// True when the weight `id` is an int8 module in this layout.
@@ -114,35 +148,107 @@ impl Layout {
         }
     }
 
-    /// Decides the layout from the directory's `config.json`: no `model_type` → original;
-    /// `quant_method` `mxfp4` → release, `compressed-tensors` → int8 (the config must describe
-    /// exactly the int8 scheme oss-forge reads, see [`int8_config_dense`]); no
-    /// `quantization_config` → dense.
-    pub fn detect(dir: &Path, config: &Value) -> Result<Layout> {
+    /// Decides the layout from the directory's `config.json` and the tensors of layer 0
+    /// (`probe` looks a stored tensor up by name). No `model_type` → original; `quant_method`
+    /// `compressed-tensors` → int8 (the config must describe exactly the int8 scheme oss-forge
+    /// reads, see [`int8_config_dense`]); otherwise the experts' tensors decide: fused
+    /// `gate_up_proj` → dense, per-expert `experts.0.gate_proj.weight` → per-expert, float
+    /// `gate_up_proj_blocks` → dense under the MXFP4 names, U8 `gate_up_proj_blocks` → release.
+    ///
+    /// Returns the layout and what a user should know about how it was decided (a config that
+    /// disagrees with the tensors, a directory transformers cannot load).
+    pub fn detect<'a>(
+        dir: &Path,
+        config: &Value,
+        probe: impl Fn(&str) -> Option<&'a TensorInfo>,
+    ) -> Result<(Layout, Vec<String>)> {
         let cfg_path = dir.join("config.json");
         if config.get("model_type").is_none() {
-            return Ok(Layout::Original);
+            return Ok((Layout::Original, Vec::new()));
         }
-        let Some(q) = config.get("quantization_config").filter(|q| !q.is_null()) else {
-            return Ok(Layout::Dense);
+        let method = match config.get("quantization_config").filter(|q| !q.is_null()) {
+            None => None,
+            Some(q) => match q.get("quant_method").and_then(Value::as_str) {
+                Some("compressed-tensors") => {
+                    let dense_int8 = int8_config_dense(q).map_err(|m| {
+                        ConvertError::format(&cfg_path, format!("quantization_config: {m}"))
+                    })?;
+                    return Ok((Layout::Int8 { dense_int8 }, Vec::new()));
+                }
+                Some(m @ "mxfp4") => Some(m),
+                Some(other) => {
+                    return Err(ConvertError::format(
+                        cfg_path,
+                        format!("quantization_config.quant_method {other:?} is not supported"),
+                    ));
+                }
+                None => {
+                    return Err(ConvertError::format(
+                        cfg_path,
+                        "quantization_config has no string `quant_method`",
+                    ));
+                }
+            },
         };
-        match q.get("quant_method").and_then(Value::as_str) {
-            Some("mxfp4") => Ok(Layout::Release),
-            Some("compressed-tensors") => {
-                let dense_int8 = int8_config_dense(q).map_err(|m| {
-                    ConvertError::format(&cfg_path, format!("quantization_config: {m}"))
-                })?;
-                Ok(Layout::Int8 { dense_int8 })
+        let n = Names::new(Layout::Release);
+        let blocks_name = n.gate_up_blocks(0);
+        let blocks = probe(&blocks_name);
+        let fused = probe(&n.gate_up_fused(0)).is_some();
+        let per_expert = probe("model.layers.0.mlp.experts.0.gate_proj.weight").is_some();
+        let says = match method {
+            Some(_) => "`quantization_config.quant_method` is \"mxfp4\"",
+            None => "config.json has no `quantization_config`",
+        };
+        let mut notes = Vec::new();
+        let layout = match blocks {
+            Some(t) if t.dtype.dense().is_some() => {
+                notes.push(format!(
+                    "`{blocks_name}` holds {}: dense experts under the MXFP4 names, as \
+                     transformers 5.23's save_pretrained writes them after \
+                     Mxfp4Config(dequantize=True); read as transformers' dense layout. \
+                     transformers itself cannot load this directory (it leaves the experts \
+                     randomly initialized): convert it to safetensors-bf16 for transformers",
+                    t.describe()
+                ));
+                Layout::DenseUnderBlocks
             }
-            Some(other) => Err(ConvertError::format(
-                cfg_path,
-                format!("quantization_config.quant_method {other:?} is not supported"),
-            )),
-            None => Err(ConvertError::format(
-                cfg_path,
-                "quantization_config has no string `quant_method`",
-            )),
-        }
+            Some(_) => {
+                if method.is_none() {
+                    notes.push(format!(
+                        "{says}, but the experts are MXFP4 `_blocks`/`_scales`: read as MXFP4. \
+                         transformers would leave these experts randomly initialized; add \
+                         `\"quantization_config\": {{\"quant_method\": \"mxfp4\"}}` for it"
+                    ));
+                }
+                Layout::Release
+            }
+            None if method.is_some() && (fused || per_expert) => {
+                notes.push(format!(
+                    "{says}, but the experts are stored dense: read as dense. transformers \
+                     expects MXFP4 `_blocks`/`_scales` under this config"
+                ));
+                if fused {
+                    Layout::Dense
+                } else {
+                    Layout::PerExpert
+                }
+            }
+            None if method.is_some() => Layout::Release,
+            None if per_expert && !fused => Layout::PerExpert,
+            None => {
+                if probe("model.layers.0.mlp.experts.0.gate_proj.weight_packed").is_some() {
+                    return Err(ConvertError::format(
+                        cfg_path,
+                        format!(
+                            "{says}, but the experts are compressed-tensors int8 modules \
+                             (`weight_packed`): the config that describes them is missing"
+                        ),
+                    ));
+                }
+                Layout::Dense
+            }
+        };
+        Ok((layout, notes))
     }
 }
 
@@ -235,7 +341,53 @@ pub struct Expect {
     pub role: Role,
 }
 
+/// The tensor groups [`Expect::group`] names, in report order.
+pub const GROUPS: [&str; 9] = [
+    "embeddings",
+    "attention",
+    "attention biases",
+    "sinks",
+    "norms",
+    "router",
+    "experts",
+    "expert biases",
+    "int8 scales",
+];
+
 impl Expect {
+    /// The group this tensor belongs to in reports (one of [`GROUPS`]).
+    pub fn group(&self) -> &'static str {
+        use WeightId::*;
+        let of_id = |id: WeightId| match id {
+            Embedding | LmHead => "embeddings",
+            QProj(_) | KProj(_) | VProj(_) | OProj(_) => "attention",
+            QBias(_) | KBias(_) | VBias(_) | OBias(_) => "attention biases",
+            Sinks(_) => "sinks",
+            FinalNorm | AttnNorm(_) | MlpNorm(_) => "norms",
+            Router(_) | RouterBias(_) => "router",
+            Gate(..) | Up(..) | Down(..) => "experts",
+            GateBias(..) | UpBias(..) | DownBias(..) => "expert biases",
+        };
+        match self.role {
+            Role::Plain(id) | Role::Packed(id) | Role::Shape(id) => of_id(id),
+            Role::Scale(_) => "int8 scales",
+            Role::GateUpT(_) | Role::DownT(_) => "experts",
+            Role::GateUpBias(_) | Role::DownBias(_) => "expert biases",
+            Role::Other => {
+                let name = self.name.as_str();
+                if name.ends_with("qkv.weight") {
+                    "attention"
+                } else if name.ends_with("qkv.bias") {
+                    "attention biases"
+                } else if name.ends_with("_bias") {
+                    "expert biases"
+                } else {
+                    "experts"
+                }
+            }
+        }
+    }
+
     /// `DTYPE[shape]` for messages.
     pub fn describe(&self) -> String {
         format!(
@@ -250,7 +402,9 @@ const BF16: &[Dtype] = &[Dtype::BF16];
 const U8: &[Dtype] = &[Dtype::U8];
 const I32: &[Dtype] = &[Dtype::I32];
 const I64: &[Dtype] = &[Dtype::I64];
-/// Float dtypes the dense layout accepts (transformers saves in the model dtype).
+/// Float dtypes accepted wherever a layout stores a float tensor (transformers saves in the model
+/// dtype and loads any). The writers of a fixed dtype (synth, the original layout's
+/// `dtypes.json`) take the first, BF16, as the release stores.
 pub const FLOATS: &[Dtype] = &[Dtype::BF16, Dtype::F16, Dtype::F32];
 
 /// Names of one layout.
@@ -283,7 +437,10 @@ impl Names {
                 orig.to_string()
             }
         };
-        if let Layout::Int8 { .. } = self.layout
+        if self.layout == Layout::PerExpert && id.is_expert_matrix() {
+            return format!("{}.weight", self.module(id));
+        }
+        if self.layout.per_expert_modules()
             && let GateBias(..) | UpBias(..) | DownBias(..) = id
         {
             let module = match id {
@@ -336,13 +493,21 @@ impl Names {
         }
     }
 
-    /// transformers' fused `gate_up_proj [E, H, 2I]` (dense layout).
+    /// transformers' fused `gate_up_proj [E, H, 2I]` (dense layout; the `_blocks` name in
+    /// [`Layout::DenseUnderBlocks`]).
     pub fn gate_up_fused(&self, l: usize) -> String {
+        if self.layout == Layout::DenseUnderBlocks {
+            return self.gate_up_blocks(l);
+        }
         format!("model.layers.{l}.mlp.experts.gate_up_proj")
     }
 
-    /// transformers' fused `down_proj [E, I, H]` (dense layout).
+    /// transformers' fused `down_proj [E, I, H]` (dense layout; the `_blocks` name in
+    /// [`Layout::DenseUnderBlocks`]).
     pub fn down_fused(&self, l: usize) -> String {
+        if self.layout == Layout::DenseUnderBlocks {
+            return self.down_blocks(l);
+        }
         format!("model.layers.{l}.mlp.experts.down_proj")
     }
 
@@ -404,11 +569,8 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
         cfg.intermediate_size,
         cfg.num_local_experts,
     );
-    let float = if layout == Layout::Dense {
-        FLOATS
-    } else {
-        BF16
-    };
+    // The file's float dtype is what counts, in every layout (transformers loads any).
+    let float = FLOATS;
     let mut out = Vec::new();
     // A weight stored whole, or as an int8 module when the layout quantizes it.
     let plain = |out: &mut Vec<Expect>, id: WeightId| {
@@ -461,8 +623,8 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
         match layout {
             Layout::Original => {
                 let qkv = cfg.q_dim() + 2 * cfg.kv_dim();
-                out.push(other(n.qkv_weight(l), BF16, vec![qkv, h]));
-                out.push(other(n.qkv_bias(l), BF16, vec![qkv]));
+                out.push(other(n.qkv_weight(l), FLOATS, vec![qkv, h]));
+                out.push(other(n.qkv_bias(l), FLOATS, vec![qkv]));
             }
             _ => {
                 for id in [QProj(l), QBias(l), KProj(l), KBias(l), VProj(l), VBias(l)] {
@@ -484,12 +646,12 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
             Layout::Release | Layout::Original => {
                 out.push(other(n.gate_up_blocks(l), U8, vec![e, 2 * i, h / 32, 16]));
                 out.push(other(n.gate_up_scales(l), U8, vec![e, 2 * i, h / 32]));
-                out.push(other(n.gate_up_bias(l), BF16, vec![e, 2 * i]));
+                out.push(other(n.gate_up_bias(l), FLOATS, vec![e, 2 * i]));
                 out.push(other(n.down_blocks(l), U8, vec![e, h, i / 32, 16]));
                 out.push(other(n.down_scales(l), U8, vec![e, h, i / 32]));
-                out.push(other(n.down_bias(l), BF16, vec![e, h]));
+                out.push(other(n.down_bias(l), FLOATS, vec![e, h]));
             }
-            Layout::Dense => {
+            Layout::Dense | Layout::DenseUnderBlocks => {
                 let x = |name, shape, role| Expect {
                     name,
                     dtypes: FLOATS,
@@ -501,7 +663,7 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
                 out.push(x(n.down_fused(l), vec![e, i, h], Role::DownT(l)));
                 out.push(x(n.down_bias(l), vec![e, h], Role::DownBias(l)));
             }
-            Layout::Int8 { .. } => {
+            Layout::Int8 { .. } | Layout::PerExpert => {
                 for x in 0..e {
                     for id in [
                         Gate(l, x),
