@@ -75,6 +75,8 @@ impl Checkpoint {
     pub fn open(dir: impl AsRef<Path>) -> Result<Checkpoint> {
         let dir = dir.as_ref().to_path_buf();
         let (config, config_json, config_notes) = read_config_noted(&dir)?;
+        // Everything wrong with config.json is reported before the shards are opened.
+        Layout::declared(&dir, &config_json)?;
         let (files, names, index_total_size) = open_files(&dir)?;
         let probe = |name: &str| names.get(name).map(|&(f, t)| &files[f].tensors()[t]);
         let (layout, layout_notes) = Layout::detect(&dir, &config_json, probe)?;

@@ -74,6 +74,22 @@ pub enum Layout {
     DenseUnderBlocks,
 }
 
+/// What a `config.json` alone says about the layout ([`Layout::declared`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Declared {
+    /// No `model_type`: OpenAI's `original/config.json`.
+    Original,
+    /// `quant_method: mxfp4`.
+    Mxfp4,
+    /// A compressed-tensors config of the int8 scheme oss-forge reads.
+    Int8 {
+        /// q/k/v/o and lm_head are int8 too.
+        dense_int8: bool,
+    },
+    /// No `quantization_config` (or null).
+    Unquantized,
+}
+
 /// Inputs per scale of the int8 expert weights (one MXFP4 block).
 pub const INT8_GROUP: usize = 32;
 
@@ -148,11 +164,41 @@ impl Layout {
         }
     }
 
-    /// Decides the layout from the directory's `config.json` and the tensors of layer 0
-    /// (`probe` looks a stored tensor up by name). No `model_type` → original; `quant_method`
-    /// `compressed-tensors` → int8 (the config must describe exactly the int8 scheme oss-forge
-    /// reads, see [`int8_config_dense`]); otherwise the experts' tensors decide: fused
-    /// `gate_up_proj` → dense, per-expert `experts.0.gate_proj.weight` → per-expert, float
+    /// What `config.json` alone says about the layout (its errors come before any shard is
+    /// opened): no `model_type` → original; `quant_method` `compressed-tensors` → int8 (the
+    /// config must describe exactly the int8 scheme oss-forge reads, see
+    /// [`int8_config_dense`]); `mxfp4`; or no `quantization_config`.
+    pub fn declared(dir: &Path, config: &Value) -> Result<Declared> {
+        let cfg_path = dir.join("config.json");
+        if config.get("model_type").is_none() {
+            return Ok(Declared::Original);
+        }
+        let Some(q) = config.get("quantization_config").filter(|q| !q.is_null()) else {
+            return Ok(Declared::Unquantized);
+        };
+        match q.get("quant_method").and_then(Value::as_str) {
+            Some("compressed-tensors") => {
+                let dense_int8 = int8_config_dense(q).map_err(|m| {
+                    ConvertError::format(&cfg_path, format!("quantization_config: {m}"))
+                })?;
+                Ok(Declared::Int8 { dense_int8 })
+            }
+            Some("mxfp4") => Ok(Declared::Mxfp4),
+            Some(other) => Err(ConvertError::format(
+                cfg_path,
+                format!("quantization_config.quant_method {other:?} is not supported"),
+            )),
+            None => Err(ConvertError::format(
+                cfg_path,
+                "quantization_config has no string `quant_method`",
+            )),
+        }
+    }
+
+    /// Decides the layout from the directory's `config.json` ([`Layout::declared`]) and the
+    /// tensors of layer 0 (`probe` looks a stored tensor up by name). An original or int8
+    /// config decides alone; otherwise the experts' tensors decide: fused `gate_up_proj` →
+    /// dense, per-expert `experts.0.gate_proj.weight` → per-expert, float
     /// `gate_up_proj_blocks` → dense under the MXFP4 names, U8 `gate_up_proj_blocks` → release.
     ///
     /// Returns the layout and what a user should know about how it was decided (a config that
@@ -163,32 +209,13 @@ impl Layout {
         probe: impl Fn(&str) -> Option<&'a TensorInfo>,
     ) -> Result<(Layout, Vec<String>)> {
         let cfg_path = dir.join("config.json");
-        if config.get("model_type").is_none() {
-            return Ok((Layout::Original, Vec::new()));
-        }
-        let method = match config.get("quantization_config").filter(|q| !q.is_null()) {
-            None => None,
-            Some(q) => match q.get("quant_method").and_then(Value::as_str) {
-                Some("compressed-tensors") => {
-                    let dense_int8 = int8_config_dense(q).map_err(|m| {
-                        ConvertError::format(&cfg_path, format!("quantization_config: {m}"))
-                    })?;
-                    return Ok((Layout::Int8 { dense_int8 }, Vec::new()));
-                }
-                Some(m @ "mxfp4") => Some(m),
-                Some(other) => {
-                    return Err(ConvertError::format(
-                        cfg_path,
-                        format!("quantization_config.quant_method {other:?} is not supported"),
-                    ));
-                }
-                None => {
-                    return Err(ConvertError::format(
-                        cfg_path,
-                        "quantization_config has no string `quant_method`",
-                    ));
-                }
-            },
+        let method = match Layout::declared(dir, config)? {
+            Declared::Original => return Ok((Layout::Original, Vec::new())),
+            Declared::Int8 { dense_int8 } => {
+                return Ok((Layout::Int8 { dense_int8 }, Vec::new()));
+            }
+            Declared::Mxfp4 => Some("mxfp4"),
+            Declared::Unquantized => None,
         };
         let n = Names::new(Layout::Release);
         let blocks_name = n.gate_up_blocks(0);
