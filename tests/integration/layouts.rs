@@ -453,3 +453,25 @@ fn config_spellings_and_transformers_defaults_give_the_same_model() {
         }
     }
 }
+
+/// The release's MXFP4 tensors with the `quantization_config` removed: the tensors are
+/// unambiguous, so they are read; `inspect` warns that transformers would not read them.
+#[test]
+fn mxfp4_tensors_without_quantization_config_are_read_with_a_warning() {
+    let t = TempDir::new("mxfp4-noqc");
+    let dir = copy(&t, "tiny-gpt-oss", "m");
+    edit_config(&dir, |c| {
+        c.remove("quantization_config");
+    });
+    same_bits(
+        &logits(&dir, "tiny-gpt-oss"),
+        &logits(&fixture("tiny-gpt-oss"), "tiny-gpt-oss"),
+        "no quantization_config",
+    );
+    let r = inspect_ok(&dir);
+    assert!(r.contains("layout    hf-mxfp4"), "{r}");
+    assert!(
+        r.contains("transformers would leave these experts randomly initialized"),
+        "{r}"
+    );
+}
