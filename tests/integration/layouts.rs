@@ -413,7 +413,8 @@ fn published_variants_read_and_convert_again() {
 fn config_spellings_and_transformers_defaults_give_the_same_model() {
     let t = TempDir::new("cfg-variants");
     let want = logits(&fixture("tiny-gpt-oss"), "tiny-gpt-oss");
-    let edits: [(&str, fn(&mut serde_json::Map<String, Value>)); 4] = [
+    type Edit = fn(&mut serde_json::Map<String, Value>);
+    let edits: [(&str, Edit); 4] = [
         ("v5 rope_parameters", |c| {
             let mut rope = c.remove("rope_scaling").unwrap();
             rope["rope_theta"] = c.remove("rope_theta").unwrap();
