@@ -238,7 +238,7 @@ impl Checkpoint {
                         "is {}; a {} checkpoint stores it as {}",
                         info.describe(),
                         self.layout.name(),
-                        dtype_list(e.dtypes)
+                        Dtype::alternatives(e.dtypes)
                     ),
                 ));
             }
@@ -604,7 +604,240 @@ fn open_files(dir: &Path) -> Result<Opened> {
 
 crate::mapped_weight_source!(Checkpoint);
 
-/// The safetensors dtype names a layout accepts for dense tensors (for messages).
-pub(crate) fn dtype_list(d: &[Dtype]) -> String {
-    d.iter().map(|d| d.name()).collect::<Vec<_>>().join("|")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Preset, SynthOptions, preset_config, synth};
+    use serde_json::json;
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("ossf-ckpt-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+
+        /// A 1-layer tiny `config.json`.
+        fn with_config(name: &str) -> Dir {
+            let d = Dir::new(name);
+            d.write(
+                "config.json",
+                &preset_config(Preset::Tiny, Some(1)).to_string(),
+            );
+            d
+        }
+
+        fn write(&self, name: &str, text: &str) {
+            std::fs::write(self.0.join(name), text).unwrap();
+        }
+
+        /// A shard holding one-byte U8 tensors with these names.
+        fn shard(&self, name: &str, tensors: &[&str]) {
+            write_shard(&self.0.join(name), tensors);
+        }
+
+        fn index(&self, weight_map: Value) {
+            self.write(
+                INDEX_FILE,
+                &json!({"metadata": {"total_size": 2}, "weight_map": weight_map}).to_string(),
+            );
+        }
+
+        fn err(&self) -> String {
+            match Checkpoint::open(&self.0) {
+                Ok(_) => panic!("opened"),
+                Err(e) => e.to_string(),
+            }
+        }
+    }
+
+    /// A safetensors file holding one-byte U8 tensors with these names.
+    fn write_shard(path: &Path, tensors: &[&str]) {
+        let entries: serde_json::Map<String, Value> = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let e = json!({"dtype": "U8", "shape": [1], "data_offsets": [i, i + 1]});
+                (t.to_string(), e)
+            })
+            .collect();
+        let header = Value::Object(entries).to_string();
+        let mut b = (header.len() as u64).to_le_bytes().to_vec();
+        b.extend(header.as_bytes());
+        b.resize(b.len() + tensors.len(), 0);
+        std::fs::write(path, b).unwrap();
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn no_config() {
+        let d = Dir::new("noconfig");
+        assert!(
+            d.err()
+                .contains("no config.json: not a gpt-oss model directory")
+        );
+    }
+
+    #[test]
+    fn no_shards_and_no_index() {
+        let d = Dir::with_config("noshards");
+        assert!(d.err().contains("no *.safetensors files and no index"));
+    }
+
+    #[test]
+    fn index_without_a_weight_map() {
+        let d = Dir::with_config("nomap");
+        d.write(INDEX_FILE, "{}");
+        let e = d.err();
+        assert!(
+            e.contains(INDEX_FILE) && e.contains("no `weight_map` object"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn weight_map_value_not_a_file_name() {
+        let d = Dir::with_config("mapvalue");
+        d.index(json!({"a": 3}));
+        let e = d.err();
+        assert!(
+            e.contains("tensor `a`: weight_map value is not a file name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn weight_map_outside_the_directory() {
+        let d = Dir::with_config("escape");
+        d.index(json!({"a": "../x.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains("weight_map points outside the directory: \"../x.safetensors\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_listed_shard_is_missing() {
+        let d = Dir::with_config("missingshard");
+        d.shard("a.safetensors", &["x"]);
+        d.index(json!({"x": "a.safetensors", "y": "b.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains("shard b.safetensors is listed in the index but missing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_in_two_shards() {
+        let d = Dir::with_config("twice");
+        d.shard("a.safetensors", &["x"]);
+        d.shard("b.safetensors", &["x"]);
+        let e = d.err();
+        assert!(
+            e.contains("b.safetensors: tensor `x`: also stored in")
+                && e.contains("a tensor may live in one shard only"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_the_index_does_not_list() {
+        let d = Dir::with_config("unlisted");
+        d.shard("a.safetensors", &["x", "y"]);
+        d.index(json!({"x": "a.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains("unexpected tensor `y` (not listed in model.safetensors.index.json)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_index_places_a_tensor_elsewhere() {
+        let d = Dir::with_config("elsewhere");
+        d.shard("a.safetensors", &["x"]);
+        d.shard("b.safetensors", &["y"]);
+        d.index(json!({"x": "b.safetensors", "y": "b.safetensors", "z": "a.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains("a.safetensors: tensor `x`: the index places it in b.safetensors"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_listed_tensor_is_absent_from_its_shard() {
+        let d = Dir::with_config("absent");
+        d.shard("a.safetensors", &["x"]);
+        d.index(json!({"x": "a.safetensors", "y": "a.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains(
+                "tensor `y`: listed in model.safetensors.index.json but absent from the shard"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_the_config_implies_is_missing() {
+        let d = Dir::with_config("missingtensor");
+        d.shard("a.safetensors", &["x"]);
+        let e = d.err();
+        assert!(
+            e.contains("missing tensor `model.embed_tokens.weight` (expected BF16|F16|F32["),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_of_the_wrong_dtype_and_shape() {
+        let d = Dir::with_config("wrongshape");
+        d.shard("a.safetensors", &["model.embed_tokens.weight"]);
+        let e = d.err();
+        assert!(
+            e.contains(
+                "tensor `model.embed_tokens.weight`: is U8[1], the config implies BF16|F16|F32["
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_the_config_does_not_account_for() {
+        let d = Dir::new("extra");
+        let out = d.0.join("m");
+        let opts = SynthOptions {
+            preset: Preset::Tiny,
+            layers: Some(1),
+            seed: 0,
+            original: false,
+            max_shard_bytes: None,
+        };
+        synth(&out, &opts, false, &mut |_| {}).unwrap();
+        let ckpt = Checkpoint::open(&out).unwrap();
+        assert_eq!(ckpt.layout(), Layout::Release);
+        drop(ckpt);
+        std::fs::remove_file(out.join(INDEX_FILE)).unwrap();
+        write_shard(
+            &out.join("zz.safetensors"),
+            &["model.layers.1.self_attn.sinks"],
+        );
+        let e = Checkpoint::open(&out).err().unwrap().to_string();
+        assert!(
+            e.contains("unexpected tensor `model.layers.1.self_attn.sinks` (not part of a 1-layer hf-mxfp4 checkpoint)"),
+            "{e}"
+        );
+    }
 }

@@ -13,7 +13,9 @@
 //! | gate_up | `mlp.experts.gate_up_proj_{blocks,scales,bias}` | `mlp.mlp1_weight.{blocks,scales}`, `mlp.mlp1_bias` |
 //! | down | `mlp.experts.down_proj_{blocks,scales,bias}` | `mlp.mlp2_weight.{blocks,scales}`, `mlp.mlp2_bias` |
 //!
-//! Source: `spec/gpt-oss.md` §2.1 and §3.3 (transformers' `convert_gpt_oss_weights_to_hf.py`).
+//! Sources: the safetensors headers of `openai/gpt-oss-20b` on Hugging Face (release names) and
+//! transformers' `src/transformers/models/gpt_oss/convert_gpt_oss_weights_to_hf.py` (the
+//! original → HF mapping).
 //!
 //! The two layouts oss-forge writes (`docs/formats.md`) keep the release's names for everything
 //! but the experts:
@@ -417,11 +419,7 @@ impl Expect {
 
     /// `DTYPE[shape]` for messages.
     pub fn describe(&self) -> String {
-        format!(
-            "{}{:?}",
-            crate::checkpoint::dtype_list(self.dtypes),
-            self.shape
-        )
+        format!("{}{:?}", Dtype::alternatives(self.dtypes), self.shape)
     }
 }
 
@@ -720,4 +718,267 @@ pub fn sorted_release_names(cfg: &Config) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Preset, preset_config};
+    use serde_json::json;
+
+    fn cfg() -> Config {
+        Config::from_hf_json(&preset_config(Preset::Tiny, Some(2))).unwrap()
+    }
+
+    #[test]
+    fn each_layout_lists_every_tensor_once() {
+        let cfg = cfg();
+        let (l, e) = (cfg.num_hidden_layers, cfg.num_local_experts);
+        for (layout, per_layer) in [
+            (Layout::Release, 19),
+            (Layout::Original, 15),
+            (Layout::Dense, 17),
+            (Layout::Int8 { dense_int8: false }, 13 + 12 * e),
+            (Layout::Int8 { dense_int8: true }, 21 + 12 * e),
+        ] {
+            let x = expected(layout, &cfg);
+            let extra = if layout == (Layout::Int8 { dense_int8: true }) {
+                2
+            } else {
+                0
+            };
+            assert_eq!(x.len(), 3 + per_layer * l + extra, "{}", layout.name());
+            let mut names: Vec<&str> = x.iter().map(|x| x.name.as_str()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), x.len(), "{}: a name twice", layout.name());
+        }
+    }
+
+    #[test]
+    fn release_and_original_names() {
+        let (hf, orig) = (Names::new(Layout::Release), Names::new(Layout::Original));
+        assert_eq!(
+            hf.plain(WeightId::KBias(3)),
+            "model.layers.3.self_attn.k_proj.bias"
+        );
+        assert_eq!(orig.plain(WeightId::KBias(3)), "block.3.attn.qkv.bias");
+        assert_eq!(hf.plain(WeightId::LmHead), "lm_head.weight");
+        assert_eq!(orig.plain(WeightId::LmHead), "unembedding.weight");
+        assert_eq!(orig.down_scales(1), "block.1.mlp.mlp2_weight.scales");
+        let int8 = Names::new(Layout::Int8 { dense_int8: true });
+        assert_eq!(
+            int8.module(WeightId::Up(0, 5)),
+            "model.layers.0.mlp.experts.5.up_proj"
+        );
+        assert_eq!(
+            int8.plain(WeightId::UpBias(0, 5)),
+            "model.layers.0.mlp.experts.5.up_proj.bias"
+        );
+        assert_eq!(int8.module(WeightId::LmHead), "lm_head");
+    }
+
+    #[test]
+    fn expectations_describe_their_dtypes_and_shape() {
+        let x = expected(Layout::Dense, &cfg());
+        let norm = x.iter().find(|x| x.name == "model.norm.weight").unwrap();
+        assert_eq!(
+            norm.describe(),
+            format!("BF16|F16|F32[{}]", cfg().hidden_size)
+        );
+    }
+
+    /// The compressed-tensors config the int8 layout writes (`docs/formats.md`).
+    fn int8_q() -> Value {
+        json!({"quant_method": "compressed-tensors", "format": "pack-quantized",
+               "quantization_status": "compressed",
+               "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "int", "symmetric": true,
+                                 "strategy": "group", "group_size": 32}, "format": "pack-quantized"}}})
+    }
+
+    #[test]
+    fn the_layout_comes_from_config_json() {
+        let dir = Path::new("/m");
+        let detect = |c: Value| Layout::detect(dir, &c, |_| None).map(|(l, _)| l);
+        assert_eq!(
+            detect(json!({"num_experts": 32})).unwrap(),
+            Layout::Original
+        );
+        assert_eq!(
+            detect(json!({"model_type": "gpt_oss"})).unwrap(),
+            Layout::Dense
+        );
+        assert_eq!(
+            detect(json!({"model_type": "gpt_oss", "quantization_config": null})).unwrap(),
+            Layout::Dense
+        );
+        assert_eq!(
+            detect(
+                json!({"model_type": "gpt_oss", "quantization_config": {"quant_method": "mxfp4"}})
+            )
+            .unwrap(),
+            Layout::Release
+        );
+        assert_eq!(
+            detect(json!({"model_type": "gpt_oss", "quantization_config": int8_q()})).unwrap(),
+            Layout::Int8 { dense_int8: false }
+        );
+        let e = detect(
+            json!({"model_type": "gpt_oss", "quantization_config": {"quant_method": "gptq"}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("/m/config.json") && e.contains("quant_method \"gptq\" is not supported"),
+            "{e}"
+        );
+        let e = detect(json!({"model_type": "gpt_oss", "quantization_config": {}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has no string `quant_method`"), "{e}");
+    }
+
+    /// Where the config leaves it open, the expert tensors of layer 0 decide, and the notes say
+    /// when transformers would read the directory differently.
+    #[test]
+    fn the_expert_tensors_decide_the_unquantized_layouts() {
+        use crate::safetensors::Dtype::{BF16, F16, U8};
+        let dir = Path::new("/m");
+        let t = |name: &str, dtype, shape: &[usize]| TensorInfo {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            range: 0..0,
+        };
+        let plain = json!({"model_type": "gpt_oss"});
+        let mxfp4 =
+            json!({"model_type": "gpt_oss", "quantization_config": {"quant_method": "mxfp4"}});
+        let detect = |c: &Value, ts: &[TensorInfo]| {
+            Layout::detect(dir, c, |n| ts.iter().find(|t| t.name == n))
+        };
+        let fused = [t(
+            "model.layers.0.mlp.experts.gate_up_proj",
+            BF16,
+            &[8, 128, 128],
+        )];
+        let per_expert = [t(
+            "model.layers.0.mlp.experts.0.gate_proj.weight",
+            F16,
+            &[64, 128],
+        )];
+        let dense_blocks = [t(
+            "model.layers.0.mlp.experts.gate_up_proj_blocks",
+            BF16,
+            &[8, 128, 128],
+        )];
+        let blocks = [t(
+            "model.layers.0.mlp.experts.gate_up_proj_blocks",
+            U8,
+            &[8, 128, 4, 16],
+        )];
+        assert_eq!(detect(&plain, &fused).unwrap(), (Layout::Dense, vec![]));
+        assert_eq!(
+            detect(&plain, &per_expert).unwrap(),
+            (Layout::PerExpert, vec![])
+        );
+        assert_eq!(detect(&mxfp4, &blocks).unwrap(), (Layout::Release, vec![]));
+        for c in [&plain, &mxfp4] {
+            let (l, notes) = detect(c, &dense_blocks).unwrap();
+            assert_eq!(l, Layout::DenseUnderBlocks);
+            assert!(notes[0].contains("holds BF16[8, 128, 128]"), "{notes:?}");
+            assert!(
+                notes[0].contains("transformers itself cannot load"),
+                "{notes:?}"
+            );
+        }
+        let (l, notes) = detect(&plain, &blocks).unwrap();
+        assert_eq!(l, Layout::Release);
+        assert!(notes[0].contains("transformers would leave these experts randomly"));
+        let (l, notes) = detect(&mxfp4, &fused).unwrap();
+        assert_eq!(l, Layout::Dense);
+        assert!(
+            notes[0].contains("the experts are stored dense"),
+            "{notes:?}"
+        );
+        let packed = [t(
+            "model.layers.0.mlp.experts.0.gate_proj.weight_packed",
+            crate::safetensors::Dtype::I32,
+            &[64, 32],
+        )];
+        let e = detect(&plain, &packed).unwrap_err().to_string();
+        assert!(e.contains("compressed-tensors int8 modules"), "{e}");
+    }
+
+    /// The refusal of `int8_q()` with `edit` applied.
+    fn int8_err(edit: impl FnOnce(&mut Value)) -> String {
+        let mut q = int8_q();
+        edit(&mut q);
+        int8_config_dense(&q).unwrap_err()
+    }
+
+    #[test]
+    fn int8_format_and_status() {
+        assert!(
+            int8_err(|q| q["format"] = json!("int-quantized"))
+                .contains("`format` is Some(\"int-quantized\")")
+        );
+        assert!(
+            int8_err(|q| q["quantization_status"] = json!("frozen"))
+                .contains("`quantization_status`")
+        );
+    }
+
+    #[test]
+    fn int8_groups_missing_or_without_weights() {
+        assert!(int8_err(|q| q["config_groups"] = json!([])).contains("no `config_groups` object"));
+        assert!(
+            int8_err(|q| q["config_groups"]["group_0"] = json!({}))
+                .contains("config_groups.group_0: no `weights`")
+        );
+    }
+
+    #[test]
+    fn int8_weights_other_than_symmetric_8_bit_ints() {
+        let w = |k: &str, v: Value| int8_err(|q| q["config_groups"]["group_0"]["weights"][k] = v);
+        assert!(w("num_bits", json!(4)).contains("`num_bits` must be 8"));
+        assert!(w("type", json!("float")).contains("only symmetric `int` weights are read"));
+        assert!(w("symmetric", json!(false)).contains("only symmetric `int` weights are read"));
+        assert!(w("dynamic", json!(true)).contains("dynamic or act-ordered weights are not read"));
+        assert!(
+            w("actorder", json!("group")).contains("dynamic or act-ordered weights are not read")
+        );
+        assert!(w("group_size", json!(128)).contains("only group/32 and channel are read"));
+    }
+
+    #[test]
+    fn int8_activation_quantization_or_another_group_format() {
+        let e = int8_err(|q| {
+            q["config_groups"]["group_0"]["input_activations"] = json!({"num_bits": 8})
+        });
+        assert!(
+            e.contains("group_0.input_activations: activation quantization is not read"),
+            "{e}"
+        );
+        let e = int8_err(|q| q["config_groups"]["group_0"]["format"] = json!("int-quantized"));
+        assert!(e.contains("group_0.format is \"int-quantized\""), "{e}");
+    }
+
+    #[test]
+    fn int8_needs_a_group_32_scheme_and_may_add_channel() {
+        let e = int8_err(|q| {
+            q["config_groups"]["group_0"]["weights"]["strategy"] = json!("channel");
+            q["config_groups"]["group_0"]["weights"]["group_size"] = Value::Null;
+        });
+        assert!(
+            e.contains("no config group with `strategy: group, group_size: 32`"),
+            "{e}"
+        );
+        let mut q = int8_q();
+        let mut channel = q["config_groups"]["group_0"].clone();
+        channel["weights"]["strategy"] = json!("channel");
+        channel["weights"]["group_size"] = Value::Null;
+        q["config_groups"]["group_1"] = channel;
+        assert_eq!(int8_config_dense(&q), Ok(true));
+        assert_eq!(int8_config_dense(&int8_q()), Ok(false));
+    }
 }

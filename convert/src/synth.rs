@@ -1,7 +1,7 @@
 //! Synthetic gpt-oss checkpoints in the exact release layout, at the real tensor shapes.
 //!
 //! `tiny` has the dimensions of `fixtures/tiny-gpt-oss`; `20b` and `120b` have the released
-//! configs (`spec/gpt-oss.md` §1.1), optionally with fewer layers. The directory holds what the
+//! configs (the `config.json` of `openai/gpt-oss-20b` / `-120b` on Hugging Face), optionally with fewer layers. The directory holds what the
 //! release holds: `config.json`, `generation_config.json`, `model.safetensors.index.json`, shards
 //! named `model-0000i-of-0000{N-1}.safetensors`, tokenizer files, a chat template and, with
 //! `original`, an `original/` folder with the same weights in OpenAI's layout.
@@ -160,7 +160,8 @@ pub fn preset_config(preset: Preset, layers: Option<usize>) -> Value {
     })
 }
 
-/// OpenAI's `original/config.json` for `cfg` (`spec/gpt-oss.md` §3.2 key order).
+/// OpenAI's `original/config.json` for `cfg`, in the key order of the release's
+/// (<https://huggingface.co/openai/gpt-oss-120b/blob/main/original/config.json>).
 fn original_config(cfg: &Config) -> String {
     let y = &cfg.rope_scaling;
     format!(

@@ -1,10 +1,13 @@
 //! The model hyperparameters, read from either config format the release ships.
 //!
-//! - HF `config.json` (`spec/gpt-oss.md` §1.1): `model_type: "gpt_oss"`, `rope_scaling`
-//!   (transformers 4.x) or `rope_parameters` (5.x) with `rope_type: "yarn"`.
-//! - OpenAI `original/config.json` (§3.2): `num_experts`, `rope_scaling_factor`,
+//! - HF `config.json` (transformers `configuration_gpt_oss.py`; the release's `config.json`):
+//!   `model_type: "gpt_oss"`, `rope_scaling` (transformers 4.x) or `rope_parameters` (5.x) with
+//!   `rope_type: "yarn"`.
+//! - OpenAI `original/config.json` (mapped to HF keys by transformers'
+//!   `convert_gpt_oss_weights_to_hf.py`): `num_experts`, `rope_scaling_factor`,
 //!   `rope_ntk_alpha` (= beta_slow), `rope_ntk_beta` (= beta_fast); eps 1e-5, SwiGLU alpha 1.702
-//!   and the even-layers-slide rule are hard-coded in OpenAI's code (§3.4).
+//!   and the even-layers-slide rule are hard-coded in OpenAI's code (openai/gpt-oss
+//!   `gpt_oss/torch/model.py`).
 //!
 //! An HF config is read the way transformers 5.x reads it, so a file transformers loads gives the
 //! same model here or a refusal naming the real cause (huggingface/transformers,
@@ -63,7 +66,7 @@ pub struct TokenIds {
     pub bos: Option<u32>,
 }
 
-/// gpt-oss hyperparameters. Dimension names follow `spec/gpt-oss.md` §5: H = hidden_size,
+/// gpt-oss hyperparameters. Dimension names used throughout: H = hidden_size,
 /// I = intermediate_size, E = num_local_experts, V = vocab_size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -1117,6 +1120,68 @@ impl Config {
         Ok(())
     }
 
+    /// Every field in which `other` is another model than `self`, as `field: a vs b`: each
+    /// hyperparameter the forward pass reads, and `max_position_embeddings` (a variant that
+    /// claims another context length is another runtime model: llama.cpp and transformers size
+    /// their context from it). Only the token ids may differ (OpenAI's `original/config.json`
+    /// has none).
+    pub fn differences(&self, other: &Config) -> Vec<String> {
+        // Destructured so that a new field must be placed on one side or the other.
+        let Config {
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            num_local_experts,
+            num_experts_per_tok,
+            sliding_window,
+            layer_types,
+            rms_norm_eps,
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings,
+            swiglu_limit,
+            swiglu_alpha,
+            token_ids: _,
+        } = self;
+        let mut out = Vec::new();
+        macro_rules! cmp {
+            ($($f:ident),*) => {$(
+                if *$f != other.$f {
+                    out.push(format!("{}: {:?} vs {:?}", stringify!($f), $f, other.$f));
+                }
+            )*};
+        }
+        cmp!(
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            num_local_experts,
+            num_experts_per_tok,
+            sliding_window,
+            layer_types,
+            rms_norm_eps,
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings,
+            swiglu_limit,
+            swiglu_alpha
+        );
+        out
+    }
+
+    /// True when `other` is the same model ([`Config::differences`] is empty).
+    pub fn same_model(&self, other: &Config) -> bool {
+        self.differences(other).is_empty()
+    }
+
     /// Query heads per key/value head.
     pub fn q_per_kv(&self) -> usize {
         self.num_attention_heads / self.num_key_value_heads
@@ -1189,7 +1254,8 @@ impl Config {
 /// Config texts shared by the tests of this crate.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    /// `spec/gpt-oss.md` §1.1, the released gpt-oss-20b config.json (quantization_config omitted).
+    /// The released gpt-oss-20b `config.json` (quantization_config omitted),
+    /// <https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json>.
     pub(crate) const GPT_OSS_20B: &str = r#"{"architectures":["GptOssForCausalLM"],"attention_bias":true,
       "attention_dropout":0.0,"eos_token_id":200002,"experts_per_token":4,"head_dim":64,"hidden_act":"silu",
       "hidden_size":2880,"initial_context_length":4096,"initializer_range":0.02,"intermediate_size":2880,
@@ -1211,11 +1277,36 @@ mod tests {
     use super::tests_support::GPT_OSS_20B;
     use super::*;
 
-    /// `spec/gpt-oss.md` §3.2 (the 120b original config with 20b's layer and expert counts).
+    /// The 120b `original/config.json` with 20b's layer and expert counts
+    /// (<https://huggingface.co/openai/gpt-oss-120b/blob/main/original/config.json>).
     const ORIGINAL_20B: &str = r#"{"num_hidden_layers": 24, "num_experts": 32, "experts_per_token": 4,
       "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "swiglu_limit": 7.0, "head_dim": 64,
       "num_attention_heads": 64, "num_key_value_heads": 8, "sliding_window": 128, "initial_context_length": 4096,
       "rope_theta": 150000, "rope_scaling_factor": 32.0, "rope_ntk_alpha": 1, "rope_ntk_beta": 32}"#;
+
+    #[test]
+    fn differences_name_each_field_and_ignore_token_ids() {
+        let a = Config::from_json_str(GPT_OSS_20B).unwrap();
+        let mut b = a.clone();
+        assert!(a.same_model(&b));
+        b.token_ids.pad = Some(3);
+        b.token_ids.eos.clear();
+        assert!(a.same_model(&b), "token ids are not the model");
+        b.sliding_window = 64;
+        b.max_position_embeddings = 8192;
+        assert_eq!(
+            a.differences(&b),
+            [
+                "sliding_window: 128 vs 64",
+                "max_position_embeddings: 131072 vs 8192"
+            ]
+        );
+        assert!(!a.same_model(&b));
+        let mut c = a.clone();
+        c.rope_scaling.truncate = true;
+        assert_eq!(a.differences(&c).len(), 1);
+        assert!(a.differences(&c)[0].starts_with("rope_scaling: "));
+    }
 
     #[test]
     fn both_formats_of_the_20b_config_agree() {
@@ -1226,7 +1317,8 @@ mod tests {
         assert_eq!(hf.token_ids.eos, vec![200002]);
         orig.token_ids = hf.token_ids.clone();
         assert_eq!(hf, orig);
-        assert_eq!(hf.parameter_count(), 20_914_757_184, "spec/gpt-oss.md §2.1");
+        // The element count of every tensor in openai/gpt-oss-20b's safetensors headers.
+        assert_eq!(hf.parameter_count(), 20_914_757_184);
     }
 
     /// OpenAI's model card: gpt-oss-20b has 3.6B active parameters per token.

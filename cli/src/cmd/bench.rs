@@ -223,7 +223,52 @@ fn mb(b: u64) -> String {
     format!("{:.0} MB", b as f64 / 1e6)
 }
 
+/// What a run measures, checked before anything is measured.
+struct Plan {
+    /// Variants converted, in order.
+    variants: Vec<Variant>,
+    /// The variant `verify` runs on, if any.
+    verify: Option<Variant>,
+    /// Where each child's stdout/stderr go.
+    logs: PathBuf,
+}
+
+/// The input checkpoint.
+struct Input {
+    path: PathBuf,
+    cfg: Config,
+    bytes: u64,
+    /// Seconds synthesizing it, when this run did.
+    synth_secs: Option<f64>,
+}
+
+/// The copy floor and the conversions, every round.
+struct Conversions {
+    /// `cp -r` alone.
+    cp: Vec<Run>,
+    /// `cp -r` + `sync`, seconds.
+    cp_sync: Vec<f64>,
+    /// Per variant, per round.
+    runs: Vec<Vec<Run>>,
+    /// Per variant, the output's bytes.
+    out_bytes: Vec<u64>,
+}
+
+/// One `bench-forward` child: its JSON line and its peak RSS.
+type ForwardRun = (Value, u64);
+
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    let plan = plan(a)?;
+    let input = input(a, &plan)?;
+    let conversions = conversions(a, &plan, &input)?;
+    let forward = forward_runs(a, &plan, &input)?;
+    let verify = verify_run(a, &plan, &input)?;
+    report(a, &plan, &input, &conversions, &forward, verify)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the arguments and creates the work and log directories.
+fn plan(a: &Args) -> anyhow::Result<Plan> {
     if a.repeat == 0 {
         bail!("--repeat must be at least 1");
     }
@@ -237,7 +282,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             .map(|n| Variant::parse(n).with_context(|| format!("unknown variant `{n}`")))
             .collect::<anyhow::Result<_>>()?,
     };
-    let verify_variant = match a.verify.as_str() {
+    let verify = match a.verify.as_str() {
         "none" => None,
         n => {
             Some(Variant::parse(n).with_context(|| format!("unknown variant `{n}` for --verify"))?)
@@ -247,11 +292,18 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", a.work.display()))?;
     let logs = a.work.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    Ok(Plan {
+        variants,
+        verify,
+        logs,
+    })
+}
 
-    // The input: given, or a synthesized 20b-shaped checkpoint (kept for the next run; synth is
-    // deterministic and writes atomically, so an existing one is complete).
+/// The input: given, or a synthesized 20b-shaped checkpoint (kept for the next run; synth is
+/// deterministic and writes atomically, so an existing one is complete).
+fn input(a: &Args, plan: &Plan) -> anyhow::Result<Input> {
     let mut synth_secs = None;
-    let input = match &a.input {
+    let path = match &a.input {
         Some(p) => p.clone(),
         None => {
             let dir = a.work.join(format!("synth-20b-{}l", a.layers));
@@ -268,23 +320,43 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                     "-o",
                 ])
                 .arg(&dir);
-                synth_secs = Some(measure(cmd, &logs.join("synth"))?.0.secs);
+                synth_secs = Some(measure(cmd, &plan.logs.join("synth"))?.0.secs);
             }
             dir
         }
     };
-    let opened = convert::AnyModel::open(&input)
-        .with_context(|| format!("cannot open {}", input.display()))?;
+    let opened = convert::AnyModel::open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
     let cfg = opened.source().config().clone();
     drop(opened);
-    let in_bytes = tree_bytes(&input)?;
+    let bytes = tree_bytes(&path)?;
     eprintln!(
         "input {} ({}, {} layers)",
-        input.display(),
-        gb(in_bytes as f64),
+        path.display(),
+        gb(bytes as f64),
         cfg.num_hidden_layers
     );
+    Ok(Input {
+        path,
+        cfg,
+        bytes,
+        synth_secs,
+    })
+}
 
+/// The `convert` command of this binary for `v` of the input into `out`.
+fn convert_cmd(a: &Args, input: &Input, v: Variant, out: &Path) -> anyhow::Result<Command> {
+    let mut cmd = me(a.threads)?;
+    cmd.arg("convert")
+        .arg(&input.path)
+        .args(["--to", v.name(), "--force", "-o"])
+        .arg(out);
+    Ok(cmd)
+}
+
+/// `cp -r` + `sync` and every conversion, `--repeat` rounds, on a warm page cache.
+fn conversions(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Conversions> {
+    let logs = &plan.logs;
     // Warm the page cache with one untimed copy, so every timed step reads cached input.
     // Each `cp` is followed by a timed `sync` of the copied files: `cp` returns with up to the
     // kernel's dirty limit (gigabytes) still unwritten, while a conversion returns only after
@@ -294,7 +366,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let cp = |log: &str| -> anyhow::Result<(Run, Run)> {
         remove(&copy)?;
         let mut cmd = Command::new("cp");
-        cmd.arg("-r").arg(&input).arg(&copy);
+        cmd.arg("-r").arg(&input.path).arg(&copy);
         let r = measure(cmd, &logs.join(log))?.0;
         let mut sync = Command::new("find");
         sync.arg(&copy)
@@ -314,28 +386,27 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         Ok(())
     };
 
-    let mut cp_runs = Vec::new();
-    let mut cp_sync_runs = Vec::new();
-    let mut conv_runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
-    let mut out_bytes = vec![0u64; variants.len()];
+    let n = plan.variants.len();
+    let mut c = Conversions {
+        cp: Vec::new(),
+        cp_sync: Vec::new(),
+        runs: vec![Vec::new(); n],
+        out_bytes: vec![0u64; n],
+    };
     for round in 0..a.repeat {
         eprintln!("round {}/{}: cp ...", round + 1, a.repeat);
         settle()?;
-        let (c, s) = cp("cp")?;
-        cp_runs.push(c);
-        cp_sync_runs.push(c.secs + s.secs);
-        for (k, v) in variants.iter().enumerate() {
+        let (r, s) = cp("cp")?;
+        c.cp.push(r);
+        c.cp_sync.push(r.secs + s.secs);
+        for (k, &v) in plan.variants.iter().enumerate() {
             eprintln!("round {}/{}: convert --to {v} ...", round + 1, a.repeat);
             let out = a.work.join(format!("out-{v}"));
             remove(&out)?;
-            let mut cmd = me(a.threads)?;
-            cmd.arg("convert")
-                .arg(&input)
-                .args(["--to", v.name(), "--force", "-o"])
-                .arg(&out);
+            let cmd = convert_cmd(a, input, v, &out)?;
             settle()?;
-            conv_runs[k].push(measure(cmd, &logs.join(format!("convert-{v}")))?.0);
-            out_bytes[k] = tree_bytes(&out)?;
+            c.runs[k].push(measure(cmd, &logs.join(format!("convert-{v}")))?.0);
+            c.out_bytes[k] = tree_bytes(&out)?;
             // Not kept for the verify below either: at whole-model sizes one kept output
             // (14 GB) can leave too little room for the next (42 GB); verify converts again.
             if !a.keep {
@@ -343,8 +414,11 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    Ok(c)
+}
 
-    // The forward pass, in a child so its peak RSS is its own.
+/// The forward pass, `--repeat` times, each in a child so its peak RSS is its own.
+fn forward_runs(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Vec<ForwardRun>> {
     eprintln!(
         "forward: {}-token prompt, {} decode steps ...",
         a.prompt, a.decode
@@ -352,45 +426,57 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let mut fwd = Vec::new();
     for round in 0..a.repeat {
         let mut cmd = me(a.threads)?;
-        cmd.arg("bench-forward").arg(&input).args([
+        cmd.arg("bench-forward").arg(&input.path).args([
             "--prompt",
             &a.prompt.to_string(),
             "--decode",
             &a.decode.to_string(),
         ]);
-        let (run, out) = measure(cmd, &logs.join(format!("forward-{round}")))?;
+        let (run, out) = measure(cmd, &plan.logs.join(format!("forward-{round}")))?;
         let v: Value = serde_json::from_str(out.trim()).context("bench-forward printed no JSON")?;
         let rss = v["peak_rss_bytes"].as_u64().unwrap_or(0).max(run.peak_rss);
         fwd.push((v, rss));
     }
+    Ok(fwd)
+}
 
-    // A full verify of one variant against the input.
-    let mut verify_run = None;
-    if let Some(v) = verify_variant {
-        let out = a.work.join(format!("out-{v}"));
-        if !out.exists() {
-            eprintln!("converting {v} for verify ...");
-            let mut cmd = me(a.threads)?;
-            cmd.arg("convert")
-                .arg(&input)
-                .args(["--to", v.name(), "--force", "-o"])
-                .arg(&out);
-            measure(cmd, &logs.join(format!("convert-{v}-for-verify")))?;
-        }
-        eprintln!("verify {v} ...");
-        let mut cmd = me(a.threads)?;
-        cmd.arg("verify").arg("--original").arg(&input).arg(&out);
-        let (run, _) = measure(cmd, &logs.join("verify"))?;
-        verify_run = Some((v, run));
-        if !a.keep {
-            remove(&out)?;
-        }
+/// A full verify of one variant against the input (converted again unless kept).
+fn verify_run(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Option<(Variant, Run)>> {
+    let Some(v) = plan.verify else {
+        return Ok(None);
+    };
+    let out = a.work.join(format!("out-{v}"));
+    if !out.exists() {
+        eprintln!("converting {v} for verify ...");
+        let cmd = convert_cmd(a, input, v, &out)?;
+        measure(cmd, &plan.logs.join(format!("convert-{v}-for-verify")))?;
     }
+    eprintln!("verify {v} ...");
+    let mut cmd = me(a.threads)?;
+    cmd.arg("verify")
+        .arg("--original")
+        .arg(&input.path)
+        .arg(&out);
+    let (run, _) = measure(cmd, &plan.logs.join("verify"))?;
+    if !a.keep {
+        remove(&out)?;
+    }
+    Ok(Some((v, run)))
+}
 
-    // Figures.
-    let cp_only_secs = median(&cp_runs.iter().map(|r| r.secs).collect::<Vec<_>>());
-    let cp_secs = median(&cp_sync_runs);
-    let cp_rss = cp_runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
+/// Prints the figures and writes the JSON report (`--json`).
+fn report(
+    a: &Args,
+    plan: &Plan,
+    input: &Input,
+    c: &Conversions,
+    fwd: &[ForwardRun],
+    verify: Option<(Variant, Run)>,
+) -> anyhow::Result<()> {
+    let (cfg, in_bytes) = (&input.cfg, input.bytes);
+    let cp_only_secs = median(&c.cp.iter().map(|r| r.secs).collect::<Vec<_>>());
+    let cp_secs = median(&c.cp_sync);
+    let cp_rss = c.cp.iter().map(|r| r.peak_rss).max().unwrap_or(0);
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -401,13 +487,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         "threads": threads,
         "page_cache": "warm (one untimed cp first; timings are medians of the rounds)",
         "repeat": a.repeat,
-        "input": {"path": input.display().to_string(), "bytes": in_bytes, "layers": cfg.num_hidden_layers, "synth_secs": synth_secs},
-        "cp": {"secs": cp_only_secs, "runs": cp_runs.iter().map(|r| r.secs).collect::<Vec<_>>(), "bytes_per_sec": in_bytes as f64 / cp_only_secs, "peak_rss_bytes": cp_rss},
-        "cp_sync": {"secs": cp_secs, "runs": cp_sync_runs, "bytes_per_sec": in_bytes as f64 / cp_secs},
+        "input": {"path": input.path.display().to_string(), "bytes": in_bytes, "layers": cfg.num_hidden_layers, "synth_secs": input.synth_secs},
+        "cp": {"secs": cp_only_secs, "runs": c.cp.iter().map(|r| r.secs).collect::<Vec<_>>(), "bytes_per_sec": in_bytes as f64 / cp_only_secs, "peak_rss_bytes": cp_rss},
+        "cp_sync": {"secs": cp_secs, "runs": c.cp_sync, "bytes_per_sec": in_bytes as f64 / cp_secs},
     });
     println!(
         "input {} ({}, {} layers, {} threads, warm page cache, median of {} round{})",
-        input.display(),
+        input.path.display(),
         gb(in_bytes as f64),
         cfg.num_hidden_layers,
         threads,
@@ -431,9 +517,9 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     let mut conv_json = Vec::new();
-    for (k, v) in variants.iter().enumerate() {
-        let secs = median(&conv_runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
-        let rss = conv_runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
+    for (k, v) in plan.variants.iter().enumerate() {
+        let secs = median(&c.runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
+        let rss = c.runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
         println!(
             "{:<18} {:>9.2} {:>7.2} {:>7.2} {:>10.0} {:>10.2} {:>10}",
             v.name(),
@@ -441,13 +527,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             secs / cp_secs,
             secs / cp_only_secs,
             in_bytes as f64 / secs / 1e6,
-            out_bytes[k] as f64 / 1e9,
+            c.out_bytes[k] as f64 / 1e9,
             mb(rss)
         );
         conv_json.push(json!({
-            "variant": v.name(), "secs": secs, "runs": conv_runs[k].iter().map(|r| r.secs).collect::<Vec<_>>(),
+            "variant": v.name(), "secs": secs, "runs": c.runs[k].iter().map(|r| r.secs).collect::<Vec<_>>(),
             "ratio_to_cp_sync": secs / cp_secs, "ratio_to_cp": secs / cp_only_secs, "in_bytes_per_sec": in_bytes as f64 / secs,
-            "out_bytes": out_bytes[k], "peak_rss_bytes": rss,
+            "out_bytes": c.out_bytes[k], "peak_rss_bytes": rss,
         }));
     }
     report["convert"] = Value::Array(conv_json);
@@ -462,8 +548,8 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let (prompt_s, decode_s) = (f("prompt_secs"), f("decode_secs_per_token"));
     let (prompt_flops, decode_flops) = (f("prompt_flops"), f("decode_flops_per_token"));
     let fwd_rss = fwd.iter().map(|(_, r)| *r).max().unwrap_or(0);
-    let prompt_bytes = weight_bytes(&cfg, cfg.num_local_experts);
-    let decode_bytes = weight_bytes(&cfg, cfg.num_experts_per_tok);
+    let prompt_bytes = weight_bytes(cfg, cfg.num_local_experts);
+    let decode_bytes = weight_bytes(cfg, cfg.num_experts_per_tok);
     println!(
         "forward prompt     {:>9.2} s  {:>7.1} tok/s  {:>6.1} GFLOP/s  {:>5.1} GB/s of weights  (peak RSS {})",
         prompt_s,
@@ -498,7 +584,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         "peak_rss_bytes": fwd_rss,
         "runs": fwd.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>(),
     });
-    if let Some((v, run)) = verify_run {
+    if let Some((v, run)) = verify {
         println!(
             "verify {:<11} {:>9.2} s  (peak RSS {})",
             v.name(),
@@ -513,7 +599,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         convert::publish::write_atomic(path, text.as_bytes())?;
         println!("report: {}", path.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `oss-forge bench-forward MODEL --prompt N --decode D` (hidden; run by `bench`): times the

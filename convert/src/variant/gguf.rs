@@ -22,6 +22,7 @@
 
 use crate::atomic::Staged;
 use crate::error::{ConvertError, Result};
+use crate::gguf::names::{self, Class, Content};
 use crate::gguf::writer::{self, PlannedTensor};
 use crate::gguf::{Codec, Value, meta, split_path};
 use crate::model::AnyModel;
@@ -34,45 +35,6 @@ use reference::{Config, DenseType, Encoding, MatRef, WeightId, WeightSource};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Which expert projection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Proj {
-    /// gate (even rows of the release's gate_up).
-    Gate,
-    /// up (odd rows).
-    Up,
-    /// down.
-    Down,
-}
-
-impl Proj {
-    fn weight(self, l: usize, e: usize) -> WeightId {
-        match self {
-            Proj::Gate => WeightId::Gate(l, e),
-            Proj::Up => WeightId::Up(l, e),
-            Proj::Down => WeightId::Down(l, e),
-        }
-    }
-    fn bias(self, l: usize, e: usize) -> WeightId {
-        match self {
-            Proj::Gate => WeightId::GateBias(l, e),
-            Proj::Up => WeightId::UpBias(l, e),
-            Proj::Down => WeightId::DownBias(l, e),
-        }
-    }
-}
-
-/// What one GGUF tensor holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Content {
-    /// All experts' weights of one projection of a layer, `[in, out, E]`.
-    ExpertWeights(Proj, usize),
-    /// All experts' biases of one projection of a layer, `[out, E]`.
-    ExpertBiases(Proj, usize),
-    /// One weight, stored whole.
-    Single(WeightId),
-}
-
 /// One tensor of the plan.
 #[derive(Clone, Debug)]
 pub struct Item {
@@ -83,136 +45,30 @@ pub struct Item {
 }
 
 /// The tensors of a GGUF variant stored as `storage` for `cfg`, in llama.cpp's order for a
-/// source walked in `order`.
+/// source walked in `order` (names and shapes from [`crate::gguf::names`]).
 pub fn plan(storage: &Storage, cfg: &Config, order: &[String]) -> Vec<Item> {
-    let (h, i, e, v) = (
-        cfg.hidden_size as u64,
-        cfg.intermediate_size as u64,
-        cfg.num_local_experts as u64,
-        cfg.vocab_size as u64,
-    );
-    let (q, kv, nh) = (
-        cfg.q_dim() as u64,
-        cfg.kv_dim() as u64,
-        cfg.num_attention_heads as u64,
-    );
     let codec = |s: Store| match s {
         Store::Codec(c) => c,
         other => unreachable!("a GGUF row stores {other:?}: the storage table test forbids it"),
     };
-    let (expert_ty, embed_ty, dense_ty, router_ty) = (
-        codec(storage.experts),
-        codec(storage.embedding),
-        codec(storage.dense),
-        codec(storage.router),
-    );
-    let item = |name: String, ne: Vec<u64>, ty, content| Item {
-        tensor: PlannedTensor { name, ne, ty },
-        content,
-    };
-    let layer_of = |n: &str| -> Option<(usize, String)> {
-        let rest = n.strip_prefix("model.layers.")?;
-        let (l, tail) = rest.split_once('.')?;
-        Some((l.parse().ok()?, tail.to_string()))
-    };
-    let mut out = Vec::new();
-    for n in order {
-        let Some((l, tail)) = layer_of(n) else {
-            continue;
-        };
-        let blk = |s: &str| format!("blk.{l}.{s}");
-        match tail.as_str() {
-            "mlp.experts.down_proj_scales" => out.push(item(
-                blk("ffn_down_exps.weight"),
-                vec![i, h, e],
-                expert_ty,
-                Content::ExpertWeights(Proj::Down, l),
-            )),
-            "mlp.experts.gate_up_proj_scales" => {
-                out.push(item(
-                    blk("ffn_gate_exps.weight"),
-                    vec![h, i, e],
-                    expert_ty,
-                    Content::ExpertWeights(Proj::Gate, l),
-                ));
-                out.push(item(
-                    blk("ffn_up_exps.weight"),
-                    vec![h, i, e],
-                    expert_ty,
-                    Content::ExpertWeights(Proj::Up, l),
-                ));
-            }
-            _ => {}
-        }
-    }
-    use WeightId::*;
-    let f32 = storage.vectors;
-    for n in order {
-        let single =
-            |name: &str, ne: Vec<u64>, ty, id| item(name.to_string(), ne, ty, Content::Single(id));
-        match n.as_str() {
-            "lm_head.weight" => out.push(single("output.weight", vec![h, v], dense_ty, LmHead)),
-            "model.embed_tokens.weight" => {
-                out.push(single("token_embd.weight", vec![h, v], embed_ty, Embedding))
-            }
-            "model.norm.weight" => out.push(single("output_norm.weight", vec![h], f32, FinalNorm)),
-            _ => {}
-        }
-        let Some((l, tail)) = layer_of(n) else {
-            continue;
-        };
-        let blk = |s: &str| format!("blk.{l}.{s}");
-        let s = |name: &str, ne: Vec<u64>, ty, id| item(blk(name), ne, ty, Content::Single(id));
-        match tail.as_str() {
-            "input_layernorm.weight" => out.push(s("attn_norm.weight", vec![h], f32, AttnNorm(l))),
-            "mlp.experts.down_proj_bias" => out.push(item(
-                blk("ffn_down_exps.bias"),
-                vec![h, e],
-                f32,
-                Content::ExpertBiases(Proj::Down, l),
-            )),
-            "mlp.experts.gate_up_proj_bias" => {
-                out.push(item(
-                    blk("ffn_gate_exps.bias"),
-                    vec![i, e],
-                    f32,
-                    Content::ExpertBiases(Proj::Gate, l),
-                ));
-                out.push(item(
-                    blk("ffn_up_exps.bias"),
-                    vec![i, e],
-                    f32,
-                    Content::ExpertBiases(Proj::Up, l),
-                ));
-            }
-            "mlp.router.bias" => out.push(s("ffn_gate_inp.bias", vec![e], f32, RouterBias(l))),
-            "mlp.router.weight" => {
-                out.push(s("ffn_gate_inp.weight", vec![h, e], router_ty, Router(l)))
-            }
-            "post_attention_layernorm.weight" => {
-                out.push(s("post_attention_norm.weight", vec![h], f32, MlpNorm(l)))
-            }
-            "self_attn.k_proj.bias" => out.push(s("attn_k.bias", vec![kv], f32, KBias(l))),
-            "self_attn.k_proj.weight" => {
-                out.push(s("attn_k.weight", vec![h, kv], dense_ty, KProj(l)))
-            }
-            "self_attn.o_proj.bias" => out.push(s("attn_output.bias", vec![h], f32, OBias(l))),
-            "self_attn.o_proj.weight" => {
-                out.push(s("attn_output.weight", vec![q, h], dense_ty, OProj(l)))
-            }
-            "self_attn.q_proj.bias" => out.push(s("attn_q.bias", vec![q], f32, QBias(l))),
-            "self_attn.q_proj.weight" => {
-                out.push(s("attn_q.weight", vec![h, q], dense_ty, QProj(l)))
-            }
-            "self_attn.sinks" => out.push(s("attn_sinks.weight", vec![nh], f32, Sinks(l))),
-            "self_attn.v_proj.bias" => out.push(s("attn_v.bias", vec![kv], f32, VBias(l))),
-            "self_attn.v_proj.weight" => {
-                out.push(s("attn_v.weight", vec![h, kv], dense_ty, VProj(l)))
-            }
-            _ => {}
-        }
-    }
-    out
+    names::llamacpp_order(order)
+        .into_iter()
+        .map(|content| {
+            let ty = match content {
+                Content::ExpertWeights(..) => codec(storage.experts),
+                Content::Single(WeightId::Embedding) => codec(storage.embedding),
+                Content::Single(WeightId::Router(_)) => codec(storage.router),
+                c if c.class() == Class::Matrix => codec(storage.dense),
+                _ => storage.vectors,
+            };
+            let tensor = PlannedTensor {
+                name: content.name(),
+                ne: content.shape(cfg),
+                ty,
+            };
+            Item { tensor, content }
+        })
+        .collect()
 }
 
 const Q8_EXPERT_BLOCKS: &str =

@@ -42,16 +42,6 @@ pub fn write_json(path: &Path, v: &Value) -> Result<()> {
     std::fs::write(path, text).map_err(|e| ConvertError::io(path, e))
 }
 
-/// The hyperparameters that make two configs the same model (token ids aside: OpenAI's
-/// `original/config.json` has none).
-fn same_model(a: &Config, b: &Config) -> bool {
-    let strip = |c: &Config| Config {
-        token_ids: Default::default(),
-        ..c.clone()
-    };
-    strip(a) == strip(b)
-}
-
 /// The HF config the output config is derived from (see the module table).
 pub fn base_config(model: &AnyModel, cfg: &Config) -> Result<Value> {
     for path in model.companions("config.json") {
@@ -60,7 +50,7 @@ pub fn base_config(model: &AnyModel, cfg: &Config) -> Result<Value> {
             continue;
         }
         let parsed = Config::from_hf_json(&v).map_err(|e| ConvertError::config(&path, e))?;
-        if same_model(&parsed, cfg) {
+        if parsed.same_model(cfg) {
             return Ok(v);
         }
     }
