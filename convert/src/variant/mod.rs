@@ -84,6 +84,14 @@ impl Variant {
         Variant::ALL.into_iter().find(|v| v.name() == s)
     }
 
+    /// The variants `pipeline` writes when none are named, in order.
+    pub fn defaults() -> Vec<Variant> {
+        Variant::ALL
+            .into_iter()
+            .filter(|v| v.storage().default)
+            .collect()
+    }
+
     /// The variant's row of the storage table with default options.
     pub fn storage(self) -> Storage {
         Storage::of(self, &ConvertOptions::default())
