@@ -275,3 +275,35 @@ fn int8_modules_without_their_quantization_config_are_refused() {
         "compressed-tensors int8 modules",
     ]);
 }
+
+/// A YaRN the GGUF format cannot express (truncated correction range) is refused for GGUF
+/// variants, naming the key, and converts to safetensors as it is.
+#[test]
+fn yarn_with_truncation_is_refused_for_gguf_only() {
+    let t = tiny_copy("cfg-truncate");
+    edit_config(&t.join("m"), |c| {
+        c["rope_scaling"]["truncate"] = serde_json::Value::Bool(true);
+    });
+    let m = t.join("m");
+    let gguf = t.join("x.gguf");
+    oss_forge(&[
+        "convert",
+        m.to_str().unwrap(),
+        "--to",
+        "gguf-mxfp4",
+        "-o",
+        gguf.to_str().unwrap(),
+    ])
+    .fails_with(&["rope_scaling.truncate", "llama.cpp"]);
+    assert!(!gguf.exists());
+    let st = t.join("st");
+    oss_forge(&[
+        "convert",
+        m.to_str().unwrap(),
+        "--to",
+        "safetensors-bf16",
+        "-o",
+        st.to_str().unwrap(),
+    ])
+    .ok();
+}
