@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use reference::WeightSource;
 use std::path::{Path, PathBuf};
 
+pub mod preset;
 pub mod st;
 
 /// An output variant.
