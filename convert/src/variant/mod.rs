@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod gguf;
+pub mod preset;
 pub mod st;
 pub mod storage;
 
