@@ -91,7 +91,8 @@ pub enum Command {
         /// Output directory (one subdirectory per variant).
         #[arg(short, long)]
         out: PathBuf,
-        /// Comma-separated variants (default: all).
+        /// Comma-separated variants, or `all` (default: every variant but safetensors-int8, which
+        /// stock transformers and vLLM load with random experts; see docs/formats.md).
         #[arg(long, value_delimiter = ',')]
         variants: Option<Vec<String>>,
         /// Prompts file for verification (see `verify --help`).

@@ -101,6 +101,11 @@ pub struct Inspect {
     pub path: PathBuf,
     /// Layout name.
     pub layout: String,
+    /// Per tensor group (embeddings, attention, ..., experts), how it is stored: the float
+    /// dtypes found, or the quantized encoding. Empty for GGUF.
+    pub dtype_groups: Vec<(String, String)>,
+    /// How each config key the file leaves to transformers was read.
+    pub config_notes: Vec<String>,
     /// Hyperparameters.
     pub config: reference::Config,
     /// Files and their sizes.
@@ -245,7 +250,8 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
         .and_then(|p| crate::checkpoint::read_json(&p).ok())
         .map(|tok| crate::gguf::meta::tokens_past_vocab(&tok, ckpt.config().vocab_size))
         .unwrap_or_default();
-    let mut warnings = integrity_warnings(&non_finite, &nan_scales);
+    let mut warnings = ckpt.layout_notes().to_vec();
+    warnings.extend(integrity_warnings(&non_finite, &nan_scales));
     warnings.extend(past_f16_warnings(&past_f16));
     if !tokens_past_vocab.is_empty() {
         warnings.push(format!(
@@ -264,6 +270,12 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     Inspect {
         path: ckpt.dir().to_path_buf(),
         layout: ckpt.layout().name().to_string(),
+        dtype_groups: ckpt
+            .dtype_groups()
+            .into_iter()
+            .map(|(g, d)| (g.to_string(), storage_of(&d)))
+            .collect(),
+        config_notes: ckpt.config_notes().iter().map(|n| n.to_string()).collect(),
         config: ckpt.config().clone(),
         files,
         tensors,
@@ -275,6 +287,22 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
         tokens_past_vocab,
         q8_0_expert_blocks: None,
         warnings,
+    }
+}
+
+/// How a tensor group is stored, from the dtypes of its tensors: `MXFP4 (U8 blocks + scales)`,
+/// `int8 (I32 packed)`, or the float dtypes (`BF16`, `BF16+F32`).
+fn storage_of(dtypes: &[Dtype]) -> String {
+    if dtypes.contains(&Dtype::U8) {
+        "MXFP4 (U8 blocks + scales)".into()
+    } else if dtypes.contains(&Dtype::I32) {
+        "int8 (I32 packed)".into()
+    } else {
+        dtypes
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join("+")
     }
 }
 
@@ -449,6 +477,8 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     Inspect {
         path: model.files()[0].path().to_path_buf(),
         layout: format,
+        dtype_groups: Vec::new(),
+        config_notes: Vec::new(),
         config: model.config().clone(),
         files,
         tensors,
@@ -510,6 +540,8 @@ impl Inspect {
         json!({
             "path": self.path.display().to_string(),
             "layout": self.layout,
+            "dtype_groups": self.dtype_groups.iter().map(|(g, d)| (g.clone(), json!(d))).collect::<serde_json::Map<_, _>>(),
+            "config_notes": self.config_notes,
             "config": {
                 "num_hidden_layers": c.num_hidden_layers, "hidden_size": c.hidden_size,
                 "intermediate_size": c.intermediate_size, "num_attention_heads": c.num_attention_heads,
@@ -543,6 +575,14 @@ impl Inspect {
             self.path.display(),
             self.layout
         );
+        if !self.dtype_groups.is_empty() {
+            let groups: Vec<String> = self
+                .dtype_groups
+                .iter()
+                .map(|(g, d)| format!("{g} {d}"))
+                .collect();
+            s += &format!("stored    {}\n", groups.join(", "));
+        }
         s += &format!(
             "config    {} layers, hidden {}, {} heads / {} kv x {}, {} experts (top {}) x {}, vocab {}, window {}\n",
             c.num_hidden_layers,
@@ -567,6 +607,9 @@ impl Inspect {
             c.swiglu_limit,
             c.parameter_count() as f64 / 1e9
         );
+        for n in &self.config_notes {
+            s += &format!("          {n}\n");
+        }
         let total: u64 = self.files.iter().map(|f| f.1).sum();
         s += &format!("files     {} ({:.2} GiB)\n", self.files.len(), gib(total));
         s += &format!("tensors   {}\n", self.tensors);

@@ -4,7 +4,7 @@
 //! | part | a GGUF | a safetensors model |
 //! |---|---|---|
 //! | [`RuntimeMeta::kv`]: `general.*`, `gpt-oss.*`, `tokenizer.*` (what llama.cpp reads) | its own metadata (the first split's) | the keys llama.cpp's converter writes for it ([`crate::gguf::meta`]): hyperparameters from its config, tokenizer keys from its `tokenizer.json`, `tokenizer_config.json`, chat template and `config.json` |
-//! | [`RuntimeMeta::files`]: what transformers and vLLM read besides the weights | the same files, when they lie beside it | `config.json` (the HF config the safetensors writer starts from: the model's own, the release's for `original/`, else one rebuilt from the hyperparameters), `generation_config.json`, `tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`, `chat_template.jinja`, found by [`crate::companion`]'s rule |
+//! | [`RuntimeMeta::files`]: what transformers and vLLM read besides the weights | the same files, when they lie beside it | `config.json` (the HF config the safetensors writer starts from: the model's own, the release's for `original/`, else one rebuilt from the hyperparameters), `generation_config.json`, `tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`, `chat_template.jinja`, `chat_template.json`, found by [`crate::companion`]'s rule |
 //!
 //! Tokens whose ids are past `vocab_size` cannot be in a GGUF: a safetensors model's `kv` leaves
 //! them out and lists them in [`RuntimeMeta::tokens_past_vocab`]. Parts that cannot be read
@@ -17,13 +17,14 @@ use crate::model::AnyModel;
 use serde_json::Value as Json;
 
 /// The files beside a model that transformers and vLLM read, in the order they are compared.
-pub const FILES: [&str; 6] = [
+pub const FILES: [&str; 7] = [
     "config.json",
     "generation_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
     "chat_template.jinja",
+    "chat_template.json",
 ];
 
 /// The content of a file beside a model.
@@ -166,7 +167,7 @@ mod tests {
             }
         }
         let names: Vec<&str> = release.files.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, FILES);
+        assert_eq!(names, FILES[..6]);
         // The GGUF has no files beside it but the HF config rebuilt from its hyperparameters.
         assert_eq!(gguf.files.len(), 1);
     }

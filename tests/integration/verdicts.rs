@@ -193,7 +193,7 @@ fn safetensors_metadata_edits_fail_and_storage_keys_are_ignored() {
     // The chat template file.
     let w = edit("chat_template.jinja", "<|start|>assistant", "<|start|>user");
     let (run, r) = verify_json(&w, &[]);
-    assert_metadata_failure(&run, &r, "chat_template.jinja", "assistant", "user");
+    assert_metadata_failure(&run, &r, "chat template", "assistant", "user");
     // config.json: a key transformers reads, outside the forward pass's config.
     let w = edit("config.json", "\"use_cache\": true", "\"use_cache\": false");
     let (run, r) = verify_json(&w, &[]);

@@ -5,8 +5,9 @@
 //! | compared | for | how |
 //! |---|---|---|
 //! | GGUF keys `general.architecture`, `gpt-oss.*`, `tokenizer.*` | every variant | key by key; numbers by value (an f32 and an f64 are equal when they round to the same f32), arrays element by element |
-//! | `config.json`, `generation_config.json`, `tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json` | safetensors variants | as JSON, key by key at every depth (numbers by value) |
-//! | `chat_template.jinja` | safetensors variants | as text |
+//! | `config.json`, `generation_config.json`, `tokenizer.json`, `tokenizer_config.json` (its chat template and special tokens apart) | safetensors variants | as JSON, key by key at every depth (numbers by value) |
+//! | `special tokens`: `bos_token`, `eos_token`, `pad_token`, ... as transformers resolves them (`special_tokens_map.json` over `tokenizer_config.json`) | safetensors variants | as JSON |
+//! | `chat template` as transformers resolves it (`chat_template.jinja`, else `tokenizer_config.json`'s, else `chat_template.json`'s) | safetensors variants | as text |
 //!
 //! Never compared ([`ignored_key`]): keys that name the producer or describe the variant's own
 //! storage, which legitimately differ between an original and its variants:
@@ -399,50 +400,157 @@ fn strip<'a>(
     std::borrow::Cow::Owned(Json::Object(o))
 }
 
-/// The files a safetensors runtime reads.
+/// Special-token entries of `tokenizer_config.json` and `special_tokens_map.json`.
+const SPECIAL_TOKEN_KEYS: [&str; 8] = [
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+    "additional_special_tokens",
+];
+
+/// What transformers reads from a safetensors model's files, as entries to compare: the JSON
+/// files (`tokenizer_config.json` without the chat template and special tokens, compared as the
+/// two effective entries that follow), the special tokens as transformers resolves them
+/// (`special_tokens_map.json` overriding `tokenizer_config.json`), and the chat template as
+/// transformers resolves it (`chat_template.jinja`, else `tokenizer_config.json`'s
+/// `chat_template`, else `chat_template.json`'s): transformers' `PreTrainedTokenizerBase.
+/// from_pretrained` (a separate template file clobbers the config's; the special-tokens map's
+/// entries override the config's).
+fn transformers_view(m: &RuntimeMeta) -> Vec<(&'static str, FileContent)> {
+    let json = |name: &str| match m.file(name) {
+        Some(FileContent::Json(v)) => Some(v),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for name in ["config.json", "generation_config.json", "tokenizer.json"] {
+        if let Some(v) = json(name) {
+            out.push((name, FileContent::Json(v.clone())));
+        }
+    }
+    let tc = json("tokenizer_config.json").and_then(Json::as_object);
+    if let Some(o) = tc {
+        let mut o = o.clone();
+        o.remove("chat_template");
+        for k in SPECIAL_TOKEN_KEYS {
+            o.remove(k);
+        }
+        out.push(("tokenizer_config.json", FileContent::Json(Json::Object(o))));
+    }
+    let map = json("special_tokens_map.json").and_then(Json::as_object);
+    if tc.is_some() || map.is_some() {
+        let mut special = serde_json::Map::new();
+        for k in SPECIAL_TOKEN_KEYS {
+            let v = map
+                .and_then(|o| o.get(k))
+                .or_else(|| tc.and_then(|o| o.get(k)))
+                .filter(|v| !v.is_null());
+            if let Some(v) = v {
+                special.insert(k.to_string(), special_token(v));
+            }
+        }
+        out.push(("special tokens", FileContent::Json(Json::Object(special))));
+    }
+    let template = match m.file("chat_template.jinja") {
+        Some(FileContent::Text(t)) => Some(t.clone()),
+        _ => tc
+            .and_then(|o| o.get("chat_template"))
+            .or_else(|| json("chat_template.json").and_then(|v| v.get("chat_template")))
+            .map(|v| match v {
+                Json::String(t) => t.clone(),
+                other => other.to_string(),
+            }),
+    };
+    if let Some(t) = template {
+        out.push(("chat template", FileContent::Text(t)));
+    }
+    out
+}
+
+/// A special token as transformers uses it: its text, or (an `AddedToken` dict with other
+/// flags than the defaults) the dict.
+fn special_token(v: &Json) -> Json {
+    match v {
+        Json::Object(o) => {
+            let defaults = o.iter().all(|(k, x)| {
+                k == "content"
+                    || k == "__type"
+                    || (k == "special" && x == &Json::Bool(true))
+                    || (k != "normalized" && x == &Json::Bool(false))
+            });
+            match o.get("content") {
+                Some(c) if defaults => c.clone(),
+                _ => v.clone(),
+            }
+        }
+        Json::Array(xs) => Json::Array(xs.iter().map(special_token).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The files a safetensors runtime reads, as transformers resolves them ([`transformers_view`]).
 fn compare_files(
     original: &RuntimeMeta,
     variant: &RuntimeMeta,
     check: &mut MetadataCheck,
     ignored: &mut std::collections::BTreeSet<String>,
 ) {
-    for name in convert::runtime::FILES {
-        // An unreadable tokenizer.json on either side is reported by `compare` already.
-        if name == "tokenizer.json"
-            && (original.unreadable(name).is_some() || variant.unreadable(name).is_some())
-        {
-            continue;
+    // A file that cannot be read: a failure on the variant's side (its runtime fails too), a
+    // note on the original's. An unreadable tokenizer.json is reported by `compare` already.
+    for (name, why) in &variant.unreadable {
+        if name != "tokenizer.json" {
+            check.differences.push(Difference {
+                key: name.clone(),
+                original: if original.file(name).is_some() {
+                    "present".into()
+                } else {
+                    "absent".into()
+                },
+                variant: why.clone(),
+            });
         }
-        let (a, b) = (original.file(name), variant.file(name));
-        if a.is_none()
-            && let Some(why) = original.unreadable(name)
-        {
+    }
+    for (name, why) in &original.unreadable {
+        if name != "tokenizer.json" {
             check
                 .notes
                 .push(format!("{name} is not compared: the original's: {why}"));
+        }
+    }
+    let skip = |name: &str| {
+        original.unreadable(name).is_some()
+            || variant.unreadable(name).is_some()
+            || (name == "special tokens"
+                && ["tokenizer_config.json", "special_tokens_map.json"]
+                    .iter()
+                    .any(|f| original.unreadable(f).is_some()))
+    };
+    let (a, b) = (transformers_view(original), transformers_view(variant));
+    let get = |v: &[(&'static str, FileContent)], name: &str| {
+        v.iter().find(|(n, _)| *n == name).map(|(_, c)| c.clone())
+    };
+    for name in [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special tokens",
+        "chat template",
+    ] {
+        if skip(name) {
             continue;
         }
-        let absent = || {
-            variant
-                .unreadable(name)
-                .map_or_else(|| "absent".to_string(), str::to_string)
-        };
-        match (a, b) {
-            (None, None) => {
-                if variant.unreadable(name).is_some() {
-                    check.differences.push(Difference {
-                        key: name.into(),
-                        original: "absent".into(),
-                        variant: absent(),
-                    });
-                }
-            }
+        match (get(&a, name), get(&b, name)) {
+            (None, None) => {}
             (Some(_), None) => {
                 check.compared += 1;
                 check.differences.push(Difference {
                     key: name.into(),
                     original: "present".into(),
-                    variant: absent(),
+                    variant: "absent".into(),
                 });
             }
             (None, Some(_)) => {
@@ -456,7 +564,7 @@ fn compare_files(
             (Some(FileContent::Text(x)), Some(FileContent::Text(y))) => {
                 check.compared += 1;
                 if x != y {
-                    let (original, variant) = text_pair(x, y);
+                    let (original, variant) = text_pair(&x, &y);
                     check.differences.push(Difference {
                         key: name.into(),
                         original,
@@ -465,7 +573,7 @@ fn compare_files(
                 }
             }
             (Some(FileContent::Json(x)), Some(FileContent::Json(y))) => {
-                let (x, y) = (strip(name, x, ignored), strip(name, y, ignored));
+                let (x, y) = (strip(name, &x, ignored), strip(name, &y, ignored));
                 check.compared += match x.as_ref() {
                     Json::Object(o) => o.len(),
                     _ => 1,
@@ -489,14 +597,7 @@ fn compare_files(
                     });
                 }
             }
-            (Some(_), Some(_)) => {
-                check.compared += 1;
-                check.differences.push(Difference {
-                    key: name.into(),
-                    original: "text".into(),
-                    variant: "JSON".into(),
-                });
-            }
+            (Some(_), Some(_)) => unreachable!("each entry has one kind"),
         }
     }
 }
@@ -647,7 +748,7 @@ mod tests {
             [
                 "config.json: rope_scaling.factor: original 32.0, variant 16.0",
                 "generation_config.json: eos_token_id[1]: original 483, variant 200012",
-                "chat_template.jinja: original absent, variant present",
+                "chat template: original absent, variant present",
             ]
         );
         assert!(
@@ -658,6 +759,50 @@ mod tests {
         // A GGUF variant is judged on its keys only: the files beside it are not read by llama.cpp.
         b.container = Container::Gguf;
         assert!(compare(&a, &b).passed());
+    }
+
+    #[test]
+    fn the_template_and_special_tokens_compare_as_transformers_resolves_them() {
+        let file = |n: &str, v: Json| (n.to_string(), FileContent::Json(v));
+        let mut a = meta(Container::Safetensors, vec![]);
+        a.files = vec![
+            file(
+                "tokenizer_config.json",
+                json!({"eos_token": "<|return|>", "chat_template": "T", "model_max_length": 9}),
+            ),
+            file(
+                "special_tokens_map.json",
+                json!({"eos_token": {"content": "<|return|>", "lstrip": false, "special": true}}),
+            ),
+            ("chat_template.jinja".into(), FileContent::Text("T".into())),
+        ];
+        // Without the separate files, the same template and tokens from tokenizer_config.json.
+        let mut b = meta(Container::Safetensors, vec![]);
+        b.files = vec![a.files[0].clone()];
+        assert!(
+            compare(&a, &b).passed(),
+            "{:?}",
+            compare(&a, &b).differences
+        );
+        // The map overrides the config; the separate template clobbers the config's.
+        b.files.push(file(
+            "special_tokens_map.json",
+            json!({"eos_token": "<|endoftext|>"}),
+        ));
+        b.files
+            .push(("chat_template.jinja".into(), FileContent::Text("U".into())));
+        let d: Vec<String> = compare(&a, &b)
+            .differences
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            d,
+            [
+                "special tokens: eos_token: original \"<|return|>\", variant \"<|endoftext|>\"",
+                "chat template: original \"T\", variant \"U\"",
+            ]
+        );
     }
 
     #[test]

@@ -395,6 +395,27 @@ fn produce(
 pub fn metadata(src: &AnyModel, storage: &Storage, truncate_vocab: bool) -> Result<meta::Metadata> {
     let cfg = src.source().config();
     let ft = storage.file_type.expect("GGUF rows have a file type");
+    // llama.cpp's gpt-oss has no key for these and hard-codes YaRN without truncation and the
+    // default attention factor: a GGUF of another rope would run a different model.
+    let yarn = &cfg.rope_scaling;
+    if yarn.truncate || yarn.attention_factor.is_some() {
+        let what = if yarn.truncate {
+            "`rope_scaling.truncate` is true (or absent, which transformers reads as true)"
+                .to_string()
+        } else {
+            format!(
+                "`rope_scaling.attention_factor` is {}",
+                yarn.attention_factor.unwrap_or_default()
+            )
+        };
+        return Err(ConvertError::format(
+            src.path(),
+            format!(
+                "{what}: llama.cpp's gpt-oss implements YaRN with truncate false and the default attention factor only, \
+                 so a GGUF would run a different model; convert to a safetensors variant instead"
+            ),
+        ));
+    }
     if let Some(g) = src.gguf() {
         let mut kv = meta::model_kv(cfg, &src.path(), ft);
         for (k, v) in kv.iter_mut() {

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod gguf;
+pub mod preset;
 pub mod st;
 pub mod storage;
 
@@ -82,6 +83,14 @@ impl Variant {
     /// Parses a command-line name.
     pub fn parse(s: &str) -> Option<Variant> {
         Variant::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    /// The variants `pipeline` writes when none are named, in order.
+    pub fn defaults() -> Vec<Variant> {
+        Variant::ALL
+            .into_iter()
+            .filter(|v| v.storage().default)
+            .collect()
     }
 
     /// The variant's row of the storage table with default options.

@@ -12,7 +12,7 @@
 //! | `gguf-bf16` | GGUF | BF16 | BF16 | BF16 | F32 | F32 | 32 (`MOSTLY_BF16`) |
 //! | `safetensors-bf16` | transformers dense | BF16 | BF16 | BF16 | BF16 | BF16 | |
 //! | `safetensors-fp16` | transformers dense | F16 | F16 | F16 | F16 | F16 | |
-//! | `safetensors-int8` | compressed-tensors | int8, group 32 | BF16 | BF16 (int8 per channel with `--int8-dense`) | BF16 | BF16 | |
+//! | `safetensors-int8` | compressed-tensors | int8, group 32 | BF16 | BF16 (int8 per channel with `--int8-dense`) | BF16 | BF16 | (not in `pipeline`'s default set) |
 //!
 //! The GGUF rows are what llama.cpp's `convert_hf_to_gguf.py` writes for `--outtype auto`,
 //! `f16` and `q8_0` (the `gguf-mxfp4*` rows) and for a dequantized source (`gguf-q8_0`,
@@ -89,6 +89,9 @@ pub struct Storage {
     pub file_type: Option<u32>,
     /// What a pipeline puts after the model name in a GGUF file name (`NAME-MXFP4.gguf`).
     pub file_suffix: &'static str,
+    /// In `pipeline`'s default set (`--variants all` gives every variant). Off for variants that
+    /// no common runtime loads as written (`safetensors-int8`: `docs/formats.md`).
+    pub default: bool,
 }
 
 impl Storage {
@@ -108,6 +111,7 @@ impl Storage {
             vectors: Codec::F32,
             file_type: Some(file_type),
             file_suffix,
+            default: true,
         }
     }
 
@@ -122,6 +126,7 @@ impl Storage {
             vectors: float,
             file_type: None,
             file_suffix: "",
+            default: true,
         }
     }
 
@@ -152,7 +157,12 @@ impl Storage {
                 let experts = Store::Int8 {
                     group: Some(INT8_GROUP),
                 };
-                Storage::safetensors(Layout::Int8 { dense_int8 }, experts, dense, BF16)
+                Storage {
+                    // Stock transformers and vLLM load it with random experts (only a warning):
+                    // available by name, never published by default.
+                    default: false,
+                    ..Storage::safetensors(Layout::Int8 { dense_int8 }, experts, dense, BF16)
+                }
             }
         }
     }
