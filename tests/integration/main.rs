@@ -30,6 +30,9 @@ mod pipeline;
 // GGUF variants against llama.cpp's files, logits through GGUF, splits, hostile GGUF files.
 mod gguf;
 
+// GGUF quant presets and requantized experts, byte for byte with llama-quantize.
+mod presets;
+
 // Fuzz findings replayed, fuzz seeds kept current.
 mod fuzz_regressions;
 
