@@ -17,7 +17,14 @@ use crate::tensor::MatRef;
 use rayon::prelude::*;
 
 /// Rows of the weight dequantized together.
-const TILE_ROWS: usize = 16;
+const TILE_ROWS: usize = 24;
+
+thread_local! {
+    /// Each thread's decoded tile and lane sums, kept between calls (a fresh 300 KB buffer per
+    /// tile would cost page faults and zeroing).
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<kernel::Lanes>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
 
 /// `y[t, o] = Σ_i W[o, i]·x[t, i] + bias[o]` for `n_tok` tokens.
 ///
@@ -36,12 +43,15 @@ pub fn matmul(w: &MatRef<'_>, x: &[f32], n_tok: usize, bias: Option<&[f32]>, y: 
     let mut yt = vec![0f32; rows * n_tok];
     yt.par_chunks_mut(TILE_ROWS * n_tok)
         .enumerate()
-        .for_each_init(Vec::new, |tile: &mut Vec<f32>, (ci, slab)| {
-            let r0 = ci * TILE_ROWS;
-            let n_rows = slab.len() / n_tok;
-            tile.resize(n_rows * cols, 0.0);
-            w.dequant_rows(r0, tile);
-            kernel::rows_by_tokens(tile, x, cols, slab);
+        .for_each(|(ci, slab)| {
+            SCRATCH.with_borrow_mut(|(tile, lanes)| {
+                let r0 = ci * TILE_ROWS;
+                let n_rows = slab.len() / n_tok;
+                tile.resize(n_rows * cols, 0.0);
+                w.dequant_rows(r0, &mut tile[..n_rows * cols]);
+                let ahead = w.rows_storage(r0 + n_rows, r0 + 2 * n_rows);
+                kernel::rows_by_tokens(&tile[..n_rows * cols], x, cols, slab, lanes, ahead);
+            })
         });
     for t in 0..n_tok {
         let yrow = &mut y[t * rows..(t + 1) * rows];

@@ -419,6 +419,65 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// The bytes that hold rows `r0 .. r1` (a span of storage and, for MXFP4 and int8, the span
+    /// of their scales; empty where the rows are not contiguous, as in in-major dense storage).
+    /// For prefetching: the spans may include rows of another view interleaved with these (the
+    /// up rows between gate rows).
+    pub fn rows_storage(&self, r0: usize, r1: usize) -> [&'a [u8]; 2] {
+        let r1 = r1.min(self.rows);
+        if r0 >= r1 || self.cols == 0 {
+            return [&[], &[]];
+        }
+        let cols = self.cols;
+        // Storage rows s0 ..= s_last, each `rb` bytes, starting at `base`.
+        let span = |data: &'a [u8], s0: usize, s_last: usize, rb: usize| {
+            &data[s0 * rb..((s_last + 1) * rb).min(data.len())]
+        };
+        match self.enc {
+            Encoding::Dense {
+                dtype,
+                data,
+                row_stride,
+                col_stride,
+            } => {
+                if col_stride != 1 {
+                    return [&[], &[]];
+                }
+                let sz = dtype.size();
+                let end = ((r1 - 1) * row_stride + cols) * sz;
+                [&data[r0 * row_stride * sz..end], &[]]
+            }
+            Encoding::Mxfp4 {
+                blocks,
+                scales,
+                row_step,
+            } => {
+                let nb = cols / mxfp4::BLOCK;
+                let (s0, s1) = (r0 * row_step, (r1 - 1) * row_step);
+                [
+                    span(blocks, s0, s1, nb * mxfp4::BLOCK_BYTES),
+                    span(scales, s0, s1, nb),
+                ]
+            }
+            Encoding::Mxfp4Ggml { data, row_step } => {
+                let rb = cols / mxfp4::BLOCK * mxfp4::GGML_BLOCK_BYTES;
+                [span(data, r0 * row_step, (r1 - 1) * row_step, rb), &[]]
+            }
+            Encoding::Q8_0 { data, row_step } => {
+                let rb = cols / q8_0::BLOCK * q8_0::BLOCK_BYTES;
+                [span(data, r0 * row_step, (r1 - 1) * row_step, rb), &[]]
+            }
+            Encoding::Int8 {
+                packed,
+                scales,
+                group,
+            } => [
+                span(packed, r0, r1 - 1, cols),
+                span(scales, r0, r1 - 1, cols / group * 2),
+            ],
+        }
+    }
+
     /// Columns decoded together by this encoding: 1 for dense, the block for MXFP4 and Q8_0,
     /// the scale group for int8.
     pub fn col_block(&self) -> usize {
