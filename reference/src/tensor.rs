@@ -14,6 +14,7 @@
 //! [`MatRef::new`] checks that every element the view can address lies inside its slices, so the
 //! decoders never index out of bounds, whatever a file's header claimed.
 
+use crate::decode;
 use quant::{float, int8, mxfp4, q8_0};
 
 /// A dense element type.
@@ -379,7 +380,7 @@ impl<'a> MatRef<'a> {
                 let nb = cols / mxfp4::BLOCK;
                 for (i, o) in out.chunks_exact_mut(cols).enumerate() {
                     let s = (r0 + i) * row_step;
-                    mxfp4::decode_row(
+                    decode::mxfp4_row(
                         &blocks[s * nb * mxfp4::BLOCK_BYTES..(s + 1) * nb * mxfp4::BLOCK_BYTES],
                         &scales[s * nb..(s + 1) * nb],
                         o,
@@ -390,14 +391,14 @@ impl<'a> MatRef<'a> {
                 let rb = cols / mxfp4::BLOCK * mxfp4::GGML_BLOCK_BYTES;
                 for (i, o) in out.chunks_exact_mut(cols).enumerate() {
                     let s = (r0 + i) * row_step;
-                    mxfp4::decode_ggml_row(&data[s * rb..(s + 1) * rb], o);
+                    decode::mxfp4_ggml_row(&data[s * rb..(s + 1) * rb], o);
                 }
             }
             Encoding::Q8_0 { data, row_step } => {
                 let rb = cols / q8_0::BLOCK * q8_0::BLOCK_BYTES;
                 for (i, o) in out.chunks_exact_mut(cols).enumerate() {
                     let s = (r0 + i) * row_step;
-                    q8_0::decode_row(&data[s * rb..(s + 1) * rb], o);
+                    decode::q8_0_row(&data[s * rb..(s + 1) * rb], o);
                 }
             }
             Encoding::Int8 {
