@@ -216,6 +216,15 @@ impl<'a> Model<'a> {
         self.forward(tokens, &mut self.new_cache())
     }
 
+    /// `y = W x + b` for the batch ([`matmul`]), after asking the source to map W's pages in
+    /// one call rather than fault by fault.
+    fn linear(&self, w: &MatRef<'_>, x: &[f32], n: usize, bias: Option<&[f32]>, y: &mut [f32]) {
+        for bytes in w.rows_storage(0, w.rows()) {
+            self.source.prefetch(bytes);
+        }
+        matmul(w, x, n, bias, y);
+    }
+
     fn done(&self, id: WeightId) {
         if self.release {
             self.source.release(id);
@@ -270,7 +279,7 @@ impl<'a> Model<'a> {
 
         ops::rmsnorm(&x, &self.final_norm, cfg.rms_norm_eps, &mut normed);
         let mut logits = vec![0f32; n * cfg.vocab_size];
-        matmul(&self.lm_head, &normed, n, None, &mut logits);
+        self.linear(&self.lm_head, &normed, n, None, &mut logits);
         self.done(WeightId::LmHead);
         Ok(logits)
     }
@@ -290,9 +299,9 @@ impl<'a> Model<'a> {
         let mut q = vec![0f32; n * qd];
         let mut k = vec![0f32; n * kvd];
         let mut v = vec![0f32; n * kvd];
-        matmul(&layer.q, a, n, Some(&layer.q_bias), &mut q);
-        matmul(&layer.k, a, n, Some(&layer.k_bias), &mut k);
-        matmul(&layer.v, a, n, Some(&layer.v_bias), &mut v);
+        self.linear(&layer.q, a, n, Some(&layer.q_bias), &mut q);
+        self.linear(&layer.k, a, n, Some(&layer.k_bias), &mut k);
+        self.linear(&layer.v, a, n, Some(&layer.v_bias), &mut v);
         let pos0 = cache.len;
         self.rope.apply(&mut q, cfg.num_attention_heads, pos0);
         self.rope.apply(&mut k, cfg.num_key_value_heads, pos0);
@@ -316,7 +325,7 @@ impl<'a> Model<'a> {
             &mut attn,
         );
         let mut out = vec![0f32; n * cfg.hidden_size];
-        matmul(&layer.o, &attn, n, Some(&layer.o_bias), &mut out);
+        self.linear(&layer.o, &attn, n, Some(&layer.o_bias), &mut out);
         for id in [
             WeightId::QProj(l),
             WeightId::KProj(l),
@@ -340,7 +349,7 @@ impl<'a> Model<'a> {
         );
         let n = m.len() / h;
         let mut router_logits = vec![0f32; n * e_count];
-        matmul(
+        self.linear(
             &layer.router,
             m,
             n,
@@ -373,18 +382,18 @@ impl<'a> Model<'a> {
             }
             let mut gate = vec![0f32; k * i];
             let mut up = vec![0f32; k * i];
-            matmul(
+            self.linear(
                 &expert.gate,
                 &xs,
                 k,
                 Some(&expert.gate_bias.to_f32()),
                 &mut gate,
             );
-            matmul(&expert.up, &xs, k, Some(&expert.up_bias.to_f32()), &mut up);
+            self.linear(&expert.up, &xs, k, Some(&expert.up_bias.to_f32()), &mut up);
             let mut act = vec![0f32; k * i];
             ops::swiglu(&gate, &up, cfg.swiglu_limit, cfg.swiglu_alpha, &mut act);
             let mut y = vec![0f32; k * h];
-            matmul(
+            self.linear(
                 &expert.down,
                 &act,
                 k,
