@@ -123,7 +123,7 @@ fn main() {
             });
             println!("{label}: {:6.2} Gvalues/s", (rows * cols) as f64 / s / 1e9);
         }
-        for n_tok in [1usize, 8, 16, 64] {
+        for n_tok in [1usize, 8, 18, 64, 170] {
             let label = format!("matmul {name:5} 2880x2880 by {n_tok:3}");
             if !label.contains(&filter) {
                 continue;
