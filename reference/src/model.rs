@@ -265,11 +265,12 @@ impl<'a> Model<'a> {
         self.done(WeightId::Embedding);
 
         let mut normed = vec![0f32; n * h];
-        // The next layer's weights are mapped on a thread of their own while this one computes.
-        let expert_count = n * cfg.num_experts_per_tok;
-        let next = AtomicUsize::new(0);
+        // The next layer's weights are mapped on a thread of their own while this one computes
+        // (its experts too when the batch routes at least one token per expert on average).
+        let all_experts = n * cfg.num_experts_per_tok >= cfg.num_local_experts;
+        let computing = AtomicUsize::new(0);
         let logits = std::thread::scope(|s| {
-            let ahead = Readahead::start(s, self, &next, expert_count >= cfg.num_local_experts);
+            let ahead = Readahead::start(s, self, &computing, all_experts);
             for (l, layer) in self.layers.iter().enumerate() {
                 ahead.entering(l);
                 ops::rmsnorm(&x, &layer.attn_norm, cfg.rms_norm_eps, &mut normed);
