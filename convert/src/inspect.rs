@@ -102,7 +102,8 @@ pub struct Inspect {
     /// Layout name.
     pub layout: String,
     /// Per tensor group (embeddings, attention, ..., experts), how it is stored: the float
-    /// dtypes found, or the quantized encoding. Empty for GGUF.
+    /// dtypes found, or the quantized encoding; for a GGUF, the ggml types of the group's
+    /// tensors with their counts (`attn_v Q4_K x1 + Q6_K x1`).
     pub dtype_groups: Vec<(String, String)>,
     /// How each config key the file leaves to transformers was read.
     pub config_notes: Vec<String>,
@@ -352,6 +353,16 @@ fn past_f16_warnings(past: &[PastF16]) -> Vec<String> {
         .collect()
 }
 
+/// The group a GGUF tensor is reported under: its name without the layer and the `.weight`
+/// suffix (`blk.3.attn_v.weight` -> `attn_v`, `blk.0.ffn_up_exps.bias` -> `ffn_up_exps.bias`).
+fn gguf_group(name: &str) -> String {
+    let rest = match name.strip_prefix("blk.").and_then(|r| r.split_once('.')) {
+        Some((_, tail)) => tail,
+        None => name,
+    };
+    rest.strip_suffix(".weight").unwrap_or(rest).to_string()
+}
+
 /// Reads every tensor of a GGUF model once (releasing pages as it goes) and builds the report.
 pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     use crate::gguf::Codec;
@@ -363,10 +374,20 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     let mut past_f16 = Vec::new();
     let mut files = Vec::new();
     let mut tensors = 0;
+    let mut groups: Vec<(String, BTreeMap<String, usize>)> = Vec::new();
     for f in model.files() {
         files.push((f.path().to_path_buf(), f.len()));
         for t in f.tensors() {
             tensors += 1;
+            let g = gguf_group(&t.name);
+            let at = match groups.iter().position(|(n, _)| *n == g) {
+                Some(i) => i,
+                None => {
+                    groups.push((g, BTreeMap::new()));
+                    groups.len() - 1
+                }
+            };
+            *groups[at].1.entry(t.ty.name().to_string()).or_default() += 1;
             let e = by_dtype.entry(t.ty.name().to_string()).or_default();
             e.0 += 1;
             e.1 += t.range.len() as u64;
@@ -477,7 +498,13 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     Inspect {
         path: model.files()[0].path().to_path_buf(),
         layout: format,
-        dtype_groups: Vec::new(),
+        dtype_groups: groups
+            .into_iter()
+            .map(|(g, types)| {
+                let mix: Vec<String> = types.iter().map(|(t, n)| format!("{t} x{n}")).collect();
+                (g, mix.join(" + "))
+            })
+            .collect(),
         config_notes: Vec::new(),
         config: model.config().clone(),
         files,
@@ -576,12 +603,16 @@ impl Inspect {
             self.layout
         );
         if !self.dtype_groups.is_empty() {
-            let groups: Vec<String> = self
+            let width = self
                 .dtype_groups
                 .iter()
-                .map(|(g, d)| format!("{g} {d}"))
-                .collect();
-            s += &format!("stored    {}\n", groups.join(", "));
+                .map(|(g, _)| g.len())
+                .max()
+                .unwrap_or(0);
+            for (k, (g, d)) in self.dtype_groups.iter().enumerate() {
+                let head = if k == 0 { "stored" } else { "" };
+                s += &format!("{head:<10}{g:<width$}  {d}\n");
+            }
         }
         s += &format!(
             "config    {} layers, hidden {}, {} heads / {} kv x {}, {} experts (top {}) x {}, vocab {}, window {}\n",
