@@ -3,7 +3,7 @@
 
 use crate::util::{TempDir, fixture, oss_forge};
 use convert::AnyModel;
-use reference::{WeightId, WeightSource};
+use reference::WeightId;
 use std::path::Path;
 
 fn convert_to(src: &Path, variant: &str, out: &Path, extra: &[&str]) {
