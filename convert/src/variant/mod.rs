@@ -50,6 +50,9 @@ pub enum Variant {
     SafetensorsFp16,
     /// compressed-tensors pack-quantized int8 experts (group 32), BF16 elsewhere.
     SafetensorsInt8,
+    /// The release's own layout: MXFP4 experts (`*_blocks` / `*_scales`), BF16 elsewhere,
+    /// `quant_method: mxfp4` (what vLLM, SGLang, TensorRT-LLM and transformers serve).
+    SafetensorsMxfp4,
     /// GGUF, a llama-quantize preset (`gguf-q4_k_m`): from an MXFP4 source the experts stay
     /// MXFP4 and the rest follows the preset; from a dense source every tensor does.
     GgufPreset(Preset),
@@ -57,7 +60,7 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, in the order `pipeline` writes them.
-    pub const ALL: [Variant; 24] = [
+    pub const ALL: [Variant; 25] = [
         Variant::GgufMxfp4,
         Variant::GgufMxfp4F16,
         Variant::GgufMxfp4Q8_0,
@@ -67,6 +70,7 @@ impl Variant {
         Variant::SafetensorsBf16,
         Variant::SafetensorsFp16,
         Variant::SafetensorsInt8,
+        Variant::SafetensorsMxfp4,
         Variant::GgufPreset(Preset::Q6_K),
         Variant::GgufPreset(Preset::Q5_K_M),
         Variant::GgufPreset(Preset::Q5_K_S),
@@ -97,6 +101,7 @@ impl Variant {
             Variant::SafetensorsBf16 => "safetensors-bf16",
             Variant::SafetensorsFp16 => "safetensors-fp16",
             Variant::SafetensorsInt8 => "safetensors-int8",
+            Variant::SafetensorsMxfp4 => "safetensors-mxfp4",
         }
     }
 
