@@ -63,7 +63,7 @@ fn pipeline_checks(name: &str) {
     // The default set: every variant but safetensors-int8 (which stock runtimes load with
     // random experts) and the GGUF presets; those are written only when named.
     assert_eq!(variants.len(), convert::Variant::defaults().len());
-    assert_eq!(variants.len(), 8);
+    assert_eq!(variants.len(), 9);
     assert!(!a.join("safetensors-int8").exists());
     for v in variants {
         let path = v["path"].as_str().unwrap();
@@ -263,7 +263,7 @@ fn demo_runs_the_whole_chain_without_downloads() {
     let run = oss_forge(&["demo", "--quiet", "-o", t.join("d").to_str().unwrap()]);
     run.ok();
     assert!(
-        run.stdout.contains("PASS: 8 of 8 variants verified"),
+        run.stdout.contains("PASS: 9 of 9 variants verified"),
         "{}",
         run.stdout
     );
