@@ -44,6 +44,9 @@ pub struct PipelineOptions {
     pub rules: Rules,
     /// Conversion settings (`force` is ignored: the pipeline owns its output directory).
     pub convert: ConvertOptions,
+    /// Where to keep the original's logits between runs ([`crate::logits_cache`]); `None`: they
+    /// are computed once per run.
+    pub logits_cache: Option<PathBuf>,
 }
 
 /// A file as the manifest lists it: path relative to the output directory (`/`-separated),
@@ -341,8 +344,12 @@ fn previous_manifest(
 /// True when a previous run's entry was verified by this version's rules (its report has the
 /// metadata check; entries of older versions are redone) and its files are all still there with
 /// the same hashes.
-fn reusable(out: &Path, entry: &ManifestEntry) -> bool {
-    entry.verification.metadata.is_some() && still_valid(out, &entry.files)
+/// Under `--force-forward`, an entry whose verification skipped a forward pass is redone too.
+fn reusable(out: &Path, entry: &ManifestEntry, rules: Rules) -> bool {
+    let skipped = entry.verification.logits_by_weights || entry.verification.format_floor_by_weights;
+    entry.verification.metadata.is_some()
+        && !(rules.force_forward && skipped)
+        && still_valid(out, &entry.files)
 }
 
 /// True when the files of a previous run's entry are all still there with the same hashes.
@@ -442,7 +449,7 @@ pub fn run(
                 .find(|e| e.variant == v.name() && e.settings == settings)
         });
         if let Some(entry) = prior
-            && reusable(out, entry)
+            && reusable(out, entry, opts.rules)
         {
             log(&format!(
                 "{v}: up to date (files match the manifest), not redone"
@@ -480,12 +487,35 @@ pub fn run(
         }
 
         if reference_logits.is_none() {
-            log("running the original over the prompts");
-            reference_logits = Some(crate::original_logits(
+            let cache = opts.logits_cache.as_ref().map(|dir| {
+                let files: Vec<(String, String)> = manifest
+                    .source
+                    .files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.sha256.clone()))
+                    .collect();
+                (
+                    crate::logits_cache::LogitsCache::new(dir),
+                    crate::logits_cache::CacheKey::new(&files, prompts),
+                )
+            });
+            log("the original's logits over the prompts");
+            let (logits, used) = crate::original_logits_cached(
                 src.source(),
                 prompts,
+                cache.as_ref().map(|(c, k)| (c, k)),
                 verify_progress,
-            )?);
+            )?;
+            match (used, &cache) {
+                (crate::CacheUse::Hit, Some((c, k))) => {
+                    log(&format!("original's logits read from {}", c.path(k).display()))
+                }
+                (crate::CacheUse::Stored, Some((c, k))) => {
+                    log(&format!("original's logits stored in {}", c.path(k).display()))
+                }
+                _ => {}
+            }
+            reference_logits = Some(logits);
         }
         let opened = AnyModel::open(&target)?;
         let rel_target = target
@@ -762,7 +792,7 @@ mod tests {
         assert!(!m.tolerance.format_floor);
         // Never reused, whatever its files: it was not judged by this version's rules.
         let t = std::env::temp_dir().join(format!("oss-forge-old-manifest-{}", std::process::id()));
-        assert!(!reusable(&t, &m.variants[0]));
+        assert!(!reusable(&t, &m.variants[0], Rules::default()));
         assert_eq!(
             ToleranceJson::from(Rules::default()),
             serde_json::from_str::<Manifest>(&manifest_text())

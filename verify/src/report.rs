@@ -147,9 +147,15 @@ pub struct VariantJson {
     pub format: String,
     /// Within tolerance.
     pub pass: bool,
-    /// How it passed: `identical`, `gates` or `format floor`; `null` when it failed.
+    /// How it passed: `identical`, `identical (by weights)`, `gates` or `format floor`; `null`
+    /// when it failed.
     #[serde(default)]
     pub passed_by: Option<String>,
+    /// Its forward pass was skipped: every weight is identical to the original's, so its logits
+    /// are the original's by construction (`metrics` compares the original's with themselves).
+    /// Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logits_by_weights: bool,
     /// The gate a lossy variant was judged by (`null` for a lossless one).
     #[serde(default)]
     pub gate: Option<GateJson>,
@@ -162,8 +168,14 @@ pub struct VariantJson {
     pub metadata: Option<MetadataJson>,
     /// Logit metrics over every position.
     pub metrics: MetricsJson,
-    /// The format's own noise floor (lossy variants; else `null`).
+    /// The format's own noise floor (lossy variants outside the plain gates when the floor may
+    /// relax them; else `null`).
     pub format_floor: Option<MetricsJson>,
+    /// The floor's forward pass was skipped: every weight of the variant equals the floor's
+    /// rounding of the original's, so the floor's logits are the variant's. Written only when
+    /// true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub format_floor_by_weights: bool,
     /// Per prompt.
     pub per_prompt: Vec<PromptMetricsJson>,
     /// The weight check.
@@ -341,12 +353,14 @@ pub fn variant_json(v: &VariantResult) -> VariantJson {
         format: v.format.clone(),
         pass: v.passed(),
         passed_by: v.passed_by.map(|p| p.name().to_string()),
+        logits_by_weights: v.logits_by_weights,
         gate: v.gate.map(GateJson::from),
         lossless: v.lossless,
         failures: v.failures.clone(),
         metadata: v.metadata.as_ref().map(MetadataJson::from),
         metrics: (&v.metrics).into(),
         format_floor: v.floor.as_ref().map(MetricsJson::from),
+        format_floor_by_weights: v.floor_by_weights,
         per_prompt: v
             .per_prompt
             .iter()
@@ -522,6 +536,7 @@ pub fn render(r: &Report) -> String {
     let count = |p: crate::PassedBy| r.variants.iter().filter(|v| v.passed_by == Some(p)).count();
     let ways: Vec<String> = [
         crate::PassedBy::Identical,
+        crate::PassedBy::IdenticalByWeights,
         crate::PassedBy::Gates,
         crate::PassedBy::FormatFloor,
     ]
@@ -529,6 +544,7 @@ pub fn render(r: &Report) -> String {
     .filter(|&p| count(p) > 0)
     .map(|p| match p {
         crate::PassedBy::Identical => format!("{} identical", count(p)),
+        crate::PassedBy::IdenticalByWeights => format!("{} identical (by weights)", count(p)),
         _ => format!("{} by the {}", count(p), p.name()),
     })
     .collect();
@@ -544,6 +560,18 @@ pub fn render(r: &Report) -> String {
         },
         rules_words(&r.rules.into())
     ));
+    for v in r.variants.iter().filter(|v| v.logits_by_weights) {
+        out.push_str(&format!(
+            "  {}: forward pass skipped: every weight identical to the original's, so are the logits (--force-forward runs it)\n",
+            v.name
+        ));
+    }
+    for v in r.variants.iter().filter(|v| v.floor_by_weights) {
+        out.push_str(&format!(
+            "  {}: format floor's forward pass skipped: every weight equals the floor's rounding, so the floor's logits are the variant's\n",
+            v.name
+        ));
+    }
     for v in &r.variants {
         if let Some(g) = v.gate.filter(|g| g.from_floor) {
             out.push_str(&format!(

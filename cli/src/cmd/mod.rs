@@ -48,12 +48,14 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             json,
             tolerance,
             strict,
+            passes,
         } => verify::run(
             &original,
             &variants,
             prompts.as_deref(),
             json.as_deref(),
-            ::verify::Rules::new(tolerance, strict),
+            ::verify::Rules::new(tolerance, strict).forcing_forward(passes.force_forward),
+            passes.logits_cache.as_deref(),
             quiet,
         ),
         Command::Pipeline {
@@ -63,6 +65,7 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             prompts,
             tolerance,
             strict,
+            passes,
             settings,
         } => {
             let convert = settings.options(true);
@@ -71,7 +74,9 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
                 out: &out,
                 variants,
                 prompts: prompts.as_deref(),
-                rules: ::verify::Rules::new(tolerance, strict),
+                rules: ::verify::Rules::new(tolerance, strict)
+                    .forcing_forward(passes.force_forward),
+                logits_cache: passes.logits_cache,
                 convert,
                 quiet,
             };

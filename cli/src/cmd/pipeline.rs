@@ -60,6 +60,7 @@ pub struct Args<'a> {
     pub variants: Option<Vec<String>>,
     pub prompts: Option<&'a Path>,
     pub rules: verify::Rules,
+    pub logits_cache: Option<std::path::PathBuf>,
     pub convert: ConvertOptions,
     pub quiet: bool,
 }
@@ -88,6 +89,7 @@ pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
         variants,
         rules: a.rules,
         convert: a.convert.clone(),
+        logits_cache: a.logits_cache.clone(),
     };
     let bytes = Reporter::new(a.quiet);
     let steps = Reporter::counting(a.quiet, "steps");
@@ -167,6 +169,7 @@ pub fn demo(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
         variants: None,
         prompts: None,
         rules: verify::Rules::default(),
+        logits_cache: None,
         convert: ConvertOptions::default(),
         quiet,
     };

@@ -50,6 +50,7 @@ pub fn run(
     prompts_file: Option<&Path>,
     json: Option<&Path>,
     rules: Rules,
+    logits_cache: Option<&Path>,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let orig = open(original)?;
@@ -66,8 +67,36 @@ pub fn run(
         .map(|(m, meta)| subject(m, meta))
         .collect();
     let progress = Reporter::counting(quiet, "steps");
-    let report = verify::verify(
-        &subject(&orig, &orig_meta),
+    let original = subject(&orig, &orig_meta);
+    verify::check_same_model(&original, &subjects)?;
+    let cache = match logits_cache {
+        Some(dir) => {
+            let files = verify::logits_cache::hash_model_files(&orig)?;
+            Some((
+                verify::logits_cache::LogitsCache::new(dir),
+                verify::logits_cache::CacheKey::new(&files, &prompts),
+            ))
+        }
+        None => None,
+    };
+    let (reference, used) = verify::original_logits_cached(
+        orig.source(),
+        &prompts,
+        cache.as_ref().map(|(c, k)| (c, k)),
+        &progress,
+    )?;
+    if let Some((c, k)) = &cache
+        && !quiet
+    {
+        let what = match used {
+            verify::CacheUse::Hit => "read from",
+            _ => "stored in",
+        };
+        eprintln!("original's logits {what} {}", c.path(k).display());
+    }
+    let report = verify::verify_with_logits(
+        &original,
+        &reference,
         &subjects,
         &prompts,
         rules,
