@@ -199,6 +199,16 @@ pub fn model_card(c: &CardInput<'_>) -> String {
         None => {}
     }
     s.push_str("\n\n");
+    if !ver.requantization.is_empty() {
+        s.push_str(
+            "Requantized from the original's weights (the metrics below are against that original, not against an \
+             MXFP4 release):\n\n",
+        );
+        for line in &ver.requantization {
+            s.push_str(&format!("- {line}\n"));
+        }
+        s.push('\n');
+    }
     if let Some(md) = &ver.metadata {
         s.push_str(&format!(
             "Metadata: {} keys a runtime reads (tokenizer, special tokens, chat template, hyperparameters{}) compared with the original's, {} differences.\n\n",
@@ -331,6 +341,7 @@ mod tests {
                 nonfinite: 0,
                 per_tensor: vec![],
             },
+            requantization: vec![],
         }
     }
 
