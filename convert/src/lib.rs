@@ -7,16 +7,20 @@
 
 pub mod atomic;
 pub mod behind;
+pub mod cancel;
 pub mod checkpoint;
 pub mod companion;
 pub mod error;
 pub mod fuzzing;
 pub mod gguf;
 pub mod inspect;
+pub mod lock;
 pub mod mmap;
 pub mod model;
 pub mod names;
+pub mod naming;
 pub mod npy;
+pub mod output;
 pub mod publish;
 pub mod safetensors;
 pub mod space;

@@ -39,6 +39,21 @@ impl AnyModel {
         ))
     }
 
+    /// Fails with [`ConvertError::Changed`] when one of the model's files was truncated or
+    /// rewritten since it was opened ([`crate::mmap::MappedFile::check_unchanged`]).
+    pub fn check_unchanged(&self) -> Result<()> {
+        match self {
+            AnyModel::Safetensors(c) => c
+                .files()
+                .iter()
+                .try_for_each(|f| f.mapped().check_unchanged()),
+            AnyModel::Gguf(g) => g
+                .files()
+                .iter()
+                .try_for_each(|f| f.mapped().check_unchanged()),
+        }
+    }
+
     /// The model as a weight source.
     pub fn source(&self) -> &dyn WeightSource {
         match self {

@@ -236,6 +236,9 @@ impl GgufModel {
                 tensor: name.clone(),
                 expected: "a tensor".into(),
             })?;
+        // A stop asked for, or a file changed under its map, ends the read here (no SIGBUS).
+        crate::cancel::check(f.path())?;
+        f.mapped().check_unchanged()?;
         let data = f.data(t);
         let rb = t.ty.row_bytes(cols);
         let slice = data.get(first * rb..(first + rows) * rb).ok_or_else(|| {

@@ -162,7 +162,10 @@ impl Progress for NoProgress {
 }
 
 /// Writes `variant` of the model `src` (its weights, and the tokenizer files and config found
-/// beside it, see [`crate::companion`]) to `out`.
+/// beside it, see [`crate::companion`]) to `out`, by the rules of [`crate::output`]: never
+/// onto or into the model, a GGUF into an existing directory as `MODEL-SUFFIX.gguf`, a
+/// safetensors directory into an existing one replacing only its own files. A stop asked for
+/// ([`crate::cancel`]) ends it with [`ConvertError::Interrupted`], the partial output removed.
 pub fn convert(
     src: &AnyModel,
     variant: Variant,
@@ -184,12 +187,18 @@ pub fn convert_weights(
     progress: &dyn Progress,
 ) -> Result<ConvertReport> {
     let storage = Storage::of(variant, opts);
+    let out = &match storage.container {
+        Container::Gguf => crate::output::gguf_target(model, storage.file_suffix, out),
+        Container::Safetensors(_) => out.to_path_buf(),
+    };
+    crate::output::refuse_overlap(&crate::output::inputs(model), out)?;
     match storage.container {
         Container::Gguf => gguf::convert(model, weights, variant, &storage, out, opts, progress),
         Container::Safetensors(_) => {
             st::convert(model, weights, variant, &storage, out, opts, progress)
         }
     }
+    .map_err(|e| crate::cancel::or_interrupted(e, out))
 }
 
 /// Bytes of tensor data (headers aside) a variant stored as `storage` holds for `cfg`: the
