@@ -25,6 +25,7 @@ pub mod publish;
 pub mod safetensors;
 pub mod space;
 pub mod synth;
+pub mod units;
 pub mod variant;
 
 pub use checkpoint::Checkpoint;
