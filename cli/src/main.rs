@@ -97,7 +97,10 @@ mod tests {
             "cannot open m/x.safetensors: no such file or directory"
         );
         let e = anyhow::anyhow!("m: tensor `a`: holds NaN").context("converting m to gguf-bf16");
-        assert_eq!(error_chain(&e), "converting m to gguf-bf16: tensor `a`: holds NaN");
+        assert_eq!(
+            error_chain(&e),
+            "converting m to gguf-bf16: tensor `a`: holds NaN"
+        );
         let e = anyhow::anyhow!("other/y: bad").context("cannot open m");
         assert_eq!(error_chain(&e), "cannot open m: other/y: bad");
     }

@@ -312,7 +312,9 @@ mod tests {
         s.commit().unwrap();
         std::fs::write(out.join("notes.txt"), b"mine").unwrap();
         // Holding files: refused without force.
-        let e = Staged::create_dir(&out, false, owns).unwrap_err().to_string();
+        let e = Staged::create_dir(&out, false, owns)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pass --force"), "{e}");
         // With force: one shard now; the stale second shard goes, notes.txt stays.
         let s = Staged::create_dir(&out, true, owns).unwrap();
@@ -326,10 +328,17 @@ mod tests {
         left.sort();
         assert_eq!(
             left,
-            ["config.json", "model-00001-of-00001.safetensors", "notes.txt"]
+            [
+                "config.json",
+                "model-00001-of-00001.safetensors",
+                "notes.txt"
+            ]
         );
         assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine");
-        assert_eq!(std::fs::read(out.join("config.json")).unwrap(), b"{\"x\":1}");
+        assert_eq!(
+            std::fs::read(out.join("config.json")).unwrap(),
+            b"{\"x\":1}"
+        );
         // No temporary is left beside it, and a file is never taken for the directory.
         assert_eq!(std::fs::read_dir(&base).unwrap().count(), 1);
         let e = Staged::create_dir(&out.join("notes.txt"), true, owns).unwrap_err();

@@ -119,7 +119,10 @@ mod tests {
         // Another output is free.
         let other = OutputLock::acquire(&dir.join("sub/other")).unwrap();
         drop(held);
-        assert!(!dir.join("sub/.out.gguf.lock").exists(), "removed on release");
+        assert!(
+            !dir.join("sub/.out.gguf.lock").exists(),
+            "removed on release"
+        );
         let again = OutputLock::acquire(&out).unwrap();
         drop((again, other));
         std::fs::remove_dir_all(&dir).unwrap();

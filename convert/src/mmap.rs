@@ -66,7 +66,9 @@ impl MappedFile {
         let Some((file, len, mtime)) = &self.file else {
             return Ok(());
         };
-        let meta = file.metadata().map_err(|e| ConvertError::io(&self.path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| ConvertError::io(&self.path, e))?;
         let what = if meta.len() != *len {
             format!("{len} bytes when opened, now {}", meta.len())
         } else if meta.modified().ok() != *mtime {

@@ -89,7 +89,9 @@ mod tests {
     #[test]
     fn a_hub_cache_snapshot_is_named_by_its_repository_never_its_hash() {
         let t = std::env::temp_dir().join(format!("ossf-naming-{}", std::process::id()));
-        let snap = t.join("hub/models--openai--gpt-oss-20b/snapshots/6cee5e81ee83917806bbde320786a8fb61efebee");
+        let snap = t.join(
+            "hub/models--openai--gpt-oss-20b/snapshots/6cee5e81ee83917806bbde320786a8fb61efebee",
+        );
         std::fs::create_dir_all(snap.join("original")).unwrap();
         assert_eq!(model_name(&snap), "gpt-oss-20b");
         assert_eq!(model_name(&snap.join("original")), "gpt-oss-20b");
@@ -106,13 +108,21 @@ mod tests {
         // A fine-tune's config names its base; a local path there is not a Hub id.
         let ft = t.join("my-tune");
         std::fs::create_dir_all(&ft).unwrap();
-        std::fs::write(ft.join("config.json"), r#"{"_name_or_path": "openai/gpt-oss-20b"}"#)
-            .unwrap();
+        std::fs::write(
+            ft.join("config.json"),
+            r#"{"_name_or_path": "openai/gpt-oss-20b"}"#,
+        )
+        .unwrap();
         assert_eq!(base_model(&ft), "openai/gpt-oss-20b");
-        std::fs::write(ft.join("config.json"), r#"{"_name_or_path": "/home/me/gpt-oss-20b"}"#)
-            .unwrap();
+        std::fs::write(
+            ft.join("config.json"),
+            r#"{"_name_or_path": "/home/me/gpt-oss-20b"}"#,
+        )
+        .unwrap();
         assert_eq!(base_model(&ft), "my-tune");
-        assert!(is_hub_id("a/b.c-d_e") && !is_hub_id("/a/b") && !is_hub_id("a") && !is_hub_id("a/b/c"));
+        assert!(
+            is_hub_id("a/b.c-d_e") && !is_hub_id("/a/b") && !is_hub_id("a") && !is_hub_id("a/b/c")
+        );
         std::fs::remove_dir_all(&t).unwrap();
     }
 }

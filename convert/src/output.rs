@@ -115,7 +115,10 @@ mod tests {
             (t.join("m/./"), "it is"),
         ] {
             let e = refuse_overlap(&inputs, &out).unwrap_err().to_string();
-            assert!(e.contains(&format!("output is the input: {rel} the model")), "{out:?}: {e}");
+            assert!(
+                e.contains(&format!("output is the input: {rel} the model")),
+                "{out:?}: {e}"
+            );
         }
         refuse_overlap(&inputs, &t.join("m2")).unwrap();
         refuse_overlap(&inputs, &t.join("out/m")).unwrap();

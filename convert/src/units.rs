@@ -29,7 +29,10 @@ pub fn gib(n: u64) -> String {
 
 /// A transfer rate in MiB/s.
 pub fn rate(n: u64, secs: f64) -> String {
-    format!("{:.1} MiB/s", n as f64 / (1u64 << 20) as f64 / secs.max(1e-9))
+    format!(
+        "{:.1} MiB/s",
+        n as f64 / (1u64 << 20) as f64 / secs.max(1e-9)
+    )
 }
 
 #[cfg(test)]

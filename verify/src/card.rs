@@ -277,7 +277,10 @@ pub fn repo_card(m: &crate::pipeline::Manifest) -> String {
         m.variants.len(),
     ));
     let mut rows = vec![
-        ["variant", "files", "size", "weights", "mean KLD", "top-1", "result"].map(String::from),
+        [
+            "variant", "files", "size", "weights", "mean KLD", "top-1", "result",
+        ]
+        .map(String::from),
     ];
     for e in &m.variants {
         let files: Vec<String> = e
@@ -300,7 +303,11 @@ pub fn repo_card(m: &crate::pipeline::Manifest) -> String {
         };
         rows.push([
             format!("[`{}`]({}/)", e.variant, e.variant),
-            if files.is_empty() { "".into() } else { files.join(", ") },
+            if files.is_empty() {
+                "".into()
+            } else {
+                files.join(", ")
+            },
             convert::units::bytes(e.bytes),
             weights,
             metric(v.metrics.kld_mean),

@@ -195,8 +195,7 @@ impl Quality {
         }
         format!(
             "mean KLD {}, top-1 {} (verified)",
-            self.kld_mean
-                .map_or("n/a".into(), crate::report::sci),
+            self.kld_mean.map_or("n/a".into(), crate::report::sci),
             self.top1
                 .map_or("n/a".into(), |t| format!("{:.2}%", t * 100.0))
         )
@@ -271,7 +270,8 @@ pub fn expert_bytes_per_layer(cfg: &Config, v: Variant) -> u64 {
         cfg.hidden_size as u64,
         cfg.intermediate_size as u64,
     );
-    let weights = row.experts.bytes(e * 2 * i, h).unwrap_or(0) + row.experts.bytes(e * h, i).unwrap_or(0);
+    let weights =
+        row.experts.bytes(e * 2 * i, h).unwrap_or(0) + row.experts.bytes(e * h, i).unwrap_or(0);
     weights + e * (2 * i + h) * 4
 }
 
@@ -351,7 +351,11 @@ mod tests {
         assert_eq!(v, Variant::GgufMxfp4, "smallest exact GGUF");
         assert!(recommend(&c, 16 << 30, 8192, "transformers / vLLM", &none).is_none());
         let (v, _) = recommend(&c, 48 << 30, 8192, "transformers / vLLM", &none).unwrap();
-        assert_eq!(v, Variant::SafetensorsInt8, "exact and the smallest safetensors");
+        assert_eq!(
+            v,
+            Variant::SafetensorsInt8,
+            "exact and the smallest safetensors"
+        );
         // A verification that failed is never preferred.
         let failed = |v| {
             (v == Variant::GgufMxfp4).then_some(Quality {
@@ -367,7 +371,10 @@ mod tests {
         let big = cfg(Preset::Gpt120b);
         assert!(recommend(&big, 24 << 30, 8192, "llama.cpp", &none).is_none());
         let o = offload(&big, Variant::GgufMxfp4, 24 << 30, 8192).unwrap();
-        assert!(o.n_cpu_moe > 0 && o.n_cpu_moe < big.num_hidden_layers, "{o:?}");
+        assert!(
+            o.n_cpu_moe > 0 && o.n_cpu_moe < big.num_hidden_layers,
+            "{o:?}"
+        );
         assert!(o.gpu <= 24 << 30);
         let one_less = offload(&big, Variant::GgufMxfp4, o.gpu - 1, 8192).unwrap();
         assert_eq!(one_less.n_cpu_moe, o.n_cpu_moe + 1, "the fewest layers");

@@ -471,7 +471,12 @@ pub fn publish(out: &Path, manifest: &mut Manifest) -> Result<(), VerifyError> {
         .flat_map(|e| e.files.iter().map(|f| (f.path.clone(), f.sha256.clone())))
         .collect();
     listed.push((REPORT.to_string(), sha256_file(&out.join(REPORT))?));
-    listed.extend(manifest.readme.iter().map(|r| (r.path.clone(), r.sha256.clone())));
+    listed.extend(
+        manifest
+            .readme
+            .iter()
+            .map(|r| (r.path.clone(), r.sha256.clone())),
+    );
     listed.sort();
     listed.dedup();
     let mut sums = String::new();
@@ -541,7 +546,12 @@ pub fn run(
         .collect();
     input_rels.sort();
     log(&format!("hashing the inputs in {}", src_dir.display()));
-    let inputs = hash_files(&src_dir, &input_rels, "hashing the inputs", convert_progress)?;
+    let inputs = hash_files(
+        &src_dir,
+        &input_rels,
+        "hashing the inputs",
+        convert_progress,
+    )?;
     let prompt_tokens: Vec<PromptTokens> = prompts
         .iter()
         .map(|p| PromptTokens {
@@ -574,7 +584,11 @@ pub fn run(
     };
     let mut outcomes: Vec<VariantOutcome> = Vec::new();
     match Manifest::read(out) {
-        Some(m) if m.source == manifest.source && m.prompts == manifest.prompts && m.tolerance == manifest.tolerance => {
+        Some(m)
+            if m.source == manifest.source
+                && m.prompts == manifest.prompts
+                && m.tolerance == manifest.tolerance =>
+        {
             manifest.readme = m.readme;
             for e in m.variants {
                 let named = opts.variants.iter().any(|v| v.name() == e.variant);
@@ -606,7 +620,6 @@ pub fn run(
         None => {}
     }
     let previous = manifest.variants.clone();
-    manifest.variants.retain(|e| !opts.variants.iter().any(|v| v.name() == e.variant));
 
     let facts = CardFacts {
         name: &name,
@@ -619,6 +632,8 @@ pub fn run(
         source: src.source(),
     };
     let mut reference_logits: Option<Vec<Vec<f32>>> = None;
+    // Set once a variant's directory is being (re)made: an error from then on removes it.
+    let started = std::cell::Cell::new(false);
     let mut step = |v: Variant,
                     manifest: &mut Manifest,
                     outcomes: &mut Vec<VariantOutcome>|
@@ -657,6 +672,9 @@ pub fn run(
             }
         }
         let dir = out.join(v.name());
+        started.set(true);
+        manifest.variants.retain(|e| e.variant != v.name());
+        manifest.pass = manifest.variants.iter().all(|e| e.verification.pass);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| convert::ConvertError::io(&dir, e))?;
         }
@@ -747,15 +765,20 @@ pub fn run(
             warnings: report.warnings.clone(),
             verification,
         };
-        outcomes.extend(outcome_of(&entry, false).map(|o| VariantOutcome {
-            kept: false,
-            ..o
-        }));
+        outcomes.extend(outcome_of(&entry, false).map(|o| VariantOutcome { kept: false, ..o }));
         manifest.push(entry);
         publish(out, manifest)
     };
     for &v in &opts.variants {
+        started.set(false);
         if let Err(e) = step(v, &mut manifest, &mut outcomes) {
+            // The variant in progress (converted, perhaps, but not verified or listed) goes.
+            if started.get() && !manifest.variants.iter().any(|x| x.variant == v.name()) {
+                let dir = out.join(v.name());
+                if dir.is_dir() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
             // Publish what is finished, so the directory checks clean and a re-run resumes.
             if !manifest.variants.is_empty() {
                 let _ = publish(out, &mut manifest);
@@ -791,7 +814,11 @@ pub fn merge(
     let mut merged: Option<Manifest> = None;
     let mut sources: Vec<(String, PathBuf)> = Vec::new();
     let mut all: Vec<PathBuf> = parts.to_vec();
-    if out.join(MANIFEST).is_file() && !parts.iter().any(|p| convert::output::absolute(p) == out_abs) {
+    if out.join(MANIFEST).is_file()
+        && !parts
+            .iter()
+            .any(|p| convert::output::absolute(p) == out_abs)
+    {
         all.insert(0, out.to_path_buf());
     }
     for part in &all {
@@ -805,7 +832,7 @@ pub fn merge(
         let bad: Vec<String> = check_with(part, progress)?
             .into_iter()
             .filter(|(_, s)| *s != FileState::Ok)
-            .map(|(p, s)| format!("{p} ({s:?})"))
+            .map(|(p, s)| format!("{p} ({})", format!("{s:?}").to_lowercase()))
             .collect();
         if !bad.is_empty() {
             return Err(fail(
@@ -857,7 +884,10 @@ pub fn merge(
         }
     }
     let Some(mut manifest) = merged else {
-        return Err(fail(out, "nothing to merge: name the directories to merge".into()));
+        return Err(fail(
+            out,
+            "nothing to merge: name the directories to merge".into(),
+        ));
     };
     std::fs::create_dir_all(out).map_err(|e| convert::ConvertError::io(out, e))?;
     for (variant, part) in &sources {
@@ -873,11 +903,15 @@ pub fn merge(
         let staged = convert::atomic::Staged::create(&out.join(variant), true, true)?;
         for f in &entry.files {
             let rel = f.path.strip_prefix(&format!("{variant}/")).ok_or_else(|| {
-                fail(&part.join(MANIFEST), format!("{} is not under {variant}/", f.path))
+                fail(
+                    &part.join(MANIFEST),
+                    format!("{} is not under {variant}/", f.path),
+                )
             })?;
             let (from, to) = (part.join(&f.path), staged.path().join(rel));
             if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| convert::ConvertError::io(parent, e))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| convert::ConvertError::io(parent, e))?;
             }
             if std::fs::hard_link(&from, &to).is_err() {
                 std::fs::copy(&from, &to).map_err(|e| convert::ConvertError::io(&to, e))?;
@@ -890,16 +924,23 @@ pub fn merge(
     let bad: Vec<String> = check_with(out, progress)?
         .into_iter()
         .filter(|(_, s)| *s != FileState::Ok)
-        .map(|(p, s)| format!("{p} ({s:?})"))
+        .map(|(p, s)| format!("{p} ({})", format!("{s:?}").to_lowercase()))
         .collect();
     if !bad.is_empty() {
-        return Err(fail(out, format!("merged, but does not check clean: {}", bad.join(", "))));
+        return Err(fail(
+            out,
+            format!("merged, but does not check clean: {}", bad.join(", ")),
+        ));
     }
     let variants = manifest
         .variants
         .iter()
         .filter_map(|e| outcome_of(e, true))
-        .map(|o| VariantOutcome { kept: false, ..o })
+        .map(|o| VariantOutcome {
+            kept: false,
+            reused: false,
+            ..o
+        })
         .collect();
     Ok(PipelineOutcome {
         out: out.to_path_buf(),

@@ -16,6 +16,8 @@ struct Subject {
     cfg: Config,
     label: String,
     given_bytes: Option<u64>,
+    /// The variant the model given is, when its tensor bytes and storage say so.
+    given_variant: Option<Variant>,
     manifest: Option<(PathBuf, Manifest)>,
 }
 
@@ -51,14 +53,18 @@ fn subject(model: Option<&Path>, preset: Option<&str>) -> anyhow::Result<Subject
                     cfg: opened.source().config().clone(),
                     label: format!("{} ({})", m.display(), man.source.name),
                     given_bytes: None,
+                    given_variant: None,
                     manifest: Some((m.to_path_buf(), man)),
                 });
             }
             let opened = convert::AnyModel::open(m)?;
+            let cfg = opened.source().config().clone();
+            let bytes = opened.tensor_bytes();
             Ok(Subject {
-                cfg: opened.source().config().clone(),
+                given_variant: identify(&opened, &cfg, bytes),
+                cfg,
                 label: m.display().to_string(),
-                given_bytes: Some(opened.tensor_bytes()),
+                given_bytes: Some(bytes),
                 manifest: find_manifest(m),
             })
         }
@@ -68,11 +74,31 @@ fn subject(model: Option<&Path>, preset: Option<&str>) -> anyhow::Result<Subject
                 cfg: Config::from_hf_json(&convert::synth::preset_config(preset, None))?,
                 label: format!("gpt-oss-{p}"),
                 given_bytes: None,
+                given_variant: None,
                 manifest: None,
             })
         }
         _ => anyhow::bail!("give a MODEL or --preset, not both"),
     }
+}
+
+/// Which variant `model` is: same container, same tensor bytes as the variant's plan, and the
+/// token embedding in the variant's codec (F16 and BF16 rows have equal sizes).
+fn identify(model: &convert::AnyModel, cfg: &Config, bytes: u64) -> Option<Variant> {
+    use convert::variant::Store;
+    use reference::{Encoding, WeightId};
+    let embedding = model.source().weight(WeightId::Embedding).ok()?;
+    let codec = match *embedding.encoding() {
+        Encoding::Dense { dtype, .. } => dtype.codec(),
+        Encoding::Ggml { codec, .. } => codec,
+        _ => return None,
+    };
+    let gguf = model.gguf().is_some();
+    Variant::ALL.into_iter().find(|v| {
+        v.is_gguf() == gguf
+            && fit::weight_bytes(cfg, Some(*v)) == bytes
+            && v.storage().embedding == Store::Codec(codec)
+    })
 }
 
 pub fn run(
@@ -93,8 +119,8 @@ pub fn run(
     let rows = fit::fit_rows(cfg, context);
     // The row of the file given: the variant whose planned tensor bytes are the file's.
     let given_row = s
-        .given_bytes
-        .and_then(|b| rows.iter().position(|r| r.weights == b));
+        .given_variant
+        .and_then(|v| rows.iter().position(|r| r.variant == v.name()));
     let mut warnings = Vec::new();
     if gpu_mem.unitless {
         warnings.push(format!(
@@ -141,8 +167,11 @@ pub fn run(
                 "quality": q.map(|q| serde_json::json!({"pass": q.pass, "lossless": q.lossless, "kld_mean": q.kld_mean, "top1": q.top1})),
             })
         };
-        let mut table: Vec<serde_json::Value> =
-            rows.iter().enumerate().map(|(i, r)| row_json(i, r)).collect();
+        let mut table: Vec<serde_json::Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| row_json(i, r))
+            .collect();
         if let (Some(b), None) = (s.given_bytes, given_row) {
             let kv = fit::kv_cache_bytes(cfg, context);
             let ov = fit::overhead_bytes(cfg);

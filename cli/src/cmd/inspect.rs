@@ -23,7 +23,10 @@ fn later_split(model: &Path, json: bool) -> anyhow::Result<Option<ExitCode>> {
             model
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .and_then(|n| n.get(..n.len().checked_sub(20)?).map(|s| format!("{s}.gguf")))
+                .and_then(|n| {
+                    n.get(..n.len().checked_sub(20)?)
+                        .map(|s| format!("{s}.gguf"))
+                })
                 .unwrap_or_default(),
         ),
         0,
@@ -62,7 +65,11 @@ fn later_split(model: &Path, json: bool) -> anyhow::Result<Option<ExitCode>> {
             convert::units::bytes(f.len())
         )?;
         for (k, (n, b)) in &by_type {
-            writeln!(out, "  {k:<6} {n:>6} tensors {:>12}", convert::units::bytes(*b))?;
+            writeln!(
+                out,
+                "  {k:<6} {n:>6} tensors {:>12}",
+                convert::units::bytes(*b)
+            )?;
         }
     }
     Ok(Some(ExitCode::SUCCESS))

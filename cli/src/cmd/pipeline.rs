@@ -131,8 +131,8 @@ pub fn check(out: &Path, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
     not_a_directory(out, "check")?;
     crate::signals::stops_cleanly("nothing was changed");
     let progress = Reporter::new(quiet || json);
-    let states =
-        pipeline::check_with(out, &progress).with_context(|| format!("cannot check {}", out.display()))?;
+    let states = pipeline::check_with(out, &progress)
+        .with_context(|| format!("cannot check {}", out.display()))?;
     let bad = states.iter().filter(|(_, s)| *s != FileState::Ok).count();
     let word = |s: &FileState| match s {
         FileState::Ok => ("OK", ""),
@@ -216,9 +216,9 @@ pub fn this_binary() -> String {
         std::env::split_paths(&paths).any(|d| {
             let c = d.join("oss-forge");
             c.is_file()
-                && me
-                    .as_ref()
-                    .is_some_and(|m| std::fs::canonicalize(&c).ok() == std::fs::canonicalize(m).ok())
+                && me.as_ref().is_some_and(|m| {
+                    std::fs::canonicalize(&c).ok() == std::fs::canonicalize(m).ok()
+                })
         })
     });
     if on_path {

@@ -525,6 +525,8 @@ pub fn convert(
         .map_err(|e| crate::space::name_full_disk(e, &final_path, &path, file_sizes[si]))?;
     }
     progress.end();
+    // A stop asked for during the last tensor: the output is not published.
+    crate::cancel::check(out)?;
     let mut outputs = Vec::new();
     for s in staged {
         outputs.push(s.commit()?);

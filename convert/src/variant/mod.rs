@@ -97,9 +97,10 @@ impl Variant {
             .map(|v| (edit_distance(&t, &v.name().replace('_', "-")), v))
             .min_by_key(|(d, _)| *d)
             .filter(|(d, _)| *d <= 3.max(t.len() / 3));
-        let hint = match (best, OUTTYPES.iter().find(|(o, _)| *o == t)) {
+        let lower = s.trim().to_ascii_lowercase();
+        let hint = match (best, OUTTYPES.iter().find(|(o, _)| *o == lower)) {
             (_, Some(_)) => format!(
-                " (`{t}` is a llama.cpp --outtype: pass `--outtype {t}`, or name a variant)"
+                ": `{lower}` is a llama.cpp --outtype (convert takes `--outtype {lower}`; name a variant here)"
             ),
             (Some((_, v)), None) => format!(": did you mean `{v}`?"),
             (None, None) => String::new(),
@@ -142,7 +143,9 @@ impl Variant {
                 }
             )
         } else {
-            format!("--outtype {t} is `{v}` (the source has no MXFP4 experts: every weight becomes {t})")
+            format!(
+                "--outtype {t} is `{v}` (the source has no MXFP4 experts: every weight becomes {t})"
+            )
         };
         Ok((v, note))
     }
@@ -566,8 +569,15 @@ mod tests {
         assert!(e.contains("did you mean `safetensors-int8`?"), "{e}");
         let e = Variant::parse_or_suggest("q8_0").unwrap_err();
         assert!(e.contains("--outtype q8_0"), "{e}");
-        assert!(!Variant::parse_or_suggest("zzzzzzzzzzzzz").unwrap_err().contains("did you mean"));
-        assert_eq!(Variant::parse_or_suggest("gguf-q8_0"), Ok(Variant::GgufQ8_0));
+        assert!(
+            !Variant::parse_or_suggest("zzzzzzzzzzzzz")
+                .unwrap_err()
+                .contains("did you mean")
+        );
+        assert_eq!(
+            Variant::parse_or_suggest("gguf-q8_0"),
+            Ok(Variant::GgufQ8_0)
+        );
         let v = |t, mx| Variant::from_llamacpp_outtype(t, mx).unwrap().0;
         assert_eq!(v("auto", true), Variant::GgufMxfp4);
         assert_eq!(v("bf16", true), Variant::GgufMxfp4);
@@ -576,7 +586,10 @@ mod tests {
         assert_eq!(v("f16", false), Variant::GgufF16);
         assert_eq!(v("auto", false), Variant::GgufBf16);
         let (_, note) = Variant::from_llamacpp_outtype("f16", true).unwrap();
-        assert!(note.contains("gguf-mxfp4-f16") && note.contains("dequantizes"), "{note}");
+        assert!(
+            note.contains("gguf-mxfp4-f16") && note.contains("dequantizes"),
+            "{note}"
+        );
         assert!(Variant::from_llamacpp_outtype("f32", true).is_err());
     }
 

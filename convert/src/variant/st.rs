@@ -141,6 +141,8 @@ pub fn convert(
         &dir,
     )
     .map_err(|e| crate::space::name_full_disk(e, out, &dir, needed))?;
+    // A stop asked for during the last tensor: the output is not published.
+    crate::cancel::check(out)?;
     let final_dir = staged.commit()?;
     report.outputs = files.iter().map(|f| final_dir.join(f)).collect();
     report.bytes = bytes;
