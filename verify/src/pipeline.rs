@@ -284,7 +284,8 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Veri
 }
 
 /// Files under `dir` as paths relative to `root` with `/` separators, sorted; hidden entries
-/// (temporaries such as `.x.partial-<pid>`) only when `hidden`.
+/// only when `hidden`, and then a temporary (`.x.partial-<pid>`, a file or a directory, empty
+/// or not) as one entry.
 fn walk_files(
     root: &Path,
     dir: &Path,
@@ -301,9 +302,12 @@ fn walk_files(
         {
             continue;
         }
-        if p.is_dir() {
+        let temporary = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(".partial-"));
+        if p.is_dir() && !(hidden && temporary) {
             walk_files(root, &p, hidden, out)?;
-        } else if p.is_file() {
+        } else if p.is_file() || (hidden && temporary) {
             let rel = p
                 .strip_prefix(root)
                 .unwrap_or(&p)
@@ -391,9 +395,11 @@ struct CardFacts<'a> {
     cfg: &'a reference::Config,
 }
 
-/// Writes (or keeps) the card of `v` and returns its entry. An existing card whose hash is
-/// not `recorded` was edited by someone: it is kept as it is. Otherwise it is written from the
-/// facts (so a new `--name` or `--base-model` reaches it).
+/// Writes (or keeps) the card of `v` and returns its entry. For a variant kept from an
+/// earlier run (`recorded`: the card's entry then), an existing card whose hash is not the
+/// recorded one was edited by someone: it is kept as it is. Otherwise (and always for a
+/// variant just converted, `recorded` `None`, whose writer may have left a card of its own)
+/// it is written from the facts, so a new `--name` or `--base-model` reaches it.
 #[allow(clippy::too_many_arguments)]
 fn write_card(
     out: &Path,
@@ -408,9 +414,11 @@ fn write_card(
 ) -> Result<FileEntry, VerifyError> {
     let rel = card_rel(v.name());
     let path = out.join(&rel);
-    if path.is_file() {
+    if let Some(recorded) = recorded
+        && path.is_file()
+    {
         let now = file_entry(out, &rel)?;
-        if recorded.is_none_or(|r| r.sha256 != now.sha256) {
+        if recorded.sha256 != now.sha256 {
             log(&format!("{v}: keeping the edited model card {rel}"));
             return Ok(now);
         }
