@@ -30,11 +30,7 @@ pub fn lock_path(output: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".into());
-    let parent = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    parent.join(format!(".{name}.lock"))
+    output.with_file_name(format!(".{name}.lock"))
 }
 
 impl OutputLock {
