@@ -898,6 +898,18 @@ pub fn merge(
         ));
     };
     std::fs::create_dir_all(out).map_err(|e| convert::ConvertError::io(out, e))?;
+    // Files known to match their hash: those of the parts just checked, as they land in OUT.
+    let mut known: std::collections::HashSet<String> = Default::default();
+    for (variant, part) in &sources {
+        if convert::output::absolute(part) == out_abs {
+            let entry = manifest.variants.iter().find(|e| e.variant == *variant);
+            known.extend(
+                entry
+                    .into_iter()
+                    .flat_map(|e| e.files.iter().map(|f| f.path.clone())),
+            );
+        }
+    }
     for (variant, part) in &sources {
         if convert::output::absolute(part) == out_abs {
             continue;
@@ -921,15 +933,23 @@ pub fn merge(
                 std::fs::create_dir_all(parent)
                     .map_err(|e| convert::ConvertError::io(parent, e))?;
             }
+            // A hard link is the file just checked; a copy is hashed as it lands.
             if std::fs::hard_link(&from, &to).is_err() {
                 std::fs::copy(&from, &to).map_err(|e| convert::ConvertError::io(&to, e))?;
+                if sha256_file_with(&to, progress)? != f.sha256 {
+                    return Err(fail(
+                        &to,
+                        format!("the copy of {} differs from it", from.display()),
+                    ));
+                }
             }
+            known.insert(f.path.clone());
             convert::cancel::check(out)?;
         }
         staged.commit()?;
     }
     publish(out, &mut manifest)?;
-    let bad: Vec<String> = check_with(out, progress)?
+    let bad: Vec<String> = check_trusting(out, progress, &known)?
         .into_iter()
         .filter(|(_, s)| *s != FileState::Ok)
         .map(|(p, s)| format!("{p} ({})", format!("{s:?}").to_lowercase()))
@@ -982,6 +1002,17 @@ pub fn check_with(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<Vec<(String, FileState)>, VerifyError> {
+    check_trusting(out, progress, &std::collections::HashSet::new())
+}
+
+/// [`check_with`], taking the files of `known` (paths relative to `out`) as matching their
+/// hash when they exist with the listed size: files `merge` has just verified (hard links to
+/// checked files, copies hashed as they were made), so a merge does not read every byte twice.
+fn check_trusting(
+    out: &Path,
+    progress: &dyn Progress,
+    known: &std::collections::HashSet<String>,
+) -> Result<Vec<(String, FileState)>, VerifyError> {
     let sums_path = out.join(SUMS);
     let text = std::fs::read_to_string(&sums_path)
         .map_err(|e| convert::ConvertError::io(&sums_path, e))?;
@@ -1014,12 +1045,14 @@ pub fn check_with(
     }
     // The manifest's own record of each variant file, when present.
     let mut manifest_hashes: Vec<(String, String)> = Vec::new();
+    let mut sizes: std::collections::HashMap<String, u64> = Default::default();
     let mpath = out.join(MANIFEST);
     if mpath.exists() {
         let m = Manifest::read(out).ok_or_else(|| {
             convert::ConvertError::format(&mpath, "not a manifest this tool wrote (invalid JSON)")
         })?;
         for f in m.variants.into_iter().flat_map(|e| e.files).chain(m.readme) {
+            sizes.insert(f.path.clone(), f.bytes);
             manifest_hashes.push((f.path, f.sha256));
         }
         for (p, _) in &manifest_hashes {
@@ -1045,6 +1078,13 @@ pub fn check_with(
                 FileState::Missing
             } else if h.is_empty() || in_manifest.is_some_and(|m| m != h) {
                 FileState::Inconsistent
+            } else if known.contains(p) {
+                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+                if sizes.get(p).is_some_and(|&b| b == size) {
+                    FileState::Ok
+                } else {
+                    FileState::Changed
+                }
             } else {
                 match sha256_file_with(&path, progress) {
                     Ok(x) if x == *h => FileState::Ok,

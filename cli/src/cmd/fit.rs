@@ -18,6 +18,8 @@ struct Subject {
     given_bytes: Option<u64>,
     /// The variant the model given is, when its tensor bytes and storage say so.
     given_variant: Option<Variant>,
+    /// The model given is a release-layout checkpoint.
+    release: bool,
     manifest: Option<(PathBuf, Manifest)>,
 }
 
@@ -54,14 +56,17 @@ fn subject(model: Option<&Path>, preset: Option<&str>) -> anyhow::Result<Subject
                     label: format!("{} ({})", m.display(), man.source.name),
                     given_bytes: None,
                     given_variant: None,
+                    release: false,
                     manifest: Some((m.to_path_buf(), man)),
                 });
             }
             let opened = convert::AnyModel::open(m)?;
             let cfg = opened.source().config().clone();
             let bytes = opened.tensor_bytes();
+            let release = matches!(&opened, convert::AnyModel::Safetensors(c) if c.layout() == convert::Layout::Release);
             Ok(Subject {
                 given_variant: identify(&opened, &cfg, bytes),
+                release,
                 cfg,
                 label: m.display().to_string(),
                 given_bytes: Some(bytes),
@@ -75,6 +80,7 @@ fn subject(model: Option<&Path>, preset: Option<&str>) -> anyhow::Result<Subject
                 label: format!("gpt-oss-{p}"),
                 given_bytes: None,
                 given_variant: None,
+                release: false,
                 manifest: None,
             })
         }
@@ -118,9 +124,12 @@ pub fn run(
     };
     let rows = fit::fit_rows(cfg, context);
     // The row of the file given: the variant whose planned tensor bytes are the file's.
-    let given_row = s
-        .given_variant
-        .and_then(|v| rows.iter().position(|r| r.variant == v.name()));
+    // (The release checkpoint itself is the first row.)
+    let given_row = match (s.given_variant, s.given_bytes) {
+        (Some(v), _) => rows.iter().position(|r| r.variant == v.name()),
+        (None, Some(b)) if s.release && b == rows[0].weights => Some(0),
+        _ => None,
+    };
     let mut warnings = Vec::new();
     if gpu_mem.unitless {
         warnings.push(format!(
