@@ -5,18 +5,23 @@
 //! | HF release (`model.layers.N.*`) | MXFP4 views with a row step (gate = even rows) |
 //! | OpenAI `original/` (`block.N.*`, fused qkv) | the same MXFP4 views |
 //! | dense (transformers' dequantized, written by `safetensors-bf16`/`-fp16`) | strided views of `gate_up_proj [E, H, 2I]` / `down_proj [E, I, H]` |
+//! | dense under MXFP4 names (transformers 5.23's `save_pretrained` after dequantizing) | the same views of `gate_up_proj_blocks` / `down_proj_blocks` |
+//! | per-expert dense (llm-compressor's linearized experts) | each expert's `gate_proj`/`up_proj`/`down_proj.weight [out, in]` as it is |
 //! | int8 (compressed-tensors, written by `safetensors-int8`) | int8 group views of each expert's `weight_packed` + `weight_scale` |
+//!
+//! Every float tensor may be BF16, F16 or F32 (the file's dtype counts, as in transformers) and
+//! is decoded exactly.
 //!
 //! Opening validates everything before any weight is used: the config; the index (every listed
 //! shard present, every tensor where the index says, no tensor in two shards, no tensor outside
-//! the index); and the tensor set (every tensor the config implies present with the expected
-//! dtype and shape, nothing else). Tensors are memory-mapped and viewed in place: nothing is
-//! copied.
+//! the index); the layout (from the config and the expert tensors, [`Layout::detect`]); and the
+//! tensor set (every tensor the config implies present with an accepted dtype and the expected
+//! shape, nothing else). Tensors are memory-mapped and viewed in place: nothing is copied.
 
 use crate::error::{ConvertError, Result};
 use crate::names::{self, Expect, Layout, Role};
-use crate::safetensors::{SafetensorsFile, TensorInfo};
-use reference::{Config, DenseType, Encoding, MatRef, WeightId};
+use crate::safetensors::{Dtype, SafetensorsFile, TensorInfo};
+use reference::{Config, ConfigNote, DenseType, Encoding, MatRef, WeightId};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +38,8 @@ pub struct Checkpoint {
     files: Vec<SafetensorsFile>,
     names: BTreeMap<String, (usize, usize)>,
     index_total_size: Option<u64>,
+    layout_notes: Vec<String>,
+    config_notes: Vec<ConfigNote>,
 }
 
 /// Reads and parses a JSON file, naming it in errors.
@@ -44,6 +51,11 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
 
 /// Reads a model directory's `config.json` into a [`Config`] and the raw JSON.
 pub fn read_config(dir: &Path) -> Result<(Config, Value)> {
+    read_config_noted(dir).map(|(c, v, _)| (c, v))
+}
+
+/// [`read_config`], with how each key the file leaves to transformers was read.
+pub fn read_config_noted(dir: &Path) -> Result<(Config, Value, Vec<ConfigNote>)> {
     let path = dir.join("config.json");
     if !path.is_file() {
         return Err(ConvertError::format(
@@ -52,18 +64,22 @@ pub fn read_config(dir: &Path) -> Result<(Config, Value)> {
         ));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| ConvertError::io(&path, e))?;
-    let config = Config::from_json_str(&text).map_err(|e| ConvertError::config(&path, e))?;
+    let (config, notes) =
+        Config::from_json_str_noted(&text).map_err(|e| ConvertError::config(&path, e))?;
     let json = serde_json::from_str(&text).expect("parsed above");
-    Ok((config, json))
+    Ok((config, json, notes))
 }
 
 impl Checkpoint {
     /// Opens and validates the model in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Checkpoint> {
         let dir = dir.as_ref().to_path_buf();
-        let (config, config_json) = read_config(&dir)?;
-        let layout = Layout::detect(&dir, &config_json)?;
+        let (config, config_json, config_notes) = read_config_noted(&dir)?;
+        // Everything wrong with config.json is reported before the shards are opened.
+        Layout::declared(&dir, &config_json)?;
         let (files, names, index_total_size) = open_files(&dir)?;
+        let probe = |name: &str| names.get(name).map(|&(f, t)| &files[f].tensors()[t]);
+        let (layout, layout_notes) = Layout::detect(&dir, &config_json, probe)?;
         let ckpt = Checkpoint {
             dir,
             layout,
@@ -72,6 +88,8 @@ impl Checkpoint {
             files,
             names,
             index_total_size,
+            layout_notes,
+            config_notes,
         };
         ckpt.check_tensors()?;
         Ok(ckpt)
@@ -90,6 +108,69 @@ impl Checkpoint {
     /// The raw `config.json`.
     pub fn config_json(&self) -> &Value {
         &self.config_json
+    }
+
+    /// What a user should know about how the layout was decided: a config that disagrees with
+    /// the tensors, a directory transformers itself cannot load.
+    pub fn layout_notes(&self) -> &[String] {
+        &self.layout_notes
+    }
+
+    /// How each key `config.json` leaves to transformers was read (defaults, derived values,
+    /// ignored keys).
+    pub fn config_notes(&self) -> &[ConfigNote] {
+        &self.config_notes
+    }
+
+    /// Per tensor group ([`names::GROUPS`]), the dtypes this checkpoint stores it in, in group
+    /// order: what `inspect` shows to explain how the file is read.
+    pub fn dtype_groups(&self) -> Vec<(&'static str, Vec<Dtype>)> {
+        let mut groups: BTreeMap<usize, Vec<Dtype>> = BTreeMap::new();
+        for e in names::expected(self.layout, &self.config) {
+            let Some((_, info)) = self.tensor(&e.name) else {
+                continue;
+            };
+            let k = names::GROUPS
+                .iter()
+                .position(|g| *g == e.group())
+                .expect("group() returns one of GROUPS");
+            let d = groups.entry(k).or_default();
+            if !d.contains(&info.dtype) {
+                d.push(info.dtype);
+                d.sort();
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(k, d)| (names::GROUPS[k], d))
+            .collect()
+    }
+
+    /// Config keys filled with a transformers default that decide tensor shapes, for messages
+    /// about a tensor the defaults do not fit.
+    fn shape_defaults(&self) -> String {
+        const SHAPE_KEYS: [&str; 9] = [
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "num_local_experts",
+            "num_experts",
+        ];
+        let notes: Vec<String> = self
+            .config_notes
+            .iter()
+            .filter(|n| SHAPE_KEYS.contains(&n.key.as_str()))
+            .map(|n| n.to_string())
+            .collect();
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; config.json: {}", notes.join(", "))
+        }
     }
 
     /// The shard files, in name order.
@@ -129,17 +210,35 @@ impl Checkpoint {
                 return Err(ConvertError::MissingTensor {
                     path: self.dir.clone(),
                     tensor: e.name.clone(),
-                    expected: e.describe(),
+                    expected: format!(
+                        "{} in a {} checkpoint{}",
+                        e.describe(),
+                        self.layout.name(),
+                        self.shape_defaults()
+                    ),
                 });
             };
-            if !e.dtypes.contains(&info.dtype) || info.shape != e.shape {
+            if info.shape != e.shape {
                 return Err(ConvertError::tensor(
                     file.path(),
                     &e.name,
                     format!(
-                        "is {}, the config implies {}",
+                        "is {}, the config implies {}{}",
                         info.describe(),
-                        e.describe()
+                        e.describe(),
+                        self.shape_defaults()
+                    ),
+                ));
+            }
+            if !e.dtypes.contains(&info.dtype) {
+                return Err(ConvertError::tensor(
+                    file.path(),
+                    &e.name,
+                    format!(
+                        "is {}; a {} checkpoint stores it as {}",
+                        info.describe(),
+                        self.layout.name(),
+                        Dtype::alternatives(e.dtypes)
                     ),
                 ));
             }
@@ -169,9 +268,10 @@ impl Checkpoint {
                     path: self.files[f].path().to_path_buf(),
                     tensor: name.clone(),
                     detail: format!(
-                        "not part of a {}-layer {} checkpoint",
+                        "not part of a {}-layer {} checkpoint{}",
                         self.config.num_hidden_layers,
-                        self.layout.name()
+                        self.layout.name(),
+                        self.shape_defaults()
                     ),
                 });
             }
@@ -315,16 +415,16 @@ impl Checkpoint {
         match id {
             // transformers' input-major fused experts: gate_up_proj[e][c][2j (+1)] is gate (up)
             // unit j for input c, down_proj[e][c][h] is output h for input c.
-            Gate(l, e) | Up(l, e) if self.layout == Layout::Dense => {
+            Gate(l, e) | Up(l, e) if self.layout.fused_dense() => {
                 let first = if matches!(id, Gate(..)) { 0 } else { 1 };
                 self.dense_strided(&n.gate_up_fused(l), e * h * 2 * i + first, i, h, (2, 2 * i))
             }
-            Down(l, e) if self.layout == Layout::Dense => {
+            Down(l, e) if self.layout.fused_dense() => {
                 self.dense_strided(&n.down_fused(l), e * i * h, h, i, (1, h))
             }
-            // compressed-tensors: one bias per expert module.
-            GateBias(..) | UpBias(..) | DownBias(..)
-                if matches!(self.layout, Layout::Int8 { .. }) =>
+            // One module per expert: its weight `[out, in]` (dense per-expert) or bias as stored.
+            Gate(..) | Up(..) | Down(..) | GateBias(..) | UpBias(..) | DownBias(..)
+                if self.layout.per_expert_modules() =>
             {
                 let (rows, cols) = id.shape(cfg);
                 self.dense_rows(&n.plain(id), 0, rows, cols)
@@ -699,7 +799,7 @@ mod tests {
         d.shard("a.safetensors", &["x"]);
         let e = d.err();
         assert!(
-            e.contains("missing tensor `model.embed_tokens.weight` (expected BF16["),
+            e.contains("missing tensor `model.embed_tokens.weight` (expected BF16|F16|F32["),
             "{e}"
         );
     }
@@ -710,7 +810,9 @@ mod tests {
         d.shard("a.safetensors", &["model.embed_tokens.weight"]);
         let e = d.err();
         assert!(
-            e.contains("tensor `model.embed_tokens.weight`: is U8[1], the config implies BF16["),
+            e.contains(
+                "tensor `model.embed_tokens.weight`: is U8[1], the config implies BF16|F16|F32["
+            ),
             "{e}"
         );
     }

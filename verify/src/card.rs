@@ -62,6 +62,26 @@ pub fn storage(v: Variant) -> (String, String, String) {
     (experts, dense, vectors)
 }
 
+/// Who can load a variant, where that is not obvious from its format.
+fn loaders(v: Variant) -> Option<&'static str> {
+    match v {
+        Variant::SafetensorsInt8 => Some(
+            "## Who can load this\n\n\
+             | runtime | loads it? |\n|---|---|\n\
+             | llm-compressor's MoE path (`llmcompressor.modeling.gpt_oss.convert_model_for_quantization_gptoss` on a \
+             transformers `GptOssForCausalLM`, then compressed-tensors' decompression) | yes, exactly |\n\
+             | stock transformers `from_pretrained` | **no**: the per-expert tensors are reported unexpected and the fused \
+             experts missing, and the model runs with **randomly initialized experts**, with only a warning |\n\
+             | vLLM, SGLang | **no**: their gpt-oss loaders map only the fused and the MXFP4 expert names and skip the \
+             rest without an error |\n\
+             | llama.cpp, ollama, LM Studio | no (GGUF only) |\n\n\
+             For int8 on a real runtime use `gguf-q8_0` or `gguf-mxfp4-q8_0` (llama.cpp, ollama, LM Studio) or the MLX \
+             8-bit variant.\n\n",
+        ),
+        _ => None,
+    }
+}
+
 fn tags(v: Variant) -> Vec<&'static str> {
     let mut t = vec!["gpt-oss", "oss-forge", "verified"];
     if v.is_gguf() {
@@ -137,6 +157,9 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     }
     for w in c.warnings {
         s.push_str(&format!("> **Warning:** {w}\n\n"));
+    }
+    if let Some(who) = loaders(v) {
+        s.push_str(who);
     }
     s.push_str("## Verification\n\n");
     let ver = c.verification;

@@ -54,7 +54,7 @@ pub fn render(outcome: &PipelineOutcome) -> String {
 pub struct Args<'a> {
     pub model: &'a Path,
     pub out: &'a Path,
-    pub variants: Option<Vec<Variant>>,
+    pub variants: Option<Vec<String>>,
     pub prompts: Option<&'a Path>,
     pub tolerance: verify::Tolerance,
     pub convert: ConvertOptions,
@@ -65,7 +65,14 @@ pub struct Args<'a> {
 
 /// Runs the pipeline and prints its table; returns the outcome.
 pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
-    let mut variants = a.variants.clone().unwrap_or_else(|| Variant::ALL.to_vec());
+    let mut variants = match &a.variants {
+        None => Variant::defaults(),
+        Some(list) if list.iter().any(|n| n == "all") => Variant::ALL.to_vec(),
+        Some(list) => list
+            .iter()
+            .map(|n| Variant::parse_or_suggest(n).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    };
     variants.dedup();
     not_a_directory(a.out, "pipeline -o")?;
     crate::signals::stops_cleanly(format!(

@@ -43,10 +43,15 @@ pub fn file_type_name(ft: u64) -> String {
     match ft {
         0 => "ALL_F32".into(),
         1 => "MOSTLY_F16".into(),
-        7 => "MOSTLY_Q8_0".into(),
         32 => "MOSTLY_BF16".into(),
         38 => "MXFP4_MOE".into(),
-        other => format!("file_type {other}"),
+        other => match crate::variant::Preset::ALL
+            .into_iter()
+            .find(|p| p.file_type() as u64 == other)
+        {
+            Some(p) => format!("MOSTLY_{}", p.name()),
+            None => format!("file_type {other}"),
+        },
     }
 }
 

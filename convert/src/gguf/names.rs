@@ -302,6 +302,7 @@ impl Content {
     /// The GGUF tensors made from the release tensor `name` (`model.layers.3.mlp.experts.
     /// gate_up_proj_scales` → gate then up expert weights of layer 3), in the order llama.cpp
     /// emits them; none for `*_blocks` (the weights hang on `*_scales`) and unknown names.
+    /// transformers' dense experts (`gate_up_proj`, `down_proj`) give the same tensors.
     pub fn from_release(name: &str) -> Vec<Content> {
         use WeightId::*;
         let single = |id| vec![Content::Single(id)];
@@ -320,8 +321,10 @@ impl Content {
         };
         let (w, b) = (Content::ExpertWeights, Content::ExpertBiases);
         match tail {
-            "mlp.experts.gate_up_proj_scales" => vec![w(Proj::Gate, l), w(Proj::Up, l)],
-            "mlp.experts.down_proj_scales" => vec![w(Proj::Down, l)],
+            "mlp.experts.gate_up_proj_scales" | "mlp.experts.gate_up_proj" => {
+                vec![w(Proj::Gate, l), w(Proj::Up, l)]
+            }
+            "mlp.experts.down_proj_scales" | "mlp.experts.down_proj" => vec![w(Proj::Down, l)],
             "mlp.experts.gate_up_proj_bias" => vec![b(Proj::Gate, l), b(Proj::Up, l)],
             "mlp.experts.down_proj_bias" => vec![b(Proj::Down, l)],
             "input_layernorm.weight" => single(AttnNorm(l)),
@@ -342,17 +345,18 @@ impl Content {
     }
 }
 
-/// The GGUF tensors of a source whose release tensors are walked in `order`, in the order
-/// llama.cpp's converter writes them: two walks over `order`, the first emitting the expert
-/// weights, the second everything else (llama.cpp `conversion/gpt_oss.py`:
-/// `GptOssModel.generate_extra_tensors` writes the MXFP4 experts first, then `modify_tensors`
-/// the rest).
+/// The GGUF tensors of a source whose tensors are walked in `order`, in the order llama.cpp's
+/// converter writes them (llama.cpp `conversion/gpt_oss.py`): the MXFP4 experts (named by their
+/// `*_scales`) first, as `GptOssModel.generate_extra_tensors` writes them, then everything else
+/// in walk order as `modify_tensors` does, dense experts (`gate_up_proj`, `down_proj`) included.
 pub fn llamacpp_order(order: &[String]) -> Vec<Content> {
-    let experts = |c: &Content| matches!(c, Content::ExpertWeights(..));
-    let all: Vec<Vec<Content>> = order.iter().map(|n| Content::from_release(n)).collect();
-    let first = all.iter().flatten().filter(|c| experts(c));
-    let rest = all.iter().flatten().filter(|c| !experts(c));
-    first.chain(rest).copied().collect()
+    let (extra, rest): (Vec<&String>, Vec<&String>) =
+        order.iter().partition(|n| n.ends_with("_scales"));
+    extra
+        .into_iter()
+        .chain(rest)
+        .flat_map(|n| Content::from_release(n))
+        .collect()
 }
 
 /// Every tensor a gpt-oss GGUF of `cfg` holds: globals, then each layer's.

@@ -142,11 +142,17 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<TensorInfo>, BTreeMap<Str
     let mut tensors = Vec::with_capacity(entries.len());
     for (name, entry) in &entries {
         if name == "__metadata__" {
-            let Value::Object(m) = entry else {
-                return Err(header_error(
-                    path,
-                    "`__metadata__` is not an object of strings",
-                ));
+            // The safetensors crate reads it as `Option<HashMap<String, String>>`: null is no
+            // metadata (`hunt/shard-metadata-null`; safetensors and transformers read it).
+            let m = match entry {
+                Value::Object(m) => m,
+                Value::Null => continue,
+                _ => {
+                    return Err(header_error(
+                        path,
+                        "`__metadata__` is neither null nor an object of strings",
+                    ));
+                }
             };
             for (k, v) in m {
                 let Value::String(s) = v else {
@@ -296,6 +302,21 @@ mod tests {
         assert_eq!(m["format"], "pt");
     }
 
+    /// The safetensors crate deserializes `__metadata__` as an `Option`: null is no metadata.
+    #[test]
+    fn null_metadata_is_no_metadata() {
+        let h = r#"{"__metadata__":null,"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#;
+        let (t, m) = parse(Path::new("x"), &file(h, 4)).unwrap();
+        assert_eq!((t.len(), m.len()), (1, 0));
+        let e = err(&file(r#"{"__metadata__":[1]}"#, 0));
+        assert!(
+            e.contains("`__metadata__` is neither null nor an object"),
+            "{e}"
+        );
+        let e = err(&file(r#"{"__metadata__":{"format":null}}"#, 0));
+        assert!(e.contains("`__metadata__.format` is not a string"), "{e}");
+    }
+
     /// The error for a file with header `h` and `n` data bytes.
     fn t(h: &str, n: usize) -> String {
         err(&file(h, n))
@@ -337,7 +358,8 @@ mod tests {
     #[test]
     fn metadata_not_strings() {
         assert!(
-            t(r#"{"__metadata__":[]}"#, 0).contains("`__metadata__` is not an object of strings")
+            t(r#"{"__metadata__":[]}"#, 0)
+                .contains("`__metadata__` is neither null nor an object of strings")
         );
         assert!(
             t(r#"{"__metadata__":{"format":1}}"#, 0)

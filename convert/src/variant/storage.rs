@@ -12,13 +12,15 @@
 //! | `gguf-bf16` | GGUF | BF16 | BF16 | BF16 | F32 | F32 | 32 (`MOSTLY_BF16`) |
 //! | `safetensors-bf16` | transformers dense | BF16 | BF16 | BF16 | BF16 | BF16 | |
 //! | `safetensors-fp16` | transformers dense | F16 | F16 | F16 | F16 | F16 | |
-//! | `safetensors-int8` | compressed-tensors | int8, group 32 | BF16 | BF16 (int8 per channel with `--int8-dense`) | BF16 | BF16 | |
+//! | `safetensors-int8` | compressed-tensors | int8, group 32 | BF16 | BF16 (int8 per channel with `--int8-dense`) | BF16 | BF16 | (not in `pipeline`'s default set) |
+//!
+//! | `gguf-<preset>` (`gguf-q4_k_m`, ...) | GGUF | MXFP4 kept (the preset's types from a dense source) | llama-quantize's preset | the preset | F32 | F32 | the preset's `LLAMA_FTYPE` |
 //!
 //! The GGUF rows are what llama.cpp's `convert_hf_to_gguf.py` writes for `--outtype auto`,
 //! `f16` and `q8_0` (the `gguf-mxfp4*` rows) and for a dequantized source (`gguf-q8_0`,
 //! `gguf-f16`, `gguf-bf16`); `general.file_type` values are gguf-py's `LlamaFileType`.
 
-use super::{ConvertOptions, Variant};
+use super::{ConvertOptions, Preset, Variant};
 use crate::names::{INT8_GROUP, Layout};
 use quant::Codec;
 
@@ -43,6 +45,9 @@ pub enum Store {
         /// Inputs per scale, or the whole row.
         group: Option<usize>,
     },
+    /// The per-tensor types llama-quantize's preset chooses ([`Preset`],
+    /// `variant::preset::plan_types`).
+    Preset(Preset),
 }
 
 impl Store {
@@ -55,6 +60,8 @@ impl Store {
                 let g = group.map_or(cols, |g| g as u64);
                 (g > 0 && cols.is_multiple_of(g)).then(|| rows * cols + rows * (cols / g) * 2)
             }
+            // Depends on the tensor's name and place: `tensor_bytes` plans the whole file.
+            Store::Preset(_) => None,
         }
     }
 
@@ -66,6 +73,11 @@ impl Store {
             Store::Codec(c) => c.name().into(),
             Store::Int8 { group: Some(g) } => format!("int8, symmetric, BF16 scale per {g}"),
             Store::Int8 { group: None } => "int8, symmetric, BF16 scale per output channel".into(),
+            Store::Preset(p) => format!(
+                "llama-quantize's {} mixture ({} by default; per-tensor types in the manifest)",
+                p.name(),
+                p.default_codec()
+            ),
         }
     }
 }
@@ -89,6 +101,12 @@ pub struct Storage {
     pub file_type: Option<u32>,
     /// What a pipeline puts after the model name in a GGUF file name (`NAME-MXFP4.gguf`).
     pub file_suffix: &'static str,
+    /// In `pipeline`'s default set (`--variants all` gives every variant). Off for variants that
+    /// no common runtime loads as written (`safetensors-int8`: `docs/formats.md`) and for the
+    /// GGUF presets (name them).
+    pub default: bool,
+    /// For the GGUF presets: llama-quantize's preset, whose rules choose each tensor's type.
+    pub preset: Option<Preset>,
 }
 
 impl Storage {
@@ -108,6 +126,8 @@ impl Storage {
             vectors: Codec::F32,
             file_type: Some(file_type),
             file_suffix,
+            default: true,
+            preset: None,
         }
     }
 
@@ -122,6 +142,8 @@ impl Storage {
             vectors: float,
             file_type: None,
             file_suffix: "",
+            default: true,
+            preset: None,
         }
     }
 
@@ -130,6 +152,21 @@ impl Storage {
         use crate::gguf::meta::file_type as ft;
         use Codec::*;
         match variant {
+            Variant::GgufPreset(p) => Storage {
+                // From an MXFP4 source the experts stay MXFP4 (llama-quantize's
+                // `--tensor-type ffn_*_exps=mxfp4`); from a dense source, or with
+                // `--requantize-experts`, they follow the preset.
+                experts: if opts.requantize_experts {
+                    Store::Preset(p)
+                } else {
+                    Store::Codec(MXFP4)
+                },
+                embedding: Store::Preset(p),
+                dense: Store::Preset(p),
+                default: false,
+                preset: Some(p),
+                ..Storage::gguf(MXFP4, F32, p.file_type(), p.name())
+            },
             Variant::GgufMxfp4 => Storage::gguf(MXFP4, BF16, ft::MOSTLY_MXFP4_MOE, "MXFP4"),
             Variant::GgufMxfp4F16 => Storage::gguf(MXFP4, F16, ft::MOSTLY_MXFP4_MOE, "MXFP4-F16"),
             Variant::GgufMxfp4Q8_0 => Storage::gguf(MXFP4, Q8_0, ft::MOSTLY_Q8_0, "MXFP4-Q8_0"),
@@ -152,7 +189,12 @@ impl Storage {
                 let experts = Store::Int8 {
                     group: Some(INT8_GROUP),
                 };
-                Storage::safetensors(Layout::Int8 { dense_int8 }, experts, dense, BF16)
+                Storage {
+                    // Stock transformers and vLLM load it with random experts (only a warning):
+                    // available by name, never published by default.
+                    default: false,
+                    ..Storage::safetensors(Layout::Int8 { dense_int8 }, experts, dense, BF16)
+                }
             }
         }
     }
@@ -183,6 +225,17 @@ mod tests {
             assert_eq!(s.is_gguf(), v.name().starts_with("gguf-"), "{v}");
             assert_eq!(s.file_type.is_some(), s.is_gguf(), "{v}");
             assert_eq!(s.file_suffix.is_empty(), !s.is_gguf(), "{v}");
+            assert_eq!(
+                s.preset.is_some(),
+                matches!(v, Variant::GgufPreset(_)),
+                "{v}"
+            );
+            if s.is_gguf() && s.preset.is_none() {
+                // The converter-style GGUF planner needs one codec per class.
+                for store in [s.experts, s.embedding, s.dense, s.router] {
+                    assert!(matches!(store, Store::Codec(_)), "{v}: {store:?}");
+                }
+            }
         }
         let dense = ConvertOptions {
             int8_dense: true,
