@@ -241,7 +241,8 @@ pub fn runtime(v: Variant) -> &'static str {
 
 /// The best variant for `runtime` that fits `memory` at `context`: among those that fit,
 /// passed before failed, lossless (verified, else exact by design) before lossy, lower mean
-/// KLD first, then the smaller total. `quality` gives a verification when there is one.
+/// KLD first (then the smaller total); a lossy variant not measured ranks by its size, the
+/// larger first (more bits). `quality` gives a verification when there is one.
 pub fn recommend(
     cfg: &Config,
     memory: u64,
@@ -262,11 +263,15 @@ pub fn recommend(
         let q = quality(*v);
         let failed = q.as_ref().is_some_and(|q| !q.pass);
         let lossless = q.as_ref().map_or(exact_by_design(*v), |q| q.lossless);
-        let kld = q
-            .as_ref()
-            .and_then(|q| q.kld_mean)
-            .map_or(u64::MAX, |k| (k * 1e12) as u64);
-        (failed, !lossless, if lossless { 0 } else { kld }, r.total)
+        let kld = q.as_ref().and_then(|q| q.kld_mean);
+        // Lossy and not measured: the most bits that fit (the larger total) first.
+        let size = if lossless || kld.is_some() {
+            r.total
+        } else {
+            u64::MAX - r.total
+        };
+        let kld = kld.map_or(u64::MAX, |k| (k * 1e12) as u64);
+        (failed, !lossless, if lossless { 0 } else { kld }, size)
     };
     fitting.sort_by_key(key);
     fitting.into_iter().next()
@@ -304,7 +309,8 @@ pub struct Offload {
 /// fits `memory` at `context`; `None` when even all of them do not make it fit (or `v` is not
 /// a GGUF variant).
 pub fn offload(cfg: &Config, v: Variant, memory: u64, context: usize) -> Option<Offload> {
-    if !v.is_gguf() {
+    // A llama-quantize preset picks types per tensor: its experts' bytes are not one row's.
+    if !v.is_gguf() || matches!(v, Variant::GgufPreset(_)) {
         return None;
     }
     let row = fit_rows(cfg, context)
