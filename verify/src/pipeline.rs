@@ -21,7 +21,7 @@ use crate::report::{
     ModelJson, PromptLenJson, ReportJson, ToleranceJson, VariantJson, to_pretty_json, variant_json,
 };
 use crate::{Subject, Tolerance, VerifyError};
-use convert::publish::{sha256_file, sha256_file_with, write_atomic};
+use convert::publish::{sha256_file_with, write_atomic};
 use convert::{AnyModel, ConvertOptions, ConvertReport, Progress, Variant};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -257,9 +257,16 @@ impl PipelineOutcome {
     }
 }
 
-/// A file with its size and hash, as the manifest lists it.
+/// A small file (a card, a report) with its size and hash, as the manifest lists it. Read
+/// whole and hashed without a cancellation point: publishing finishes even after Ctrl-C, so
+/// that what is done stays listed.
 fn file_entry(root: &Path, rel: &str) -> Result<FileEntry, VerifyError> {
-    file_entry_with(root, rel, &convert::variant::NoProgress)
+    let bytes = convert::publish::read_small(&root.join(rel))?;
+    Ok(FileEntry {
+        path: rel.to_string(),
+        bytes: bytes.len() as u64,
+        sha256: convert::publish::sha256_bytes(&bytes),
+    })
 }
 
 fn file_entry_with(
@@ -472,13 +479,17 @@ pub fn publish(out: &Path, manifest: &mut Manifest) -> Result<(), VerifyError> {
             .map(|e| e.verification.clone())
             .collect(),
     );
-    write_atomic(&out.join(REPORT), to_pretty_json(&report).as_bytes())?;
+    let report = to_pretty_json(&report);
+    write_atomic(&out.join(REPORT), report.as_bytes())?;
     let mut listed: Vec<(String, String)> = manifest
         .variants
         .iter()
         .flat_map(|e| e.files.iter().map(|f| (f.path.clone(), f.sha256.clone())))
         .collect();
-    listed.push((REPORT.to_string(), sha256_file(&out.join(REPORT))?));
+    listed.push((
+        REPORT.to_string(),
+        convert::publish::sha256_bytes(report.as_bytes()),
+    ));
     listed.extend(
         manifest
             .readme
