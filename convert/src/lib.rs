@@ -22,6 +22,7 @@ pub mod naming;
 pub mod npy;
 pub mod output;
 pub mod publish;
+pub mod runtime;
 pub mod safetensors;
 pub mod space;
 pub mod synth;

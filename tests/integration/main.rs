@@ -19,6 +19,9 @@ mod synth;
 // `verify`: identical variants pass, broken ones are caught.
 mod verify;
 
+// `verify` judges metadata, non-finite weights, and says how each verdict was reached.
+mod verdicts;
+
 // safetensors-bf16/fp16/int8: layouts read back with the safetensors crate, exact logits.
 mod st_variants;
 
@@ -29,6 +32,9 @@ mod gguf;
 
 // GGUF quant presets and requantized experts, byte for byte with llama-quantize.
 mod presets;
+
+// Dense fine-tunes back to MXFP4: safetensors-mxfp4, rounding rules, verify of requantized experts.
+mod finetune;
 
 // Fuzz findings replayed, fuzz seeds kept current.
 mod fuzz_regressions;

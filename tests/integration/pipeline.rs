@@ -63,7 +63,7 @@ fn pipeline_checks(name: &str) {
     // The default set: every variant but safetensors-int8 (which stock runtimes load with
     // random experts) and the GGUF presets; those are written only when named.
     assert_eq!(variants.len(), convert::Variant::defaults().len());
-    assert_eq!(variants.len(), 8);
+    assert_eq!(variants.len(), 9);
     assert!(!a.join("safetensors-int8").exists());
     for v in variants {
         let path = v["path"].as_str().unwrap();
@@ -140,7 +140,20 @@ fn pipeline_checks(name: &str) {
                 && card.contains("## Fits on"),
             "{card}"
         );
+        // The card states the gates and whether the format floor was used.
+        let by = e["verification"]["passed_by"].as_str().unwrap();
+        assert!(
+            card.contains(&format!("(passed by: {by})"))
+                && card.contains("Gates: lossless: every weight identical and max |Δlogit| = 0")
+                && card.contains(match by {
+                    "format floor" => "(the format floor was used)",
+                    "gates" => "(the format floor was not used)",
+                    _ => "every weight identical",
+                }),
+            "{card}"
+        );
     }
+    assert_eq!(manifest["tolerance"]["format_floor"], true);
     sha256sum_c(&a);
     // A second run elsewhere writes the same bytes; a re-run in place redoes nothing.
     oss_forge(&[
@@ -250,7 +263,7 @@ fn demo_runs_the_whole_chain_without_downloads() {
     let run = oss_forge(&["demo", "--quiet", "-o", t.join("d").to_str().unwrap()]);
     run.ok();
     assert!(
-        run.stdout.contains("PASS: 8 of 8 variants verified"),
+        run.stdout.contains("PASS: 9 of 9 variants verified"),
         "{}",
         run.stdout
     );

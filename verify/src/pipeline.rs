@@ -20,8 +20,9 @@ use crate::prompts::Prompt;
 use crate::report::{
     ModelJson, PromptLenJson, ReportJson, ToleranceJson, VariantJson, to_pretty_json, variant_json,
 };
-use crate::{Subject, Tolerance, VerifyError};
+use crate::{Rules, Subject, VerifyError};
 use convert::publish::{sha256_file_with, write_atomic};
+use convert::runtime::RuntimeMeta;
 use convert::{AnyModel, ConvertOptions, ConvertReport, Progress, Variant};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -41,8 +42,8 @@ pub const README: &str = "README.md";
 pub struct PipelineOptions {
     /// Variants, in order.
     pub variants: Vec<Variant>,
-    /// Gates for lossy variants.
-    pub tolerance: Tolerance,
+    /// How lossy variants are judged.
+    pub rules: Rules,
     /// Conversion settings (`force` is ignored: the pipeline owns its output directory).
     pub convert: ConvertOptions,
     /// The name on the outputs (GGUF file names, card titles); default
@@ -91,6 +92,9 @@ pub struct SafetensorsSettings {
 pub struct GgufSettings {
     /// Largest split in bytes (`null`: one file).
     pub split_max_size: Option<u64>,
+    /// `--truncate-vocab` (written only when set, so manifests without it read as `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncate_vocab: bool,
 }
 
 impl Settings {
@@ -99,6 +103,7 @@ impl Settings {
         if v.is_gguf() {
             Settings::Gguf(GgufSettings {
                 split_max_size: o.split_max_bytes,
+                truncate_vocab: o.truncate_vocab,
             })
         } else {
             Settings::Safetensors(SafetensorsSettings {
@@ -175,7 +180,7 @@ pub struct Manifest {
     pub source: SourceJson,
     /// The prompts verified with.
     pub prompts: Vec<PromptTokens>,
-    /// The tolerances applied.
+    /// The gates for lossy variants and whether the format floor may relax them.
     pub tolerance: ToleranceJson,
     /// The variants done so far, in order.
     pub variants: Vec<ManifestEntry>,
@@ -369,6 +374,25 @@ fn inexact_notes(r: &ConvertReport) -> Vec<String> {
         .collect()
 }
 
+/// True when a previous run's entry was verified by this version's rules (its report has the
+/// metadata check; entries of older versions are redone) and its files (the card aside: an
+/// output, edited freely) are all still there with the same hashes.
+#[cfg(test)]
+fn reusable(out: &Path, entry: &ManifestEntry) -> bool {
+    reusable_with(out, entry, "", &convert::variant::NoProgress)
+}
+
+/// [`reusable`], the bytes hashed reported to `progress` as the phase `label`.
+fn reusable_with(out: &Path, entry: &ManifestEntry, label: &str, progress: &dyn Progress) -> bool {
+    entry.verification.metadata.is_some()
+        && still_valid(
+            out,
+            &without_card(&entry.files, &entry.variant),
+            label,
+            progress,
+        )
+}
+
 /// True when the files of a previous run's entry are all still there with the same hashes.
 fn still_valid(out: &Path, files: &[FileEntry], label: &str, progress: &dyn Progress) -> bool {
     let total = files.iter().map(|f| f.bytes).sum();
@@ -400,6 +424,7 @@ struct CardFacts<'a> {
     name: &'a str,
     base_model: &'a str,
     cfg: &'a reference::Config,
+    tolerance: &'a ToleranceJson,
 }
 
 /// Writes (or keeps) the card of `v` and returns its entry. For a variant kept from an
@@ -437,6 +462,7 @@ fn write_card(
         config: facts.cfg,
         files,
         verification,
+        tolerance: facts.tolerance,
         inexact,
         warnings,
     });
@@ -578,7 +604,7 @@ pub fn run(
             tokens: p.tokens.clone(),
         })
         .collect();
-    let tolerance = ToleranceJson::from(opts.tolerance);
+    let tolerance = ToleranceJson::from(opts.rules);
     let cfg = src.source().config().clone();
     let mut manifest = Manifest {
         tool: ToolJson {
@@ -640,15 +666,19 @@ pub fn run(
     }
     let previous = manifest.variants.clone();
 
+    let tolerance_json = manifest.tolerance.clone();
     let facts = CardFacts {
         name: &name,
         base_model: &base_model,
         cfg: &cfg,
+        tolerance: &tolerance_json,
     };
+    let original_meta = RuntimeMeta::read(&src);
     let original = Subject {
         name: name.clone(),
         format: src.format_name(),
         source: src.source(),
+        meta: Some(&original_meta),
     };
     let mut reference_logits: Option<Vec<Vec<f32>>> = None;
     // Set once a variant's directory is being (re)made: an error from then on removes it.
@@ -665,7 +695,7 @@ pub fn run(
         if let Some(entry) = prior {
             let weights = without_card(&entry.files, v.name());
             let label = format!("checking {v} against the manifest");
-            if still_valid(out, &weights, &label, convert_progress) {
+            if reusable_with(out, entry, &label, convert_progress) {
                 log(&format!(
                     "{v}: up to date (files match the manifest), not redone"
                 ));
@@ -736,10 +766,12 @@ pub fn run(
             .unwrap_or(&opened_path)
             .to_string_lossy()
             .into_owned();
+        let variant_meta = RuntimeMeta::read(&opened);
         let subject = Subject {
             name: rel_target,
             format: opened.format_name(),
             source: opened.source(),
+            meta: Some(&variant_meta),
         };
         log(&format!("{v}: verifying"));
         let result = crate::verify_variant(
@@ -747,7 +779,7 @@ pub fn run(
             reference_logits.as_deref().unwrap_or_default(),
             &subject,
             prompts,
-            opts.tolerance,
+            opts.rules,
             verify_progress,
         )?;
         drop(opened);
@@ -1131,16 +1163,35 @@ mod tests {
                "argmax_changed": 0, "nonfinite": 0})
     }
 
-    /// A manifest as the pipeline wrote it before its types existed (built as a JSON value).
-    fn manifest_text() -> String {
+    /// A manifest as the pipeline writes it (built as a JSON value); `old`: as versions before
+    /// the metadata check and `passed_by` wrote it.
+    fn manifest_text_of(old: bool) -> String {
         let verification = |path: &str, floor: serde_json::Value| {
-            json!({"path": path, "format": "gguf MXFP4_MOE", "pass": true, "lossless": false,
+            let mut v = json!({"path": path, "format": "gguf MXFP4_MOE", "pass": true, "lossless": false,
                    "failures": [], "metrics": metrics(json!(3.5e-6)), "format_floor": floor,
                    "per_prompt": [{"prompt": "chat", "metrics": metrics(serde_json::Value::Null)}],
                    "weights": {"tensors": 3, "identical": 2, "max_abs_error": 0.0625, "violations": 0,
+                     "nonfinite": 0,
                      "per_tensor": [{"name": "layers.0.q_proj", "original": "BF16", "variant": "Q8_0",
                        "elements": 4096, "differing": 17, "max_abs_error": 0.0625,
-                       "bound": "half a Q8_0 step", "violations": 0}]}})
+                       "bound": "half a Q8_0 step", "violations": 0, "nonfinite": 0,
+                       "first_nonfinite": null}]},
+                   "passed_by": "gates",
+                   "gate": {"kld_mean": 0.005, "top1": 0.9, "source": "tolerance"},
+                   "metadata": {"compared": 40, "differences": [], "ignored": ["general.name"],
+                                "notes": []}});
+            if old {
+                let o = v.as_object_mut().unwrap();
+                for k in ["passed_by", "gate", "metadata"] {
+                    o.remove(k);
+                }
+                o["weights"].as_object_mut().unwrap().remove("nonfinite");
+                for t in o["weights"]["per_tensor"].as_array_mut().unwrap() {
+                    t.as_object_mut().unwrap().remove("nonfinite");
+                    t.as_object_mut().unwrap().remove("first_nonfinite");
+                }
+            }
+            v
         };
         let file =
             json!({"path": "gguf-mxfp4/m-MXFP4.gguf", "bytes": 123, "sha256": "ab".repeat(32)});
@@ -1149,7 +1200,11 @@ mod tests {
             "source": {"name": "tiny", "format": "hf-mxfp4", "parameters": 1326768, "layers": 4,
                        "experts": 8, "vocab_size": 512, "files": [file]},
             "prompts": [{"name": "chat", "tokens": [1, 2, 3]}],
-            "tolerance": {"kld_mean": 0.005, "top1": 0.9},
+            "tolerance": if old {
+                json!({"kld_mean": 0.005, "top1": 0.9})
+            } else {
+                json!({"kld_mean": 0.005, "top1": 0.9, "explicit": false, "format_floor": true})
+            },
             "variants": [
                 {"variant": "gguf-mxfp4", "settings": {"split_max_size": null}, "files": [file],
                  "bytes": 123, "inexact": [], "warnings": [],
@@ -1163,6 +1218,26 @@ mod tests {
         serde_json::to_string_pretty(&m).unwrap() + "\n"
     }
 
+    fn manifest_text() -> String {
+        manifest_text_of(false)
+    }
+
+    #[test]
+    fn an_older_manifest_still_reads_but_its_entries_are_verified_again() {
+        let m: Manifest = serde_json::from_str(&manifest_text_of(true)).unwrap();
+        assert!(m.variants[0].verification.metadata.is_none());
+        assert!(!m.tolerance.format_floor);
+        // Never reused, whatever its files: it was not judged by this version's rules.
+        let t = std::env::temp_dir().join(format!("oss-forge-old-manifest-{}", std::process::id()));
+        assert!(!reusable(&t, &m.variants[0]));
+        assert_eq!(
+            ToleranceJson::from(Rules::default()),
+            serde_json::from_str::<Manifest>(&manifest_text())
+                .unwrap()
+                .tolerance
+        );
+    }
+
     #[test]
     fn a_manifest_reads_back_and_writes_the_same_bytes() {
         let text = manifest_text();
@@ -1171,7 +1246,8 @@ mod tests {
         assert_eq!(
             m.variants[0].settings,
             Settings::Gguf(GgufSettings {
-                split_max_size: None
+                split_max_size: None,
+                truncate_vocab: false
             })
         );
         assert!(matches!(m.variants[1].settings, Settings::Safetensors(_)));

@@ -17,7 +17,7 @@
 //! [`meta`].
 
 mod encode;
-mod meta;
+pub(crate) mod meta;
 
 use crate::atomic::Staged;
 use crate::checkpoint::INDEX_FILE;
@@ -166,7 +166,14 @@ fn write_all(
     dir: &Path,
 ) -> Result<(ConvertReport, Vec<String>, u64)> {
     let cfg = src.config();
-    let mut enc = encode::Encoder::new(src, &model.path(), layout, opts.allow_nonfinite, progress);
+    let mut enc = encode::Encoder::new(
+        src,
+        &model.path(),
+        layout,
+        opts.allow_nonfinite,
+        opts.mxfp4_rounding,
+        progress,
+    );
     let meta_pt = crate::safetensors::pt_metadata();
     let mut weight_map = serde_json::Map::new();
     let mut files = Vec::new();
@@ -219,6 +226,9 @@ fn write_all(
     files.push("config.json".to_string());
     let (copied, missing) = meta::copy_side_files(model, dir)?;
     files.extend(copied);
+    if let Some(w) = meta::past_vocab_warning(model, cfg) {
+        report.warnings.push(w);
+    }
     if !missing.is_empty() {
         report.warnings.push(format!(
             "not found beside the source, not copied: {}",

@@ -16,8 +16,11 @@
 use crate::error::{ConvertError, Result};
 use crate::names::{Expect, Layout, Role};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
-use crate::variant::{ConvertReport, Guard, Inexact, Progress, Tally, copy_bf16, encode_chunked};
-use quant::{float, int8, mxfp4};
+use crate::variant::{
+    ConvertReport, Guard, Inexact, Overflow, Progress, Tally, copy_bf16, encode_chunked,
+    first_half_overflow, mxfp4_scale_at,
+};
+use quant::{Codec, float, int8, mxfp4};
 use rayon::prelude::*;
 use reference::{DenseType, Encoding, MatRef, WeightId, WeightSource};
 use std::path::{Path, PathBuf};
@@ -35,6 +38,10 @@ pub struct Encoder<'a> {
     progress: &'a dyn Progress,
     /// Scales computed with the last `Packed` tensor, written by the following `Scale`.
     pending_scales: Option<(WeightId, Vec<u8>)>,
+    /// E8M0 scales computed with the last `Blocks` tensor, written by the following `Scales`.
+    pending_mx_scales: Option<((usize, bool), Vec<u8>)>,
+    /// How dense expert weights are rounded to MXFP4.
+    rounding: quant::mxfp4::Rounding,
     inexact: Vec<Inexact>,
 }
 
@@ -45,6 +52,7 @@ impl<'a> Encoder<'a> {
         src_path: &Path,
         layout: Layout,
         allow_nonfinite: bool,
+        rounding: quant::mxfp4::Rounding,
         progress: &'a dyn Progress,
     ) -> Self {
         Encoder {
@@ -54,6 +62,8 @@ impl<'a> Encoder<'a> {
             allow_nonfinite,
             progress,
             pending_scales: None,
+            pending_mx_scales: None,
+            rounding,
             inexact: Vec::new(),
         }
     }
@@ -85,22 +95,47 @@ impl<'a> Encoder<'a> {
     }
 
     /// Encodes `xs` as `dtype` into `out`, tallying values that do not survive, in fixed-size
-    /// pieces in parallel (see [`encode_into`]).
-    fn encode(xs: &[f32], dtype: Dtype, out: &mut Vec<u8>, tally: &mut Tally) {
+    /// pieces in parallel (see [`encode_into`]); returns the first index stored as ±Inf.
+    fn encode(xs: &[f32], dtype: Dtype, out: &mut Vec<u8>, tally: &mut Tally) -> Option<usize> {
         const PIECE: usize = 1 << 14;
         let size = dtype.size();
         out.clear();
         out.resize(xs.len() * size, 0);
-        let parts: Vec<Tally> = xs
+        let parts: Vec<(Tally, Option<usize>)> = xs
             .par_chunks(PIECE)
             .zip(out.par_chunks_mut(PIECE * size))
-            .map(|(xs, out)| {
+            .enumerate()
+            .map(|(k, (xs, out))| {
                 let mut t = Tally::default();
-                encode_into(xs, dtype, out, &mut t);
-                t
+                let at = encode_into(xs, dtype, out, &mut t).map(|i| k * PIECE + i);
+                (t, at)
             })
             .collect();
-        tally.merge(Tally::merged(parts));
+        let first = parts.iter().find_map(|p| p.1);
+        tally.merge(Tally::merged(parts.into_iter().map(|p| p.0)));
+        first
+    }
+
+    /// Refuses (unless `--allow-nonfinite`) the value `value` of row `row`, column `col` of
+    /// `id`, which `dtype` stores as ±Inf.
+    fn overflow(
+        &self,
+        id: WeightId,
+        dtype: Dtype,
+        row: usize,
+        col: usize,
+        value: f32,
+    ) -> Result<()> {
+        self.guard().overflow(
+            id,
+            &Overflow {
+                row,
+                col,
+                value,
+                codec: codec_of(dtype),
+                mxfp4_scale: None,
+            },
+        )
     }
 
     fn emit(&self, w: &mut SafetensorsWriter, bytes: &[u8]) -> Result<()> {
@@ -159,7 +194,19 @@ impl<'a> Encoder<'a> {
                             let mut xs = vec![0f32; out.len() / size];
                             m.dequant_rows(r0, &mut xs);
                             guard.floats(id, &xs)?;
-                            encode_into(&xs, dtype, out, t);
+                            if let Some(i) = encode_into(&xs, dtype, out, t) {
+                                let (row, col) = (r0 + i / cols, i % cols);
+                                guard.overflow(
+                                    id,
+                                    &Overflow {
+                                        row,
+                                        col,
+                                        value: xs[i],
+                                        codec: codec_of(dtype),
+                                        mxfp4_scale: mxfp4_scale_at(&m, row, col),
+                                    },
+                                )?;
+                            }
                             Ok(())
                         };
                         tally.merge(encode_chunked(
@@ -202,7 +249,14 @@ impl<'a> Encoder<'a> {
                         row[2 * j] = gate[j];
                         row[2 * j + 1] = up[j];
                     }
-                    Self::encode(&row, t.dtype, &mut buf, &mut tally);
+                    if let Some(k) = Self::encode(&row, t.dtype, &mut buf, &mut tally) {
+                        let id = if k % 2 == 0 {
+                            WeightId::GateBias(l, x)
+                        } else {
+                            WeightId::UpBias(l, x)
+                        };
+                        self.overflow(id, t.dtype, 0, k / 2, row[k])?;
+                    }
                     self.emit(w, &buf)?;
                 }
             }
@@ -224,7 +278,9 @@ impl<'a> Encoder<'a> {
                 for x in 0..ne {
                     let b = self.weight(WeightId::DownBias(l, x))?.to_f32();
                     self.check_finite(WeightId::DownBias(l, x), &b)?;
-                    Self::encode(&b, t.dtype, &mut buf, &mut tally);
+                    if let Some(k) = Self::encode(&b, t.dtype, &mut buf, &mut tally) {
+                        self.overflow(WeightId::DownBias(l, x), t.dtype, 0, k, b[k])?;
+                    }
                     self.emit(w, &buf)?;
                 }
             }
@@ -254,6 +310,42 @@ impl<'a> Encoder<'a> {
                     .flat_map(|d| d.to_le_bytes())
                     .collect();
                 self.emit(w, &bytes)?;
+            }
+            Role::Blocks(l, gate_up) => {
+                let mut scales = Vec::new();
+                for x in 0..ne {
+                    let ids = if gate_up {
+                        vec![WeightId::Gate(l, x), WeightId::Up(l, x)]
+                    } else {
+                        vec![WeightId::Down(l, x)]
+                    };
+                    let mats = ids
+                        .iter()
+                        .map(|&id| Ok((id, self.weight(id)?)))
+                        .collect::<Result<Vec<_>>>()?;
+                    let (b, sc, t) = mxfp4_interleaved(&mats, self.guard(), self.rounding)?;
+                    tally.merge(t);
+                    self.emit(w, &b)?;
+                    scales.extend_from_slice(&sc);
+                    for id in ids {
+                        self.src.release(id);
+                    }
+                }
+                self.pending_mx_scales = Some(((l, gate_up), scales));
+            }
+            Role::Scales(l, gate_up) => {
+                let Some((_, scales)) = self
+                    .pending_mx_scales
+                    .take()
+                    .filter(|(k, _)| *k == (l, gate_up))
+                else {
+                    return Err(ConvertError::tensor(
+                        w_path(w),
+                        &t.name,
+                        "internal: MXFP4 scales planned without their blocks",
+                    ));
+                };
+                self.emit(w, &scales)?;
             }
             Role::Other => {
                 return Err(ConvertError::tensor(
@@ -354,14 +446,31 @@ impl<'a> Encoder<'a> {
 /// Encodes `xs` as `dtype` (F32, BF16 or F16) into `out`, which holds exactly their bytes,
 /// tallying values that do not survive. Each element's bytes depend on that element alone and
 /// tallies merge by sum and maximum, so callers may split the work any way they like: the
-/// bytes and the report do not depend on the thread count.
-fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) {
+/// bytes and the report do not depend on the thread count. Returns the index of the first
+/// finite value stored as ±Inf (past float16's 65504), if any.
+fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) -> Option<usize> {
     match dtype {
-        Dtype::F32 => float::f32_row_to_le(xs, out),
-        _ => {
-            let (n, err) = float::f32_row_to_half_counting(xs, dtype == Dtype::F16, out);
-            t.add(&format!("{dtype} values not exactly representable"), n, err);
+        Dtype::F32 => {
+            float::f32_row_to_le(xs, out);
+            None
         }
+        _ => {
+            let f16 = dtype == Dtype::F16;
+            let (n, err) = float::f32_row_to_half_counting(xs, f16, out);
+            t.add(&format!("{dtype} values not exactly representable"), n, err);
+            (err == f32::INFINITY)
+                .then(|| first_half_overflow(xs, f16))
+                .flatten()
+        }
+    }
+}
+
+/// The codec of a float dtype, for overflow messages.
+fn codec_of(dtype: Dtype) -> Codec {
+    match dtype {
+        Dtype::F16 => Codec::F16,
+        Dtype::BF16 => Codec::BF16,
+        _ => Codec::F32,
     }
 }
 
@@ -372,7 +481,8 @@ const INT8_INEXACT: &str = "int8 values not exactly representable";
 /// output row `c` lists, for `j` in `0..rows`, `mats[0][j][c]`, `mats[1][j][c]`, ... Pieces
 /// of [`TRANSPOSE_ROWS`] output rows are built and encoded in parallel, each decoding its strip
 /// of columns straight from the source's storage (an MXFP4 expert's 4 MB stay in cache across
-/// pieces; no f32 copy of the matrix is made). NaN/Inf is refused unless `allow_nonfinite`.
+/// pieces; no f32 copy of the matrix is made). NaN/Inf, and a value `dtype` would store as
+/// ±Inf, are refused unless `allow_nonfinite`.
 fn transposed(
     mats: &[(WeightId, MatRef<'_>)],
     dtype: Dtype,
@@ -411,12 +521,98 @@ fn transposed(
                     }
                 }
                 let mut t = Tally::default();
-                encode_into(xs, dtype, out, &mut t);
+                if let Some(i) = encode_into(xs, dtype, out, &mut t) {
+                    // Output row c0 + i / width lists mats[s][j][c] at j * k + s.
+                    let (dc, rest) = (i / width, i % width);
+                    let (j, s) = (rest / k, rest % k);
+                    let (id, m) = &mats[s];
+                    guard.overflow(
+                        *id,
+                        &Overflow {
+                            row: j,
+                            col: c0 + dc,
+                            value: xs[i],
+                            codec: codec_of(dtype),
+                            mxfp4_scale: mxfp4_scale_at(m, j, c0 + dc),
+                        },
+                    )?;
+                }
                 Ok(t)
             },
         )
         .collect::<Result<Vec<Tally>>>()
         .map(Tally::merged)
+}
+
+/// The release-layout MXFP4 rows of `mats` interleaved (row `r` of the output is row `r / k` of
+/// `mats[r % k]`, so gate and up give `gate_up_proj_blocks`' even and odd rows): `(nibble
+/// bytes, scale bytes, what was requantized)`. MXFP4 sources are copied (the release's bytes,
+/// or ggml's blocks repacked); any other encoding is decoded and rounded by `rounding`, rows in
+/// parallel.
+fn mxfp4_interleaved(
+    mats: &[(WeightId, MatRef<'_>)],
+    guard: Guard<'_>,
+    rounding: quant::mxfp4::Rounding,
+) -> Result<(Vec<u8>, Vec<u8>, Tally)> {
+    let (rows, cols) = (mats[0].1.rows(), mats[0].1.cols());
+    let (k, nb) = (mats.len(), cols / mxfp4::BLOCK);
+    let mut blocks = vec![0u8; rows * k * nb * mxfp4::BLOCK_BYTES];
+    let mut scales = vec![0u8; rows * k * nb];
+    let kind = format!("values requantized to MXFP4 ({rounding} rule, lossy by design)");
+    let parts = blocks
+        .par_chunks_mut(nb * mxfp4::BLOCK_BYTES)
+        .zip(scales.par_chunks_mut(nb))
+        .enumerate()
+        .map_init(
+            || vec![0f32; cols],
+            |xs, (r, (bo, so))| {
+                let (id, m) = &mats[r % k];
+                let row = r / k;
+                let mut t = Tally::default();
+                match *m.encoding() {
+                    Encoding::Mxfp4 {
+                        blocks,
+                        scales,
+                        row_step,
+                    } => {
+                        let s = row * row_step;
+                        bo.copy_from_slice(
+                            &blocks[s * nb * mxfp4::BLOCK_BYTES..(s + 1) * nb * mxfp4::BLOCK_BYTES],
+                        );
+                        so.copy_from_slice(&scales[s * nb..(s + 1) * nb]);
+                        so.iter().try_for_each(|&b| guard.scale(*id, b))?;
+                    }
+                    Encoding::Ggml {
+                        codec: quant::Codec::MXFP4,
+                        data,
+                        row_step,
+                    } => {
+                        let rb = nb * mxfp4::GGML_BLOCK_BYTES;
+                        let src = &data[row * row_step * rb..(row * row_step + 1) * rb];
+                        for ((g, b), sc) in src
+                            .chunks_exact(mxfp4::GGML_BLOCK_BYTES)
+                            .zip(bo.chunks_exact_mut(mxfp4::BLOCK_BYTES))
+                            .zip(so.iter_mut())
+                        {
+                            guard.scale(*id, g[0])?;
+                            *sc = g[0];
+                            b.copy_from_slice(&mxfp4::repack_from_ggml(&g[1..]));
+                        }
+                    }
+                    _ => {
+                        m.dequant_rows(row, xs);
+                        guard.floats(*id, xs)?;
+                        mxfp4::quantize_row(rounding, xs, bo, so);
+                        let mut back = vec![0f32; cols];
+                        mxfp4::decode_row(bo, so, &mut back);
+                        t.compare(&kind, xs, &back);
+                    }
+                }
+                Ok(t)
+            },
+        )
+        .collect::<Result<Vec<Tally>>>()?;
+    Ok((blocks, scales, Tally::merged(parts)))
 }
 
 fn w_path(w: &SafetensorsWriter) -> PathBuf {
