@@ -366,11 +366,14 @@ mod tests {
         let none = |_| None;
         let (v, _) = recommend(&c, 16 << 30, 8192, "llama.cpp", &none).unwrap();
         assert_eq!(v, Variant::GgufMxfp4, "smallest exact GGUF");
-        assert!(recommend(&c, 16 << 30, 8192, "transformers / vLLM", &none).is_none());
+        // safetensors-mxfp4 is the release's own layout: exact, and it fits 16 GiB.
+        let (v, _) = recommend(&c, 16 << 30, 8192, "transformers / vLLM", &none).unwrap();
+        assert_eq!(v, Variant::SafetensorsMxfp4);
+        assert!(recommend(&c, 8 << 30, 8192, "transformers / vLLM", &none).is_none());
         let (v, _) = recommend(&c, 48 << 30, 8192, "transformers / vLLM", &none).unwrap();
         assert_eq!(
             v,
-            Variant::SafetensorsInt8,
+            Variant::SafetensorsMxfp4,
             "exact and the smallest safetensors"
         );
         // A verification that failed is never preferred.

@@ -82,15 +82,16 @@ pub fn run(
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
+    // Values stored inexactly are said even with -q (one line per kind); -q drops the rest.
+    let lines = inexact_summary(&report);
+    for l in &lines {
+        outln!("{l}");
+    }
     if quiet {
         return Ok(ExitCode::SUCCESS);
     }
-    let lines = inexact_summary(&report);
     if lines.is_empty() {
         outln!("every value stored exactly");
-    }
-    for l in lines {
-        outln!("{l}");
     }
     for o in &report.outputs {
         outln!("wrote {}", o.display());
