@@ -173,6 +173,25 @@ impl ConvertError {
         )
     }
 
+    /// [`ConvertError::nonfinite`] with the place: the first non-finite value `value` at `row`,
+    /// `col` of the weight (in 32-value block `col / 32` of that row).
+    pub fn nonfinite_at(
+        src_path: impl AsRef<Path>,
+        weight: reference::WeightId,
+        row: usize,
+        col: usize,
+        value: f32,
+    ) -> Self {
+        Self::tensor(
+            src_path,
+            weight.to_string(),
+            format!(
+                "holds NaN or Inf values, the first {value} at row {row}, column {col} (32-value block {} of that row); pass --allow-nonfinite to convert anyway",
+                col / 32
+            ),
+        )
+    }
+
     /// The writers' refusal of a finite source value that the output would store as NaN or
     /// ±Inf (float16 overflow), naming the weight, row, column, block and value.
     pub fn overflow(

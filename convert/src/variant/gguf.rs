@@ -251,7 +251,7 @@ fn dequant_encode(
     let rb = ty.row_bytes(cols);
     let mut xs = vec![0f32; out.len() / rb * cols];
     m.dequant_rows(r0, &mut xs);
-    rules.guard.floats(id, &xs)?;
+    rules.guard.rows(id, r0, cols, &xs)?;
     if let Some(i) = encode_f32(ty, &xs, out, tally, rules) {
         let (row, col) = (r0 + i / cols, i % cols);
         rules.guard.overflow(

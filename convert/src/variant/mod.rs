@@ -533,6 +533,23 @@ impl Guard<'_> {
         Ok(())
     }
 
+    /// Decoded rows `r0..` (of `cols` values) of `id`: a refusal names the first non-finite
+    /// value's row, column and block.
+    pub fn rows(&self, id: WeightId, r0: usize, cols: usize, xs: &[f32]) -> Result<()> {
+        if self.allow || float::all_finite(xs) {
+            return Ok(());
+        }
+        let i = float::first_nonfinite(xs).unwrap_or(0);
+        let cols = cols.max(1);
+        Err(ConvertError::nonfinite_at(
+            self.src_path,
+            id,
+            r0 + i / cols,
+            i % cols,
+            xs[i],
+        ))
+    }
+
     /// BF16 bytes of `id`, checked on the bits.
     pub fn bf16_bytes(&self, id: WeightId, bytes: &[u8]) -> Result<()> {
         if !self.allow && !float::bf16_bytes_all_finite(bytes) {

@@ -193,7 +193,7 @@ impl<'a> Encoder<'a> {
                         let piece = |r0, out: &mut [u8], t: &mut Tally| {
                             let mut xs = vec![0f32; out.len() / size];
                             m.dequant_rows(r0, &mut xs);
-                            guard.floats(id, &xs)?;
+                            guard.rows(id, r0, cols, &xs)?;
                             if let Some(i) = encode_into(&xs, dtype, out, t) {
                                 let (row, col) = (r0 + i / cols, i % cols);
                                 guard.overflow(
@@ -601,7 +601,7 @@ fn mxfp4_interleaved(
                     }
                     _ => {
                         m.dequant_rows(row, xs);
-                        guard.floats(*id, xs)?;
+                        guard.rows(*id, row, cols, xs)?;
                         mxfp4::quantize_row(rounding, xs, bo, so);
                         let mut back = vec![0f32; cols];
                         mxfp4::decode_row(bo, so, &mut back);
