@@ -86,7 +86,7 @@ pub enum Command {
         /// Output directory (one subdirectory per variant).
         #[arg(short, long)]
         out: PathBuf,
-        /// Comma-separated variants (default: all).
+        /// Comma-separated variants (default: all but `mlx-mxfp4-q4` and `mlx-bf16`).
         #[arg(long, value_delimiter = ',')]
         variants: Option<Vec<String>>,
         /// Prompts file for verification (see `verify --help`).
@@ -217,6 +217,11 @@ pub struct ConvertFlags {
     /// Do not check for free disk space before writing (for file systems that misreport it).
     #[arg(long)]
     no_space_check: bool,
+    /// How dense expert weights (a fine-tune's) are requantized to MXFP4: `ggml` (llama.cpp's
+    /// rule), `ocp`, `triton`, `mlx` (`mx.quantize`'s: ceil(log2(amax/6)), ties to the smaller
+    /// magnitude) or `mse`. MXFP4 sources are copied whatever the rule.
+    #[arg(long, default_value = "ggml", value_parser = quant::mxfp4::Rounding::ALL.map(|r| r.name()))]
+    mxfp4_rounding: String,
 }
 
 impl ConvertFlags {
@@ -229,6 +234,8 @@ impl ConvertFlags {
             int8_dense: self.int8_dense,
             allow_nonfinite: self.allow_nonfinite,
             skip_space_check: self.no_space_check,
+            mxfp4_rounding: quant::mxfp4::Rounding::parse(&self.mxfp4_rounding)
+                .expect("clap restricts the values"),
         }
     }
 }

@@ -148,7 +148,7 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     }
     Inspect {
         path: ckpt.dir().to_path_buf(),
-        layout: ckpt.layout().name().to_string(),
+        layout: ckpt.layout().describe(),
         config: ckpt.config().clone(),
         files,
         tensors,

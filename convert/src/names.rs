@@ -51,6 +51,10 @@ pub enum Layout {
         /// q/k/v/o and lm_head are int8 modules too (`--int8-dense`).
         dense_int8: bool,
     },
+    /// mlx-lm's layout (`mlx_lm.convert`): one module per linear layer, experts stacked per
+    /// projection, quantized modules as `.weight` codes + `.scales` (+ `.biases`); see
+    /// [`crate::mlx`].
+    Mlx(crate::mlx::MlxScheme),
 }
 
 /// Inputs per scale of the int8 expert weights (one MXFP4 block).
@@ -78,6 +82,23 @@ pub enum Role {
     Scale(WeightId),
     /// `weight_shape` I64 `[2]` = `[out, in]` of an int8 module.
     Shape(WeightId),
+    /// MLX: every expert's weight `id` (named for expert 0) stacked into one float tensor,
+    /// `[E, rows, cols]` for a projection, `[E, n]` for a bias.
+    Stacked(WeightId),
+    /// MLX: one part of a quantized module (an expert projection, named for expert 0, stacks
+    /// every expert).
+    Quantized(WeightId, QPart),
+}
+
+/// The parts of an MLX quantized module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QPart {
+    /// `.weight`: the codes, U32.
+    Codes,
+    /// `.scales`: BF16 (affine) or U8 E8M0 (mxfp4).
+    Scales,
+    /// `.biases`: BF16 (affine only).
+    Biases,
 }
 
 impl Layout {
@@ -89,6 +110,16 @@ impl Layout {
             Layout::Dense => "hf-dense",
             Layout::Int8 { dense_int8: false } => "compressed-tensors-int8",
             Layout::Int8 { dense_int8: true } => "compressed-tensors-int8-dense",
+            Layout::Mlx(_) => "mlx",
+        }
+    }
+
+    /// The name with what it stores, where the name alone does not say it (an MLX directory's
+    /// scheme: `mlx (experts mxfp4, embedding affine 8-bit group 64, ...)`).
+    pub fn describe(self) -> String {
+        match self {
+            Layout::Mlx(s) => format!("mlx ({})", s.describe()),
+            other => other.name().to_string(),
         }
     }
 
@@ -116,12 +147,18 @@ impl Layout {
 
     /// Decides the layout from the directory's `config.json`: no `model_type` → original;
     /// `quant_method` `mxfp4` → release, `compressed-tensors` → int8 (the config must describe
-    /// exactly the int8 scheme oss-forge reads, see [`int8_config_dense`]); no
-    /// `quantization_config` → dense.
+    /// exactly the int8 scheme oss-forge reads, see [`int8_config_dense`]); mlx-lm's
+    /// `quantization` map → MLX (scheme still to be read from the tensors); no
+    /// `quantization_config` → dense (or MLX, which `Checkpoint::open` tells by the tensors).
     pub fn detect(dir: &Path, config: &Value) -> Result<Layout> {
         let cfg_path = dir.join("config.json");
         if config.get("model_type").is_none() {
             return Ok(Layout::Original);
+        }
+        // mlx-lm's per-module map; the scheme itself is read from the tensors once the files
+        // are open (`Checkpoint::open`, `crate::mlx::read_scheme`).
+        if config.get("quantization").is_some_and(Value::is_object) {
+            return Ok(Layout::Mlx(crate::mlx::MlxScheme::FLOAT));
         }
         let Some(q) = config.get("quantization_config").filter(|q| !q.is_null()) else {
             return Ok(Layout::Dense);
@@ -398,6 +435,9 @@ impl Names {
 /// Every tensor a `layout` checkpoint of `cfg` holds, in the release's per-layer order. The
 /// variant writers write exactly this list; the reader requires exactly this set.
 pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
+    if let Layout::Mlx(scheme) = layout {
+        return crate::mlx::expected(scheme, cfg);
+    }
     let n = Names::new(layout);
     let (h, i, e) = (
         cfg.hidden_size,
@@ -501,6 +541,7 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
                 out.push(x(n.down_fused(l), vec![e, i, h], Role::DownT(l)));
                 out.push(x(n.down_bias(l), vec![e, h], Role::DownBias(l)));
             }
+            Layout::Mlx(_) => unreachable!("returned above"),
             Layout::Int8 { .. } => {
                 for x in 0..e {
                     for id in [

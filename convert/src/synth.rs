@@ -297,7 +297,7 @@ fn generators(layout: Layout, cfg: &Config, seed: u64) -> HashMap<String, Gen> {
             g.insert(n.plain(id), dense_gen(seed, id, cfg));
         }
         match layout {
-            Layout::Release | Layout::Dense | Layout::Int8 { .. } => {
+            Layout::Release | Layout::Dense | Layout::Int8 { .. } | Layout::Mlx(_) => {
                 for id in [QProj(l), QBias(l), KProj(l), KBias(l), VProj(l), VBias(l)] {
                     g.insert(n.plain(id), dense_gen(seed, id, cfg));
                 }
@@ -474,7 +474,9 @@ fn write_tensors(
     let plan = names::expected(layout, cfg);
     let gens = generators(layout, cfg, seed);
     let shards = match layout {
-        Layout::Release | Layout::Dense | Layout::Int8 { .. } => shard_plan(&plan, max),
+        Layout::Release | Layout::Dense | Layout::Int8 { .. } | Layout::Mlx(_) => {
+            shard_plan(&plan, max)
+        }
         Layout::Original => vec![plan.iter().collect()],
     };
     let n = shards.len();
@@ -483,7 +485,7 @@ fn write_tensors(
     let mut scales = HashMap::new();
     for (k, shard) in shards.iter().enumerate() {
         let file = match layout {
-            Layout::Release | Layout::Dense | Layout::Int8 { .. } => {
+            Layout::Release | Layout::Dense | Layout::Int8 { .. } | Layout::Mlx(_) => {
                 format!("model-{k:05}-of-{:05}.safetensors", n - 1)
             }
             Layout::Original => "model.safetensors".to_string(),

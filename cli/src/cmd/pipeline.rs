@@ -66,7 +66,7 @@ pub struct Args<'a> {
 /// Runs the pipeline and prints its table; returns the outcome.
 pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
     let variants = match &a.variants {
-        None => Variant::ALL.to_vec(),
+        None => Variant::PIPELINE.to_vec(),
         Some(list) => list
             .iter()
             .map(|n| {

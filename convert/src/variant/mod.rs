@@ -8,6 +8,7 @@
 //! | `storage.rs` | the table: one [`Storage`] row per variant |
 //! | `gguf.rs` | GGUF variants: tensor plan (names, order, types from the row) and per-tensor encoders |
 //! | `st.rs` | safetensors variants: transformers' dense layout and compressed-tensors int8 |
+//! | `mlx.rs` | MLX variants: mlx-lm's layout, index and config (`mlx_lm.convert`'s output) |
 //!
 //! Shared by both writers, so each rule exists once: the source's integrity rule ([`Guard`]),
 //! the count of values stored inexactly ([`Tally`]), the greedy split of tensors into files
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod gguf;
+pub mod mlx;
 pub mod st;
 pub mod storage;
 
@@ -48,11 +50,17 @@ pub enum Variant {
     SafetensorsFp16,
     /// compressed-tensors pack-quantized int8 experts (group 32), BF16 elsewhere.
     SafetensorsInt8,
+    /// MLX, MXFP4 experts, affine 8-bit elsewhere (`mlx_lm.convert -q --q-bits 8`).
+    MlxMxfp4Q8,
+    /// MLX, MXFP4 experts, affine 4-bit elsewhere, router 8-bit (`mlx_lm.convert -q --q-bits 4`).
+    MlxMxfp4Q4,
+    /// MLX, everything BF16 (`mlx_lm.convert -d`).
+    MlxBf16,
 }
 
 impl Variant {
     /// Every variant, in the order `pipeline` writes them.
-    pub const ALL: [Variant; 9] = [
+    pub const ALL: [Variant; 12] = [
         Variant::GgufMxfp4,
         Variant::GgufMxfp4F16,
         Variant::GgufMxfp4Q8_0,
@@ -62,6 +70,25 @@ impl Variant {
         Variant::SafetensorsBf16,
         Variant::SafetensorsFp16,
         Variant::SafetensorsInt8,
+        Variant::MlxMxfp4Q8,
+        Variant::MlxMxfp4Q4,
+        Variant::MlxBf16,
+    ];
+
+    /// What `pipeline` writes when not given `--variants`: every variant but the two MLX ones
+    /// a Mac user rarely needs besides `mlx-mxfp4-q8` (`mlx-mxfp4-q4` trades accuracy for size,
+    /// `mlx-bf16` is 4x larger).
+    pub const PIPELINE: [Variant; 10] = [
+        Variant::GgufMxfp4,
+        Variant::GgufMxfp4F16,
+        Variant::GgufMxfp4Q8_0,
+        Variant::GgufQ8_0,
+        Variant::GgufF16,
+        Variant::GgufBf16,
+        Variant::SafetensorsBf16,
+        Variant::SafetensorsFp16,
+        Variant::SafetensorsInt8,
+        Variant::MlxMxfp4Q8,
     ];
 
     /// The command-line name.
@@ -76,6 +103,9 @@ impl Variant {
             Variant::SafetensorsBf16 => "safetensors-bf16",
             Variant::SafetensorsFp16 => "safetensors-fp16",
             Variant::SafetensorsInt8 => "safetensors-int8",
+            Variant::MlxMxfp4Q8 => "mlx-mxfp4-q8",
+            Variant::MlxMxfp4Q4 => "mlx-mxfp4-q4",
+            Variant::MlxBf16 => "mlx-bf16",
         }
     }
 
@@ -116,6 +146,9 @@ pub struct ConvertOptions {
     pub allow_nonfinite: bool,
     /// Skip the free-space check before writing (for file systems whose `statvfs` is wrong).
     pub skip_space_check: bool,
+    /// The rule for requantizing dense expert weights to MXFP4 (a fine-tune's, for the MLX
+    /// MXFP4 variants); MXFP4 sources are copied whatever the rule.
+    pub mxfp4_rounding: mxfp4::Rounding,
 }
 
 /// Values a variant could not store exactly.
@@ -189,6 +222,7 @@ pub fn convert_weights(
         Container::Safetensors(_) => {
             st::convert(model, weights, variant, &storage, out, opts, progress)
         }
+        Container::Mlx(_) => mlx::convert(model, weights, variant, &storage, out, opts, progress),
     }
 }
 
@@ -209,6 +243,17 @@ pub fn tensor_bytes(storage: &Storage, cfg: &reference::Config) -> u64 {
                 .iter()
                 .map(|(_, t)| t.bytes())
                 .sum()
+        }
+        Container::Mlx(scheme) => {
+            // The MLX writers store every float tensor in BF16.
+            st::plan(
+                crate::names::Layout::Mlx(scheme),
+                crate::safetensors::Dtype::BF16,
+                cfg,
+            )
+            .iter()
+            .map(|(_, t)| t.bytes())
+            .sum()
         }
     }
 }

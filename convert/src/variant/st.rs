@@ -16,8 +16,8 @@
 //! renamed to the output name at the end. The files beside the shards are written by
 //! [`meta`].
 
-mod encode;
-mod meta;
+pub(crate) mod encode;
+pub(crate) mod meta;
 
 use crate::atomic::Staged;
 use crate::checkpoint::INDEX_FILE;
