@@ -36,3 +36,5 @@ mod interrupted;
 mod full_disk;
 // Variant bytes and logits do not depend on the thread count.
 mod determinism;
+// MLX variants against mlx_lm.convert's outputs; MLX directories read back; fine-tunes to MLX.
+mod mlx;
