@@ -385,6 +385,11 @@ impl<'a> MlxEncoder<'a> {
                 scales: sc,
                 row_step,
             } => {
+                if rows > 0 {
+                    // The expert's rows (and those between them, for gate/up) in one call.
+                    let span = ((rows - 1) * row_step + 1) * rb;
+                    self.src.prefetch(&blocks[..span]);
+                }
                 let mut buf = Vec::with_capacity(chunk * rb);
                 for r0 in (0..rows).step_by(chunk) {
                     buf.clear();
@@ -434,6 +439,9 @@ impl<'a> MlxEncoder<'a> {
                 let out_rb = rb + nb;
                 let piece = |r0: usize, out: &mut [u8], t: &mut Tally| {
                     let n = out.len() / out_rb;
+                    if let Some(b) = dense_rows_bytes(m, r0, n) {
+                        self.src.prefetch(b);
+                    }
                     let mut xs = vec![0f32; n * cols];
                     let mut back = vec![0f32; cols];
                     m.dequant_rows(r0, &mut xs);
@@ -446,7 +454,6 @@ impl<'a> MlxEncoder<'a> {
                     }
                     Ok(())
                 };
-                let mut codes = Vec::new();
                 let mut buf = Vec::new();
                 tally.merge(encode_chunked(
                     rows,
@@ -455,12 +462,12 @@ impl<'a> MlxEncoder<'a> {
                     &mut buf,
                     piece,
                     |bytes| {
-                        codes.clear();
+                        // Row by row into the writer's own buffers (no gathering copy).
                         for row in bytes.chunks_exact(out_rb) {
-                            codes.extend_from_slice(&row[..rb]);
+                            w.write(&row[..rb])?;
                             scales.extend_from_slice(&row[rb..]);
                         }
-                        self.emit(w, &codes)?;
+                        self.progress.advance((bytes.len() / out_rb * rb) as u64);
                         self.src.release(id);
                         Ok(())
                     },
@@ -514,20 +521,22 @@ impl<'a> MlxEncoder<'a> {
                 let out_rb = cb + sb + bb;
                 let piece = |r0: usize, out: &mut [u8], t: &mut Tally| {
                     let n = out.len() / out_rb;
-                    let mut xs = vec![0f32; n * cols];
-                    let mut back = vec![0f32; cols];
-                    m.dequant_rows(r0, &mut xs);
-                    guard.floats(id, &xs)?;
-                    for (x, o) in xs.chunks_exact(cols).zip(out.chunks_exact_mut(out_rb)) {
-                        let (c, rest) = o.split_at_mut(cb);
-                        let (s, b) = rest.split_at_mut(sb);
-                        affine::quantize_row(x, bits, group, c, s, b);
-                        affine::dequantize_row(c, s, b, bits, group, &mut back);
-                        t.compare(&what, x, &back);
+                    if let Some(b) = dense_rows_bytes(m, r0, n) {
+                        self.src.prefetch(b);
                     }
-                    Ok(())
+                    with_scratch(n * cols, |xs| {
+                        m.dequant_rows(r0, xs);
+                        guard.floats(id, xs)?;
+                        for (x, o) in xs.chunks_exact(cols).zip(out.chunks_exact_mut(out_rb)) {
+                            let (c, rest) = o.split_at_mut(cb);
+                            let (s, b) = rest.split_at_mut(sb);
+                            let (changed, err) =
+                                affine::quantize_row_counting(x, bits, group, c, s, b);
+                            t.add(&what, changed, err);
+                        }
+                        Ok(())
+                    })
                 };
-                let mut codes = Vec::new();
                 let mut buf = Vec::new();
                 tally.merge(encode_chunked(
                     rows,
@@ -536,13 +545,13 @@ impl<'a> MlxEncoder<'a> {
                     &mut buf,
                     piece,
                     |bytes| {
-                        codes.clear();
+                        // Row by row into the writer's own buffers (no gathering copy).
                         for row in bytes.chunks_exact(out_rb) {
-                            codes.extend_from_slice(&row[..cb]);
+                            w.write(&row[..cb])?;
                             scales.extend_from_slice(&row[cb..cb + sb]);
                             biases.extend_from_slice(&row[cb + sb..]);
                         }
-                        self.emit(w, &codes)?;
+                        self.progress.advance((bytes.len() / out_rb * cb) as u64);
                         self.src.release(id);
                         Ok(())
                     },
@@ -550,6 +559,36 @@ impl<'a> MlxEncoder<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Runs `f` on `n` values of this thread's scratch buffer (kept between calls: a piece of a
+/// chunk is about 2 MB, which the allocator would otherwise map and unmap every time).
+fn with_scratch<T>(n: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|v| {
+        if v.len() < n {
+            v.resize(n, 0.0);
+        }
+        f(&mut v[..n])
+    })
+}
+
+/// The bytes of rows `r0 .. r0 + n` of a dense row-major view (to map them ahead of reading).
+fn dense_rows_bytes<'a>(m: &MatRef<'a>, r0: usize, n: usize) -> Option<&'a [u8]> {
+    match *m.encoding() {
+        Encoding::Dense {
+            dtype,
+            data,
+            row_stride,
+            col_stride: 1,
+        } if n > 0 => {
+            let sz = dtype.size();
+            data.get(r0 * row_stride * sz..((r0 + n - 1) * row_stride + m.cols()) * sz)
+        }
+        _ => None,
     }
 }
 
