@@ -86,7 +86,9 @@ pub enum Command {
         /// Output directory (one subdirectory per variant).
         #[arg(short, long)]
         out: PathBuf,
-        /// Comma-separated variants (default: all but `mlx-mxfp4-q4` and `mlx-bf16`).
+        /// Comma-separated variants, or `all` (default: every variant but safetensors-int8, which
+        /// stock transformers and vLLM load with random experts (see docs/formats.md), the GGUF
+        /// presets, mlx-mxfp4-q4 and mlx-bf16).
         #[arg(long, value_delimiter = ',')]
         variants: Option<Vec<String>>,
         /// Prompts file for verification (see `verify --help`).
@@ -217,11 +219,19 @@ pub struct ConvertFlags {
     /// Do not check for free disk space before writing (for file systems that misreport it).
     #[arg(long)]
     no_space_check: bool,
-    /// How dense expert weights (a fine-tune's) are requantized to MXFP4: `ggml` (llama.cpp's
-    /// rule), `ocp`, `triton`, `mlx` (`mx.quantize`'s: ceil(log2(amax/6)), ties to the smaller
-    /// magnitude) or `mse`. MXFP4 sources are copied whatever the rule.
-    #[arg(long, default_value = "ggml", value_parser = quant::mxfp4::Rounding::ALL.map(|r| r.name()))]
-    mxfp4_rounding: String,
+    /// How dense expert weights are rounded to MXFP4: `ggml` (llama-quantize's bytes), `ocp`,
+    /// `triton`, `mlx` (`mx.quantize`'s: ceil(log2(amax/6)), ties to the smaller magnitude) or
+    /// `mse` (the better of the floor and ceil scales per block); see docs/tolerances.md.
+    #[arg(long, default_value = "ggml", value_parser = parse_rounding)]
+    mxfp4_rounding: quant::mxfp4::Rounding,
+    /// GGUF presets from an MXFP4 source: quantize the experts to the preset's types too
+    /// (lossy) instead of keeping them MXFP4 (llama-quantize refuses this without overrides).
+    #[arg(long)]
+    requantize_experts: bool,
+}
+
+fn parse_rounding(s: &str) -> Result<quant::mxfp4::Rounding, String> {
+    s.parse().map_err(|e| format!("{e}"))
 }
 
 impl ConvertFlags {
@@ -234,8 +244,8 @@ impl ConvertFlags {
             int8_dense: self.int8_dense,
             allow_nonfinite: self.allow_nonfinite,
             skip_space_check: self.no_space_check,
-            mxfp4_rounding: quant::mxfp4::Rounding::parse(&self.mxfp4_rounding)
-                .expect("clap restricts the values"),
+            mxfp4_rounding: self.mxfp4_rounding,
+            requantize_experts: self.requantize_experts,
         }
     }
 }

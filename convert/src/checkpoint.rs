@@ -5,19 +5,24 @@
 //! | HF release (`model.layers.N.*`) | MXFP4 views with a row step (gate = even rows) |
 //! | OpenAI `original/` (`block.N.*`, fused qkv) | the same MXFP4 views |
 //! | dense (transformers' dequantized, written by `safetensors-bf16`/`-fp16`) | strided views of `gate_up_proj [E, H, 2I]` / `down_proj [E, I, H]` |
+//! | dense under MXFP4 names (transformers 5.23's `save_pretrained` after dequantizing) | the same views of `gate_up_proj_blocks` / `down_proj_blocks` |
+//! | per-expert dense (llm-compressor's linearized experts) | each expert's `gate_proj`/`up_proj`/`down_proj.weight [out, in]` as it is |
 //! | int8 (compressed-tensors, written by `safetensors-int8`) | int8 group views of each expert's `weight_packed` + `weight_scale` |
 //! | MLX (mlx-lm's, written by `mlx-*`; [`crate::mlx`]) | per expert, a slice of the stacked `gate_proj` / `up_proj` / `down_proj`: MXFP4 views of the release's block bytes, MLX affine views, or float rows |
 //!
+//! Every float tensor may be BF16, F16 or F32 (the file's dtype counts, as in transformers) and
+//! is decoded exactly.
+//!
 //! Opening validates everything before any weight is used: the config; the index (every listed
 //! shard present, every tensor where the index says, no tensor in two shards, no tensor outside
-//! the index); and the tensor set (every tensor the config implies present with the expected
-//! dtype and shape, nothing else). Tensors are memory-mapped and viewed in place: nothing is
-//! copied.
+//! the index); the layout (from the config and the expert tensors, [`Layout::detect`]); and the
+//! tensor set (every tensor the config implies present with an accepted dtype and the expected
+//! shape, nothing else). Tensors are memory-mapped and viewed in place: nothing is copied.
 
 use crate::error::{ConvertError, Result};
 use crate::names::{self, Expect, Layout, Role};
 use crate::safetensors::{Dtype, SafetensorsFile, TensorInfo};
-use reference::{Config, DenseType, Encoding, MatRef, WeightId};
+use reference::{Config, ConfigNote, DenseType, Encoding, MatRef, WeightId};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +39,8 @@ pub struct Checkpoint {
     files: Vec<SafetensorsFile>,
     names: BTreeMap<String, (usize, usize)>,
     index_total_size: Option<u64>,
+    layout_notes: Vec<String>,
+    config_notes: Vec<ConfigNote>,
 }
 
 /// Reads and parses a JSON file, naming it in errors.
@@ -45,6 +52,11 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
 
 /// Reads a model directory's `config.json` into a [`Config`] and the raw JSON.
 pub fn read_config(dir: &Path) -> Result<(Config, Value)> {
+    read_config_noted(dir).map(|(c, v, _)| (c, v))
+}
+
+/// [`read_config`], with how each key the file leaves to transformers was read.
+pub fn read_config_noted(dir: &Path) -> Result<(Config, Value, Vec<ConfigNote>)> {
     let path = dir.join("config.json");
     if !path.is_file() {
         return Err(ConvertError::format(
@@ -53,35 +65,28 @@ pub fn read_config(dir: &Path) -> Result<(Config, Value)> {
         ));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| ConvertError::io(&path, e))?;
-    let config = Config::from_json_str(&text).map_err(|e| ConvertError::config(&path, e))?;
+    let (config, notes) =
+        Config::from_json_str_noted(&text).map_err(|e| ConvertError::config(&path, e))?;
     let json = serde_json::from_str(&text).expect("parsed above");
-    Ok((config, json))
+    Ok((config, json, notes))
 }
 
 impl Checkpoint {
     /// Opens and validates the model in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Checkpoint> {
         let dir = dir.as_ref().to_path_buf();
-        let (config, config_json) = read_config(&dir)?;
-        let layout = Layout::detect(&dir, &config_json)?;
+        let (config, config_json, config_notes) = read_config_noted(&dir)?;
+        // Everything wrong with config.json is reported before the shards are opened.
+        Layout::declared(&dir, &config_json)?;
         let (files, names, index_total_size) = open_files(&dir)?;
+        let probe = |name: &str| names.get(name).map(|&(f, t)| &files[f].tensors()[t]);
+        let (layout, layout_notes) = Layout::detect(&dir, &config_json, probe)?;
+        // An MLX directory's scheme is read from its tensors (and checked against its map).
         let layout = match layout {
-            Layout::Mlx(_) | Layout::Dense
-                if crate::mlx::looks_like_mlx(&config_json, |n| names.contains_key(n)) =>
-            {
-                let facts = |name: &str| {
-                    names.get(name).map(|&(f, t)| {
-                        let info = &files[f].tensors()[t];
-                        crate::mlx::TensorFacts {
-                            dtype: info.dtype,
-                            shape: &info.shape,
-                        }
-                    })
-                };
-                let scheme = crate::mlx::read_scheme(&config_json, &config, facts)
-                    .map_err(|m| ConvertError::format(dir.join("config.json"), m))?;
-                Layout::Mlx(scheme)
-            }
+            Layout::Mlx(_) => Layout::Mlx(
+                crate::mlx::read_scheme(&config_json, &config, probe)
+                    .map_err(|m| ConvertError::format(dir.join("config.json"), m))?,
+            ),
             other => other,
         };
         let ckpt = Checkpoint {
@@ -92,6 +97,8 @@ impl Checkpoint {
             files,
             names,
             index_total_size,
+            layout_notes,
+            config_notes,
         };
         ckpt.check_tensors()?;
         Ok(ckpt)
@@ -110,6 +117,69 @@ impl Checkpoint {
     /// The raw `config.json`.
     pub fn config_json(&self) -> &Value {
         &self.config_json
+    }
+
+    /// What a user should know about how the layout was decided: a config that disagrees with
+    /// the tensors, a directory transformers itself cannot load.
+    pub fn layout_notes(&self) -> &[String] {
+        &self.layout_notes
+    }
+
+    /// How each key `config.json` leaves to transformers was read (defaults, derived values,
+    /// ignored keys).
+    pub fn config_notes(&self) -> &[ConfigNote] {
+        &self.config_notes
+    }
+
+    /// Per tensor group ([`names::GROUPS`]), the dtypes this checkpoint stores it in, in group
+    /// order: what `inspect` shows to explain how the file is read.
+    pub fn dtype_groups(&self) -> Vec<(&'static str, Vec<Dtype>)> {
+        let mut groups: BTreeMap<usize, Vec<Dtype>> = BTreeMap::new();
+        for e in names::expected(self.layout, &self.config) {
+            let Some((_, info)) = self.tensor(&e.name) else {
+                continue;
+            };
+            let k = names::GROUPS
+                .iter()
+                .position(|g| *g == e.group())
+                .expect("group() returns one of GROUPS");
+            let d = groups.entry(k).or_default();
+            if !d.contains(&info.dtype) {
+                d.push(info.dtype);
+                d.sort();
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(k, d)| (names::GROUPS[k], d))
+            .collect()
+    }
+
+    /// Config keys filled with a transformers default that decide tensor shapes, for messages
+    /// about a tensor the defaults do not fit.
+    fn shape_defaults(&self) -> String {
+        const SHAPE_KEYS: [&str; 9] = [
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "num_local_experts",
+            "num_experts",
+        ];
+        let notes: Vec<String> = self
+            .config_notes
+            .iter()
+            .filter(|n| SHAPE_KEYS.contains(&n.key.as_str()))
+            .map(|n| n.to_string())
+            .collect();
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; config.json: {}", notes.join(", "))
+        }
     }
 
     /// The shard files, in name order.
@@ -149,17 +219,35 @@ impl Checkpoint {
                 return Err(ConvertError::MissingTensor {
                     path: self.dir.clone(),
                     tensor: e.name.clone(),
-                    expected: e.describe(),
+                    expected: format!(
+                        "{} in a {} checkpoint{}",
+                        e.describe(),
+                        self.layout.name(),
+                        self.shape_defaults()
+                    ),
                 });
             };
-            if !e.dtypes.contains(&info.dtype) || info.shape != e.shape {
+            if info.shape != e.shape {
                 return Err(ConvertError::tensor(
                     file.path(),
                     &e.name,
                     format!(
-                        "is {}, the config implies {}",
+                        "is {}, the config implies {}{}",
                         info.describe(),
-                        e.describe()
+                        e.describe(),
+                        self.shape_defaults()
+                    ),
+                ));
+            }
+            if !e.dtypes.contains(&info.dtype) {
+                return Err(ConvertError::tensor(
+                    file.path(),
+                    &e.name,
+                    format!(
+                        "is {}; a {} checkpoint stores it as {}",
+                        info.describe(),
+                        self.layout.name(),
+                        Dtype::alternatives(e.dtypes)
                     ),
                 ));
             }
@@ -189,9 +277,10 @@ impl Checkpoint {
                     path: self.files[f].path().to_path_buf(),
                     tensor: name.clone(),
                     detail: format!(
-                        "not part of a {}-layer {} checkpoint",
+                        "not part of a {}-layer {} checkpoint{}",
                         self.config.num_hidden_layers,
-                        self.layout.name()
+                        self.layout.name(),
+                        self.shape_defaults()
                     ),
                 });
             }
@@ -335,16 +424,16 @@ impl Checkpoint {
         match id {
             // transformers' input-major fused experts: gate_up_proj[e][c][2j (+1)] is gate (up)
             // unit j for input c, down_proj[e][c][h] is output h for input c.
-            Gate(l, e) | Up(l, e) if self.layout == Layout::Dense => {
+            Gate(l, e) | Up(l, e) if self.layout.fused_dense() => {
                 let first = if matches!(id, Gate(..)) { 0 } else { 1 };
                 self.dense_strided(&n.gate_up_fused(l), e * h * 2 * i + first, i, h, (2, 2 * i))
             }
-            Down(l, e) if self.layout == Layout::Dense => {
+            Down(l, e) if self.layout.fused_dense() => {
                 self.dense_strided(&n.down_fused(l), e * i * h, h, i, (1, h))
             }
-            // compressed-tensors: one bias per expert module.
-            GateBias(..) | UpBias(..) | DownBias(..)
-                if matches!(self.layout, Layout::Int8 { .. }) =>
+            // One module per expert: its weight `[out, in]` (dense per-expert) or bias as stored.
+            Gate(..) | Up(..) | Down(..) | GateBias(..) | UpBias(..) | DownBias(..)
+                if self.layout.per_expert_modules() =>
             {
                 let (rows, cols) = id.shape(cfg);
                 self.dense_rows(&n.plain(id), 0, rows, cols)
@@ -575,7 +664,240 @@ fn open_files(dir: &Path) -> Result<Opened> {
 
 crate::mapped_weight_source!(Checkpoint);
 
-/// The safetensors dtype names a layout accepts for dense tensors (for messages).
-pub(crate) fn dtype_list(d: &[Dtype]) -> String {
-    d.iter().map(|d| d.name()).collect::<Vec<_>>().join("|")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Preset, SynthOptions, preset_config, synth};
+    use serde_json::json;
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("ossf-ckpt-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+
+        /// A 1-layer tiny `config.json`.
+        fn with_config(name: &str) -> Dir {
+            let d = Dir::new(name);
+            d.write(
+                "config.json",
+                &preset_config(Preset::Tiny, Some(1)).to_string(),
+            );
+            d
+        }
+
+        fn write(&self, name: &str, text: &str) {
+            std::fs::write(self.0.join(name), text).unwrap();
+        }
+
+        /// A shard holding one-byte U8 tensors with these names.
+        fn shard(&self, name: &str, tensors: &[&str]) {
+            write_shard(&self.0.join(name), tensors);
+        }
+
+        fn index(&self, weight_map: Value) {
+            self.write(
+                INDEX_FILE,
+                &json!({"metadata": {"total_size": 2}, "weight_map": weight_map}).to_string(),
+            );
+        }
+
+        fn err(&self) -> String {
+            match Checkpoint::open(&self.0) {
+                Ok(_) => panic!("opened"),
+                Err(e) => e.to_string(),
+            }
+        }
+    }
+
+    /// A safetensors file holding one-byte U8 tensors with these names.
+    fn write_shard(path: &Path, tensors: &[&str]) {
+        let entries: serde_json::Map<String, Value> = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let e = json!({"dtype": "U8", "shape": [1], "data_offsets": [i, i + 1]});
+                (t.to_string(), e)
+            })
+            .collect();
+        let header = Value::Object(entries).to_string();
+        let mut b = (header.len() as u64).to_le_bytes().to_vec();
+        b.extend(header.as_bytes());
+        b.resize(b.len() + tensors.len(), 0);
+        std::fs::write(path, b).unwrap();
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn no_config() {
+        let d = Dir::new("noconfig");
+        assert!(
+            d.err()
+                .contains("no config.json: not a gpt-oss model directory")
+        );
+    }
+
+    #[test]
+    fn no_shards_and_no_index() {
+        let d = Dir::with_config("noshards");
+        assert!(d.err().contains("no *.safetensors files and no index"));
+    }
+
+    #[test]
+    fn index_without_a_weight_map() {
+        let d = Dir::with_config("nomap");
+        d.write(INDEX_FILE, "{}");
+        let e = d.err();
+        assert!(
+            e.contains(INDEX_FILE) && e.contains("no `weight_map` object"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn weight_map_value_not_a_file_name() {
+        let d = Dir::with_config("mapvalue");
+        d.index(json!({"a": 3}));
+        let e = d.err();
+        assert!(
+            e.contains("tensor `a`: weight_map value is not a file name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn weight_map_outside_the_directory() {
+        let d = Dir::with_config("escape");
+        d.index(json!({"a": "../x.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains("weight_map points outside the directory: \"../x.safetensors\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_listed_shard_is_missing() {
+        let d = Dir::with_config("missingshard");
+        d.shard("a.safetensors", &["x"]);
+        d.index(json!({"x": "a.safetensors", "y": "b.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains("shard b.safetensors is listed in the index but missing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_in_two_shards() {
+        let d = Dir::with_config("twice");
+        d.shard("a.safetensors", &["x"]);
+        d.shard("b.safetensors", &["x"]);
+        let e = d.err();
+        assert!(
+            e.contains("b.safetensors: tensor `x`: also stored in")
+                && e.contains("a tensor may live in one shard only"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_the_index_does_not_list() {
+        let d = Dir::with_config("unlisted");
+        d.shard("a.safetensors", &["x", "y"]);
+        d.index(json!({"x": "a.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains("unexpected tensor `y` (not listed in model.safetensors.index.json)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_index_places_a_tensor_elsewhere() {
+        let d = Dir::with_config("elsewhere");
+        d.shard("a.safetensors", &["x"]);
+        d.shard("b.safetensors", &["y"]);
+        d.index(json!({"x": "b.safetensors", "y": "b.safetensors", "z": "a.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains("a.safetensors: tensor `x`: the index places it in b.safetensors"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_listed_tensor_is_absent_from_its_shard() {
+        let d = Dir::with_config("absent");
+        d.shard("a.safetensors", &["x"]);
+        d.index(json!({"x": "a.safetensors", "y": "a.safetensors"}));
+        let e = d.err();
+        assert!(
+            e.contains(
+                "tensor `y`: listed in model.safetensors.index.json but absent from the shard"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_the_config_implies_is_missing() {
+        let d = Dir::with_config("missingtensor");
+        d.shard("a.safetensors", &["x"]);
+        let e = d.err();
+        assert!(
+            e.contains("missing tensor `model.embed_tokens.weight` (expected BF16|F16|F32["),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_of_the_wrong_dtype_and_shape() {
+        let d = Dir::with_config("wrongshape");
+        d.shard("a.safetensors", &["model.embed_tokens.weight"]);
+        let e = d.err();
+        assert!(
+            e.contains(
+                "tensor `model.embed_tokens.weight`: is U8[1], the config implies BF16|F16|F32["
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_the_config_does_not_account_for() {
+        let d = Dir::new("extra");
+        let out = d.0.join("m");
+        let opts = SynthOptions {
+            preset: Preset::Tiny,
+            layers: Some(1),
+            seed: 0,
+            original: false,
+            max_shard_bytes: None,
+        };
+        synth(&out, &opts, false, &mut |_| {}).unwrap();
+        let ckpt = Checkpoint::open(&out).unwrap();
+        assert_eq!(ckpt.layout(), Layout::Release);
+        drop(ckpt);
+        std::fs::remove_file(out.join(INDEX_FILE)).unwrap();
+        write_shard(
+            &out.join("zz.safetensors"),
+            &["model.layers.1.self_attn.sinks"],
+        );
+        let e = Checkpoint::open(&out).err().unwrap().to_string();
+        assert!(
+            e.contains("unexpected tensor `model.layers.1.self_attn.sinks` (not part of a 1-layer hf-mxfp4 checkpoint)"),
+            "{e}"
+        );
+    }
 }

@@ -1,4 +1,7 @@
-//! [`ConvertError`]: every error names the file, and the tensor where there is one.
+//! [`ConvertError`]: every error names the file, and the tensor where there is one. An
+//! underlying error (the OS error, the config error) is kept as the [`source`]
+//! (std::error::Error::source) rather than copied into the message: `anyhow`'s `{:#}` prints the
+//! whole chain, `path: error`.
 
 use std::path::{Path, PathBuf};
 
@@ -6,19 +9,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     /// An operating-system error on a file.
-    #[error("{}: {error}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
+        #[source]
         error: std::io::Error,
     },
     /// The file's config could not be used.
-    #[error("{}: {error}", path.display())]
+    #[error("{}", path.display())]
     Config {
         /// The config file.
         path: PathBuf,
         /// What is wrong with it.
+        #[source]
         error: reference::ConfigError,
     },
     /// The file's structure is wrong (header, index, JSON).
@@ -142,5 +147,54 @@ impl ConvertError {
     }
 }
 
+/// `error` and its sources, joined by `: ` (what `anyhow`'s `{:#}` prints), for messages that
+/// embed an error in text.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
+}
+
 /// Results of this crate.
 pub type Result<T, E = ConvertError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn io_and_config_errors_keep_their_source() {
+        let os = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = os.to_string();
+        let e = ConvertError::io("/m/x.safetensors", os);
+        assert_eq!(e.to_string(), "/m/x.safetensors");
+        let source = e.source().expect("the OS error");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(chain(&e), format!("/m/x.safetensors: {text}"));
+
+        let e = ConvertError::config(
+            "/m/config.json",
+            reference::ConfigError::Missing("x".into()),
+        );
+        assert_eq!(chain(&e), "/m/config.json: missing key `x`");
+        assert!(e.source().is_some());
+    }
+
+    #[test]
+    fn format_and_tensor_errors_name_file_and_tensor() {
+        let e = ConvertError::tensor("/m/a.gguf", "blk.0.attn_q.weight", "is wrong");
+        assert_eq!(
+            e.to_string(),
+            "/m/a.gguf: tensor `blk.0.attn_q.weight`: is wrong"
+        );
+        assert!(e.source().is_none());
+        let e = ConvertError::nonfinite("/m", reference::WeightId::Sinks(2));
+        assert!(e.to_string().contains("--allow-nonfinite"), "{e}");
+    }
+}

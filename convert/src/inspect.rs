@@ -37,6 +37,12 @@ pub struct Inspect {
     pub path: PathBuf,
     /// Layout name.
     pub layout: String,
+    /// Per tensor group (embeddings, attention, ..., experts), how it is stored: the float
+    /// dtypes found, or the quantized encoding; for a GGUF, the ggml types of the group's
+    /// tensors with their counts (`attn_v Q4_K x1 + Q6_K x1`).
+    pub dtype_groups: Vec<(String, String)>,
+    /// How each config key the file leaves to transformers was read.
+    pub config_notes: Vec<String>,
     /// Hyperparameters.
     pub config: reference::Config,
     /// Files and their sizes.
@@ -138,7 +144,8 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
             f.mapped().release_slice(data);
         }
     }
-    let mut warnings = integrity_warnings(&non_finite, &nan_scales);
+    let mut warnings = ckpt.layout_notes().to_vec();
+    warnings.extend(integrity_warnings(&non_finite, &nan_scales));
     if let Some(total) = ckpt.index_total_size()
         && total != tensor_bytes
     {
@@ -149,6 +156,12 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     Inspect {
         path: ckpt.dir().to_path_buf(),
         layout: ckpt.layout().describe(),
+        dtype_groups: ckpt
+            .dtype_groups()
+            .into_iter()
+            .map(|(g, d)| (g.to_string(), storage_of(&d)))
+            .collect(),
+        config_notes: ckpt.config_notes().iter().map(|n| n.to_string()).collect(),
         config: ckpt.config().clone(),
         files,
         tensors,
@@ -158,6 +171,22 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
         nan_scales,
         q8_0_expert_blocks: None,
         warnings,
+    }
+}
+
+/// How a tensor group is stored, from the dtypes of its tensors: `MXFP4 (U8 blocks + scales)`,
+/// `int8 (I32 packed)`, or the float dtypes (`BF16`, `BF16+F32`).
+fn storage_of(dtypes: &[Dtype]) -> String {
+    if dtypes.contains(&Dtype::U8) {
+        "MXFP4 (U8 blocks + scales)".into()
+    } else if dtypes.contains(&Dtype::I32) {
+        "int8 (I32 packed)".into()
+    } else {
+        dtypes
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join("+")
     }
 }
 
@@ -179,6 +208,16 @@ fn integrity_warnings(non_finite: &[NonFinite], nan_scales: &[NanScales]) -> Vec
     warnings
 }
 
+/// The group a GGUF tensor is reported under: its name without the layer and the `.weight`
+/// suffix (`blk.3.attn_v.weight` -> `attn_v`, `blk.0.ffn_up_exps.bias` -> `ffn_up_exps.bias`).
+fn gguf_group(name: &str) -> String {
+    let rest = match name.strip_prefix("blk.").and_then(|r| r.split_once('.')) {
+        Some((_, tail)) => tail,
+        None => name,
+    };
+    rest.strip_suffix(".weight").unwrap_or(rest).to_string()
+}
+
 /// Reads every tensor of a GGUF model once (releasing pages as it goes) and builds the report.
 pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     use crate::gguf::Codec;
@@ -189,10 +228,20 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     let mut nan_scales = Vec::new();
     let mut files = Vec::new();
     let mut tensors = 0;
+    let mut groups: Vec<(String, BTreeMap<String, usize>)> = Vec::new();
     for f in model.files() {
         files.push((f.path().to_path_buf(), f.len()));
         for t in f.tensors() {
             tensors += 1;
+            let g = gguf_group(&t.name);
+            let at = match groups.iter().position(|(n, _)| *n == g) {
+                Some(i) => i,
+                None => {
+                    groups.push((g, BTreeMap::new()));
+                    groups.len() - 1
+                }
+            };
+            *groups[at].1.entry(t.ty.name().to_string()).or_default() += 1;
             let e = by_dtype.entry(t.ty.name().to_string()).or_default();
             e.0 += 1;
             e.1 += t.range.len() as u64;
@@ -259,6 +308,14 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     Inspect {
         path: model.files()[0].path().to_path_buf(),
         layout: format,
+        dtype_groups: groups
+            .into_iter()
+            .map(|(g, types)| {
+                let mix: Vec<String> = types.iter().map(|(t, n)| format!("{t} x{n}")).collect();
+                (g, mix.join(" + "))
+            })
+            .collect(),
+        config_notes: Vec::new(),
         config: model.config().clone(),
         files,
         tensors,
@@ -318,6 +375,8 @@ impl Inspect {
         json!({
             "path": self.path.display().to_string(),
             "layout": self.layout,
+            "dtype_groups": self.dtype_groups.iter().map(|(g, d)| (g.clone(), json!(d))).collect::<serde_json::Map<_, _>>(),
+            "config_notes": self.config_notes,
             "config": {
                 "num_hidden_layers": c.num_hidden_layers, "hidden_size": c.hidden_size,
                 "intermediate_size": c.intermediate_size, "num_attention_heads": c.num_attention_heads,
@@ -349,6 +408,18 @@ impl Inspect {
             self.path.display(),
             self.layout
         );
+        if !self.dtype_groups.is_empty() {
+            let width = self
+                .dtype_groups
+                .iter()
+                .map(|(g, _)| g.len())
+                .max()
+                .unwrap_or(0);
+            for (k, (g, d)) in self.dtype_groups.iter().enumerate() {
+                let head = if k == 0 { "stored" } else { "" };
+                s += &format!("{head:<10}{g:<width$}  {d}\n");
+            }
+        }
         s += &format!(
             "config    {} layers, hidden {}, {} heads / {} kv x {}, {} experts (top {}) x {}, vocab {}, window {}\n",
             c.num_hidden_layers,
@@ -373,6 +444,9 @@ impl Inspect {
             c.swiglu_limit,
             c.parameter_count() as f64 / 1e9
         );
+        for n in &self.config_notes {
+            s += &format!("          {n}\n");
+        }
         let total: u64 = self.files.iter().map(|f| f.1).sum();
         s += &format!("files     {} ({:.2} GiB)\n", self.files.len(), gib(total));
         s += &format!("tensors   {}\n", self.tensors);

@@ -24,7 +24,7 @@
 //! does) and check the map against them.
 
 use crate::names::{Expect, FLOATS, Names, QPart, Role};
-use crate::safetensors::Dtype;
+use crate::safetensors::{Dtype, TensorInfo};
 use quant::{affine, mxfp4};
 use reference::{Config, WeightId};
 use serde_json::Value;
@@ -357,21 +357,9 @@ fn kinds(cfg: &Config) -> impl Iterator<Item = (&'static str, Vec<WeightId>)> {
     .into_iter()
 }
 
-/// A tensor's header facts, as [`read_scheme`] asks for them.
-pub struct TensorFacts<'a> {
-    /// Its dtype.
-    pub dtype: Dtype,
-    /// Its shape.
-    pub shape: &'a [usize],
-}
-
-/// True when a model directory is in the MLX layout: its config has mlx-lm's `quantization`
-/// map, or the first layer's gate projection is stored the MLX way (`mlx_lm.convert -d` writes
-/// no map).
-pub fn looks_like_mlx(config: &Value, has_tensor: impl Fn(&str) -> bool) -> bool {
-    config.get("quantization").is_some_and(Value::is_object)
-        || has_tensor("model.layers.0.mlp.experts.gate_proj.weight")
-}
+/// A tensor only an MLX directory holds (the first layer's stacked gate projection), which
+/// tells an MLX directory without a `quantization` map (`mlx_lm.convert -d`) from the others.
+pub const MLX_PROBE: &str = "model.layers.0.mlp.experts.gate_proj.weight";
 
 /// The storage of the module `m` (whose logical input width is `cols`) from its tensors, the
 /// way mlx-lm's `infer_quant_config` reads it: no `.scales` is float; U8 scales with 4 bits in
@@ -380,14 +368,14 @@ pub fn looks_like_mlx(config: &Value, has_tensor: impl Fn(&str) -> bool) -> bool
 fn infer<'a>(
     m: &str,
     cols: usize,
-    tensor: &impl Fn(&str) -> Option<TensorFacts<'a>>,
+    tensor: &impl Fn(&str) -> Option<&'a TensorInfo>,
 ) -> Result<MlxQuant, String> {
     let w = tensor(&format!("{m}.weight")).ok_or_else(|| format!("`{m}.weight` is missing"))?;
     let Some(s) = tensor(&format!("{m}.scales")) else {
         return Ok(MlxQuant::Float);
     };
-    let last = |t: &TensorFacts<'_>| t.shape.last().copied().unwrap_or(0);
-    let (wl, sl) = (last(&w), last(&s));
+    let last = |t: &TensorInfo| t.shape.last().copied().unwrap_or(0);
+    let (wl, sl) = (last(w), last(s));
     let bad = || {
         format!(
             "`{m}`: .weight {}{:?} and .scales {}{:?} do not describe a quantization of {cols} inputs",
@@ -450,13 +438,13 @@ fn declared_params(o: &serde_json::Map<String, Value>, what: &str) -> Result<Mlx
     }
 }
 
-/// Reads the scheme of an MLX directory from its tensors (`tensor(name)` gives a stored
-/// tensor's dtype and shape) and checks it against the config's `quantization` map where the
-/// map names a module. Every module of a kind must be stored alike. Errors say which module.
+/// Reads the scheme of an MLX directory from its tensors (`tensor(name)` looks a stored tensor
+/// up by name) and checks it against the config's `quantization` map where the map names a
+/// module. Every module of a kind must be stored alike. Errors say which module.
 pub fn read_scheme<'a>(
     config: &Value,
     cfg: &Config,
-    tensor: impl Fn(&str) -> Option<TensorFacts<'a>>,
+    tensor: impl Fn(&str) -> Option<&'a TensorInfo>,
 ) -> Result<MlxScheme, String> {
     let empty = serde_json::Map::new();
     let map = config

@@ -69,12 +69,12 @@ impl AnyModel {
         }
     }
 
-    /// The tensor order llama.cpp's converter walks this model in: for a release checkpoint,
-    /// its shards in file-name order with the names sorted within each shard; for any other
-    /// model, every release tensor name sorted, as one shard.
+    /// The tensor order llama.cpp's converter walks this model in: for a release checkpoint or
+    /// transformers' dense layout, its shards in file-name order with the names sorted within
+    /// each shard; for any other model, every release tensor name sorted, as one shard.
     pub fn release_order(&self) -> Vec<String> {
         if let AnyModel::Safetensors(c) = self
-            && c.layout() == Layout::Release
+            && matches!(c.layout(), Layout::Release | Layout::Dense)
         {
             let mut order = Vec::new();
             for f in c.files() {

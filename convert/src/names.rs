@@ -13,7 +13,9 @@
 //! | gate_up | `mlp.experts.gate_up_proj_{blocks,scales,bias}` | `mlp.mlp1_weight.{blocks,scales}`, `mlp.mlp1_bias` |
 //! | down | `mlp.experts.down_proj_{blocks,scales,bias}` | `mlp.mlp2_weight.{blocks,scales}`, `mlp.mlp2_bias` |
 //!
-//! Source: `spec/gpt-oss.md` §2.1 and §3.3 (transformers' `convert_gpt_oss_weights_to_hf.py`).
+//! Sources: the safetensors headers of `openai/gpt-oss-20b` on Hugging Face (release names) and
+//! transformers' `src/transformers/models/gpt_oss/convert_gpt_oss_weights_to_hf.py` (the
+//! original → HF mapping).
 //!
 //! The two layouts oss-forge writes (`docs/formats.md`) keep the release's names for everything
 //! but the experts:
@@ -27,9 +29,20 @@
 //!
 //! With `--int8-dense` the attention projections and `lm_head` are int8 modules too
 //! (`weight_packed`, `weight_scale [out, 1]`, `weight_shape`; the q/k/v/o biases keep `.bias`).
+//!
+//! Two more dense layouts are read (never written):
+//!
+//! | experts of layer N | per-expert (llm-compressor, MoE tools) | dense under MXFP4 names (transformers 5.23 `save_pretrained` after dequantizing) |
+//! |---|---|---|
+//! | gate, up | `mlp.experts.e.{gate,up}_proj.weight` `[I, H]` (`[out, in]`) | `mlp.experts.gate_up_proj_blocks` holding `gate_up_proj` `[E, H, 2I]` |
+//! | down | `mlp.experts.e.down_proj.weight` `[H, I]` | `mlp.experts.down_proj_blocks` holding `down_proj` `[E, I, H]` |
+//! | biases | `mlp.experts.e.{gate,up,down}_proj.bias` | `gate_up_proj_bias`, `down_proj_bias` as in the dense layout |
+//!
+//! Every float tensor is accepted in BF16, F16 or F32 in every layout: the file's dtype is what
+//! counts, as transformers loads it (the int8 scales are BF16, as the int8 codec reads them).
 
 use crate::error::{ConvertError, Result};
-use crate::safetensors::Dtype;
+use crate::safetensors::{Dtype, TensorInfo};
 use reference::{Config, WeightId};
 use serde_json::Value;
 use std::path::Path;
@@ -51,10 +64,38 @@ pub enum Layout {
         /// q/k/v/o and lm_head are int8 modules too (`--int8-dense`).
         dense_int8: bool,
     },
+    /// Dense per-expert modules, as MoE quantization tools linearize gpt-oss's experts
+    /// (llm-compressor's `modeling/gpt_oss.py`): `mlp.experts.E.{gate,up,down}_proj.{weight,bias}`,
+    /// weights `[out, in]`, release names elsewhere, no `quantization_config`. Read only.
+    PerExpert,
+    /// transformers' dense layout with the fused expert weights stored under the MXFP4 names:
+    /// `gate_up_proj_blocks` holding the float `[E, H, 2I]`, `down_proj_blocks` the float
+    /// `[E, I, H]`, no `*_scales`. transformers 5.23's `save_pretrained` of a model loaded with
+    /// `Mxfp4Config(dequantize=True)` writes this (its own loader then leaves the experts
+    /// random). Read only; `docs/decisions.md` says why it is read.
+    DenseUnderBlocks,
     /// mlx-lm's layout (`mlx_lm.convert`): one module per linear layer, experts stacked per
     /// projection, quantized modules as `.weight` codes + `.scales` (+ `.biases`); see
     /// [`crate::mlx`].
     Mlx(crate::mlx::MlxScheme),
+}
+
+/// What a `config.json` alone says about the layout ([`Layout::declared`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Declared {
+    /// No `model_type`: OpenAI's `original/config.json`.
+    Original,
+    /// `quant_method: mxfp4`.
+    Mxfp4,
+    /// A compressed-tensors config of the int8 scheme oss-forge reads.
+    Int8 {
+        /// q/k/v/o and lm_head are int8 too.
+        dense_int8: bool,
+    },
+    /// No `quantization_config` (or null).
+    Unquantized,
+    /// mlx-lm's per-module `quantization` map (an MLX directory).
+    Mlx,
 }
 
 /// Inputs per scale of the int8 expert weights (one MXFP4 block).
@@ -110,6 +151,8 @@ impl Layout {
             Layout::Dense => "hf-dense",
             Layout::Int8 { dense_int8: false } => "compressed-tensors-int8",
             Layout::Int8 { dense_int8: true } => "compressed-tensors-int8-dense",
+            Layout::PerExpert => "hf-per-expert",
+            Layout::DenseUnderBlocks => "hf-dense-under-blocks-names",
             Layout::Mlx(_) => "mlx",
         }
     }
@@ -121,6 +164,17 @@ impl Layout {
             Layout::Mlx(s) => format!("mlx ({})", s.describe()),
             other => other.name().to_string(),
         }
+    }
+
+    /// transformers' fused dense experts (`gate_up_proj [E, H, 2I]`, `down_proj [E, I, H]`),
+    /// under either name.
+    pub fn fused_dense(self) -> bool {
+        matches!(self, Layout::Dense | Layout::DenseUnderBlocks)
+    }
+
+    /// One module per expert (`mlp.experts.E.gate_proj`, ...): int8 or dense.
+    pub fn per_expert_modules(self) -> bool {
+        matches!(self, Layout::Int8 { .. } | Layout::PerExpert)
     }
 
     /// True when the weight `id` is an int8 module in this layout.
@@ -145,32 +199,31 @@ impl Layout {
         }
     }
 
-    /// Decides the layout from the directory's `config.json`: no `model_type` → original;
-    /// `quant_method` `mxfp4` → release, `compressed-tensors` → int8 (the config must describe
-    /// exactly the int8 scheme oss-forge reads, see [`int8_config_dense`]); mlx-lm's
-    /// `quantization` map → MLX (scheme still to be read from the tensors); no
-    /// `quantization_config` → dense (or MLX, which `Checkpoint::open` tells by the tensors).
-    pub fn detect(dir: &Path, config: &Value) -> Result<Layout> {
+    /// What `config.json` alone says about the layout (its errors come before any shard is
+    /// opened): no `model_type` → original; mlx-lm's `quantization` map → MLX; `quant_method`
+    /// `compressed-tensors` → int8 (the config must describe exactly the int8 scheme oss-forge
+    /// reads, see [`int8_config_dense`]); `mxfp4`; or no `quantization_config`.
+    pub fn declared(dir: &Path, config: &Value) -> Result<Declared> {
         let cfg_path = dir.join("config.json");
         if config.get("model_type").is_none() {
-            return Ok(Layout::Original);
+            return Ok(Declared::Original);
         }
-        // mlx-lm's per-module map; the scheme itself is read from the tensors once the files
-        // are open (`Checkpoint::open`, `crate::mlx::read_scheme`).
+        // mlx-lm's per-module map (its `quantization_config` is a copy of it, with no
+        // `quant_method`).
         if config.get("quantization").is_some_and(Value::is_object) {
-            return Ok(Layout::Mlx(crate::mlx::MlxScheme::FLOAT));
+            return Ok(Declared::Mlx);
         }
         let Some(q) = config.get("quantization_config").filter(|q| !q.is_null()) else {
-            return Ok(Layout::Dense);
+            return Ok(Declared::Unquantized);
         };
         match q.get("quant_method").and_then(Value::as_str) {
-            Some("mxfp4") => Ok(Layout::Release),
             Some("compressed-tensors") => {
                 let dense_int8 = int8_config_dense(q).map_err(|m| {
                     ConvertError::format(&cfg_path, format!("quantization_config: {m}"))
                 })?;
-                Ok(Layout::Int8 { dense_int8 })
+                Ok(Declared::Int8 { dense_int8 })
             }
+            Some("mxfp4") => Ok(Declared::Mxfp4),
             Some(other) => Err(ConvertError::format(
                 cfg_path,
                 format!("quantization_config.quant_method {other:?} is not supported"),
@@ -180,6 +233,97 @@ impl Layout {
                 "quantization_config has no string `quant_method`",
             )),
         }
+    }
+
+    /// Decides the layout from the directory's `config.json` ([`Layout::declared`]) and the
+    /// tensors of layer 0 (`probe` looks a stored tensor up by name). An original or int8
+    /// config decides alone; an MLX map or MLX expert modules (`experts.gate_proj.weight`) give
+    /// [`Layout::Mlx`] with [`crate::mlx::MlxScheme::FLOAT`] as a placeholder, the scheme being
+    /// read from the tensors by [`crate::mlx::read_scheme`]; otherwise the experts' tensors
+    /// decide: fused `gate_up_proj` →
+    /// dense, per-expert `experts.0.gate_proj.weight` → per-expert, float
+    /// `gate_up_proj_blocks` → dense under the MXFP4 names, U8 `gate_up_proj_blocks` → release.
+    ///
+    /// Returns the layout and what a user should know about how it was decided (a config that
+    /// disagrees with the tensors, a directory transformers cannot load).
+    pub fn detect<'a>(
+        dir: &Path,
+        config: &Value,
+        probe: impl Fn(&str) -> Option<&'a TensorInfo>,
+    ) -> Result<(Layout, Vec<String>)> {
+        let cfg_path = dir.join("config.json");
+        let method = match Layout::declared(dir, config)? {
+            Declared::Original => return Ok((Layout::Original, Vec::new())),
+            Declared::Int8 { dense_int8 } => {
+                return Ok((Layout::Int8 { dense_int8 }, Vec::new()));
+            }
+            Declared::Mlx => return Ok((Layout::Mlx(crate::mlx::MlxScheme::FLOAT), Vec::new())),
+            Declared::Mxfp4 => Some("mxfp4"),
+            Declared::Unquantized => None,
+        };
+        if probe(crate::mlx::MLX_PROBE).is_some() {
+            // `mlx_lm.convert -d` writes no map.
+            return Ok((Layout::Mlx(crate::mlx::MlxScheme::FLOAT), Vec::new()));
+        }
+        let n = Names::new(Layout::Release);
+        let blocks_name = n.gate_up_blocks(0);
+        let blocks = probe(&blocks_name);
+        let fused = probe(&n.gate_up_fused(0)).is_some();
+        let per_expert = probe("model.layers.0.mlp.experts.0.gate_proj.weight").is_some();
+        let says = match method {
+            Some(_) => "`quantization_config.quant_method` is \"mxfp4\"",
+            None => "config.json has no `quantization_config`",
+        };
+        let mut notes = Vec::new();
+        let layout = match blocks {
+            Some(t) if t.dtype.dense().is_some() => {
+                notes.push(format!(
+                    "`{blocks_name}` holds {}: dense experts under the MXFP4 names, as \
+                     transformers 5.23's save_pretrained writes them after \
+                     Mxfp4Config(dequantize=True); read as transformers' dense layout. \
+                     transformers itself cannot load this directory (it leaves the experts \
+                     randomly initialized): convert it to safetensors-bf16 for transformers",
+                    t.describe()
+                ));
+                Layout::DenseUnderBlocks
+            }
+            Some(_) => {
+                if method.is_none() {
+                    notes.push(format!(
+                        "{says}, but the experts are MXFP4 `_blocks`/`_scales`: read as MXFP4. \
+                         transformers would leave these experts randomly initialized; add \
+                         `\"quantization_config\": {{\"quant_method\": \"mxfp4\"}}` for it"
+                    ));
+                }
+                Layout::Release
+            }
+            None if method.is_some() && (fused || per_expert) => {
+                notes.push(format!(
+                    "{says}, but the experts are stored dense: read as dense. transformers \
+                     expects MXFP4 `_blocks`/`_scales` under this config"
+                ));
+                if fused {
+                    Layout::Dense
+                } else {
+                    Layout::PerExpert
+                }
+            }
+            None if method.is_some() => Layout::Release,
+            None if per_expert && !fused => Layout::PerExpert,
+            None => {
+                if probe("model.layers.0.mlp.experts.0.gate_proj.weight_packed").is_some() {
+                    return Err(ConvertError::format(
+                        cfg_path,
+                        format!(
+                            "{says}, but the experts are compressed-tensors int8 modules \
+                             (`weight_packed`): the config that describes them is missing"
+                        ),
+                    ));
+                }
+                Layout::Dense
+            }
+        };
+        Ok((layout, notes))
     }
 }
 
@@ -272,14 +416,62 @@ pub struct Expect {
     pub role: Role,
 }
 
+/// The tensor groups [`Expect::group`] names, in report order.
+pub const GROUPS: [&str; 10] = [
+    "embeddings",
+    "attention",
+    "attention biases",
+    "sinks",
+    "norms",
+    "router",
+    "experts",
+    "expert biases",
+    "int8 scales",
+    "mlx scales and biases",
+];
+
 impl Expect {
+    /// The group this tensor belongs to in reports (one of [`GROUPS`]).
+    pub fn group(&self) -> &'static str {
+        use WeightId::*;
+        let of_id = |id: WeightId| match id {
+            Embedding | LmHead => "embeddings",
+            QProj(_) | KProj(_) | VProj(_) | OProj(_) => "attention",
+            QBias(_) | KBias(_) | VBias(_) | OBias(_) => "attention biases",
+            Sinks(_) => "sinks",
+            FinalNorm | AttnNorm(_) | MlpNorm(_) => "norms",
+            Router(_) | RouterBias(_) => "router",
+            Gate(..) | Up(..) | Down(..) => "experts",
+            GateBias(..) | UpBias(..) | DownBias(..) => "expert biases",
+        };
+        match self.role {
+            Role::Plain(id)
+            | Role::Packed(id)
+            | Role::Shape(id)
+            | Role::Stacked(id)
+            | Role::Quantized(id, QPart::Codes) => of_id(id),
+            Role::Scale(_) => "int8 scales",
+            Role::Quantized(_, QPart::Scales | QPart::Biases) => "mlx scales and biases",
+            Role::GateUpT(_) | Role::DownT(_) => "experts",
+            Role::GateUpBias(_) | Role::DownBias(_) => "expert biases",
+            Role::Other => {
+                let name = self.name.as_str();
+                if name.ends_with("qkv.weight") {
+                    "attention"
+                } else if name.ends_with("qkv.bias") {
+                    "attention biases"
+                } else if name.ends_with("_bias") {
+                    "expert biases"
+                } else {
+                    "experts"
+                }
+            }
+        }
+    }
+
     /// `DTYPE[shape]` for messages.
     pub fn describe(&self) -> String {
-        format!(
-            "{}{:?}",
-            crate::checkpoint::dtype_list(self.dtypes),
-            self.shape
-        )
+        format!("{}{:?}", Dtype::alternatives(self.dtypes), self.shape)
     }
 }
 
@@ -287,7 +479,9 @@ const BF16: &[Dtype] = &[Dtype::BF16];
 const U8: &[Dtype] = &[Dtype::U8];
 const I32: &[Dtype] = &[Dtype::I32];
 const I64: &[Dtype] = &[Dtype::I64];
-/// Float dtypes the dense layout accepts (transformers saves in the model dtype).
+/// Float dtypes accepted wherever a layout stores a float tensor (transformers saves in the model
+/// dtype and loads any). The writers of a fixed dtype (synth, the original layout's
+/// `dtypes.json`) take the first, BF16, as the release stores.
 pub const FLOATS: &[Dtype] = &[Dtype::BF16, Dtype::F16, Dtype::F32];
 
 /// Names of one layout.
@@ -320,7 +514,10 @@ impl Names {
                 orig.to_string()
             }
         };
-        if let Layout::Int8 { .. } = self.layout
+        if self.layout == Layout::PerExpert && id.is_expert_matrix() {
+            return format!("{}.weight", self.module(id));
+        }
+        if self.layout.per_expert_modules()
             && let GateBias(..) | UpBias(..) | DownBias(..) = id
         {
             let module = match id {
@@ -373,13 +570,21 @@ impl Names {
         }
     }
 
-    /// transformers' fused `gate_up_proj [E, H, 2I]` (dense layout).
+    /// transformers' fused `gate_up_proj [E, H, 2I]` (dense layout; the `_blocks` name in
+    /// [`Layout::DenseUnderBlocks`]).
     pub fn gate_up_fused(&self, l: usize) -> String {
+        if self.layout == Layout::DenseUnderBlocks {
+            return self.gate_up_blocks(l);
+        }
         format!("model.layers.{l}.mlp.experts.gate_up_proj")
     }
 
-    /// transformers' fused `down_proj [E, I, H]` (dense layout).
+    /// transformers' fused `down_proj [E, I, H]` (dense layout; the `_blocks` name in
+    /// [`Layout::DenseUnderBlocks`]).
     pub fn down_fused(&self, l: usize) -> String {
+        if self.layout == Layout::DenseUnderBlocks {
+            return self.down_blocks(l);
+        }
         format!("model.layers.{l}.mlp.experts.down_proj")
     }
 
@@ -444,11 +649,8 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
         cfg.intermediate_size,
         cfg.num_local_experts,
     );
-    let float = if layout == Layout::Dense {
-        FLOATS
-    } else {
-        BF16
-    };
+    // The file's float dtype is what counts, in every layout (transformers loads any).
+    let float = FLOATS;
     let mut out = Vec::new();
     // A weight stored whole, or as an int8 module when the layout quantizes it.
     let plain = |out: &mut Vec<Expect>, id: WeightId| {
@@ -501,8 +703,8 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
         match layout {
             Layout::Original => {
                 let qkv = cfg.q_dim() + 2 * cfg.kv_dim();
-                out.push(other(n.qkv_weight(l), BF16, vec![qkv, h]));
-                out.push(other(n.qkv_bias(l), BF16, vec![qkv]));
+                out.push(other(n.qkv_weight(l), FLOATS, vec![qkv, h]));
+                out.push(other(n.qkv_bias(l), FLOATS, vec![qkv]));
             }
             _ => {
                 for id in [QProj(l), QBias(l), KProj(l), KBias(l), VProj(l), VBias(l)] {
@@ -524,12 +726,12 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
             Layout::Release | Layout::Original => {
                 out.push(other(n.gate_up_blocks(l), U8, vec![e, 2 * i, h / 32, 16]));
                 out.push(other(n.gate_up_scales(l), U8, vec![e, 2 * i, h / 32]));
-                out.push(other(n.gate_up_bias(l), BF16, vec![e, 2 * i]));
+                out.push(other(n.gate_up_bias(l), FLOATS, vec![e, 2 * i]));
                 out.push(other(n.down_blocks(l), U8, vec![e, h, i / 32, 16]));
                 out.push(other(n.down_scales(l), U8, vec![e, h, i / 32]));
-                out.push(other(n.down_bias(l), BF16, vec![e, h]));
+                out.push(other(n.down_bias(l), FLOATS, vec![e, h]));
             }
-            Layout::Dense => {
+            Layout::Dense | Layout::DenseUnderBlocks => {
                 let x = |name, shape, role| Expect {
                     name,
                     dtypes: FLOATS,
@@ -542,7 +744,7 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
                 out.push(x(n.down_bias(l), vec![e, h], Role::DownBias(l)));
             }
             Layout::Mlx(_) => unreachable!("returned above"),
-            Layout::Int8 { .. } => {
+            Layout::Int8 { .. } | Layout::PerExpert => {
                 for x in 0..e {
                     for id in [
                         Gate(l, x),
@@ -572,4 +774,267 @@ pub fn sorted_release_names(cfg: &Config) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Preset, preset_config};
+    use serde_json::json;
+
+    fn cfg() -> Config {
+        Config::from_hf_json(&preset_config(Preset::Tiny, Some(2))).unwrap()
+    }
+
+    #[test]
+    fn each_layout_lists_every_tensor_once() {
+        let cfg = cfg();
+        let (l, e) = (cfg.num_hidden_layers, cfg.num_local_experts);
+        for (layout, per_layer) in [
+            (Layout::Release, 19),
+            (Layout::Original, 15),
+            (Layout::Dense, 17),
+            (Layout::Int8 { dense_int8: false }, 13 + 12 * e),
+            (Layout::Int8 { dense_int8: true }, 21 + 12 * e),
+        ] {
+            let x = expected(layout, &cfg);
+            let extra = if layout == (Layout::Int8 { dense_int8: true }) {
+                2
+            } else {
+                0
+            };
+            assert_eq!(x.len(), 3 + per_layer * l + extra, "{}", layout.name());
+            let mut names: Vec<&str> = x.iter().map(|x| x.name.as_str()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), x.len(), "{}: a name twice", layout.name());
+        }
+    }
+
+    #[test]
+    fn release_and_original_names() {
+        let (hf, orig) = (Names::new(Layout::Release), Names::new(Layout::Original));
+        assert_eq!(
+            hf.plain(WeightId::KBias(3)),
+            "model.layers.3.self_attn.k_proj.bias"
+        );
+        assert_eq!(orig.plain(WeightId::KBias(3)), "block.3.attn.qkv.bias");
+        assert_eq!(hf.plain(WeightId::LmHead), "lm_head.weight");
+        assert_eq!(orig.plain(WeightId::LmHead), "unembedding.weight");
+        assert_eq!(orig.down_scales(1), "block.1.mlp.mlp2_weight.scales");
+        let int8 = Names::new(Layout::Int8 { dense_int8: true });
+        assert_eq!(
+            int8.module(WeightId::Up(0, 5)),
+            "model.layers.0.mlp.experts.5.up_proj"
+        );
+        assert_eq!(
+            int8.plain(WeightId::UpBias(0, 5)),
+            "model.layers.0.mlp.experts.5.up_proj.bias"
+        );
+        assert_eq!(int8.module(WeightId::LmHead), "lm_head");
+    }
+
+    #[test]
+    fn expectations_describe_their_dtypes_and_shape() {
+        let x = expected(Layout::Dense, &cfg());
+        let norm = x.iter().find(|x| x.name == "model.norm.weight").unwrap();
+        assert_eq!(
+            norm.describe(),
+            format!("BF16|F16|F32[{}]", cfg().hidden_size)
+        );
+    }
+
+    /// The compressed-tensors config the int8 layout writes (`docs/formats.md`).
+    fn int8_q() -> Value {
+        json!({"quant_method": "compressed-tensors", "format": "pack-quantized",
+               "quantization_status": "compressed",
+               "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "int", "symmetric": true,
+                                 "strategy": "group", "group_size": 32}, "format": "pack-quantized"}}})
+    }
+
+    #[test]
+    fn the_layout_comes_from_config_json() {
+        let dir = Path::new("/m");
+        let detect = |c: Value| Layout::detect(dir, &c, |_| None).map(|(l, _)| l);
+        assert_eq!(
+            detect(json!({"num_experts": 32})).unwrap(),
+            Layout::Original
+        );
+        assert_eq!(
+            detect(json!({"model_type": "gpt_oss"})).unwrap(),
+            Layout::Dense
+        );
+        assert_eq!(
+            detect(json!({"model_type": "gpt_oss", "quantization_config": null})).unwrap(),
+            Layout::Dense
+        );
+        assert_eq!(
+            detect(
+                json!({"model_type": "gpt_oss", "quantization_config": {"quant_method": "mxfp4"}})
+            )
+            .unwrap(),
+            Layout::Release
+        );
+        assert_eq!(
+            detect(json!({"model_type": "gpt_oss", "quantization_config": int8_q()})).unwrap(),
+            Layout::Int8 { dense_int8: false }
+        );
+        let e = detect(
+            json!({"model_type": "gpt_oss", "quantization_config": {"quant_method": "gptq"}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("/m/config.json") && e.contains("quant_method \"gptq\" is not supported"),
+            "{e}"
+        );
+        let e = detect(json!({"model_type": "gpt_oss", "quantization_config": {}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has no string `quant_method`"), "{e}");
+    }
+
+    /// Where the config leaves it open, the expert tensors of layer 0 decide, and the notes say
+    /// when transformers would read the directory differently.
+    #[test]
+    fn the_expert_tensors_decide_the_unquantized_layouts() {
+        use crate::safetensors::Dtype::{BF16, F16, U8};
+        let dir = Path::new("/m");
+        let t = |name: &str, dtype, shape: &[usize]| TensorInfo {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            range: 0..0,
+        };
+        let plain = json!({"model_type": "gpt_oss"});
+        let mxfp4 =
+            json!({"model_type": "gpt_oss", "quantization_config": {"quant_method": "mxfp4"}});
+        let detect = |c: &Value, ts: &[TensorInfo]| {
+            Layout::detect(dir, c, |n| ts.iter().find(|t| t.name == n))
+        };
+        let fused = [t(
+            "model.layers.0.mlp.experts.gate_up_proj",
+            BF16,
+            &[8, 128, 128],
+        )];
+        let per_expert = [t(
+            "model.layers.0.mlp.experts.0.gate_proj.weight",
+            F16,
+            &[64, 128],
+        )];
+        let dense_blocks = [t(
+            "model.layers.0.mlp.experts.gate_up_proj_blocks",
+            BF16,
+            &[8, 128, 128],
+        )];
+        let blocks = [t(
+            "model.layers.0.mlp.experts.gate_up_proj_blocks",
+            U8,
+            &[8, 128, 4, 16],
+        )];
+        assert_eq!(detect(&plain, &fused).unwrap(), (Layout::Dense, vec![]));
+        assert_eq!(
+            detect(&plain, &per_expert).unwrap(),
+            (Layout::PerExpert, vec![])
+        );
+        assert_eq!(detect(&mxfp4, &blocks).unwrap(), (Layout::Release, vec![]));
+        for c in [&plain, &mxfp4] {
+            let (l, notes) = detect(c, &dense_blocks).unwrap();
+            assert_eq!(l, Layout::DenseUnderBlocks);
+            assert!(notes[0].contains("holds BF16[8, 128, 128]"), "{notes:?}");
+            assert!(
+                notes[0].contains("transformers itself cannot load"),
+                "{notes:?}"
+            );
+        }
+        let (l, notes) = detect(&plain, &blocks).unwrap();
+        assert_eq!(l, Layout::Release);
+        assert!(notes[0].contains("transformers would leave these experts randomly"));
+        let (l, notes) = detect(&mxfp4, &fused).unwrap();
+        assert_eq!(l, Layout::Dense);
+        assert!(
+            notes[0].contains("the experts are stored dense"),
+            "{notes:?}"
+        );
+        let packed = [t(
+            "model.layers.0.mlp.experts.0.gate_proj.weight_packed",
+            crate::safetensors::Dtype::I32,
+            &[64, 32],
+        )];
+        let e = detect(&plain, &packed).unwrap_err().to_string();
+        assert!(e.contains("compressed-tensors int8 modules"), "{e}");
+    }
+
+    /// The refusal of `int8_q()` with `edit` applied.
+    fn int8_err(edit: impl FnOnce(&mut Value)) -> String {
+        let mut q = int8_q();
+        edit(&mut q);
+        int8_config_dense(&q).unwrap_err()
+    }
+
+    #[test]
+    fn int8_format_and_status() {
+        assert!(
+            int8_err(|q| q["format"] = json!("int-quantized"))
+                .contains("`format` is Some(\"int-quantized\")")
+        );
+        assert!(
+            int8_err(|q| q["quantization_status"] = json!("frozen"))
+                .contains("`quantization_status`")
+        );
+    }
+
+    #[test]
+    fn int8_groups_missing_or_without_weights() {
+        assert!(int8_err(|q| q["config_groups"] = json!([])).contains("no `config_groups` object"));
+        assert!(
+            int8_err(|q| q["config_groups"]["group_0"] = json!({}))
+                .contains("config_groups.group_0: no `weights`")
+        );
+    }
+
+    #[test]
+    fn int8_weights_other_than_symmetric_8_bit_ints() {
+        let w = |k: &str, v: Value| int8_err(|q| q["config_groups"]["group_0"]["weights"][k] = v);
+        assert!(w("num_bits", json!(4)).contains("`num_bits` must be 8"));
+        assert!(w("type", json!("float")).contains("only symmetric `int` weights are read"));
+        assert!(w("symmetric", json!(false)).contains("only symmetric `int` weights are read"));
+        assert!(w("dynamic", json!(true)).contains("dynamic or act-ordered weights are not read"));
+        assert!(
+            w("actorder", json!("group")).contains("dynamic or act-ordered weights are not read")
+        );
+        assert!(w("group_size", json!(128)).contains("only group/32 and channel are read"));
+    }
+
+    #[test]
+    fn int8_activation_quantization_or_another_group_format() {
+        let e = int8_err(|q| {
+            q["config_groups"]["group_0"]["input_activations"] = json!({"num_bits": 8})
+        });
+        assert!(
+            e.contains("group_0.input_activations: activation quantization is not read"),
+            "{e}"
+        );
+        let e = int8_err(|q| q["config_groups"]["group_0"]["format"] = json!("int-quantized"));
+        assert!(e.contains("group_0.format is \"int-quantized\""), "{e}");
+    }
+
+    #[test]
+    fn int8_needs_a_group_32_scheme_and_may_add_channel() {
+        let e = int8_err(|q| {
+            q["config_groups"]["group_0"]["weights"]["strategy"] = json!("channel");
+            q["config_groups"]["group_0"]["weights"]["group_size"] = Value::Null;
+        });
+        assert!(
+            e.contains("no config group with `strategy: group, group_size: 32`"),
+            "{e}"
+        );
+        let mut q = int8_q();
+        let mut channel = q["config_groups"]["group_0"].clone();
+        channel["weights"]["strategy"] = json!("channel");
+        channel["weights"]["group_size"] = Value::Null;
+        q["config_groups"]["group_1"] = channel;
+        assert_eq!(int8_config_dense(&q), Ok(true));
+        assert_eq!(int8_config_dense(&int8_q()), Ok(false));
+    }
 }

@@ -1,7 +1,7 @@
 //! Synthetic gpt-oss checkpoints in the exact release layout, at the real tensor shapes.
 //!
 //! `tiny` has the dimensions of `fixtures/tiny-gpt-oss`; `20b` and `120b` have the released
-//! configs (`spec/gpt-oss.md` §1.1), optionally with fewer layers. The directory holds what the
+//! configs (the `config.json` of `openai/gpt-oss-20b` / `-120b` on Hugging Face), optionally with fewer layers. The directory holds what the
 //! release holds: `config.json`, `generation_config.json`, `model.safetensors.index.json`, shards
 //! named `model-0000i-of-0000{N-1}.safetensors`, tokenizer files, a chat template and, with
 //! `original`, an `original/` folder with the same weights in OpenAI's layout.
@@ -160,7 +160,8 @@ pub fn preset_config(preset: Preset, layers: Option<usize>) -> Value {
     })
 }
 
-/// OpenAI's `original/config.json` for `cfg` (`spec/gpt-oss.md` §3.2 key order).
+/// OpenAI's `original/config.json` for `cfg`, in the key order of the release's
+/// (<https://huggingface.co/openai/gpt-oss-120b/blob/main/original/config.json>).
 fn original_config(cfg: &Config) -> String {
     let y = &cfg.rope_scaling;
     format!(
@@ -297,7 +298,12 @@ fn generators(layout: Layout, cfg: &Config, seed: u64) -> HashMap<String, Gen> {
             g.insert(n.plain(id), dense_gen(seed, id, cfg));
         }
         match layout {
-            Layout::Release | Layout::Dense | Layout::Int8 { .. } | Layout::Mlx(_) => {
+            Layout::Release
+            | Layout::Dense
+            | Layout::DenseUnderBlocks
+            | Layout::PerExpert
+            | Layout::Int8 { .. }
+            | Layout::Mlx(_) => {
                 for id in [QProj(l), QBias(l), KProj(l), KBias(l), VProj(l), VBias(l)] {
                     g.insert(n.plain(id), dense_gen(seed, id, cfg));
                 }
@@ -474,9 +480,12 @@ fn write_tensors(
     let plan = names::expected(layout, cfg);
     let gens = generators(layout, cfg, seed);
     let shards = match layout {
-        Layout::Release | Layout::Dense | Layout::Int8 { .. } | Layout::Mlx(_) => {
-            shard_plan(&plan, max)
-        }
+        Layout::Release
+        | Layout::Dense
+        | Layout::DenseUnderBlocks
+        | Layout::PerExpert
+        | Layout::Int8 { .. }
+        | Layout::Mlx(_) => shard_plan(&plan, max),
         Layout::Original => vec![plan.iter().collect()],
     };
     let n = shards.len();
@@ -485,7 +494,12 @@ fn write_tensors(
     let mut scales = HashMap::new();
     for (k, shard) in shards.iter().enumerate() {
         let file = match layout {
-            Layout::Release | Layout::Dense | Layout::Int8 { .. } | Layout::Mlx(_) => {
+            Layout::Release
+            | Layout::Dense
+            | Layout::DenseUnderBlocks
+            | Layout::PerExpert
+            | Layout::Int8 { .. }
+            | Layout::Mlx(_) => {
                 format!("model-{k:05}-of-{:05}.safetensors", n - 1)
             }
             Layout::Original => "model.safetensors".to_string(),

@@ -1,7 +1,7 @@
 //! f32 ↔ bf16 / f16 conversion, for single values and little-endian byte rows.
 //!
 //! Rounding is IEEE round-to-nearest-even in both directions (the `half` crate), which is
-//! what torch, numpy and ggml do (`spec/gguf.md` §4.6). bf16 NaN keeps its sign and becomes a
+//! what torch, numpy and ggml do (gguf-py `quants.py` BF16, ggml `ggml-impl.h`). bf16 NaN keeps its sign and becomes a
 //! quiet NaN; f16 overflow becomes ±inf. Every bf16 and every f16 value is exact in f32, so
 //! the decode direction never rounds.
 

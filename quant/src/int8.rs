@@ -1,6 +1,7 @@
 //! Symmetric int8 with one scale per group of `group` consecutive inputs, stored the way
 //! compressed-tensors' `pack-quantized` format stores 8-bit weights
-//! (`spec/formats-and-anchors.md` §2.1, checked against `fixtures/compressed-tensors`):
+//! (vllm-project/compressed-tensors `pack_quantized.py`; `docs/formats.md`; checked against
+//! `fixtures/compressed-tensors`):
 //!
 //! - `weight_packed`: I32 `[out, in/4]`; element `k` of a row is byte `k` of the row, holding
 //!   `q + 128` (unsigned offset), so four consecutive elements share a little-endian i32 with

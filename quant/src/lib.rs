@@ -18,6 +18,10 @@
 //! | MLX affine (`mx.quantize`, mode `affine`) | group (32, 64, 128) | `group · bits / 8` + BF16 scale + BF16 bias | unsigned `bits`-bit codes (2..=6, 8) as a little-endian bit stream (U32 words); value `scale · q + bias` |
 //! | BF16 / F16 / F32 | 1 | 2 / 2 / 4 | little-endian IEEE |
 //!
+//! Sources: the OCP Microscaling Formats (MX) v1.0 spec and openai/gpt-oss `weights.py` (MXFP4);
+//! `ggml/src/ggml-common.h` and `ggml/src/ggml-quants.c` of llama.cpp as vendored in
+//! llama-cpp-python 0.3.36 (ggml blocks, k-quants); compressed-tensors `pack_quantized.py` and
+//! `docs/formats.md` (int8).
 //! MXFP4 encoders under five rounding rules (ggml's, the OCP spec's, triton_kernels', MLX's,
 //! least squares): [`mxfp4::encode`]. Sources are named in each module: the OCP MX v1.0
 //! specification and openai/gpt-oss (MXFP4), `ggml/src/ggml-common.h` and `ggml-quants.c` of

@@ -1,5 +1,5 @@
 //! ggml `block_q8_0`: 32 int8 values sharing one f16 scale `d` (34 bytes: `d` little-endian,
-//! then `qs[32]`). Value `k` is `qs[k] · d` (`spec/gguf.md` §4.5).
+//! then `qs[32]`). Value `k` is `qs[k] · d` (ggml `ggml-common.h`, `dequantize_row_q8_0`).
 //!
 //! Two encoders:
 //! - [`quantize_block_ref`], ggml's `quantize_row_q8_0_ref` bit for bit: `d = amax/127`,
@@ -8,7 +8,7 @@
 //!   and `llama-quantize` write.
 //! - [`from_mxfp4_block`], the exact factorisation of an MXFP4 block: `d = 2^(s-128)` and
 //!   `q = 2 · E2M1 value` (ggml's own doubled table), lossless whenever `2^(s-128)` is an f16
-//!   value, i.e. for scale bytes 104..=143 (`spec/formats-and-anchors.md` §0.3).
+//!   value, i.e. for scale bytes 104..=143 (`docs/formats.md`, GGUF).
 
 use crate::float::{f16_bits_to_f32, f32_to_f16_bits};
 use crate::mxfp4;

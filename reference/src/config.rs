@@ -1,17 +1,32 @@
 //! The model hyperparameters, read from either config format the release ships.
 //!
-//! - HF `config.json` (`spec/gpt-oss.md` §1.1): `model_type: "gpt_oss"`, `rope_scaling` (or
-//!   transformers v5's `rope_parameters`) with `rope_type: "yarn"`.
-//! - OpenAI `original/config.json` (§3.2): `num_experts`, `rope_scaling_factor`,
+//! - HF `config.json` (transformers `configuration_gpt_oss.py`; the release's `config.json`):
+//!   `model_type: "gpt_oss"`, `rope_scaling` (transformers 4.x) or `rope_parameters` (5.x) with
+//!   `rope_type: "yarn"`.
+//! - OpenAI `original/config.json` (mapped to HF keys by transformers'
+//!   `convert_gpt_oss_weights_to_hf.py`): `num_experts`, `rope_scaling_factor`,
 //!   `rope_ntk_alpha` (= beta_slow), `rope_ntk_beta` (= beta_fast); eps 1e-5, SwiGLU alpha 1.702
-//!   and the even-layers-slide rule are hard-coded in OpenAI's code (§3.4).
+//!   and the even-layers-slide rule are hard-coded in OpenAI's code (openai/gpt-oss
+//!   `gpt_oss/torch/model.py`).
 //!
-//! Every value the forward pass uses is read from the file. A key the release always writes
-//! and this file lacks is an error; so is any value the pipeline does not implement (another
-//! rope type, tied embeddings, mscale keys). The only defaults are the ones transformers itself
-//! applies when a key is absent (documented on each field).
+//! An HF config is read the way transformers 5.x reads it, so a file transformers loads gives the
+//! same model here or a refusal naming the real cause (huggingface/transformers,
+//! `models/gpt_oss/configuration_gpt_oss.py` `GptOssConfig` and `modeling_rope_utils.py`
+//! `RotaryEmbeddingConfigMixin` / `_compute_yarn_parameters`):
+//!
+//! - An **absent** key takes `GptOssConfig`'s default (vocab 201088, hidden 2880, 36 layers, 128
+//!   experts, ..., `rope_theta` 150000, the gpt-oss yarn dict when neither `rope_scaling` nor
+//!   `rope_parameters` is given). Every default applied is reported as a [`ConfigNote`].
+//! - A **null** key is a default only where transformers turns `None` into a value:
+//!   `num_key_value_heads` (→ `num_attention_heads`), `head_dim` (→ hidden / heads),
+//!   `layer_types`, `rope_scaling` / `rope_parameters`, the token ids, and inside the yarn dict
+//!   `factor` (→ max / original context), `beta_fast` / `beta_slow` (`or 32` / `or 1`),
+//!   `attention_factor` (derived) and `truncate` (falsy: no truncation). Anywhere else transformers
+//!   fails on `None`, and so does this reader, saying "null".
+//! - Keys transformers' yarn does not read are ignored (noted); values the forward pass does not
+//!   implement (another rope type, tied embeddings, a partial rotary factor) are errors.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// The attention pattern of one decoder layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +66,7 @@ pub struct TokenIds {
     pub bos: Option<u32>,
 }
 
-/// gpt-oss hyperparameters. Dimension names follow `spec/gpt-oss.md` §5: H = hidden_size,
+/// gpt-oss hyperparameters. Dimension names used throughout: H = hidden_size,
 /// I = intermediate_size, E = num_local_experts, V = vocab_size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -93,6 +108,23 @@ pub struct Config {
     pub token_ids: TokenIds,
 }
 
+/// How one key of an HF config was read when the file did not state it plainly: a transformers
+/// default filled in, a value transformers derives, or a key it does not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigNote {
+    /// The key, spelled as in the file (`rope_scaling.beta_fast`), or as transformers names it
+    /// when the file lacks it.
+    pub key: String,
+    /// What was read, and why (`absent, read as 150000 (transformers' default)`).
+    pub note: String,
+}
+
+impl std::fmt::Display for ConfigNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` {}", self.key, self.note)
+    }
+}
+
 /// What is wrong with a config file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -102,6 +134,22 @@ pub enum ConfigError {
     /// A key every gpt-oss config carries is missing.
     #[error("missing key `{0}`")]
     Missing(String),
+    /// A key transformers requires (or without which it builds another model) is absent.
+    #[error("`{key}` is absent: {why}")]
+    Absent {
+        /// The key, as transformers names it.
+        key: String,
+        /// What transformers does without it.
+        why: String,
+    },
+    /// A key is null where transformers has no default for null.
+    #[error("`{key}` is null: {why}")]
+    Null {
+        /// The key, as the file spells it.
+        key: String,
+        /// What transformers does with the null.
+        why: String,
+    },
     /// A key has the wrong JSON type or an out-of-range value.
     #[error("key `{key}`: expected {expected}, found {found}")]
     Invalid {
@@ -136,14 +184,68 @@ mod caps {
     pub const CONTEXT: usize = 1 << 24;
 }
 
+/// transformers 5.x `GptOssConfig` defaults, used for absent keys.
+mod defaults {
+    pub const VOCAB: usize = 201088;
+    pub const HIDDEN: usize = 2880;
+    pub const INTERMEDIATE: usize = 2880;
+    pub const LAYERS: usize = 36;
+    pub const HEADS: usize = 64;
+    pub const KV_HEADS: usize = 8;
+    pub const HEAD_DIM: usize = 64;
+    pub const EXPERTS: usize = 128;
+    pub const TOP_K: usize = 4;
+    pub const SLIDING_WINDOW: usize = 128;
+    pub const MAX_POSITIONS: usize = 131072;
+    pub const RMS_NORM_EPS: f64 = 1e-5;
+    pub const SWIGLU_LIMIT: f64 = 7.0;
+    pub const SWIGLU_ALPHA: f64 = 1.702;
+    /// `GptOssConfig.default_theta`.
+    pub const ROPE_THETA: f64 = 150000.0;
+}
+
+/// The yarn dict `GptOssConfig.__post_init__` sets when `rope_parameters` (and the v4
+/// `rope_scaling`) is absent or null.
+fn default_rope() -> Value {
+    json!({"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+           "truncate": false, "original_max_position_embeddings": 4096})
+}
+
+/// A key's state in the file.
+enum Slot<'a> {
+    Absent,
+    Null,
+    Set(&'a Value),
+}
+
 struct Obj<'a> {
     map: &'a Map<String, Value>,
     prefix: &'a str,
 }
 
+/// Notes collected while reading one config.
+#[derive(Default)]
+struct Notes(Vec<ConfigNote>);
+
+impl Notes {
+    fn add(&mut self, key: String, note: impl Into<String>) {
+        self.0.push(ConfigNote {
+            key,
+            note: note.into(),
+        });
+    }
+}
+
 impl<'a> Obj<'a> {
     fn key(&self, k: &str) -> String {
         format!("{}{k}", self.prefix)
+    }
+    fn slot(&self, k: &str) -> Slot<'a> {
+        match self.map.get(k) {
+            None => Slot::Absent,
+            Some(Value::Null) => Slot::Null,
+            Some(v) => Slot::Set(v),
+        }
     }
     fn get(&self, k: &str) -> Result<&'a Value, ConfigError> {
         self.map
@@ -157,37 +259,92 @@ impl<'a> Obj<'a> {
             found: v.to_string(),
         }
     }
-    fn usize_in(&self, k: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
-        let v = self.get(k)?;
+    fn null(&self, k: &str, why: impl Into<String>) -> ConfigError {
+        ConfigError::Null {
+            key: self.key(k),
+            why: why.into(),
+        }
+    }
+    fn parse_usize(
+        &self,
+        k: &str,
+        v: &Value,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, ConfigError> {
         let n = v.as_u64().filter(|&n| n >= min as u64 && n <= max as u64);
         n.map(|n| n as usize)
             .ok_or_else(|| self.invalid(k, &format!("an integer in {min}..={max}"), v))
     }
-    fn f64(&self, k: &str) -> Result<f64, ConfigError> {
-        let v = self.get(k)?;
+    fn parse_f64(&self, k: &str, v: &Value) -> Result<f64, ConfigError> {
         v.as_f64()
             .filter(|x| x.is_finite())
             .ok_or_else(|| self.invalid(k, "a finite number", v))
     }
+    fn usize_in(&self, k: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+        self.parse_usize(k, self.get(k)?, min, max)
+    }
+    fn f64(&self, k: &str) -> Result<f64, ConfigError> {
+        self.parse_f64(k, self.get(k)?)
+    }
+    /// The refusal of a null where transformers' default applies only to an absent key.
+    fn null_not_default(&self, k: &str, default: impl std::fmt::Display) -> ConfigError {
+        self.null(
+            k,
+            format!(
+                "transformers cannot use a null here (its default, {default}, applies only when \
+                 the key is absent)"
+            ),
+        )
+    }
+    /// An integer with a transformers default for an absent key.
+    fn usize_or(
+        &self,
+        k: &str,
+        min: usize,
+        max: usize,
+        default: usize,
+        notes: &mut Notes,
+    ) -> Result<usize, ConfigError> {
+        match self.slot(k) {
+            Slot::Absent => {
+                notes.add(
+                    self.key(k),
+                    format!("absent, read as {default} (transformers' default)"),
+                );
+                Ok(default)
+            }
+            Slot::Null => Err(self.null_not_default(k, default)),
+            Slot::Set(v) => self.parse_usize(k, v, min, max),
+        }
+    }
+    /// A number with a transformers default for an absent key.
+    fn f64_or(&self, k: &str, default: f64, notes: &mut Notes) -> Result<f64, ConfigError> {
+        match self.slot(k) {
+            Slot::Absent => {
+                notes.add(
+                    self.key(k),
+                    format!("absent, read as {default:?} (transformers' default)"),
+                );
+                Ok(default)
+            }
+            Slot::Null => Err(self.null_not_default(k, format!("{default:?}"))),
+            Slot::Set(v) => self.parse_f64(k, v),
+        }
+    }
     fn opt_f64(&self, k: &str) -> Result<Option<f64>, ConfigError> {
-        if self.map.get(k).is_none_or(Value::is_null) {
-            Ok(None)
-        } else {
-            self.f64(k).map(Some)
+        match self.slot(k) {
+            Slot::Absent | Slot::Null => Ok(None),
+            Slot::Set(v) => self.parse_f64(k, v).map(Some),
         }
     }
-    fn opt_bool(&self, k: &str) -> Result<Option<bool>, ConfigError> {
-        match self.map.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(v) => Err(self.invalid(k, "true or false", v)),
-        }
-    }
-    fn opt_str(&self, k: &str) -> Result<Option<&'a str>, ConfigError> {
-        match self.map.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(self.invalid(k, "a string", v)),
+    /// A boolean `GptOssConfig` types as `bool`: absent is the default, null is refused.
+    fn bool_or(&self, k: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.slot(k) {
+            Slot::Absent => Ok(default),
+            Slot::Null => Err(self.null_not_default(k, default)),
+            Slot::Set(Value::Bool(b)) => Ok(*b),
+            Slot::Set(v) => Err(self.invalid(k, "true or false", v)),
         }
     }
     fn token_ids(&self, k: &str) -> Result<Vec<u32>, ConfigError> {
@@ -251,52 +408,171 @@ fn default_layer_types(n: usize) -> Vec<LayerType> {
         .collect()
 }
 
+/// transformers' `get_mscale` of `_compute_yarn_parameters`.
+fn get_mscale(scale: f64, mscale: f64) -> f64 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * mscale * scale.ln() + 1.0
+    }
+}
+
+/// The yarn keys `_compute_yarn_parameters` and the rope standardization read.
+const YARN_KEYS: [&str; 12] = [
+    "rope_type",
+    "type",
+    "factor",
+    "beta_fast",
+    "beta_slow",
+    "original_max_position_embeddings",
+    "truncate",
+    "attention_factor",
+    "mscale",
+    "mscale_all_dim",
+    "partial_rotary_factor",
+    "rope_theta",
+];
+
 impl Config {
     /// Parses the text of a config file in either format, deciding the format from its keys
     /// (`model_type` → HF; `num_experts` without `model_type` → original).
     pub fn from_json_str(text: &str) -> Result<Config, ConfigError> {
+        Config::from_json_str_noted(text).map(|(c, _)| c)
+    }
+
+    /// [`Config::from_json_str`], with how each key the file leaves to transformers was read
+    /// (empty for an original config).
+    pub fn from_json_str_noted(text: &str) -> Result<(Config, Vec<ConfigNote>), ConfigError> {
         let v: Value =
             serde_json::from_str(text).map_err(|e| ConfigError::NotJson(e.to_string()))?;
         let o = object(&v, "")?;
         if o.map.contains_key("model_type") || !o.map.contains_key("num_experts") {
-            Config::from_hf_json(&v)
+            Config::from_hf_json_noted(&v)
         } else {
-            Config::from_original_json(&v)
+            Config::from_original_json(&v).map(|c| (c, Vec::new()))
         }
     }
 
     /// Reads an HF-format `config.json`.
     pub fn from_hf_json(v: &Value) -> Result<Config, ConfigError> {
+        Config::from_hf_json_noted(v).map(|(c, _)| c)
+    }
+
+    /// Reads an HF-format `config.json` as transformers 5.x does (module docs), with a note for
+    /// every default applied, value derived and key ignored.
+    pub fn from_hf_json_noted(v: &Value) -> Result<(Config, Vec<ConfigNote>), ConfigError> {
         let o = object(v, "")?;
-        match o.opt_str("model_type")? {
-            Some("gpt_oss") => {}
-            Some(other) => {
+        let mut notes = Notes::default();
+        let n = &mut notes;
+        match o.slot("model_type") {
+            Slot::Set(Value::String(s)) if s == "gpt_oss" => {}
+            Slot::Set(Value::String(other)) => {
                 return Err(unsupported(
                     "model_type",
                     other,
                     "only gpt_oss is implemented",
                 ));
             }
-            None => return Err(ConfigError::Missing("model_type".into())),
+            Slot::Set(other) => return Err(o.invalid("model_type", "\"gpt_oss\"", other)),
+            Slot::Null => {
+                return Err(o.null("model_type", "transformers picks the model class from it"));
+            }
+            Slot::Absent => return Err(ConfigError::Missing("model_type".into())),
         }
-        if o.opt_bool("tie_word_embeddings")? == Some(true) {
+        if o.bool_or("tie_word_embeddings", false)? {
             return Err(unsupported(
                 "tie_word_embeddings",
                 true,
                 "gpt-oss has a separate lm_head",
             ));
         }
-        if o.opt_bool("attention_bias")? == Some(false) {
+        if !o.bool_or("attention_bias", true)? {
             return Err(unsupported(
                 "attention_bias",
                 false,
                 "gpt-oss attention has q/k/v/o biases",
             ));
         }
-        let layers = o.usize_in("num_hidden_layers", 1, caps::LAYERS)?;
-        let layer_types = match o.map.get("layer_types") {
-            None | Some(Value::Null) => default_layer_types(layers),
-            Some(Value::Array(items)) => {
+        let vocab_size = o.usize_or("vocab_size", 1, caps::VOCAB, defaults::VOCAB, n)?;
+        let hidden = o.usize_or("hidden_size", 1, caps::HIDDEN, defaults::HIDDEN, n)?;
+        let intermediate = o.usize_or(
+            "intermediate_size",
+            1,
+            caps::HIDDEN,
+            defaults::INTERMEDIATE,
+            n,
+        )?;
+        let layers = o.usize_or("num_hidden_layers", 1, caps::LAYERS, defaults::LAYERS, n)?;
+        let heads = o.usize_or("num_attention_heads", 1, caps::HEADS, defaults::HEADS, n)?;
+        // `GptOssConfig.__post_init__`: a None kv-head count is the head count, a None head_dim
+        // is hidden_size // num_attention_heads.
+        let kv_heads = if let Slot::Null = o.slot("num_key_value_heads") {
+            n.add(
+                "num_key_value_heads".into(),
+                format!("null, read as num_attention_heads ({heads}), as transformers does"),
+            );
+            heads
+        } else {
+            o.usize_or("num_key_value_heads", 1, caps::HEADS, defaults::KV_HEADS, n)?
+        };
+        let head_dim = if let Slot::Null = o.slot("head_dim") {
+            let d = hidden / heads;
+            n.add(
+                "head_dim".into(),
+                format!(
+                    "null, read as hidden_size / num_attention_heads ({d}), as transformers does"
+                ),
+            );
+            d
+        } else {
+            o.usize_or("head_dim", 2, caps::HEAD_DIM, defaults::HEAD_DIM, n)?
+        };
+        let num_local_experts = Self::experts(&o, n)?;
+        let num_experts_per_tok = match (o.slot("num_experts_per_tok"), o.slot("experts_per_token"))
+        {
+            (Slot::Absent, Slot::Set(v)) if v.as_u64() != Some(defaults::TOP_K as u64) => {
+                n.add(
+                    "num_experts_per_tok".into(),
+                    format!(
+                        "absent, read as {} (transformers' default; it does not read \
+                         `experts_per_token` = {v})",
+                        defaults::TOP_K
+                    ),
+                );
+                defaults::TOP_K
+            }
+            _ => o.usize_or("num_experts_per_tok", 1, caps::EXPERTS, defaults::TOP_K, n)?,
+        };
+        let sliding_window = match o.slot("sliding_window") {
+            Slot::Null => {
+                return Err(o.null(
+                    "sliding_window",
+                    "transformers cannot build the sliding-window mask of the sliding layers \
+                     without it",
+                ));
+            }
+            _ => o.usize_or(
+                "sliding_window",
+                1,
+                caps::CONTEXT,
+                defaults::SLIDING_WINDOW,
+                n,
+            )?,
+        };
+        let layer_types = match o.slot("layer_types") {
+            Slot::Absent | Slot::Null => {
+                let state = if o.map.contains_key("layer_types") {
+                    "null"
+                } else {
+                    "absent"
+                };
+                n.add(
+                    "layer_types".into(),
+                    format!("{state}, read as transformers' default: even layers slide"),
+                );
+                default_layer_types(layers)
+            }
+            Slot::Set(Value::Array(items)) => {
                 let parsed = items
                     .iter()
                     .map(|t| match t.as_str() {
@@ -318,40 +594,37 @@ impl Config {
                 }
                 parsed
             }
-            Some(other) => return Err(o.invalid("layer_types", "an array", other)),
+            Slot::Set(other) => return Err(o.invalid("layer_types", "an array", other)),
         };
-        // transformers v4 writes `rope_scaling` beside `rope_theta`; v5 folds both into
-        // `rope_parameters`.
-        let (rope_key, rope) = match (o.map.get("rope_scaling"), o.map.get("rope_parameters")) {
-            (Some(r), _) if !r.is_null() => ("rope_scaling", r),
-            (_, Some(r)) if !r.is_null() => ("rope_parameters", r),
-            _ => return Err(ConfigError::Missing("rope_scaling".into())),
-        };
-        let prefix = format!("{rope_key}.");
-        let r = object(rope, &prefix)?;
-        let rope_theta = match o.opt_f64("rope_theta")? {
-            Some(t) => t,
-            None => r.f64("rope_theta")?,
-        };
-        let rope_scaling = Self::yarn(&r, rope_key)?;
-        let swiglu_alpha = o.opt_f64("swiglu_alpha")?.unwrap_or(1.702) as f32;
+        let rms_norm_eps = o.f64_or("rms_norm_eps", defaults::RMS_NORM_EPS, n)? as f32;
+        let max_position_embeddings = o.usize_or(
+            "max_position_embeddings",
+            1,
+            caps::CONTEXT,
+            defaults::MAX_POSITIONS,
+            n,
+        )?;
+        let swiglu_limit = o.f64_or("swiglu_limit", defaults::SWIGLU_LIMIT, n)? as f32;
+        // Not in the release files; transformers 4.x hard-codes it, later versions read it.
+        let swiglu_alpha = o.opt_f64("swiglu_alpha")?.unwrap_or(defaults::SWIGLU_ALPHA) as f32;
+        let (rope_theta, rope_scaling) = Self::rope(&o, max_position_embeddings, n)?;
         let cfg = Config {
-            vocab_size: o.usize_in("vocab_size", 1, caps::VOCAB)?,
-            hidden_size: o.usize_in("hidden_size", 1, caps::HIDDEN)?,
-            intermediate_size: o.usize_in("intermediate_size", 1, caps::HIDDEN)?,
+            vocab_size,
+            hidden_size: hidden,
+            intermediate_size: intermediate,
             num_hidden_layers: layers,
-            num_attention_heads: o.usize_in("num_attention_heads", 1, caps::HEADS)?,
-            num_key_value_heads: o.usize_in("num_key_value_heads", 1, caps::HEADS)?,
-            head_dim: o.usize_in("head_dim", 2, caps::HEAD_DIM)?,
-            num_local_experts: o.usize_in("num_local_experts", 1, caps::EXPERTS)?,
-            num_experts_per_tok: o.usize_in("num_experts_per_tok", 1, caps::EXPERTS)?,
-            sliding_window: o.usize_in("sliding_window", 1, caps::CONTEXT)?,
+            num_attention_heads: heads,
+            num_key_value_heads: kv_heads,
+            head_dim,
+            num_local_experts,
+            num_experts_per_tok,
+            sliding_window,
             layer_types,
-            rms_norm_eps: o.f64("rms_norm_eps")? as f32,
+            rms_norm_eps,
             rope_theta,
             rope_scaling,
-            max_position_embeddings: o.usize_in("max_position_embeddings", 1, caps::CONTEXT)?,
-            swiglu_limit: o.f64("swiglu_limit")? as f32,
+            max_position_embeddings,
+            swiglu_limit,
             swiglu_alpha,
             token_ids: TokenIds {
                 eos: o.token_ids("eos_token_id")?,
@@ -360,63 +633,315 @@ impl Config {
             },
         };
         cfg.validate()?;
-        Ok(cfg)
+        Ok((cfg, notes.0))
     }
 
-    fn yarn(r: &Obj<'_>, rope_key: &str) -> Result<Yarn, ConfigError> {
-        const KNOWN: [&str; 9] = [
-            "rope_type",
-            "type",
-            "factor",
-            "beta_fast",
-            "beta_slow",
-            "original_max_position_embeddings",
-            "truncate",
-            "attention_factor",
-            "rope_theta",
-        ];
-        let rope_type = r.opt_str("rope_type")?.or(r.opt_str("type")?);
-        match rope_type {
-            Some("yarn") => {}
-            Some(other) => {
+    /// `num_local_experts`, or `num_experts` (`GptOssConfig.attribute_map` maps it there).
+    fn experts(o: &Obj<'_>, n: &mut Notes) -> Result<usize, ConfigError> {
+        let alias = |v: &Value| o.parse_usize("num_experts", v, 1, caps::EXPERTS);
+        match (o.slot("num_local_experts"), o.slot("num_experts")) {
+            (Slot::Absent, Slot::Set(v)) => {
+                let e = alias(v)?;
+                n.add(
+                    "num_local_experts".into(),
+                    format!("absent, read from `num_experts` ({e}), transformers' alias for it"),
+                );
+                Ok(e)
+            }
+            (Slot::Set(a), Slot::Set(b)) if a != b => Err(o.invalid(
+                "num_experts",
+                &format!("num_local_experts ({a}): transformers maps num_experts onto it"),
+                b,
+            )),
+            _ => o.usize_or("num_local_experts", 1, caps::EXPERTS, defaults::EXPERTS, n),
+        }
+    }
+
+    /// `rope_theta` and the yarn parameters, as transformers 5.x standardizes and reads them:
+    /// `rope_scaling` when it is a non-empty object, else `rope_parameters`, else gpt-oss's
+    /// default dict; `rope_theta` from that dict, else the top-level key, else 150000.
+    fn rope(o: &Obj<'_>, max_pos: usize, n: &mut Notes) -> Result<(f64, Yarn), ConfigError> {
+        let scaling = o.slot("rope_scaling");
+        let params = o.slot("rope_parameters");
+        let non_empty = |v: &Value| v.as_object().is_none_or(|m| !m.is_empty());
+        let default = default_rope();
+        let (rope_key, rope) = match (&scaling, &params) {
+            (Slot::Set(r), _) if non_empty(r) => {
+                if let Slot::Set(_) = params {
+                    n.add(
+                        "rope_parameters".into(),
+                        "not read: transformers reads `rope_scaling` when both are present",
+                    );
+                }
+                ("rope_scaling", *r)
+            }
+            (_, Slot::Set(r)) => ("rope_parameters", *r),
+            _ => {
+                let state = |s: &Slot, k: &str| match s {
+                    Slot::Absent => format!("`{k}` absent"),
+                    Slot::Null => format!("`{k}` null"),
+                    Slot::Set(_) => format!("`{k}` empty"),
+                };
+                n.add(
+                    "rope_parameters".into(),
+                    format!(
+                        "{}, {}: read as transformers' gpt-oss default {default}",
+                        state(&scaling, "rope_scaling"),
+                        state(&params, "rope_parameters")
+                    ),
+                );
+                ("rope_parameters", &default)
+            }
+        };
+        let prefix = format!("{rope_key}.");
+        let Value::Object(_) = rope else {
+            return Err(o.invalid(rope_key, "an object", rope));
+        };
+        let r = object(rope, &prefix)?;
+        let type_key = match (r.slot("rope_type"), r.slot("type")) {
+            (Slot::Absent, Slot::Absent) => {
+                return Err(ConfigError::Absent {
+                    key: r.key("rope_type"),
+                    why: "transformers then applies plain RoPE (rope_type \"default\"); gpt-oss \
+                          uses yarn, the only type implemented"
+                        .into(),
+                });
+            }
+            (Slot::Absent, _) => "type",
+            _ => "rope_type",
+        };
+        match r.slot(type_key) {
+            Slot::Set(Value::String(s)) if s == "yarn" => {}
+            Slot::Set(Value::String(other)) => {
                 return Err(unsupported(
-                    &r.key("rope_type"),
+                    &r.key(type_key),
                     other,
                     "gpt-oss uses yarn; nothing else is implemented",
                 ));
             }
-            None => return Err(ConfigError::Missing(r.key("rope_type"))),
+            Slot::Set(other) => return Err(r.invalid(type_key, "\"yarn\"", other)),
+            _ => {
+                return Err(r.null(
+                    type_key,
+                    "transformers has no RoPE function for None (gpt-oss uses \"yarn\")",
+                ));
+            }
         }
-        if let Some(k) = r.map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(unsupported(
-                &format!("{rope_key}.{k}"),
-                &r.map[k],
-                "this yarn parameter is not implemented",
-            ));
+        for k in r.map.keys().filter(|k| !YARN_KEYS.contains(&k.as_str())) {
+            n.add(
+                r.key(k),
+                "ignored: transformers' yarn does not read it (it only warns)",
+            );
         }
-        let y = Yarn {
-            factor: r.f64("factor")?,
-            beta_fast: r.f64("beta_fast")?,
-            beta_slow: r.f64("beta_slow")?,
-            original_max_position_embeddings: r.usize_in(
-                "original_max_position_embeddings",
-                1,
-                caps::CONTEXT,
-            )?,
-            truncate: r.opt_bool("truncate")?.unwrap_or(true),
-            attention_factor: r.opt_f64("attention_factor")?,
+        // transformers' standardization: a top-level `partial_rotary_factor` replaces the dict's.
+        let partial = match o.slot("partial_rotary_factor") {
+            Slot::Set(v) => Some((o.key("partial_rotary_factor"), v)),
+            _ => match r.slot("partial_rotary_factor") {
+                Slot::Set(v) => Some((r.key("partial_rotary_factor"), v)),
+                Slot::Null => {
+                    return Err(r.null(
+                        "partial_rotary_factor",
+                        "transformers multiplies head_dim by it and fails on None",
+                    ));
+                }
+                Slot::Absent => None,
+            },
         };
-        if y.factor < 1.0 {
-            return Err(r.invalid("factor", "a number >= 1", &r.map["factor"]));
-        }
-        if y.beta_fast <= 0.0 || y.beta_slow <= 0.0 {
+        if let Some((key, v)) = partial
+            && v.as_f64() != Some(1.0)
+        {
             return Err(unsupported(
-                &r.key("beta_fast"),
-                y.beta_fast,
-                "beta_fast and beta_slow must be positive",
+                &key,
+                v,
+                "gpt-oss rotates the whole head; a partial rotary factor is not implemented",
             ));
         }
-        Ok(y)
+        // A top-level `original_max_position_embeddings` replaces the dict's (transformers'
+        // standardization, the Phi-3 rule); an absent one is max_position_embeddings.
+        let orig_key = "original_max_position_embeddings";
+        let original = match o.slot(orig_key) {
+            Slot::Set(v) => {
+                let c = o.parse_usize(orig_key, v, 1, caps::CONTEXT)?;
+                n.add(
+                    r.key(orig_key),
+                    format!(
+                        "read from the top-level `{orig_key}` ({c}), which transformers puts there"
+                    ),
+                );
+                c
+            }
+            Slot::Null => {
+                return Err(o.null(
+                    orig_key,
+                    "transformers copies it into the rope parameters and fails on None",
+                ));
+            }
+            Slot::Absent => match r.slot(orig_key) {
+                Slot::Set(v) => r.parse_usize(orig_key, v, 1, caps::CONTEXT)?,
+                Slot::Null => {
+                    return Err(r.null(
+                        orig_key,
+                        format!(
+                            "transformers fills max_position_embeddings ({max_pos}) only when the \
+                             key is absent, and fails on None"
+                        ),
+                    ));
+                }
+                Slot::Absent => {
+                    n.add(
+                        r.key(orig_key),
+                        format!("absent, read as max_position_embeddings ({max_pos}), as transformers does"),
+                    );
+                    max_pos
+                }
+            },
+        };
+        let factor = match r.slot("factor") {
+            Slot::Set(v) => r.parse_f64("factor", v)?,
+            Slot::Null => {
+                let f = max_pos as f64 / original as f64;
+                n.add(
+                    r.key("factor"),
+                    format!(
+                        "null, read as max_position_embeddings / original_max_position_embeddings \
+                         ({f}), as transformers does"
+                    ),
+                );
+                f
+            }
+            Slot::Absent => {
+                return Err(ConfigError::Absent {
+                    key: r.key("factor"),
+                    why: "transformers requires it for yarn".into(),
+                });
+            }
+        };
+        if factor < 1.0 {
+            return Err(r.invalid("factor", "a number >= 1", &json!(factor)));
+        }
+        // `rope_parameters.get("beta_fast") or 32`: absent, null and 0 all read as the default.
+        let beta = |k: &str, default: f64, n: &mut Notes| -> Result<f64, ConfigError> {
+            let state = match r.slot(k) {
+                Slot::Absent => "absent",
+                Slot::Null => "null",
+                Slot::Set(v) => match v.as_f64() {
+                    Some(0.0) => "0",
+                    Some(x) if x.is_finite() && x > 0.0 => return Ok(x),
+                    Some(x) if x.is_finite() => {
+                        return Err(unsupported(
+                            &r.key(k),
+                            x,
+                            "beta_fast and beta_slow must be positive",
+                        ));
+                    }
+                    _ => return Err(r.invalid(k, "a positive number", v)),
+                },
+            };
+            n.add(
+                r.key(k),
+                format!("{state}, read as {default} (transformers' `or {default}`)"),
+            );
+            Ok(default)
+        };
+        let beta_fast = beta("beta_fast", 32.0, n)?;
+        let beta_slow = beta("beta_slow", 1.0, n)?;
+        // `rope_parameters.get("truncate", True)`, then tested for truth.
+        let truncate = match r.slot("truncate") {
+            Slot::Absent => {
+                n.add(
+                    r.key("truncate"),
+                    "absent, read as true (transformers' default: the correction range is \
+                     floored and ceiled; gpt-oss's own configs say false)",
+                );
+                true
+            }
+            Slot::Null => {
+                n.add(
+                    r.key("truncate"),
+                    "null, read as false: transformers tests its truth value",
+                );
+                false
+            }
+            Slot::Set(Value::Bool(b)) => *b,
+            Slot::Set(v) => return Err(r.invalid("truncate", "true or false", v)),
+        };
+        let attention_factor = match r.slot("attention_factor") {
+            Slot::Set(v) => match v.as_f64() {
+                Some(a) if a.is_finite() && a > 0.0 => Some(a),
+                _ => return Err(r.invalid("attention_factor", "a positive number", v)),
+            },
+            Slot::Absent | Slot::Null => {
+                let m = r.opt_f64("mscale")?.filter(|&m| m != 0.0);
+                let m_all = r.opt_f64("mscale_all_dim")?.filter(|&m| m != 0.0);
+                match (m, m_all) {
+                    (Some(m), Some(m_all)) => {
+                        let a = get_mscale(factor, m) / get_mscale(factor, m_all);
+                        n.add(
+                            r.key("attention_factor"),
+                            format!(
+                                "derived from mscale / mscale_all_dim ({a}), as transformers does"
+                            ),
+                        );
+                        Some(a)
+                    }
+                    _ => None,
+                }
+            }
+        };
+        // rope_theta: the dict's (transformers' setdefault keeps it), else the top-level key,
+        // else GptOssConfig.default_theta.
+        let rope_theta = match (r.slot("rope_theta"), o.slot("rope_theta")) {
+            (Slot::Set(v), top) => {
+                let t = r.parse_f64("rope_theta", v)?;
+                if let Slot::Set(tv) = top
+                    && tv.as_f64() != Some(t)
+                {
+                    n.add(
+                        "rope_theta".into(),
+                        format!(
+                            "{tv} not read: transformers uses {} ({t})",
+                            r.key("rope_theta")
+                        ),
+                    );
+                }
+                t
+            }
+            (Slot::Null, _) => {
+                return Err(r.null(
+                    "rope_theta",
+                    "transformers keeps the null and fails computing the frequencies",
+                ));
+            }
+            (Slot::Absent, Slot::Set(v)) => o.parse_f64("rope_theta", v)?,
+            (Slot::Absent, Slot::Null) => {
+                return Err(o.null(
+                    "rope_theta",
+                    "transformers copies the null into the rope parameters and fails computing \
+                     the frequencies",
+                ));
+            }
+            (Slot::Absent, Slot::Absent) => {
+                n.add(
+                    "rope_theta".into(),
+                    format!(
+                        "absent, read as {} (transformers' default for gpt-oss)",
+                        defaults::ROPE_THETA
+                    ),
+                );
+                defaults::ROPE_THETA
+            }
+        };
+        Ok((
+            rope_theta,
+            Yarn {
+                factor,
+                beta_fast,
+                beta_slow,
+                original_max_position_embeddings: original,
+                truncate,
+                attention_factor,
+            },
+        ))
     }
 
     /// Reads OpenAI's `original/config.json`.
@@ -595,6 +1120,68 @@ impl Config {
         Ok(())
     }
 
+    /// Every field in which `other` is another model than `self`, as `field: a vs b`: each
+    /// hyperparameter the forward pass reads, and `max_position_embeddings` (a variant that
+    /// claims another context length is another runtime model: llama.cpp and transformers size
+    /// their context from it). Only the token ids may differ (OpenAI's `original/config.json`
+    /// has none).
+    pub fn differences(&self, other: &Config) -> Vec<String> {
+        // Destructured so that a new field must be placed on one side or the other.
+        let Config {
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            num_local_experts,
+            num_experts_per_tok,
+            sliding_window,
+            layer_types,
+            rms_norm_eps,
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings,
+            swiglu_limit,
+            swiglu_alpha,
+            token_ids: _,
+        } = self;
+        let mut out = Vec::new();
+        macro_rules! cmp {
+            ($($f:ident),*) => {$(
+                if *$f != other.$f {
+                    out.push(format!("{}: {:?} vs {:?}", stringify!($f), $f, other.$f));
+                }
+            )*};
+        }
+        cmp!(
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            num_local_experts,
+            num_experts_per_tok,
+            sliding_window,
+            layer_types,
+            rms_norm_eps,
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings,
+            swiglu_limit,
+            swiglu_alpha
+        );
+        out
+    }
+
+    /// True when `other` is the same model ([`Config::differences`] is empty).
+    pub fn same_model(&self, other: &Config) -> bool {
+        self.differences(other).is_empty()
+    }
+
     /// Query heads per key/value head.
     pub fn q_per_kv(&self) -> usize {
         self.num_attention_heads / self.num_key_value_heads
@@ -667,7 +1254,8 @@ impl Config {
 /// Config texts shared by the tests of this crate.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    /// `spec/gpt-oss.md` §1.1, the released gpt-oss-20b config.json (quantization_config omitted).
+    /// The released gpt-oss-20b `config.json` (quantization_config omitted),
+    /// <https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json>.
     pub(crate) const GPT_OSS_20B: &str = r#"{"architectures":["GptOssForCausalLM"],"attention_bias":true,
       "attention_dropout":0.0,"eos_token_id":200002,"experts_per_token":4,"head_dim":64,"hidden_act":"silu",
       "hidden_size":2880,"initial_context_length":4096,"initializer_range":0.02,"intermediate_size":2880,
@@ -689,11 +1277,36 @@ mod tests {
     use super::tests_support::GPT_OSS_20B;
     use super::*;
 
-    /// `spec/gpt-oss.md` §3.2 (the 120b original config with 20b's layer and expert counts).
+    /// The 120b `original/config.json` with 20b's layer and expert counts
+    /// (<https://huggingface.co/openai/gpt-oss-120b/blob/main/original/config.json>).
     const ORIGINAL_20B: &str = r#"{"num_hidden_layers": 24, "num_experts": 32, "experts_per_token": 4,
       "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "swiglu_limit": 7.0, "head_dim": 64,
       "num_attention_heads": 64, "num_key_value_heads": 8, "sliding_window": 128, "initial_context_length": 4096,
       "rope_theta": 150000, "rope_scaling_factor": 32.0, "rope_ntk_alpha": 1, "rope_ntk_beta": 32}"#;
+
+    #[test]
+    fn differences_name_each_field_and_ignore_token_ids() {
+        let a = Config::from_json_str(GPT_OSS_20B).unwrap();
+        let mut b = a.clone();
+        assert!(a.same_model(&b));
+        b.token_ids.pad = Some(3);
+        b.token_ids.eos.clear();
+        assert!(a.same_model(&b), "token ids are not the model");
+        b.sliding_window = 64;
+        b.max_position_embeddings = 8192;
+        assert_eq!(
+            a.differences(&b),
+            [
+                "sliding_window: 128 vs 64",
+                "max_position_embeddings: 131072 vs 8192"
+            ]
+        );
+        assert!(!a.same_model(&b));
+        let mut c = a.clone();
+        c.rope_scaling.truncate = true;
+        assert_eq!(a.differences(&c).len(), 1);
+        assert!(a.differences(&c)[0].starts_with("rope_scaling: "));
+    }
 
     #[test]
     fn both_formats_of_the_20b_config_agree() {
@@ -704,7 +1317,8 @@ mod tests {
         assert_eq!(hf.token_ids.eos, vec![200002]);
         orig.token_ids = hf.token_ids.clone();
         assert_eq!(hf, orig);
-        assert_eq!(hf.parameter_count(), 20_914_757_184, "spec/gpt-oss.md §2.1");
+        // The element count of every tensor in openai/gpt-oss-20b's safetensors headers.
+        assert_eq!(hf.parameter_count(), 20_914_757_184);
     }
 
     /// OpenAI's model card: gpt-oss-20b has 3.6B active parameters per token.
@@ -782,8 +1396,8 @@ mod tests {
             ),
             (
                 r#""truncate":false"#,
-                r#""truncate":false,"mscale":1.0"#,
-                "mscale",
+                r#""truncate":false,"partial_rotary_factor":0.5"#,
+                "partial_rotary_factor",
             ),
             (
                 r#""model_type":"gpt_oss""#,
@@ -817,9 +1431,9 @@ mod tests {
             let err = Config::from_json_str(&text).unwrap_err().to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
-        let missing = GPT_OSS_20B.replace(r#""rms_norm_eps":1e-05,"#, "");
+        let null = GPT_OSS_20B.replace(r#""rms_norm_eps":1e-05,"#, r#""rms_norm_eps":null,"#);
         assert!(
-            matches!(Config::from_json_str(&missing), Err(ConfigError::Missing(k)) if k == "rms_norm_eps")
+            matches!(Config::from_json_str(&null), Err(ConfigError::Null { key, .. }) if key == "rms_norm_eps")
         );
         let short = GPT_OSS_20B.replace(
             r#""sliding_attention","full_attention"],"#,
@@ -851,5 +1465,232 @@ mod tests {
             .replace(r#""rope_theta":150000,"router"#, r#""router"#);
         let a = Config::from_json_str(&v5).unwrap();
         assert_eq!(a, Config::from_json_str(GPT_OSS_20B).unwrap());
+    }
+
+    /// `text` with `from` replaced by `to` (which must occur), parsed with its notes.
+    fn edit(from: &str, to: &str) -> Result<(Config, Vec<ConfigNote>), ConfigError> {
+        assert!(GPT_OSS_20B.contains(from), "{from}");
+        Config::from_json_str_noted(&GPT_OSS_20B.replace(from, to))
+    }
+
+    fn note<'a>(notes: &'a [ConfigNote], key: &str) -> &'a str {
+        &notes
+            .iter()
+            .find(|n| n.key == key)
+            .unwrap_or_else(|| panic!("no note for {key}: {notes:?}"))
+            .note
+    }
+
+    const ROPE: &str = r#""rope_scaling":{"beta_fast":32.0,
+      "beta_slow":1.0,"factor":32.0,"original_max_position_embeddings":4096,"rope_type":"yarn","truncate":false},"#;
+
+    /// transformers 5.x fills absent keys with `GptOssConfig`'s defaults: the same model, each
+    /// default noted; no message names a key the file does not have.
+    #[test]
+    fn absent_keys_take_transformers_defaults_and_are_noted() {
+        let base = Config::from_json_str(GPT_OSS_20B).unwrap();
+        let (plain, notes) = Config::from_json_str_noted(GPT_OSS_20B).unwrap();
+        assert_eq!(plain, base);
+        assert!(notes.is_empty(), "{notes:?}");
+        // transformers 4.x writes rope_theta beside rope_scaling; without it the default applies
+        // (the old message asked for `rope_scaling.rope_theta`, a key no config has).
+        let (c, notes) = edit(r#""rope_theta":150000,"#, "").unwrap();
+        assert_eq!(c, base);
+        assert!(note(&notes, "rope_theta").contains("150000"));
+        // No rope dict at all, or a null one: gpt-oss's default yarn dict.
+        let (c, notes) = edit(ROPE, "").unwrap();
+        assert_eq!(c, base);
+        assert!(note(&notes, "rope_parameters").contains("`rope_scaling` absent"));
+        let (c, notes) = edit(ROPE, r#""rope_scaling":null,"#).unwrap();
+        assert_eq!(c, base);
+        assert!(note(&notes, "rope_parameters").contains("`rope_scaling` null"));
+        for (from, key, want) in [
+            (r#""rms_norm_eps":1e-05,"#, "rms_norm_eps", "1e-5"),
+            (r#""swiglu_limit":7.0,"#, "swiglu_limit", "7"),
+            (r#""sliding_window":128,"#, "sliding_window", "128"),
+            (
+                r#""max_position_embeddings":131072,"#,
+                "max_position_embeddings",
+                "131072",
+            ),
+            (r#""head_dim":64,"#, "head_dim", "64"),
+            (r#""num_key_value_heads":8,"#, "num_key_value_heads", "8"),
+            (r#""vocab_size":201088"#, "vocab_size", "201088"),
+        ] {
+            let text = GPT_OSS_20B.replace(from, "").replace(",}", "}");
+            let (c, notes) = Config::from_json_str_noted(&text).unwrap();
+            assert_eq!(c, base, "{key}");
+            assert!(note(&notes, key).starts_with("absent"), "{key}");
+            assert!(note(&notes, key).contains(want), "{key}: {notes:?}");
+        }
+        // A structural default: 36 layers and 128 experts when the keys are absent.
+        let text = GPT_OSS_20B
+            .replace(r#""num_hidden_layers":24,"#, "")
+            .replace(r#""num_local_experts":32,"#, "");
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        v.as_object_mut().unwrap().remove("layer_types");
+        let (c, notes) = Config::from_hf_json_noted(&v).unwrap();
+        assert_eq!((c.num_hidden_layers, c.num_local_experts), (36, 128));
+        assert_eq!(c.layer_types.len(), 36);
+        assert!(note(&notes, "layer_types").starts_with("absent"));
+        // `num_experts` is transformers' alias of num_local_experts.
+        let (c, notes) = edit(r#""num_local_experts":32"#, r#""num_experts":32"#).unwrap();
+        assert_eq!(c, base);
+        assert!(note(&notes, "num_local_experts").contains("num_experts"));
+        let e = edit(
+            r#""num_local_experts":32"#,
+            r#""num_local_experts":32,"num_experts":16"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("num_experts") && e.contains("16"), "{e}");
+        // The yarn parameters transformers defaults: beta 32/1, truncate true, original context
+        // = max_position_embeddings.
+        let (c, notes) = edit(r#""beta_fast":32.0,"#, "").unwrap();
+        assert_eq!(c, base);
+        assert!(note(&notes, "rope_scaling.beta_fast").contains("32"));
+        let (c, _) = edit(r#","truncate":false"#, "").unwrap();
+        assert!(c.rope_scaling.truncate);
+        let (c, notes) = edit(r#""original_max_position_embeddings":4096,"#, "").unwrap();
+        assert_eq!(c.rope_scaling.original_max_position_embeddings, 131072);
+        assert!(note(&notes, "rope_scaling.original_max_position_embeddings").contains("131072"));
+        // v5's rope_parameters: the dict's rope_theta wins over a top-level one.
+        let (c, notes) = edit(
+            r#""rope_scaling":{"#,
+            r#""rope_parameters":{"rope_theta":10000,"#,
+        )
+        .unwrap();
+        assert_eq!(c.rope_theta, 10000.0);
+        assert!(note(&notes, "rope_theta").contains("rope_parameters.rope_theta"));
+        // A top-level original_max_position_embeddings replaces the dict's (Phi-3 rule).
+        let (c, _) = edit(
+            r#""rope_theta":150000,"#,
+            r#""rope_theta":150000,"original_max_position_embeddings":8192,"#,
+        )
+        .unwrap();
+        assert_eq!(c.rope_scaling.original_max_position_embeddings, 8192);
+        // A key transformers' yarn does not read is ignored, and said so.
+        let (c, notes) = edit(
+            r#""truncate":false"#,
+            r#""truncate":false,"low_freq_factor":1"#,
+        )
+        .unwrap();
+        assert_eq!(c, base);
+        assert!(note(&notes, "rope_scaling.low_freq_factor").starts_with("ignored"));
+        // mscale / mscale_all_dim derive the attention factor when both are set.
+        let (c, notes) = edit(
+            r#""truncate":false"#,
+            r#""truncate":false,"mscale":1.0,"mscale_all_dim":0.5"#,
+        )
+        .unwrap();
+        let want = (0.1 * 32f64.ln() + 1.0) / (0.05 * 32f64.ln() + 1.0);
+        assert_eq!(c.rope_scaling.attention_factor, Some(want));
+        assert!(note(&notes, "rope_scaling.attention_factor").contains("mscale"));
+        let (c, _) = edit(r#""truncate":false"#, r#""truncate":false,"mscale":1.0"#).unwrap();
+        assert_eq!(c, base, "mscale alone changes nothing in transformers");
+    }
+
+    /// A null is a default exactly where transformers turns None into a value; elsewhere the
+    /// refusal says "null", never "missing".
+    #[test]
+    fn null_keys_are_defaults_only_where_transformers_makes_them_so() {
+        let base = Config::from_json_str(GPT_OSS_20B).unwrap();
+        // Defaults for None in GptOssConfig.__post_init__ and _compute_yarn_parameters.
+        let (c, notes) = edit(
+            r#""num_key_value_heads":8"#,
+            r#""num_key_value_heads":null"#,
+        )
+        .unwrap();
+        assert_eq!(c.num_key_value_heads, 64);
+        assert!(note(&notes, "num_key_value_heads").starts_with("null"));
+        let (c, notes) = edit(r#""beta_slow":1.0"#, r#""beta_slow":null"#).unwrap();
+        assert_eq!(c, base);
+        assert!(note(&notes, "rope_scaling.beta_slow").starts_with("null"));
+        let (c, _) = edit(r#""beta_fast":32.0"#, r#""beta_fast":0"#).unwrap();
+        assert_eq!(c, base, "`or 32` turns 0 into 32");
+        let (c, notes) = edit(r#""factor":32.0"#, r#""factor":null"#).unwrap();
+        assert_eq!(c, base, "131072 / 4096 = 32");
+        assert!(note(&notes, "rope_scaling.factor").contains("32"));
+        // truncate: absent is true, null is falsy.
+        let (c, notes) = edit(r#""truncate":false"#, r#""truncate":null"#).unwrap();
+        assert_eq!(c, base);
+        assert!(note(&notes, "rope_scaling.truncate").starts_with("null, read as false"));
+        let (c, _) = edit(
+            r#""truncate":false"#,
+            r#""truncate":false,"attention_factor":null"#,
+        )
+        .unwrap();
+        assert_eq!(c, base);
+        let (c, _) = edit(r#""layer_types":["#, r#""layer_types":null,"x":["#).unwrap();
+        assert_eq!(c, base);
+        // head_dim null is hidden / heads = 45 here, which the forward pass cannot rotate.
+        let e = edit(r#""head_dim":64"#, r#""head_dim":null"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("head_dim") && e.contains("45"), "{e}");
+        // Everywhere else a null is refused, named as null.
+        for (from, to, key) in [
+            (
+                r#""rms_norm_eps":1e-05"#,
+                r#""rms_norm_eps":null"#,
+                "rms_norm_eps",
+            ),
+            (
+                r#""vocab_size":201088"#,
+                r#""vocab_size":null"#,
+                "vocab_size",
+            ),
+            (
+                r#""sliding_window":128"#,
+                r#""sliding_window":null"#,
+                "sliding_window",
+            ),
+            (
+                r#""rope_theta":150000"#,
+                r#""rope_theta":null"#,
+                "rope_theta",
+            ),
+            (
+                r#""rope_type":"yarn""#,
+                r#""rope_type":null"#,
+                "rope_scaling.rope_type",
+            ),
+            (
+                r#""original_max_position_embeddings":4096"#,
+                r#""original_max_position_embeddings":null"#,
+                "rope_scaling.original_max_position_embeddings",
+            ),
+            (
+                r#""model_type":"gpt_oss""#,
+                r#""model_type":null,"num_experts":1"#,
+                "model_type",
+            ),
+            (
+                r#""tie_word_embeddings":false"#,
+                r#""tie_word_embeddings":null"#,
+                "tie_word_embeddings",
+            ),
+        ] {
+            let text = GPT_OSS_20B.replace(from, to);
+            assert_ne!(text, GPT_OSS_20B, "{from}");
+            let e = Config::from_hf_json(&serde_json::from_str(&text).unwrap()).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(&e, ConfigError::Null { key: k, .. } if k == key),
+                "{key}: {msg}"
+            );
+            assert!(msg.contains("is null") && !msg.contains("missing"), "{msg}");
+        }
+        // Absent rope_type: transformers would run plain RoPE; absent factor: it raises.
+        let e = edit(r#","rope_type":"yarn""#, "").unwrap_err().to_string();
+        assert!(
+            e.contains("`rope_scaling.rope_type` is absent") && e.contains("plain RoPE"),
+            "{e}"
+        );
+        let e = edit(r#""factor":32.0,"#, "").unwrap_err().to_string();
+        assert!(e.contains("`rope_scaling.factor` is absent"), "{e}");
+        // The legacy `type` key is read when rope_type is absent.
+        let (c, _) = edit(r#""rope_type":"yarn""#, r#""type":"yarn""#).unwrap();
+        assert_eq!(c, base);
     }
 }

@@ -29,7 +29,7 @@ pub mod rope;
 pub mod source;
 pub mod tensor;
 
-pub use config::{Config, ConfigError, LayerType};
+pub use config::{Config, ConfigError, ConfigNote, LayerType};
 pub use model::{KvCache, Model, ReferenceError};
 pub use source::{SourceError, WeightId, WeightSource};
 pub use tensor::{DenseType, Encoding, LayoutError, MatRef};

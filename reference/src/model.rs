@@ -1,4 +1,5 @@
-//! The gpt-oss forward pass, top to bottom (`spec/gpt-oss.md` §5).
+//! The gpt-oss forward pass, top to bottom (openai/gpt-oss `gpt_oss/torch/model.py`; transformers
+//! `src/transformers/models/gpt_oss/modeling_gpt_oss.py`).
 //!
 //! ```text
 //! x = Emb[token]
@@ -23,8 +24,9 @@ use crate::tensor::MatRef;
 /// Errors of the forward pass.
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
-    /// The source could not provide a weight.
-    #[error("{weight}: {source}")]
+    /// The source could not provide a weight (the source's error is the
+    /// [`source`](std::error::Error::source), not repeated in the message).
+    #[error("{weight}")]
     Source {
         /// Which weight.
         weight: WeightId,

@@ -1,7 +1,7 @@
 //! Rotary position embedding with YaRN scaling, as gpt-oss configures it.
 //!
 //! Mirrors transformers' `_compute_yarn_parameters` (and OpenAI's `RotaryEmbedding`, which gives
-//! the same numbers; `spec/gpt-oss.md` §5.5):
+//! the same numbers; transformers `modeling_rope_utils.py`, openai/gpt-oss `gpt_oss/torch/model.py`):
 //!
 //! ```text
 //! freq_j   = theta^(2j/d)                          (f32, j = 0 .. d/2)
@@ -126,7 +126,7 @@ mod tests {
         Config::from_json_str(crate::config::tests_support::GPT_OSS_20B).unwrap()
     }
 
-    /// `spec/gpt-oss.md` §5.5: the correction range for the real config.
+    /// The correction range for the real config (`_compute_yarn_parameters`, `truncate = false`).
     #[test]
     fn yarn_correction_range_for_the_20b_config() {
         let (low, high) = correction_range(&cfg_20b());

@@ -1,7 +1,7 @@
 //! Bad input is normal input: each case gives a clear error naming the file (and the tensor),
 //! exit code 2, and no panic.
 
-use crate::util::{oss_forge, rewrite_shard, tiny_copy};
+use crate::util::{edit_config, oss_forge, rewrite_shard, tiny_copy};
 use std::io::{Seek, SeekFrom, Write};
 
 const SHARD0: &str = "model-00000-of-00001.safetensors";
@@ -52,8 +52,10 @@ fn missing_tensor_is_named() {
         serde_json::from_str(&std::fs::read_to_string(&idx).unwrap()).unwrap();
     v["weight_map"].as_object_mut().unwrap().remove(name);
     std::fs::write(&idx, v.to_string()).unwrap();
-    inspect(&t.join("m"))
-        .fails_with(&["missing tensor `model.layers.1.self_attn.sinks`", "BF16[4]"]);
+    inspect(&t.join("m")).fails_with(&[
+        "missing tensor `model.layers.1.self_attn.sinks`",
+        "BF16|F16|F32[4] in a hf-mxfp4 checkpoint",
+    ]);
 }
 
 #[test]
@@ -188,4 +190,120 @@ fn out_of_vocabulary_token_and_missing_model() {
     .fails_with(&["token 512", "vocab_size 512"]);
     oss_forge(&["logits", "--model", "/nonexistent/model", "--tokens", "1"])
         .fails_with(&["/nonexistent/model", "no such file or directory"]);
+}
+
+/// A key present but null is named as null (never "missing"), with what transformers does.
+#[test]
+fn null_config_key_is_named_as_null() {
+    let t = tiny_copy("cfg-null");
+    edit_config(&t.join("m"), |c| {
+        c.insert("rms_norm_eps".into(), serde_json::Value::Null);
+    });
+    let r = inspect(&t.join("m"));
+    r.fails_with(&[
+        "config.json",
+        "`rms_norm_eps` is null",
+        "its default, 1e-5, applies only when the key is absent",
+    ]);
+    assert!(!r.stderr.contains("missing"), "{}", r.stderr);
+}
+
+/// A rope dict without `rope_type` is plain RoPE to transformers: refused, saying so, naming
+/// the key under the dict the file has.
+#[test]
+fn rope_dict_without_rope_type_says_plain_rope() {
+    let t = tiny_copy("cfg-ropetype");
+    edit_config(&t.join("m"), |c| {
+        c["rope_scaling"]
+            .as_object_mut()
+            .unwrap()
+            .remove("rope_type");
+    });
+    inspect(&t.join("m")).fails_with(&["`rope_scaling.rope_type` is absent", "plain RoPE"]);
+}
+
+/// A shape key left to transformers' default that does not fit the tensors: the tensor error
+/// says which default was applied.
+#[test]
+fn defaulted_shape_key_is_named_beside_the_tensor_it_breaks() {
+    let t = tiny_copy("cfg-layers");
+    edit_config(&t.join("m"), |c| {
+        c.remove("num_hidden_layers");
+        c.remove("layer_types");
+    });
+    inspect(&t.join("m")).fails_with(&[
+        "missing tensor `model.layers.4.",
+        "`num_hidden_layers` absent, read as 36 (transformers' default)",
+    ]);
+}
+
+/// A dtype the layout does not store a tensor in names both dtypes and the layout.
+#[test]
+fn int8_scale_in_f16_is_refused_naming_the_layout() {
+    let t = crate::util::TempDir::new("int8-f16");
+    crate::util::copy_dir(
+        &crate::util::fixture("compressed-tensors/tiny-gpt-oss-int8"),
+        &t.join("m"),
+    );
+    let name = "model.layers.0.mlp.experts.3.up_proj.weight_scale";
+    rewrite_shard(&t.join("m/model.safetensors"), |x| {
+        Some(if x.name == name {
+            crate::util::recast(x, safetensors::Dtype::F16)
+        } else {
+            x
+        })
+    });
+    inspect(&t.join("m")).fails_with(&[
+        name,
+        "is F16[64, 4]; a compressed-tensors-int8 checkpoint stores it as BF16",
+    ]);
+}
+
+/// Per-expert int8 modules without the compressed-tensors config that describes them.
+#[test]
+fn int8_modules_without_their_quantization_config_are_refused() {
+    let t = crate::util::TempDir::new("int8-noqc");
+    crate::util::copy_dir(
+        &crate::util::fixture("compressed-tensors/tiny-gpt-oss-int8"),
+        &t.join("m"),
+    );
+    edit_config(&t.join("m"), |c| {
+        c.remove("quantization_config");
+    });
+    inspect(&t.join("m")).fails_with(&[
+        "config.json has no `quantization_config`",
+        "compressed-tensors int8 modules",
+    ]);
+}
+
+/// A YaRN the GGUF format cannot express (truncated correction range) is refused for GGUF
+/// variants, naming the key, and converts to safetensors as it is.
+#[test]
+fn yarn_with_truncation_is_refused_for_gguf_only() {
+    let t = tiny_copy("cfg-truncate");
+    edit_config(&t.join("m"), |c| {
+        c["rope_scaling"]["truncate"] = serde_json::Value::Bool(true);
+    });
+    let m = t.join("m");
+    let gguf = t.join("x.gguf");
+    oss_forge(&[
+        "convert",
+        m.to_str().unwrap(),
+        "--to",
+        "gguf-mxfp4",
+        "-o",
+        gguf.to_str().unwrap(),
+    ])
+    .fails_with(&["rope_scaling.truncate", "llama.cpp"]);
+    assert!(!gguf.exists());
+    let st = t.join("st");
+    oss_forge(&[
+        "convert",
+        m.to_str().unwrap(),
+        "--to",
+        "safetensors-bf16",
+        "-o",
+        st.to_str().unwrap(),
+    ])
+    .ok();
 }

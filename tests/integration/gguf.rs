@@ -367,6 +367,9 @@ fn open_err(t: &TempDir, name: &str, bytes: &[u8]) -> String {
     }
 }
 
+/// Every header and metadata rule has its own unit test beside the code (`convert`'s
+/// `gguf::file::tests` and `gguf::model::tests`); this damages a real llama.cpp file and checks
+/// the errors end to end: the library names the file and the tensor, the binary exits 2.
 #[test]
 fn hostile_gguf_files_are_clean_errors() {
     let t = TempDir::new("gguf-bad");
@@ -380,79 +383,25 @@ fn hostile_gguf_files_are_clean_errors() {
         e.contains("trunc.gguf") && e.contains(&last.name) && e.contains("truncated"),
         "{e}"
     );
-    // Cut inside the header.
-    let e = open_err(&t, "hdr.gguf", &good[..5000]);
-    assert!(
-        e.contains("hdr.gguf") && e.contains("runs past the end"),
-        "{e}"
-    );
-    // Lying counts: billions of tensors / metadata pairs.
-    let mut b = good.clone();
-    b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(open_err(&t, "count.gguf", &b).contains("more than the file can hold"));
-    let mut b = good.clone();
-    b[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    assert!(open_err(&t, "kv.gguf", &b).contains("more than the file can hold"));
-    // Not GGUF, wrong version.
-    assert!(open_err(&t, "magic.gguf", b"GGML\x03\0\0\0").contains("not a GGUF file"));
-    let mut b = good.clone();
-    b[4] = 7;
-    assert!(open_err(&t, "ver.gguf", &b).contains("version 7"));
-
-    // Header edits located by searching for the tensor name in the infos.
-    let find = |name: &str| {
-        let needle = [&(name.len() as u64).to_le_bytes()[..], name.as_bytes()].concat();
-        good.windows(needle.len())
-            .position(|w| w == needle.as_slice())
-            .unwrap()
-            + needle.len()
-    };
-    // Unknown ggml type on the first tensor (its type follows n_dims and ne).
+    // An unknown ggml type on the first tensor (its type follows its name, n_dims and ne).
     let first = &f.tensors()[0];
-    let at = find(&first.name) + 4 + 8 * first.ne.len();
+    let needle = [
+        &(first.name.len() as u64).to_le_bytes()[..],
+        first.name.as_bytes(),
+    ]
+    .concat();
+    let at = good
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .unwrap()
+        + needle.len()
+        + 4
+        + 8 * first.ne.len();
     let mut b = good.clone();
     b[at..at + 4].copy_from_slice(&77u32.to_le_bytes());
     let e = open_err(&t, "type.gguf", &b);
     assert!(
         e.contains(&first.name) && e.contains("ggml type id 77"),
-        "{e}"
-    );
-    // A type ggml defines but oss-forge does not read is named by its ggml name.
-    b[at..at + 4].copy_from_slice(&16u32.to_le_bytes());
-    let e = open_err(&t, "type16.gguf", &b);
-    assert!(e.contains(&first.name) && e.contains("IQ2_XXS"), "{e}");
-    // A lying offset.
-    let mut b = good.clone();
-    b[at + 4..at + 12].copy_from_slice(&64u64.to_le_bytes());
-    let e = open_err(&t, "offset.gguf", &b);
-    assert!(
-        e.contains(&first.name) && e.contains("has offset 64, expected 0"),
-        "{e}"
-    );
-    // A wrong shape for the config.
-    let sinks = "blk.0.attn_sinks.weight";
-    let at = find(sinks) + 4;
-    let mut b = good.clone();
-    b[at..at + 8].copy_from_slice(&3u64.to_le_bytes());
-    let e = open_err(&t, "shape.gguf", &b);
-    assert!(e.contains(sinks), "{e}");
-    // A missing tensor: renamed, so the expected one is absent.
-    let mut b = good.clone();
-    let at = find(sinks) - 7; // "weight" → "weighx"... keep the length, change the name
-    b[at] = b'X';
-    let e = open_err(&t, "missing.gguf", &b);
-    assert!(
-        e.contains("missing tensor `blk.0.attn_sinks.weight`"),
-        "{e}"
-    );
-    // Unsupported metadata values.
-    let key = b"rope.scaling.type";
-    let pos = good.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4 + 8;
-    let mut b = good.clone();
-    b[pos..pos + 4].copy_from_slice(b"lin_");
-    let e = open_err(&t, "rope.gguf", &b);
-    assert!(
-        e.contains("gpt-oss.rope.scaling.type") && e.contains("lin_"),
         "{e}"
     );
     // Through the binary: exit code 2, no panic.

@@ -60,3 +60,10 @@ fn small_hf_layout_matches_golden() {
 fn small_original_layout_matches_golden() {
     check("small-gpt-oss/original", "small-gpt-oss");
 }
+
+/// A fine-tune in transformers' dense layout (BF16, one-based shards with an index) against its
+/// own golden (transformers on the dense files).
+#[test]
+fn tiny_finetune_dense_layout_matches_golden() {
+    check("tiny-gpt-oss-ft", "tiny-gpt-oss-ft");
+}

@@ -6,6 +6,10 @@ mod util;
 // Logits of both fixtures, from both layouts, against transformers' goldens.
 mod golden;
 
+// Every input layout (dense in any float dtype, per-expert, dense under MXFP4 names, MXFP4 beside
+// F16/F32, our own variants, config spellings) against the goldens.
+mod layouts;
+
 // Truncated shards, lying headers, missing tensors, wrong shapes and dtypes, broken configs.
 mod bad_inputs;
 
@@ -22,6 +26,9 @@ mod st_variants;
 mod pipeline;
 // GGUF variants against llama.cpp's files, logits through GGUF, splits, hostile GGUF files.
 mod gguf;
+
+// GGUF quant presets and requantized experts, byte for byte with llama-quantize.
+mod presets;
 
 // Fuzz findings replayed, fuzz seeds kept current.
 mod fuzz_regressions;

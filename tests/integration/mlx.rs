@@ -276,7 +276,7 @@ fn directories_written_by_mlx_lm_read_back_with_their_scheme() {
 #[test]
 fn a_dense_fine_tune_is_written_as_mlx_mxfp4_q8_and_reads_back() {
     let t = TempDir::new("mlx-ft");
-    let src = fixture("finetuned/tiny-gpt-oss-ft");
+    let src = fixture("tiny-gpt-oss-ft");
     let ft = Checkpoint::open(&src).unwrap();
     assert_eq!(ft.layout(), Layout::Dense);
     for rule in quant::mxfp4::Rounding::ALL {

@@ -374,8 +374,10 @@ fn int8_matches_the_compressed_tensors_sample_byte_for_byte() {
         }
         assert!(ignore.contains(&format!("model.layers.{l}.mlp.router").as_str()));
     }
-    assert!(ignore.contains(&"lm_head") && ignore.contains(&"model.embed_tokens"));
-    assert_eq!(config["torch_dtype"], "bfloat16");
+    // llm-compressor's spelling: Linear modules only (no embedding), transformers v5's `dtype`.
+    assert!(ignore.contains(&"lm_head") && !ignore.contains(&"model.embed_tokens"));
+    assert_eq!(config["dtype"], "bfloat16");
+    assert!(config.get("torch_dtype").is_none());
     assert_eq!(
         Checkpoint::open(&out).unwrap().layout(),
         Layout::Int8 { dense_int8: false }
@@ -412,6 +414,43 @@ fn int8_dense_is_lossy_but_close_and_reported() {
         "experts stay exact: {lossy:?}"
     );
     assert!(report.warnings.iter().any(|w| w.contains("--int8-dense")));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("expert weights are stored exactly")),
+        "{:?}",
+        report.warnings
+    );
+    // From dense experts the same variant says they are lossy, not "exact".
+    let dense = t.join("bf16");
+    convert(
+        &src,
+        Variant::SafetensorsBf16,
+        &dense,
+        &ConvertOptions::default(),
+    );
+    let from_dense = convert(
+        &dense,
+        Variant::SafetensorsInt8,
+        &t.join("int8-from-dense"),
+        &ConvertOptions {
+            int8_dense: true,
+            ..Default::default()
+        },
+    );
+    assert!(
+        from_dense
+            .warnings
+            .iter()
+            .any(|w| w.contains("quantized from the source's dense values"))
+            && !from_dense
+                .warnings
+                .iter()
+                .any(|w| w.contains("stored exactly")),
+        "{:?}",
+        from_dense.warnings
+    );
     let tensors = read_back(&out);
     assert_eq!(tensors["lm_head.weight_packed"].1, Dtype::I32);
     assert_eq!(tensors["lm_head.weight_packed"].2, vec![1000, 192 / 4]);
@@ -708,4 +747,88 @@ fn corrupted_outputs_are_refused_naming_file_and_tensor() {
         err.contains("config.json") && err.contains("int-quantized"),
         "{err}"
     );
+}
+
+/// llm-compressor's own int8 output for gpt-oss (same tensors as ours; its config spelling, one
+/// `model.safetensors` without an index) reads, inspects and verifies like ours.
+#[test]
+fn llm_compressors_spelling_of_int8_reads_exactly() {
+    let t = TempDir::new("st-llmc");
+    let src = fixture("tiny-gpt-oss");
+    let ours = t.join("ours");
+    convert(
+        &src,
+        Variant::SafetensorsInt8,
+        &ours,
+        &ConvertOptions::default(),
+    );
+    // One file, no index, as llm-compressor saves a small model.
+    let theirs = t.join("llmc");
+    std::fs::create_dir_all(&theirs).unwrap();
+    let tensors = read_back(&ours);
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, (_, dtype, shape, bytes))| {
+            (
+                name.clone(),
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).unwrap(),
+            )
+        })
+        .collect();
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(meta), &theirs.join("model.safetensors")).unwrap();
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        std::fs::copy(ours.join(f), theirs.join(f)).unwrap();
+    }
+    // Its config fields: compressed-tensors' full QuantizationArgs, a version, no sparsity.
+    let mut config = read_json(&ours.join("config.json"));
+    let q = config["quantization_config"].as_object_mut().unwrap();
+    q.insert("version".into(), serde_json::json!("0.12.2"));
+    q.insert("global_compression_ratio".into(), Value::Null);
+    q.insert("sparsity_config".into(), serde_json::json!({}));
+    q.insert("transform_config".into(), serde_json::json!({}));
+    let w = q["config_groups"]["group_0"]["weights"]
+        .as_object_mut()
+        .unwrap();
+    for (k, v) in [
+        ("observer", serde_json::json!("minmax")),
+        ("observer_kwargs", serde_json::json!({})),
+        ("block_structure", Value::Null),
+        ("scale_dtype", Value::Null),
+        ("zp_dtype", Value::Null),
+    ] {
+        w.insert(k.into(), v);
+    }
+    std::fs::write(
+        theirs.join("config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        Checkpoint::open(&theirs).unwrap().layout(),
+        Layout::Int8 { dense_int8: false }
+    );
+    let (a, b) = (
+        logits(&theirs, "tiny-gpt-oss"),
+        logits(&src, "tiny-gpt-oss"),
+    );
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    let inspect = oss_forge(&["inspect", theirs.to_str().unwrap()]);
+    inspect.ok();
+    assert!(
+        inspect.stdout.contains("compressed-tensors-int8"),
+        "{}",
+        inspect.stdout
+    );
+    oss_forge(&[
+        "verify",
+        "--original",
+        src.to_str().unwrap(),
+        theirs.to_str().unwrap(),
+    ])
+    .ok();
 }

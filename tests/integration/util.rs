@@ -144,6 +144,14 @@ impl Run {
     }
 }
 
+/// Runs `oss-forge inspect DIR`, asserts success and returns its report.
+pub fn inspect_ok(dir: &Path) -> String {
+    oss_forge(&["inspect", dir.to_str().unwrap()])
+        .ok()
+        .stdout
+        .clone()
+}
+
 /// One tensor of a safetensors file, as rewritten by [`rewrite_shard`].
 pub struct Tensor {
     pub name: String,
@@ -194,4 +202,129 @@ pub fn tiny_copy(tag: &str) -> TempDir {
     let t = TempDir::new(tag);
     copy_dir(&fixture("tiny-gpt-oss"), &t.join("m"));
     t
+}
+
+/// Every `*.safetensors` file of `dir`, sorted.
+pub fn shards(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Rewrites `model.safetensors.index.json` of `dir` from its shards (after tensors were
+/// renamed, added or dropped).
+pub fn reindex(dir: &Path) {
+    let mut map = serde_json::Map::new();
+    let mut total = 0u64;
+    for p in shards(dir) {
+        let bytes = std::fs::read(&p).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for (name, v) in st.iter() {
+            total += v.data().len() as u64;
+            let file = p.file_name().unwrap().to_string_lossy().into_owned();
+            map.insert(name.to_string(), serde_json::Value::String(file));
+        }
+    }
+    let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+}
+
+/// Edits `config.json` of `dir` in place.
+pub fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let p = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    edit(v.as_object_mut().unwrap());
+    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// A tensor's elements as f32 (BF16, F16 or F32 data).
+pub fn to_f32(t: &Tensor) -> Vec<f32> {
+    use safetensors::Dtype;
+    match t.dtype {
+        Dtype::BF16 => t
+            .data
+            .chunks_exact(2)
+            .map(|c| quant::float::bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::F16 => t
+            .data
+            .chunks_exact(2)
+            .map(|c| quant::float::f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::F32 => t
+            .data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        d => panic!("{} is {d:?}, not a float tensor", t.name),
+    }
+}
+
+/// Re-stores a float tensor as `dtype` (F32 exactly; F16/BF16 rounded to nearest even).
+pub fn recast(mut t: Tensor, dtype: safetensors::Dtype) -> Tensor {
+    use safetensors::Dtype;
+    let xs = to_f32(&t);
+    t.data = match dtype {
+        Dtype::F32 => xs.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Dtype::F16 => xs
+            .iter()
+            .flat_map(|&x| quant::float::f32_to_f16_bits(x).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => xs
+            .iter()
+            .flat_map(|&x| quant::float::f32_to_bf16_bits(x).to_le_bytes())
+            .collect(),
+        d => panic!("not a float dtype: {d:?}"),
+    };
+    t.dtype = dtype;
+    t
+}
+
+/// True for a float tensor.
+pub fn is_float(t: &Tensor) -> bool {
+    matches!(
+        t.dtype,
+        safetensors::Dtype::BF16 | safetensors::Dtype::F16 | safetensors::Dtype::F32
+    )
+}
+
+/// The reference logits of the model at `dir` (a directory or a GGUF file) for every prompt of
+/// golden `name`.
+pub fn logits(dir: &Path, name: &str) -> Vec<Vec<f32>> {
+    let any = convert::AnyModel::open(dir).unwrap();
+    let model = reference::Model::new(any.source()).unwrap();
+    golden(name)
+        .iter()
+        .map(|p| model.logits(&p.tokens).unwrap())
+        .collect()
+}
+
+/// The largest |Δlogit| of `dir` against golden `name` over every prompt and position,
+/// asserting the same top-1 token everywhere.
+pub fn golden_margin(dir: &Path, name: &str) -> f32 {
+    let ours = logits(dir, name);
+    let mut worst = 0f32;
+    for (k, (p, got)) in golden(name).iter().zip(&ours).enumerate() {
+        assert_eq!(got.len(), p.logits.len());
+        for (t, (a, b)) in got
+            .chunks(p.vocab)
+            .zip(p.logits.chunks(p.vocab))
+            .enumerate()
+        {
+            assert_eq!(
+                argmax(a),
+                argmax(b),
+                "{dir:?} prompt {k} position {t}: top-1 differs"
+            );
+            for (x, y) in a.iter().zip(b) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+    }
+    worst
 }

@@ -2,10 +2,10 @@
 //! writes. Pure text from data: the same inputs give the same bytes.
 
 use crate::fit;
-use crate::report::sci;
+use crate::pipeline::FileEntry;
+use crate::report::{VariantJson, sci};
 use convert::Variant;
 use reference::Config;
-use serde_json::Value;
 
 /// What goes on one card.
 pub struct CardInput<'a> {
@@ -17,10 +17,10 @@ pub struct CardInput<'a> {
     pub variant: Variant,
     /// Its config.
     pub config: &'a Config,
-    /// Files of the variant: (relative path, bytes, sha256).
-    pub files: &'a [(String, u64, String)],
+    /// Files of the variant (paths relative to the pipeline's output directory).
+    pub files: &'a [FileEntry],
     /// The variant's verification result, as in the JSON report.
-    pub verification: &'a Value,
+    pub verification: &'a VariantJson,
     /// Inexact-value notes of the conversion (`count what (max error)`).
     pub inexact: &'a [String],
     /// Warnings of the conversion.
@@ -75,6 +75,26 @@ fn library(v: Variant) -> &'static str {
     }
 }
 
+/// Who can load a variant, where that is not obvious from its format.
+fn loaders(v: Variant) -> Option<&'static str> {
+    match v {
+        Variant::SafetensorsInt8 => Some(
+            "## Who can load this\n\n\
+             | runtime | loads it? |\n|---|---|\n\
+             | llm-compressor's MoE path (`llmcompressor.modeling.gpt_oss.convert_model_for_quantization_gptoss` on a \
+             transformers `GptOssForCausalLM`, then compressed-tensors' decompression) | yes, exactly |\n\
+             | stock transformers `from_pretrained` | **no**: the per-expert tensors are reported unexpected and the fused \
+             experts missing, and the model runs with **randomly initialized experts**, with only a warning |\n\
+             | vLLM, SGLang | **no**: their gpt-oss loaders map only the fused and the MXFP4 expert names and skip the \
+             rest without an error |\n\
+             | llama.cpp, ollama, LM Studio | no (GGUF only) |\n\n\
+             For int8 on a real runtime use `gguf-q8_0` or `gguf-mxfp4-q8_0` (llama.cpp, ollama, LM Studio) or the MLX \
+             8-bit variant.\n\n",
+        ),
+        _ => None,
+    }
+}
+
 fn tags(v: Variant) -> Vec<&'static str> {
     let mut t = vec!["gpt-oss", "oss-forge", "verified"];
     match library(v) {
@@ -91,8 +111,14 @@ fn tags(v: Variant) -> Vec<&'static str> {
     t
 }
 
-fn metric(v: &Value, k: &str) -> String {
-    v["metrics"][k].as_f64().map_or_else(|| "n/a".into(), sci)
+/// A metric in scientific notation, `n/a` when it was not finite.
+fn metric(x: Option<f64>) -> String {
+    x.map_or_else(|| "n/a".into(), sci)
+}
+
+/// A fraction as a percentage, `n/a` when it was not finite.
+fn percent(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0))
 }
 
 /// The card.
@@ -142,15 +168,18 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     for w in c.warnings {
         s.push_str(&format!("> **Warning:** {w}\n\n"));
     }
+    if let Some(who) = loaders(v) {
+        s.push_str(who);
+    }
     s.push_str("## Verification\n\n");
     let ver = c.verification;
-    let pass = ver["pass"].as_bool().unwrap_or(false);
-    let positions = ver["metrics"]["positions"].as_u64().unwrap_or(0);
+    let m = &ver.metrics;
+    let (pass, positions) = (ver.pass, m.positions);
     s.push_str(&format!(
         "Logits of the reference forward pass over {positions} positions (built-in harmony chats and sequences crossing the \
          sliding window), original vs this variant. Result: **{}**{}.\n\n",
         if pass { "PASS" } else { "FAIL" },
-        if ver["lossless"].as_bool() == Some(true) { ", every weight identical to the original after dequantization" } else { "" }
+        if ver.lossless { ", every weight identical to the original after dequantization" } else { "" }
     ));
     let rows = [
         [
@@ -164,24 +193,20 @@ pub fn model_card(c: &CardInput<'_>) -> String {
         ]
         .map(String::from),
         [
-            metric(ver, "max_abs"),
-            metric(ver, "nmse"),
-            metric(ver, "kld_mean"),
-            metric(ver, "kld_p99"),
-            metric(ver, "kld_max"),
-            ver["metrics"]["top1"]
-                .as_f64()
-                .map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
-            ver["metrics"]["top5_overlap"]
-                .as_f64()
-                .map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
+            metric(m.max_abs),
+            metric(m.nmse),
+            metric(m.kld_mean),
+            metric(m.kld_p99),
+            metric(m.kld_max),
+            percent(m.top1),
+            percent(m.top5_overlap),
         ],
     ];
     s.push_str(&markdown_table(&rows));
-    let w = &ver["weights"];
+    let w = &ver.weights;
     s.push_str(&format!(
         "\nWeight check: {} of {} tensors identical to the original, largest difference {}, {} values outside their storage's error bound.\n\n",
-        w["identical"], w["tensors"], w["max_abs_error"].as_f64().map_or("n/a".into(), sci), w["violations"]
+        w.identical, w.tensors, metric(w.max_abs_error), w.violations
     ));
     s.push_str("## Fits on\n\nWeights + F16 KV cache + runtime overhead (see `oss-forge fit`), at 8192 and 32768 tokens of context:\n\n");
     for ctx in [8192usize, 32768] {
@@ -206,15 +231,20 @@ pub fn model_card(c: &CardInput<'_>) -> String {
             .unwrap_or(f)
             .to_string()
     };
-    for (f, b, h) in c.files {
-        s.push_str(&format!("| `{}` | {b} | `{h}` |\n", local(f)));
+    for f in c.files {
+        s.push_str(&format!(
+            "| `{}` | {} | `{}` |\n",
+            local(&f.path),
+            f.bytes,
+            f.sha256
+        ));
     }
     s.push_str("\n## Use\n\n");
     if v.is_gguf() {
         let first = c
             .files
             .first()
-            .map_or("model.gguf".to_string(), |f| local(&f.0));
+            .map_or("model.gguf".to_string(), |f| local(&f.path));
         s.push_str(&format!(
             "```sh\nllama-cli -m {first} --jinja -p \"Hello\"\n```\n\n"
         ));

@@ -35,9 +35,20 @@ pub const RUNTIME_OVERHEAD: u64 = 512 << 20;
 /// writer plans for `cfg` (`convert::variant::tensor_bytes`), from the variant's row of the
 /// storage table.
 pub fn weight_bytes(cfg: &Config, variant: Option<Variant>) -> u64 {
+    weight_bytes_from(cfg, variant, true).unwrap_or_default()
+}
+
+/// [`weight_bytes`] from a source whose experts are MXFP4 (the release) or dense (a fine-tune,
+/// whose MXFP4 and preset variants requantize them); `None` for a variant the writer refuses
+/// for this model.
+pub fn weight_bytes_from(
+    cfg: &Config,
+    variant: Option<Variant>,
+    mxfp4_experts: bool,
+) -> Option<u64> {
     match variant {
-        None => convert::variant::release_tensor_bytes(cfg),
-        Some(v) => convert::variant::tensor_bytes(&v.storage(), cfg),
+        None => Some(convert::variant::release_tensor_bytes(cfg)),
+        Some(v) => convert::variant::tensor_bytes(&v.storage(), cfg, mxfp4_experts),
     }
 }
 

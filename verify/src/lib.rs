@@ -27,19 +27,33 @@ pub mod weights;
 use convert::Progress;
 use metrics::{Accumulator, Metrics};
 use prompts::Prompt;
-use reference::{Config, Model, WeightSource};
+use reference::{Model, WeightSource};
 use weights::TensorCheck;
 
-/// Why a verification could not run (as opposed to a variant failing it).
+/// Why a verification could not run (as opposed to a variant failing it). Each keeps the
+/// error it comes from as its [`source`](std::error::Error::source): `anyhow`'s `{:#}` prints
+/// `model: weight: file: tensor: what`.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// A model could not be read.
-    #[error("{model}: {detail}")]
+    #[error("{model}")]
     Read {
         /// Which model.
         model: String,
-        /// What went wrong.
-        detail: String,
+        /// The source's error (it names the file and tensor).
+        #[source]
+        source: reference::SourceError,
+    },
+    /// The forward pass failed on a prompt.
+    #[error("{model}: prompt {prompt}")]
+    Run {
+        /// Which model.
+        model: String,
+        /// The prompt's name.
+        prompt: String,
+        /// The forward pass's error.
+        #[source]
+        source: reference::ReferenceError,
     },
     /// The variant is not the same model (config or shapes differ).
     #[error("not the same model: {0}")]
@@ -50,6 +64,24 @@ pub enum VerifyError {
     /// Reading or writing a file failed.
     #[error(transparent)]
     File(#[from] convert::ConvertError),
+}
+
+impl VerifyError {
+    /// The same error about `model` (a read or a run) under another name.
+    fn naming(self, model: &str) -> VerifyError {
+        match self {
+            VerifyError::Read { source, .. } => VerifyError::Read {
+                model: model.to_string(),
+                source,
+            },
+            VerifyError::Run { prompt, source, .. } => VerifyError::Run {
+                model: model.to_string(),
+                prompt,
+                source,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Gates for lossy variants.
@@ -160,41 +192,12 @@ impl Report {
     }
 }
 
-/// Fields of two configs that differ in what the forward pass computes (token ids and the
-/// advertised context aside).
-pub fn config_differences(a: &Config, b: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    macro_rules! cmp {
-        ($($f:ident),*) => {$(
-            if a.$f != b.$f {
-                out.push(format!("{}: {:?} vs {:?}", stringify!($f), a.$f, b.$f));
-            }
-        )*};
-    }
-    cmp!(
-        vocab_size,
-        hidden_size,
-        intermediate_size,
-        num_hidden_layers,
-        num_attention_heads,
-        num_key_value_heads,
-        head_dim,
-        num_local_experts,
-        num_experts_per_tok,
-        sliding_window,
-        layer_types,
-        rms_norm_eps,
-        rope_theta,
-        rope_scaling,
-        swiglu_limit,
-        swiglu_alpha
-    );
-    out
-}
-
 /// An error naming every config field in which `variant` is another model than `original`.
 fn ensure_same_model(original: &Subject<'_>, variant: &Subject<'_>) -> Result<(), VerifyError> {
-    let diffs = config_differences(original.source.config(), variant.source.config());
+    let diffs = original
+        .source
+        .config()
+        .differences(variant.source.config());
     if diffs.is_empty() {
         Ok(())
     } else {
@@ -224,15 +227,16 @@ fn run_prompts(
 ) -> Result<Vec<Vec<f32>>, VerifyError> {
     let model = Model::new(src).map_err(|e| VerifyError::Read {
         model: who.into(),
-        detail: e.to_string(),
+        source: Box::new(e),
     })?;
     let total: usize = prompts.iter().map(|p| p.tokens.len()).sum();
     progress.begin(&format!("forward {who}"), total as u64);
     let mut out = Vec::with_capacity(prompts.len());
     for p in prompts {
-        let logits = model.logits(&p.tokens).map_err(|e| VerifyError::Read {
+        let logits = model.logits(&p.tokens).map_err(|source| VerifyError::Run {
             model: who.into(),
-            detail: format!("prompt {}: {e}", p.name),
+            prompt: p.name.clone(),
+            source,
         })?;
         progress.advance(p.tokens.len() as u64);
         out.push(logits);
@@ -256,26 +260,12 @@ pub fn verify_variant(
     progress.begin(&format!("weights {}", short(&variant.name)), n_ids);
     let weights = weights::check_all(original.source, variant.source, &|_, _| progress.advance(1))
         .map_err(|e| match e {
-            VerifyError::Read { model, detail } if model == "variant" => VerifyError::Read {
-                model: variant.name.clone(),
-                detail,
-            },
-            VerifyError::Read { detail, .. } => VerifyError::Read {
-                model: original.name.clone(),
-                detail,
-            },
-            other => other,
+            VerifyError::Read { ref model, .. } if model == "variant" => e.naming(&variant.name),
+            e => e.naming(&original.name),
         })?;
     progress.end();
-    let logits = run_prompts(variant.source, &short(&variant.name), prompts, progress).map_err(
-        |e| match e {
-            VerifyError::Read { detail, .. } => VerifyError::Read {
-                model: variant.name.clone(),
-                detail,
-            },
-            other => other,
-        },
-    )?;
+    let logits = run_prompts(variant.source, &short(&variant.name), prompts, progress)
+        .map_err(|e| e.naming(&variant.name))?;
     let vocab = oc.vocab_size;
     let compare = |logits: &[Vec<f32>]| {
         let mut all = Accumulator::default();
@@ -295,10 +285,11 @@ pub fn verify_variant(
     let floor = if lossless {
         None
     } else {
-        let plan = floor::plan(original.source, variant.source).map_err(|e| VerifyError::Read {
-            model: variant.name.clone(),
-            detail: e.to_string(),
-        })?;
+        let plan =
+            floor::plan(original.source, variant.source).map_err(|source| VerifyError::Read {
+                model: variant.name.clone(),
+                source,
+            })?;
         if plan.is_empty() {
             None
         } else {
@@ -431,19 +422,52 @@ mod tests {
         assert!(Tolerance::parse("kld").is_err());
     }
 
+    /// A source whose every weight fails to read.
+    struct Unreadable(reference::Config);
+
+    impl WeightSource for Unreadable {
+        fn config(&self) -> &reference::Config {
+            &self.0
+        }
+        fn weight(
+            &self,
+            _: reference::WeightId,
+        ) -> Result<reference::MatRef<'_>, reference::SourceError> {
+            Err(Box::new(convert::ConvertError::tensor(
+                "/m/model.safetensors",
+                "model.embed_tokens.weight",
+                "simulated",
+            )))
+        }
+    }
+
     #[test]
-    fn config_differences_name_the_field() {
-        let a = reference::Config::from_hf_json(&convert::synth::preset_config(
-            convert::synth::Preset::Gpt20b,
-            None,
+    fn read_errors_keep_their_source_and_name_the_model() {
+        use std::error::Error as _;
+        let cfg = reference::Config::from_hf_json(&convert::synth::preset_config(
+            convert::synth::Preset::Tiny,
+            Some(1),
         ))
         .unwrap();
-        let mut b = a.clone();
-        assert!(config_differences(&a, &b).is_empty());
-        b.sliding_window = 64;
-        b.token_ids.pad = Some(3);
-        let d = config_differences(&a, &b);
-        assert_eq!(d.len(), 1);
-        assert!(d[0].starts_with("sliding_window: 128 vs 64"), "{d:?}");
+        let e = original_logits(&Unreadable(cfg), &[], &convert::variant::NoProgress)
+            .unwrap_err()
+            .naming("gpt-oss-x");
+        assert_eq!(e.to_string(), "gpt-oss-x");
+        // model: weight (whichever the forward pass asked for first): the source's error.
+        let chain = convert::error::chain(&e);
+        let (model, rest) = chain.split_once(": ").unwrap();
+        assert_eq!(model, "gpt-oss-x");
+        assert!(
+            rest.ends_with(": /m/model.safetensors: tensor `model.embed_tokens.weight`: simulated")
+                && rest.matches("simulated").count() == 1,
+            "{chain}"
+        );
+        let source = e
+            .source()
+            .and_then(|s| s.downcast_ref::<reference::ReferenceError>());
+        assert!(matches!(
+            source,
+            Some(reference::ReferenceError::Source { .. })
+        ));
     }
 }

@@ -17,12 +17,14 @@
 
 use crate::card::{CardInput, model_card};
 use crate::prompts::Prompt;
-use crate::report::{num, variant_json};
+use crate::report::{
+    ModelJson, PromptLenJson, ReportJson, ToleranceJson, VariantJson, to_pretty_json, variant_json,
+};
 use crate::{Subject, Tolerance, VerifyError};
 use convert::publish::{sha256_file, write_atomic};
 use convert::{AnyModel, ConvertOptions, ConvertReport, Progress, Variant};
 use rayon::prelude::*;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Manifest file name.
@@ -43,15 +45,166 @@ pub struct PipelineOptions {
     pub convert: ConvertOptions,
 }
 
+/// A file as the manifest lists it: path relative to the output directory (`/`-separated),
+/// size and sha256 (lowercase hex).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative path.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// sha256, lowercase hex.
+    pub sha256: String,
+}
+
+/// The conversion settings of a variant in the manifest: a resumed run redoes a variant whose
+/// settings changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Settings {
+    /// A safetensors variant.
+    Safetensors(SafetensorsSettings),
+    /// A GGUF variant.
+    Gguf(GgufSettings),
+}
+
+/// Settings of a safetensors variant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetensorsSettings {
+    /// Largest shard in bytes.
+    pub max_shard_size: u64,
+    /// `--int8-dense` (int8 variant only; false for the others).
+    pub int8_dense: bool,
+}
+
+/// Settings of a GGUF variant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GgufSettings {
+    /// Largest split in bytes (`null`: one file).
+    pub split_max_size: Option<u64>,
+}
+
+impl Settings {
+    /// The settings `o` gives variant `v`.
+    pub fn of(v: Variant, o: &ConvertOptions) -> Settings {
+        if v.is_gguf() {
+            Settings::Gguf(GgufSettings {
+                split_max_size: o.split_max_bytes,
+            })
+        } else {
+            Settings::Safetensors(SafetensorsSettings {
+                max_shard_size: o.max_shard_bytes.unwrap_or(5_000_000_000),
+                int8_dense: v == Variant::SafetensorsInt8 && o.int8_dense,
+            })
+        }
+    }
+}
+
+/// A prompt with its token ids, as the manifest records the inputs of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTokens {
+    /// The prompt's name.
+    pub name: String,
+    /// Its token ids.
+    pub tokens: Vec<u32>,
+}
+
+/// The tool that wrote a manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolJson {
+    /// `oss-forge`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// The source checkpoint of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceJson {
+    /// The model's name ([`model_name`]).
+    pub name: String,
+    /// Its format.
+    pub format: String,
+    /// Parameter count.
+    pub parameters: u64,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Experts per layer.
+    pub experts: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// The checkpoint's files with their hashes.
+    pub files: Vec<FileEntry>,
+}
+
+/// One variant in the manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// The variant's name.
+    pub variant: String,
+    /// Its conversion settings.
+    pub settings: Settings,
+    /// Its files, model card included.
+    pub files: Vec<FileEntry>,
+    /// Their total size.
+    pub bytes: u64,
+    /// Values the conversion stored inexactly (`count what (max abs error)`).
+    pub inexact: Vec<String>,
+    /// Warnings of the conversion.
+    pub warnings: Vec<String>,
+    /// Its verification, as in `verify.json`.
+    pub verification: VariantJson,
+}
+
+/// `manifest.json`: what was made from what, rewritten after each variant so that an
+/// interrupted run resumes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The tool.
+    pub tool: ToolJson,
+    /// The source checkpoint.
+    pub source: SourceJson,
+    /// The prompts verified with.
+    pub prompts: Vec<PromptTokens>,
+    /// The tolerances applied.
+    pub tolerance: ToleranceJson,
+    /// The variants done so far, in order.
+    pub variants: Vec<ManifestEntry>,
+    /// Every variant so far passed.
+    pub pass: bool,
+}
+
+impl Manifest {
+    /// Reads `dir`'s manifest; `None` when it is absent or not one this tool writes.
+    pub fn read(dir: &Path) -> Option<Manifest> {
+        let text = std::fs::read_to_string(dir.join(MANIFEST)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Adds a variant's entry.
+    pub fn push(&mut self, entry: ManifestEntry) {
+        self.pass &= entry.verification.pass;
+        self.variants.push(entry);
+    }
+
+    /// Writes it to `dir` (atomically).
+    pub fn write(&self, dir: &Path) -> Result<(), VerifyError> {
+        write_atomic(&dir.join(MANIFEST), to_pretty_json(self).as_bytes())?;
+        Ok(())
+    }
+}
+
 /// One variant's outcome.
 #[derive(Clone, Debug)]
 pub struct VariantOutcome {
     /// The variant.
     pub variant: Variant,
-    /// Files (relative path, bytes, sha256), model card included.
-    pub files: Vec<(String, u64, String)>,
+    /// Files, model card included.
+    pub files: Vec<FileEntry>,
     /// Verification, as in the JSON report.
-    pub verification: Value,
+    pub verification: VariantJson,
     /// Taken from a previous run whose files still matched.
     pub reused: bool,
 }
@@ -59,7 +212,7 @@ pub struct VariantOutcome {
 impl VariantOutcome {
     /// Passed verification.
     pub fn passed(&self) -> bool {
-        self.verification["pass"].as_bool() == Some(true)
+        self.verification.pass
     }
 }
 
@@ -80,34 +233,16 @@ impl PipelineOutcome {
 }
 
 /// A file with its size and hash, as the manifest lists it.
-fn file_entry(root: &Path, rel: &str) -> Result<(String, u64, String), VerifyError> {
+fn file_entry(root: &Path, rel: &str) -> Result<FileEntry, VerifyError> {
     let p = root.join(rel);
     let bytes = std::fs::metadata(&p)
         .map_err(|e| convert::ConvertError::io(&p, e))?
         .len();
-    Ok((rel.to_string(), bytes, sha256_file(&p)?))
-}
-
-fn files_json(files: &[(String, u64, String)]) -> Value {
-    Value::Array(
-        files
-            .iter()
-            .map(|(p, b, h)| json!({"path": p, "bytes": b, "sha256": h}))
-            .collect(),
-    )
-}
-
-fn files_from_json(v: &Value) -> Option<Vec<(String, u64, String)>> {
-    v.as_array()?
-        .iter()
-        .map(|f| {
-            Some((
-                f["path"].as_str()?.to_string(),
-                f["bytes"].as_u64()?,
-                f["sha256"].as_str()?.to_string(),
-            ))
-        })
-        .collect()
+    Ok(FileEntry {
+        path: rel.to_string(),
+        bytes,
+        sha256: sha256_file(&p)?,
+    })
 }
 
 /// Regular, non-hidden files of `dir` (recursively), as sorted paths relative to `root`.
@@ -148,7 +283,7 @@ fn walk_files(
 }
 
 /// Hashes files (in parallel: the inputs of a 120b run are 65 GB).
-fn hash_files(root: &Path, rels: &[String]) -> Result<Vec<(String, u64, String)>, VerifyError> {
+fn hash_files(root: &Path, rels: &[String]) -> Result<Vec<FileEntry>, VerifyError> {
     rels.par_iter().map(|r| file_entry(root, r)).collect()
 }
 
@@ -175,14 +310,6 @@ pub fn gguf_file_name(model: &str, v: Variant) -> String {
     format!("{model}-{}.gguf", v.storage().file_suffix)
 }
 
-fn settings_json(v: Variant, o: &ConvertOptions) -> Value {
-    if v.is_gguf() {
-        json!({"split_max_size": o.split_max_bytes})
-    } else {
-        json!({"max_shard_size": o.max_shard_bytes.unwrap_or(5_000_000_000), "int8_dense": v == Variant::SafetensorsInt8 && o.int8_dense})
-    }
-}
-
 fn inexact_notes(r: &ConvertReport) -> Vec<String> {
     r.inexact
         .iter()
@@ -198,26 +325,22 @@ fn inexact_notes(r: &ConvertReport) -> Vec<String> {
 /// Reads a previous manifest if it was made from the same inputs, prompts and tolerance.
 fn previous_manifest(
     out: &Path,
-    inputs: &Value,
-    prompts: &Value,
-    tolerance: &Value,
-) -> Option<Value> {
-    let text = std::fs::read_to_string(out.join(MANIFEST)).ok()?;
-    let m: Value = serde_json::from_str(&text).ok()?;
-    (m["source"]["files"] == *inputs && m["prompts"] == *prompts && m["tolerance"] == *tolerance)
-        .then_some(m)
+    inputs: &[FileEntry],
+    prompts: &[PromptTokens],
+    tolerance: &ToleranceJson,
+) -> Option<Manifest> {
+    Manifest::read(out)
+        .filter(|m| m.source.files == inputs && m.prompts == prompts && m.tolerance == *tolerance)
 }
 
-/// Files of a previous run's entry, if they are all still there with the same hashes.
-fn still_valid(out: &Path, entry: &Value) -> Option<Vec<(String, u64, String)>> {
-    let files = files_from_json(&entry["files"])?;
-    let ok = !files.is_empty()
-        && files.par_iter().all(|(p, b, h)| {
-            let path = out.join(p);
-            std::fs::metadata(&path).is_ok_and(|m| m.len() == *b)
-                && sha256_file(&path).is_ok_and(|x| x == *h)
-        });
-    ok.then_some(files)
+/// True when the files of a previous run's entry are all still there with the same hashes.
+fn still_valid(out: &Path, files: &[FileEntry]) -> bool {
+    !files.is_empty()
+        && files.par_iter().all(|f| {
+            let path = out.join(&f.path);
+            std::fs::metadata(&path).is_ok_and(|m| m.len() == f.bytes)
+                && sha256_file(&path).is_ok_and(|x| x == f.sha256)
+        })
 }
 
 /// Runs the pipeline. `log` receives one line per step; conversion progress is in bytes,
@@ -233,10 +356,11 @@ pub fn run(
 ) -> Result<PipelineOutcome, VerifyError> {
     let src = AnyModel::open(model_path)?;
     let AnyModel::Safetensors(ckpt) = &src else {
-        return Err(VerifyError::Read {
-            model: model_path.display().to_string(),
-            detail: "pipeline converts a release checkpoint (a safetensors directory)".into(),
-        });
+        return Err(convert::ConvertError::format(
+            model_path,
+            "pipeline converts a release checkpoint (a safetensors directory)",
+        )
+        .into());
     };
     let name = model_name(model_path);
     let base_model = if name.starts_with("gpt-oss-") {
@@ -257,16 +381,16 @@ pub fn run(
         .filter(|n| !n.starts_with('.'))
         .collect();
     input_rels.sort();
-    let inputs = files_json(&hash_files(&src_dir, &input_rels)?);
-    let prompts_json = Value::Array(
-        prompts
-            .iter()
-            .map(|p| json!({"name": p.name, "tokens": p.tokens}))
-            .collect(),
-    );
-    let tolerance_json =
-        json!({"kld_mean": num(opts.tolerance.kld_mean), "top1": num(opts.tolerance.top1)});
-    let previous = previous_manifest(out, &inputs, &prompts_json, &tolerance_json);
+    let inputs = hash_files(&src_dir, &input_rels)?;
+    let prompt_tokens: Vec<PromptTokens> = prompts
+        .iter()
+        .map(|p| PromptTokens {
+            name: p.name.clone(),
+            tokens: p.tokens.clone(),
+        })
+        .collect();
+    let tolerance = ToleranceJson::from(opts.tolerance);
+    let previous = previous_manifest(out, &inputs, &prompt_tokens, &tolerance);
 
     let original = Subject {
         name: name.clone(),
@@ -275,31 +399,47 @@ pub fn run(
     };
     let mut reference_logits: Option<Vec<Vec<f32>>> = None;
     let mut outcomes: Vec<VariantOutcome> = Vec::new();
-    let mut entries: Vec<Value> = Vec::new();
     let cfg = src.source().config().clone();
+    let mut manifest = Manifest {
+        tool: ToolJson {
+            name: "oss-forge".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        source: SourceJson {
+            name: name.clone(),
+            format: src.format_name(),
+            parameters: cfg.parameter_count(),
+            layers: cfg.num_hidden_layers,
+            experts: cfg.num_local_experts,
+            vocab_size: cfg.vocab_size,
+            files: inputs,
+        },
+        prompts: prompt_tokens,
+        tolerance,
+        variants: Vec::new(),
+        pass: true,
+    };
 
     for &v in &opts.variants {
-        let settings = settings_json(v, &opts.convert);
+        let settings = Settings::of(v, &opts.convert);
         let prior = previous.as_ref().and_then(|m| {
-            m["variants"]
-                .as_array()?
+            m.variants
                 .iter()
-                .find(|e| e["variant"] == v.name() && e["settings"] == settings)
-                .cloned()
+                .find(|e| e.variant == v.name() && e.settings == settings)
         });
         if let Some(entry) = prior
-            && let Some(files) = still_valid(out, &entry)
+            && still_valid(out, &entry.files)
         {
             log(&format!(
                 "{v}: up to date (files match the manifest), not redone"
             ));
             outcomes.push(VariantOutcome {
                 variant: v,
-                files,
-                verification: entry["verification"].clone(),
+                files: entry.files.clone(),
+                verification: entry.verification.clone(),
                 reused: true,
             });
-            entries.push(entry);
+            manifest.push(entry.clone());
             continue;
         }
         let dir = out.join(v.name());
@@ -380,14 +520,14 @@ pub fn run(
         write_atomic(&out.join(&card_rel), card.as_bytes())?;
         files.push(file_entry(out, &card_rel)?);
 
-        let entry = json!({
-            "variant": v.name(),
-            "settings": settings,
-            "files": files_json(&files),
-            "bytes": files.iter().map(|f| f.1).sum::<u64>(),
-            "inexact": inexact,
-            "warnings": report.warnings,
-            "verification": verification,
+        manifest.push(ManifestEntry {
+            variant: v.name().to_string(),
+            settings,
+            files: files.clone(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            inexact,
+            warnings: report.warnings.clone(),
+            verification: verification.clone(),
         });
         outcomes.push(VariantOutcome {
             variant: v,
@@ -395,44 +535,30 @@ pub fn run(
             verification,
             reused: false,
         });
-        entries.push(entry);
-        write_manifest(
-            out,
-            &name,
-            &src,
-            &inputs,
-            &prompts_json,
-            &tolerance_json,
-            &entries,
-        )?;
+        manifest.write(out)?;
     }
 
-    write_manifest(
-        out,
-        &name,
-        &src,
-        &inputs,
-        &prompts_json,
-        &tolerance_json,
-        &entries,
-    )?;
-    let report = json!({
-        "tool": "oss-forge",
-        "version": env!("CARGO_PKG_VERSION"),
-        "pass": outcomes.iter().all(VariantOutcome::passed),
-        "original": {"path": name, "format": src.format_name()},
-        "prompts": prompts.iter().map(|p| json!({"name": p.name, "tokens": p.tokens.len()})).collect::<Vec<_>>(),
-        "tolerance": tolerance_json,
-        "variants": outcomes.iter().map(|o| o.verification.clone()).collect::<Vec<_>>(),
-    });
-    write_atomic(
-        &out.join(REPORT),
-        (serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").as_bytes(),
-    )?;
+    manifest.write(out)?;
+    let report = ReportJson::new(
+        ModelJson {
+            path: name,
+            format: src.format_name(),
+        },
+        prompts
+            .iter()
+            .map(|p| PromptLenJson {
+                name: p.name.clone(),
+                tokens: p.tokens.len(),
+            })
+            .collect(),
+        manifest.tolerance.clone(),
+        outcomes.iter().map(|o| o.verification.clone()).collect(),
+    );
+    write_atomic(&out.join(REPORT), to_pretty_json(&report).as_bytes())?;
     let mut sums = String::new();
     let mut listed: Vec<(String, String)> = outcomes
         .iter()
-        .flat_map(|o| o.files.iter().map(|(p, _, h)| (p.clone(), h.clone())))
+        .flat_map(|o| o.files.iter().map(|f| (f.path.clone(), f.sha256.clone())))
         .collect();
     listed.push((REPORT.to_string(), sha256_file(&out.join(REPORT))?));
     listed.sort();
@@ -444,40 +570,6 @@ pub fn run(
         out: out.to_path_buf(),
         variants: outcomes,
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_manifest(
-    out: &Path,
-    name: &str,
-    src: &AnyModel,
-    inputs: &Value,
-    prompts: &Value,
-    tolerance: &Value,
-    entries: &[Value],
-) -> Result<(), VerifyError> {
-    let cfg = src.source().config();
-    let manifest = json!({
-        "tool": {"name": "oss-forge", "version": env!("CARGO_PKG_VERSION")},
-        "source": {
-            "name": name,
-            "format": src.format_name(),
-            "parameters": cfg.parameter_count(),
-            "layers": cfg.num_hidden_layers,
-            "experts": cfg.num_local_experts,
-            "vocab_size": cfg.vocab_size,
-            "files": inputs,
-        },
-        "prompts": prompts,
-        "tolerance": tolerance,
-        "variants": entries,
-        "pass": entries.iter().all(|e| e["verification"]["pass"] == true),
-    });
-    write_atomic(
-        &out.join(MANIFEST),
-        (serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n").as_bytes(),
-    )?;
-    Ok(())
 }
 
 /// The state of one published file.
@@ -509,19 +601,22 @@ pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
         let (h, p) = line
             .split_once("  ")
             .or_else(|| line.split_once(" *"))
-            .ok_or_else(|| VerifyError::Read {
-                model: sums_path.display().to_string(),
-                detail: format!("line {}: not `<sha256>  <path>`", i + 1),
+            .ok_or_else(|| {
+                convert::ConvertError::format(
+                    &sums_path,
+                    format!("line {}: not `<sha256>  <path>`", i + 1),
+                )
             })?;
         if h.len() != 64
             || !h.bytes().all(|b| b.is_ascii_hexdigit())
             || p.contains("..")
             || p.starts_with('/')
         {
-            return Err(VerifyError::Read {
-                model: sums_path.display().to_string(),
-                detail: format!("line {}: not `<sha256>  <relative path>`", i + 1),
-            });
+            return Err(convert::ConvertError::format(
+                &sums_path,
+                format!("line {}: not `<sha256>  <relative path>`", i + 1),
+            )
+            .into());
         }
         listed.push((p.to_string(), h.to_ascii_lowercase()));
     }
@@ -529,17 +624,11 @@ pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
     let mut manifest_hashes: Vec<(String, String)> = Vec::new();
     let mpath = out.join(MANIFEST);
     if mpath.exists() {
-        let m: Value = std::fs::read_to_string(&mpath)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| VerifyError::Read {
-                model: mpath.display().to_string(),
-                detail: "not a manifest this tool wrote (invalid JSON)".into(),
-            })?;
-        for e in m["variants"].as_array().into_iter().flatten() {
-            for (p, _, h) in files_from_json(&e["files"]).unwrap_or_default() {
-                manifest_hashes.push((p, h));
-            }
+        let m = Manifest::read(out).ok_or_else(|| {
+            convert::ConvertError::format(&mpath, "not a manifest this tool wrote (invalid JSON)")
+        })?;
+        for f in m.variants.into_iter().flat_map(|e| e.files) {
+            manifest_hashes.push((f.path, f.sha256));
         }
         for (p, _) in &manifest_hashes {
             if !listed.iter().any(|(q, _)| q == p) {
@@ -576,4 +665,96 @@ pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
     }
     states.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Metrics as the JSON has always held them (`null` for a non-finite value).
+    fn metrics(kld: serde_json::Value) -> serde_json::Value {
+        json!({"positions": 12, "max_abs": 0.5, "nmse": 1.25e-7, "kld_mean": kld,
+               "kld_p99": 0.001, "kld_max": 0.002, "top1": 1.0, "top5_overlap": 0.95,
+               "argmax_changed": 0, "nonfinite": 0})
+    }
+
+    /// A manifest as the pipeline wrote it before its types existed (built as a JSON value).
+    fn manifest_text() -> String {
+        let verification = |path: &str, floor: serde_json::Value| {
+            json!({"path": path, "format": "gguf MXFP4_MOE", "pass": true, "lossless": false,
+                   "failures": [], "metrics": metrics(json!(3.5e-6)), "format_floor": floor,
+                   "per_prompt": [{"prompt": "chat", "metrics": metrics(serde_json::Value::Null)}],
+                   "weights": {"tensors": 3, "identical": 2, "max_abs_error": 0.0625, "violations": 0,
+                     "per_tensor": [{"name": "layers.0.q_proj", "original": "BF16", "variant": "Q8_0",
+                       "elements": 4096, "differing": 17, "max_abs_error": 0.0625,
+                       "bound": "half a Q8_0 step", "violations": 0}]}})
+        };
+        let file =
+            json!({"path": "gguf-mxfp4/m-MXFP4.gguf", "bytes": 123, "sha256": "ab".repeat(32)});
+        let m = json!({
+            "tool": {"name": "oss-forge", "version": "0.1.0"},
+            "source": {"name": "tiny", "format": "hf-mxfp4", "parameters": 1326768, "layers": 4,
+                       "experts": 8, "vocab_size": 512, "files": [file]},
+            "prompts": [{"name": "chat", "tokens": [1, 2, 3]}],
+            "tolerance": {"kld_mean": 0.005, "top1": 0.9},
+            "variants": [
+                {"variant": "gguf-mxfp4", "settings": {"split_max_size": null}, "files": [file],
+                 "bytes": 123, "inexact": [], "warnings": [],
+                 "verification": verification("gguf-mxfp4/m-MXFP4.gguf", serde_json::Value::Null)},
+                {"variant": "safetensors-int8", "settings": {"max_shard_size": 5000000000u64, "int8_dense": false},
+                 "files": [file], "bytes": 123, "inexact": ["3 values (max abs error 1.000e-2)"],
+                 "warnings": ["w"], "verification": verification("safetensors-int8", metrics(json!(0.001)))},
+            ],
+            "pass": true,
+        });
+        serde_json::to_string_pretty(&m).unwrap() + "\n"
+    }
+
+    #[test]
+    fn a_manifest_reads_back_and_writes_the_same_bytes() {
+        let text = manifest_text();
+        let m: Manifest = serde_json::from_str(&text).unwrap();
+        assert_eq!(to_pretty_json(&m), text);
+        assert_eq!(
+            m.variants[0].settings,
+            Settings::Gguf(GgufSettings {
+                split_max_size: None
+            })
+        );
+        assert!(matches!(m.variants[1].settings, Settings::Safetensors(_)));
+        assert_eq!(
+            m.variants[0].verification.per_prompt[0].metrics.kld_mean,
+            None
+        );
+        assert!(m.variants[0].verification.format_floor.is_none());
+    }
+
+    #[test]
+    fn settings_are_told_apart_and_compared_by_value() {
+        let o = ConvertOptions::default();
+        let gguf = Settings::of(Variant::GgufQ8_0, &o);
+        let st = Settings::of(Variant::SafetensorsInt8, &o);
+        for s in [&gguf, &st] {
+            let back: Settings = serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap();
+            assert_eq!(&back, s);
+        }
+        assert_ne!(gguf, st);
+        // An entry with unknown settings is no match for either kind (it is redone).
+        assert!(serde_json::from_str::<Settings>(r#"{"max_shard_size": 1}"#).is_err());
+        assert!(serde_json::from_str::<Settings>(r#"{"split_max_size": 1, "x": 2}"#).is_err());
+    }
+
+    #[test]
+    fn manifest_pass_is_every_entry_s() {
+        let mut m: Manifest = serde_json::from_str(&manifest_text()).unwrap();
+        let mut e = m.variants[0].clone();
+        m.variants.clear();
+        m.pass = true;
+        m.push(e.clone());
+        assert!(m.pass);
+        e.verification.pass = false;
+        m.push(e);
+        assert!(!m.pass);
+    }
 }

@@ -5,41 +5,222 @@
 
 use crate::metrics::Metrics;
 use crate::weights::TensorCheck;
-use crate::{Report, VariantResult};
-use serde_json::{Value, json};
+use crate::{Report, Tolerance, VariantResult};
+use serde::{Deserialize, Serialize};
 
-/// A finite number, or null.
-pub fn num(x: f64) -> Value {
-    if x.is_finite() { json!(x) } else { Value::Null }
+/// A finite number, or `None` (written as `null`).
+pub fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
 }
 
-/// Metrics as a JSON object.
-pub fn metrics_json(m: &Metrics) -> Value {
-    json!({
-        "positions": m.positions,
-        "max_abs": num(m.max_abs),
-        "nmse": num(m.nmse),
-        "kld_mean": num(m.kld_mean),
-        "kld_p99": num(m.kld_p99),
-        "kld_max": num(m.kld_max),
-        "top1": num(m.top1),
-        "top5_overlap": num(m.top5_overlap),
-        "argmax_changed": m.argmax_changed,
-        "nonfinite": m.nonfinite,
-    })
+/// Pretty JSON of a report, manifest or record, with a final newline. Object keys come out
+/// sorted (serde_json's map order), as these files have always been written, whatever the
+/// order of the struct fields.
+pub fn to_pretty_json<T: Serialize>(x: &T) -> String {
+    let text = serde_json::to_value(x)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .expect("structs of strings, numbers and lists always serialize");
+    text + "\n"
 }
 
-fn tensor_json(t: &TensorCheck) -> Value {
-    json!({
-        "name": t.name,
-        "original": t.original,
-        "variant": t.variant,
-        "elements": t.elements,
-        "differing": t.differing,
-        "max_abs_error": num(t.max_abs_error),
-        "bound": t.bound.name(),
-        "violations": t.violations,
-    })
+/// Logit metrics in the JSON report (non-finite values are `null`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsJson {
+    /// Positions compared.
+    pub positions: u64,
+    /// Largest |Δlogit|.
+    pub max_abs: Option<f64>,
+    /// Normalized mean squared error of the logits.
+    pub nmse: Option<f64>,
+    /// Mean KL divergence (nats).
+    pub kld_mean: Option<f64>,
+    /// 99th percentile KL divergence.
+    pub kld_p99: Option<f64>,
+    /// Largest KL divergence.
+    pub kld_max: Option<f64>,
+    /// Top-1 agreement (fraction of positions).
+    pub top1: Option<f64>,
+    /// Mean top-5 overlap (fraction).
+    pub top5_overlap: Option<f64>,
+    /// Positions whose argmax changed.
+    pub argmax_changed: u64,
+    /// Non-finite logits of the variant.
+    pub nonfinite: u64,
+}
+
+impl From<&Metrics> for MetricsJson {
+    fn from(m: &Metrics) -> MetricsJson {
+        MetricsJson {
+            positions: m.positions,
+            max_abs: finite(m.max_abs),
+            nmse: finite(m.nmse),
+            kld_mean: finite(m.kld_mean),
+            kld_p99: finite(m.kld_p99),
+            kld_max: finite(m.kld_max),
+            top1: finite(m.top1),
+            top5_overlap: finite(m.top5_overlap),
+            argmax_changed: m.argmax_changed,
+            nonfinite: m.nonfinite,
+        }
+    }
+}
+
+/// One prompt's metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptMetricsJson {
+    /// The prompt's name.
+    pub prompt: String,
+    /// Its metrics.
+    pub metrics: MetricsJson,
+}
+
+/// One tensor of the weight check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorJson {
+    /// The tensor (a weight, or a layer's group of experts).
+    pub name: String,
+    /// Its storage in the original.
+    pub original: String,
+    /// Its storage in the variant.
+    pub variant: String,
+    /// Values compared.
+    pub elements: u64,
+    /// Values that differ.
+    pub differing: u64,
+    /// Largest |difference| (`null` when not finite).
+    pub max_abs_error: Option<f64>,
+    /// The error bound applied.
+    pub bound: String,
+    /// Values outside the bound.
+    pub violations: u64,
+}
+
+impl From<&TensorCheck> for TensorJson {
+    fn from(t: &TensorCheck) -> TensorJson {
+        TensorJson {
+            name: t.name.clone(),
+            original: t.original.to_string(),
+            variant: t.variant.to_string(),
+            elements: t.elements,
+            differing: t.differing,
+            max_abs_error: finite(t.max_abs_error),
+            bound: t.bound.name().to_string(),
+            violations: t.violations,
+        }
+    }
+}
+
+/// The weight check of one variant: summary and per tensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightsJson {
+    /// Tensors checked.
+    pub tensors: usize,
+    /// Tensors identical to the original.
+    pub identical: usize,
+    /// Largest |difference| of any tensor.
+    pub max_abs_error: Option<f64>,
+    /// Values outside their bound, all tensors.
+    pub violations: u64,
+    /// Each tensor.
+    pub per_tensor: Vec<TensorJson>,
+}
+
+/// One variant's verification, as `verify --json`, `verify.json` and the manifest hold it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariantJson {
+    /// The variant's path (relative to the output directory in a pipeline).
+    pub path: String,
+    /// Its format.
+    pub format: String,
+    /// Within tolerance.
+    pub pass: bool,
+    /// Every weight identical to the original's.
+    pub lossless: bool,
+    /// Why it failed.
+    pub failures: Vec<String>,
+    /// Logit metrics over every position.
+    pub metrics: MetricsJson,
+    /// The format's own noise floor (lossy variants; else `null`).
+    pub format_floor: Option<MetricsJson>,
+    /// Per prompt.
+    pub per_prompt: Vec<PromptMetricsJson>,
+    /// The weight check.
+    pub weights: WeightsJson,
+}
+
+/// The tolerances applied (`null` for a non-finite one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToleranceJson {
+    /// Largest mean KLD.
+    pub kld_mean: Option<f64>,
+    /// Smallest top-1 agreement.
+    pub top1: Option<f64>,
+}
+
+impl From<Tolerance> for ToleranceJson {
+    fn from(t: Tolerance) -> ToleranceJson {
+        ToleranceJson {
+            kld_mean: finite(t.kld_mean),
+            top1: finite(t.top1),
+        }
+    }
+}
+
+/// A model named in a report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelJson {
+    /// Its path (or name).
+    pub path: String,
+    /// Its format.
+    pub format: String,
+}
+
+/// A prompt and its length.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptLenJson {
+    /// The prompt's name.
+    pub name: String,
+    /// Its tokens.
+    pub tokens: usize,
+}
+
+/// The whole verification report (`verify --json`, the pipeline's `verify.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportJson {
+    /// `oss-forge`.
+    pub tool: String,
+    /// The tool's version.
+    pub version: String,
+    /// Every variant passed.
+    pub pass: bool,
+    /// The original.
+    pub original: ModelJson,
+    /// The prompts run.
+    pub prompts: Vec<PromptLenJson>,
+    /// The tolerances applied.
+    pub tolerance: ToleranceJson,
+    /// One entry per variant, in order.
+    pub variants: Vec<VariantJson>,
+}
+
+impl ReportJson {
+    /// A report of this tool's version; `pass` is every variant's.
+    pub fn new(
+        original: ModelJson,
+        prompts: Vec<PromptLenJson>,
+        tolerance: ToleranceJson,
+        variants: Vec<VariantJson>,
+    ) -> ReportJson {
+        ReportJson {
+            tool: "oss-forge".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            pass: variants.iter().all(|v| v.pass),
+            original,
+            prompts,
+            tolerance,
+            variants,
+        }
+    }
 }
 
 /// Summary of the weight check: (tensors, identical tensors, max error, violations).
@@ -51,38 +232,51 @@ pub fn weight_summary(v: &VariantResult) -> (usize, usize, f64, u64) {
 }
 
 /// One variant as JSON.
-pub fn variant_json(v: &VariantResult) -> Value {
+pub fn variant_json(v: &VariantResult) -> VariantJson {
     let (tensors, identical, max, violations) = weight_summary(v);
-    json!({
-        "path": v.name,
-        "format": v.format,
-        "pass": v.passed(),
-        "lossless": v.lossless,
-        "failures": v.failures,
-        "metrics": metrics_json(&v.metrics),
-        "format_floor": v.floor.as_ref().map_or(Value::Null, metrics_json),
-        "per_prompt": v.per_prompt.iter().map(|(p, m)| json!({"prompt": p, "metrics": metrics_json(m)})).collect::<Vec<_>>(),
-        "weights": {
-            "tensors": tensors,
-            "identical": identical,
-            "max_abs_error": num(max),
-            "violations": violations,
-            "per_tensor": v.weights.iter().map(tensor_json).collect::<Vec<_>>(),
+    VariantJson {
+        path: v.name.clone(),
+        format: v.format.clone(),
+        pass: v.passed(),
+        lossless: v.lossless,
+        failures: v.failures.clone(),
+        metrics: (&v.metrics).into(),
+        format_floor: v.floor.as_ref().map(MetricsJson::from),
+        per_prompt: v
+            .per_prompt
+            .iter()
+            .map(|(p, m)| PromptMetricsJson {
+                prompt: p.clone(),
+                metrics: m.into(),
+            })
+            .collect(),
+        weights: WeightsJson {
+            tensors,
+            identical,
+            max_abs_error: finite(max),
+            violations,
+            per_tensor: v.weights.iter().map(TensorJson::from).collect(),
         },
-    })
+    }
 }
 
 /// The whole report as JSON.
-pub fn to_json(r: &Report) -> Value {
-    json!({
-        "tool": "oss-forge",
-        "version": env!("CARGO_PKG_VERSION"),
-        "pass": r.passed(),
-        "original": {"path": r.original, "format": r.original_format},
-        "prompts": r.prompts.iter().map(|(n, t)| json!({"name": n, "tokens": t})).collect::<Vec<_>>(),
-        "tolerance": {"kld_mean": r.tolerance.kld_mean, "top1": r.tolerance.top1},
-        "variants": r.variants.iter().map(variant_json).collect::<Vec<_>>(),
-    })
+pub fn to_json(r: &Report) -> ReportJson {
+    ReportJson::new(
+        ModelJson {
+            path: r.original.clone(),
+            format: r.original_format.clone(),
+        },
+        r.prompts
+            .iter()
+            .map(|(n, t)| PromptLenJson {
+                name: n.clone(),
+                tokens: *t,
+            })
+            .collect(),
+        r.tolerance.into(),
+        r.variants.iter().map(variant_json).collect(),
+    )
 }
 
 /// `0` for zero, else 3 significant digits in scientific notation.

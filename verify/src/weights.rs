@@ -321,13 +321,13 @@ pub fn check_all(
     // layer's group wherever that group started.
     let mut out: Vec<TensorCheck> = Vec::new();
     for (k, &id) in ids.iter().enumerate() {
-        let a = orig.weight(id).map_err(|e| VerifyError::Read {
+        let a = orig.weight(id).map_err(|source| VerifyError::Read {
             model: "original".into(),
-            detail: e.to_string(),
+            source,
         })?;
-        let b = var.weight(id).map_err(|e| VerifyError::Read {
+        let b = var.weight(id).map_err(|source| VerifyError::Read {
             model: "variant".into(),
-            detail: e.to_string(),
+            source,
         })?;
         let c = check_weight(id, &a, &b)?;
         orig.release(id);

@@ -9,7 +9,7 @@
 //!   as seconds, tokens/s, GFLOP/s of the active parameters and the weight bandwidth they imply;
 //! - a full `verify` of one variant;
 //! - when mlx-lm is installed (`mlx_lm.convert` on `PATH`), `mlx_lm.convert` on the same input
-//!   beside each MLX variant (`-q --q-bits 8`, `-q --q-bits 4`, `-d`), with the time ratio
+//!   right after each MLX variant (`-q --q-bits 8`, `-q --q-bits 4`, `-d`), with the time ratio
 //!   ours / theirs.
 //!
 //! Every measured step runs as a child process (`cp`, or this binary), so each one's peak RSS is
@@ -243,7 +243,56 @@ fn mb(b: u64) -> String {
     format!("{:.0} MB", b as f64 / 1e6)
 }
 
+/// What a run measures, checked before anything is measured.
+struct Plan {
+    /// Variants converted, in order.
+    variants: Vec<Variant>,
+    /// The variant `verify` runs on, if any.
+    verify: Option<Variant>,
+    /// Where each child's stdout/stderr go.
+    logs: PathBuf,
+}
+
+/// The input checkpoint.
+struct Input {
+    path: PathBuf,
+    cfg: Config,
+    bytes: u64,
+    /// Seconds synthesizing it, when this run did.
+    synth_secs: Option<f64>,
+}
+
+/// The copy floor and the conversions, every round.
+struct Conversions {
+    /// `cp -r` alone.
+    cp: Vec<Run>,
+    /// `cp -r` + `sync`, seconds.
+    cp_sync: Vec<f64>,
+    /// Per variant, per round.
+    runs: Vec<Vec<Run>>,
+    /// Per variant, the output's bytes.
+    out_bytes: Vec<u64>,
+    /// `mlx_lm.convert`, when on `PATH`.
+    mlx_lm: Option<PathBuf>,
+    /// Per variant, `mlx_lm.convert`'s runs beside it, its output's bytes, or why it failed.
+    theirs: Vec<(Vec<Run>, u64, Option<String>)>,
+}
+
+/// One `bench-forward` child: its JSON line and its peak RSS.
+type ForwardRun = (Value, u64);
+
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    let plan = plan(a)?;
+    let input = input(a, &plan)?;
+    let conversions = conversions(a, &plan, &input)?;
+    let forward = forward_runs(a, &plan, &input)?;
+    let verify = verify_run(a, &plan, &input)?;
+    report(a, &plan, &input, &conversions, &forward, verify)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the arguments and creates the work and log directories.
+fn plan(a: &Args) -> anyhow::Result<Plan> {
     if a.repeat == 0 {
         bail!("--repeat must be at least 1");
     }
@@ -257,7 +306,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             .map(|n| Variant::parse(n).with_context(|| format!("unknown variant `{n}`")))
             .collect::<anyhow::Result<_>>()?,
     };
-    let verify_variant = match a.verify.as_str() {
+    let verify = match a.verify.as_str() {
         "none" => None,
         n => {
             Some(Variant::parse(n).with_context(|| format!("unknown variant `{n}` for --verify"))?)
@@ -267,11 +316,18 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", a.work.display()))?;
     let logs = a.work.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    Ok(Plan {
+        variants,
+        verify,
+        logs,
+    })
+}
 
-    // The input: given, or a synthesized 20b-shaped checkpoint (kept for the next run; synth is
-    // deterministic and writes atomically, so an existing one is complete).
+/// The input: given, or a synthesized 20b-shaped checkpoint (kept for the next run; synth is
+/// deterministic and writes atomically, so an existing one is complete).
+fn input(a: &Args, plan: &Plan) -> anyhow::Result<Input> {
     let mut synth_secs = None;
-    let input = match &a.input {
+    let path = match &a.input {
         Some(p) => p.clone(),
         None => {
             let dir = a.work.join(format!("synth-20b-{}l", a.layers));
@@ -288,23 +344,43 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                     "-o",
                 ])
                 .arg(&dir);
-                synth_secs = Some(measure(cmd, &logs.join("synth"))?.0.secs);
+                synth_secs = Some(measure(cmd, &plan.logs.join("synth"))?.0.secs);
             }
             dir
         }
     };
-    let opened = convert::AnyModel::open(&input)
-        .with_context(|| format!("cannot open {}", input.display()))?;
+    let opened = convert::AnyModel::open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
     let cfg = opened.source().config().clone();
     drop(opened);
-    let in_bytes = tree_bytes(&input)?;
+    let bytes = tree_bytes(&path)?;
     eprintln!(
         "input {} ({}, {} layers)",
-        input.display(),
-        gb(in_bytes as f64),
+        path.display(),
+        gb(bytes as f64),
         cfg.num_hidden_layers
     );
+    Ok(Input {
+        path,
+        cfg,
+        bytes,
+        synth_secs,
+    })
+}
 
+/// The `convert` command of this binary for `v` of the input into `out`.
+fn convert_cmd(a: &Args, input: &Input, v: Variant, out: &Path) -> anyhow::Result<Command> {
+    let mut cmd = me(a.threads)?;
+    cmd.arg("convert")
+        .arg(&input.path)
+        .args(["--to", v.name(), "--force", "-o"])
+        .arg(out);
+    Ok(cmd)
+}
+
+/// `cp -r` + `sync` and every conversion, `--repeat` rounds, on a warm page cache.
+fn conversions(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Conversions> {
+    let logs = &plan.logs;
     // Warm the page cache with one untimed copy, so every timed step reads cached input.
     // Each `cp` is followed by a timed `sync` of the copied files: `cp` returns with up to the
     // kernel's dirty limit (gigabytes) still unwritten, while a conversion returns only after
@@ -314,7 +390,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let cp = |log: &str| -> anyhow::Result<(Run, Run)> {
         remove(&copy)?;
         let mut cmd = Command::new("cp");
-        cmd.arg("-r").arg(&input).arg(&copy);
+        cmd.arg("-r").arg(&input.path).arg(&copy);
         let r = measure(cmd, &logs.join(log))?.0;
         let mut sync = Command::new("find");
         sync.arg(&copy)
@@ -334,39 +410,36 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         Ok(())
     };
 
-    let mut cp_runs = Vec::new();
-    let mut cp_sync_runs = Vec::new();
-    let mut conv_runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
-    let mut out_bytes = vec![0u64; variants.len()];
-    // mlx_lm.convert beside each MLX variant: its runs, output bytes, or why it failed.
-    let mlx_lm = mlx_lm_convert();
-    let mut theirs: Vec<(Vec<Run>, u64, Option<String>)> =
-        vec![(Vec::new(), 0, None); variants.len()];
+    let n = plan.variants.len();
+    let mut c = Conversions {
+        cp: Vec::new(),
+        cp_sync: Vec::new(),
+        runs: vec![Vec::new(); n],
+        out_bytes: vec![0u64; n],
+        mlx_lm: mlx_lm_convert(),
+        theirs: vec![(Vec::new(), 0, None); n],
+    };
     for round in 0..a.repeat {
         eprintln!("round {}/{}: cp ...", round + 1, a.repeat);
         settle()?;
-        let (c, s) = cp("cp")?;
-        cp_runs.push(c);
-        cp_sync_runs.push(c.secs + s.secs);
-        for (k, v) in variants.iter().enumerate() {
+        let (r, s) = cp("cp")?;
+        c.cp.push(r);
+        c.cp_sync.push(r.secs + s.secs);
+        for (k, &v) in plan.variants.iter().enumerate() {
             eprintln!("round {}/{}: convert --to {v} ...", round + 1, a.repeat);
             let out = a.work.join(format!("out-{v}"));
             remove(&out)?;
-            let mut cmd = me(a.threads)?;
-            cmd.arg("convert")
-                .arg(&input)
-                .args(["--to", v.name(), "--force", "-o"])
-                .arg(&out);
+            let cmd = convert_cmd(a, input, v, &out)?;
             settle()?;
-            conv_runs[k].push(measure(cmd, &logs.join(format!("convert-{v}")))?.0);
-            out_bytes[k] = tree_bytes(&out)?;
+            c.runs[k].push(measure(cmd, &logs.join(format!("convert-{v}")))?.0);
+            c.out_bytes[k] = tree_bytes(&out)?;
             // Not kept for the verify below either: at whole-model sizes one kept output
             // (14 GB) can leave too little room for the next (42 GB); verify converts again.
             if !a.keep {
                 remove(&out)?;
             }
-            if let (Some(exe), Some(args)) = (&mlx_lm, mlx_lm_args(*v))
-                && theirs[k].2.is_none()
+            if let (Some(exe), Some(args)) = (&c.mlx_lm, mlx_lm_args(v))
+                && c.theirs[k].2.is_none()
             {
                 eprintln!(
                     "round {}/{}: mlx_lm.convert {} ...",
@@ -378,18 +451,18 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 remove(&out)?;
                 let mut cmd = Command::new(exe);
                 cmd.arg("--hf-path")
-                    .arg(&input)
+                    .arg(&input.path)
                     .arg("--mlx-path")
                     .arg(&out)
                     .args(args);
                 settle()?;
                 match measure(cmd, &logs.join(format!("mlx_lm-{v}"))) {
                     Ok((run, _)) => {
-                        theirs[k].0.push(run);
-                        theirs[k].1 = tree_bytes(&out)?;
+                        c.theirs[k].0.push(run);
+                        c.theirs[k].1 = tree_bytes(&out)?;
                     }
                     // A source mlx-lm refuses (a dense fine-tune) is a finding, not a failure.
-                    Err(e) => theirs[k].2 = Some(format!("{e:#}")),
+                    Err(e) => c.theirs[k].2 = Some(format!("{e:#}")),
                 }
                 if !a.keep {
                     remove(&out)?;
@@ -397,8 +470,11 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    Ok(c)
+}
 
-    // The forward pass, in a child so its peak RSS is its own.
+/// The forward pass, `--repeat` times, each in a child so its peak RSS is its own.
+fn forward_runs(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Vec<ForwardRun>> {
     eprintln!(
         "forward: {}-token prompt, {} decode steps ...",
         a.prompt, a.decode
@@ -406,45 +482,103 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let mut fwd = Vec::new();
     for round in 0..a.repeat {
         let mut cmd = me(a.threads)?;
-        cmd.arg("bench-forward").arg(&input).args([
+        cmd.arg("bench-forward").arg(&input.path).args([
             "--prompt",
             &a.prompt.to_string(),
             "--decode",
             &a.decode.to_string(),
         ]);
-        let (run, out) = measure(cmd, &logs.join(format!("forward-{round}")))?;
+        let (run, out) = measure(cmd, &plan.logs.join(format!("forward-{round}")))?;
         let v: Value = serde_json::from_str(out.trim()).context("bench-forward printed no JSON")?;
         let rss = v["peak_rss_bytes"].as_u64().unwrap_or(0).max(run.peak_rss);
         fwd.push((v, rss));
     }
+    Ok(fwd)
+}
 
-    // A full verify of one variant against the input.
-    let mut verify_run = None;
-    if let Some(v) = verify_variant {
-        let out = a.work.join(format!("out-{v}"));
-        if !out.exists() {
-            eprintln!("converting {v} for verify ...");
-            let mut cmd = me(a.threads)?;
-            cmd.arg("convert")
-                .arg(&input)
-                .args(["--to", v.name(), "--force", "-o"])
-                .arg(&out);
-            measure(cmd, &logs.join(format!("convert-{v}-for-verify")))?;
-        }
-        eprintln!("verify {v} ...");
-        let mut cmd = me(a.threads)?;
-        cmd.arg("verify").arg("--original").arg(&input).arg(&out);
-        let (run, _) = measure(cmd, &logs.join("verify"))?;
-        verify_run = Some((v, run));
-        if !a.keep {
-            remove(&out)?;
-        }
+/// A full verify of one variant against the input (converted again unless kept).
+fn verify_run(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Option<(Variant, Run)>> {
+    let Some(v) = plan.verify else {
+        return Ok(None);
+    };
+    let out = a.work.join(format!("out-{v}"));
+    if !out.exists() {
+        eprintln!("converting {v} for verify ...");
+        let cmd = convert_cmd(a, input, v, &out)?;
+        measure(cmd, &plan.logs.join(format!("convert-{v}-for-verify")))?;
     }
+    eprintln!("verify {v} ...");
+    let mut cmd = me(a.threads)?;
+    cmd.arg("verify")
+        .arg("--original")
+        .arg(&input.path)
+        .arg(&out);
+    let (run, _) = measure(cmd, &plan.logs.join("verify"))?;
+    if !a.keep {
+        remove(&out)?;
+    }
+    Ok(Some((v, run)))
+}
 
-    // Figures.
-    let cp_only_secs = median(&cp_runs.iter().map(|r| r.secs).collect::<Vec<_>>());
-    let cp_secs = median(&cp_sync_runs);
-    let cp_rss = cp_runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
+/// Prints `mlx_lm.convert`'s rows beside the MLX variants and returns them as JSON.
+fn mlx_lm_rows(
+    plan: &Plan,
+    c: &Conversions,
+    cp_secs: f64,
+    cp_only_secs: f64,
+    in_bytes: u64,
+) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for (k, v) in plan.variants.iter().enumerate() {
+        let Some(args) = mlx_lm_args(*v) else {
+            continue;
+        };
+        let name = format!("mlx_lm {}", args.join(" "));
+        let ours = median(&c.runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
+        let ours_rss = c.runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
+        let (runs, bytes, err) = &c.theirs[k];
+        if let Some(e) = err {
+            println!("{name:<18} failed: {}", e.lines().last().unwrap_or(""));
+            rows.push(json!({"variant": v.name(), "args": args, "error": e}));
+            continue;
+        }
+        let secs = median(&runs.iter().map(|r| r.secs).collect::<Vec<_>>());
+        let rss = runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
+        println!(
+            "{:<18} {:>9.2} {:>7.2} {:>7.2} {:>10.0} {:>10.2} {:>10}   {}: {:.2}x its time, {:.2}x its peak RSS",
+            name,
+            secs,
+            secs / cp_secs,
+            secs / cp_only_secs,
+            in_bytes as f64 / secs / 1e6,
+            *bytes as f64 / 1e9,
+            mb(rss),
+            v.name(),
+            ours / secs,
+            ours_rss as f64 / rss.max(1) as f64
+        );
+        rows.push(json!({
+            "variant": v.name(), "args": args, "secs": secs, "runs": runs.iter().map(|r| r.secs).collect::<Vec<_>>(),
+            "out_bytes": bytes, "peak_rss_bytes": rss, "ours_secs": ours, "ours_over_theirs_secs": ours / secs,
+            "ours_peak_rss_bytes": ours_rss,
+        }));
+    }
+    rows
+}
+
+/// Prints the figures and writes the JSON report (`--json`).
+fn report(
+    a: &Args,
+    plan: &Plan,
+    input: &Input,
+    c: &Conversions,
+    fwd: &[ForwardRun],
+    verify: Option<(Variant, Run)>,
+) -> anyhow::Result<()> {
+    let (cfg, in_bytes) = (&input.cfg, input.bytes);
+    let cp_only_secs = median(&c.cp.iter().map(|r| r.secs).collect::<Vec<_>>());
+    let cp_secs = median(&c.cp_sync);
+    let cp_rss = c.cp.iter().map(|r| r.peak_rss).max().unwrap_or(0);
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -455,13 +589,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         "threads": threads,
         "page_cache": "warm (one untimed cp first; timings are medians of the rounds)",
         "repeat": a.repeat,
-        "input": {"path": input.display().to_string(), "bytes": in_bytes, "layers": cfg.num_hidden_layers, "synth_secs": synth_secs},
-        "cp": {"secs": cp_only_secs, "runs": cp_runs.iter().map(|r| r.secs).collect::<Vec<_>>(), "bytes_per_sec": in_bytes as f64 / cp_only_secs, "peak_rss_bytes": cp_rss},
-        "cp_sync": {"secs": cp_secs, "runs": cp_sync_runs, "bytes_per_sec": in_bytes as f64 / cp_secs},
+        "input": {"path": input.path.display().to_string(), "bytes": in_bytes, "layers": cfg.num_hidden_layers, "synth_secs": input.synth_secs},
+        "cp": {"secs": cp_only_secs, "runs": c.cp.iter().map(|r| r.secs).collect::<Vec<_>>(), "bytes_per_sec": in_bytes as f64 / cp_only_secs, "peak_rss_bytes": cp_rss},
+        "cp_sync": {"secs": cp_secs, "runs": c.cp_sync, "bytes_per_sec": in_bytes as f64 / cp_secs},
     });
     println!(
         "input {} ({}, {} layers, {} threads, warm page cache, median of {} round{})",
-        input.display(),
+        input.path.display(),
         gb(in_bytes as f64),
         cfg.num_hidden_layers,
         threads,
@@ -485,9 +619,9 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     let mut conv_json = Vec::new();
-    for (k, v) in variants.iter().enumerate() {
-        let secs = median(&conv_runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
-        let rss = conv_runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
+    for (k, v) in plan.variants.iter().enumerate() {
+        let secs = median(&c.runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
+        let rss = c.runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
         println!(
             "{:<18} {:>9.2} {:>7.2} {:>7.2} {:>10.0} {:>10.2} {:>10}",
             v.name(),
@@ -495,53 +629,19 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             secs / cp_secs,
             secs / cp_only_secs,
             in_bytes as f64 / secs / 1e6,
-            out_bytes[k] as f64 / 1e9,
+            c.out_bytes[k] as f64 / 1e9,
             mb(rss)
         );
         conv_json.push(json!({
-            "variant": v.name(), "secs": secs, "runs": conv_runs[k].iter().map(|r| r.secs).collect::<Vec<_>>(),
+            "variant": v.name(), "secs": secs, "runs": c.runs[k].iter().map(|r| r.secs).collect::<Vec<_>>(),
             "ratio_to_cp_sync": secs / cp_secs, "ratio_to_cp": secs / cp_only_secs, "in_bytes_per_sec": in_bytes as f64 / secs,
-            "out_bytes": out_bytes[k], "peak_rss_bytes": rss,
+            "out_bytes": c.out_bytes[k], "peak_rss_bytes": rss,
         }));
     }
     report["convert"] = Value::Array(conv_json);
-    let mut side = Vec::new();
-    for (k, v) in variants.iter().enumerate() {
-        let Some(args) = mlx_lm_args(*v).filter(|_| mlx_lm.is_some()) else {
-            continue;
-        };
-        let name = format!("mlx_lm {}", args.join(" "));
-        let ours = median(&conv_runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
-        let ours_rss = conv_runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
-        let (runs, bytes, err) = &theirs[k];
-        if let Some(e) = err {
-            println!("{name:<18} failed: {}", e.lines().last().unwrap_or(""));
-            side.push(json!({"variant": v.name(), "args": args, "error": e}));
-            continue;
-        }
-        let secs = median(&runs.iter().map(|r| r.secs).collect::<Vec<_>>());
-        let rss = runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
-        println!(
-            "{:<18} {:>9.2} {:>7.2} {:>7.2} {:>10.0} {:>10.2} {:>10}   {}: {:.2}x its time, {:.2}x its peak RSS",
-            name,
-            secs,
-            secs / cp_secs,
-            secs / cp_only_secs,
-            in_bytes as f64 / secs / 1e6,
-            *bytes as f64 / 1e9,
-            mb(rss),
-            v.name(),
-            ours / secs,
-            ours_rss as f64 / rss.max(1) as f64
-        );
-        side.push(json!({
-            "variant": v.name(), "args": args, "secs": secs, "runs": runs.iter().map(|r| r.secs).collect::<Vec<_>>(),
-            "out_bytes": bytes, "peak_rss_bytes": rss, "ours_secs": ours, "ours_over_theirs_secs": ours / secs,
-            "ours_peak_rss_bytes": ours_rss,
-        }));
-    }
-    if mlx_lm.is_some() {
-        report["mlx_lm_convert"] = Value::Array(side);
+    if c.mlx_lm.is_some() {
+        report["mlx_lm_convert"] =
+            Value::Array(mlx_lm_rows(plan, c, cp_secs, cp_only_secs, in_bytes));
     }
 
     let f = |key: &str| {
@@ -554,8 +654,8 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let (prompt_s, decode_s) = (f("prompt_secs"), f("decode_secs_per_token"));
     let (prompt_flops, decode_flops) = (f("prompt_flops"), f("decode_flops_per_token"));
     let fwd_rss = fwd.iter().map(|(_, r)| *r).max().unwrap_or(0);
-    let prompt_bytes = weight_bytes(&cfg, cfg.num_local_experts);
-    let decode_bytes = weight_bytes(&cfg, cfg.num_experts_per_tok);
+    let prompt_bytes = weight_bytes(cfg, cfg.num_local_experts);
+    let decode_bytes = weight_bytes(cfg, cfg.num_experts_per_tok);
     println!(
         "forward prompt     {:>9.2} s  {:>7.1} tok/s  {:>6.1} GFLOP/s  {:>5.1} GB/s of weights  (peak RSS {})",
         prompt_s,
@@ -590,7 +690,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         "peak_rss_bytes": fwd_rss,
         "runs": fwd.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>(),
     });
-    if let Some((v, run)) = verify_run {
+    if let Some((v, run)) = verify {
         println!(
             "verify {:<11} {:>9.2} s  (peak RSS {})",
             v.name(),
@@ -605,7 +705,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         convert::publish::write_atomic(path, text.as_bytes())?;
         println!("report: {}", path.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `oss-forge bench-forward MODEL --prompt N --decode D` (hidden; run by `bench`): times the

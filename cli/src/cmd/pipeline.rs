@@ -19,27 +19,26 @@ pub fn render(outcome: &PipelineOutcome) -> String {
     ];
     for o in &outcome.variants {
         let v = &o.verification;
-        let m = &v["metrics"];
-        let f = |k: &str| m[k].as_f64().map_or("inf".into(), sci);
-        let w = &v["weights"];
-        let weights = if v["lossless"] == true {
+        let m = &v.metrics;
+        let f = |x: Option<f64>| x.map_or("inf".into(), sci);
+        let w = &v.weights;
+        let weights = if v.lossless {
             "identical".to_string()
-        } else if w["violations"].as_u64().unwrap_or(0) > 0 {
-            format!("{} out of bound", w["violations"])
+        } else if w.violations > 0 {
+            format!("{} out of bound", w.violations)
         } else {
-            format!("{}/{} same", w["identical"], w["tensors"])
+            format!("{}/{} same", w.identical, w.tensors)
         };
         rows.push([
             o.variant.name().to_string(),
             format!(
                 "{:.1} MB",
-                o.files.iter().map(|f| f.1).sum::<u64>() as f64 / 1e6
+                o.files.iter().map(|f| f.bytes).sum::<u64>() as f64 / 1e6
             ),
             weights,
-            f("max_abs"),
-            f("kld_mean"),
-            m["top1"]
-                .as_f64()
+            f(m.max_abs),
+            f(m.kld_mean),
+            m.top1
                 .map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
             if o.passed() { "PASS" } else { "FAIL" }.to_string(),
             if o.reused {
@@ -66,7 +65,8 @@ pub struct Args<'a> {
 /// Runs the pipeline and prints its table; returns the outcome.
 pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
     let variants = match &a.variants {
-        None => Variant::PIPELINE.to_vec(),
+        None => Variant::defaults(),
+        Some(list) if list.iter().any(|n| n == "all") => Variant::ALL.to_vec(),
         Some(list) => list
             .iter()
             .map(|n| {

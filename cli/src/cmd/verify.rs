@@ -61,7 +61,7 @@ pub fn run(
     let report = verify::verify(&subject(&orig), &subjects, &prompts, tolerance, &progress)?;
     out!("{}", verify::report::render(&report));
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&verify::report::to_json(&report))? + "\n";
+        let text = verify::report::to_pretty_json(&verify::report::to_json(&report));
         convert::publish::write_atomic(path, text.as_bytes())?;
         outln!("report: {}", path.display());
     }

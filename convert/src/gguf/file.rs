@@ -395,3 +395,305 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
     }
     Ok((version, kv, tensors, alignment, data_start))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF string: u64 length, bytes.
+    fn string(s: &[u8]) -> Vec<u8> {
+        [&(s.len() as u64).to_le_bytes()[..], s].concat()
+    }
+
+    /// A metadata pair: key, type id, value bytes.
+    fn kv(key: &str, ty: u32, value: &[u8]) -> Vec<u8> {
+        [
+            string(key.as_bytes()),
+            ty.to_le_bytes().to_vec(),
+            value.to_vec(),
+        ]
+        .concat()
+    }
+
+    /// A tensor info: name, n_dims, ne, ggml type id, offset.
+    fn info(name: &str, ne: &[u64], ty: u32, offset: u64) -> Vec<u8> {
+        let mut b = string(name.as_bytes());
+        b.extend((ne.len() as u32).to_le_bytes());
+        for d in ne {
+            b.extend(d.to_le_bytes());
+        }
+        b.extend(ty.to_le_bytes());
+        b.extend(offset.to_le_bytes());
+        b
+    }
+
+    /// A whole file: header with these pairs and infos, padding to 32, `data` zero bytes.
+    fn file(kvs: &[Vec<u8>], infos: &[Vec<u8>], data: usize) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend((infos.len() as u64).to_le_bytes());
+        b.extend((kvs.len() as u64).to_le_bytes());
+        b.extend(kvs.concat());
+        b.extend(infos.concat());
+        b.resize(pad(b.len() as u64, 32) as usize, 0);
+        b.resize(b.len() + data, 0);
+        b
+    }
+
+    /// One F32 tensor `w` of 32 values, valid.
+    fn one_tensor() -> Vec<u8> {
+        file(&[], &[info("w", &[32], 0, 0)], 128)
+    }
+
+    fn err(bytes: Vec<u8>) -> String {
+        match GgufFile::from_bytes("t.gguf", bytes) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn assert_err(bytes: Vec<u8>, needles: &[&str]) {
+        let e = err(bytes);
+        assert!(e.starts_with("t.gguf: "), "{e}");
+        for n in needles {
+            assert!(e.contains(n), "{e:?} lacks {n:?}");
+        }
+    }
+
+    #[test]
+    fn a_valid_file_parses() {
+        let kvs = [
+            kv("general.alignment", vt::UINT32, &64u32.to_le_bytes()),
+            kv(
+                "a",
+                vt::ARRAY,
+                &[
+                    &vt::INT32.to_le_bytes()[..],
+                    &2u64.to_le_bytes(),
+                    &[1, 0, 0, 0, 2, 0, 0, 0],
+                ]
+                .concat(),
+            ),
+            kv("s", vt::STRING, &string(b"x")),
+        ];
+        let mut b = file(
+            &kvs,
+            &[info("w", &[32], 0, 0), info("q", &[32, 2], 8, 128)],
+            0,
+        );
+        b.resize(pad(b.len() as u64, 64) as usize + 128 + 68, 0);
+        let f = GgufFile::from_bytes("t.gguf", b).unwrap();
+        assert_eq!((f.version(), f.alignment()), (3, 64));
+        assert_eq!(f.get("s"), Some(&Value::String("x".into())));
+        assert_eq!(
+            f.get("a"),
+            Some(&Value::Array(vt::INT32, vec![Value::I32(1), Value::I32(2)]))
+        );
+        let [w, q] = f.tensors() else { panic!() };
+        assert_eq!((w.ty, q.ty, q.elements()), (Codec::F32, Codec::Q8_0, 64));
+        assert_eq!(q.range.start as u64, f.data_start() + 128);
+        assert_eq!(q.range.len(), 68);
+    }
+
+    #[test]
+    fn too_short_for_the_magic() {
+        assert_err(
+            b"GG".to_vec(),
+            &["not a GGUF file (shorter than the magic)"],
+        );
+    }
+
+    #[test]
+    fn wrong_magic() {
+        assert_err(b"GGML\x03\0\0\0".to_vec(), &["not a GGUF file (magic"]);
+    }
+
+    #[test]
+    fn unsupported_version() {
+        let mut b = one_tensor();
+        b[4] = 7;
+        assert_err(b, &["GGUF version 7 is not supported"]);
+    }
+
+    #[test]
+    fn header_cut_short() {
+        let b = file(&[kv("s", vt::STRING, &string(&[b'x'; 40]))], &[], 0);
+        assert_err(
+            b[..60].to_vec(),
+            &[
+                "value of `s` runs past the end of the file at byte",
+                "truncated header",
+            ],
+        );
+    }
+
+    #[test]
+    fn lying_metadata_count() {
+        let mut b = one_tensor();
+        b[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert_err(b, &["metadata pairs, more than the file can hold"]);
+    }
+
+    #[test]
+    fn lying_tensor_count() {
+        let mut b = one_tensor();
+        b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_err(b, &["tensors, more than the file can hold"]);
+    }
+
+    #[test]
+    fn empty_key() {
+        assert_err(
+            file(&[kv("", vt::UINT8, &[1])], &[], 0),
+            &["metadata key #0 is empty"],
+        );
+    }
+
+    #[test]
+    fn duplicate_key() {
+        let k = kv("k", vt::UINT8, &[1]);
+        assert_err(
+            file(&[k.clone(), k], &[], 0),
+            &["duplicate metadata key `k`"],
+        );
+    }
+
+    #[test]
+    fn unknown_value_type() {
+        assert_err(
+            file(&[kv("k", 99, &[0; 8])], &[], 0),
+            &["key `k` has invalid GGUF value type 99"],
+        );
+    }
+
+    #[test]
+    fn nested_array() {
+        let inner = [&vt::UINT8.to_le_bytes()[..], &1u64.to_le_bytes(), &[7]].concat();
+        let outer = [&vt::ARRAY.to_le_bytes()[..], &1u64.to_le_bytes(), &inner].concat();
+        assert_err(
+            file(&[kv("k", vt::ARRAY, &outer)], &[], 0),
+            &["key `k` has invalid GGUF value type 9"],
+        );
+    }
+
+    #[test]
+    fn array_longer_than_the_file() {
+        let v = [&vt::UINT8.to_le_bytes()[..], &(1u64 << 50).to_le_bytes()].concat();
+        assert_err(
+            file(&[kv("k", vt::ARRAY, &v)], &[], 0),
+            &["array of 1125899906842624 elements runs past the end"],
+        );
+    }
+
+    #[test]
+    fn bool_neither_0_nor_1() {
+        assert_err(
+            file(&[kv("k", vt::BOOL, &[2])], &[], 0),
+            &["bool byte 2 is neither 0 nor 1"],
+        );
+    }
+
+    #[test]
+    fn string_not_utf8() {
+        assert_err(
+            file(&[kv("k", vt::STRING, &string(&[0xff, 0xfe]))], &[], 0),
+            &["value of `k` is not UTF-8"],
+        );
+    }
+
+    #[test]
+    fn alignment_not_a_u32_power_of_two() {
+        for v in [
+            kv("general.alignment", vt::UINT32, &24u32.to_le_bytes()),
+            kv("general.alignment", vt::UINT64, &32u64.to_le_bytes()),
+        ] {
+            assert_err(
+                file(&[v], &[], 0),
+                &["general.alignment must be a u32 power of two"],
+            );
+        }
+    }
+
+    #[test]
+    fn tensor_name_too_long() {
+        let name = "n".repeat(MAX_NAME);
+        assert_err(
+            file(&[], &[info(&name, &[32], 0, 0)], 128),
+            &["name is 64 bytes; ggml allows at most 63"],
+        );
+    }
+
+    #[test]
+    fn tensor_named_twice() {
+        let i = info("w", &[32], 0, 0);
+        assert_err(
+            file(&[], &[i.clone(), i], 256),
+            &["tensor `w`", "appears twice"],
+        );
+    }
+
+    #[test]
+    fn dimensions_out_of_range() {
+        assert_err(
+            file(&[], &[info("w", &[], 0, 0)], 0),
+            &["tensor `w`", "has 0 dimensions (1..=4 allowed)"],
+        );
+        assert_err(
+            file(&[], &[info("w", &[1; 5], 0, 0)], 4),
+            &["has 5 dimensions"],
+        );
+    }
+
+    #[test]
+    fn ggml_type_unread_or_unknown() {
+        assert_err(
+            file(&[], &[info("w", &[256], 16, 0)], 1024),
+            &[
+                "tensor `w`",
+                "ggml type IQ2_XXS (id 16), which oss-forge does not read",
+            ],
+        );
+        assert_err(
+            file(&[], &[info("w", &[32], 77, 0)], 128),
+            &["ggml type id 77, which no ggml version defines"],
+        );
+    }
+
+    #[test]
+    fn row_not_a_whole_number_of_blocks() {
+        assert_err(
+            file(&[], &[info("w", &[33], 8, 0)], 64),
+            &["ne[0] = 33 is not a multiple of the Q8_0 block size 32"],
+        );
+    }
+
+    #[test]
+    fn shape_larger_than_the_file() {
+        assert_err(
+            file(&[], &[info("w", &[32, u64::MAX / 64], 0, 0)], 0),
+            &["tensor `w`", "is larger than the file"],
+        );
+    }
+
+    #[test]
+    fn offset_out_of_order() {
+        assert_err(
+            file(&[], &[info("w", &[32], 0, 64)], 256),
+            &["tensor `w`", "has offset 64, expected 0"],
+        );
+        let infos = [info("a", &[1], 0, 0), info("b", &[1], 0, 4)];
+        assert_err(
+            file(&[], &infos, 64),
+            &["tensor `b`", "has offset 4, expected 32"],
+        );
+    }
+
+    #[test]
+    fn data_past_the_end() {
+        let b = one_tensor();
+        assert_err(
+            b[..b.len() - 1].to_vec(),
+            &["tensor `w`", "runs past the end of the file", "truncated?"],
+        );
+    }
+}

@@ -1,4 +1,6 @@
-//! The metadata llama.cpp's converter writes for gpt-oss, in its order (`spec/gguf.md` §2.2).
+//! The metadata llama.cpp's converter writes for gpt-oss, in its order (llama.cpp
+//! `conversion/base.py` `ModelBase.prepare_metadata`, `conversion/gpt_oss.py`, gguf-py
+//! `gguf_writer.py`, `metadata.py`, `vocab.py`; as vendored in llama-cpp-python 0.3.36).
 //!
 //! | keys | from |
 //! |---|---|
@@ -16,6 +18,7 @@
 //! parent (where the release keeps them).
 
 use super::Value;
+use super::names;
 use super::value_type as vt;
 use crate::checkpoint::read_json;
 use crate::error::{ConvertError, Result};
@@ -40,10 +43,15 @@ pub fn file_type_name(ft: u64) -> String {
     match ft {
         0 => "ALL_F32".into(),
         1 => "MOSTLY_F16".into(),
-        7 => "MOSTLY_Q8_0".into(),
         32 => "MOSTLY_BF16".into(),
         38 => "MXFP4_MOE".into(),
-        other => format!("file_type {other}"),
+        other => match crate::variant::Preset::ALL
+            .into_iter()
+            .find(|p| p.file_type() as u64 == other)
+        {
+            Some(p) => format!("MOSTLY_{}", p.name()),
+            None => format!("file_type {other}"),
+        },
     }
 }
 
@@ -488,15 +496,7 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
         ));
     }
     // Special ids: tokenizer_config first, then config.json, first setting wins.
-    const TYPES: [(&str, &str); 7] = [
-        ("bos", "bos_token_id"),
-        ("eos", "eos_token_id"),
-        ("unk", "unknown_token_id"),
-        ("sep", "seperator_token_id"),
-        ("pad", "padding_token_id"),
-        ("cls", "cls_token_id"),
-        ("mask", "mask_token_id"),
-    ];
+    const TYPES: [(&str, &str); 7] = names::SPECIAL_TOKENS;
     let mut ids: Vec<(&str, u64)> = Vec::new();
     let mut set = |typ: &'static str, id: Option<u64>| {
         if let Some(id) = id
@@ -531,12 +531,8 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
         }
     }
     for (typ, id) in ids {
-        let key = TYPES
-            .iter()
-            .find(|(t, _)| *t == typ)
-            .map(|(_, k)| *k)
-            .unwrap_or_default();
-        kv.push((format!("tokenizer.ggml.{key}"), Value::U32(id as u32)));
+        let key = names::special_token_key(typ).unwrap_or_default();
+        kv.push((key.to_string(), Value::U32(id as u32)));
     }
     for typ in ["bos", "eos"] {
         let v = tc
@@ -579,7 +575,7 @@ pub fn model_kv(cfg: &Config, name_dir: &Path, file_type: u32) -> Vec<(String, V
     let (total, ..) = parameter_counts(cfg);
     let parts = name_parts(&dir_name, total);
     let mut kv: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), s(super::read::ARCH)),
+        (names::ARCHITECTURE_KEY.into(), s(names::ARCH)),
         ("general.type".into(), s("model")),
         ("general.name".into(), s(&parts.name)),
     ];
@@ -596,44 +592,7 @@ pub fn model_kv(cfg: &Config, name_dir: &Path, file_type: u32) -> Vec<(String, V
         "general.size_label".into(),
         s(&parts.size_label.unwrap_or_else(|| size_label(cfg))),
     ));
-    let a = |k: &str| format!("gpt-oss.{k}");
-    let u = |v: usize| Value::U32(v as u32);
-    let y = &cfg.rope_scaling;
-    kv.extend([
-        (a("block_count"), u(cfg.num_hidden_layers)),
-        (a("context_length"), u(cfg.max_position_embeddings)),
-        (a("embedding_length"), u(cfg.hidden_size)),
-        (a("feed_forward_length"), u(cfg.intermediate_size)),
-        (a("attention.head_count"), u(cfg.num_attention_heads)),
-        (a("attention.head_count_kv"), u(cfg.num_key_value_heads)),
-        (a("rope.scaling.type"), s("yarn")),
-        (a("rope.scaling.factor"), Value::F32(y.factor as f32)),
-        (
-            a("rope.scaling.original_context_length"),
-            u(y.original_max_position_embeddings),
-        ),
-        (
-            a("rope.scaling.yarn_beta_fast"),
-            Value::F32(y.beta_fast as f32),
-        ),
-        (
-            a("rope.scaling.yarn_beta_slow"),
-            Value::F32(y.beta_slow as f32),
-        ),
-        (a("rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
-        (
-            a("attention.layer_norm_rms_epsilon"),
-            Value::F32(cfg.rms_norm_eps),
-        ),
-        (a("expert_count"), u(cfg.num_local_experts)),
-        (a("expert_used_count"), u(cfg.num_experts_per_tok)),
-        (a("attention.key_length"), u(cfg.head_dim)),
-        (a("attention.value_length"), u(cfg.head_dim)),
-        ("general.file_type".into(), Value::U32(file_type)),
-        (a("attention.sliding_window"), u(cfg.sliding_window)),
-        (a("expert_feed_forward_length"), u(cfg.intermediate_size)),
-        ("general.quantization_version".into(), Value::U32(2)),
-    ]);
+    kv.extend(names::hparams_kv(cfg, file_type));
     kv
 }
 

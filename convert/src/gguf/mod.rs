@@ -1,8 +1,8 @@
 //! GGUF: a strict reader (a [`WeightSource`](reference::WeightSource) over one file or a set of
 //! llama.cpp splits) and a streaming writer that reproduces llama.cpp's `convert_hf_to_gguf.py`
-//! output for gpt-oss (`spec/gguf.md`).
+//! output for gpt-oss (llama.cpp as vendored in llama-cpp-python 0.3.36; `docs/formats.md`).
 //!
-//! Container (`spec/gguf.md` §1.1), little-endian:
+//! Container (ggml's `docs/gguf.md`, `ggml/src/gguf.cpp`), little-endian:
 //!
 //! | # | field | encoding |
 //! |---|---|---|
@@ -14,30 +14,31 @@
 //! | 6 | padding | zeros to a multiple of the alignment (32, or `general.alignment`) |
 //! | 7 | tensor data | tensor *i* at `offset_i = Σ_{j<i} PAD(nbytes_j)`, each padded with zeros |
 //!
-//! Tensor types handled (`spec/gguf.md` §1.3):
+//! Tensor types read (every [`quant::Codec`]; ggml's `ggml.c` `type_traits` gives the blocks):
 //!
 //! | ggml type | id | block | bytes/block | read as |
 //! |---|---|---|---|---|
-//! | F32 | 0 | 1 | 4 | `Encoding::Dense` F32 |
-//! | F16 | 1 | 1 | 2 | `Encoding::Dense` F16 |
-//! | Q8_0 | 8 | 32 | 34 | `Encoding::Q8_0` |
-//! | BF16 | 30 | 1 | 2 | `Encoding::Dense` BF16 |
-//! | MXFP4 | 39 | 32 | 17 | `Encoding::Mxfp4Ggml` |
+//! | F32 / F16 / BF16 | 0 / 1 / 30 | 1 | 4 / 2 / 2 | `Encoding::Dense` |
+//! | Q8_0 | 8 | 32 | 34 | `Encoding::Ggml` |
+//! | MXFP4 | 39 | 32 | 17 | `Encoding::Ggml` |
+//! | Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K, IQ4_XS | see [`quant::Codec`] | 32 or 256 | | `Encoding::Ggml` |
 //!
 //! | file | what |
 //! |---|---|
-//! | `file.rs` | [`GgufFile`]: header parsing and validation of one file |
-//! | `read.rs` | [`GgufModel`]: splits, tensor set, `Config` from metadata, the weight source |
-//! | `writer.rs` | [`writer::GgufWriter`]: header planning, split planning, streaming tensor data |
+//! | `file.rs` | [`GgufFile`]: the container's header parsed and validated, one file |
+//! | `model.rs` | [`GgufModel`]: a gpt-oss model (one file or splits) as a weight source: split set, tensor set, `Config` from metadata |
+//! | `writer.rs` | the container writer: header and split planning, streaming tensor data |
+//! | `names.rs` | llama.cpp's names for gpt-oss: tensor names, `ne`, row ranges, hyperparameter keys |
 //! | `meta.rs` | the metadata llama.cpp writes for gpt-oss (general, hparams, tokenizer) |
 
 mod file;
 pub mod meta;
-mod read;
+mod model;
+pub mod names;
 pub mod writer;
 
 pub use file::{GgufFile, GgufTensor};
-pub use read::GgufModel;
+pub use model::GgufModel;
 
 /// `GGUF` as read little-endian.
 pub const MAGIC: [u8; 4] = *b"GGUF";
@@ -52,7 +53,7 @@ pub const MAX_DIMS: usize = 4;
 
 pub use quant::Codec;
 
-/// A metadata value type id (`spec/gguf.md` §1.2).
+/// A metadata value type id (ggml `enum gguf_type`; gguf-py `constants.py` `GGUFValueType`).
 pub mod value_type {
     /// u8.
     pub const UINT8: u32 = 0;

@@ -2,7 +2,7 @@
 //! with offsets) before any data exists, then streams each tensor's bytes from a producer
 //! straight to the file, so memory holds one tensor's encoding buffer at most.
 //!
-//! Splits follow llama.cpp (`spec/gguf.md` §1.4): a new split starts when the current one has
+//! Splits follow llama.cpp (gguf-py `gguf_writer.py`, `tools/gguf-split/gguf-split.cpp`): a new split starts when the current one has
 //! tensors and their bytes plus the next tensor's would exceed the limit (gguf-py's rule); split
 //! 0 carries every metadata key followed by `split.no` (u16), `split.count` (u16) and
 //! `split.tensors.count` (i32); the others carry only those three keys; files are named

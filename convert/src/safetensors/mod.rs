@@ -11,10 +11,10 @@
 //! bytes in memory at once (`View::data()`), 1-4 GiB per dequantized expert tensor. The crate
 //! reads back everything this module writes in the tests. See `docs/decisions.md`.
 
-mod read;
+mod header;
 mod write;
 
-pub use read::{SafetensorsFile, TensorInfo, parse as parse_header};
+pub use header::{SafetensorsFile, TensorInfo, parse as parse_header};
 pub use write::{PlannedTensor, SafetensorsWriter, header_len};
 
 /// The `__metadata__` transformers writes and expects: `{"format": "pt"}`.
@@ -105,6 +105,15 @@ impl Dtype {
             I64 => "I64",
             F64 => "F64",
         }
+    }
+
+    /// `BF16|F16|F32`: the header spellings of a set of accepted dtypes, for messages.
+    pub fn alternatives(dtypes: &[Dtype]) -> String {
+        dtypes
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join("|")
     }
 
     /// Bytes per element.

@@ -215,7 +215,7 @@ mod tests {
             &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         );
         assert_eq!(st.tensor("b\"q").unwrap().shape(), &[5]);
-        let (t, m) = super::super::read::parse(&path, &bytes).unwrap();
+        let (t, m) = super::super::header::parse(&path, &bytes).unwrap();
         assert_eq!(t.len(), 3);
         assert_eq!(m["format"], "pt");
         std::fs::remove_dir_all(&dir).unwrap();

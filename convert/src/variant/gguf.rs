@@ -22,9 +22,13 @@
 
 use crate::atomic::Staged;
 use crate::error::{ConvertError, Result};
+use crate::gguf::names::{self, Class, Content};
 use crate::gguf::writer::{self, PlannedTensor};
 use crate::gguf::{Codec, Value, meta, split_path};
 use crate::model::AnyModel;
+use crate::variant::preset::{
+    ModelInfo, Preset, PresetError, TensorInfo, TypeOverride, plan_types,
+};
 use crate::variant::{
     ConvertOptions, ConvertReport, Guard, Progress, Storage, Store, Tally, Variant, copy_bf16,
     encode_chunked, encode_rows, inexact_kind,
@@ -33,45 +37,6 @@ use quant::{float, mxfp4, q8_0};
 use reference::{Config, DenseType, Encoding, MatRef, WeightId, WeightSource};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Which expert projection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Proj {
-    /// gate (even rows of the release's gate_up).
-    Gate,
-    /// up (odd rows).
-    Up,
-    /// down.
-    Down,
-}
-
-impl Proj {
-    fn weight(self, l: usize, e: usize) -> WeightId {
-        match self {
-            Proj::Gate => WeightId::Gate(l, e),
-            Proj::Up => WeightId::Up(l, e),
-            Proj::Down => WeightId::Down(l, e),
-        }
-    }
-    fn bias(self, l: usize, e: usize) -> WeightId {
-        match self {
-            Proj::Gate => WeightId::GateBias(l, e),
-            Proj::Up => WeightId::UpBias(l, e),
-            Proj::Down => WeightId::DownBias(l, e),
-        }
-    }
-}
-
-/// What one GGUF tensor holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Content {
-    /// All experts' weights of one projection of a layer, `[in, out, E]`.
-    ExpertWeights(Proj, usize),
-    /// All experts' biases of one projection of a layer, `[out, E]`.
-    ExpertBiases(Proj, usize),
-    /// One weight, stored whole.
-    Single(WeightId),
-}
 
 /// One tensor of the plan.
 #[derive(Clone, Debug)]
@@ -83,136 +48,144 @@ pub struct Item {
 }
 
 /// The tensors of a GGUF variant stored as `storage` for `cfg`, in llama.cpp's order for a
-/// source walked in `order`.
+/// source walked in `order` (names and shapes from [`crate::gguf::names`]).
 pub fn plan(storage: &Storage, cfg: &Config, order: &[String]) -> Vec<Item> {
-    let (h, i, e, v) = (
-        cfg.hidden_size as u64,
-        cfg.intermediate_size as u64,
-        cfg.num_local_experts as u64,
-        cfg.vocab_size as u64,
-    );
-    let (q, kv, nh) = (
-        cfg.q_dim() as u64,
-        cfg.kv_dim() as u64,
-        cfg.num_attention_heads as u64,
-    );
     let codec = |s: Store| match s {
         Store::Codec(c) => c,
         other => unreachable!("a GGUF row stores {other:?}: the storage table test forbids it"),
     };
-    let (expert_ty, embed_ty, dense_ty, router_ty) = (
-        codec(storage.experts),
-        codec(storage.embedding),
-        codec(storage.dense),
-        codec(storage.router),
-    );
-    let item = |name: String, ne: Vec<u64>, ty, content| Item {
-        tensor: PlannedTensor { name, ne, ty },
-        content,
-    };
-    let layer_of = |n: &str| -> Option<(usize, String)> {
-        let rest = n.strip_prefix("model.layers.")?;
-        let (l, tail) = rest.split_once('.')?;
-        Some((l.parse().ok()?, tail.to_string()))
-    };
-    let mut out = Vec::new();
-    for n in order {
-        let Some((l, tail)) = layer_of(n) else {
-            continue;
-        };
-        let blk = |s: &str| format!("blk.{l}.{s}");
-        match tail.as_str() {
-            "mlp.experts.down_proj_scales" => out.push(item(
-                blk("ffn_down_exps.weight"),
-                vec![i, h, e],
-                expert_ty,
-                Content::ExpertWeights(Proj::Down, l),
-            )),
-            "mlp.experts.gate_up_proj_scales" => {
-                out.push(item(
-                    blk("ffn_gate_exps.weight"),
-                    vec![h, i, e],
-                    expert_ty,
-                    Content::ExpertWeights(Proj::Gate, l),
-                ));
-                out.push(item(
-                    blk("ffn_up_exps.weight"),
-                    vec![h, i, e],
-                    expert_ty,
-                    Content::ExpertWeights(Proj::Up, l),
-                ));
-            }
-            _ => {}
-        }
+    names::llamacpp_order(order)
+        .into_iter()
+        .map(|content| {
+            let ty = match content {
+                Content::ExpertWeights(..) => codec(storage.experts),
+                Content::Single(WeightId::Embedding) => codec(storage.embedding),
+                Content::Single(WeightId::Router(_)) => codec(storage.router),
+                c if c.class() == Class::Matrix => codec(storage.dense),
+                _ => storage.vectors,
+            };
+            let tensor = PlannedTensor {
+                name: content.name(),
+                ne: content.shape(cfg),
+                ty,
+            };
+            Item { tensor, content }
+        })
+        .collect()
+}
+
+/// The llama-quantize run a GGUF row stands for, from a source whose experts are (or are not)
+/// MXFP4: `None` where llama.cpp's converter alone makes the file.
+///
+/// - A preset row: the preset; MXFP4 experts kept with llama-quantize's
+///   `--tensor-type ffn_{gate,up,down}_exps=mxfp4` unless `requantize_experts`.
+/// - An MXFP4 row from dense experts: `MXFP4_MOE` (experts MXFP4, the rest Q8_0), with
+///   `--tensor-type` overrides giving the row's own type to the other weights when it is not
+///   Q8_0 (so `gguf-mxfp4` from a fine-tune is MXFP4 experts beside BF16 weights).
+fn quantize_run(
+    storage: &Storage,
+    mxfp4_experts: bool,
+    requantize_experts: bool,
+) -> Option<(Preset, Vec<TypeOverride<'static>>)> {
+    if let Some(p) = storage.preset {
+        let keep = mxfp4_experts && !requantize_experts;
+        return Some((
+            p,
+            if keep {
+                TypeOverride::MXFP4_EXPERTS.to_vec()
+            } else {
+                Vec::new()
+            },
+        ));
     }
-    use WeightId::*;
-    let f32 = storage.vectors;
-    for n in order {
-        let single =
-            |name: &str, ne: Vec<u64>, ty, id| item(name.to_string(), ne, ty, Content::Single(id));
-        match n.as_str() {
-            "lm_head.weight" => out.push(single("output.weight", vec![h, v], dense_ty, LmHead)),
-            "model.embed_tokens.weight" => {
-                out.push(single("token_embd.weight", vec![h, v], embed_ty, Embedding))
-            }
-            "model.norm.weight" => out.push(single("output_norm.weight", vec![h], f32, FinalNorm)),
-            _ => {}
+    match (storage.experts, storage.dense) {
+        (Store::Codec(Codec::MXFP4), Store::Codec(dense)) if !mxfp4_experts => {
+            let overrides = if dense == Codec::Q8_0 {
+                Vec::new()
+            } else {
+                ["token_embd", "output", "attn_"]
+                    .map(|pattern| TypeOverride {
+                        pattern,
+                        codec: dense,
+                    })
+                    .to_vec()
+            };
+            Some((Preset::MXFP4_MOE, overrides))
         }
-        let Some((l, tail)) = layer_of(n) else {
-            continue;
-        };
-        let blk = |s: &str| format!("blk.{l}.{s}");
-        let s = |name: &str, ne: Vec<u64>, ty, id| item(blk(name), ne, ty, Content::Single(id));
-        match tail.as_str() {
-            "input_layernorm.weight" => out.push(s("attn_norm.weight", vec![h], f32, AttnNorm(l))),
-            "mlp.experts.down_proj_bias" => out.push(item(
-                blk("ffn_down_exps.bias"),
-                vec![h, e],
-                f32,
-                Content::ExpertBiases(Proj::Down, l),
-            )),
-            "mlp.experts.gate_up_proj_bias" => {
-                out.push(item(
-                    blk("ffn_gate_exps.bias"),
-                    vec![i, e],
-                    f32,
-                    Content::ExpertBiases(Proj::Gate, l),
-                ));
-                out.push(item(
-                    blk("ffn_up_exps.bias"),
-                    vec![i, e],
-                    f32,
-                    Content::ExpertBiases(Proj::Up, l),
-                ));
-            }
-            "mlp.router.bias" => out.push(s("ffn_gate_inp.bias", vec![e], f32, RouterBias(l))),
-            "mlp.router.weight" => {
-                out.push(s("ffn_gate_inp.weight", vec![h, e], router_ty, Router(l)))
-            }
-            "post_attention_layernorm.weight" => {
-                out.push(s("post_attention_norm.weight", vec![h], f32, MlpNorm(l)))
-            }
-            "self_attn.k_proj.bias" => out.push(s("attn_k.bias", vec![kv], f32, KBias(l))),
-            "self_attn.k_proj.weight" => {
-                out.push(s("attn_k.weight", vec![h, kv], dense_ty, KProj(l)))
-            }
-            "self_attn.o_proj.bias" => out.push(s("attn_output.bias", vec![h], f32, OBias(l))),
-            "self_attn.o_proj.weight" => {
-                out.push(s("attn_output.weight", vec![q, h], dense_ty, OProj(l)))
-            }
-            "self_attn.q_proj.bias" => out.push(s("attn_q.bias", vec![q], f32, QBias(l))),
-            "self_attn.q_proj.weight" => {
-                out.push(s("attn_q.weight", vec![h, q], dense_ty, QProj(l)))
-            }
-            "self_attn.sinks" => out.push(s("attn_sinks.weight", vec![nh], f32, Sinks(l))),
-            "self_attn.v_proj.bias" => out.push(s("attn_v.bias", vec![kv], f32, VBias(l))),
-            "self_attn.v_proj.weight" => {
-                out.push(s("attn_v.weight", vec![h, kv], dense_ty, VProj(l)))
-            }
-            _ => {}
-        }
+        _ => None,
     }
-    out
+}
+
+/// What a GGUF row holds for a source, before any byte is read: the tensors in file order with
+/// their types, and the llama-quantize run they follow (its preset and fallback count), if any.
+pub struct TensorPlan {
+    /// The tensors, in the order they are written.
+    pub items: Vec<Item>,
+    /// The llama-quantize preset the types follow, and how many tensors fell back to another
+    /// type because their rows are not a multiple of the chosen block.
+    pub quantize: Option<(Preset, usize)>,
+}
+
+/// The tensors of a GGUF stored as `storage` for `cfg`, from a source walked in `order` whose
+/// experts are MXFP4 or not. llama.cpp's converter's tensors and order, or, where the row stands
+/// for a llama-quantize run ([`quantize_run`]), that tool's types and order applied to the
+/// converter's output it would run on (`--outtype auto` for MXFP4 experts, `bf16` otherwise).
+///
+/// # Errors
+/// What llama-quantize refuses for this model ([`crate::variant::preset::PresetError`]).
+pub fn plan_tensors(
+    storage: &Storage,
+    cfg: &Config,
+    order: &[String],
+    mxfp4_experts: bool,
+    requantize_experts: bool,
+) -> std::result::Result<TensorPlan, PresetError> {
+    let Some((preset, overrides)) = quantize_run(storage, mxfp4_experts, requantize_experts) else {
+        return Ok(TensorPlan {
+            items: plan(storage, cfg, order),
+            quantize: None,
+        });
+    };
+    let input = if mxfp4_experts && !requantize_experts {
+        Variant::GgufMxfp4
+    } else {
+        Variant::GgufBf16
+    };
+    let items = plan(&input.storage(), cfg, order);
+    let infos: Vec<TensorInfo<'_>> = items
+        .iter()
+        .map(|i| TensorInfo {
+            name: &i.tensor.name,
+            ne: &i.tensor.ne,
+            codec: i.tensor.ty,
+        })
+        .collect();
+    let model = ModelInfo {
+        n_layer: cfg.num_hidden_layers as u32,
+        n_expert: cfg.num_local_experts as u32,
+        n_head: cfg.num_attention_heads as u32,
+        n_head_kv: cfg.num_key_value_heads as u32,
+    };
+    let p = plan_types(preset, &model, &infos, &overrides)?;
+    let items = p
+        .order
+        .iter()
+        .map(|&i| {
+            let mut item = items[i].clone();
+            item.tensor.ty = p.types[i];
+            item
+        })
+        .collect();
+    Ok(TensorPlan {
+        items,
+        quantize: Some((preset, p.fallbacks)),
+    })
+}
+
+/// True when the experts of `src` are stored as MXFP4 (either nibble order).
+pub fn experts_are_mxfp4(src: &dyn WeightSource) -> bool {
+    src.weight(WeightId::Gate(0, 0))
+        .is_ok_and(|m| m.encoding().is_mxfp4())
 }
 
 const Q8_EXPERT_BLOCKS: &str =
@@ -220,7 +193,7 @@ const Q8_EXPERT_BLOCKS: &str =
 
 /// Encodes f32 rows into `ty` (`out` holds exactly their bytes), counting what is stored
 /// inexactly.
-fn encode_f32(ty: Codec, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
+fn encode_f32(ty: Codec, xs: &[f32], out: &mut [u8], tally: &mut Tally, rules: &Rules<'_>) {
     match ty {
         Codec::F32 => float::f32_row_to_le(xs, out),
         Codec::BF16 | Codec::F16 => {
@@ -228,10 +201,22 @@ fn encode_f32(ty: Codec, xs: &[f32], out: &mut [u8], tally: &mut Tally) {
             tally.add(&inexact_kind(ty), n, err);
         }
         codec => {
-            codec.quantize_row(xs, out);
+            if codec == Codec::MXFP4 {
+                mxfp4::quantize_ggml_row(rules.rounding, xs, out);
+            } else {
+                codec.quantize_row(xs, out);
+            }
             let mut back = vec![0f32; xs.len()];
             codec.dequantize_row(out, &mut back);
-            tally.compare(&inexact_kind(codec), xs, &back);
+            let kind = if codec == Codec::MXFP4 {
+                format!(
+                    "values requantized to MXFP4 ({} rule, lossy by design)",
+                    rules.rounding
+                )
+            } else {
+                inexact_kind(codec)
+            };
+            tally.compare(&kind, xs, &back);
         }
     }
 }
@@ -241,7 +226,7 @@ fn dequant_encode(
     m: &MatRef<'_>,
     id: WeightId,
     ty: Codec,
-    guard: &Guard<'_>,
+    rules: &Rules<'_>,
     r0: usize,
     out: &mut [u8],
     tally: &mut Tally,
@@ -249,9 +234,21 @@ fn dequant_encode(
     let rb = ty.row_bytes(m.cols());
     let mut xs = vec![0f32; out.len() / rb * m.cols()];
     m.dequant_rows(r0, &mut xs);
-    guard.floats(id, &xs)?;
-    encode_f32(ty, &xs, out, tally);
+    rules.guard.floats(id, &xs)?;
+    encode_f32(ty, &xs, out, tally, rules);
     Ok(())
+}
+
+/// How a GGUF's tensors are encoded.
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    /// The source's integrity rule.
+    guard: Guard<'a>,
+    /// How dense values become MXFP4.
+    rounding: quant::mxfp4::Rounding,
+    /// llama-quantize's semantics: every tensor whose type changes goes through f32 and ggml's
+    /// reference quantizer (no exact MXFP4 → Q8_0 shortcut), as `ggml_quantize_chunk` does.
+    reference: bool,
 }
 
 /// The release-layout block `b` of storage row `s` of an MXFP4 view: (16 nibble bytes, scale).
@@ -281,13 +278,13 @@ fn write_expert(
     m: &MatRef<'_>,
     id: WeightId,
     ty: Codec,
-    name: &str,
     out_path: &Path,
     w: &mut dyn Write,
     tally: &mut Tally,
-    guard: &Guard<'_>,
+    rules: &Rules<'_>,
     buf: &mut Vec<u8>,
 ) -> Result<()> {
+    let guard = &rules.guard;
     let (rows, cols) = (m.rows(), m.cols());
     let nb = cols / mxfp4::BLOCK;
     let rb = ty.row_bytes(cols);
@@ -338,18 +335,8 @@ fn write_expert(
             },
             buf,
         )?,
-        (Codec::MXFP4, other) => {
-            return Err(ConvertError::tensor(
-                out_path,
-                name,
-                format!(
-                    "the source stores experts as {}; MXFP4 variants copy MXFP4 experts and never requantize (convert from an MXFP4 source)",
-                    other.name()
-                ),
-            ));
-        }
         // MXFP4 to Q8_0: exact where the scale byte allows (`q8_0::from_mxfp4_block`).
-        (Codec::Q8_0, enc) if enc.is_mxfp4() => pieces(
+        (Codec::Q8_0, enc) if enc.is_mxfp4() && !rules.reference => pieces(
             &|r0, out, t| {
                 let (mut vals, mut back) = ([0f32; 32], [0f32; 32]);
                 let (mut inexact, mut err) = (0u64, 0f32);
@@ -389,9 +376,9 @@ fn write_expert(
             },
             buf,
         )?,
-        // Everything else through f32.
+        // Everything else through f32 (dense experts to MXFP4 by `rules.rounding`).
         _ => pieces(
-            &|r0, out, t| dequant_encode(m, id, ty, guard, r0, out, t),
+            &|r0, out, t| dequant_encode(m, id, ty, rules, r0, out, t),
             buf,
         )?,
     };
@@ -409,8 +396,9 @@ fn produce(
     w: &mut dyn Write,
     tally: &mut Tally,
     progress: &dyn Progress,
-    guard: &Guard<'_>,
+    rules: &Rules<'_>,
 ) -> Result<()> {
+    let guard = &rules.guard;
     let cfg = src.config();
     let name = &item.tensor.name;
     let io = |e| ConvertError::io(out_path, e);
@@ -425,17 +413,7 @@ fn produce(
             for e in 0..cfg.num_local_experts {
                 let id = p.weight(l, e);
                 let m = get(id)?;
-                write_expert(
-                    &m,
-                    id,
-                    item.tensor.ty,
-                    name,
-                    out_path,
-                    w,
-                    tally,
-                    guard,
-                    &mut buf,
-                )?;
+                write_expert(&m, id, item.tensor.ty, out_path, w, tally, rules, &mut buf)?;
                 src.release(id);
                 progress.advance(item.tensor.nbytes() / cfg.num_local_experts as u64);
             }
@@ -447,7 +425,7 @@ fn produce(
                 let xs = get(id)?.to_f32();
                 guard.floats(id, &xs)?;
                 buf.resize(4 * xs.len(), 0);
-                encode_f32(Codec::F32, &xs, &mut buf, tally);
+                encode_f32(Codec::F32, &xs, &mut buf, tally, rules);
                 w.write_all(&buf).map_err(io)?;
                 src.release(id);
             }
@@ -480,7 +458,7 @@ fn produce(
                         cols,
                         rb,
                         &mut buf,
-                        |r0, out, t| dequant_encode(&m, id, ty, guard, r0, out, t),
+                        |r0, out, t| dequant_encode(&m, id, ty, rules, r0, out, t),
                         |bytes| {
                             w.write_all(bytes).map_err(io)?;
                             src.release(id);
@@ -502,6 +480,27 @@ fn produce(
 pub fn metadata(src: &AnyModel, storage: &Storage) -> Result<Vec<(String, Value)>> {
     let cfg = src.source().config();
     let ft = storage.file_type.expect("GGUF rows have a file type");
+    // llama.cpp's gpt-oss has no key for these and hard-codes YaRN without truncation and the
+    // default attention factor: a GGUF of another rope would run a different model.
+    let yarn = &cfg.rope_scaling;
+    if yarn.truncate || yarn.attention_factor.is_some() {
+        let what = if yarn.truncate {
+            "`rope_scaling.truncate` is true (or absent, which transformers reads as true)"
+                .to_string()
+        } else {
+            format!(
+                "`rope_scaling.attention_factor` is {}",
+                yarn.attention_factor.unwrap_or_default()
+            )
+        };
+        return Err(ConvertError::format(
+            src.path(),
+            format!(
+                "{what}: llama.cpp's gpt-oss implements YaRN with truncate false and the default attention factor only, \
+                 so a GGUF would run a different model; convert to a safetensors variant instead"
+            ),
+        ));
+    }
     if let Some(g) = src.gguf() {
         let mut kv = meta::model_kv(cfg, &src.path(), ft);
         for (k, v) in kv.iter_mut() {
@@ -552,8 +551,36 @@ pub fn convert(
 ) -> Result<ConvertReport> {
     let src_path = &model.path();
     let cfg = src.config();
-    let kv = metadata(model, storage)?;
-    let items = plan(storage, cfg, &model.release_order());
+    let mxfp4_experts = experts_are_mxfp4(src);
+    let planned = plan_tensors(
+        storage,
+        cfg,
+        &model.release_order(),
+        mxfp4_experts,
+        opts.requantize_experts,
+    )
+    .map_err(|e| ConvertError::format(src_path, format!("{variant}: {e}")))?;
+    let items = planned.items;
+    let kv = match planned.quantize {
+        None => metadata(model, storage)?,
+        Some((preset, _)) => {
+            // llama-quantize keeps its input's metadata in order and moves these two keys to
+            // the end (`variant::preset` module docs).
+            let input = if mxfp4_experts && !opts.requantize_experts {
+                Variant::GgufMxfp4
+            } else {
+                Variant::GgufBf16
+            };
+            let mut kv = metadata(model, &input.storage())?;
+            kv.retain(|(k, _)| k != "general.quantization_version" && k != "general.file_type");
+            kv.push((
+                "general.quantization_version".into(),
+                Value::U32(crate::variant::preset::QUANTIZATION_VERSION),
+            ));
+            kv.push(("general.file_type".into(), Value::U32(preset.file_type())));
+            kv
+        }
+    };
     let tensors: Vec<PlannedTensor> = items.iter().map(|i| i.tensor.clone()).collect();
     let splits = writer::plan_splits(&tensors, opts.split_max_bytes);
     let n = splits.len();
@@ -589,9 +616,13 @@ pub fn convert(
     }
     progress.begin(&format!("writing {variant}"), total);
     let mut tally = Tally::default();
-    let guard = Guard {
-        allow: opts.allow_nonfinite,
-        src_path,
+    let rules = Rules {
+        guard: Guard {
+            allow: opts.allow_nonfinite,
+            src_path,
+        },
+        rounding: opts.mxfp4_rounding,
+        reference: planned.quantize.is_some(),
     };
     let mut bytes = 0;
     for (si, range) in splits.iter().enumerate() {
@@ -606,7 +637,7 @@ pub fn convert(
                 w,
                 &mut tally,
                 progress,
-                &guard,
+                &rules,
             )
         })
         .map_err(|e| crate::space::name_full_disk(e, &final_path, &path, file_sizes[si]))?;
@@ -616,10 +647,19 @@ pub fn convert(
     for s in staged {
         outputs.push(s.commit()?);
     }
+    let mut warnings = Vec::new();
+    if let Some((preset, fallbacks)) = planned.quantize
+        && fallbacks > 0
+    {
+        warnings.push(format!(
+            "{fallbacks} of {} tensors fell back to another type (llama-quantize's {preset} rules: their rows are not a multiple of the type's block)",
+            tensors.len()
+        ));
+    }
     Ok(ConvertReport {
         outputs,
         bytes,
         inexact: tally.into_report(),
-        warnings: Vec::new(),
+        warnings,
     })
 }

@@ -24,9 +24,11 @@ use std::path::{Path, PathBuf};
 
 pub mod gguf;
 pub mod mlx;
+pub mod preset;
 pub mod st;
 pub mod storage;
 
+pub use preset::Preset;
 pub use storage::{Container, Storage, Store};
 
 /// An output variant.
@@ -56,11 +58,14 @@ pub enum Variant {
     MlxMxfp4Q4,
     /// MLX, everything BF16 (`mlx_lm.convert -d`).
     MlxBf16,
+    /// GGUF, a llama-quantize preset (`gguf-q4_k_m`): from an MXFP4 source the experts stay
+    /// MXFP4 and the rest follows the preset; from a dense source every tensor does.
+    GgufPreset(Preset),
 }
 
 impl Variant {
     /// Every variant, in the order `pipeline` writes them.
-    pub const ALL: [Variant; 12] = [
+    pub const ALL: [Variant; 27] = [
         Variant::GgufMxfp4,
         Variant::GgufMxfp4F16,
         Variant::GgufMxfp4Q8_0,
@@ -73,27 +78,27 @@ impl Variant {
         Variant::MlxMxfp4Q8,
         Variant::MlxMxfp4Q4,
         Variant::MlxBf16,
-    ];
-
-    /// What `pipeline` writes when not given `--variants`: every variant but the two MLX ones
-    /// a Mac user rarely needs besides `mlx-mxfp4-q8` (`mlx-mxfp4-q4` trades accuracy for size,
-    /// `mlx-bf16` is 4x larger).
-    pub const PIPELINE: [Variant; 10] = [
-        Variant::GgufMxfp4,
-        Variant::GgufMxfp4F16,
-        Variant::GgufMxfp4Q8_0,
-        Variant::GgufQ8_0,
-        Variant::GgufF16,
-        Variant::GgufBf16,
-        Variant::SafetensorsBf16,
-        Variant::SafetensorsFp16,
-        Variant::SafetensorsInt8,
-        Variant::MlxMxfp4Q8,
+        Variant::GgufPreset(Preset::Q6_K),
+        Variant::GgufPreset(Preset::Q5_K_M),
+        Variant::GgufPreset(Preset::Q5_K_S),
+        Variant::GgufPreset(Preset::Q5_1),
+        Variant::GgufPreset(Preset::Q5_0),
+        Variant::GgufPreset(Preset::Q4_K_M),
+        Variant::GgufPreset(Preset::Q4_K_S),
+        Variant::GgufPreset(Preset::Q4_1),
+        Variant::GgufPreset(Preset::Q4_0),
+        Variant::GgufPreset(Preset::IQ4_NL),
+        Variant::GgufPreset(Preset::IQ4_XS),
+        Variant::GgufPreset(Preset::Q3_K_L),
+        Variant::GgufPreset(Preset::Q3_K_M),
+        Variant::GgufPreset(Preset::Q3_K_S),
+        Variant::GgufPreset(Preset::Q2_K),
     ];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
+            Variant::GgufPreset(p) => preset_variant_name(p),
             Variant::GgufMxfp4 => "gguf-mxfp4",
             Variant::GgufMxfp4F16 => "gguf-mxfp4-f16",
             Variant::GgufMxfp4Q8_0 => "gguf-mxfp4-q8_0",
@@ -114,6 +119,14 @@ impl Variant {
         Variant::ALL.into_iter().find(|v| v.name() == s)
     }
 
+    /// The variants `pipeline` writes when none are named, in order.
+    pub fn defaults() -> Vec<Variant> {
+        Variant::ALL
+            .into_iter()
+            .filter(|v| v.storage().default)
+            .collect()
+    }
+
     /// The variant's row of the storage table with default options.
     pub fn storage(self) -> Storage {
         Storage::of(self, &ConvertOptions::default())
@@ -122,6 +135,29 @@ impl Variant {
     /// True for the single-file GGUF variants.
     pub fn is_gguf(self) -> bool {
         self.storage().is_gguf()
+    }
+}
+
+/// `gguf-` and llama-quantize's preset name in lower case.
+const fn preset_variant_name(p: Preset) -> &'static str {
+    match p {
+        Preset::Q4_0 => "gguf-q4_0",
+        Preset::Q4_1 => "gguf-q4_1",
+        Preset::Q5_0 => "gguf-q5_0",
+        Preset::Q5_1 => "gguf-q5_1",
+        Preset::Q8_0 => "gguf-q8_0-preset",
+        Preset::Q2_K => "gguf-q2_k",
+        Preset::Q3_K_S => "gguf-q3_k_s",
+        Preset::Q3_K_M => "gguf-q3_k_m",
+        Preset::Q3_K_L => "gguf-q3_k_l",
+        Preset::Q4_K_S => "gguf-q4_k_s",
+        Preset::Q4_K_M => "gguf-q4_k_m",
+        Preset::Q5_K_S => "gguf-q5_k_s",
+        Preset::Q5_K_M => "gguf-q5_k_m",
+        Preset::Q6_K => "gguf-q6_k",
+        Preset::IQ4_NL => "gguf-iq4_nl",
+        Preset::IQ4_XS => "gguf-iq4_xs",
+        Preset::MXFP4_MOE => "gguf-mxfp4_moe",
     }
 }
 
@@ -146,9 +182,12 @@ pub struct ConvertOptions {
     pub allow_nonfinite: bool,
     /// Skip the free-space check before writing (for file systems whose `statvfs` is wrong).
     pub skip_space_check: bool,
-    /// The rule for requantizing dense expert weights to MXFP4 (a fine-tune's, for the MLX
-    /// MXFP4 variants); MXFP4 sources are copied whatever the rule.
-    pub mxfp4_rounding: mxfp4::Rounding,
+    /// How dense expert weights are rounded to MXFP4 (`--mxfp4-rounding`; ggml's rule by
+    /// default, so the bytes equal llama-quantize's; the MLX variants use it too).
+    pub mxfp4_rounding: quant::mxfp4::Rounding,
+    /// GGUF presets: quantize MXFP4 experts to the preset's types too (`--requantize-experts`;
+    /// lossy) instead of keeping them MXFP4.
+    pub requantize_experts: bool,
 }
 
 /// Values a variant could not store exactly.
@@ -226,16 +265,20 @@ pub fn convert_weights(
     }
 }
 
-/// Bytes of tensor data (headers aside) a variant stored as `storage` holds for `cfg`: the
-/// writers' own plans summed, so `fit`'s sizes and the files cannot disagree.
-pub fn tensor_bytes(storage: &Storage, cfg: &reference::Config) -> u64 {
-    match storage.container {
+/// Bytes of tensor data (headers aside) a variant stored as `storage` holds for `cfg`, from a
+/// source whose experts are MXFP4 (the release) or dense (a fine-tune): the writers' own plans
+/// summed, so `fit`'s sizes and the files cannot disagree. `None` where the writer would refuse
+/// (a preset llama-quantize cannot apply to this model).
+pub fn tensor_bytes(
+    storage: &Storage,
+    cfg: &reference::Config,
+    mxfp4_experts: bool,
+) -> Option<u64> {
+    Some(match storage.container {
         Container::Gguf => {
             let order = crate::names::sorted_release_names(cfg);
-            gguf::plan(storage, cfg, &order)
-                .iter()
-                .map(|i| i.tensor.nbytes())
-                .sum()
+            let plan = gguf::plan_tensors(storage, cfg, &order, mxfp4_experts, false).ok()?;
+            plan.items.iter().map(|i| i.tensor.nbytes()).sum()
         }
         Container::Safetensors(layout) => {
             let float = st::layout_of(storage).map_or(crate::safetensors::Dtype::BF16, |(_, f)| f);
@@ -255,7 +298,7 @@ pub fn tensor_bytes(storage: &Storage, cfg: &reference::Config) -> u64 {
             .map(|(_, t)| t.bytes())
             .sum()
         }
-    }
+    })
 }
 
 /// Bytes of tensor data of the release checkpoint (MXFP4 experts, BF16 elsewhere) for `cfg`.

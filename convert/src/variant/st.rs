@@ -186,7 +186,24 @@ fn write_all(
         report.warnings.push(meta::FP16_WARNING.to_string());
     }
     if opts.int8_dense {
-        report.warnings.push(meta::INT8_DENSE_WARNING.to_string());
+        // What holds for the experts depends on the source: exact from MXFP4 (or int8 with the
+        // same groups), absmax-rounded from dense weights.
+        let lossy = report
+            .inexact
+            .iter()
+            .filter(|i| i.what.contains(".mlp.experts."))
+            .count();
+        report.warnings.push(format!(
+            "{} {}",
+            meta::INT8_DENSE_WARNING,
+            if lossy == 0 {
+                "The expert weights are stored exactly.".to_string()
+            } else {
+                format!(
+                    "The expert weights are quantized from the source's dense values too (absmax per group of 32, lossy: {lossy} expert tensors)."
+                )
+            }
+        ));
     }
 
     let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});

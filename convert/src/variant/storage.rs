@@ -12,10 +12,12 @@
 //! | `gguf-bf16` | GGUF | BF16 | BF16 | BF16 | F32 | F32 | 32 (`MOSTLY_BF16`) |
 //! | `safetensors-bf16` | transformers dense | BF16 | BF16 | BF16 | BF16 | BF16 | |
 //! | `safetensors-fp16` | transformers dense | F16 | F16 | F16 | F16 | F16 | |
-//! | `safetensors-int8` | compressed-tensors | int8, group 32 | BF16 | BF16 (int8 per channel with `--int8-dense`) | BF16 | BF16 | |
+//! | `safetensors-int8` | compressed-tensors | int8, group 32 | BF16 | BF16 (int8 per channel with `--int8-dense`) | BF16 | BF16 | (not in `pipeline`'s default set) |
 //! | `mlx-mxfp4-q8` | MLX | MXFP4 | affine 8-bit, group 64 | affine 8-bit, group 64 | affine 8-bit, group 64 | BF16 | |
-//! | `mlx-mxfp4-q4` | MLX | MXFP4 | affine 4-bit, group 64 | affine 4-bit, group 64 | affine 8-bit, group 64 | BF16 | |
-//! | `mlx-bf16` | MLX | BF16 | BF16 | BF16 | BF16 | BF16 | |
+//! | `mlx-mxfp4-q4` | MLX | MXFP4 | affine 4-bit, group 64 | affine 4-bit, group 64 | affine 8-bit, group 64 | BF16 | (not in `pipeline`'s default set) |
+//! | `mlx-bf16` | MLX | BF16 | BF16 | BF16 | BF16 | BF16 | (not in `pipeline`'s default set) |
+//!
+//! | `gguf-<preset>` (`gguf-q4_k_m`, ...) | GGUF | MXFP4 kept (the preset's types from a dense source) | llama-quantize's preset | the preset | F32 | F32 | the preset's `LLAMA_FTYPE` |
 //!
 //! The GGUF rows are what llama.cpp's `convert_hf_to_gguf.py` writes for `--outtype auto`,
 //! `f16` and `q8_0` (the `gguf-mxfp4*` rows) and for a dequantized source (`gguf-q8_0`,
@@ -23,7 +25,7 @@
 //! rows are what mlx-lm 0.32's `mlx_lm.convert -q --q-bits 8`, `-q --q-bits 4` and `-d` write
 //! for gpt-oss (the router stays 8-bit: gpt-oss's `quant_predicate`).
 
-use super::{ConvertOptions, Variant};
+use super::{ConvertOptions, Preset, Variant};
 use crate::mlx::{MlxQuant, MlxScheme};
 use crate::names::{INT8_GROUP, Layout};
 use quant::Codec;
@@ -52,6 +54,9 @@ pub enum Store {
         /// Inputs per scale, or the whole row.
         group: Option<usize>,
     },
+    /// The per-tensor types llama-quantize's preset chooses ([`Preset`],
+    /// `variant::preset::plan_types`).
+    Preset(Preset),
     /// MLX affine (`mx.quantize`, mode `affine`): `bits`-bit codes with a BF16 scale and bias
     /// per `group` inputs ([`quant::affine`]).
     Affine {
@@ -84,6 +89,8 @@ impl Store {
                 (g > 0 && cols.is_multiple_of(g))
                     .then(|| rows * cols * bits as u64 / 8 + rows * (cols / g) * 4)
             }
+            // Depends on the tensor's name and place: `tensor_bytes` plans the whole file.
+            Store::Preset(_) => None,
         }
     }
 
@@ -98,6 +105,11 @@ impl Store {
             Store::Affine { bits, group } => {
                 format!("MLX affine {bits}-bit, BF16 scale and bias per {group}")
             }
+            Store::Preset(p) => format!(
+                "llama-quantize's {} mixture ({} by default; per-tensor types in the manifest)",
+                p.name(),
+                p.default_codec()
+            ),
         }
     }
 }
@@ -121,6 +133,12 @@ pub struct Storage {
     pub file_type: Option<u32>,
     /// What a pipeline puts after the model name in a GGUF file name (`NAME-MXFP4.gguf`).
     pub file_suffix: &'static str,
+    /// In `pipeline`'s default set (`--variants all` gives every variant). Off for variants that
+    /// no common runtime loads as written (`safetensors-int8`: `docs/formats.md`) and for the
+    /// GGUF presets (name them).
+    pub default: bool,
+    /// For the GGUF presets: llama-quantize's preset, whose rules choose each tensor's type.
+    pub preset: Option<Preset>,
 }
 
 impl Storage {
@@ -140,6 +158,8 @@ impl Storage {
             vectors: Codec::F32,
             file_type: Some(file_type),
             file_suffix,
+            default: true,
+            preset: None,
         }
     }
 
@@ -154,11 +174,15 @@ impl Storage {
             vectors: float,
             file_type: None,
             file_suffix: "",
+            default: true,
+            preset: None,
         }
     }
 
-    /// An MLX row: each kind of weight as `scheme` stores it, vectors BF16.
-    const fn mlx(scheme: MlxScheme) -> Storage {
+    /// An MLX row: each kind of weight as `scheme` stores it, vectors BF16; `pipeline` writes
+    /// `mlx-mxfp4-q8` by default (it converts faster than gguf-mxfp4-q8_0 and verifies like any
+    /// lossy variant), `-q4` and `-bf16` when named.
+    const fn mlx(scheme: MlxScheme, default: bool) -> Storage {
         Storage {
             container: Container::Mlx(scheme),
             experts: store_of(scheme.experts),
@@ -168,6 +192,8 @@ impl Storage {
             vectors: Codec::BF16,
             file_type: None,
             file_suffix: "",
+            default,
+            preset: None,
         }
     }
 
@@ -176,6 +202,21 @@ impl Storage {
         use crate::gguf::meta::file_type as ft;
         use Codec::*;
         match variant {
+            Variant::GgufPreset(p) => Storage {
+                // From an MXFP4 source the experts stay MXFP4 (llama-quantize's
+                // `--tensor-type ffn_*_exps=mxfp4`); from a dense source, or with
+                // `--requantize-experts`, they follow the preset.
+                experts: if opts.requantize_experts {
+                    Store::Preset(p)
+                } else {
+                    Store::Codec(MXFP4)
+                },
+                embedding: Store::Preset(p),
+                dense: Store::Preset(p),
+                default: false,
+                preset: Some(p),
+                ..Storage::gguf(MXFP4, F32, p.file_type(), p.name())
+            },
             Variant::GgufMxfp4 => Storage::gguf(MXFP4, BF16, ft::MOSTLY_MXFP4_MOE, "MXFP4"),
             Variant::GgufMxfp4F16 => Storage::gguf(MXFP4, F16, ft::MOSTLY_MXFP4_MOE, "MXFP4-F16"),
             Variant::GgufMxfp4Q8_0 => Storage::gguf(MXFP4, Q8_0, ft::MOSTLY_Q8_0, "MXFP4-Q8_0"),
@@ -198,11 +239,16 @@ impl Storage {
                 let experts = Store::Int8 {
                     group: Some(INT8_GROUP),
                 };
-                Storage::safetensors(Layout::Int8 { dense_int8 }, experts, dense, BF16)
+                Storage {
+                    // Stock transformers and vLLM load it with random experts (only a warning):
+                    // available by name, never published by default.
+                    default: false,
+                    ..Storage::safetensors(Layout::Int8 { dense_int8 }, experts, dense, BF16)
+                }
             }
-            Variant::MlxMxfp4Q8 => Storage::mlx(MlxScheme::mxfp4_affine(8)),
-            Variant::MlxMxfp4Q4 => Storage::mlx(MlxScheme::mxfp4_affine(4)),
-            Variant::MlxBf16 => Storage::mlx(MlxScheme::FLOAT),
+            Variant::MlxMxfp4Q8 => Storage::mlx(MlxScheme::mxfp4_affine(8), true),
+            Variant::MlxMxfp4Q4 => Storage::mlx(MlxScheme::mxfp4_affine(4), false),
+            Variant::MlxBf16 => Storage::mlx(MlxScheme::FLOAT, false),
         }
     }
 
@@ -242,6 +288,17 @@ mod tests {
             assert_eq!(s.is_gguf(), v.name().starts_with("gguf-"), "{v}");
             assert_eq!(s.file_type.is_some(), s.is_gguf(), "{v}");
             assert_eq!(s.file_suffix.is_empty(), !s.is_gguf(), "{v}");
+            assert_eq!(
+                s.preset.is_some(),
+                matches!(v, Variant::GgufPreset(_)),
+                "{v}"
+            );
+            if s.is_gguf() && s.preset.is_none() {
+                // The converter-style GGUF planner needs one codec per class.
+                for store in [s.experts, s.embedding, s.dense, s.router] {
+                    assert!(matches!(store, Store::Codec(_)), "{v}: {store:?}");
+                }
+            }
         }
         let dense = ConvertOptions {
             int8_dense: true,

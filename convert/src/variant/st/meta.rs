@@ -24,7 +24,7 @@ microsoft/onnxruntime-genai#2444). Compute in bf16 or fp32 (e.g. torch_dtype=tor
 
 /// The `--int8-dense` warning.
 pub const INT8_DENSE_WARNING: &str = "--int8-dense: the attention projections and lm_head are quantized per output channel \
-(absmax, lossy); the expert weights stay exact.";
+(absmax, lossy).";
 
 /// Files copied from the source (or its parent directory).
 pub const SIDE_FILES: [&str; 5] = [
@@ -42,16 +42,6 @@ pub fn write_json(path: &Path, v: &Value) -> Result<()> {
     std::fs::write(path, text).map_err(|e| ConvertError::io(path, e))
 }
 
-/// The hyperparameters that make two configs the same model (token ids aside: OpenAI's
-/// `original/config.json` has none).
-fn same_model(a: &Config, b: &Config) -> bool {
-    let strip = |c: &Config| Config {
-        token_ids: Default::default(),
-        ..c.clone()
-    };
-    strip(a) == strip(b)
-}
-
 /// The HF config the output config is derived from (see the module table).
 pub fn base_config(model: &AnyModel, cfg: &Config) -> Result<Value> {
     for path in model.companions("config.json") {
@@ -60,7 +50,7 @@ pub fn base_config(model: &AnyModel, cfg: &Config) -> Result<Value> {
             continue;
         }
         let parsed = Config::from_hf_json(&v).map_err(|e| ConvertError::config(&path, e))?;
-        if same_model(&parsed, cfg) {
+        if parsed.same_model(cfg) {
             return Ok(v);
         }
     }
@@ -160,13 +150,14 @@ pub fn int8_quantization_config(cfg: &Config, dense_int8: bool) -> Value {
     let n = Names::new(Layout::Int8 { dense_int8 });
     let weights = |strategy: &str, group: Option<usize>| json!({"num_bits": 8, "type": "int", "symmetric": true, "strategy": strategy, "group_size": group, "dynamic": false, "actorder": null});
     let scheme = |targets: Value, weights: Value| json!({"targets": targets, "weights": weights, "input_activations": null, "output_activations": null, "format": "pack-quantized"});
-    // Modules left in BF16, spelled out (explicit names survive vLLM's HF → vLLM renaming,
-    // regexes written with HF names do not; spec §2.4).
+    // Linear modules left in BF16, spelled out as llm-compressor saves them (it expands its
+    // recipe's patterns to module names; explicit names also survive vLLM's HF → vLLM renaming,
+    // where regexes written with HF names do not). The embedding is not a Linear module, so
+    // llm-compressor does not list it, and neither do we.
     let mut ignore: Vec<String> = Vec::new();
     if !dense_int8 {
         ignore.push(n.module(WeightId::LmHead));
     }
-    ignore.push("model.embed_tokens".into());
     for l in 0..cfg.num_hidden_layers {
         if !dense_int8 {
             for id in [
@@ -204,7 +195,9 @@ pub fn output_config(mut base: Value, variant: Variant, layout: Layout, cfg: &Co
         return base;
     };
     obj.remove("quantization_config");
-    let v5 = obj.contains_key("rope_parameters");
+    // transformers v5 spells the dtype `dtype` (v4 `torch_dtype`); llm-compressor, which defines
+    // the int8 layout, saves through v5, so int8 directories say `dtype` whatever the source.
+    let v5 = obj.contains_key("rope_parameters") || matches!(layout, Layout::Int8 { .. });
     obj.remove("torch_dtype");
     obj.remove("dtype");
     let dtype = if variant == Variant::SafetensorsFp16 {

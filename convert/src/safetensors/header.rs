@@ -142,11 +142,17 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<TensorInfo>, BTreeMap<Str
     let mut tensors = Vec::with_capacity(entries.len());
     for (name, entry) in &entries {
         if name == "__metadata__" {
-            let Value::Object(m) = entry else {
-                return Err(header_error(
-                    path,
-                    "`__metadata__` is not an object of strings",
-                ));
+            // The safetensors crate reads it as `Option<HashMap<String, String>>`: null is no
+            // metadata (`hunt/shard-metadata-null`; safetensors and transformers read it).
+            let m = match entry {
+                Value::Object(m) => m,
+                Value::Null => continue,
+                _ => {
+                    return Err(header_error(
+                        path,
+                        "`__metadata__` is neither null nor an object of strings",
+                    ));
+                }
             };
             for (k, v) in m {
                 let Value::String(s) = v else {
@@ -296,55 +302,190 @@ mod tests {
         assert_eq!(m["format"], "pt");
     }
 
+    /// The safetensors crate deserializes `__metadata__` as an `Option`: null is no metadata.
     #[test]
-    fn hostile_headers_are_errors_naming_file_and_tensor() {
-        assert!(err(&[1, 2, 3]).contains("too short"));
+    fn null_metadata_is_no_metadata() {
+        let h = r#"{"__metadata__":null,"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#;
+        let (t, m) = parse(Path::new("x"), &file(h, 4)).unwrap();
+        assert_eq!((t.len(), m.len()), (1, 0));
+        let e = err(&file(r#"{"__metadata__":[1]}"#, 0));
+        assert!(
+            e.contains("`__metadata__` is neither null nor an object"),
+            "{e}"
+        );
+        let e = err(&file(r#"{"__metadata__":{"format":null}}"#, 0));
+        assert!(e.contains("`__metadata__.format` is not a string"), "{e}");
+    }
+
+    /// The error for a file with header `h` and `n` data bytes.
+    fn t(h: &str, n: usize) -> String {
+        err(&file(h, n))
+    }
+
+    #[test]
+    fn too_short_for_the_length() {
+        assert!(err(&[1, 2, 3]).contains("3 bytes: too short"));
+    }
+
+    #[test]
+    fn header_length_over_the_limit() {
         let mut huge = (u64::MAX).to_le_bytes().to_vec();
         huge.extend_from_slice(b"{}");
-        assert!(err(&huge).contains("exceeds"));
+        let e = err(&huge);
+        assert!(
+            e.starts_with("x.safetensors: ") && e.contains("exceeds the 100000000-byte limit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn header_length_past_the_end() {
         let mut past = 1000u64.to_le_bytes().to_vec();
         past.extend_from_slice(b"{}");
-        assert!(err(&past).contains("runs past the end"));
-        assert!(err(&file("{not json", 0)).contains("not valid JSON"));
-        assert!(err(&file("[]", 0)).contains("not a JSON object"));
-        let t = |h: &str, n| err(&file(h, n));
+        assert!(err(&past).contains("header length 1000 runs past the end of the file (10 bytes)"));
+    }
+
+    #[test]
+    fn header_not_json() {
+        assert!(err(&file("{not json", 0)).contains("header is not valid JSON"));
+    }
+
+    #[test]
+    fn header_not_an_object() {
+        assert!(err(&file("[]", 0)).contains("header is not a JSON object"));
+    }
+
+    #[test]
+    fn metadata_not_strings() {
+        assert!(
+            t(r#"{"__metadata__":[]}"#, 0)
+                .contains("`__metadata__` is neither null nor an object of strings")
+        );
+        assert!(
+            t(r#"{"__metadata__":{"format":1}}"#, 0)
+                .contains("`__metadata__.format` is not a string")
+        );
+    }
+
+    #[test]
+    fn entry_not_an_object() {
+        let e = t(r#"{"w":3}"#, 0);
+        assert!(
+            e.contains("tensor `w`: header entry is not an object"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dtype_missing_or_unknown() {
+        let e = t(
+            r#"{"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,1]}}"#,
+            1,
+        );
+        assert!(e.contains("tensor `w`: unknown dtype \"Q4\""), "{e}");
+        let e = t(r#"{"w":{"shape":[2],"data_offsets":[0,2]}}"#, 2);
+        assert!(e.contains("missing or non-string `dtype`"), "{e}");
+    }
+
+    #[test]
+    fn shape_missing_too_long_or_not_sizes() {
+        let e = t(r#"{"w":{"dtype":"U8","data_offsets":[0,1]}}"#, 1);
+        assert!(e.contains("missing or non-array `shape`"), "{e}");
+        let e = t(
+            r#"{"w":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}}"#,
+            1,
+        );
+        assert!(e.contains("rank 9 exceeds 8"), "{e}");
+        let e = t(
+            r#"{"w":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}"#,
+            1,
+        );
+        assert!(e.contains("shape entry -1 is not a size"), "{e}");
+    }
+
+    #[test]
+    fn shape_overflows() {
+        let e = t(
+            r#"{"w":{"dtype":"U8","shape":[18446744073709551615,16],"data_offsets":[0,1]}}"#,
+            1,
+        );
+        assert!(e.contains("tensor `w`") && e.contains("overflows"), "{e}");
+    }
+
+    #[test]
+    fn offsets_missing_malformed_or_reversed() {
+        let e = t(r#"{"a":{"dtype":"U8","shape":[4]}}"#, 4);
+        assert!(e.contains("missing or non-array `data_offsets`"), "{e}");
+        let e = t(
+            r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,-4]}}"#,
+            4,
+        );
+        assert!(
+            e.contains("`data_offsets` must be two non-negative integers"),
+            "{e}"
+        );
+        let e = t(
+            r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[4,0]}}"#,
+            4,
+        );
+        assert!(e.contains("data_offsets 4..0 are reversed"), "{e}");
+    }
+
+    #[test]
+    fn offsets_disagree_with_the_shape() {
         let e = t(
             r#"{"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,100]}}"#,
             12,
         );
         assert!(
-            e.contains("tensor `w`") && e.contains("needs 12 bytes"),
+            e.contains("tensor `w`")
+                && e.contains("BF16[2, 3] needs 12 bytes but data_offsets 0..100 hold 100"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn data_past_the_end_of_the_file() {
         let e = t(
             r#"{"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]}}"#,
             6,
         );
-        assert!(e.contains("tensor `w`") && e.contains("truncated"), "{e}");
-        let e = t(
-            r#"{"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,1]}}"#,
-            1,
+        assert!(
+            e.contains("tensor `w`") && e.contains("(truncated shard?)"),
+            "{e}"
         );
-        assert!(e.contains("unknown dtype"), "{e}");
-        let e = t(
-            r#"{"w":{"dtype":"U8","shape":[18446744073709551615,16],"data_offsets":[0,1]}}"#,
-            1,
-        );
-        assert!(e.contains("overflows"), "{e}");
+    }
+
+    #[test]
+    fn tensors_overlap() {
         let e = t(
             r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#,
             6,
         );
-        assert!(e.contains("tensor `b`") && e.contains("overlaps"), "{e}");
+        assert!(
+            e.contains("tensor `b`: data offsets 2..6 overlaps the previous tensor"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_gap_between_tensors() {
+        let e = t(
+            r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[6,10]}}"#,
+            10,
+        );
+        assert!(
+            e.contains("tensor `b`: data offsets 6..10 leaves a gap before it"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bytes_after_the_last_tensor() {
         let e = t(
             r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#,
             9,
         );
-        assert!(e.contains("after the last tensor"), "{e}");
-        let e = t(
-            r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[4,0]}}"#,
-            4,
-        );
-        assert!(e.contains("reversed"), "{e}");
+        assert!(e.contains("5 bytes after the last tensor's data"), "{e}");
     }
 }
