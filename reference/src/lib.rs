@@ -15,12 +15,14 @@
 //! | `tensor.rs` | [`MatRef`]: bounds-checked views over every storage encoding |
 //! | `source.rs` | [`WeightSource`], [`WeightId`] |
 //! | `rope.rs` | YaRN inverse frequencies, half-split rotation |
-//! | `kernel.rs` | the blocked f32 dot kernels (AVX2 when present) beside the plain dot |
+//! | `decode.rs` | AVX2 row decoders of MXFP4 and Q8_0 beside `quant`'s |
+//! | `kernel.rs` | the blocked f32 dot kernels (FMA lanes; AVX2 + FMA when present) beside the plain dot |
 //! | `linear.rs` | batched `y = W x + b` (tiled, rayon) beside the naive loop |
 //! | `ops.rs` | RMSNorm, attention with sinks and sliding window, router, SwiGLU |
 //! | `model.rs` | [`model::Model`]: the forward pass |
 
 pub mod config;
+pub mod decode;
 pub mod kernel;
 pub mod linear;
 pub mod model;

@@ -17,7 +17,20 @@ use crate::tensor::MatRef;
 use rayon::prelude::*;
 
 /// Rows of the weight dequantized together.
-const TILE_ROWS: usize = 16;
+const TILE_ROWS: usize = 24;
+
+/// Outputs computed per group of rows (see [`matmul`]): 4 MB, reused across groups.
+const GROUP_FLOATS: usize = 1 << 20;
+
+/// Outputs from which moving a group into place is worth splitting across threads.
+const PARALLEL_MOVE: usize = 1 << 16;
+
+thread_local! {
+    /// Each thread's decoded tile and lane sums, kept between calls (a fresh 300 KB buffer per
+    /// tile would cost page faults and zeroing).
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<kernel::Lanes>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
 
 /// `y[t, o] = Σ_i W[o, i]·x[t, i] + bias[o]` for `n_tok` tokens.
 ///
@@ -32,21 +45,54 @@ pub fn matmul(w: &MatRef<'_>, x: &[f32], n_tok: usize, bias: Option<&[f32]>, y: 
     if n_tok == 0 || rows == 0 {
         return;
     }
-    // Output transposed ([rows, n_tok]) so each tile of rows owns a contiguous slab.
-    let mut yt = vec![0f32; rows * n_tok];
-    yt.par_chunks_mut(TILE_ROWS * n_tok)
-        .enumerate()
-        .for_each_init(Vec::new, |tile: &mut Vec<f32>, (ci, slab)| {
-            let r0 = ci * TILE_ROWS;
-            let n_rows = slab.len() / n_tok;
-            tile.resize(n_rows * cols, 0.0);
-            w.dequant_rows(r0, tile);
-            kernel::rows_by_tokens(tile, x, cols, slab);
-        });
-    for t in 0..n_tok {
-        let yrow = &mut y[t * rows..(t + 1) * rows];
-        for (o, v) in yrow.iter_mut().enumerate() {
-            *v = yt[o * n_tok + t] + bias.map_or(0.0, |b| b[o]);
+    matmul_in_groups(w, x, n_tok, bias, y, GROUP_FLOATS);
+}
+
+/// [`matmul`] with groups of about `group_floats` outputs (shapes already checked).
+fn matmul_in_groups(
+    w: &MatRef<'_>,
+    x: &[f32],
+    n_tok: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    group_floats: usize,
+) {
+    let (rows, cols) = (w.rows(), w.cols());
+    // Output rows in groups: each group's output is computed transposed ([rows, n_tok], so
+    // each tile of rows owns a contiguous slab) in a buffer of at most about GROUP_FLOATS,
+    // then moved into `y`. A buffer the size of the whole output (the unembedding's is
+    // n_tok × 201088) would be fresh memory for the kernel to zero on every call.
+    let group = (group_floats / n_tok).max(1).div_ceil(TILE_ROWS) * TILE_ROWS;
+    let mut yt = vec![0f32; group.min(rows) * n_tok];
+    for g0 in (0..rows).step_by(group) {
+        let g1 = (g0 + group).min(rows);
+        let yt = &mut yt[..(g1 - g0) * n_tok];
+        yt.par_chunks_mut(TILE_ROWS * n_tok)
+            .enumerate()
+            .for_each(|(ci, slab)| {
+                SCRATCH.with_borrow_mut(|(tile, lanes)| {
+                    let r0 = g0 + ci * TILE_ROWS;
+                    let n_rows = slab.len() / n_tok;
+                    tile.resize(n_rows * cols, 0.0);
+                    w.dequant_rows(r0, &mut tile[..n_rows * cols]);
+                    let ahead = w.rows_storage(r0 + n_rows, r0 + 2 * n_rows);
+                    kernel::rows_by_tokens(&tile[..n_rows * cols], x, cols, slab, lanes, ahead);
+                })
+            });
+        let yt = &*yt;
+        let move_out = |t: usize, yrow: &mut [f32]| {
+            for (o, v) in yrow[g0..g1].iter_mut().enumerate() {
+                *v = yt[o * n_tok + t] + bias.map_or(0.0, |b| b[g0 + o]);
+            }
+        };
+        if yt.len() >= PARALLEL_MOVE {
+            y.par_chunks_mut(rows)
+                .enumerate()
+                .for_each(|(t, yrow)| move_out(t, yrow));
+        } else {
+            for (t, yrow) in y.chunks_mut(rows).enumerate() {
+                move_out(t, yrow);
+            }
         }
     }
 }
@@ -96,7 +142,7 @@ mod tests {
     /// encoding, the batch size or the thread count.
     #[test]
     fn outputs_do_not_depend_on_layout_batch_or_threads() {
-        let (rows, cols) = (24, 96);
+        let (rows, cols) = (60, 96);
         let wf: Vec<f32> = pseudo(rows * cols, 7)
             .iter()
             .map(|v| float::bf16_bits_to_f32(float::f32_to_bf16_bits(*v)))
@@ -134,6 +180,12 @@ mod tests {
             .unwrap();
         pool.install(|| matmul(&b, &x, 7, None, &mut yb));
         assert_eq!(ya, yb);
+        // Groups of one tile, of several tiles and of all rows give the same bits.
+        for group_floats in [1, 24 * 7 * 2, 1 << 20] {
+            let mut yg = vec![0f32; 7 * rows];
+            matmul_in_groups(&a, &x, 7, None, &mut yg, group_floats);
+            assert_eq!(ya, yg);
+        }
         // Token 5 alone gives the same bits as inside the batch.
         let mut one = vec![0f32; rows];
         matmul(&a, &x[5 * cols..6 * cols], 1, None, &mut one);

@@ -20,6 +20,8 @@ use crate::ops::{self, AttnShape};
 use crate::rope::Rope;
 use crate::source::{SourceError, WeightId, WeightSource};
 use crate::tensor::MatRef;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 /// Errors of the forward pass.
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +220,15 @@ impl<'a> Model<'a> {
         self.forward(tokens, &mut self.new_cache())
     }
 
+    /// `y = W x + b` for the batch ([`matmul`]), after asking the source to map W's pages in
+    /// one call rather than fault by fault.
+    fn linear(&self, w: &MatRef<'_>, x: &[f32], n: usize, bias: Option<&[f32]>, y: &mut [f32]) {
+        for bytes in w.rows_storage(0, w.rows()) {
+            self.source.prefetch(bytes);
+        }
+        matmul(w, x, n, bias, y);
+    }
+
     fn done(&self, id: WeightId) {
         if self.release {
             self.source.release(id);
@@ -256,25 +267,49 @@ impl<'a> Model<'a> {
         self.done(WeightId::Embedding);
 
         let mut normed = vec![0f32; n * h];
-        for (l, layer) in self.layers.iter().enumerate() {
-            ops::rmsnorm(&x, &layer.attn_norm, cfg.rms_norm_eps, &mut normed);
-            let attn = self.attention_block(l, layer, &normed, cache);
-            for (a, b) in x.iter_mut().zip(&attn) {
-                *a += b;
+        // The next layer's weights are mapped on a thread of their own while this one computes
+        // (its experts too when the batch routes at least one token per expert on average).
+        let all_experts = n * cfg.num_experts_per_tok >= cfg.num_local_experts;
+        let computing = AtomicUsize::new(0);
+        let logits = std::thread::scope(|s| {
+            let ahead = Readahead::start(s, self, &computing, all_experts);
+            for (l, layer) in self.layers.iter().enumerate() {
+                ahead.entering(l);
+                ops::rmsnorm(&x, &layer.attn_norm, cfg.rms_norm_eps, &mut normed);
+                let attn = self.attention_block(l, layer, &normed, cache);
+                for (a, b) in x.iter_mut().zip(&attn) {
+                    *a += b;
+                }
+                ops::rmsnorm(&x, &layer.mlp_norm, cfg.rms_norm_eps, &mut normed);
+                let mlp = self.moe_block(l, layer, &normed);
+                for (a, b) in x.iter_mut().zip(&mlp) {
+                    *a += b;
+                }
             }
-            ops::rmsnorm(&x, &layer.mlp_norm, cfg.rms_norm_eps, &mut normed);
-            let mlp = self.moe_block(l, layer, &normed);
-            for (a, b) in x.iter_mut().zip(&mlp) {
-                *a += b;
+            ahead.entering(self.layers.len());
+            cache.len += n;
+
+            ops::rmsnorm(&x, &self.final_norm, cfg.rms_norm_eps, &mut normed);
+            let mut logits = vec![0f32; n * cfg.vocab_size];
+            self.linear(&self.lm_head, &normed, n, None, &mut logits);
+            self.done(WeightId::LmHead);
+            logits
+        });
+        Ok(logits)
+    }
+
+    /// The matrices of layer `l` (none past the last layer), its experts too if `experts`.
+    fn layer_matrices(&self, l: usize, experts: bool) -> Vec<MatRef<'a>> {
+        let Some(layer) = self.layers.get(l) else {
+            return Vec::new();
+        };
+        let mut m = vec![layer.q, layer.k, layer.v, layer.o, layer.router];
+        if experts {
+            for e in &layer.experts {
+                m.extend([e.gate, e.up, e.down]);
             }
         }
-        cache.len += n;
-
-        ops::rmsnorm(&x, &self.final_norm, cfg.rms_norm_eps, &mut normed);
-        let mut logits = vec![0f32; n * cfg.vocab_size];
-        matmul(&self.lm_head, &normed, n, None, &mut logits);
-        self.done(WeightId::LmHead);
-        Ok(logits)
+        m
     }
 
     /// `O(attention(RoPE(Q a), RoPE(K a), V a)) + b_o` for the new tokens; appends K and V
@@ -292,9 +327,9 @@ impl<'a> Model<'a> {
         let mut q = vec![0f32; n * qd];
         let mut k = vec![0f32; n * kvd];
         let mut v = vec![0f32; n * kvd];
-        matmul(&layer.q, a, n, Some(&layer.q_bias), &mut q);
-        matmul(&layer.k, a, n, Some(&layer.k_bias), &mut k);
-        matmul(&layer.v, a, n, Some(&layer.v_bias), &mut v);
+        self.linear(&layer.q, a, n, Some(&layer.q_bias), &mut q);
+        self.linear(&layer.k, a, n, Some(&layer.k_bias), &mut k);
+        self.linear(&layer.v, a, n, Some(&layer.v_bias), &mut v);
         let pos0 = cache.len;
         self.rope.apply(&mut q, cfg.num_attention_heads, pos0);
         self.rope.apply(&mut k, cfg.num_key_value_heads, pos0);
@@ -318,7 +353,7 @@ impl<'a> Model<'a> {
             &mut attn,
         );
         let mut out = vec![0f32; n * cfg.hidden_size];
-        matmul(&layer.o, &attn, n, Some(&layer.o_bias), &mut out);
+        self.linear(&layer.o, &attn, n, Some(&layer.o_bias), &mut out);
         for id in [
             WeightId::QProj(l),
             WeightId::KProj(l),
@@ -342,7 +377,7 @@ impl<'a> Model<'a> {
         );
         let n = m.len() / h;
         let mut router_logits = vec![0f32; n * e_count];
-        matmul(
+        self.linear(
             &layer.router,
             m,
             n,
@@ -364,7 +399,18 @@ impl<'a> Model<'a> {
 
         let mut out = vec![0f32; n * h];
         for (e, tokens) in assigned.iter().enumerate() {
+            // Unused experts are released too: the read-ahead may have mapped them.
+            let done = || {
+                for id in [
+                    WeightId::Gate(l, e),
+                    WeightId::Up(l, e),
+                    WeightId::Down(l, e),
+                ] {
+                    self.done(id);
+                }
+            };
             if tokens.is_empty() {
+                done();
                 continue;
             }
             let expert = &layer.experts[e];
@@ -375,18 +421,18 @@ impl<'a> Model<'a> {
             }
             let mut gate = vec![0f32; k * i];
             let mut up = vec![0f32; k * i];
-            matmul(
+            self.linear(
                 &expert.gate,
                 &xs,
                 k,
                 Some(&expert.gate_bias.to_f32()),
                 &mut gate,
             );
-            matmul(&expert.up, &xs, k, Some(&expert.up_bias.to_f32()), &mut up);
+            self.linear(&expert.up, &xs, k, Some(&expert.up_bias.to_f32()), &mut up);
             let mut act = vec![0f32; k * i];
             ops::swiglu(&gate, &up, cfg.swiglu_limit, cfg.swiglu_alpha, &mut act);
             let mut y = vec![0f32; k * h];
-            matmul(
+            self.linear(
                 &expert.down,
                 &act,
                 k,
@@ -401,14 +447,54 @@ impl<'a> Model<'a> {
                     *o += v * w;
                 }
             }
-            for id in [
-                WeightId::Gate(l, e),
-                WeightId::Up(l, e),
-                WeightId::Down(l, e),
-            ] {
-                self.done(id);
-            }
+            done();
         }
         out
+    }
+}
+
+/// Maps the weights of the layer after the one computing ([`WeightSource::prefetch`]) on a
+/// thread of its own, which mostly waits for the disk: reading a model that is not in the page
+/// cache then overlaps the arithmetic instead of stalling it, at the cost of one more layer
+/// resident (the unembedding, 1.2 GB for gpt-oss, is left to its matmul: mapped during the last
+/// layer it would add that much to the peak). Only a hint: what it maps late or not at all, the
+/// matmul maps itself.
+struct Readahead<'s> {
+    to_map: mpsc::Sender<usize>,
+    computing: &'s AtomicUsize,
+}
+
+impl<'s> Readahead<'s> {
+    /// Starts the thread. `experts`: map every expert too (a batch that will use most of them).
+    fn start<'m: 's, 'a: 's>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        model: &'m Model<'a>,
+        computing: &'s AtomicUsize,
+        experts: bool,
+    ) -> Readahead<'s> {
+        let (to_map, layers) = mpsc::channel::<usize>();
+        scope.spawn(move || {
+            for l in layers {
+                for m in model.layer_matrices(l, experts) {
+                    // Once the computation has reached this layer, mapping it is its job (and
+                    // mapping what it already released would keep those pages resident).
+                    if computing.load(Ordering::Relaxed) >= l {
+                        break;
+                    }
+                    for bytes in m.rows_storage(0, m.rows()) {
+                        model.source.prefetch(bytes);
+                    }
+                }
+            }
+        });
+        Readahead { to_map, computing }
+    }
+
+    /// The computation enters layer `l` (or, past the last layer, the unembedding): map layer
+    /// `l + 1` meanwhile.
+    fn entering(&self, l: usize) {
+        self.computing.store(l, Ordering::Relaxed);
+        // The thread only ends when this sender is dropped, so the send cannot fail.
+        let _ = self.to_map.send(l + 1);
     }
 }

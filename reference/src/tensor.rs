@@ -14,6 +14,7 @@
 //! [`MatRef::new`] checks that every element the view can address lies inside its slices, so the
 //! decoders never index out of bounds, whatever a file's header claimed.
 
+use crate::decode;
 use quant::{Codec, affine, float, int8, mxfp4};
 
 /// A dense element type.
@@ -439,7 +440,7 @@ impl<'a> MatRef<'a> {
                 let nb = cols / mxfp4::BLOCK;
                 for (i, o) in out.chunks_exact_mut(cols).enumerate() {
                     let s = (r0 + i) * row_step;
-                    mxfp4::decode_row(
+                    decode::mxfp4_row(
                         &blocks[s * nb * mxfp4::BLOCK_BYTES..(s + 1) * nb * mxfp4::BLOCK_BYTES],
                         &scales[s * nb..(s + 1) * nb],
                         o,
@@ -454,7 +455,7 @@ impl<'a> MatRef<'a> {
                 let rb = codec.row_bytes(cols);
                 for (i, o) in out.chunks_exact_mut(cols).enumerate() {
                     let s = (r0 + i) * row_step;
-                    codec.dequantize_row(&data[s * rb..(s + 1) * rb], o);
+                    decode::ggml_row(codec, &data[s * rb..(s + 1) * rb], o);
                 }
             }
             Encoding::Int8 {
@@ -494,6 +495,82 @@ impl<'a> MatRef<'a> {
                     );
                 }
             }
+        }
+    }
+
+    /// The bytes that hold rows `r0 .. r1` (a span of storage and, for MXFP4, int8 and MLX
+    /// affine, the span of their scales; empty where the rows are not contiguous, as in in-major dense storage).
+    /// For prefetching: the spans may include rows of another view interleaved with these (the
+    /// up rows between gate rows).
+    pub fn rows_storage(&self, r0: usize, r1: usize) -> [&'a [u8]; 2] {
+        let r1 = r1.min(self.rows);
+        if r0 >= r1 || self.cols == 0 {
+            return [&[], &[]];
+        }
+        let cols = self.cols;
+        // Storage rows s0 ..= s_last, each `rb` bytes, starting at `base`.
+        let span = |data: &'a [u8], s0: usize, s_last: usize, rb: usize| {
+            &data[s0 * rb..((s_last + 1) * rb).min(data.len())]
+        };
+        match self.enc {
+            Encoding::Dense {
+                dtype,
+                data,
+                row_stride,
+                col_stride,
+            } => {
+                if col_stride != 1 {
+                    return [&[], &[]];
+                }
+                let sz = dtype.size();
+                let end = ((r1 - 1) * row_stride + cols) * sz;
+                [&data[r0 * row_stride * sz..end], &[]]
+            }
+            Encoding::Mxfp4 {
+                blocks,
+                scales,
+                row_step,
+            } => {
+                let nb = cols / mxfp4::BLOCK;
+                let (s0, s1) = (r0 * row_step, (r1 - 1) * row_step);
+                [
+                    span(blocks, s0, s1, nb * mxfp4::BLOCK_BYTES),
+                    span(scales, s0, s1, nb),
+                ]
+            }
+            Encoding::Ggml {
+                codec,
+                data,
+                row_step,
+            } => [
+                span(
+                    data,
+                    r0 * row_step,
+                    (r1 - 1) * row_step,
+                    codec.row_bytes(cols),
+                ),
+                &[],
+            ],
+            Encoding::Int8 {
+                packed,
+                scales,
+                group,
+            } => [
+                span(packed, r0, r1 - 1, cols),
+                span(scales, r0, r1 - 1, cols / group * 2),
+            ],
+            // The codes and the scales; the biases, as small as the scales, are left to the
+            // page faults (two spans is what the callers take).
+            Encoding::Affine {
+                packed,
+                scales,
+                bits,
+                group,
+                ..
+            } => [
+                span(packed, r0, r1 - 1, affine::packed_bytes(cols, bits)),
+                span(scales, r0, r1 - 1, cols / group * 2),
+            ],
         }
     }
 
