@@ -476,3 +476,69 @@ fn mlx_directories_whose_config_and_tensors_disagree_are_refused_naming_the_modu
         "{e}"
     );
 }
+
+/// Rewrites the tensor `name` in whichever shard of `dir` holds it.
+fn poison(dir: &Path, name: &str, edit: impl Fn(&mut Vec<u8>)) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "safetensors") {
+            crate::util::rewrite_shard(&p, |mut t| {
+                if t.name == name {
+                    edit(&mut t.data);
+                }
+                Some(t)
+            });
+        }
+    }
+}
+
+#[test]
+fn nonfinite_sources_are_refused_and_kept_when_allowed() {
+    let t = crate::util::tiny_copy("mlx-nan");
+    let m = t.join("m");
+    // A NaN in an affine module's source, a NaN scale byte in an expert.
+    poison(&m, "model.layers.1.self_attn.q_proj.weight", |d| {
+        d[10..12].copy_from_slice(&0x7fc0u16.to_le_bytes());
+    });
+    poison(&m, "model.layers.0.mlp.experts.gate_up_proj_scales", |d| {
+        d[0] = 255
+    });
+    let out = t.join("out");
+    let run = oss_forge(&[
+        "convert",
+        "-q",
+        m.to_str().unwrap(),
+        "--to",
+        "mlx-mxfp4-q8",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    run.fails_with(&["--allow-nonfinite"]);
+    assert!(!out.exists());
+    oss_forge(&[
+        "convert",
+        "-q",
+        m.to_str().unwrap(),
+        "--to",
+        "mlx-mxfp4-q8",
+        "--allow-nonfinite",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    // The NaN's group decodes to NaN (scale and bias NaN); the NaN scale byte is copied.
+    let back = Checkpoint::open(&out).unwrap();
+    let q = back.weight(WeightId::QProj(1)).unwrap().row_f32(0);
+    assert!(q[..64].iter().all(|v| v.is_nan()) && q[64..].iter().all(|v| v.is_finite()));
+    let g = back.weight(WeightId::Gate(0, 0)).unwrap().row_f32(0);
+    assert!(g[..32].iter().all(|v| v.is_nan()));
+    let r = oss_forge(&["inspect", out.to_str().unwrap()]);
+    r.ok();
+    assert!(
+        r.stdout.contains(
+            "model.layers.0.mlp.experts.gate_proj.scales` has 1 MXFP4 blocks with scale byte 255"
+        ) && r.stdout.contains("model.layers.1.self_attn.q_proj.scales"),
+        "{}",
+        r.stdout
+    );
+}
