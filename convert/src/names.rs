@@ -123,6 +123,11 @@ pub enum Role {
     Scale(WeightId),
     /// `weight_shape` I64 `[2]` = `[out, in]` of an int8 module.
     Shape(WeightId),
+    /// MXFP4 nibbles of a layer's experts, release order: `gate_up_proj_blocks [E, 2I, H/32,
+    /// 16]` (gate = even rows) or `down_proj_blocks [E, H, I/32, 16]` (`true` for gate_up).
+    Blocks(usize, bool),
+    /// The E8M0 scales beside [`Role::Blocks`]: `[E, 2I, H/32]` or `[E, H, I/32]`.
+    Scales(usize, bool),
     /// MLX: every expert's weight `id` (named for expert 0) stacked into one float tensor,
     /// `[E, rows, cols]` for a projection, `[E, n]` for a bias.
     Stacked(WeightId),
@@ -452,7 +457,7 @@ impl Expect {
             | Role::Quantized(id, QPart::Codes) => of_id(id),
             Role::Scale(_) => "int8 scales",
             Role::Quantized(_, QPart::Scales | QPart::Biases) => "mlx scales and biases",
-            Role::GateUpT(_) | Role::DownT(_) => "experts",
+            Role::GateUpT(_) | Role::DownT(_) | Role::Blocks(..) | Role::Scales(..) => "experts",
             Role::GateUpBias(_) | Role::DownBias(_) => "expert biases",
             Role::Other => {
                 let name = self.name.as_str();
@@ -724,12 +729,43 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
         }
         match layout {
             Layout::Release | Layout::Original => {
-                out.push(other(n.gate_up_blocks(l), U8, vec![e, 2 * i, h / 32, 16]));
-                out.push(other(n.gate_up_scales(l), U8, vec![e, 2 * i, h / 32]));
-                out.push(other(n.gate_up_bias(l), FLOATS, vec![e, 2 * i]));
-                out.push(other(n.down_blocks(l), U8, vec![e, h, i / 32, 16]));
-                out.push(other(n.down_scales(l), U8, vec![e, h, i / 32]));
-                out.push(other(n.down_bias(l), FLOATS, vec![e, h]));
+                let x = |name, dtypes, shape, role| Expect {
+                    name,
+                    dtypes,
+                    shape,
+                    role,
+                };
+                out.push(x(
+                    n.gate_up_blocks(l),
+                    U8,
+                    vec![e, 2 * i, h / 32, 16],
+                    Role::Blocks(l, true),
+                ));
+                out.push(x(
+                    n.gate_up_scales(l),
+                    U8,
+                    vec![e, 2 * i, h / 32],
+                    Role::Scales(l, true),
+                ));
+                out.push(x(
+                    n.gate_up_bias(l),
+                    FLOATS,
+                    vec![e, 2 * i],
+                    Role::GateUpBias(l),
+                ));
+                out.push(x(
+                    n.down_blocks(l),
+                    U8,
+                    vec![e, h, i / 32, 16],
+                    Role::Blocks(l, false),
+                ));
+                out.push(x(
+                    n.down_scales(l),
+                    U8,
+                    vec![e, h, i / 32],
+                    Role::Scales(l, false),
+                ));
+                out.push(x(n.down_bias(l), FLOATS, vec![e, h], Role::DownBias(l)));
             }
             Layout::Dense | Layout::DenseUnderBlocks => {
                 let x = |name, shape, role| Expect {

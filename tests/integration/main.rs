@@ -30,6 +30,9 @@ mod gguf;
 // GGUF quant presets and requantized experts, byte for byte with llama-quantize.
 mod presets;
 
+// Dense fine-tunes back to MXFP4: safetensors-mxfp4, rounding rules, verify of requantized experts.
+mod finetune;
+
 // Fuzz findings replayed, fuzz seeds kept current.
 mod fuzz_regressions;
 

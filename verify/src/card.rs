@@ -36,6 +36,12 @@ pub fn storage(v: Variant) -> (String, String, String) {
         (Container::Gguf, Store::Codec(quant::Codec::MXFP4)) => {
             format!("{}, ggml `block_mxfp4`", row.experts.describe())
         }
+        (Container::Safetensors(convert::Layout::Release), store) => {
+            format!(
+                "{}, the release's `*_blocks` / `*_scales`",
+                store.describe()
+            )
+        }
         (Container::Safetensors(_), Store::Codec(c)) => {
             format!("{c}, transformers' fused `gate_up_proj` / `down_proj`")
         }

@@ -238,6 +238,7 @@ impl<'a> MlxEncoder<'a> {
                 &src_path,
                 Layout::Mlx(scheme),
                 opts.allow_nonfinite,
+                opts.mxfp4_rounding,
                 progress,
             ),
             src,

@@ -52,6 +52,9 @@ pub enum Variant {
     SafetensorsFp16,
     /// compressed-tensors pack-quantized int8 experts (group 32), BF16 elsewhere.
     SafetensorsInt8,
+    /// The release's own layout: MXFP4 experts (`*_blocks` / `*_scales`), BF16 elsewhere,
+    /// `quant_method: mxfp4` (what vLLM, SGLang, TensorRT-LLM and transformers serve).
+    SafetensorsMxfp4,
     /// MLX, MXFP4 experts, affine 8-bit elsewhere (`mlx_lm.convert -q --q-bits 8`).
     MlxMxfp4Q8,
     /// MLX, MXFP4 experts, affine 4-bit elsewhere, router 8-bit (`mlx_lm.convert -q --q-bits 4`).
@@ -65,7 +68,7 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, in the order `pipeline` writes them.
-    pub const ALL: [Variant; 27] = [
+    pub const ALL: [Variant; 28] = [
         Variant::GgufMxfp4,
         Variant::GgufMxfp4F16,
         Variant::GgufMxfp4Q8_0,
@@ -75,6 +78,7 @@ impl Variant {
         Variant::SafetensorsBf16,
         Variant::SafetensorsFp16,
         Variant::SafetensorsInt8,
+        Variant::SafetensorsMxfp4,
         Variant::MlxMxfp4Q8,
         Variant::MlxMxfp4Q4,
         Variant::MlxBf16,
@@ -108,6 +112,7 @@ impl Variant {
             Variant::SafetensorsBf16 => "safetensors-bf16",
             Variant::SafetensorsFp16 => "safetensors-fp16",
             Variant::SafetensorsInt8 => "safetensors-int8",
+            Variant::SafetensorsMxfp4 => "safetensors-mxfp4",
             Variant::MlxMxfp4Q8 => "mlx-mxfp4-q8",
             Variant::MlxMxfp4Q4 => "mlx-mxfp4-q4",
             Variant::MlxBf16 => "mlx-bf16",

@@ -164,7 +164,14 @@ fn write_all(
     dir: &Path,
 ) -> Result<(ConvertReport, Vec<String>, u64)> {
     let cfg = src.config();
-    let mut enc = encode::Encoder::new(src, &model.path(), layout, opts.allow_nonfinite, progress);
+    let mut enc = encode::Encoder::new(
+        src,
+        &model.path(),
+        layout,
+        opts.allow_nonfinite,
+        opts.mxfp4_rounding,
+        progress,
+    );
     let meta_pt = crate::safetensors::pt_metadata();
     let mut weight_map = serde_json::Map::new();
     let mut files = Vec::new();

@@ -12,6 +12,7 @@
 //! | `gguf-bf16` | GGUF | BF16 | BF16 | BF16 | F32 | F32 | 32 (`MOSTLY_BF16`) |
 //! | `safetensors-bf16` | transformers dense | BF16 | BF16 | BF16 | BF16 | BF16 | |
 //! | `safetensors-fp16` | transformers dense | F16 | F16 | F16 | F16 | F16 | |
+//! | `safetensors-mxfp4` | the release's layout | MXFP4 `_blocks` / `_scales` | BF16 | BF16 | BF16 | BF16 | |
 //! | `safetensors-int8` | compressed-tensors | int8, group 32 | BF16 | BF16 (int8 per channel with `--int8-dense`) | BF16 | BF16 | (not in `pipeline`'s default set) |
 //! | `mlx-mxfp4-q8` | MLX | MXFP4 | affine 8-bit, group 64 | affine 8-bit, group 64 | affine 8-bit, group 64 | BF16 | |
 //! | `mlx-mxfp4-q4` | MLX | MXFP4 | affine 4-bit, group 64 | affine 4-bit, group 64 | affine 8-bit, group 64 | BF16 | (not in `pipeline`'s default set) |
@@ -229,6 +230,12 @@ impl Storage {
             Variant::SafetensorsFp16 => {
                 Storage::safetensors(Layout::Dense, Store::Codec(F16), Store::Codec(F16), F16)
             }
+            Variant::SafetensorsMxfp4 => Storage::safetensors(
+                Layout::Release,
+                Store::Codec(MXFP4),
+                Store::Codec(BF16),
+                BF16,
+            ),
             Variant::SafetensorsInt8 => {
                 let dense_int8 = opts.int8_dense;
                 let dense = if dense_int8 {

@@ -35,6 +35,10 @@ pub struct Encoder<'a> {
     progress: &'a dyn Progress,
     /// Scales computed with the last `Packed` tensor, written by the following `Scale`.
     pending_scales: Option<(WeightId, Vec<u8>)>,
+    /// E8M0 scales computed with the last `Blocks` tensor, written by the following `Scales`.
+    pending_mx_scales: Option<((usize, bool), Vec<u8>)>,
+    /// How dense expert weights are rounded to MXFP4.
+    rounding: quant::mxfp4::Rounding,
     inexact: Vec<Inexact>,
 }
 
@@ -45,6 +49,7 @@ impl<'a> Encoder<'a> {
         src_path: &Path,
         layout: Layout,
         allow_nonfinite: bool,
+        rounding: quant::mxfp4::Rounding,
         progress: &'a dyn Progress,
     ) -> Self {
         Encoder {
@@ -54,6 +59,8 @@ impl<'a> Encoder<'a> {
             allow_nonfinite,
             progress,
             pending_scales: None,
+            pending_mx_scales: None,
+            rounding,
             inexact: Vec::new(),
         }
     }
@@ -264,6 +271,42 @@ impl<'a> Encoder<'a> {
                     .collect();
                 self.emit(w, &bytes)?;
             }
+            Role::Blocks(l, gate_up) => {
+                let mut scales = Vec::new();
+                for x in 0..ne {
+                    let ids = if gate_up {
+                        vec![WeightId::Gate(l, x), WeightId::Up(l, x)]
+                    } else {
+                        vec![WeightId::Down(l, x)]
+                    };
+                    let mats = ids
+                        .iter()
+                        .map(|&id| Ok((id, self.weight(id)?)))
+                        .collect::<Result<Vec<_>>>()?;
+                    let (b, sc, t) = mxfp4_interleaved(&mats, self.guard(), self.rounding)?;
+                    tally.merge(t);
+                    self.emit(w, &b)?;
+                    scales.extend_from_slice(&sc);
+                    for id in ids {
+                        self.src.release(id);
+                    }
+                }
+                self.pending_mx_scales = Some(((l, gate_up), scales));
+            }
+            Role::Scales(l, gate_up) => {
+                let Some((_, scales)) = self
+                    .pending_mx_scales
+                    .take()
+                    .filter(|(k, _)| *k == (l, gate_up))
+                else {
+                    return Err(ConvertError::tensor(
+                        w_path(w),
+                        &t.name,
+                        "internal: MXFP4 scales planned without their blocks",
+                    ));
+                };
+                self.emit(w, &scales)?;
+            }
             Role::Other | Role::Stacked(_) | Role::Quantized(..) => {
                 return Err(ConvertError::tensor(
                     w_path(w),
@@ -426,6 +469,77 @@ fn transposed(
         )
         .collect::<Result<Vec<Tally>>>()
         .map(Tally::merged)
+}
+
+/// The release-layout MXFP4 rows of `mats` interleaved (row `r` of the output is row `r / k` of
+/// `mats[r % k]`, so gate and up give `gate_up_proj_blocks`' even and odd rows): `(nibble
+/// bytes, scale bytes, what was requantized)`. MXFP4 sources are copied (the release's bytes,
+/// or ggml's blocks repacked); any other encoding is decoded and rounded by `rounding`, rows in
+/// parallel.
+fn mxfp4_interleaved(
+    mats: &[(WeightId, MatRef<'_>)],
+    guard: Guard<'_>,
+    rounding: quant::mxfp4::Rounding,
+) -> Result<(Vec<u8>, Vec<u8>, Tally)> {
+    let (rows, cols) = (mats[0].1.rows(), mats[0].1.cols());
+    let (k, nb) = (mats.len(), cols / mxfp4::BLOCK);
+    let mut blocks = vec![0u8; rows * k * nb * mxfp4::BLOCK_BYTES];
+    let mut scales = vec![0u8; rows * k * nb];
+    let kind = format!("values requantized to MXFP4 ({rounding} rule, lossy by design)");
+    let parts = blocks
+        .par_chunks_mut(nb * mxfp4::BLOCK_BYTES)
+        .zip(scales.par_chunks_mut(nb))
+        .enumerate()
+        .map_init(
+            || vec![0f32; cols],
+            |xs, (r, (bo, so))| {
+                let (id, m) = &mats[r % k];
+                let row = r / k;
+                let mut t = Tally::default();
+                match *m.encoding() {
+                    Encoding::Mxfp4 {
+                        blocks,
+                        scales,
+                        row_step,
+                    } => {
+                        let s = row * row_step;
+                        bo.copy_from_slice(
+                            &blocks[s * nb * mxfp4::BLOCK_BYTES..(s + 1) * nb * mxfp4::BLOCK_BYTES],
+                        );
+                        so.copy_from_slice(&scales[s * nb..(s + 1) * nb]);
+                        so.iter().try_for_each(|&b| guard.scale(*id, b))?;
+                    }
+                    Encoding::Ggml {
+                        codec: quant::Codec::MXFP4,
+                        data,
+                        row_step,
+                    } => {
+                        let rb = nb * mxfp4::GGML_BLOCK_BYTES;
+                        let src = &data[row * row_step * rb..(row * row_step + 1) * rb];
+                        for ((g, b), sc) in src
+                            .chunks_exact(mxfp4::GGML_BLOCK_BYTES)
+                            .zip(bo.chunks_exact_mut(mxfp4::BLOCK_BYTES))
+                            .zip(so.iter_mut())
+                        {
+                            guard.scale(*id, g[0])?;
+                            *sc = g[0];
+                            b.copy_from_slice(&mxfp4::repack_from_ggml(&g[1..]));
+                        }
+                    }
+                    _ => {
+                        m.dequant_rows(row, xs);
+                        guard.floats(*id, xs)?;
+                        mxfp4::quantize_row(rounding, xs, bo, so);
+                        let mut back = vec![0f32; cols];
+                        mxfp4::decode_row(bo, so, &mut back);
+                        t.compare(&kind, xs, &back);
+                    }
+                }
+                Ok(t)
+            },
+        )
+        .collect::<Result<Vec<Tally>>>()?;
+    Ok((blocks, scales, Tally::merged(parts)))
 }
 
 fn w_path(w: &SafetensorsWriter) -> PathBuf {

@@ -215,7 +215,25 @@ pub fn output_config(mut base: Value, variant: Variant, layout: Layout, cfg: &Co
             int8_quantization_config(cfg, dense_int8),
         );
     }
+    if layout == Layout::Release {
+        obj.insert("quantization_config".into(), mxfp4_quantization_config());
+    }
     base
+}
+
+/// The `quantization_config` of the release (openai/gpt-oss-20b and -120b `config.json`): MXFP4
+/// experts, and the modules left in BF16. transformers' `Mxfp4HfQuantizer` reads it; vLLM,
+/// SGLang and TensorRT-LLM key their MXFP4 loaders on `quant_method`.
+pub fn mxfp4_quantization_config() -> Value {
+    json!({
+        "modules_to_not_convert": [
+            "model.layers.*.self_attn",
+            "model.layers.*.mlp.router",
+            "model.embed_tokens",
+            "lm_head"
+        ],
+        "quant_method": "mxfp4"
+    })
 }
 
 /// Copies [`SIDE_FILES`] into `dir`; returns the names copied and the names found nowhere.
