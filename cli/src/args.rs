@@ -71,12 +71,17 @@ pub enum Command {
         /// out, `\n` for a newline). Default: built-in chats and window-crossing sequences.
         #[arg(long)]
         prompts: Option<PathBuf>,
-        /// Write the report as JSON.
+        /// Write the report as JSON to this file (`-`: to standard output, the table then goes
+        /// to standard error).
         #[arg(long)]
         json: Option<PathBuf>,
         /// Gates for lossy variants, e.g. `kld=0.005,top1=0.9` (lossless ones must be exact).
+        /// Applied as given: the format floor never relaxes gates given here.
         #[arg(long, value_parser = verify::Tolerance::parse)]
         tolerance: Option<verify::Tolerance>,
+        /// Never let the format floor relax the default gates.
+        #[arg(long)]
+        strict: bool,
     },
     /// Convert into every variant (or --variants), verify each, and publish them with model cards,
     /// manifest.json and SHA256SUMS. Re-running resumes: variants whose files still match are kept.
@@ -94,9 +99,13 @@ pub enum Command {
         /// Prompts file for verification (see `verify --help`).
         #[arg(long)]
         prompts: Option<PathBuf>,
-        /// Gates for lossy variants, e.g. `kld=0.005,top1=0.9`.
+        /// Gates for lossy variants, e.g. `kld=0.005,top1=0.9`, applied as given (no format
+        /// floor).
         #[arg(long, value_parser = verify::Tolerance::parse)]
         tolerance: Option<verify::Tolerance>,
+        /// Never let the format floor relax the default gates.
+        #[arg(long)]
+        strict: bool,
         #[command(flatten)]
         settings: ConvertFlags,
     },
@@ -213,9 +222,15 @@ pub struct ConvertFlags {
     /// safetensors-int8: also quantize attention and lm_head per output channel (lossy).
     #[arg(long)]
     int8_dense: bool,
-    /// Convert even if the source holds NaN/Inf weights or NaN scale bytes.
+    /// Convert even if the source holds NaN/Inf weights or NaN scale bytes, or values the
+    /// output would store as Inf (past float16's 65504).
     #[arg(long)]
     allow_nonfinite: bool,
+    /// Leave out of GGUF variants the tokens whose ids are past vocab_size (added to the
+    /// tokenizer without resizing the embedding) instead of refusing the source; the report
+    /// lists them.
+    #[arg(long)]
+    truncate_vocab: bool,
     /// Do not check for free disk space before writing (for file systems that misreport it).
     #[arg(long)]
     no_space_check: bool,
@@ -243,6 +258,7 @@ impl ConvertFlags {
             max_shard_bytes: self.max_shard_size,
             int8_dense: self.int8_dense,
             allow_nonfinite: self.allow_nonfinite,
+            truncate_vocab: self.truncate_vocab,
             skip_space_check: self.no_space_check,
             mxfp4_rounding: self.mxfp4_rounding,
             requantize_experts: self.requantize_experts,

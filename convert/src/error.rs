@@ -137,6 +137,20 @@ impl ConvertError {
         )
     }
 
+    /// The writers' refusal of a finite source value that the output would store as NaN or
+    /// ±Inf (float16 overflow), naming the weight, row, column, block and value.
+    pub fn overflow(
+        src_path: impl AsRef<Path>,
+        weight: reference::WeightId,
+        at: &crate::variant::Overflow,
+    ) -> Self {
+        Self::tensor(
+            src_path,
+            weight.to_string(),
+            format!("{at}; pass --allow-nonfinite to convert anyway"),
+        )
+    }
+
     /// The writers' refusal of a source weight with an MXFP4 scale byte 255 (NaN).
     pub fn nan_scale(src_path: impl AsRef<Path>, weight: reference::WeightId) -> Self {
         Self::tensor(

@@ -1,6 +1,7 @@
 //! What `oss-forge inspect` reports about a checkpoint: layout, config, files, tensor bytes by
 //! dtype, the MXFP4 scale-byte histogram, and anything suspicious (non-finite values, NaN scale
-//! bytes, an index that disagrees with its shards).
+//! bytes, values past float16's range, tokenizer ids past `vocab_size`, an index that disagrees
+//! with its shards).
 
 use crate::checkpoint::Checkpoint;
 use crate::safetensors::Dtype;
@@ -30,6 +31,69 @@ pub struct NanScales {
     pub blocks: u64,
 }
 
+/// Values of one tensor that float16 cannot hold: finite values of magnitude 65520 or more,
+/// which round to ±Inf (float16's largest finite value is 65504). A float16 variant cannot store
+/// them, and `convert` refuses to write one unless `--allow-nonfinite`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PastF16 {
+    /// Tensor name (the `*_blocks` tensor, or the GGUF tensor, for MXFP4).
+    pub tensor: String,
+    /// How many: values of a dense tensor, blocks of an MXFP4 tensor.
+    pub count: u64,
+    /// `values` or `MXFP4 blocks`.
+    pub unit: &'static str,
+    /// The largest magnitude among them.
+    pub max: f64,
+}
+
+/// Smallest magnitude float16 rounds to Inf (65504 + half a step of 32).
+pub const F16_OVERFLOW: f32 = 65520.0;
+
+/// The largest magnitude of a block of 16 MXFP4 nibble bytes (either nibble order: the
+/// magnitude is in the low three bits of each nibble).
+fn mxfp4_block_max(nibbles: &[u8], scale: u8) -> f32 {
+    let code = nibbles
+        .iter()
+        .fold(0u8, |m, &b| m.max(b & 7).max((b >> 4) & 7));
+    quant::mxfp4::E2M1_VALUES[code as usize] * quant::mxfp4::e8m0_to_f32(scale)
+}
+
+/// Blocks (scale byte, nibble bytes) past float16's range: (count, largest magnitude).
+fn mxfp4_past_f16<'a>(blocks: impl Iterator<Item = (u8, &'a [u8])>) -> (u64, f32) {
+    // 6 x 2^13 = 49152 is the largest value of a block with scale byte 140: only larger scale
+    // bytes can overflow, so the nibbles of the other blocks are never read.
+    let first = quant::mxfp4::E8M0_BIAS as u8 + 14;
+    blocks
+        .filter(|&(s, _)| s >= first && s != quant::mxfp4::E8M0_NAN)
+        .map(|(s, n)| mxfp4_block_max(n, s))
+        .filter(|&m| m >= F16_OVERFLOW)
+        .fold((0, 0f32), |(n, m), x| (n + 1, m.max(x)))
+}
+
+/// Finite values of magnitude ≥ [`F16_OVERFLOW`] among little-endian `dtype` values: (count,
+/// largest magnitude).
+fn dense_past_f16(dtype: Dtype, data: &[u8]) -> (u64, f32) {
+    let size = match dtype {
+        Dtype::BF16 => 2,
+        Dtype::F32 => 4,
+        _ => return (0, 0.0),
+    };
+    data.par_chunks(1 << 16)
+        .map(|c| {
+            c.chunks_exact(size)
+                .map(|b| {
+                    if size == 2 {
+                        quant::float::bf16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]))
+                    } else {
+                        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+                    }
+                })
+                .filter(|x| x.is_finite() && x.abs() >= F16_OVERFLOW)
+                .fold((0u64, 0f32), |(n, m), x| (n + 1, m.max(x.abs())))
+        })
+        .reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1.max(b.1)))
+}
+
 /// The result of inspecting a checkpoint.
 #[derive(Clone, Debug)]
 pub struct Inspect {
@@ -57,6 +121,10 @@ pub struct Inspect {
     pub non_finite: Vec<NonFinite>,
     /// Tensors holding MXFP4 blocks with the NaN scale byte 255.
     pub nan_scales: Vec<NanScales>,
+    /// Tensors holding values past float16's range.
+    pub past_f16: Vec<PastF16>,
+    /// Tokens of the tokenizer whose ids are at or past `vocab_size`, as (id, text).
+    pub tokens_past_vocab: Vec<(u64, String)>,
     /// GGUF Q8_0 expert tensors: (blocks, blocks not of the exact MXFP4 form `d = 2^k` for
     /// k in -24..=15 and `q` in ±{0,1,2,3,4,6,8,12}, i.e. quantized with `d = amax/127`).
     pub q8_0_expert_blocks: Option<(u64, u64)>,
@@ -107,6 +175,7 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     let mut hist: Option<Box<[u64; 256]>> = None;
     let mut non_finite = Vec::new();
     let mut nan_scales = Vec::new();
+    let mut past_f16 = Vec::new();
     let mut files = Vec::new();
     let mut tensors = 0;
     let mut tensor_bytes = 0u64;
@@ -120,6 +189,31 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
             tensor_bytes += t.range.len() as u64;
             let data = f.data(t);
             if t.dtype == Dtype::U8 && is_scale_tensor(&t.name) {
+                // The nibbles of the blocks whose scale byte could overflow float16.
+                let blocks_name = match t.name.strip_suffix("scales") {
+                    Some(stem) => format!("{stem}blocks"),
+                    None => t.name.clone(),
+                };
+                if let Some((bf, bt)) = ckpt
+                    .tensor(&blocks_name)
+                    .filter(|(_, bt)| bt.range.len() == data.len() * quant::mxfp4::BLOCK_BYTES)
+                {
+                    let nibbles = bf.data(bt);
+                    let (n, max) = mxfp4_past_f16(
+                        data.iter()
+                            .copied()
+                            .zip(nibbles.chunks_exact(quant::mxfp4::BLOCK_BYTES)),
+                    );
+                    if n > 0 {
+                        past_f16.push(PastF16 {
+                            tensor: blocks_name,
+                            count: n,
+                            unit: "MXFP4 blocks",
+                            max: max as f64,
+                        });
+                    }
+                    bf.mapped().release_slice(nibbles);
+                }
                 let h = histogram(data);
                 if h[255] > 0 {
                     nan_scales.push(NanScales {
@@ -140,12 +234,33 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
                         inf,
                     });
                 }
+                let (n, max) = dense_past_f16(t.dtype, data);
+                if n > 0 {
+                    past_f16.push(PastF16 {
+                        tensor: t.name.clone(),
+                        count: n,
+                        unit: "values",
+                        max: max as f64,
+                    });
+                }
             }
             f.mapped().release_slice(data);
         }
     }
+    let tokens_past_vocab = crate::companion::find(ckpt.dir(), "tokenizer.json")
+        .and_then(|p| crate::checkpoint::read_json(&p).ok())
+        .map(|tok| crate::gguf::meta::tokens_past_vocab(&tok, ckpt.config().vocab_size))
+        .unwrap_or_default();
     let mut warnings = ckpt.layout_notes().to_vec();
     warnings.extend(integrity_warnings(&non_finite, &nan_scales));
+    warnings.extend(past_f16_warnings(&past_f16));
+    if !tokens_past_vocab.is_empty() {
+        warnings.push(format!(
+            "tokenizer.json holds {} with ids at or past vocab_size {}: the embedding has no row for them; GGUF conversion refuses them unless --truncate-vocab leaves them out, safetensors variants copy them unchanged",
+            crate::gguf::meta::describe_tokens(&tokens_past_vocab),
+            ckpt.config().vocab_size
+        ));
+    }
     if let Some(total) = ckpt.index_total_size()
         && total != tensor_bytes
     {
@@ -169,6 +284,8 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
         scale_histogram: hist,
         non_finite,
         nan_scales,
+        past_f16,
+        tokens_past_vocab,
         q8_0_expert_blocks: None,
         warnings,
     }
@@ -208,6 +325,34 @@ fn integrity_warnings(non_finite: &[NonFinite], nan_scales: &[NanScales]) -> Vec
     warnings
 }
 
+/// One warning per tensor holding values past float16's range.
+fn past_f16_warnings(past: &[PastF16]) -> Vec<String> {
+    past.iter()
+        .map(|p| {
+            let what = if p.unit == "values" {
+                format!("{} value{}", p.count, if p.count == 1 { "" } else { "s" })
+            } else {
+                format!(
+                    "{} MXFP4 block{} with values",
+                    p.count,
+                    if p.count == 1 { "" } else { "s" }
+                )
+            };
+            format!(
+                "tensor `{}`: {what} past float16's range (largest finite 65504), up to {}: \
+                 float16 variants cannot store them{}; convert refuses to write them as Inf unless --allow-nonfinite",
+                p.tensor,
+                p.max,
+                if p.max / 127.0 >= F16_OVERFLOW as f64 {
+                    ", nor can Q8_0 (its float16 block scale amax/127 overflows)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect()
+}
+
 /// The group a GGUF tensor is reported under: its name without the layer and the `.weight`
 /// suffix (`blk.3.attn_v.weight` -> `attn_v`, `blk.0.ffn_up_exps.bias` -> `ffn_up_exps.bias`).
 fn gguf_group(name: &str) -> String {
@@ -226,6 +371,7 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
     let mut q8: Option<(u64, u64)> = None;
     let mut non_finite = Vec::new();
     let mut nan_scales = Vec::new();
+    let mut past_f16 = Vec::new();
     let mut files = Vec::new();
     let mut tensors = 0;
     let mut groups: Vec<(String, BTreeMap<String, usize>)> = Vec::new();
@@ -260,6 +406,18 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
                             blocks: acc[255] - before,
                         });
                     }
+                    let (n, max) = mxfp4_past_f16(
+                        data.chunks_exact(quant::mxfp4::GGML_BLOCK_BYTES)
+                            .map(|b| (b[0], &b[1..])),
+                    );
+                    if n > 0 {
+                        past_f16.push(PastF16 {
+                            tensor: t.name.clone(),
+                            count: n,
+                            unit: "MXFP4 blocks",
+                            max: max as f64,
+                        });
+                    }
                 }
                 Codec::Q8_0 if experts => {
                     let blocks = data
@@ -286,10 +444,21 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
                     // In 64 MiB pieces, released as they are done, so a 1 GiB embedding is never
                     // resident as a whole.
                     let (mut nan, mut inf) = (0, 0);
+                    let (mut past, mut max) = (0, 0f32);
                     for piece in data.chunks(64 << 20) {
                         let (a, b) = count_non_finite(dtype, piece);
                         (nan, inf) = (nan + a, inf + b);
+                        let (n, m) = dense_past_f16(dtype, piece);
+                        (past, max) = (past + n, max.max(m));
                         f.mapped().release_slice(piece);
+                    }
+                    if past > 0 {
+                        past_f16.push(PastF16 {
+                            tensor: t.name.clone(),
+                            count: past,
+                            unit: "values",
+                            max: max as f64,
+                        });
                     }
                     if nan + inf > 0 {
                         non_finite.push(NonFinite {
@@ -304,7 +473,28 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
             f.mapped().release_slice(data);
         }
     }
-    let warnings = integrity_warnings(&non_finite, &nan_scales);
+    let mut warnings = integrity_warnings(&non_finite, &nan_scales);
+    warnings.extend(past_f16_warnings(&past_f16));
+    let vocab = model.config().vocab_size;
+    let tokens_past_vocab: Vec<(u64, String)> = match model.get("tokenizer.ggml.tokens") {
+        Some(crate::gguf::Value::Array(_, tokens)) if tokens.len() > vocab => tokens[vocab..]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                (
+                    (vocab + i) as u64,
+                    t.as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !tokens_past_vocab.is_empty() {
+        warnings.push(format!(
+            "tokenizer.ggml.tokens holds {} past the embedding's {vocab} rows: the model has no embedding for them",
+            crate::gguf::meta::describe_tokens(&tokens_past_vocab)
+        ));
+    }
     Inspect {
         path: model.files()[0].path().to_path_buf(),
         layout: format,
@@ -323,6 +513,8 @@ pub fn inspect_gguf(model: &crate::gguf::GgufModel, format: String) -> Inspect {
         scale_histogram: hist,
         non_finite,
         nan_scales,
+        past_f16,
+        tokens_past_vocab,
         q8_0_expert_blocks: q8,
         warnings,
     }
@@ -394,6 +586,8 @@ impl Inspect {
             "q8_0_expert_blocks": self.q8_0_expert_blocks.map(|(n, bad)| json!({"blocks": n, "not_exact_mxfp4": bad})),
             "non_finite": self.non_finite.iter().map(|n| json!({"tensor": n.tensor, "nan": n.nan, "inf": n.inf})).collect::<Vec<_>>(),
             "nan_scales": self.nan_scales.iter().map(|n| json!({"tensor": n.tensor, "blocks": n.blocks})).collect::<Vec<_>>(),
+            "past_f16": self.past_f16.iter().map(|p| json!({"tensor": p.tensor, "count": p.count, "unit": p.unit, "max": p.max})).collect::<Vec<_>>(),
+            "tokens_past_vocab": self.tokens_past_vocab.iter().map(|(id, t)| json!({"id": id, "token": t})).collect::<Vec<_>>(),
             "warnings": self.warnings,
         })
     }
@@ -475,5 +669,35 @@ impl Inspect {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mxfp4_blocks_past_float16_are_told_by_scale_and_largest_code() {
+        // Scale 141 (2^14): code 7 (6.0) is 98304 and code 6 (4.0) 65536, both past float16;
+        // code 5 (3.0) is 49152. Either nibble counts; scale 140 never overflows; 255 is NaN.
+        let with = |b: u8| {
+            let mut n = [0u8; 16];
+            n[9] = b;
+            n
+        };
+        let (a, b, c, d) = (with(0x70), with(0x06), with(0x55), with(0xFF));
+        let blocks: Vec<(u8, &[u8])> = vec![
+            (141, &a[..]),
+            (141, &b[..]),
+            (141, &c[..]),
+            (140, &d[..]),
+            (255, &d[..]),
+        ];
+        assert_eq!(mxfp4_past_f16(blocks.into_iter()), (2, 98304.0));
+        let data: Vec<u8> = [1.0f32, -70000.0, 65519.0, f32::INFINITY]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(dense_past_f16(Dtype::F32, &data), (1, 70000.0));
     }
 }

@@ -19,6 +19,7 @@ pub mod model;
 pub mod names;
 pub mod npy;
 pub mod publish;
+pub mod runtime;
 pub mod safetensors;
 pub mod space;
 pub mod synth;

@@ -19,6 +19,9 @@ mod synth;
 // `verify`: identical variants pass, broken ones are caught.
 mod verify;
 
+// `verify` judges metadata, non-finite weights, and says how each verdict was reached.
+mod verdicts;
+
 // safetensors-bf16/fp16/int8: layouts read back with the safetensors crate, exact logits.
 mod st_variants;
 

@@ -149,8 +149,8 @@ fn prompts() -> Vec<verify::prompts::Prompt> {
 #[test]
 fn verify_gives_bf16_zero_and_the_quantized_variants_land_on_their_floor() {
     let t = TempDir::new("mlx-verify");
-    let orig = Checkpoint::open(fixture("tiny-gpt-oss")).unwrap();
-    let outs: Vec<(Variant, Checkpoint)> = FIXTURES
+    let orig = AnyModel::open(fixture("tiny-gpt-oss")).unwrap();
+    let outs: Vec<(Variant, AnyModel)> = FIXTURES
         .iter()
         .map(|&(v, _)| {
             let out = t.join(v.name());
@@ -160,23 +160,36 @@ fn verify_gives_bf16_zero_and_the_quantized_variants_land_on_their_floor() {
                 &out,
                 &ConvertOptions::default(),
             );
-            (v, Checkpoint::open(&out).unwrap())
+            (v, AnyModel::open(&out).unwrap())
         })
         .collect();
-    fn subject<'a>(name: &str, c: &'a Checkpoint) -> verify::Subject<'a> {
+    // What a runtime reads besides the weights is compared too (config, tokenizer files).
+    let metas: Vec<convert::runtime::RuntimeMeta> = std::iter::once(&orig)
+        .chain(outs.iter().map(|(_, m)| m))
+        .map(convert::runtime::RuntimeMeta::read)
+        .collect();
+    fn subject<'a>(
+        name: &str,
+        m: &'a AnyModel,
+        meta: &'a convert::runtime::RuntimeMeta,
+    ) -> verify::Subject<'a> {
         verify::Subject {
             name: name.to_string(),
-            format: c.layout().describe(),
-            source: c,
+            format: m.format_name(),
+            source: m.source(),
+            meta: Some(meta),
         }
     }
-    let variants: Vec<verify::Subject<'_>> =
-        outs.iter().map(|(v, c)| subject(v.name(), c)).collect();
+    let variants: Vec<verify::Subject<'_>> = outs
+        .iter()
+        .zip(&metas[1..])
+        .map(|((v, m), meta)| subject(v.name(), m, meta))
+        .collect();
     let report = verify::verify(
-        &subject("tiny-gpt-oss", &orig),
+        &subject("tiny-gpt-oss", &orig, &metas[0]),
         &variants,
         &prompts(),
-        verify::Tolerance::default(),
+        verify::Rules::default(),
         &NoProgress,
     )
     .unwrap();

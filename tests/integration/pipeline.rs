@@ -141,7 +141,20 @@ fn pipeline_checks(name: &str) {
                 && card.contains("## Fits on"),
             "{card}"
         );
+        // The card states the gates and whether the format floor was used.
+        let by = e["verification"]["passed_by"].as_str().unwrap();
+        assert!(
+            card.contains(&format!("(passed by: {by})"))
+                && card.contains("Gates: lossless: every weight identical and max |Δlogit| = 0")
+                && card.contains(match by {
+                    "format floor" => "(the format floor was used)",
+                    "gates" => "(the format floor was not used)",
+                    _ => "every weight identical",
+                }),
+            "{card}"
+        );
     }
+    assert_eq!(manifest["tolerance"]["format_floor"], true);
     sha256sum_c(&a);
     // A second run elsewhere writes the same bytes; a re-run in place redoes nothing.
     oss_forge(&[

@@ -328,3 +328,38 @@ pub fn golden_margin(dir: &Path, name: &str) -> f32 {
     }
     worst
 }
+
+/// Writes a copy of the GGUF file `src` to `dst` with its metadata passed through `edit`
+/// (tensors unchanged), with oss-forge's own GGUF writer.
+pub fn rewrite_gguf_kv(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut Vec<(String, convert::gguf::Value)>),
+) {
+    use convert::gguf::writer::{PlannedTensor, write_file};
+    let f = convert::gguf::GgufFile::open(src).unwrap();
+    let mut kv = f.kv().to_vec();
+    edit(&mut kv);
+    let tensors: Vec<PlannedTensor> = f
+        .tensors()
+        .iter()
+        .map(|t| PlannedTensor {
+            name: t.name.clone(),
+            ne: t.ne.clone(),
+            ty: t.ty,
+        })
+        .collect();
+    write_file(dst, &kv, &tensors, &mut |i, w| {
+        w.write_all(f.data(&f.tensors()[i]))
+            .map_err(|e| convert::ConvertError::io(dst, e))
+    })
+    .unwrap();
+}
+
+/// The metadata value of `key` in `kv`, to edit.
+pub fn kv_mut<'a>(
+    kv: &'a mut [(String, convert::gguf::Value)],
+    key: &str,
+) -> &'a mut convert::gguf::Value {
+    &mut kv.iter_mut().find(|(k, _)| k == key).unwrap().1
+}

@@ -3,7 +3,7 @@
 
 use crate::fit;
 use crate::pipeline::FileEntry;
-use crate::report::{VariantJson, sci};
+use crate::report::{ToleranceJson, VariantJson, gate_words, rules_words, sci};
 use convert::Variant;
 use reference::Config;
 
@@ -21,6 +21,8 @@ pub struct CardInput<'a> {
     pub files: &'a [FileEntry],
     /// The variant's verification result, as in the JSON report.
     pub verification: &'a VariantJson,
+    /// The gates the run applied, as in the JSON report.
+    pub tolerance: &'a ToleranceJson,
     /// Inexact-value notes of the conversion (`count what (max error)`).
     pub inexact: &'a [String],
     /// Warnings of the conversion.
@@ -183,10 +185,38 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     let (pass, positions) = (ver.pass, m.positions);
     s.push_str(&format!(
         "Logits of the reference forward pass over {positions} positions (built-in harmony chats and sequences crossing the \
-         sliding window), original vs this variant. Result: **{}**{}.\n\n",
+         sliding window), original vs this variant. Result: **{}**{}{}.\n\n",
         if pass { "PASS" } else { "FAIL" },
+        match ver.passed_by.as_deref() {
+            Some(p) => format!(" (passed by: {p})"),
+            None => String::new(),
+        },
         if ver.lossless { ", every weight identical to the original after dequantization" } else { "" }
     ));
+    s.push_str(&format!(
+        "Gates: lossless: every weight identical and max |Δlogit| = 0; {}.",
+        rules_words(c.tolerance)
+    ));
+    match &ver.gate {
+        Some(g) if g.source == "format floor" => s.push_str(&format!(
+            " This variant was judged by its format floor's gate: {} (the format floor was used).",
+            gate_words(g.kld_mean, g.top1)
+        )),
+        Some(g) => s.push_str(&format!(
+            " This variant was judged by the gates as stated: {} (the format floor was not used).",
+            gate_words(g.kld_mean, g.top1)
+        )),
+        None => {}
+    }
+    s.push_str("\n\n");
+    if let Some(md) = &ver.metadata {
+        s.push_str(&format!(
+            "Metadata: {} keys a runtime reads (tokenizer, special tokens, chat template, hyperparameters{}) compared with the original's, {} differences.\n\n",
+            md.compared,
+            if c.variant.is_gguf() { "" } else { ", config and generation files" },
+            md.differences.len()
+        ));
+    }
     let rows = [
         [
             "max abs Δlogit",
@@ -211,8 +241,8 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     s.push_str(&markdown_table(&rows));
     let w = &ver.weights;
     s.push_str(&format!(
-        "\nWeight check: {} of {} tensors identical to the original, largest difference {}, {} values outside their storage's error bound.\n\n",
-        w.identical, w.tensors, metric(w.max_abs_error), w.violations
+        "\nWeight check: {} of {} tensors identical to the original, largest difference {}, {} values outside their storage's error bound, {} NaN/Inf where the original is finite.\n\n",
+        w.identical, w.tensors, metric(w.max_abs_error), w.violations, w.nonfinite
     ));
     s.push_str("## Fits on\n\nWeights + F16 KV cache + runtime overhead (see `oss-forge fit`), at 8192 and 32768 tokens of context:\n\n");
     for ctx in [8192usize, 32768] {
@@ -273,4 +303,102 @@ pub fn markdown_table<const N: usize>(rows: &[[String; N]]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{GateJson, MetricsJson, WeightsJson};
+
+    fn verification(passed_by: &str, gate: Option<GateJson>) -> VariantJson {
+        let m = MetricsJson {
+            positions: 564,
+            max_abs: Some(8.2),
+            nmse: Some(0.1),
+            kld_mean: Some(7.16e-2),
+            kld_p99: Some(0.5),
+            kld_max: Some(1.0),
+            top1: Some(0.796),
+            top5_overlap: Some(0.8),
+            argmax_changed: 115,
+            nonfinite: 0,
+        };
+        VariantJson {
+            path: "gguf-q8_0/x.gguf".into(),
+            format: "gguf MOSTLY_Q8_0".into(),
+            pass: true,
+            passed_by: Some(passed_by.into()),
+            gate,
+            lossless: false,
+            failures: vec![],
+            metadata: None,
+            metrics: m.clone(),
+            format_floor: Some(m),
+            per_prompt: vec![],
+            weights: WeightsJson {
+                tensors: 79,
+                identical: 30,
+                max_abs_error: Some(0.01),
+                violations: 0,
+                nonfinite: 0,
+                per_tensor: vec![],
+            },
+        }
+    }
+
+    fn card(v: &VariantJson, t: &ToleranceJson) -> String {
+        let cfg = Config::from_hf_json(&convert::synth::preset_config(
+            convert::synth::Preset::Tiny,
+            None,
+        ))
+        .unwrap();
+        model_card(&CardInput {
+            model_name: "tiny",
+            base_model: "tiny",
+            variant: Variant::GgufQ8_0,
+            config: &cfg,
+            files: &[],
+            verification: v,
+            tolerance: t,
+            inexact: &[],
+            warnings: &[],
+        })
+    }
+
+    #[test]
+    fn cards_state_the_gates_and_whether_the_floor_was_used() {
+        let defaults = ToleranceJson::from(crate::Rules::default());
+        let floor = GateJson {
+            kld_mean: Some(0.1074),
+            top1: Some(0.776),
+            source: "format floor".into(),
+        };
+        let c = card(&verification("format floor", Some(floor)), &defaults);
+        assert!(
+            c.contains("Result: **PASS** (passed by: format floor)"),
+            "{c}"
+        );
+        assert!(
+            c.contains(
+                "mean KLD ≤ 5.000e-3 and top-1 ≥ 0.9000 (defaults), or within the format floor"
+            ),
+            "{c}"
+        );
+        assert!(c.contains("judged by its format floor's gate: mean KLD ≤ 1.074e-1 and top-1 ≥ 0.7760 (the format floor was used)"), "{c}");
+        let explicit = ToleranceJson::from(crate::Rules::new(
+            crate::Tolerance::parse("kld=0.1,top1=0.7").ok(),
+            false,
+        ));
+        let gate = GateJson {
+            kld_mean: Some(0.1),
+            top1: Some(0.7),
+            source: "tolerance".into(),
+        };
+        let c = card(&verification("gates", Some(gate)), &explicit);
+        assert!(
+            c.contains("(--tolerance, applied as given; no format floor)"),
+            "{c}"
+        );
+        assert!(c.contains("(the format floor was not used)"), "{c}");
+    }
 }

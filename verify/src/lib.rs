@@ -4,20 +4,27 @@
 //!
 //! The verdict of one variant, in order:
 //! 1. its config must describe the same model (else an error, not a failure);
-//! 2. every weight must lie within the error its storage allows ([`weights`]): a value outside
-//!    that bound is a failure whatever the logits say;
-//! 3. a variant whose weights are all identical to the original's must give identical logits
-//!    (max |Δ| = 0);
-//! 4. a lossy variant passes when every logit is finite, mean KLD ≤ `tolerance.kld_mean` and
-//!    top-1 agreement ≥ `tolerance.top1`, or, on a model more sensitive than those gates assume,
-//!    when it stays within [`FLOOR_KLD_FACTOR`] × the mean KLD and [`FLOOR_TOP1_SLACK`] of the
-//!    top-1 agreement that the format's own reference rounding gives ([`floor`]).
+//! 2. everything else a runtime reads from it (tokenizer, chat template, special token ids,
+//!    hyperparameter keys, the files beside a safetensors model) must be what the original
+//!    implies ([`metadata`]): a difference is a failure naming the key and both values;
+//! 3. every weight must lie within the error its storage allows ([`weights`]), and no weight may
+//!    be NaN or Inf where the original's is finite: such a value is a failure whatever the
+//!    logits say;
+//! 4. a variant whose weights are all identical to the original's must give identical logits
+//!    (max |Δ| = 0): it passes as [`PassedBy::Identical`];
+//! 5. a lossy variant passes when every logit is finite, mean KLD ≤ `tolerance.kld_mean` and
+//!    top-1 agreement ≥ `tolerance.top1` ([`PassedBy::Gates`]), or, with the default gates and
+//!    without `--strict` ([`Rules::floor_allowed`]), when it stays within [`FLOOR_KLD_FACTOR`] ×
+//!    the mean KLD and [`FLOOR_TOP1_SLACK`] of the top-1 agreement that the format's own
+//!    reference rounding gives ([`floor`], [`PassedBy::FormatFloor`]). Gates given with
+//!    `--tolerance` are applied as given.
 //!
-//! Defaults and how they were measured: `docs/tolerances.md`.
+//! Defaults, how they were measured, and the verdict table: `docs/tolerances.md`.
 
 pub mod card;
 pub mod fit;
 pub mod floor;
+pub mod metadata;
 pub mod metrics;
 pub mod pipeline;
 pub mod prompts;
@@ -25,6 +32,8 @@ pub mod report;
 pub mod weights;
 
 use convert::Progress;
+use convert::runtime::RuntimeMeta;
+use metadata::MetadataCheck;
 use metrics::{Accumulator, Metrics};
 use prompts::Prompt;
 use reference::{Model, WeightSource};
@@ -126,6 +135,73 @@ impl Tolerance {
     }
 }
 
+/// How lossy variants are judged: the gates, and whether the format floor may relax them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rules {
+    /// The gates.
+    pub tolerance: Tolerance,
+    /// The gates were given (`--tolerance`): they are applied as given.
+    pub explicit: bool,
+    /// `--strict`: the default gates, never relaxed by the format floor.
+    pub strict: bool,
+}
+
+impl Default for Rules {
+    /// The default gates, which the format floor may relax.
+    fn default() -> Self {
+        Rules::new(None, false)
+    }
+}
+
+impl Rules {
+    /// The rules for `--tolerance` (`None`: the defaults) and `--strict`.
+    pub fn new(tolerance: Option<Tolerance>, strict: bool) -> Rules {
+        Rules {
+            tolerance: tolerance.unwrap_or_default(),
+            explicit: tolerance.is_some(),
+            strict,
+        }
+    }
+
+    /// The format floor may relax the gates: only the default gates, and not `--strict`.
+    pub fn floor_allowed(&self) -> bool {
+        !self.explicit && !self.strict
+    }
+}
+
+/// How a variant passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassedBy {
+    /// Every weight identical to the original's and max |Δlogit| = 0.
+    Identical,
+    /// Within the gates (`--tolerance` or the defaults).
+    Gates,
+    /// Outside the default gates but within the format floor's relaxation of them.
+    FormatFloor,
+}
+
+impl PassedBy {
+    /// `identical`, `gates` or `format floor`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PassedBy::Identical => "identical",
+            PassedBy::Gates => "gates",
+            PassedBy::FormatFloor => "format floor",
+        }
+    }
+}
+
+/// The gate a lossy variant was judged by.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gate {
+    /// Largest mean KLD allowed.
+    pub kld_mean: f64,
+    /// Smallest top-1 agreement allowed.
+    pub top1: f64,
+    /// The format floor relaxed the tolerance to these limits.
+    pub from_floor: bool,
+}
+
 /// A lossy variant may reach this multiple of its format's noise-floor mean KLD.
 pub const FLOOR_KLD_FACTOR: f64 = 1.5;
 /// ... and lose this much top-1 agreement below the floor's.
@@ -139,6 +215,8 @@ pub struct Subject<'a> {
     pub format: String,
     /// Its weights.
     pub source: &'a dyn WeightSource,
+    /// What a runtime reads from it besides the weights; `None`: the metadata is not compared.
+    pub meta: Option<&'a RuntimeMeta>,
 }
 
 /// The outcome for one variant.
@@ -159,6 +237,12 @@ pub struct VariantResult {
     /// Lossy variants: the metrics of the original with the same weights rounded by the
     /// reference quantizers ([`floor`]).
     pub floor: Option<Metrics>,
+    /// The metadata check (`None` when either side's metadata was not read).
+    pub metadata: Option<MetadataCheck>,
+    /// The gate a lossy variant was judged by (`None` for a lossless one).
+    pub gate: Option<Gate>,
+    /// How it passed (`None` when it failed).
+    pub passed_by: Option<PassedBy>,
     /// Why it failed (empty when it passed).
     pub failures: Vec<String>,
 }
@@ -179,8 +263,8 @@ pub struct Report {
     pub original_format: String,
     /// Prompts run (name, token count).
     pub prompts: Vec<(String, usize)>,
-    /// Tolerances applied.
-    pub tolerance: Tolerance,
+    /// How lossy variants were judged.
+    pub rules: Rules,
     /// One result per variant, in the order given.
     pub variants: Vec<VariantResult>,
 }
@@ -251,11 +335,15 @@ pub fn verify_variant(
     reference_logits: &[Vec<f32>],
     variant: &Subject<'_>,
     prompts: &[Prompt],
-    tolerance: Tolerance,
+    rules: Rules,
     progress: &dyn Progress,
 ) -> Result<VariantResult, VerifyError> {
     let oc = original.source.config();
     ensure_same_model(original, variant)?;
+    let metadata = match (original.meta, variant.meta) {
+        (Some(a), Some(b)) => Some(metadata::compare(a, b)),
+        _ => None,
+    };
     let n_ids = reference::WeightId::all(oc).len() as u64;
     progress.begin(&format!("weights {}", short(&variant.name)), n_ids);
     let weights = weights::check_all(original.source, variant.source, &|_, _| progress.advance(1))
@@ -282,7 +370,8 @@ pub fn verify_variant(
     };
     let (metrics, per_prompt) = compare(&logits);
     let lossless = weights.iter().all(TensorCheck::identical);
-    let floor = if lossless {
+    // The floor's forward pass runs only when it may relax the gates.
+    let floor = if lossless || !rules.floor_allowed() {
         None
     } else {
         let plan =
@@ -299,17 +388,64 @@ pub fn verify_variant(
         }
     };
     let mut failures = Vec::new();
-    for w in weights.iter().filter(|w| w.violations > 0) {
-        failures.push(format!(
-            "{}: {} of {} values outside the {} bound of {} storage (max error {:.3e})",
-            w.name,
-            w.violations,
-            w.elements,
-            w.bound.name(),
-            w.variant,
-            w.max_abs_error
-        ));
+    if let Some(m) = &metadata {
+        for d in &m.differences {
+            failures.push(format!("metadata {d}"));
+        }
     }
+    for w in weights.iter().filter(|w| w.violations > 0) {
+        if let Some(at) = &w.first_nonfinite {
+            failures.push(format!(
+                "{}: {} of {} values are NaN or Inf where the original's are finite (first: {at})",
+                w.name, w.nonfinite, w.elements
+            ));
+        }
+        let outside = w.violations - w.nonfinite;
+        if outside > 0 {
+            failures.push(format!(
+                "{}: {} of {} values outside the {} bound of {} storage (max error {:.3e})",
+                w.name,
+                outside,
+                w.elements,
+                w.bound.name(),
+                w.variant,
+                w.max_abs_error
+            ));
+        }
+    }
+    let (gate, logits_pass, logit_failures) =
+        judge_logits(&metrics, lossless, floor.as_ref(), rules);
+    failures.extend(logit_failures);
+    let passed_by = if failures.is_empty() {
+        logits_pass
+    } else {
+        None
+    };
+    Ok(VariantResult {
+        name: variant.name.clone(),
+        format: variant.format.clone(),
+        metrics,
+        per_prompt,
+        weights,
+        lossless,
+        floor,
+        metadata,
+        gate,
+        passed_by,
+        failures,
+    })
+}
+
+/// The logits' verdict (steps 4 and 5 of the module docs): the gate applied to a lossy variant,
+/// how the logits pass, and why they fail. `floor` is the format floor's metrics, when it was run
+/// (only when [`Rules::floor_allowed`]). Non-finite logits fail whatever the gates.
+pub fn judge_logits(
+    metrics: &Metrics,
+    lossless: bool,
+    floor: Option<&Metrics>,
+    rules: Rules,
+) -> (Option<Gate>, Option<PassedBy>, Vec<String>) {
+    let mut failures = Vec::new();
     if metrics.nonfinite > 0 {
         failures.push(format!("{} non-finite logits", metrics.nonfinite));
     }
@@ -320,41 +456,50 @@ pub fn verify_variant(
                 metrics.max_abs
             ));
         }
-    } else {
-        let (kld_limit, top1_limit) = match &floor {
-            Some(f) => (
-                tolerance.kld_mean.max(FLOOR_KLD_FACTOR * f.kld_mean),
-                tolerance.top1.min(f.top1 - FLOOR_TOP1_SLACK),
-            ),
-            None => (tolerance.kld_mean, tolerance.top1),
-        };
-        let why = |what: &str, floor_value: Option<f64>| match floor_value {
-            Some(v) => format!("{what} (gate: the tolerance or the format floor's {v:.3e})"),
-            None => what.to_string(),
-        };
-        if metrics.kld_mean.is_nan() || metrics.kld_mean > kld_limit {
-            failures.push(why(
-                &format!("mean KLD {:.3e} > {:.3e}", metrics.kld_mean, kld_limit),
-                floor.as_ref().map(|f| f.kld_mean),
-            ));
-        }
-        if metrics.top1.is_nan() || metrics.top1 < top1_limit {
-            failures.push(why(
-                &format!("top-1 agreement {:.4} < {:.4}", metrics.top1, top1_limit),
-                floor.as_ref().map(|f| f.top1),
-            ));
-        }
+        let pass = failures.is_empty().then_some(PassedBy::Identical);
+        return (None, pass, failures);
     }
-    Ok(VariantResult {
-        name: variant.name.clone(),
-        format: variant.format.clone(),
-        metrics,
-        per_prompt,
-        weights,
-        lossless,
-        floor,
-        failures,
-    })
+    let floor = floor.filter(|_| rules.floor_allowed());
+    let tolerance = rules.tolerance;
+    let within = |g: &Gate| metrics.kld_mean <= g.kld_mean && metrics.top1 >= g.top1;
+    let plain = Gate {
+        kld_mean: tolerance.kld_mean,
+        top1: tolerance.top1,
+        from_floor: false,
+    };
+    let relaxed = floor.map(|f| Gate {
+        kld_mean: tolerance.kld_mean.max(FLOOR_KLD_FACTOR * f.kld_mean),
+        top1: tolerance.top1.min(f.top1 - FLOOR_TOP1_SLACK),
+        from_floor: true,
+    });
+    let (applied, pass) = if within(&plain) {
+        (plain, Some(PassedBy::Gates))
+    } else if let Some(r) = relaxed.filter(within) {
+        (r, Some(PassedBy::FormatFloor))
+    } else {
+        (relaxed.unwrap_or(plain), None)
+    };
+    let why = |what: String, floor_value: Option<f64>| match floor_value {
+        Some(v) => format!("{what} (gate: the tolerance or the format floor's {v:.3e})"),
+        None => what,
+    };
+    if metrics.kld_mean.is_nan() || metrics.kld_mean > applied.kld_mean {
+        failures.push(why(
+            format!(
+                "mean KLD {:.3e} > {:.3e}",
+                metrics.kld_mean, applied.kld_mean
+            ),
+            floor.map(|f| f.kld_mean),
+        ));
+    }
+    if metrics.top1.is_nan() || metrics.top1 < applied.top1 {
+        failures.push(why(
+            format!("top-1 agreement {:.4} < {:.4}", metrics.top1, applied.top1),
+            floor.map(|f| f.top1),
+        ));
+    }
+    let pass = pass.filter(|_| failures.is_empty());
+    (Some(applied), pass, failures)
 }
 
 /// Verifies every variant against the original.
@@ -362,7 +507,7 @@ pub fn verify(
     original: &Subject<'_>,
     variants: &[Subject<'_>],
     prompts: &[Prompt],
-    tolerance: Tolerance,
+    rules: Rules,
     progress: &dyn Progress,
 ) -> Result<Report, VerifyError> {
     // Every variant is checked before the original's forward pass, so a wrong one fails at once.
@@ -377,7 +522,7 @@ pub fn verify(
             &reference_logits,
             v,
             prompts,
-            tolerance,
+            rules,
             progress,
         )?);
     }
@@ -388,7 +533,7 @@ pub fn verify(
             .iter()
             .map(|p| (p.name.clone(), p.tokens.len()))
             .collect(),
-        tolerance,
+        rules,
         variants: results,
     })
 }
@@ -420,6 +565,69 @@ mod tests {
         assert!(Tolerance::parse("top1=1.5").is_err());
         assert!(Tolerance::parse("foo=1").is_err());
         assert!(Tolerance::parse("kld").is_err());
+    }
+
+    fn metrics(kld_mean: f64, top1: f64) -> Metrics {
+        Metrics {
+            positions: 100,
+            max_abs: 1.0,
+            nmse: 1e-3,
+            kld_mean,
+            kld_p99: kld_mean,
+            kld_max: kld_mean,
+            top1,
+            top5_overlap: top1,
+            argmax_changed: 0,
+            nonfinite: 0,
+        }
+    }
+
+    #[test]
+    fn verdicts_say_how_they_were_reached() {
+        let floor = metrics(7.16e-2, 0.796);
+        let q8 = metrics(7.2e-2, 0.80);
+        // Default gates: outside them, within the floor's relaxation.
+        let (gate, by, f) = judge_logits(&q8, false, Some(&floor), Rules::default());
+        assert_eq!(by, Some(PassedBy::FormatFloor), "{f:?}");
+        let g = gate.unwrap();
+        assert!(g.from_floor && (g.kld_mean - 1.5 * 7.16e-2).abs() < 1e-12);
+        assert!((g.top1 - 0.776).abs() < 1e-12);
+        // Within the default gates: `gates`, and the gate is the tolerance.
+        let good = metrics(1e-3, 0.95);
+        let (gate, by, _) = judge_logits(&good, false, Some(&floor), Rules::default());
+        assert_eq!(
+            (by, gate.unwrap().from_floor),
+            (Some(PassedBy::Gates), false)
+        );
+        // --tolerance kld=0.001,top1=0.99: applied as given, the floor never relaxes it.
+        let tight = Rules::new(Tolerance::parse("kld=0.001,top1=0.99").ok(), false);
+        let (gate, by, f) = judge_logits(&q8, false, Some(&floor), tight);
+        assert_eq!(by, None);
+        assert_eq!(gate.unwrap().kld_mean, 0.001);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].starts_with("mean KLD 7.200e-2 > 1.000e-3") && !f[0].contains("floor"));
+        // --strict: the default gates, not relaxed.
+        let (gate, by, _) = judge_logits(&q8, false, Some(&floor), Rules::new(None, true));
+        assert_eq!((by, gate.unwrap().kld_mean), (None, 5e-3));
+        // Lossless: identical logits or nothing.
+        let mut same = metrics(0.0, 1.0);
+        same.max_abs = 0.0;
+        let (gate, by, _) = judge_logits(&same, true, None, Rules::default());
+        assert_eq!((gate, by), (None, Some(PassedBy::Identical)));
+        // Non-finite logits fail whatever the gates.
+        let mut nan = good;
+        nan.nonfinite = 3;
+        assert_eq!(judge_logits(&nan, false, None, Rules::default()).1, None);
+    }
+
+    #[test]
+    fn the_floor_applies_only_to_the_default_gates_without_strict() {
+        assert!(Rules::default().floor_allowed());
+        assert!(!Rules::new(None, true).floor_allowed());
+        // Gates given explicitly are applied as given, even when they equal the defaults.
+        let r = Rules::new(Some(Tolerance::default()), false);
+        assert!(r.explicit && !r.floor_allowed());
+        assert_eq!(r.tolerance, Tolerance::default());
     }
 
     /// A source whose every weight fails to read.

@@ -20,8 +20,9 @@ use crate::prompts::Prompt;
 use crate::report::{
     ModelJson, PromptLenJson, ReportJson, ToleranceJson, VariantJson, to_pretty_json, variant_json,
 };
-use crate::{Subject, Tolerance, VerifyError};
+use crate::{Rules, Subject, VerifyError};
 use convert::publish::{sha256_file, write_atomic};
+use convert::runtime::RuntimeMeta;
 use convert::{AnyModel, ConvertOptions, ConvertReport, Progress, Variant};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -39,8 +40,8 @@ pub const REPORT: &str = "verify.json";
 pub struct PipelineOptions {
     /// Variants, in order.
     pub variants: Vec<Variant>,
-    /// Gates for lossy variants.
-    pub tolerance: Tolerance,
+    /// How lossy variants are judged.
+    pub rules: Rules,
     /// Conversion settings (`force` is ignored: the pipeline owns its output directory).
     pub convert: ConvertOptions,
 }
@@ -84,6 +85,9 @@ pub struct SafetensorsSettings {
 pub struct GgufSettings {
     /// Largest split in bytes (`null`: one file).
     pub split_max_size: Option<u64>,
+    /// `--truncate-vocab` (written only when set, so manifests without it read as `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncate_vocab: bool,
 }
 
 impl Settings {
@@ -92,6 +96,7 @@ impl Settings {
         if v.is_gguf() {
             Settings::Gguf(GgufSettings {
                 split_max_size: o.split_max_bytes,
+                truncate_vocab: o.truncate_vocab,
             })
         } else {
             Settings::Safetensors(SafetensorsSettings {
@@ -168,7 +173,7 @@ pub struct Manifest {
     pub source: SourceJson,
     /// The prompts verified with.
     pub prompts: Vec<PromptTokens>,
-    /// The tolerances applied.
+    /// The gates for lossy variants and whether the format floor may relax them.
     pub tolerance: ToleranceJson,
     /// The variants done so far, in order.
     pub variants: Vec<ManifestEntry>,
@@ -333,6 +338,13 @@ fn previous_manifest(
         .filter(|m| m.source.files == inputs && m.prompts == prompts && m.tolerance == *tolerance)
 }
 
+/// True when a previous run's entry was verified by this version's rules (its report has the
+/// metadata check; entries of older versions are redone) and its files are all still there with
+/// the same hashes.
+fn reusable(out: &Path, entry: &ManifestEntry) -> bool {
+    entry.verification.metadata.is_some() && still_valid(out, &entry.files)
+}
+
 /// True when the files of a previous run's entry are all still there with the same hashes.
 fn still_valid(out: &Path, files: &[FileEntry]) -> bool {
     !files.is_empty()
@@ -389,13 +401,15 @@ pub fn run(
             tokens: p.tokens.clone(),
         })
         .collect();
-    let tolerance = ToleranceJson::from(opts.tolerance);
+    let tolerance = ToleranceJson::from(opts.rules);
     let previous = previous_manifest(out, &inputs, &prompt_tokens, &tolerance);
 
+    let original_meta = RuntimeMeta::read(&src);
     let original = Subject {
         name: name.clone(),
         format: src.format_name(),
         source: src.source(),
+        meta: Some(&original_meta),
     };
     let mut reference_logits: Option<Vec<Vec<f32>>> = None;
     let mut outcomes: Vec<VariantOutcome> = Vec::new();
@@ -428,7 +442,7 @@ pub fn run(
                 .find(|e| e.variant == v.name() && e.settings == settings)
         });
         if let Some(entry) = prior
-            && still_valid(out, &entry.files)
+            && reusable(out, entry)
         {
             log(&format!(
                 "{v}: up to date (files match the manifest), not redone"
@@ -479,10 +493,12 @@ pub fn run(
             .unwrap_or(&target)
             .to_string_lossy()
             .into_owned();
+        let variant_meta = RuntimeMeta::read(&opened);
         let subject = Subject {
             name: rel_target,
             format: opened.format_name(),
             source: opened.source(),
+            meta: Some(&variant_meta),
         };
         log(&format!("{v}: verifying"));
         let result = crate::verify_variant(
@@ -490,7 +506,7 @@ pub fn run(
             reference_logits.as_deref().unwrap_or_default(),
             &subject,
             prompts,
-            opts.tolerance,
+            opts.rules,
             verify_progress,
         )?;
         drop(opened);
@@ -513,6 +529,7 @@ pub fn run(
             config: &cfg,
             files: &files,
             verification: &verification,
+            tolerance: &manifest.tolerance,
             inexact: &inexact,
             warnings: &report.warnings,
         });
@@ -679,16 +696,35 @@ mod tests {
                "argmax_changed": 0, "nonfinite": 0})
     }
 
-    /// A manifest as the pipeline wrote it before its types existed (built as a JSON value).
-    fn manifest_text() -> String {
+    /// A manifest as the pipeline writes it (built as a JSON value); `old`: as versions before
+    /// the metadata check and `passed_by` wrote it.
+    fn manifest_text_of(old: bool) -> String {
         let verification = |path: &str, floor: serde_json::Value| {
-            json!({"path": path, "format": "gguf MXFP4_MOE", "pass": true, "lossless": false,
+            let mut v = json!({"path": path, "format": "gguf MXFP4_MOE", "pass": true, "lossless": false,
                    "failures": [], "metrics": metrics(json!(3.5e-6)), "format_floor": floor,
                    "per_prompt": [{"prompt": "chat", "metrics": metrics(serde_json::Value::Null)}],
                    "weights": {"tensors": 3, "identical": 2, "max_abs_error": 0.0625, "violations": 0,
+                     "nonfinite": 0,
                      "per_tensor": [{"name": "layers.0.q_proj", "original": "BF16", "variant": "Q8_0",
                        "elements": 4096, "differing": 17, "max_abs_error": 0.0625,
-                       "bound": "half a Q8_0 step", "violations": 0}]}})
+                       "bound": "half a Q8_0 step", "violations": 0, "nonfinite": 0,
+                       "first_nonfinite": null}]},
+                   "passed_by": "gates",
+                   "gate": {"kld_mean": 0.005, "top1": 0.9, "source": "tolerance"},
+                   "metadata": {"compared": 40, "differences": [], "ignored": ["general.name"],
+                                "notes": []}});
+            if old {
+                let o = v.as_object_mut().unwrap();
+                for k in ["passed_by", "gate", "metadata"] {
+                    o.remove(k);
+                }
+                o["weights"].as_object_mut().unwrap().remove("nonfinite");
+                for t in o["weights"]["per_tensor"].as_array_mut().unwrap() {
+                    t.as_object_mut().unwrap().remove("nonfinite");
+                    t.as_object_mut().unwrap().remove("first_nonfinite");
+                }
+            }
+            v
         };
         let file =
             json!({"path": "gguf-mxfp4/m-MXFP4.gguf", "bytes": 123, "sha256": "ab".repeat(32)});
@@ -697,7 +733,11 @@ mod tests {
             "source": {"name": "tiny", "format": "hf-mxfp4", "parameters": 1326768, "layers": 4,
                        "experts": 8, "vocab_size": 512, "files": [file]},
             "prompts": [{"name": "chat", "tokens": [1, 2, 3]}],
-            "tolerance": {"kld_mean": 0.005, "top1": 0.9},
+            "tolerance": if old {
+                json!({"kld_mean": 0.005, "top1": 0.9})
+            } else {
+                json!({"kld_mean": 0.005, "top1": 0.9, "explicit": false, "format_floor": true})
+            },
             "variants": [
                 {"variant": "gguf-mxfp4", "settings": {"split_max_size": null}, "files": [file],
                  "bytes": 123, "inexact": [], "warnings": [],
@@ -711,6 +751,26 @@ mod tests {
         serde_json::to_string_pretty(&m).unwrap() + "\n"
     }
 
+    fn manifest_text() -> String {
+        manifest_text_of(false)
+    }
+
+    #[test]
+    fn an_older_manifest_still_reads_but_its_entries_are_verified_again() {
+        let m: Manifest = serde_json::from_str(&manifest_text_of(true)).unwrap();
+        assert!(m.variants[0].verification.metadata.is_none());
+        assert!(!m.tolerance.format_floor);
+        // Never reused, whatever its files: it was not judged by this version's rules.
+        let t = std::env::temp_dir().join(format!("oss-forge-old-manifest-{}", std::process::id()));
+        assert!(!reusable(&t, &m.variants[0]));
+        assert_eq!(
+            ToleranceJson::from(Rules::default()),
+            serde_json::from_str::<Manifest>(&manifest_text())
+                .unwrap()
+                .tolerance
+        );
+    }
+
     #[test]
     fn a_manifest_reads_back_and_writes_the_same_bytes() {
         let text = manifest_text();
@@ -719,7 +779,8 @@ mod tests {
         assert_eq!(
             m.variants[0].settings,
             Settings::Gguf(GgufSettings {
-                split_max_size: None
+                split_max_size: None,
+                truncate_vocab: false
             })
         );
         assert!(matches!(m.variants[1].settings, Settings::Safetensors(_)));

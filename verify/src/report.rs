@@ -1,11 +1,13 @@
-//! Rendering a [`Report`]: a fixed-width table for people, JSON for CI.
+//! Rendering a [`Report`]: a fixed-width table for people, JSON for CI. Every JSON field is
+//! documented in `docs/tolerances.md`.
 //!
 //! JSON numbers that are not finite (a variant producing NaN logits) are written as `null`.
 //! The JSON holds no timestamps or timings, so the same inputs give the same bytes.
 
+use crate::metadata::MetadataCheck;
 use crate::metrics::Metrics;
 use crate::weights::TensorCheck;
-use crate::{Report, Tolerance, VariantResult};
+use crate::{Gate, Report, Rules, VariantResult};
 use serde::{Deserialize, Serialize};
 
 /// A finite number, or `None` (written as `null`).
@@ -91,8 +93,14 @@ pub struct TensorJson {
     pub max_abs_error: Option<f64>,
     /// The error bound applied.
     pub bound: String,
-    /// Values outside the bound.
+    /// Values outside the bound (the non-finite ones included).
     pub violations: u64,
+    /// Values NaN or Inf in the variant where the original's are finite.
+    #[serde(default)]
+    pub nonfinite: u64,
+    /// The first of them: weight, row, column, both values (`null` when none).
+    #[serde(default)]
+    pub first_nonfinite: Option<String>,
 }
 
 impl From<&TensorCheck> for TensorJson {
@@ -106,6 +114,8 @@ impl From<&TensorCheck> for TensorJson {
             max_abs_error: finite(t.max_abs_error),
             bound: t.bound.name().to_string(),
             violations: t.violations,
+            nonfinite: t.nonfinite,
+            first_nonfinite: t.first_nonfinite.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -121,6 +131,9 @@ pub struct WeightsJson {
     pub max_abs_error: Option<f64>,
     /// Values outside their bound, all tensors.
     pub violations: u64,
+    /// Values NaN or Inf where the original's are finite, all tensors.
+    #[serde(default)]
+    pub nonfinite: u64,
     /// Each tensor.
     pub per_tensor: Vec<TensorJson>,
 }
@@ -134,10 +147,19 @@ pub struct VariantJson {
     pub format: String,
     /// Within tolerance.
     pub pass: bool,
+    /// How it passed: `identical`, `gates` or `format floor`; `null` when it failed.
+    #[serde(default)]
+    pub passed_by: Option<String>,
+    /// The gate a lossy variant was judged by (`null` for a lossless one).
+    #[serde(default)]
+    pub gate: Option<GateJson>,
     /// Every weight identical to the original's.
     pub lossless: bool,
     /// Why it failed.
     pub failures: Vec<String>,
+    /// The metadata check (`null` when it was not run: a report of an older version).
+    #[serde(default)]
+    pub metadata: Option<MetadataJson>,
     /// Logit metrics over every position.
     pub metrics: MetricsJson,
     /// The format's own noise floor (lossy variants; else `null`).
@@ -148,20 +170,98 @@ pub struct VariantJson {
     pub weights: WeightsJson,
 }
 
-/// The tolerances applied (`null` for a non-finite one).
+/// The gate a lossy variant was judged by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateJson {
+    /// Largest mean KLD allowed.
+    pub kld_mean: Option<f64>,
+    /// Smallest top-1 agreement allowed.
+    pub top1: Option<f64>,
+    /// `tolerance` (the gates as given or by default) or `format floor` (the default gates
+    /// relaxed to 1.5 × the floor's mean KLD and its top-1 − 0.02).
+    pub source: String,
+}
+
+impl From<Gate> for GateJson {
+    fn from(g: Gate) -> GateJson {
+        GateJson {
+            kld_mean: finite(g.kld_mean),
+            top1: finite(g.top1),
+            source: if g.from_floor {
+                "format floor"
+            } else {
+                "tolerance"
+            }
+            .into(),
+        }
+    }
+}
+
+/// One metadata difference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DifferenceJson {
+    /// The key.
+    pub key: String,
+    /// What the original implies.
+    pub original: String,
+    /// What the variant holds.
+    pub variant: String,
+}
+
+/// The metadata check of one variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetadataJson {
+    /// Keys compared.
+    pub compared: usize,
+    /// Every difference (each fails the variant).
+    pub differences: Vec<DifferenceJson>,
+    /// Keys present and ignored by rule (producer names, the variant's own storage).
+    pub ignored: Vec<String>,
+    /// What was not compared and why.
+    pub notes: Vec<String>,
+}
+
+impl From<&MetadataCheck> for MetadataJson {
+    fn from(m: &MetadataCheck) -> MetadataJson {
+        MetadataJson {
+            compared: m.compared,
+            differences: m
+                .differences
+                .iter()
+                .map(|d| DifferenceJson {
+                    key: d.key.clone(),
+                    original: d.original.clone(),
+                    variant: d.variant.clone(),
+                })
+                .collect(),
+            ignored: m.ignored.clone(),
+            notes: m.notes.clone(),
+        }
+    }
+}
+
+/// The gates for lossy variants and how they are applied (`null` for a non-finite one).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToleranceJson {
     /// Largest mean KLD.
     pub kld_mean: Option<f64>,
     /// Smallest top-1 agreement.
     pub top1: Option<f64>,
+    /// Given with `--tolerance` (applied as given) rather than the defaults.
+    #[serde(default)]
+    pub explicit: bool,
+    /// The format floor may relax the gates per variant (the default gates without `--strict`).
+    #[serde(default)]
+    pub format_floor: bool,
 }
 
-impl From<Tolerance> for ToleranceJson {
-    fn from(t: Tolerance) -> ToleranceJson {
+impl From<Rules> for ToleranceJson {
+    fn from(r: Rules) -> ToleranceJson {
         ToleranceJson {
-            kld_mean: finite(t.kld_mean),
-            top1: finite(t.top1),
+            kld_mean: finite(r.tolerance.kld_mean),
+            top1: finite(r.tolerance.top1),
+            explicit: r.explicit,
+            format_floor: r.floor_allowed(),
         }
     }
 }
@@ -197,7 +297,7 @@ pub struct ReportJson {
     pub original: ModelJson,
     /// The prompts run.
     pub prompts: Vec<PromptLenJson>,
-    /// The tolerances applied.
+    /// The gates for lossy variants and whether the format floor may relax them.
     pub tolerance: ToleranceJson,
     /// One entry per variant, in order.
     pub variants: Vec<VariantJson>,
@@ -223,23 +323,28 @@ impl ReportJson {
     }
 }
 
-/// Summary of the weight check: (tensors, identical tensors, max error, violations).
-pub fn weight_summary(v: &VariantResult) -> (usize, usize, f64, u64) {
+/// Summary of the weight check: (tensors, identical tensors, max error, violations,
+/// non-finite values).
+pub fn weight_summary(v: &VariantResult) -> (usize, usize, f64, u64, u64) {
     let identical = v.weights.iter().filter(|t| t.identical()).count();
     let max = v.weights.iter().fold(0f64, |m, t| m.max(t.max_abs_error));
     let violations = v.weights.iter().map(|t| t.violations).sum();
-    (v.weights.len(), identical, max, violations)
+    let nonfinite = v.weights.iter().map(|t| t.nonfinite).sum();
+    (v.weights.len(), identical, max, violations, nonfinite)
 }
 
 /// One variant as JSON.
 pub fn variant_json(v: &VariantResult) -> VariantJson {
-    let (tensors, identical, max, violations) = weight_summary(v);
+    let (tensors, identical, max, violations, nonfinite) = weight_summary(v);
     VariantJson {
         path: v.name.clone(),
         format: v.format.clone(),
         pass: v.passed(),
+        passed_by: v.passed_by.map(|p| p.name().to_string()),
+        gate: v.gate.map(GateJson::from),
         lossless: v.lossless,
         failures: v.failures.clone(),
+        metadata: v.metadata.as_ref().map(MetadataJson::from),
         metrics: (&v.metrics).into(),
         format_floor: v.floor.as_ref().map(MetricsJson::from),
         per_prompt: v
@@ -255,6 +360,7 @@ pub fn variant_json(v: &VariantResult) -> VariantJson {
             identical,
             max_abs_error: finite(max),
             violations,
+            nonfinite,
             per_tensor: v.weights.iter().map(TensorJson::from).collect(),
         },
     }
@@ -274,7 +380,7 @@ pub fn to_json(r: &Report) -> ReportJson {
                 tokens: *t,
             })
             .collect(),
-        r.tolerance.into(),
+        r.rules.into(),
         r.variants.iter().map(variant_json).collect(),
     )
 }
@@ -303,9 +409,11 @@ pub fn table_rows(
         .map(String::from),
     ];
     for v in variants {
-        let (tensors, identical, max, violations) = weight_summary(v);
+        let (tensors, identical, max, violations, nonfinite) = weight_summary(v);
         let weights = if identical == tensors {
             "identical".to_string()
+        } else if nonfinite > 0 {
+            format!("{nonfinite} NaN/Inf")
         } else if violations > 0 {
             format!("{violations} out of bound")
         } else {
@@ -322,7 +430,7 @@ pub fn table_rows(
             sci(m.kld_max),
             format!("{:.2}%", m.top1 * 100.0),
             format!("{:.2}%", m.top5_overlap * 100.0),
-            if v.passed() { "PASS" } else { "FAIL" }.into(),
+            verdict(v.passed(), v.passed_by.map(|p| p.name())),
         ]);
     }
     rows
@@ -349,7 +457,40 @@ pub fn format_table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-/// The report as text: the table, then each failure.
+/// `PASS (identical)`, `PASS (gates)`, `PASS (format floor)` or `FAIL`.
+pub fn verdict(pass: bool, passed_by: Option<&str>) -> String {
+    match (pass, passed_by) {
+        (true, Some(p)) => format!("PASS ({p})"),
+        (true, None) => "PASS".into(),
+        (false, _) => "FAIL".into(),
+    }
+}
+
+/// The gates as a summary line words them (`mean KLD ≤ 5e-3 and top-1 ≥ 0.9`).
+pub fn gate_words(kld: Option<f64>, top1: Option<f64>) -> String {
+    format!(
+        "mean KLD ≤ {} and top-1 ≥ {}",
+        kld.map_or("n/a".to_string(), |x| format!("{x:.3e}")),
+        top1.map_or("n/a".to_string(), |x| format!("{x:.4}"))
+    )
+}
+
+/// How the gates were applied, in words: the summary line's and the model cards' rule.
+pub fn rules_words(t: &ToleranceJson) -> String {
+    let gates = gate_words(t.kld_mean, t.top1);
+    if t.explicit {
+        format!("lossy: {gates} (--tolerance, applied as given; no format floor)")
+    } else if t.format_floor {
+        format!(
+            "lossy: {gates} (defaults), or within the format floor: mean KLD ≤ 1.5 × the floor's and top-1 ≥ the floor's − 0.02 (--strict turns the floor off)"
+        )
+    } else {
+        format!("lossy: {gates} (defaults, --strict: no format floor)")
+    }
+}
+
+/// The report as text: the table, then each failure, the metadata notes, and the summary
+/// line with the gates applied.
 pub fn render(r: &Report) -> String {
     let mut out = format!(
         "original: {} ({})\nprompts: {} ({} positions)\n\n",
@@ -365,13 +506,52 @@ pub fn render(r: &Report) -> String {
             out.push_str(&format!("  - {f}\n"));
         }
     }
+    for v in &r.variants {
+        match &v.metadata {
+            Some(m) => {
+                for n in &m.notes {
+                    out.push_str(&format!("\nnote {}: {n}\n", v.name));
+                }
+            }
+            None => out.push_str(&format!(
+                "\nnote {}: metadata not compared (not read)\n",
+                v.name
+            )),
+        }
+    }
+    let count = |p: crate::PassedBy| r.variants.iter().filter(|v| v.passed_by == Some(p)).count();
+    let ways: Vec<String> = [
+        crate::PassedBy::Identical,
+        crate::PassedBy::Gates,
+        crate::PassedBy::FormatFloor,
+    ]
+    .into_iter()
+    .filter(|&p| count(p) > 0)
+    .map(|p| match p {
+        crate::PassedBy::Identical => format!("{} identical", count(p)),
+        _ => format!("{} by the {}", count(p), p.name()),
+    })
+    .collect();
     out.push_str(&format!(
-        "\n{}: {} of {} variants within tolerance (lossless: max |Δ| = 0; lossy: mean KLD ≤ {:e}, top-1 ≥ {})\n",
+        "\n{}: {} of {} variants within tolerance{}\ngates: lossless: every weight identical and max |Δ| = 0; {}\n",
         if r.passed() { "PASS" } else { "FAIL" },
         r.variants.iter().filter(|v| v.passed()).count(),
         r.variants.len(),
-        r.tolerance.kld_mean,
-        r.tolerance.top1
+        if ways.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", ways.join(", "))
+        },
+        rules_words(&r.rules.into())
     ));
+    for v in &r.variants {
+        if let Some(g) = v.gate.filter(|g| g.from_floor) {
+            out.push_str(&format!(
+                "  {}: format floor gate: {}\n",
+                v.name,
+                gate_words(finite(g.kld_mean), finite(g.top1))
+            ));
+        }
+    }
     out
 }

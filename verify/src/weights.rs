@@ -5,14 +5,17 @@
 //! | variant stores | original stores | bound per element |
 //! |---|---|---|
 //! | F32; the original's own encoding; BF16 or MXFP4 (either nibble order) for an MXFP4 or BF16 original | anything it can hold exactly | 0 (identical) |
-//! | F16 | anything | f16 rounding: \|x\|·2⁻¹¹ + 2⁻²⁵ (overflow to ±65504/±Inf allowed past 65504) |
+//! | F16 | anything | f16 rounding: \|x\|·2⁻¹¹ + 2⁻²⁵ |
 //! | BF16 | F32 / F16 | bf16 rounding: \|x\|·2⁻⁸ |
 //! | Q8_0 (group 32), int8 (its group) | anything | amax(group)/127, one quantization step |
 //! | MLX affine, `b` bits, group `g` | anything | one step `s = max(range/(2^b-1), 1e-7)` scaled by `n/(n-1)` (the rounded edge), plus the BF16 rounding of the stored scale and bias: `s·n/(n-1) + (2·n·s + amax)·2⁻⁹` per group, `n = 2^b - 1` |
 //! | anything else | | unbounded (reported, not judged) |
 //!
 //! A value outside its bound is a *violation*: the bytes do not hold this weight, whatever the
-//! logits say. This is what catches converter bugs the logits of a small model may not show (a
+//! logits say. Whatever the bound (unbounded included), a value that is NaN or ±Inf in the
+//! variant where the original's is finite is a violation too, and is counted apart
+//! ([`TensorCheck::nonfinite`]): a float16 file whose values overflowed to Inf fails even when no
+//! prompt routes a token through the expert that holds them. This is what catches converter bugs the logits of a small model may not show (a
 //! scale byte off by one in a single expert, gate and up swapped, another expert's bytes). Expert
 //! weights are reported per layer and projection (`layers.3.experts.gate`, all experts together).
 
@@ -38,8 +41,37 @@ pub struct TensorCheck {
     pub max_abs_error: f64,
     /// The bound the variant's storage allows (`Some(0.0)` = must be identical; `None` = unbounded).
     pub bound: Bound,
-    /// Elements outside the bound.
+    /// Elements outside the bound (the non-finite ones included).
     pub violations: u64,
+    /// Elements that are NaN or ±Inf in the variant where the original's value is finite.
+    pub nonfinite: u64,
+    /// The first of them, in weight order then row-major order.
+    pub first_nonfinite: Option<NonFiniteAt>,
+}
+
+/// Where a variant holds a non-finite value the original does not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NonFiniteAt {
+    /// The weight (`layers.0.experts.1.gate`, `embedding`, ...).
+    pub weight: String,
+    /// Its row.
+    pub row: usize,
+    /// Its column.
+    pub col: usize,
+    /// The original's value there.
+    pub original: f32,
+    /// The variant's value there (NaN or ±Inf).
+    pub variant: f32,
+}
+
+impl std::fmt::Display for NonFiniteAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} row {} column {}: {} where the original holds {}",
+            self.weight, self.row, self.col, self.variant, self.original as f64
+        )
+    }
 }
 
 /// What error a storage may introduce.
@@ -131,6 +163,10 @@ impl TensorCheck {
         self.differing += o.differing;
         self.max_abs_error = self.max_abs_error.max(o.max_abs_error);
         self.violations += o.violations;
+        self.nonfinite += o.nonfinite;
+        if self.first_nonfinite.is_none() {
+            self.first_nonfinite = o.first_nonfinite.clone();
+        }
         if self.bound != o.bound {
             // Experts of one layer stored differently (e.g. gguf-q8_0's inexact blocks are all
             // Q8_0 anyway); keep the looser description.
@@ -189,12 +225,14 @@ pub fn check_weight(
         max_abs_error: 0.0,
         bound,
         violations: 0,
+        nonfinite: 0,
+        first_nonfinite: None,
     };
     if same_bytes(orig.encoding(), var.encoding()) {
         return Ok(check);
     }
     let chunks: Vec<usize> = (0..rows).step_by(ROW_CHUNK).collect();
-    let parts: Vec<(u64, f64, u64)> = chunks
+    let parts: Vec<Compared> = chunks
         .into_par_iter()
         .map(|r0| {
             let n = ROW_CHUNK.min(rows - r0);
@@ -204,10 +242,23 @@ pub fn check_weight(
             compare(&a, &b, cols, bound)
         })
         .collect();
-    for (d, m, v) in parts {
-        check.differing += d;
-        check.max_abs_error = check.max_abs_error.max(m);
-        check.violations += v;
+    // In row order, so the first non-finite value is the same whatever the thread count.
+    for (c, r0) in parts.into_iter().zip((0..rows).step_by(ROW_CHUNK)) {
+        check.differing += c.differing;
+        check.max_abs_error = check.max_abs_error.max(c.max_abs_error);
+        check.violations += c.violations;
+        check.nonfinite += c.nonfinite;
+        if check.first_nonfinite.is_none()
+            && let Some((i, x, y)) = c.first_nonfinite
+        {
+            check.first_nonfinite = Some(NonFiniteAt {
+                weight: id.to_string(),
+                row: r0 + i / cols.max(1),
+                col: i % cols.max(1),
+                original: x,
+                variant: y,
+            });
+        }
     }
     Ok(check)
 }
@@ -246,9 +297,20 @@ fn same_bytes(a: &Encoding<'_>, b: &Encoding<'_>) -> bool {
     }
 }
 
-/// Compares rows of `cols` values: (differing, max abs error, violations).
-fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> (u64, f64, u64) {
-    let (mut differing, mut max_err, mut violations) = (0u64, 0f64, 0u64);
+/// What [`compare`] finds in some rows.
+#[derive(Default)]
+struct Compared {
+    differing: u64,
+    max_abs_error: f64,
+    violations: u64,
+    nonfinite: u64,
+    /// Index (into the rows compared), original value, variant value.
+    first_nonfinite: Option<(usize, f32, f32)>,
+}
+
+/// Compares rows of `cols` values.
+fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
+    let mut c = Compared::default();
     let group = match bound {
         Bound::Int8Step(g) | Bound::AffineStep { group: g, .. }
             if g > 0 && cols.is_multiple_of(g) =>
@@ -257,40 +319,44 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> (u64, f64, u64) {
         }
         _ => cols.max(1),
     };
-    for (ga, gb) in a.chunks(group).zip(b.chunks(group)) {
+    for (k, (ga, gb)) in a.chunks(group).zip(b.chunks(group)).enumerate() {
         let amax = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
         let step = match bound {
             Bound::AffineStep { bits, .. } => affine_bound(ga, bits, amax),
             _ => amax / 127.0,
         };
-        for (&x, &y) in ga.iter().zip(gb) {
+        for (j, (&x, &y)) in ga.iter().zip(gb).enumerate() {
             if x.to_bits() == y.to_bits() || (x == y) {
                 continue;
             }
-            differing += 1;
+            c.differing += 1;
             let err = if x.is_nan() || y.is_nan() {
                 f64::INFINITY
             } else {
                 (x as f64 - y as f64).abs()
             };
-            max_err = max_err.max(err);
+            c.max_abs_error = c.max_abs_error.max(err);
+            if x.is_finite() && !y.is_finite() {
+                // Whatever the bound: the variant cannot hold this weight.
+                c.nonfinite += 1;
+                c.violations += 1;
+                if c.first_nonfinite.is_none() {
+                    c.first_nonfinite = Some((k * group + j, x, y));
+                }
+                continue;
+            }
             let ax = (x as f64).abs();
             let ok = match bound {
                 Bound::Exact => false,
-                Bound::F16Rounding => {
-                    err <= ax * 2f64.powi(-11) + 2f64.powi(-25)
-                        || (ax > 65504.0
-                            && (y.abs() == 65504.0 || y.is_infinite())
-                            && x.signum() == y.signum())
-                }
+                Bound::F16Rounding => err <= ax * 2f64.powi(-11) + 2f64.powi(-25),
                 Bound::Bf16Rounding => err <= ax * 2f64.powi(-8),
                 Bound::Int8Step(_) | Bound::AffineStep { .. } => err <= step * (1.0 + 1e-6),
                 Bound::Unbounded => true,
             };
-            violations += u64::from(!ok);
+            c.violations += u64::from(!ok);
         }
     }
-    (differing, max_err, violations)
+    c
 }
 
 /// The largest error MLX affine quantization (`quant::affine`, `mx.quantize`'s rule) can leave
@@ -510,6 +576,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.bound, c.violations), (Bound::F16Rounding, 0));
+    }
+
+    #[test]
+    fn f16_overflow_to_inf_is_a_violation_and_is_located() {
+        // 98304 = 6 x 2^14, an MXFP4 value past float16's 65504: f16 rounds it to +Inf.
+        let mut xs: Vec<f32> = (0..64).map(|i| i as f32 * 0.5).collect();
+        xs[37] = 98304.0;
+        let a = bf16(&xs);
+        let mut vals = vec![0f32; 64];
+        quant::float::bf16_row_to_f32(&a, &mut vals);
+        let mut h = vec![0u8; 128];
+        quant::float::f32_row_to_f16(&vals, &mut h);
+        let c = check_weight(
+            WeightId::Up(2, 5),
+            &MatRef::dense(DenseType::BF16, &a, 2, 32).unwrap(),
+            &MatRef::dense(DenseType::F16, &h, 2, 32).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.bound, c.violations, c.nonfinite),
+            (Bound::F16Rounding, 1, 1)
+        );
+        let at = c.first_nonfinite.unwrap();
+        assert_eq!(
+            (at.weight.as_str(), at.row, at.col, at.original),
+            ("layers.2.experts.5.up", 1, 5, 98304.0)
+        );
+        assert!(at.variant.is_infinite());
+    }
+
+    #[test]
+    fn a_non_finite_value_is_a_violation_even_when_unbounded() {
+        let xs: Vec<f32> = (0..32).map(|i| i as f32).collect();
+        let a = bf16(&xs);
+        let mut ys = xs.clone();
+        ys[3] = f32::NAN;
+        ys[4] = 4.5; // A change an unbounded storage may make.
+        let b: Vec<u8> = ys.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let orig = MatRef::dense(DenseType::BF16, &a, 1, 32).unwrap();
+        let var = MatRef::dense(DenseType::F32, &b, 1, 32).unwrap();
+        let (a_row, b_row) = (orig.to_f32(), var.to_f32());
+        let c = compare(&a_row, &b_row, 32, Bound::Unbounded);
+        assert_eq!((c.differing, c.violations, c.nonfinite), (2, 1, 1));
+        assert_eq!(c.first_nonfinite.map(|f| f.0), Some(3));
+        // NaN where the original is NaN too is no new non-finite value.
+        let c = compare(&[f32::NAN, 1.0], &[f32::NAN, 1.0], 2, Bound::Unbounded);
+        assert_eq!((c.differing, c.nonfinite), (0, 0));
     }
 
     #[test]

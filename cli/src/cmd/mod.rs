@@ -47,12 +47,13 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             prompts,
             json,
             tolerance,
+            strict,
         } => verify::run(
             &original,
             &variants,
             prompts.as_deref(),
             json.as_deref(),
-            tolerance.unwrap_or_default(),
+            ::verify::Rules::new(tolerance, strict),
             quiet,
         ),
         Command::Pipeline {
@@ -61,6 +62,7 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             variants,
             prompts,
             tolerance,
+            strict,
             settings,
         } => {
             let convert = settings.options(true);
@@ -69,7 +71,7 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
                 out: &out,
                 variants,
                 prompts: prompts.as_deref(),
-                tolerance: tolerance.unwrap_or_default(),
+                rules: ::verify::Rules::new(tolerance, strict),
                 convert,
                 quiet,
             };

@@ -24,6 +24,8 @@ pub fn render(outcome: &PipelineOutcome) -> String {
         let w = &v.weights;
         let weights = if v.lossless {
             "identical".to_string()
+        } else if w.nonfinite > 0 {
+            format!("{} NaN/Inf", w.nonfinite)
         } else if w.violations > 0 {
             format!("{} out of bound", w.violations)
         } else {
@@ -40,7 +42,7 @@ pub fn render(outcome: &PipelineOutcome) -> String {
             f(m.kld_mean),
             m.top1
                 .map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
-            if o.passed() { "PASS" } else { "FAIL" }.to_string(),
+            verify::report::verdict(v.pass, v.passed_by.as_deref()),
             if o.reused {
                 "(up to date, not redone)"
             } else {
@@ -57,7 +59,7 @@ pub struct Args<'a> {
     pub out: &'a Path,
     pub variants: Option<Vec<String>>,
     pub prompts: Option<&'a Path>,
-    pub tolerance: verify::Tolerance,
+    pub rules: verify::Rules,
     pub convert: ConvertOptions,
     pub quiet: bool,
 }
@@ -84,7 +86,7 @@ pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
     drop(original);
     let opts = PipelineOptions {
         variants,
-        tolerance: a.tolerance,
+        rules: a.rules,
         convert: a.convert.clone(),
     };
     let bytes = Reporter::new(a.quiet);
@@ -164,7 +166,7 @@ pub fn demo(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
         out: &variants_dir,
         variants: None,
         prompts: None,
-        tolerance: verify::Tolerance::default(),
+        rules: verify::Rules::default(),
         convert: ConvertOptions::default(),
         quiet,
     };

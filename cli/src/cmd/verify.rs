@@ -3,22 +3,24 @@
 use crate::progress::Reporter;
 use anyhow::Context;
 use convert::AnyModel;
+use convert::runtime::RuntimeMeta;
 use std::path::Path;
 use std::process::ExitCode;
 use verify::prompts::{self, Prompt};
-use verify::{Subject, Tolerance};
+use verify::{Rules, Subject};
 
 /// Opens a model for verification, with context naming it.
 pub fn open(path: &Path) -> anyhow::Result<AnyModel> {
     AnyModel::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
-/// The subject view of an opened model.
-pub fn subject(m: &AnyModel) -> Subject<'_> {
+/// The subject view of an opened model and what a runtime reads from it.
+pub fn subject<'a>(m: &'a AnyModel, meta: &'a RuntimeMeta) -> Subject<'a> {
     Subject {
         name: m.path().display().to_string(),
         format: m.format_name(),
         source: m.source(),
+        meta: Some(meta),
     }
 }
 
@@ -47,7 +49,7 @@ pub fn run(
     variants: &[std::path::PathBuf],
     prompts_file: Option<&Path>,
     json: Option<&Path>,
-    tolerance: Tolerance,
+    rules: Rules,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let orig = open(original)?;
@@ -56,14 +58,35 @@ pub fn run(
         .map(|v| open(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let prompts = load_prompts(&orig, prompts_file)?;
-    let subjects: Vec<Subject<'_>> = models.iter().map(subject).collect();
+    let orig_meta = RuntimeMeta::read(&orig);
+    let metas: Vec<RuntimeMeta> = models.iter().map(RuntimeMeta::read).collect();
+    let subjects: Vec<Subject<'_>> = models
+        .iter()
+        .zip(&metas)
+        .map(|(m, meta)| subject(m, meta))
+        .collect();
     let progress = Reporter::counting(quiet, "steps");
-    let report = verify::verify(&subject(&orig), &subjects, &prompts, tolerance, &progress)?;
-    out!("{}", verify::report::render(&report));
-    if let Some(path) = json {
-        let text = verify::report::to_pretty_json(&verify::report::to_json(&report));
-        convert::publish::write_atomic(path, text.as_bytes())?;
-        outln!("report: {}", path.display());
+    let report = verify::verify(
+        &subject(&orig, &orig_meta),
+        &subjects,
+        &prompts,
+        rules,
+        &progress,
+    )?;
+    let text = verify::report::render(&report);
+    let json_text = || verify::report::to_pretty_json(&verify::report::to_json(&report));
+    match json {
+        // `--json -`: the JSON alone on standard output, the table on standard error.
+        Some(p) if p == Path::new("-") => {
+            eprint!("{text}");
+            out!("{}", json_text());
+        }
+        Some(path) => {
+            out!("{text}");
+            convert::publish::write_atomic(path, json_text().as_bytes())?;
+            outln!("report: {}", path.display());
+        }
+        None => out!("{text}"),
     }
     Ok(if report.passed() {
         ExitCode::SUCCESS

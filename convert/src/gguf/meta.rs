@@ -8,7 +8,7 @@
 //! | `general.name`, `general.version`, `general.finetune`, `general.basename`, `general.size_label` | the model directory's name, split the way gguf-py's `Metadata.get_model_id_components` does; `size_label` falls back to `utility.size_label` over the tensor shapes |
 //! | `gpt-oss.*` hyperparameters, `general.file_type`, `general.quantization_version` | the config |
 //! | `tokenizer.ggml.model` / `pre` | `gpt2` / `gpt-4o` (llama.cpp's choice for gpt-oss) |
-//! | `tokenizer.ggml.tokens` / `token_type` | `tokenizer.json` vocab and added tokens; ids absent from the vocab become `[PAD{i}]` (UNUSED) |
+//! | `tokenizer.ggml.tokens` / `token_type` | `tokenizer.json` vocab and added tokens; ids absent from the vocab become `[PAD{i}]` (UNUSED); ids at or past `vocab_size` are refused ([`tokens_past_vocab`]) unless `--truncate-vocab` leaves them out |
 //! | `tokenizer.ggml.merges` | `tokenizer.json` `model.merges` (pairs joined by a space) |
 //! | special token ids | `tokenizer_config.json` `*_token` contents looked up in the added tokens, then `config.json` `*_token_id` |
 //! | `tokenizer.ggml.add_bos_token` / `add_eos_token` | `tokenizer_config.json` `add_*_token`, false when absent |
@@ -390,10 +390,100 @@ fn does_token_look_special(t: &str) -> bool {
         || (t.starts_with("<unused") && t.ends_with('>'))
 }
 
-/// The tokenizer keys (`tokenizer.*`), in llama.cpp's order, from the files in `dir`.
-pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
+/// A token: its id and text.
+pub type Token = (u64, String);
+
+/// Metadata pairs, and the tokens past `vocab_size` left out of them.
+pub type Metadata = (Vec<(String, Value)>, Vec<Token>);
+
+/// The tokens of a `tokenizer.json` (`model.vocab` and `added_tokens`) whose ids are at or past
+/// `vocab_size`, as (id, text), sorted by id: tokens added to a tokenizer without resizing the
+/// embedding (a fine-tune's special tokens). The model has no embedding row for them; llama.cpp's
+/// converter stops on them (`conversion/base.py` `get_vocab_base`: `assert
+/// max(tokenizer.vocab.values()) < vocab_size`, llama.cpp as vendored in llama-cpp-python
+/// 0.3.36).
+pub fn tokens_past_vocab(tok: &Json, vocab_size: usize) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    if let Some(vocab) = tok
+        .get("model")
+        .and_then(|m| m.get("vocab"))
+        .and_then(Json::as_object)
+    {
+        for (text, id) in vocab {
+            if let Some(id) = id.as_u64().filter(|&i| i >= vocab_size as u64) {
+                out.push((id, text.clone()));
+            }
+        }
+    }
+    for a in tok
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(id), Some(content)) = (
+            a.get("id").and_then(Json::as_u64),
+            a.get("content").and_then(Json::as_str),
+        ) && id >= vocab_size as u64
+            && !out.iter().any(|(i, _)| *i == id)
+        {
+            out.push((id, content.to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Up to `max` tokens as `512 "<|extra_17|>", 513 "<|extra_18|>"`, then `and N more`.
+pub fn list_tokens(tokens: &[(u64, String)], max: usize) -> String {
+    let mut s: Vec<String> = tokens
+        .iter()
+        .take(max)
+        .map(|(id, t)| format!("{id} {t:?}"))
+        .collect();
+    if tokens.len() > max {
+        s.push(format!("and {} more", tokens.len() - max));
+    }
+    s.join(", ")
+}
+
+/// `3 tokens (512 "<|extra_17|>", 513 ...)`: a count and the first five tokens, for messages.
+pub fn describe_tokens(tokens: &[(u64, String)]) -> String {
+    format!(
+        "{} token{} ({})",
+        tokens.len(),
+        if tokens.len() == 1 { "" } else { "s" },
+        list_tokens(tokens, 5)
+    )
+}
+
+/// The refusal of a tokenizer holding ids past `vocab_size`.
+pub fn past_vocab_error(
+    tok_path: &Path,
+    past: &[(u64, String)],
+    vocab_size: usize,
+) -> ConvertError {
+    ConvertError::format(
+        tok_path,
+        format!(
+            "{} with ids at or past vocab_size {vocab_size}: the embedding has no row for them \
+             (tokens added without resizing it). A GGUF cannot hold them and llama.cpp's converter \
+             refuses them too; resize the embedding, or pass --truncate-vocab to leave them out",
+            describe_tokens(past)
+        ),
+    )
+}
+
+/// The tokenizer keys (`tokenizer.*`), in llama.cpp's order, from the files in `dir`. Tokens
+/// with ids past `vocab_size` are refused unless `truncate` ([`tokens_past_vocab`]), which
+/// leaves them out and returns them as the second value.
+pub fn tokenizer_kv(dir: &Path, cfg: &Config, truncate: bool) -> Result<Metadata> {
     let tok_path = dir.join("tokenizer.json");
     let tok = read_json(&tok_path)?;
+    let past = tokens_past_vocab(&tok, cfg.vocab_size);
+    if !past.is_empty() && !truncate {
+        return Err(past_vocab_error(&tok_path, &past, cfg.vocab_size));
+    }
     let model = tok
         .get("model")
         .ok_or_else(|| ConvertError::format(&tok_path, "no `model` object"))?;
@@ -561,7 +651,7 @@ pub fn tokenizer_kv(dir: &Path, cfg: &Config) -> Result<Vec<(String, Value)>> {
     if let Some(t) = template {
         kv.push(("tokenizer.chat_template".into(), Value::String(t)));
     }
-    Ok(kv)
+    Ok((kv, past))
 }
 
 /// The `general.*` naming keys and the `gpt-oss.*` hyperparameters, in llama.cpp's order, with
@@ -629,6 +719,29 @@ mod tests {
         let p = name_parts("gpt-oss-20b", 1000);
         assert_eq!(p.size_label, None);
         assert_eq!(p.finetune.as_deref(), Some("20b"));
+    }
+
+    #[test]
+    fn tokens_past_vocab_are_found_in_the_vocab_and_the_added_tokens() {
+        let tok = serde_json::json!({
+            "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "late": 5}},
+            "added_tokens": [
+                {"id": 2, "content": "<|x|>", "special": true},
+                {"id": 4, "content": "<|y|>", "special": true},
+                {"id": 7, "content": "<|z|>", "special": true}
+            ]
+        });
+        let past = tokens_past_vocab(&tok, 4);
+        assert_eq!(
+            past,
+            vec![(4, "<|y|>".into()), (5, "late".into()), (7, "<|z|>".into())]
+        );
+        assert_eq!(
+            describe_tokens(&past),
+            r#"3 tokens (4 "<|y|>", 5 "late", 7 "<|z|>")"#
+        );
+        assert_eq!(list_tokens(&past, 1), r#"4 "<|y|>", and 2 more"#);
+        assert!(tokens_past_vocab(&tok, 8).is_empty());
     }
 
     #[test]

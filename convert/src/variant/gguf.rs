@@ -30,8 +30,9 @@ use crate::variant::preset::{
     ModelInfo, Preset, PresetError, TensorInfo, TypeOverride, plan_types,
 };
 use crate::variant::{
-    ConvertOptions, ConvertReport, Guard, Progress, Storage, Store, Tally, Variant, copy_bf16,
-    encode_chunked, encode_rows, inexact_kind,
+    ConvertOptions, ConvertReport, Guard, Overflow, Progress, Storage, Store, Tally, Variant,
+    copy_bf16, encode_chunked, encode_rows, first_half_overflow, first_overflow, inexact_kind,
+    mxfp4_scale_at,
 };
 use quant::{float, mxfp4, q8_0};
 use reference::{Config, DenseType, Encoding, MatRef, WeightId, WeightSource};
@@ -192,13 +193,26 @@ const Q8_EXPERT_BLOCKS: &str =
     "Q8_0 expert blocks with an MXFP4 scale byte outside 104..=143, quantized with d = amax/127";
 
 /// Encodes f32 rows into `ty` (`out` holds exactly their bytes), counting what is stored
-/// inexactly.
-fn encode_f32(ty: Codec, xs: &[f32], out: &mut [u8], tally: &mut Tally, rules: &Rules<'_>) {
+/// inexactly. Returns the index of the first finite value stored as NaN or ±Inf (float16
+/// overflow, or a block whose float16 scale overflows), if any.
+fn encode_f32(
+    ty: Codec,
+    xs: &[f32],
+    out: &mut [u8],
+    tally: &mut Tally,
+    rules: &Rules<'_>,
+) -> Option<usize> {
     match ty {
-        Codec::F32 => float::f32_row_to_le(xs, out),
+        Codec::F32 => {
+            float::f32_row_to_le(xs, out);
+            None
+        }
         Codec::BF16 | Codec::F16 => {
             let (n, err) = float::f32_row_to_half_counting(xs, ty == Codec::F16, out);
             tally.add(&inexact_kind(ty), n, err);
+            (err == f32::INFINITY)
+                .then(|| first_half_overflow(xs, ty == Codec::F16))
+                .flatten()
         }
         codec => {
             if codec == Codec::MXFP4 {
@@ -217,11 +231,13 @@ fn encode_f32(ty: Codec, xs: &[f32], out: &mut [u8], tally: &mut Tally, rules: &
                 inexact_kind(codec)
             };
             tally.compare(&kind, xs, &back);
+            first_overflow(xs, &back)
         }
     }
 }
 
-/// Decodes the rows of `m` from `r0` that `out` (rows of `ty`) holds and encodes them as `ty`.
+/// Decodes the rows of `m` from `r0` that `out` (rows of `ty`) holds and encodes them as `ty`,
+/// refusing a value the output cannot hold ([`Guard::overflow`]).
 fn dequant_encode(
     m: &MatRef<'_>,
     id: WeightId,
@@ -231,11 +247,24 @@ fn dequant_encode(
     out: &mut [u8],
     tally: &mut Tally,
 ) -> Result<()> {
-    let rb = ty.row_bytes(m.cols());
-    let mut xs = vec![0f32; out.len() / rb * m.cols()];
+    let cols = m.cols();
+    let rb = ty.row_bytes(cols);
+    let mut xs = vec![0f32; out.len() / rb * cols];
     m.dequant_rows(r0, &mut xs);
     rules.guard.floats(id, &xs)?;
-    encode_f32(ty, &xs, out, tally, rules);
+    if let Some(i) = encode_f32(ty, &xs, out, tally, rules) {
+        let (row, col) = (r0 + i / cols, i % cols);
+        rules.guard.overflow(
+            id,
+            &Overflow {
+                row,
+                col,
+                value: xs[i],
+                codec: ty,
+                mxfp4_scale: mxfp4_scale_at(m, row, col),
+            },
+        )?;
+    }
     Ok(())
 }
 
@@ -368,6 +397,18 @@ fn write_expert(
                             mxfp4::decode_block(&nibbles, scale, &mut vals);
                             q8_0::decode_block(block, &mut back);
                             err = err.max(float::rounding_errors(&vals, &back).1);
+                            if let Some(k) = first_overflow(&vals, &back) {
+                                guard.overflow(
+                                    id,
+                                    &Overflow {
+                                        row: r,
+                                        col: b * q8_0::BLOCK + k,
+                                        value: vals[k],
+                                        codec: Codec::Q8_0,
+                                        mxfp4_scale: Some(scale),
+                                    },
+                                )?;
+                            }
                         }
                     }
                 }
@@ -425,7 +466,8 @@ fn produce(
                 let xs = get(id)?.to_f32();
                 guard.floats(id, &xs)?;
                 buf.resize(4 * xs.len(), 0);
-                encode_f32(Codec::F32, &xs, &mut buf, tally, rules);
+                // F32 holds every finite value.
+                let _ = encode_f32(Codec::F32, &xs, &mut buf, tally, rules);
                 w.write_all(&buf).map_err(io)?;
                 src.release(id);
             }
@@ -476,8 +518,9 @@ fn produce(
 
 /// The metadata of a GGUF stored as `storage` from the model `src`: for a GGUF source, its
 /// own names and tokenizer; otherwise llama.cpp's metadata from the config and the tokenizer
-/// files beside the model ([`crate::companion`]).
-pub fn metadata(src: &AnyModel, storage: &Storage) -> Result<Vec<(String, Value)>> {
+/// files beside the model ([`crate::companion`]). Tokens past `vocab_size` are refused unless
+/// `truncate_vocab`; the second value lists those left out.
+pub fn metadata(src: &AnyModel, storage: &Storage, truncate_vocab: bool) -> Result<meta::Metadata> {
     let cfg = src.source().config();
     let ft = storage.file_type.expect("GGUF rows have a file type");
     // llama.cpp's gpt-oss has no key for these and hard-codes YaRN without truncation and the
@@ -523,8 +566,19 @@ pub fn metadata(src: &AnyModel, storage: &Storage) -> Result<Vec<(String, Value)
                 .filter(|(k, _)| k.starts_with("tokenizer."))
                 .cloned(),
         );
-        return Ok(kv);
+        return Ok((kv, Vec::new()));
     }
+    let mut kv = meta::model_kv(cfg, &src.name_dir(), ft);
+    let (tokenizer, dropped) = tokenizer_kv_of(src, truncate_vocab)?;
+    kv.extend(tokenizer);
+    Ok((kv, dropped))
+}
+
+/// The `tokenizer.*` keys llama.cpp's converter writes for the safetensors model `src`, from
+/// the tokenizer files beside it ([`meta::tokenizer_kv`]), and the tokens past `vocab_size`
+/// left out (an error unless `truncate_vocab`).
+pub fn tokenizer_kv_of(src: &AnyModel, truncate_vocab: bool) -> Result<meta::Metadata> {
+    let cfg = src.source().config();
     let tokenizer = src.companion("tokenizer.json").ok_or_else(|| {
         ConvertError::format(
             src.path(),
@@ -532,9 +586,7 @@ pub fn metadata(src: &AnyModel, storage: &Storage) -> Result<Vec<(String, Value)
         )
     })?;
     let dir = tokenizer.parent().unwrap_or(Path::new("."));
-    let mut kv = meta::model_kv(cfg, &src.name_dir(), ft);
-    kv.extend(meta::tokenizer_kv(dir, cfg)?);
-    Ok(kv)
+    meta::tokenizer_kv(dir, cfg, truncate_vocab)
 }
 
 /// Writes the GGUF `variant` (stored as `storage`) of the model `model`, its weights read
@@ -561,8 +613,8 @@ pub fn convert(
     )
     .map_err(|e| ConvertError::format(src_path, format!("{variant}: {e}")))?;
     let items = planned.items;
-    let kv = match planned.quantize {
-        None => metadata(model, storage)?,
+    let (kv, dropped) = match planned.quantize {
+        None => metadata(model, storage, opts.truncate_vocab)?,
         Some((preset, _)) => {
             // llama-quantize keeps its input's metadata in order and moves these two keys to
             // the end (`variant::preset` module docs).
@@ -571,14 +623,14 @@ pub fn convert(
             } else {
                 Variant::GgufBf16
             };
-            let mut kv = metadata(model, &input.storage())?;
+            let (mut kv, dropped) = metadata(model, &input.storage(), opts.truncate_vocab)?;
             kv.retain(|(k, _)| k != "general.quantization_version" && k != "general.file_type");
             kv.push((
                 "general.quantization_version".into(),
                 Value::U32(crate::variant::preset::QUANTIZATION_VERSION),
             ));
             kv.push(("general.file_type".into(), Value::U32(preset.file_type())));
-            kv
+            (kv, dropped)
         }
     };
     let tensors: Vec<PlannedTensor> = items.iter().map(|i| i.tensor.clone()).collect();
@@ -648,6 +700,14 @@ pub fn convert(
         outputs.push(s.commit()?);
     }
     let mut warnings = Vec::new();
+    if !dropped.is_empty() {
+        warnings.push(format!(
+            "--truncate-vocab: left out {} token(s) whose ids are at or past vocab_size {} (no embedding row): {}",
+            dropped.len(),
+            cfg.vocab_size,
+            meta::list_tokens(&dropped, 100)
+        ));
+    }
     if let Some((preset, fallbacks)) = planned.quantize
         && fallbacks > 0
     {

@@ -183,8 +183,12 @@ pub struct ConvertOptions {
     pub max_shard_bytes: Option<u64>,
     /// safetensors-int8: also quantize attention projections and lm_head per output channel.
     pub int8_dense: bool,
-    /// Convert even when the source holds NaN/Inf values or NaN scale bytes.
+    /// Convert even when the source holds NaN/Inf values or NaN scale bytes, or values the
+    /// output would store as NaN/Inf (float16 overflow).
     pub allow_nonfinite: bool,
+    /// Leave out tokens whose ids are past `vocab_size` (added to a tokenizer without resizing
+    /// the embedding) instead of refusing the source; the report lists them.
+    pub truncate_vocab: bool,
     /// Skip the free-space check before writing (for file systems whose `statvfs` is wrong).
     pub skip_space_check: bool,
     /// How dense expert weights are rounded to MXFP4 (`--mxfp4-rounding`; ggml's rule by
@@ -384,14 +388,66 @@ pub fn inexact_kind(codec: Codec) -> String {
 }
 
 /// The source's integrity rule, the same for every writer: NaN/Inf values and the NaN scale
-/// byte 255 are refused unless `--allow-nonfinite`, naming the source and the weight. Checked
-/// on the values as they stream through, so nothing is read twice.
+/// byte 255 are refused, and so is a finite value the output would store as NaN or ±Inf
+/// (float16 overflow past 65504, a Q8_0 block whose float16 scale `amax/127` overflows: an
+/// MXFP4 scale byte too large for the target), unless `--allow-nonfinite`, naming the source,
+/// the weight and, for an overflow, the row, column, block and value. Checked on the values as
+/// they stream through, so nothing is read twice.
 #[derive(Clone, Copy)]
 pub struct Guard<'a> {
     /// `--allow-nonfinite`.
     pub allow: bool,
     /// The source, for messages.
     pub src_path: &'a Path,
+}
+
+/// A finite source value that the output's storage cannot hold (it would be NaN or ±Inf).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overflow {
+    /// Row of the weight.
+    pub row: usize,
+    /// Column of the weight.
+    pub col: usize,
+    /// The source's value.
+    pub value: f32,
+    /// The output's storage.
+    pub codec: Codec,
+    /// The source's MXFP4 scale byte at that place, when the source stores MXFP4.
+    pub mxfp4_scale: Option<u8>,
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "value {} at row {}, column {} (in 32-value block {}) ",
+            // Exactly: f32's shortest round-trip form prints 6 x 2^23 as 50331650.
+            self.value as f64,
+            self.row,
+            self.col,
+            self.col / 32
+        )?;
+        match self.codec {
+            Codec::F16 => f.write_str(
+                "is past float16's largest finite value 65504: it would be stored as Inf",
+            )?,
+            Codec::BF16 => f.write_str(
+                "is past bfloat16's largest finite value (3.39e38): it would be stored as Inf",
+            )?,
+            c => write!(
+                f,
+                "cannot be stored in {c}: the block's float16 scale overflows (largest 65504) and the block would decode to Inf/NaN"
+            )?,
+        }
+        if let Some(s) = self.mxfp4_scale {
+            write!(
+                f,
+                "; the source's MXFP4 block there has scale byte {s} (2^{})",
+                s as i32 - mxfp4::E8M0_BIAS
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl Guard<'_> {
@@ -419,6 +475,14 @@ impl Guard<'_> {
         Ok(())
     }
 
+    /// A finite value of `id` that the output would store as NaN or ±Inf.
+    pub fn overflow(&self, id: WeightId, at: &Overflow) -> Result<()> {
+        if self.allow {
+            return Ok(());
+        }
+        Err(ConvertError::overflow(self.src_path, id, at))
+    }
+
     /// Rows of ggml blocks of `codec` copied as they are: the MXFP4 scale bytes, and for the
     /// other block codecs the decoded values.
     pub fn ggml_blocks(&self, id: WeightId, codec: Codec, data: &[u8]) -> Result<()> {
@@ -433,6 +497,52 @@ impl Guard<'_> {
         let mut xs = vec![0f32; data.len() / codec.block_bytes() * codec.block()];
         codec.dequantize_row(data, &mut xs);
         self.floats(id, &xs)
+    }
+}
+
+/// The first value of `xs` that is finite but that F16 (`f16`) or BF16 rounds to ±Inf.
+/// Encoders call it only once the rounding reported an infinite error, so the common case
+/// costs nothing.
+pub fn first_half_overflow(xs: &[f32], f16: bool) -> Option<usize> {
+    xs.iter().position(|&x| {
+        x.is_finite()
+            && !(if f16 {
+                float::f16_bits_to_f32(float::f32_to_f16_bits(x))
+            } else {
+                float::bf16_bits_to_f32(float::f32_to_bf16_bits(x))
+            })
+            .is_finite()
+    })
+}
+
+/// The first value of `xs` that is finite while `stored` (the same values decoded back from
+/// the output) holds NaN or ±Inf there.
+pub fn first_overflow(xs: &[f32], stored: &[f32]) -> Option<usize> {
+    float::first_nonfinite(stored).and_then(|_| {
+        xs.iter()
+            .zip(stored)
+            .position(|(x, y)| x.is_finite() && !y.is_finite())
+    })
+}
+
+/// The MXFP4 scale byte of row `row`, column `col` of `m`, when `m` stores MXFP4 (release or
+/// ggml layout), for messages.
+pub fn mxfp4_scale_at(m: &reference::MatRef<'_>, row: usize, col: usize) -> Option<u8> {
+    use reference::Encoding;
+    let nb = m.cols() / mxfp4::BLOCK;
+    let b = col / mxfp4::BLOCK;
+    match *m.encoding() {
+        Encoding::Mxfp4 {
+            scales, row_step, ..
+        } => scales.get(row * row_step * nb + b).copied(),
+        Encoding::Ggml {
+            codec: Codec::MXFP4,
+            data,
+            row_step,
+        } => data
+            .get((row * row_step * nb + b) * mxfp4::GGML_BLOCK_BYTES)
+            .copied(),
+        _ => None,
     }
 }
 
@@ -551,6 +661,31 @@ mod tests {
             t.into_report().len(),
             1,
             "a kind with no values is not reported"
+        );
+    }
+
+    #[test]
+    fn float16_overflow_is_found_where_rounding_gives_inf() {
+        // 65504 is float16's largest; 65519 still rounds down to it, 65520 rounds to Inf.
+        let xs = [1.0, 65504.0, 65519.0, -65520.0, f32::INFINITY, 3e38];
+        assert_eq!(first_half_overflow(&xs, true), Some(3));
+        assert_eq!(first_half_overflow(&xs[4..], true), Some(1));
+        // BF16 reaches 3.39e38: 3e38 fits.
+        assert_eq!(first_half_overflow(&xs, false), None);
+        assert_eq!(first_overflow(&[1.0, 2.0], &[1.0, f32::NAN]), Some(1));
+        assert_eq!(first_overflow(&[f32::NAN, 2.0], &[f32::NAN, 2.0]), None);
+        let at = Overflow {
+            row: 3,
+            col: 37,
+            value: 50331648.0,
+            codec: Codec::Q8_0,
+            mxfp4_scale: Some(150),
+        };
+        assert_eq!(
+            at.to_string(),
+            "value 50331648 at row 3, column 37 (in 32-value block 1) cannot be stored in Q8_0: \
+             the block's float16 scale overflows (largest 65504) and the block would decode to \
+             Inf/NaN; the source's MXFP4 block there has scale byte 150 (2^23)"
         );
     }
 

@@ -221,6 +221,9 @@ fn write_all(
     files.push("config.json".to_string());
     let (copied, missing) = meta::copy_side_files(model, dir)?;
     files.extend(copied);
+    if let Some(w) = meta::past_vocab_warning(model, cfg) {
+        report.warnings.push(w);
+    }
     if !missing.is_empty() {
         report.warnings.push(format!(
             "not found beside the source, not copied: {}",

@@ -16,8 +16,11 @@
 use crate::error::{ConvertError, Result};
 use crate::names::{Expect, Layout, Role};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
-use crate::variant::{ConvertReport, Guard, Inexact, Progress, Tally, copy_bf16, encode_chunked};
-use quant::{float, int8, mxfp4};
+use crate::variant::{
+    ConvertReport, Guard, Inexact, Overflow, Progress, Tally, copy_bf16, encode_chunked,
+    first_half_overflow, mxfp4_scale_at,
+};
+use quant::{Codec, float, int8, mxfp4};
 use rayon::prelude::*;
 use reference::{DenseType, Encoding, MatRef, WeightId, WeightSource};
 use std::path::{Path, PathBuf};
@@ -92,22 +95,47 @@ impl<'a> Encoder<'a> {
     }
 
     /// Encodes `xs` as `dtype` into `out`, tallying values that do not survive, in fixed-size
-    /// pieces in parallel (see [`encode_into`]).
-    fn encode(xs: &[f32], dtype: Dtype, out: &mut Vec<u8>, tally: &mut Tally) {
+    /// pieces in parallel (see [`encode_into`]); returns the first index stored as ±Inf.
+    fn encode(xs: &[f32], dtype: Dtype, out: &mut Vec<u8>, tally: &mut Tally) -> Option<usize> {
         const PIECE: usize = 1 << 14;
         let size = dtype.size();
         out.clear();
         out.resize(xs.len() * size, 0);
-        let parts: Vec<Tally> = xs
+        let parts: Vec<(Tally, Option<usize>)> = xs
             .par_chunks(PIECE)
             .zip(out.par_chunks_mut(PIECE * size))
-            .map(|(xs, out)| {
+            .enumerate()
+            .map(|(k, (xs, out))| {
                 let mut t = Tally::default();
-                encode_into(xs, dtype, out, &mut t);
-                t
+                let at = encode_into(xs, dtype, out, &mut t).map(|i| k * PIECE + i);
+                (t, at)
             })
             .collect();
-        tally.merge(Tally::merged(parts));
+        let first = parts.iter().find_map(|p| p.1);
+        tally.merge(Tally::merged(parts.into_iter().map(|p| p.0)));
+        first
+    }
+
+    /// Refuses (unless `--allow-nonfinite`) the value `value` of row `row`, column `col` of
+    /// `id`, which `dtype` stores as ±Inf.
+    fn overflow(
+        &self,
+        id: WeightId,
+        dtype: Dtype,
+        row: usize,
+        col: usize,
+        value: f32,
+    ) -> Result<()> {
+        self.guard().overflow(
+            id,
+            &Overflow {
+                row,
+                col,
+                value,
+                codec: codec_of(dtype),
+                mxfp4_scale: None,
+            },
+        )
     }
 
     fn emit(&self, w: &mut SafetensorsWriter, bytes: &[u8]) -> Result<()> {
@@ -154,13 +182,28 @@ impl<'a> Encoder<'a> {
                     |piece| self.emit(w, piece),
                 )?;
             }
+            // Anything else through f32, a chunk of rows at a time
+            // (`variant::encode_chunked`), written in order; a value past the dtype's range
+            // is refused (float16 overflow).
             _ => {
                 let (size, guard) = (dtype.size(), self.guard());
                 let piece = |r0, out: &mut [u8], t: &mut Tally| {
                     let mut xs = vec![0f32; out.len() / size];
                     m.dequant_rows(r0, &mut xs);
                     guard.floats(id, &xs)?;
-                    encode_into(&xs, dtype, out, t);
+                    if let Some(i) = encode_into(&xs, dtype, out, t) {
+                        let (row, col) = (r0 + i / cols, i % cols);
+                        guard.overflow(
+                            id,
+                            &Overflow {
+                                row,
+                                col,
+                                value: xs[i],
+                                codec: codec_of(dtype),
+                                mxfp4_scale: mxfp4_scale_at(&m, row, col),
+                            },
+                        )?;
+                    }
                     Ok(())
                 };
                 tally.merge(encode_chunked(
@@ -218,7 +261,14 @@ impl<'a> Encoder<'a> {
                         row[2 * j] = gate[j];
                         row[2 * j + 1] = up[j];
                     }
-                    Self::encode(&row, t.dtype, &mut buf, &mut tally);
+                    if let Some(k) = Self::encode(&row, t.dtype, &mut buf, &mut tally) {
+                        let id = if k % 2 == 0 {
+                            WeightId::GateBias(l, x)
+                        } else {
+                            WeightId::UpBias(l, x)
+                        };
+                        self.overflow(id, t.dtype, 0, k / 2, row[k])?;
+                    }
                     self.emit(w, &buf)?;
                 }
             }
@@ -240,7 +290,9 @@ impl<'a> Encoder<'a> {
                 for x in 0..ne {
                     let b = self.weight(WeightId::DownBias(l, x))?.to_f32();
                     self.check_finite(WeightId::DownBias(l, x), &b)?;
-                    Self::encode(&b, t.dtype, &mut buf, &mut tally);
+                    if let Some(k) = Self::encode(&b, t.dtype, &mut buf, &mut tally) {
+                        self.overflow(WeightId::DownBias(l, x), t.dtype, 0, k, b[k])?;
+                    }
                     self.emit(w, &buf)?;
                 }
             }
@@ -406,14 +458,31 @@ impl<'a> Encoder<'a> {
 /// Encodes `xs` as `dtype` (F32, BF16 or F16) into `out`, which holds exactly their bytes,
 /// tallying values that do not survive. Each element's bytes depend on that element alone and
 /// tallies merge by sum and maximum, so callers may split the work any way they like: the
-/// bytes and the report do not depend on the thread count.
-fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) {
+/// bytes and the report do not depend on the thread count. Returns the index of the first
+/// finite value stored as ±Inf (past float16's 65504), if any.
+fn encode_into(xs: &[f32], dtype: Dtype, out: &mut [u8], t: &mut Tally) -> Option<usize> {
     match dtype {
-        Dtype::F32 => float::f32_row_to_le(xs, out),
-        _ => {
-            let (n, err) = float::f32_row_to_half_counting(xs, dtype == Dtype::F16, out);
-            t.add(&format!("{dtype} values not exactly representable"), n, err);
+        Dtype::F32 => {
+            float::f32_row_to_le(xs, out);
+            None
         }
+        _ => {
+            let f16 = dtype == Dtype::F16;
+            let (n, err) = float::f32_row_to_half_counting(xs, f16, out);
+            t.add(&format!("{dtype} values not exactly representable"), n, err);
+            (err == f32::INFINITY)
+                .then(|| first_half_overflow(xs, f16))
+                .flatten()
+        }
+    }
+}
+
+/// The codec of a float dtype, for overflow messages.
+fn codec_of(dtype: Dtype) -> Codec {
+    match dtype {
+        Dtype::F16 => Codec::F16,
+        Dtype::BF16 => Codec::BF16,
+        _ => Codec::F32,
     }
 }
 
@@ -424,7 +493,8 @@ const INT8_INEXACT: &str = "int8 values not exactly representable";
 /// output row `c` lists, for `j` in `0..rows`, `mats[0][j][c]`, `mats[1][j][c]`, ... Pieces
 /// of [`TRANSPOSE_ROWS`] output rows are built and encoded in parallel, each decoding its strip
 /// of columns straight from the source's storage (an MXFP4 expert's 4 MB stay in cache across
-/// pieces; no f32 copy of the matrix is made). NaN/Inf is refused unless `allow_nonfinite`.
+/// pieces; no f32 copy of the matrix is made). NaN/Inf, and a value `dtype` would store as
+/// ±Inf, are refused unless `allow_nonfinite`.
 fn transposed(
     mats: &[(WeightId, MatRef<'_>)],
     dtype: Dtype,
@@ -463,7 +533,22 @@ fn transposed(
                     }
                 }
                 let mut t = Tally::default();
-                encode_into(xs, dtype, out, &mut t);
+                if let Some(i) = encode_into(xs, dtype, out, &mut t) {
+                    // Output row c0 + i / width lists mats[s][j][c] at j * k + s.
+                    let (dc, rest) = (i / width, i % width);
+                    let (j, s) = (rest / k, rest % k);
+                    let (id, m) = &mats[s];
+                    guard.overflow(
+                        *id,
+                        &Overflow {
+                            row: j,
+                            col: c0 + dc,
+                            value: xs[i],
+                            codec: codec_of(dtype),
+                            mxfp4_scale: mxfp4_scale_at(m, j, c0 + dc),
+                        },
+                    )?;
+                }
                 Ok(t)
             },
         )

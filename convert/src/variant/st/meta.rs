@@ -251,6 +251,26 @@ pub fn copy_side_files(model: &AnyModel, dir: &Path) -> Result<(Vec<String>, Vec
     Ok((copied, missing))
 }
 
+/// The warning for a source whose `tokenizer.json` holds ids at or past `vocab_size`: a
+/// safetensors variant copies the tokenizer files byte for byte, so it leaves nothing out and
+/// carries the source's mismatch as it is (unlike a GGUF, which builds its own token list and
+/// refuses them unless `--truncate-vocab`). `None` when there are none or the file is unreadable.
+pub fn past_vocab_warning(model: &AnyModel, cfg: &Config) -> Option<String> {
+    let tok = read_json(&model.companion("tokenizer.json")?).ok()?;
+    let past = crate::gguf::meta::tokens_past_vocab(&tok, cfg.vocab_size);
+    (!past.is_empty()).then(|| {
+        format!(
+            "tokenizer.json holds {} with ids at or past vocab_size {}: copied unchanged with the \
+             tokenizer files (a safetensors variant carries the source's tokenizer as it is, nothing \
+             is left out); the embedding has no row for them, so transformers fails with an index \
+             error on these ids until it is resized. --truncate-vocab only changes GGUF variants, \
+             which build their own token list",
+            crate::gguf::meta::describe_tokens(&past),
+            cfg.vocab_size
+        )
+    })
+}
+
 /// Bytes of the side files [`copy_side_files`] will copy for `model`.
 pub fn side_files_len(model: &AnyModel) -> u64 {
     SIDE_FILES
