@@ -290,6 +290,9 @@ impl Checkpoint {
 
     fn bytes(&self, name: &str) -> Result<(&[u8], &TensorInfo)> {
         let (file, info) = self.require(name)?;
+        // A stop asked for, or a file changed under its map, ends the read here (no SIGBUS).
+        crate::cancel::check(file.mapped().path())?;
+        file.mapped().check_unchanged()?;
         Ok((file.data(info), info))
     }
 

@@ -601,7 +601,8 @@ pub fn synth(
         } else {
             4_800_000_000
         });
-    let staged = Staged::create(out, true, force)?;
+    // `--force` into a directory holding other files replaces the checkpoint's files only.
+    let staged = Staged::create_dir(out, force, crate::safetensors::is_model_file)?;
     let dir = staged.path().to_path_buf();
     write_file(
         &dir.join("config.json"),

@@ -269,6 +269,27 @@ fn demo_runs_the_whole_chain_without_downloads() {
         run.stdout
     );
     sha256sum_c(&t.join("d/variants"));
+    // The "Next:" line names a binary that runs from here: this one is not on PATH.
+    let next = run.stdout.lines().find(|l| l.contains("Next:")).unwrap();
+    assert!(
+        !next.contains("`oss-forge check")
+            && next.contains("oss-forge check")
+            && next.contains("cargo install --path ."),
+        "{next}"
+    );
+    let me = std::path::Path::new(env!("CARGO_BIN_EXE_oss-forge"));
+    let shown = next
+        .split('`')
+        .nth(1)
+        .unwrap()
+        .split(" check")
+        .next()
+        .unwrap();
+    assert_eq!(
+        std::fs::canonicalize(shown).ok(),
+        std::fs::canonicalize(me).ok(),
+        "{next}"
+    );
 }
 
 #[test]

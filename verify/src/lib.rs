@@ -329,6 +329,16 @@ fn run_prompts(
     Ok(out)
 }
 
+/// The MXFP4 rounding rule that reproduces the most requantized expert blocks of a variant
+/// (ggml's on a tie), if any block was requantized.
+pub fn mxfp4_rule(weights: &[TensorCheck]) -> Option<quant::mxfp4::Rounding> {
+    let mut all = weights::BlockMatch::default();
+    for w in weights {
+        all.merge(&w.blocks);
+    }
+    all.best_rule().map(|(r, _)| r)
+}
+
 /// Verifies one variant against the original, given the original's logits for `prompts`.
 pub fn verify_variant(
     original: &Subject<'_>,
@@ -374,11 +384,14 @@ pub fn verify_variant(
     let floor = if lossless || !rules.floor_allowed() {
         None
     } else {
-        let plan =
-            floor::plan(original.source, variant.source).map_err(|source| VerifyError::Read {
+        // Requantized MXFP4 experts are rounded the way the weight check found them made.
+        let rule = mxfp4_rule(&weights).unwrap_or_default();
+        let plan = floor::plan(original.source, variant.source, rule).map_err(|source| {
+            VerifyError::Read {
                 model: variant.name.clone(),
                 source,
-            })?;
+            }
+        })?;
         if plan.is_empty() {
             None
         } else {

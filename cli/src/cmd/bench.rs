@@ -303,7 +303,7 @@ fn plan(a: &Args) -> anyhow::Result<Plan> {
         None => Variant::ALL.to_vec(),
         Some(names) => names
             .iter()
-            .map(|n| Variant::parse(n).with_context(|| format!("unknown variant `{n}`")))
+            .map(|n| Variant::parse_or_suggest(n).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<_>>()?,
     };
     let verify = match a.verify.as_str() {

@@ -131,7 +131,7 @@ pub fn convert(
     }
     let index_text = index_json(total, mlx::total_parameters(cfg), &weight_map);
 
-    let staged = Staged::create(out, true, opts.force)?;
+    let staged = Staged::create_dir(out, opts.force, crate::safetensors::is_model_file)?;
     let dir = staged.path().to_path_buf();
     let needed = total
         + shards
@@ -155,7 +155,10 @@ pub fn convert(
                 &mlx_metadata(),
             )?;
             for (e, t) in &plan[range.clone()] {
+                crate::cancel::check(&dir)?;
                 enc.write(e, t, &mut w)?;
+                // Each view checked its file before it was read; this catches a change during.
+                model.check_unchanged()?;
             }
             w.finish()?;
             files.push(name);
@@ -194,6 +197,8 @@ pub fn convert(
     })()
     .map_err(|e| crate::space::name_full_disk(e, out, &dir, needed))?;
     let (mut report, files, bytes) = written;
+    // A stop asked for during the last tensor: the output is not published.
+    crate::cancel::check(out)?;
     let final_dir = staged.commit()?;
     report.outputs = files.iter().map(|f| final_dir.join(f)).collect();
     report.bytes = bytes;

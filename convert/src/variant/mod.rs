@@ -124,6 +124,72 @@ impl Variant {
         Variant::ALL.into_iter().find(|v| v.name() == s)
     }
 
+    /// Parses a command-line name, or says which name was probably meant:
+    /// ``unknown variant `gguf-mxfp`: did you mean `gguf-mxfp4`? (known: ...)``.
+    pub fn parse_or_suggest(s: &str) -> std::result::Result<Variant, String> {
+        if let Some(v) = Variant::parse(s.trim()) {
+            return Ok(v);
+        }
+        let known = Variant::ALL.map(|v| v.name()).join(", ");
+        let t = s.trim().to_ascii_lowercase().replace('_', "-");
+        let best = Variant::ALL
+            .into_iter()
+            .map(|v| (edit_distance(&t, &v.name().replace('_', "-")), v))
+            .min_by_key(|(d, _)| *d)
+            .filter(|(d, _)| *d <= 3.max(t.len() / 3));
+        let lower = s.trim().to_ascii_lowercase();
+        let hint = match (best, OUTTYPES.iter().find(|(o, _)| *o == lower)) {
+            (_, Some(_)) => format!(
+                ": `{lower}` is a llama.cpp --outtype (convert takes `--outtype {lower}`; name a variant here)"
+            ),
+            (Some((_, v)), None) => format!(": did you mean `{v}`?"),
+            (None, None) => String::new(),
+        };
+        Err(format!("unknown variant `{s}`{hint} (known: {known})"))
+    }
+
+    /// The variant llama.cpp's `convert_hf_to_gguf.py --outtype T` writes, for a source whose
+    /// experts are MXFP4 (`mxfp4_source`) or not, with a note where the names differ. From
+    /// llama.cpp (as vendored in llama-cpp-python 0.3.36) `conversion/gpt_oss.py` and
+    /// `conversion/base.py`: MXFP4 experts are repacked as they are whatever the outtype, and
+    /// `f16`/`bf16`/`f32` of an MXFP4 model are written as `MOSTLY_MXFP4_MOE`; `auto` picks
+    /// `bf16` for a BF16 checkpoint. A source without MXFP4 experts is converted whole to the
+    /// outtype.
+    pub fn from_llamacpp_outtype(
+        outtype: &str,
+        mxfp4_source: bool,
+    ) -> std::result::Result<(Variant, String), String> {
+        let t = outtype.trim().to_ascii_lowercase();
+        let Some(&(_, (mx, dense))) = OUTTYPES.iter().find(|(o, _)| *o == t) else {
+            let known: Vec<&str> = OUTTYPES.iter().map(|(o, _)| *o).collect();
+            return Err(format!(
+                "--outtype {outtype}: not one oss-forge writes (llama.cpp's it maps: {}; f32, tq1_0 and tq2_0 have no variant here)",
+                known.join(", ")
+            ));
+        };
+        let v = if mxfp4_source { mx } else { dense };
+        let note = if mxfp4_source && t == "f16" {
+            format!(
+                "--outtype f16 is `{v}`: llama.cpp keeps the MXFP4 experts and stores the rest F16 \
+                 (oss-forge's `gguf-f16` also dequantizes the experts to F16: about 3x larger, 39 GiB instead of 13 GiB for gpt-oss-20b)"
+            )
+        } else if mxfp4_source {
+            format!(
+                "--outtype {t} is `{v}`: llama.cpp keeps the MXFP4 experts as they are{}",
+                if t == "q8_0" {
+                    " and quantizes the rest to Q8_0 (oss-forge's `gguf-q8_0` also moves the experts to Q8_0)"
+                } else {
+                    " and stores the rest BF16"
+                }
+            )
+        } else {
+            format!(
+                "--outtype {t} is `{v}` (the source has no MXFP4 experts: every weight becomes {t})"
+            )
+        };
+        Ok((v, note))
+    }
+
     /// The variants `pipeline` writes when none are named, in order.
     pub fn defaults() -> Vec<Variant> {
         Variant::ALL
@@ -141,6 +207,31 @@ impl Variant {
     pub fn is_gguf(self) -> bool {
         self.storage().is_gguf()
     }
+}
+
+/// llama.cpp's `--outtype` values oss-forge writes: (outtype, (variant for an MXFP4 source,
+/// variant for a source without MXFP4 experts)).
+const OUTTYPES: [(&str, (Variant, Variant)); 4] = [
+    ("auto", (Variant::GgufMxfp4, Variant::GgufBf16)),
+    ("bf16", (Variant::GgufMxfp4, Variant::GgufBf16)),
+    ("f16", (Variant::GgufMxfp4F16, Variant::GgufF16)),
+    ("q8_0", (Variant::GgufMxfp4Q8_0, Variant::GgufQ8_0)),
+];
+
+/// Levenshtein distance of two short names (bytes).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// `gguf-` and llama-quantize's preset name in lower case.
@@ -243,7 +334,10 @@ impl Progress for NoProgress {
 }
 
 /// Writes `variant` of the model `src` (its weights, and the tokenizer files and config found
-/// beside it, see [`crate::companion`]) to `out`.
+/// beside it, see [`crate::companion`]) to `out`, by the rules of [`crate::output`]: never
+/// onto or into the model, a GGUF into an existing directory as `MODEL-SUFFIX.gguf`, a
+/// safetensors directory into an existing one replacing only its own files. A stop asked for
+/// ([`crate::cancel`]) ends it with [`ConvertError::Interrupted`], the partial output removed.
 pub fn convert(
     src: &AnyModel,
     variant: Variant,
@@ -265,6 +359,11 @@ pub fn convert_weights(
     progress: &dyn Progress,
 ) -> Result<ConvertReport> {
     let storage = Storage::of(variant, opts);
+    let out = &match storage.container {
+        Container::Gguf => crate::output::gguf_target(model, storage.file_suffix, out),
+        Container::Safetensors(_) | Container::Mlx(_) => out.to_path_buf(),
+    };
+    crate::output::refuse_overlap(&crate::output::inputs(model), out)?;
     match storage.container {
         Container::Gguf => gguf::convert(model, weights, variant, &storage, out, opts, progress),
         Container::Safetensors(_) => {
@@ -272,6 +371,7 @@ pub fn convert_weights(
         }
         Container::Mlx(_) => mlx::convert(model, weights, variant, &storage, out, opts, progress),
     }
+    .map_err(|e| crate::cancel::or_interrupted(e, out))
 }
 
 /// Bytes of tensor data (headers aside) a variant stored as `storage` holds for `cfg`, from a
@@ -662,6 +762,38 @@ mod tests {
             1,
             "a kind with no values is not reported"
         );
+    }
+
+    #[test]
+    fn misspelt_variants_get_a_did_you_mean_and_outtypes_map_by_source() {
+        let e = Variant::parse_or_suggest("gguf-mxfp").unwrap_err();
+        assert!(e.contains("did you mean `gguf-mxfp4`?"), "{e}");
+        let e = Variant::parse_or_suggest("safetensor-int8").unwrap_err();
+        assert!(e.contains("did you mean `safetensors-int8`?"), "{e}");
+        let e = Variant::parse_or_suggest("q8_0").unwrap_err();
+        assert!(e.contains("--outtype q8_0"), "{e}");
+        assert!(
+            !Variant::parse_or_suggest("zzzzzzzzzzzzz")
+                .unwrap_err()
+                .contains("did you mean")
+        );
+        assert_eq!(
+            Variant::parse_or_suggest("gguf-q8_0"),
+            Ok(Variant::GgufQ8_0)
+        );
+        let v = |t, mx| Variant::from_llamacpp_outtype(t, mx).unwrap().0;
+        assert_eq!(v("auto", true), Variant::GgufMxfp4);
+        assert_eq!(v("bf16", true), Variant::GgufMxfp4);
+        assert_eq!(v("f16", true), Variant::GgufMxfp4F16);
+        assert_eq!(v("q8_0", true), Variant::GgufMxfp4Q8_0);
+        assert_eq!(v("f16", false), Variant::GgufF16);
+        assert_eq!(v("auto", false), Variant::GgufBf16);
+        let (_, note) = Variant::from_llamacpp_outtype("f16", true).unwrap();
+        assert!(
+            note.contains("gguf-mxfp4-f16") && note.contains("dequantizes"),
+            "{note}"
+        );
+        assert!(Variant::from_llamacpp_outtype("f32", true).is_err());
     }
 
     #[test]
