@@ -339,6 +339,54 @@ fn a_dense_fine_tune_is_written_as_mlx_mxfp4_q8_and_reads_back() {
             .unwrap();
         assert!(logits.iter().all(|x| x.is_finite()));
     }
+    // verify judges it against the fine-tune: every expert block is the `mlx` rule's, and the
+    // format floor (the fine-tune rounded by that rule and by our affine encoder) passes it.
+    let orig = AnyModel::open(&src).unwrap();
+    let var = AnyModel::open(t.join("mlx")).unwrap();
+    let (mo, mv) = (
+        convert::runtime::RuntimeMeta::read(&orig),
+        convert::runtime::RuntimeMeta::read(&var),
+    );
+    let report = verify::verify(
+        &verify::Subject {
+            name: "ft".into(),
+            format: orig.format_name(),
+            source: orig.source(),
+            meta: Some(&mo),
+        },
+        &[verify::Subject {
+            name: "mlx".into(),
+            format: var.format_name(),
+            source: var.source(),
+            meta: Some(&mv),
+        }],
+        &prompts(),
+        verify::Rules::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    let r = &report.variants[0];
+    assert!(r.passed(), "{:?}", r.failures);
+    assert_eq!(
+        verify::mxfp4_rule(&r.weights),
+        Some(quant::mxfp4::Rounding::Mlx)
+    );
+    let experts: Vec<_> = r.weights.iter().filter(|w| w.blocks.total > 0).collect();
+    assert!(!experts.is_empty());
+    for w in experts {
+        let mlx = quant::mxfp4::Rounding::ALL
+            .iter()
+            .position(|&x| x == quant::mxfp4::Rounding::Mlx)
+            .unwrap();
+        assert_eq!(
+            w.blocks.by_rule[mlx] + w.blocks.unchanged,
+            w.blocks.total,
+            "{}",
+            w.name
+        );
+        assert_eq!(w.blocks.unexplained, 0, "{}", w.name);
+    }
+
     // The command line takes the rule by name.
     let out = t.join("cli");
     oss_forge(&[
