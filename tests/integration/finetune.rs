@@ -182,3 +182,43 @@ fn verify_names_the_rule_of_requantized_experts_and_fails_one_changed_nibble() {
         "{failures}"
     );
 }
+
+/// `pipeline` on a dense fine-tune: every default variant (the MXFP4 ones requantized) is written
+/// and passes, the checksums hold, and the cards say what was requantized, from what.
+#[test]
+fn pipeline_on_a_dense_fine_tune_passes_and_publishes() {
+    let t = TempDir::new("pipeline-ft");
+    let out = t.join("out");
+    let run = oss_forge(&[
+        "pipeline",
+        "--quiet",
+        fixture("tiny-gpt-oss-ft").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    run.ok();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("verify.json")).unwrap()).unwrap();
+    assert_eq!(report["pass"], true, "{}", run.stdout);
+    let variants = report["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), convert::Variant::defaults().len());
+    for name in ["gguf-mxfp4-q8_0", "safetensors-mxfp4"] {
+        let v = variants
+            .iter()
+            .find(|v| v["path"].as_str().unwrap().starts_with(name))
+            .unwrap();
+        assert!(
+            v["requantization"][0]
+                .as_str()
+                .unwrap()
+                .contains("ggml rule 100.0%"),
+            "{name}: {v}"
+        );
+    }
+    let card = std::fs::read_to_string(out.join("safetensors-mxfp4/README.md")).unwrap();
+    assert!(
+        card.contains("Requantized from the original's weights"),
+        "{card}"
+    );
+    crate::pipeline::sha256sum_c(&out);
+}

@@ -31,7 +31,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn sha256sum_c(dir: &Path) {
+pub fn sha256sum_c(dir: &Path) {
     let out = std::process::Command::new("sha256sum")
         .args(["-c", "--strict", "SHA256SUMS"])
         .current_dir(dir)

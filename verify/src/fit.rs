@@ -96,12 +96,18 @@ impl FitRow {
 
 /// The release and every variant at `context`.
 pub fn fit_rows(cfg: &Config, context: usize) -> Vec<FitRow> {
+    fit_rows_from(cfg, context, true)
+}
+
+/// [`fit_rows`] for a source whose experts are MXFP4 (the release) or dense (a fine-tune:
+/// the GGUF presets then quantize the experts too, so their sizes differ).
+pub fn fit_rows_from(cfg: &Config, context: usize, mxfp4_experts: bool) -> Vec<FitRow> {
     let kv = kv_cache_bytes(cfg, context);
     let overhead = overhead_bytes(cfg);
     std::iter::once(None)
         .chain(Variant::ALL.into_iter().map(Some))
         .map(|v| {
-            let weights = weight_bytes(cfg, v);
+            let weights = weight_bytes_from(cfg, v, mxfp4_experts).unwrap_or_default();
             FitRow {
                 variant: v.map_or("release (hf-mxfp4)".into(), |v| v.name().into()),
                 weights,
@@ -120,13 +126,23 @@ pub fn gib(bytes: u64) -> String {
 
 /// A fit table for one memory size, as text rows (header first).
 pub fn table(cfg: &Config, memory: u64, context: usize) -> Vec<[String; 6]> {
+    table_from(cfg, memory, context, true)
+}
+
+/// [`table`] for a source whose experts are MXFP4 or dense ([`fit_rows_from`]).
+pub fn table_from(
+    cfg: &Config,
+    memory: u64,
+    context: usize,
+    mxfp4_experts: bool,
+) -> Vec<[String; 6]> {
     let mut rows = vec![
         [
             "variant", "weights", "KV cache", "overhead", "total", "fits",
         ]
         .map(String::from),
     ];
-    for r in fit_rows(cfg, context) {
+    for r in fit_rows_from(cfg, context, mxfp4_experts) {
         let fits = if r.fits(memory) {
             "yes".to_string()
         } else {

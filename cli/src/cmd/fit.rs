@@ -20,6 +20,8 @@ struct Subject {
     given_variant: Option<Variant>,
     /// The model given is a release-layout checkpoint.
     release: bool,
+    /// The experts are MXFP4 (the release, a preset, no model): the GGUF presets keep them.
+    mxfp4_experts: bool,
     manifest: Option<(PathBuf, Manifest)>,
 }
 
@@ -57,6 +59,7 @@ fn subject(model: Option<&Path>, preset: Option<&str>) -> anyhow::Result<Subject
                     given_bytes: None,
                     given_variant: None,
                     release: false,
+                    mxfp4_experts: true,
                     manifest: Some((m.to_path_buf(), man)),
                 });
             }
@@ -67,6 +70,7 @@ fn subject(model: Option<&Path>, preset: Option<&str>) -> anyhow::Result<Subject
             Ok(Subject {
                 given_variant: identify(&opened, &cfg, bytes),
                 release,
+                mxfp4_experts: convert::variant::gguf::experts_are_mxfp4(opened.source()),
                 cfg,
                 label: m.display().to_string(),
                 given_bytes: Some(bytes),
@@ -81,6 +85,7 @@ fn subject(model: Option<&Path>, preset: Option<&str>) -> anyhow::Result<Subject
                 given_bytes: None,
                 given_variant: None,
                 release: false,
+                mxfp4_experts: true,
                 manifest: None,
             })
         }
@@ -122,7 +127,7 @@ pub fn run(
         let e = m.variants.iter().find(|e| e.variant == v.name())?;
         Some(Quality::from(&e.verification))
     };
-    let rows = fit::fit_rows(cfg, context);
+    let rows = fit::fit_rows_from(cfg, context, s.mxfp4_experts);
     // The row of the file given: the variant whose planned tensor bytes are the file's.
     // (The release checkpoint itself is the first row.)
     let given_row = match (s.given_variant, s.given_bytes) {
@@ -224,7 +229,7 @@ pub fn run(
         s.label,
         fit::gib(memory)
     );
-    let mut table = fit::table(cfg, memory, context);
+    let mut table = fit::table_from(cfg, memory, context, s.mxfp4_experts);
     if let Some(i) = given_row {
         table[i + 1][0] = format!("{}  <- {}", table[i + 1][0], s.label);
     } else if let Some(b) = s.given_bytes {
