@@ -108,8 +108,9 @@ pub enum Command {
         #[arg(short, long)]
         out: PathBuf,
         /// Comma-separated variants, or `all` (default: every variant but safetensors-int8, which
-        /// stock transformers and vLLM load with random experts; see docs/formats.md). Only
-        /// these are (re)done; variants an earlier run left in OUT stay listed.
+        /// stock transformers and vLLM load with random experts; see docs/formats.md), the GGUF
+        /// presets, mlx-mxfp4-q4 and mlx-bf16. Only these are (re)done; variants an earlier run
+        /// left in OUT stay listed.
         #[arg(long, value_delimiter = ',')]
         variants: Option<Vec<String>>,
         /// Prompts file for verification (see `verify --help`).
@@ -278,8 +279,8 @@ pub struct ConvertFlags {
     #[arg(long)]
     no_space_check: bool,
     /// How dense expert weights are rounded to MXFP4: `ggml` (llama-quantize's bytes), `ocp`,
-    /// `triton`, `mlx` or `mse` (the better of the floor and ceil scales per block); see
-    /// docs/tolerances.md.
+    /// `triton`, `mlx` (`mx.quantize`'s: ceil(log2(amax/6)), ties to the smaller magnitude) or
+    /// `mse` (the better of the floor and ceil scales per block); see docs/tolerances.md.
     #[arg(long, default_value = "ggml", value_parser = parse_rounding)]
     mxfp4_rounding: quant::mxfp4::Rounding,
     /// GGUF presets from an MXFP4 source: quantize the experts to the preset's types too

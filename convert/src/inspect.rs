@@ -270,7 +270,7 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     }
     Inspect {
         path: ckpt.dir().to_path_buf(),
-        layout: ckpt.layout().name().to_string(),
+        layout: ckpt.layout().describe(),
         dtype_groups: ckpt
             .dtype_groups()
             .into_iter()

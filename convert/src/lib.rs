@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod gguf;
 pub mod inspect;
 pub mod lock;
+pub mod mlx;
 pub mod mmap;
 pub mod model;
 pub mod names;
@@ -86,5 +87,11 @@ pub fn storage_slices<'a>(m: &MatRef<'a>) -> Vec<&'a [u8]> {
         Encoding::Dense { data, .. } | Encoding::Ggml { data, .. } => vec![data],
         Encoding::Mxfp4 { blocks, scales, .. } => vec![blocks, scales],
         Encoding::Int8 { packed, scales, .. } => vec![packed, scales],
+        Encoding::Affine {
+            packed,
+            scales,
+            biases,
+            ..
+        } => vec![packed, scales, biases],
     }
 }

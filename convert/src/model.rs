@@ -120,7 +120,7 @@ impl AnyModel {
     /// A short description of the format ("hf-mxfp4", "original", "gguf MXFP4_MOE", ...).
     pub fn format_name(&self) -> String {
         match self {
-            AnyModel::Safetensors(c) => c.layout().name().to_string(),
+            AnyModel::Safetensors(c) => c.layout().describe(),
             AnyModel::Gguf(g) => match g
                 .get("general.file_type")
                 .and_then(crate::gguf::Value::as_u64)

@@ -51,6 +51,10 @@ pub fn storage(v: Variant) -> (String, String, String) {
             "{}, compressed-tensors `pack-quantized`, one module per expert",
             row.experts.describe()
         ),
+        (Container::Mlx(_), store) => format!(
+            "{}, MLX `mlp.experts.{{gate,up,down}}_proj` `[E, out, in]`",
+            store.describe()
+        ),
         (_, store) => store.describe(),
     };
     let dense = if row.embedding == row.dense {
@@ -68,6 +72,15 @@ pub fn storage(v: Variant) -> (String, String, String) {
         format!("{} (router: {})", row.vectors, row.router.describe())
     };
     (experts, dense, vectors)
+}
+
+/// The Hugging Face `library_name` of a variant.
+fn library(v: Variant) -> &'static str {
+    match v.storage().container {
+        convert::variant::Container::Gguf => "gguf",
+        convert::variant::Container::Mlx(_) => "mlx",
+        convert::variant::Container::Safetensors(_) => "transformers",
+    }
 }
 
 /// Who can load a variant, where that is not obvious from its format.
@@ -92,15 +105,15 @@ fn loaders(v: Variant) -> Option<&'static str> {
 
 fn tags(v: Variant) -> Vec<&'static str> {
     let mut t = vec!["gpt-oss", "oss-forge", "verified"];
-    if v.is_gguf() {
-        t.push("gguf");
-    } else {
-        t.extend(["safetensors", "transformers"]);
+    match library(v) {
+        "gguf" => t.push("gguf"),
+        lib => t.extend(["safetensors", lib]),
     }
     match v {
         Variant::GgufMxfp4 | Variant::GgufMxfp4F16 | Variant::GgufMxfp4Q8_0 => t.push("mxfp4"),
         Variant::GgufQ8_0 => t.push("q8_0"),
         Variant::SafetensorsInt8 => t.extend(["int8", "compressed-tensors"]),
+        Variant::MlxMxfp4Q8 | Variant::MlxMxfp4Q4 => t.push("mxfp4"),
         _ => {}
     }
     t
@@ -125,10 +138,7 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     s.push_str(&format!("base_model: {}\n", c.base_model));
     s.push_str("base_model_relation: quantized\n");
     s.push_str("license: apache-2.0\n");
-    s.push_str(&format!(
-        "library_name: {}\n",
-        if v.is_gguf() { "gguf" } else { "transformers" }
-    ));
+    s.push_str(&format!("library_name: {}\n", library(v)));
     s.push_str("pipeline_tag: text-generation\n");
     s.push_str("tags:\n");
     for t in tags(v) {
@@ -284,6 +294,8 @@ pub fn model_card(c: &CardInput<'_>) -> String {
         s.push_str(&format!(
             "```sh\nllama-cli -m {first} --jinja -p \"Hello\"\n```\n\n"
         ));
+    } else if library(v) == "mlx" {
+        s.push_str("```python\nfrom mlx_lm import load, generate\nmodel, tokenizer = load(\"PATH\")\nprint(generate(model, tokenizer, prompt=\"Hello\"))\n```\n\n");
     } else {
         s.push_str("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained(\"PATH\", torch_dtype=\"auto\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n```\n\n");
     }

@@ -13,12 +13,13 @@
 //! | Q8_0 and every other ggml block type (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS) | ggml's reference quantizer, as llama-quantize runs it without an importance matrix (`quant::Codec::quantize_row`) |
 //! | MXFP4 from dense values | the rounding rule the weight check found reproducing the variant's blocks (ggml's when none or several) |
 //! | int8, group g | `scale = bf16(amax/127)`, `q = round(x/scale)` clamped to ±127 |
+//! | MLX affine, `b` bits, group g | `mx.quantize`'s rule ([`quant::affine::quantize_row`]), decoded in f32 |
 //!
 //! A correct converter lands on (or next to) that floor; one that rounds badly lands well above
 //! it. Rounded weights are built on first use and kept (the dense weights of a 20b in Q8_0 are
 //! about 2 GB); expert weights stored exactly are read from the original untouched.
 
-use quant::{Codec, int8, mxfp4};
+use quant::{Codec, affine, int8, mxfp4};
 use reference::{Config, DenseType, Encoding, MatRef, SourceError, WeightId, WeightSource};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -32,6 +33,13 @@ pub enum Rounding {
     Mxfp4(mxfp4::Rounding),
     /// To symmetric int8 with BF16 scales per group.
     Int8(usize),
+    /// To MLX affine codes with BF16 scales and biases.
+    Affine {
+        /// Bits per code.
+        bits: u32,
+        /// Inputs per scale.
+        group: usize,
+    },
 }
 
 impl Rounding {
@@ -48,6 +56,10 @@ impl Rounding {
             (Bound::Exact | Bound::Unbounded, _) => None,
             (Bound::Mxfp4Rules, _) => Some(Rounding::Mxfp4(mxfp4_rule)),
             (_, Encoding::Int8 { group, .. }) => Some(Rounding::Int8(*group)),
+            (_, Encoding::Affine { bits, group, .. }) => Some(Rounding::Affine {
+                bits: *bits,
+                group: *group,
+            }),
             (_, v) => v.codec().map(Rounding::Codec),
         }
     }
@@ -95,8 +107,9 @@ impl<'a> Rounded<'a> {
         let m = self.orig.weight(id)?;
         let (rows, cols) = (m.rows(), m.cols());
         let mut out = Vec::new();
-        // int8 only: the BF16 scales, appended after every packed row.
+        // int8 and affine: the BF16 scales (and affine biases), appended after every packed row.
         let mut int8_scales = Vec::new();
+        let mut affine_biases = Vec::new();
         let mut row = vec![0f32; cols];
         for i in 0..rows {
             m.dequant_rows(i, &mut row);
@@ -118,9 +131,19 @@ impl<'a> Rounded<'a> {
                     out.extend_from_slice(&packed);
                     int8_scales.extend(scales.iter().flat_map(|s| s.to_le_bytes()));
                 }
+                Rounding::Affine { bits, group } => {
+                    let mut packed = vec![0u8; affine::packed_bytes(cols, bits)];
+                    let (mut sc, mut bi) =
+                        (vec![0u8; cols / group * 2], vec![0u8; cols / group * 2]);
+                    affine::quantize_row(&row, bits, group, &mut packed, &mut sc, &mut bi);
+                    out.extend_from_slice(&packed);
+                    int8_scales.extend_from_slice(&sc);
+                    affine_biases.extend_from_slice(&bi);
+                }
             }
         }
         out.extend_from_slice(&int8_scales);
+        out.extend_from_slice(&affine_biases);
         self.orig.release(id);
         Ok(out)
     }
@@ -168,6 +191,17 @@ impl WeightSource for Rounded<'_> {
                 Encoding::Int8 {
                     packed,
                     scales,
+                    group,
+                }
+            }
+            Rounding::Affine { bits, group } => {
+                let (packed, rest) = bytes.split_at(rows * affine::packed_bytes(cols, bits));
+                let (scales, biases) = rest.split_at(rest.len() / 2);
+                Encoding::Affine {
+                    packed,
+                    scales,
+                    biases,
+                    bits,
                     group,
                 }
             }
@@ -230,6 +264,7 @@ mod tests {
             Rounding::Int8(32),
             Rounding::Codec(Codec::F16),
             Rounding::Codec(Codec::Q4_0),
+            Rounding::Affine { bits: 4, group: 64 },
         ] {
             let rounded = Rounded::new(&src, &[(WeightId::QProj(0), rounding)]);
             let got = rounded.weight(WeightId::QProj(0)).unwrap().to_f32();
@@ -248,6 +283,17 @@ mod tests {
                     quant::legacy::dequantize_row_q4_0(&q, &mut out);
                     out
                 }
+                Rounding::Affine { bits, group } => orig
+                    .chunks(c)
+                    .flat_map(|row| {
+                        let mut p = vec![0u8; affine::packed_bytes(c, bits)];
+                        let (mut s, mut b) = (vec![0u8; c / group * 2], vec![0u8; c / group * 2]);
+                        affine::quantize_row(row, bits, group, &mut p, &mut s, &mut b);
+                        let mut out = vec![0f32; c];
+                        affine::dequantize_row(&p, &s, &b, bits, group, &mut out);
+                        out
+                    })
+                    .collect(),
                 Rounding::Int8(_) => orig
                     .chunks(c)
                     .flat_map(|row| {

@@ -8,6 +8,7 @@
 //! | F16 | anything | f16 rounding: \|x\|·2⁻¹¹ + 2⁻²⁵ |
 //! | BF16 | F32 / F16 | bf16 rounding: \|x\|·2⁻⁸ |
 //! | Q8_0 (group 32), int8 (its group) | anything | amax(group)/127, one quantization step |
+//! | MLX affine, `b` bits, group `g` | anything | one step `s = max(range/(2^b-1), 1e-7)` scaled by `n/(n-1)` (the rounded edge), plus the BF16 rounding of the stored scale and bias: `s·n/(n-1) + (2·n·s + amax)·2⁻⁹` per group, `n = 2^b - 1` |
 //! | MXFP4 | dense (a fine-tune) | each block that changed must be what one of the MXFP4 rounding rules (ggml, OCP, triton, MLX, least squares: `quant::mxfp4::Rounding`) makes of the original's 32 values; the report says which rule reproduces how many blocks |
 //! | the other ggml block types (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS) | anything | unbounded: judged by the logits and the format floor; the report says how many blocks equal ggml's reference quantizer (llama-quantize without an importance matrix) |
 //! | anything else | | unbounded (reported, not judged) |
@@ -148,6 +149,14 @@ pub enum Bound {
     Bf16Rounding,
     /// One quantization step of a symmetric 8-bit group of this size.
     Int8Step(usize),
+    /// One step of MLX affine quantization (`bits`, `group`), with the BF16 rounding of its
+    /// stored scale and bias.
+    AffineStep {
+        /// Bits per code.
+        bits: u32,
+        /// Inputs per scale.
+        group: usize,
+    },
     /// MXFP4 from dense values: each changed block must be one rounding rule's.
     Mxfp4Rules,
     /// A ggml block type without a simple bound: reported against ggml's reference quantizer.
@@ -164,6 +173,9 @@ impl Bound {
             Bound::F16Rounding => "f16 rounding".into(),
             Bound::Bf16Rounding => "bf16 rounding".into(),
             Bound::Int8Step(g) => format!("1 step of int8 group {g}"),
+            Bound::AffineStep { bits, group } => {
+                format!("1 step of affine {bits}-bit group {group}")
+            }
             Bound::Mxfp4Rules => "an MXFP4 rounding rule".into(),
             Bound::Reference(c) => format!("{c} (judged by the logits)"),
             Bound::Unbounded => "unbounded".into(),
@@ -183,6 +195,10 @@ impl Bound {
             (Some(Codec::F16), _) => Bound::F16Rounding,
             (Some(Codec::Q8_0), _) => Bound::Int8Step(Codec::Q8_0.block()),
             (None, Encoding::Int8 { group, .. }) => Bound::Int8Step((*group).min(cols)),
+            (None, Encoding::Affine { bits, group, .. }) => Bound::AffineStep {
+                bits: *bits,
+                group: *group,
+            },
             _ if var.is_mxfp4() => Bound::Mxfp4Rules,
             (Some(c), _) if !c.is_float() => Bound::Reference(c),
             _ => Bound::Unbounded,
@@ -191,11 +207,24 @@ impl Bound {
 }
 
 /// True when two encodings store values the same way (so equal values need equal storage):
-/// the same codec, MXFP4 in either nibble order, or int8 with the same group size.
+/// the same codec, MXFP4 in either nibble order, int8 with the same group size, or MLX affine
+/// with the same bits and group.
 fn same_storage(a: &Encoding<'_>, b: &Encoding<'_>) -> bool {
     match (a, b) {
         _ if a.is_mxfp4() && b.is_mxfp4() => true,
         (Encoding::Int8 { group: x, .. }, Encoding::Int8 { group: y, .. }) => x == y,
+        (
+            Encoding::Affine {
+                bits: b1,
+                group: g1,
+                ..
+            },
+            Encoding::Affine {
+                bits: b2,
+                group: g2,
+                ..
+            },
+        ) => (b1, g1) == (b2, g2),
         _ => a.codec().is_some() && a.codec() == b.codec(),
     }
 }
@@ -455,11 +484,19 @@ struct Compared {
 fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
     let mut c = Compared::default();
     let group = match bound {
-        Bound::Int8Step(g) if g > 0 && cols.is_multiple_of(g) => g,
+        Bound::Int8Step(g) | Bound::AffineStep { group: g, .. }
+            if g > 0 && cols.is_multiple_of(g) =>
+        {
+            g
+        }
         _ => cols.max(1),
     };
     for (k, (ga, gb)) in a.chunks(group).zip(b.chunks(group)).enumerate() {
-        let step = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs())) / 127.0;
+        let amax = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+        let step = match bound {
+            Bound::AffineStep { bits, .. } => affine_bound(ga, bits, amax),
+            _ => amax / 127.0,
+        };
         for (j, (&x, &y)) in ga.iter().zip(gb).enumerate() {
             if x.to_bits() == y.to_bits() || (x == y) {
                 continue;
@@ -485,7 +522,7 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
                 Bound::Exact => false,
                 Bound::F16Rounding => err <= ax * 2f64.powi(-11) + 2f64.powi(-25),
                 Bound::Bf16Rounding => err <= ax * 2f64.powi(-8),
-                Bound::Int8Step(_) => err <= step * (1.0 + 1e-6),
+                Bound::Int8Step(_) | Bound::AffineStep { .. } => err <= step * (1.0 + 1e-6),
                 // Judged per block (`mxfp4_rules`) or by the logits.
                 Bound::Mxfp4Rules | Bound::Reference(_) | Bound::Unbounded => true,
             };
@@ -493,6 +530,23 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
         }
     }
     c
+}
+
+/// The largest error MLX affine quantization (`quant::affine`, `mx.quantize`'s rule) can leave
+/// on a group `g` of original values. With `n = 2^bits - 1` and `s = max((max - min)/n, 1e-7)`,
+/// the encoder rounds the edge of larger magnitude to a whole number of steps `q0 ≥ n/2`, which
+/// stretches the step to at most `s·n/(n-1)`; every value then lies within half a step of a
+/// code, or at most one step past the last code (clamped). Storing the scale and bias in BF16
+/// (relative error 2⁻⁹ each) adds at most `q·|Δscale| + |Δbias| ≤ (2·n·s + amax)·2⁻⁹`.
+fn affine_bound(g: &[f32], bits: u32, amax: f64) -> f64 {
+    let n = ((1u64 << bits) - 1) as f64;
+    let (lo, hi) = g
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x as f64), hi.max(x as f64))
+        });
+    let s = ((hi - lo) / n).max(quant::affine::MIN_SCALE as f64);
+    s * n / (n - 1.0) + (2.0 * n * s + amax) * 2f64.powi(-9)
 }
 
 /// Checks every weight; `progress(done, total)` is called after each weight.
@@ -601,6 +655,83 @@ mod tests {
                 .violations
                 > 0
         );
+    }
+
+    #[test]
+    fn affine_quantization_is_within_its_bound_and_a_shifted_group_is_not() {
+        // Rows whose groups stress the rule: a wide range, a negative edge, a near-constant
+        // group (the 1e-7 floor) and values just off the grid.
+        let xs: Vec<f32> = (0..4 * 64)
+            .map(|i| match i / 64 {
+                0 => ((i * 37 % 64) as f32 - 20.0) * 0.013,
+                1 => -3.0 + (i % 7) as f32 * 0.01,
+                2 => 1e-9 * (i % 3) as f32,
+                _ => ((i * 7919 % 1000) as f32 - 500.0) * 1e-3,
+            })
+            .collect();
+        let a = bf16(&xs);
+        let mut vals = vec![0f32; xs.len()];
+        quant::float::bf16_row_to_f32(&a, &mut vals);
+        for bits in [2, 3, 4, 8] {
+            let pb = quant::affine::packed_bytes(64, bits);
+            let (mut c, mut s, mut b) = (vec![0u8; 4 * pb], vec![0u8; 8], vec![0u8; 8]);
+            for r in 0..4 {
+                quant::affine::quantize_row(
+                    &vals[r * 64..(r + 1) * 64],
+                    bits,
+                    64,
+                    &mut c[r * pb..(r + 1) * pb],
+                    &mut s[2 * r..2 * r + 2],
+                    &mut b[2 * r..2 * r + 2],
+                );
+            }
+            let view = |c: &[u8]| {
+                let (c, s, b) = (c.to_vec(), s.clone(), b.clone());
+                (c, s, b)
+            };
+            let (c0, s0, b0) = view(&c);
+            let mq = MatRef::new(
+                4,
+                64,
+                Encoding::Affine {
+                    packed: &c0,
+                    scales: &s0,
+                    biases: &b0,
+                    bits,
+                    group: 64,
+                },
+            )
+            .unwrap();
+            let ma = MatRef::dense(DenseType::BF16, &a, 4, 64).unwrap();
+            let check = check_weight(WeightId::QProj(0), &ma, &mq).unwrap();
+            assert_eq!(check.bound, Bound::AffineStep { bits, group: 64 });
+            assert!(
+                check.differing > 0 && check.violations == 0,
+                "{bits}: {check:?}"
+            );
+            // Rows 0 and 3 swapped: far outside one step.
+            let mut sw = c0.clone();
+            sw[..pb].copy_from_slice(&c0[3 * pb..]);
+            sw[3 * pb..].copy_from_slice(&c0[..pb]);
+            let ms = MatRef::new(
+                4,
+                64,
+                Encoding::Affine {
+                    packed: &sw,
+                    scales: &s0,
+                    biases: &b0,
+                    bits,
+                    group: 64,
+                },
+            )
+            .unwrap();
+            assert!(
+                check_weight(WeightId::QProj(0), &ma, &ms)
+                    .unwrap()
+                    .violations
+                    > 0
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `storage.rs` | the table: one [`Storage`] row per variant |
 //! | `gguf.rs` | GGUF variants: tensor plan (names, order, types from the row) and per-tensor encoders |
 //! | `st.rs` | safetensors variants: transformers' dense layout and compressed-tensors int8 |
+//! | `mlx.rs` | MLX variants: mlx-lm's layout, index and config (`mlx_lm.convert`'s output) |
 //!
 //! Shared by both writers, so each rule exists once: the source's integrity rule ([`Guard`]),
 //! the count of values stored inexactly ([`Tally`]), the greedy split of tensors into files
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod gguf;
+pub mod mlx;
 pub mod preset;
 pub mod st;
 pub mod storage;
@@ -53,6 +55,12 @@ pub enum Variant {
     /// The release's own layout: MXFP4 experts (`*_blocks` / `*_scales`), BF16 elsewhere,
     /// `quant_method: mxfp4` (what vLLM, SGLang, TensorRT-LLM and transformers serve).
     SafetensorsMxfp4,
+    /// MLX, MXFP4 experts, affine 8-bit elsewhere (`mlx_lm.convert -q --q-bits 8`).
+    MlxMxfp4Q8,
+    /// MLX, MXFP4 experts, affine 4-bit elsewhere, router 8-bit (`mlx_lm.convert -q --q-bits 4`).
+    MlxMxfp4Q4,
+    /// MLX, everything BF16 (`mlx_lm.convert -d`).
+    MlxBf16,
     /// GGUF, a llama-quantize preset (`gguf-q4_k_m`): from an MXFP4 source the experts stay
     /// MXFP4 and the rest follows the preset; from a dense source every tensor does.
     GgufPreset(Preset),
@@ -60,7 +68,7 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, in the order `pipeline` writes them.
-    pub const ALL: [Variant; 25] = [
+    pub const ALL: [Variant; 28] = [
         Variant::GgufMxfp4,
         Variant::GgufMxfp4F16,
         Variant::GgufMxfp4Q8_0,
@@ -71,6 +79,9 @@ impl Variant {
         Variant::SafetensorsFp16,
         Variant::SafetensorsInt8,
         Variant::SafetensorsMxfp4,
+        Variant::MlxMxfp4Q8,
+        Variant::MlxMxfp4Q4,
+        Variant::MlxBf16,
         Variant::GgufPreset(Preset::Q6_K),
         Variant::GgufPreset(Preset::Q5_K_M),
         Variant::GgufPreset(Preset::Q5_K_S),
@@ -102,6 +113,9 @@ impl Variant {
             Variant::SafetensorsFp16 => "safetensors-fp16",
             Variant::SafetensorsInt8 => "safetensors-int8",
             Variant::SafetensorsMxfp4 => "safetensors-mxfp4",
+            Variant::MlxMxfp4Q8 => "mlx-mxfp4-q8",
+            Variant::MlxMxfp4Q4 => "mlx-mxfp4-q4",
+            Variant::MlxBf16 => "mlx-bf16",
         }
     }
 
@@ -269,7 +283,7 @@ pub struct ConvertOptions {
     /// Skip the free-space check before writing (for file systems whose `statvfs` is wrong).
     pub skip_space_check: bool,
     /// How dense expert weights are rounded to MXFP4 (`--mxfp4-rounding`; ggml's rule by
-    /// default, so the bytes equal llama-quantize's).
+    /// default, so the bytes equal llama-quantize's; the MLX variants use it too).
     pub mxfp4_rounding: quant::mxfp4::Rounding,
     /// GGUF presets: quantize MXFP4 experts to the preset's types too (`--requantize-experts`;
     /// lossy) instead of keeping them MXFP4.
@@ -347,7 +361,7 @@ pub fn convert_weights(
     let storage = Storage::of(variant, opts);
     let out = &match storage.container {
         Container::Gguf => crate::output::gguf_target(model, storage.file_suffix, out),
-        Container::Safetensors(_) => out.to_path_buf(),
+        Container::Safetensors(_) | Container::Mlx(_) => out.to_path_buf(),
     };
     crate::output::refuse_overlap(&crate::output::inputs(model), out)?;
     match storage.container {
@@ -355,6 +369,7 @@ pub fn convert_weights(
         Container::Safetensors(_) => {
             st::convert(model, weights, variant, &storage, out, opts, progress)
         }
+        Container::Mlx(_) => mlx::convert(model, weights, variant, &storage, out, opts, progress),
     }
     .map_err(|e| crate::cancel::or_interrupted(e, out))
 }
@@ -380,6 +395,17 @@ pub fn tensor_bytes(
                 .iter()
                 .map(|(_, t)| t.bytes())
                 .sum()
+        }
+        Container::Mlx(scheme) => {
+            // The MLX writers store every float tensor in BF16.
+            st::plan(
+                crate::names::Layout::Mlx(scheme),
+                crate::safetensors::Dtype::BF16,
+                cfg,
+            )
+            .iter()
+            .map(|(_, t)| t.bytes())
+            .sum()
         }
     })
 }

@@ -16,7 +16,7 @@
 //! renamed to the output name at the end. The files beside the shards are written by
 //! [`meta`].
 
-mod encode;
+pub(crate) mod encode;
 pub(crate) mod meta;
 
 use crate::atomic::Staged;
