@@ -30,11 +30,18 @@ pub enum Command {
     /// Run the reference forward pass over a prompt and print the top tokens of every position.
     Logits {
         /// A release directory, its `original/` folder, or a variant.
-        #[arg(long)]
-        model: PathBuf,
+        #[arg(required_unless_present = "model_flag")]
+        model: Option<PathBuf>,
+        /// The model, as earlier versions took it (same as the positional MODEL).
+        #[arg(long = "model", hide = true, conflicts_with = "model")]
+        model_flag: Option<PathBuf>,
         /// Comma-separated token ids, e.g. `1,2,3`.
-        #[arg(long, value_parser = parse_tokens)]
-        tokens: TokenList,
+        #[arg(long, value_parser = parse_tokens, required_unless_present = "text", conflicts_with = "text")]
+        tokens: Option<TokenList>,
+        /// Text, encoded with the checkpoint's `tokenizer.json` (harmony special tokens such as
+        /// `<|start|>` spelled out).
+        #[arg(long)]
+        text: Option<String>,
         /// Write every position's logits as a float32 `.npy` of shape [tokens, vocab_size].
         #[arg(long)]
         out: Option<PathBuf>,
@@ -43,18 +50,27 @@ pub enum Command {
         top: usize,
     },
     /// Convert a model into one variant.
+    ///
+    /// `-o`: a GGUF variant is written to the file named, or into an existing directory as
+    /// `MODEL-SUFFIX.gguf`; a safetensors variant is the directory named (an existing one with
+    /// files needs `--force`, which replaces only the files oss-forge writes). The output may
+    /// not be, contain, or lie inside the model being read.
     Convert {
         /// A release directory or its `original/` folder.
         model: PathBuf,
         /// The variant to write.
-        #[arg(long = "to", value_parser = variant_names())]
-        variant: String,
-        /// Output file (GGUF) or directory (safetensors).
-        #[arg(short, long)]
+        #[arg(long = "to", value_parser = parse_variant, required_unless_present = "outtype", conflicts_with = "outtype")]
+        variant: Option<convert::Variant>,
+        /// llama.cpp's name for the output type (`auto`, `bf16`, `f16`, `q8_0`), mapped to the
+        /// variant llama.cpp's converter writes (the mapping is printed).
+        #[arg(long)]
+        outtype: Option<String>,
+        /// Output file (GGUF) or directory (safetensors). `--outfile` as in llama.cpp.
+        #[arg(short, long, visible_alias = "outfile")]
         out: PathBuf,
         #[command(flatten)]
         settings: ConvertFlags,
-        /// Replace an existing output.
+        /// Replace an existing output (only the files oss-forge writes).
         #[arg(long)]
         force: bool,
     },
@@ -94,7 +110,9 @@ pub enum Command {
         #[arg(short, long)]
         out: PathBuf,
         /// Comma-separated variants, or `all` (default: every variant but safetensors-int8, which
-        /// stock transformers and vLLM load with random experts; see docs/formats.md).
+        /// stock transformers and vLLM load with random experts; see docs/formats.md), the GGUF
+        /// presets, mlx-mxfp4-q4 and mlx-bf16. Only these are (re)done; variants an earlier run
+        /// left in OUT stay listed.
         #[arg(long, value_delimiter = ',')]
         variants: Option<Vec<String>>,
         /// Prompts file for verification (see `verify --help`).
@@ -107,16 +125,40 @@ pub enum Command {
         /// Never let the format floor relax the default gates.
         #[arg(long)]
         strict: bool,
+        /// The name on the outputs: GGUF file names, card titles (default: the model
+        /// directory's name; a Hugging Face cache snapshot's repository, never its hash).
+        #[arg(long)]
+        name: Option<String>,
+        /// The cards' Hub `base_model` (default: config.json's `_name_or_path` when it is a Hub
+        /// id, the cache snapshot's repository, `openai/NAME` for gpt-oss-*).
+        #[arg(long)]
+        base_model: Option<String>,
         #[command(flatten)]
         passes: PassFlags,
         #[command(flatten)]
         settings: ConvertFlags,
     },
+    /// Merge pipeline outputs of the same checkpoint (e.g. one per CI job, each with some of
+    /// the variants) into one publishable directory: each part is checked against its
+    /// checksums, its variants linked or copied into OUT, and one manifest.json, verify.json,
+    /// README.md and SHA256SUMS written and checked. See docs/scale.md.
+    Merge {
+        /// The merged directory (may be one of the parts, or already hold merged variants).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Pipeline output directories.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+    },
     /// Re-hash a pipeline output directory against SHA256SUMS and manifest.json.
     /// Exit code 1 if any file changed, went missing, or is there without being listed.
+    /// With `-q`, only the problems are printed.
     Check {
         /// The pipeline's output directory.
         out: PathBuf,
+        /// Print the states as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// The main job on a built-in default: synthesize a tiny checkpoint, convert it to every
     /// variant, verify each one. No downloads.
@@ -133,12 +175,15 @@ pub enum Command {
         /// The real model sizes.
         #[arg(long, value_parser = ["20b", "120b"])]
         preset: Option<String>,
-        /// GPU memory, e.g. `24GiB`, `16GB`.
-        #[arg(long, value_parser = parse_size)]
-        gpu_mem: u64,
+        /// GPU memory, e.g. `24GiB`, `16GB`; a number alone is GiB (`24`).
+        #[arg(long, value_parser = parse_gpu_mem)]
+        gpu_mem: GpuMem,
         /// Context length to hold in the KV cache.
         #[arg(long, default_value_t = 8192)]
         context: usize,
+        /// Print the table, the recommendation and the offload figures as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Benchmark: `cp` of a 20b-shaped checkpoint vs each conversion (time ratio, bytes/s, peak
     /// RSS), the reference forward pass (prompt and decode tokens/s, GFLOP/s), and one verify.
@@ -253,8 +298,8 @@ pub struct ConvertFlags {
     #[arg(long)]
     no_space_check: bool,
     /// How dense expert weights are rounded to MXFP4: `ggml` (llama-quantize's bytes), `ocp`,
-    /// `triton`, `mlx` or `mse` (the better of the floor and ceil scales per block); see
-    /// docs/tolerances.md.
+    /// `triton`, `mlx` (`mx.quantize`'s: ceil(log2(amax/6)), ties to the smaller magnitude) or
+    /// `mse` (the better of the floor and ceil scales per block); see docs/tolerances.md.
     #[arg(long, default_value = "ggml", value_parser = parse_rounding)]
     mxfp4_rounding: quant::mxfp4::Rounding,
     /// GGUF presets from an MXFP4 source: quantize the experts to the preset's types too
@@ -284,8 +329,43 @@ impl ConvertFlags {
     }
 }
 
-fn variant_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(convert::Variant::ALL.map(|v| v.name()))
+/// A variant name, with a "did you mean" for a misspelt one.
+fn parse_variant(s: &str) -> Result<convert::Variant, String> {
+    convert::Variant::parse_or_suggest(s)
+}
+
+/// Parsed `--gpu-mem`: bytes, and whether the number came without a unit (read as GiB).
+#[derive(Clone, Copy, Debug)]
+pub struct GpuMem {
+    /// Bytes.
+    pub bytes: u64,
+    /// Given as a plain number.
+    pub unitless: bool,
+}
+
+/// `--gpu-mem`: a size with a unit ([`parse_size`]), or a plain number of GiB (`24`): GPU
+/// memory is never a byte count.
+pub fn parse_gpu_mem(s: &str) -> Result<GpuMem, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<f64>() {
+        if !(n > 0.0 && n < 1e6) {
+            return Err(format!("`{s}` is not a GPU memory size (try 24 or 24GiB)"));
+        }
+        return Ok(GpuMem {
+            bytes: (n * (1u64 << 30) as f64) as u64,
+            unitless: true,
+        });
+    }
+    let bytes = parse_size(t)?;
+    if bytes < 1 << 20 {
+        return Err(format!(
+            "`{s}` is less than 1 MiB: not a GPU memory size (try 24GiB)"
+        ));
+    }
+    Ok(GpuMem {
+        bytes,
+        unitless: false,
+    })
 }
 
 /// Parsed `--tokens`.
@@ -352,6 +432,16 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("5XB").is_err());
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn gpu_memory_without_a_unit_is_gib() {
+        let g = parse_gpu_mem("24").unwrap();
+        assert_eq!((g.bytes, g.unitless), (24 << 30, true));
+        let g = parse_gpu_mem("16GB").unwrap();
+        assert_eq!((g.bytes, g.unitless), (16_000_000_000, false));
+        assert_eq!(parse_gpu_mem("0.5").unwrap().bytes, 1 << 29);
+        assert!(parse_gpu_mem("24B").is_err() && parse_gpu_mem("0").is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ macro_rules! out {
 mod args;
 mod cmd;
 mod progress;
+mod signals;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         eprintln!("error: --threads {n}: {e}");
         return ExitCode::from(2);
     }
+    signals::install();
     match cmd::run(cli.command, cli.quiet, cli.threads) {
         Ok(code) => code,
         Err(err) => {
@@ -48,8 +50,58 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            // Stopped by Ctrl-C (or SIGTERM): whatever error the stop surfaced as, say so.
+            if let Some((code, message)) = signals::interrupted_message() {
+                eprintln!("{message}");
+                return ExitCode::from(code);
+            }
+            eprintln!("error: {}", error_chain(&err));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The error and its causes joined by `: `, naming each path once: a cause that starts with a
+/// path its context already named (`cannot open m: m: no such file`) loses the repeat.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for msg in err.chain().map(|e| e.to_string()) {
+        let mut msg = msg.as_str();
+        if let Some((head, rest)) = msg.split_once(": ")
+            && !head.is_empty()
+            && !head.contains(' ')
+            && out
+                .split(|c: char| c.is_whitespace() || c == '`' || c == '(' || c == ')')
+                .any(|w| w.trim_end_matches([':', ',', '.']) == head)
+        {
+            msg = rest;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(msg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_named_by_the_context_is_not_repeated() {
+        let e = anyhow::anyhow!("m/x.safetensors: no such file or directory")
+            .context("cannot open m/x.safetensors");
+        assert_eq!(
+            error_chain(&e),
+            "cannot open m/x.safetensors: no such file or directory"
+        );
+        let e = anyhow::anyhow!("m: tensor `a`: holds NaN").context("converting m to gguf-bf16");
+        assert_eq!(
+            error_chain(&e),
+            "converting m to gguf-bf16: tensor `a`: holds NaN"
+        );
+        let e = anyhow::anyhow!("other/y: bad").context("cannot open m");
+        assert_eq!(error_chain(&e), "cannot open m: other/y: bad");
     }
 }

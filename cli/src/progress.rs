@@ -60,14 +60,14 @@ impl Reporter {
 
     fn amount(&self, n: u64) -> String {
         match self.unit {
-            None => format!("{:.3} GB", n as f64 / 1e9),
+            None => convert::units::bytes(n),
             Some(u) => format!("{n} {u}"),
         }
     }
 
     fn rate(&self, n: u64, secs: f64) -> String {
         match self.unit {
-            None => format!("{:.1} MB/s", n as f64 / 1e6 / secs.max(1e-9)),
+            None => convert::units::rate(n, secs),
             Some(u) => format!("{:.1} {u}/s", n as f64 / secs.max(1e-9)),
         }
     }

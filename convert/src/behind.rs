@@ -227,6 +227,11 @@ impl WriteBehind {
         if self.buf.len == 0 {
             return Ok(());
         }
+        // A stop asked for (Ctrl-C): refuse the buffer; the caller's error removes the file.
+        // (Not `ErrorKind::Interrupted`, which `write_all` retries.)
+        if crate::cancel::requested() {
+            return Err(io::Error::other("interrupted"));
+        }
         let next = if let Some(b) = self.spare.pop() {
             b
         } else if let Ok(b) = self.returned.try_recv() {

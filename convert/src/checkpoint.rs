@@ -8,6 +8,7 @@
 //! | dense under MXFP4 names (transformers 5.23's `save_pretrained` after dequantizing) | the same views of `gate_up_proj_blocks` / `down_proj_blocks` |
 //! | per-expert dense (llm-compressor's linearized experts) | each expert's `gate_proj`/`up_proj`/`down_proj.weight [out, in]` as it is |
 //! | int8 (compressed-tensors, written by `safetensors-int8`) | int8 group views of each expert's `weight_packed` + `weight_scale` |
+//! | MLX (mlx-lm's, written by `mlx-*`; [`crate::mlx`]) | per expert, a slice of the stacked `gate_proj` / `up_proj` / `down_proj`: MXFP4 views of the release's block bytes, MLX affine views, or float rows |
 //!
 //! Every float tensor may be BF16, F16 or F32 (the file's dtype counts, as in transformers) and
 //! is decoded exactly.
@@ -80,6 +81,14 @@ impl Checkpoint {
         let (files, names, index_total_size) = open_files(&dir)?;
         let probe = |name: &str| names.get(name).map(|&(f, t)| &files[f].tensors()[t]);
         let (layout, layout_notes) = Layout::detect(&dir, &config_json, probe)?;
+        // An MLX directory's scheme is read from its tensors (and checked against its map).
+        let layout = match layout {
+            Layout::Mlx(_) => Layout::Mlx(
+                crate::mlx::read_scheme(&config_json, &config, probe)
+                    .map_err(|m| ConvertError::format(dir.join("config.json"), m))?,
+            ),
+            other => other,
+        };
         let ckpt = Checkpoint {
             dir,
             layout,
@@ -281,6 +290,9 @@ impl Checkpoint {
 
     fn bytes(&self, name: &str) -> Result<(&[u8], &TensorInfo)> {
         let (file, info) = self.require(name)?;
+        // A stop asked for, or a file changed under its map, ends the read here (no SIGBUS).
+        crate::cancel::check(file.mapped().path())?;
+        file.mapped().check_unchanged()?;
         Ok((file.data(info), info))
     }
 
@@ -408,6 +420,9 @@ impl Checkpoint {
         if self.layout.is_int8(id) {
             return self.int8_view(id);
         }
+        if let Layout::Mlx(scheme) = self.layout {
+            return self.mlx_view(scheme, id);
+        }
         use WeightId::*;
         match id {
             // transformers' input-major fused experts: gate_up_proj[e][c][2j (+1)] is gate (up)
@@ -473,6 +488,54 @@ impl Checkpoint {
             UpBias(l, e) => self.dense_strided(&n.gate_up_bias(l), e * 2 * i + 1, 1, i, (2 * i, 2)),
             DownBias(l, e) => self.dense_rows(&n.down_bias(l), e, 1, h),
         }
+    }
+}
+
+impl Checkpoint {
+    /// A weight of an MLX directory: a vector, a whole module, or expert `e`'s slice of a
+    /// stacked module (see [`crate::mlx`]).
+    fn mlx_view(&self, scheme: crate::mlx::MlxScheme, id: WeightId) -> Result<MatRef<'_>> {
+        use crate::mlx::{self, MlxQuant};
+        let (rows, cols) = id.shape(&self.config);
+        let expert = match id {
+            WeightId::Gate(_, e)
+            | WeightId::Up(_, e)
+            | WeightId::Down(_, e)
+            | WeightId::GateBias(_, e)
+            | WeightId::UpBias(_, e)
+            | WeightId::DownBias(_, e) => e,
+            _ => 0,
+        };
+        let Some(q) = scheme.stored(id, &self.config) else {
+            // A vector; an expert bias is row `e` of `[E, n]`.
+            return self.dense_rows(&mlx::vector_name(id), expert, 1, cols);
+        };
+        let m = mlx::module(id);
+        // Rows of this weight start `first` rows into the module's tensors.
+        let first = expert * rows;
+        let part = |suffix: &str, row_bytes: usize| -> Result<&[u8]> {
+            let name = format!("{m}.{suffix}");
+            let (data, info) = self.bytes(&name)?;
+            data.get(first * row_bytes..(first + rows) * row_bytes)
+                .ok_or_else(|| self.short(&name, info))
+        };
+        let (cb, sb, bb) = mlx::row_bytes(q, cols);
+        let enc = match q {
+            MlxQuant::Float => return self.dense_rows(&format!("{m}.weight"), first, rows, cols),
+            MlxQuant::Mxfp4 => Encoding::Mxfp4 {
+                blocks: part("weight", cb)?,
+                scales: part("scales", sb)?,
+                row_step: 1,
+            },
+            MlxQuant::Affine { bits, group } => Encoding::Affine {
+                packed: part("weight", cb)?,
+                scales: part("scales", sb)?,
+                biases: part("biases", bb)?,
+                bits,
+                group,
+            },
+        };
+        MatRef::new(rows, cols, enc).map_err(|e| self.layout_err(&format!("{m}.weight"), e))
     }
 }
 

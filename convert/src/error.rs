@@ -88,6 +88,42 @@ pub enum ConvertError {
         /// Bytes available to this user.
         available: u64,
     },
+    /// The run was asked to stop (Ctrl-C, SIGTERM) and did; its partial output was removed
+    /// ([`crate::cancel`]).
+    #[error("{}: interrupted", path.display())]
+    Interrupted {
+        /// What was being written or read.
+        path: PathBuf,
+    },
+    /// Another run holds the lock of this output ([`crate::lock`]).
+    #[error("{}: another oss-forge run{} is writing this output (lock {}); wait for it to finish, or stop it", path.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), lock.display())]
+    Locked {
+        /// The output.
+        path: PathBuf,
+        /// The process holding the lock, when the lock file says.
+        pid: Option<u32>,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// An input file changed while it was being read (truncated or rewritten by another
+    /// process): reading on through its memory map would have read other bytes, or faulted.
+    #[error("{}: changed on disk while being read ({what}): another process truncated or rewrote it", path.display())]
+    Changed {
+        /// The input file.
+        path: PathBuf,
+        /// What changed (`123 bytes when opened, now 64`).
+        what: String,
+    },
+    /// The output would overwrite an input, or sit inside one.
+    #[error("{}: output is the input: {relation} the model being read ({}); choose an output outside it", path.display(), input.display())]
+    OutputIsInput {
+        /// The output.
+        path: PathBuf,
+        /// `is`, `is inside` or `contains`.
+        relation: &'static str,
+        /// The input (a model directory or file).
+        input: PathBuf,
+    },
 }
 
 impl ConvertError {
@@ -134,6 +170,25 @@ impl ConvertError {
             src_path,
             weight.to_string(),
             "holds NaN or Inf values (pass --allow-nonfinite to convert anyway)",
+        )
+    }
+
+    /// [`ConvertError::nonfinite`] with the place: the first non-finite value `value` at `row`,
+    /// `col` of the weight (in 32-value block `col / 32` of that row).
+    pub fn nonfinite_at(
+        src_path: impl AsRef<Path>,
+        weight: reference::WeightId,
+        row: usize,
+        col: usize,
+        value: f32,
+    ) -> Self {
+        Self::tensor(
+            src_path,
+            weight.to_string(),
+            format!(
+                "holds NaN or Inf values, the first {value} at row {row}, column {col} (32-value block {} of that row); pass --allow-nonfinite to convert anyway",
+                col / 32
+            ),
         )
     }
 

@@ -270,7 +270,7 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
     }
     Inspect {
         path: ckpt.dir().to_path_buf(),
-        layout: ckpt.layout().name().to_string(),
+        layout: ckpt.layout().describe(),
         dtype_groups: ckpt
             .dtype_groups()
             .into_iter()
@@ -643,6 +643,19 @@ impl Inspect {
         }
         let total: u64 = self.files.iter().map(|f| f.1).sum();
         s += &format!("files     {} ({:.2} GiB)\n", self.files.len(), gib(total));
+        if self.files.len() > 1 && self.layout.starts_with("gguf") {
+            for (k, (p, b)) in self.files.iter().enumerate() {
+                s += &format!(
+                    "  split {} of {}  {}  {}\n",
+                    k + 1,
+                    self.files.len(),
+                    p.file_name().map_or(p.display().to_string(), |n| n
+                        .to_string_lossy()
+                        .into_owned()),
+                    crate::units::bytes(*b)
+                );
+            }
+        }
         s += &format!("tensors   {}\n", self.tensors);
         for (d, (n, b)) in &self.by_dtype {
             s += &format!("  {d:<6} {n:>6} tensors {:>10.3} GiB\n", gib(*b));

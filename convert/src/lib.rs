@@ -7,21 +7,27 @@
 
 pub mod atomic;
 pub mod behind;
+pub mod cancel;
 pub mod checkpoint;
 pub mod companion;
 pub mod error;
 pub mod fuzzing;
 pub mod gguf;
 pub mod inspect;
+pub mod lock;
+pub mod mlx;
 pub mod mmap;
 pub mod model;
 pub mod names;
+pub mod naming;
 pub mod npy;
+pub mod output;
 pub mod publish;
 pub mod runtime;
 pub mod safetensors;
 pub mod space;
 pub mod synth;
+pub mod units;
 pub mod variant;
 
 pub use checkpoint::Checkpoint;
@@ -81,5 +87,11 @@ pub fn storage_slices<'a>(m: &MatRef<'a>) -> Vec<&'a [u8]> {
         Encoding::Dense { data, .. } | Encoding::Ggml { data, .. } => vec![data],
         Encoding::Mxfp4 { blocks, scales, .. } => vec![blocks, scales],
         Encoding::Int8 { packed, scales, .. } => vec![packed, scales],
+        Encoding::Affine {
+            packed,
+            scales,
+            biases,
+            ..
+        } => vec![packed, scales, biases],
     }
 }

@@ -5,17 +5,29 @@
 //! from the process with `madvise(MADV_DONTNEED)` once it has been consumed: the pages stay in the
 //! kernel's page cache (a later access is a cheap minor fault), but the process's RSS stays near
 //! the working set of one tensor however large the model is.
+//!
+//! A mapped file that another process truncates makes every later access to the cut pages a
+//! SIGBUS, which would kill the process with no message; one rewritten in place changes the
+//! bytes under a view. So the size and modification time seen when the file was opened are
+//! kept, and [`MappedFile::check_unchanged`] compares them with the open file's (`fstat`) now.
+//! The readers call it before handing out a view of a tensor and the writers after each tensor
+//! they wrote, turning a change into an error naming the file ([`ConvertError::Changed`]). The
+//! residual risk: a truncation that lands between the check and the read of that one tensor
+//! (an expert, or a few MiB of a dense weight) still faults.
 
 use crate::error::{ConvertError, Result};
 use memmap2::{Mmap, MmapOptions, UncheckedAdvice};
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// A file mapped read-only.
 pub struct MappedFile {
     path: PathBuf,
     map: Option<Mmap>,
+    /// The open file, and its length and modification time when it was mapped.
+    file: Option<(File, u64, Option<SystemTime>)>,
     /// Bytes held in memory instead of a mapping ([`MappedFile::from_bytes`]).
     owned: Vec<u8>,
 }
@@ -25,10 +37,8 @@ impl MappedFile {
     pub fn open(path: impl AsRef<Path>) -> Result<MappedFile> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| ConvertError::io(&path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| ConvertError::io(&path, e))?
-            .len();
+        let meta = file.metadata().map_err(|e| ConvertError::io(&path, e))?;
+        let len = meta.len();
         let map = if len == 0 {
             None
         } else {
@@ -44,7 +54,31 @@ impl MappedFile {
         Ok(MappedFile {
             path,
             map,
+            file: Some((file, len, meta.modified().ok())),
             owned: Vec::new(),
+        })
+    }
+
+    /// Fails with [`ConvertError::Changed`] when the file's length or modification time is no
+    /// longer what it was when it was mapped (see the module docs). Bytes in memory never
+    /// change.
+    pub fn check_unchanged(&self) -> Result<()> {
+        let Some((file, len, mtime)) = &self.file else {
+            return Ok(());
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| ConvertError::io(&self.path, e))?;
+        let what = if meta.len() != *len {
+            format!("{len} bytes when opened, now {}", meta.len())
+        } else if meta.modified().ok() != *mtime {
+            "rewritten after it was opened (its modification time changed)".to_string()
+        } else {
+            return Ok(());
+        };
+        Err(ConvertError::Changed {
+            path: self.path.clone(),
+            what,
         })
     }
 
@@ -54,6 +88,7 @@ impl MappedFile {
         MappedFile {
             path: path.as_ref().to_path_buf(),
             map: None,
+            file: None,
             owned: bytes,
         }
     }

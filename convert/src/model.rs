@@ -8,6 +8,28 @@ use crate::names::Layout;
 use reference::WeightSource;
 use std::path::{Path, PathBuf};
 
+/// For a path that names a file of a model directory (a shard, `config.json`, an index):
+/// `; the model is the directory holding it: pass DIR`.
+fn directory_hint(path: &Path) -> String {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let model_file = name.ends_with(".safetensors") || name.ends_with(".json");
+    if model_file && (parent.join("config.json").is_file() || path.is_file()) {
+        format!(
+            "; a model is the directory holding its files: pass {}",
+            parent.display()
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// A model of any supported format.
 pub enum AnyModel {
     /// A safetensors directory.
@@ -24,7 +46,10 @@ impl AnyModel {
             return Ok(AnyModel::Safetensors(Checkpoint::open(path)?));
         }
         if !path.exists() {
-            return Err(ConvertError::format(path, "no such file or directory"));
+            return Err(ConvertError::format(
+                path,
+                format!("no such file or directory{}", directory_hint(path)),
+            ));
         }
         if path
             .extension()
@@ -35,8 +60,45 @@ impl AnyModel {
         }
         Err(ConvertError::format(
             path,
-            "not a model directory or a GGUF file",
+            format!(
+                "is a file, not a model directory or a GGUF file{}",
+                directory_hint(path)
+            ),
         ))
+    }
+
+    /// Fails with [`ConvertError::Changed`] when one of the model's files was truncated or
+    /// rewritten since it was opened ([`crate::mmap::MappedFile::check_unchanged`]).
+    pub fn check_unchanged(&self) -> Result<()> {
+        match self {
+            AnyModel::Safetensors(c) => c
+                .files()
+                .iter()
+                .try_for_each(|f| f.mapped().check_unchanged()),
+            AnyModel::Gguf(g) => g
+                .files()
+                .iter()
+                .try_for_each(|f| f.mapped().check_unchanged()),
+        }
+    }
+
+    /// Bytes of tensor data in the model's files (headers and padding aside): what `fit`
+    /// compares with a variant's planned weights.
+    pub fn tensor_bytes(&self) -> u64 {
+        match self {
+            AnyModel::Safetensors(c) => c
+                .files()
+                .iter()
+                .flat_map(|f| f.tensors())
+                .map(|t| t.range.len() as u64)
+                .sum(),
+            AnyModel::Gguf(g) => g
+                .files()
+                .iter()
+                .flat_map(|f| f.tensors())
+                .map(|t| t.range.len() as u64)
+                .sum(),
+        }
     }
 
     /// The model as a weight source.
@@ -58,7 +120,7 @@ impl AnyModel {
     /// A short description of the format ("hf-mxfp4", "original", "gguf MXFP4_MOE", ...).
     pub fn format_name(&self) -> String {
         match self {
-            AnyModel::Safetensors(c) => c.layout().name().to_string(),
+            AnyModel::Safetensors(c) => c.layout().describe(),
             AnyModel::Gguf(g) => match g
                 .get("general.file_type")
                 .and_then(crate::gguf::Value::as_u64)

@@ -74,6 +74,10 @@ pub enum Layout {
     /// `Mxfp4Config(dequantize=True)` writes this (its own loader then leaves the experts
     /// random). Read only; `docs/decisions.md` says why it is read.
     DenseUnderBlocks,
+    /// mlx-lm's layout (`mlx_lm.convert`): one module per linear layer, experts stacked per
+    /// projection, quantized modules as `.weight` codes + `.scales` (+ `.biases`); see
+    /// [`crate::mlx`].
+    Mlx(crate::mlx::MlxScheme),
 }
 
 /// What a `config.json` alone says about the layout ([`Layout::declared`]).
@@ -90,6 +94,8 @@ pub enum Declared {
     },
     /// No `quantization_config` (or null).
     Unquantized,
+    /// mlx-lm's per-module `quantization` map (an MLX directory).
+    Mlx,
 }
 
 /// Inputs per scale of the int8 expert weights (one MXFP4 block).
@@ -122,6 +128,23 @@ pub enum Role {
     Blocks(usize, bool),
     /// The E8M0 scales beside [`Role::Blocks`]: `[E, 2I, H/32]` or `[E, H, I/32]`.
     Scales(usize, bool),
+    /// MLX: every expert's weight `id` (named for expert 0) stacked into one float tensor,
+    /// `[E, rows, cols]` for a projection, `[E, n]` for a bias.
+    Stacked(WeightId),
+    /// MLX: one part of a quantized module (an expert projection, named for expert 0, stacks
+    /// every expert).
+    Quantized(WeightId, QPart),
+}
+
+/// The parts of an MLX quantized module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QPart {
+    /// `.weight`: the codes, U32.
+    Codes,
+    /// `.scales`: BF16 (affine) or U8 E8M0 (mxfp4).
+    Scales,
+    /// `.biases`: BF16 (affine only).
+    Biases,
 }
 
 impl Layout {
@@ -135,6 +158,16 @@ impl Layout {
             Layout::Int8 { dense_int8: true } => "compressed-tensors-int8-dense",
             Layout::PerExpert => "hf-per-expert",
             Layout::DenseUnderBlocks => "hf-dense-under-blocks-names",
+            Layout::Mlx(_) => "mlx",
+        }
+    }
+
+    /// The name with what it stores, where the name alone does not say it (an MLX directory's
+    /// scheme: `mlx (experts mxfp4, embedding affine 8-bit group 64, ...)`).
+    pub fn describe(self) -> String {
+        match self {
+            Layout::Mlx(s) => format!("mlx ({})", s.describe()),
+            other => other.name().to_string(),
         }
     }
 
@@ -172,13 +205,18 @@ impl Layout {
     }
 
     /// What `config.json` alone says about the layout (its errors come before any shard is
-    /// opened): no `model_type` → original; `quant_method` `compressed-tensors` → int8 (the
-    /// config must describe exactly the int8 scheme oss-forge reads, see
-    /// [`int8_config_dense`]); `mxfp4`; or no `quantization_config`.
+    /// opened): no `model_type` → original; mlx-lm's `quantization` map → MLX; `quant_method`
+    /// `compressed-tensors` → int8 (the config must describe exactly the int8 scheme oss-forge
+    /// reads, see [`int8_config_dense`]); `mxfp4`; or no `quantization_config`.
     pub fn declared(dir: &Path, config: &Value) -> Result<Declared> {
         let cfg_path = dir.join("config.json");
         if config.get("model_type").is_none() {
             return Ok(Declared::Original);
+        }
+        // mlx-lm's per-module map (its `quantization_config` is a copy of it, with no
+        // `quant_method`).
+        if config.get("quantization").is_some_and(Value::is_object) {
+            return Ok(Declared::Mlx);
         }
         let Some(q) = config.get("quantization_config").filter(|q| !q.is_null()) else {
             return Ok(Declared::Unquantized);
@@ -204,7 +242,10 @@ impl Layout {
 
     /// Decides the layout from the directory's `config.json` ([`Layout::declared`]) and the
     /// tensors of layer 0 (`probe` looks a stored tensor up by name). An original or int8
-    /// config decides alone; otherwise the experts' tensors decide: fused `gate_up_proj` →
+    /// config decides alone; an MLX map or MLX expert modules (`experts.gate_proj.weight`) give
+    /// [`Layout::Mlx`] with [`crate::mlx::MlxScheme::FLOAT`] as a placeholder, the scheme being
+    /// read from the tensors by [`crate::mlx::read_scheme`]; otherwise the experts' tensors
+    /// decide: fused `gate_up_proj` →
     /// dense, per-expert `experts.0.gate_proj.weight` → per-expert, float
     /// `gate_up_proj_blocks` → dense under the MXFP4 names, U8 `gate_up_proj_blocks` → release.
     ///
@@ -221,9 +262,14 @@ impl Layout {
             Declared::Int8 { dense_int8 } => {
                 return Ok((Layout::Int8 { dense_int8 }, Vec::new()));
             }
+            Declared::Mlx => return Ok((Layout::Mlx(crate::mlx::MlxScheme::FLOAT), Vec::new())),
             Declared::Mxfp4 => Some("mxfp4"),
             Declared::Unquantized => None,
         };
+        if probe(crate::mlx::MLX_PROBE).is_some() {
+            // `mlx_lm.convert -d` writes no map.
+            return Ok((Layout::Mlx(crate::mlx::MlxScheme::FLOAT), Vec::new()));
+        }
         let n = Names::new(Layout::Release);
         let blocks_name = n.gate_up_blocks(0);
         let blocks = probe(&blocks_name);
@@ -376,7 +422,7 @@ pub struct Expect {
 }
 
 /// The tensor groups [`Expect::group`] names, in report order.
-pub const GROUPS: [&str; 9] = [
+pub const GROUPS: [&str; 10] = [
     "embeddings",
     "attention",
     "attention biases",
@@ -386,6 +432,7 @@ pub const GROUPS: [&str; 9] = [
     "experts",
     "expert biases",
     "int8 scales",
+    "mlx scales and biases",
 ];
 
 impl Expect {
@@ -403,8 +450,13 @@ impl Expect {
             GateBias(..) | UpBias(..) | DownBias(..) => "expert biases",
         };
         match self.role {
-            Role::Plain(id) | Role::Packed(id) | Role::Shape(id) => of_id(id),
+            Role::Plain(id)
+            | Role::Packed(id)
+            | Role::Shape(id)
+            | Role::Stacked(id)
+            | Role::Quantized(id, QPart::Codes) => of_id(id),
             Role::Scale(_) => "int8 scales",
+            Role::Quantized(_, QPart::Scales | QPart::Biases) => "mlx scales and biases",
             Role::GateUpT(_) | Role::DownT(_) | Role::Blocks(..) | Role::Scales(..) => "experts",
             Role::GateUpBias(_) | Role::DownBias(_) => "expert biases",
             Role::Other => {
@@ -593,6 +645,9 @@ impl Names {
 /// Every tensor a `layout` checkpoint of `cfg` holds, in the release's per-layer order. The
 /// variant writers write exactly this list; the reader requires exactly this set.
 pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
+    if let Layout::Mlx(scheme) = layout {
+        return crate::mlx::expected(scheme, cfg);
+    }
     let n = Names::new(layout);
     let (h, i, e) = (
         cfg.hidden_size,
@@ -724,6 +779,7 @@ pub fn expected(layout: Layout, cfg: &Config) -> Vec<Expect> {
                 out.push(x(n.down_fused(l), vec![e, i, h], Role::DownT(l)));
                 out.push(x(n.down_bias(l), vec![e, h], Role::DownBias(l)));
             }
+            Layout::Mlx(_) => unreachable!("returned above"),
             Layout::Int8 { .. } | Layout::PerExpert => {
                 for x in 0..e {
                     for id in [

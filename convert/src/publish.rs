@@ -8,15 +8,24 @@ use std::path::Path;
 
 /// Hex SHA-256 of a file, read in 1 MiB chunks (never the whole file in memory).
 pub fn sha256_file(path: &Path) -> Result<String> {
+    sha256_file_with(path, &crate::variant::NoProgress)
+}
+
+/// [`sha256_file`], reporting each chunk's bytes to `progress` (whose phase the caller begins
+/// and ends) and stopping with [`ConvertError::Interrupted`] once a stop is asked for
+/// ([`crate::cancel`]).
+pub fn sha256_file_with(path: &Path, progress: &dyn crate::variant::Progress) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| ConvertError::io(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
+        crate::cancel::check(path)?;
         let n = f.read(&mut buf).map_err(|e| ConvertError::io(path, e))?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
+        progress.advance(n as u64);
     }
     Ok(hex(&h.finalize()))
 }

@@ -302,7 +302,8 @@ fn generators(layout: Layout, cfg: &Config, seed: u64) -> HashMap<String, Gen> {
             | Layout::Dense
             | Layout::DenseUnderBlocks
             | Layout::PerExpert
-            | Layout::Int8 { .. } => {
+            | Layout::Int8 { .. }
+            | Layout::Mlx(_) => {
                 for id in [QProj(l), QBias(l), KProj(l), KBias(l), VProj(l), VBias(l)] {
                     g.insert(n.plain(id), dense_gen(seed, id, cfg));
                 }
@@ -483,7 +484,8 @@ fn write_tensors(
         | Layout::Dense
         | Layout::DenseUnderBlocks
         | Layout::PerExpert
-        | Layout::Int8 { .. } => shard_plan(&plan, max),
+        | Layout::Int8 { .. }
+        | Layout::Mlx(_) => shard_plan(&plan, max),
         Layout::Original => vec![plan.iter().collect()],
     };
     let n = shards.len();
@@ -496,7 +498,8 @@ fn write_tensors(
             | Layout::Dense
             | Layout::DenseUnderBlocks
             | Layout::PerExpert
-            | Layout::Int8 { .. } => {
+            | Layout::Int8 { .. }
+            | Layout::Mlx(_) => {
                 format!("model-{k:05}-of-{:05}.safetensors", n - 1)
             }
             Layout::Original => "model.safetensors".to_string(),
@@ -598,7 +601,8 @@ pub fn synth(
         } else {
             4_800_000_000
         });
-    let staged = Staged::create(out, true, force)?;
+    // `--force` into a directory holding other files replaces the checkpoint's files only.
+    let staged = Staged::create_dir(out, force, crate::safetensors::is_model_file)?;
     let dir = staged.path().to_path_buf();
     write_file(
         &dir.join("config.json"),

@@ -119,6 +119,23 @@ pub fn quantize_row(
     scales_bf16: &mut [u8],
     biases_bf16: &mut [u8],
 ) {
+    quantize_row_counting(xs, bits, group, packed, scales_bf16, biases_bf16);
+}
+
+/// [`quantize_row`], also returning how many values [`dequantize_row`] does not give back
+/// exactly and the largest absolute change (as [`crate::float::rounding_errors`] counts them;
+/// a non-finite group counts as changed with an infinite error), computed on the way instead of
+/// by decoding the row again.
+///
+/// Panics on unsupported `bits`/`group` (see [`check_params`]) or wrong lengths (caller bugs).
+pub fn quantize_row_counting(
+    xs: &[f32],
+    bits: u32,
+    group: usize,
+    packed: &mut [u8],
+    scales_bf16: &mut [u8],
+    biases_bf16: &mut [u8],
+) -> (u64, f32) {
     check_row(
         xs.len(),
         bits,
@@ -128,34 +145,66 @@ pub fn quantize_row(
         biases_bf16.len(),
     );
     let gbytes = packed_bytes(group, bits);
+    let (mut changed, mut worst) = (0u64, 0f32);
     for (((x, p), s), b) in xs
         .chunks_exact(group)
         .zip(packed.chunks_exact_mut(gbytes))
         .zip(scales_bf16.chunks_exact_mut(2))
         .zip(biases_bf16.chunks_exact_mut(2))
     {
-        let (scale, bias) = quantize_group(x, bits, p);
+        let (scale, bias, n, err) = quantize_group_counting(x, bits, p);
         s.copy_from_slice(&scale.to_le_bytes());
         b.copy_from_slice(&bias.to_le_bytes());
+        changed += n;
+        worst = worst.max(err);
     }
+    (changed, worst)
 }
 
 /// One group: writes the packed codes into `out` and returns the BF16 bits of the scale and
 /// bias.
+#[cfg(test)]
 fn quantize_group(x: &[f32], bits: u32, out: &mut [u8]) -> (u16, u16) {
+    let (s, b, _, _) = quantize_group_counting(x, bits, out);
+    (s, b)
+}
+
+/// Lanes of the min/max scan (independent accumulators, so the loop vectorizes).
+const LANES: usize = 8;
+
+/// One group: writes the packed codes into `out` and returns the BF16 bits of the scale and
+/// bias, with the count and largest size of the values that do not decode back exactly.
+fn quantize_group_counting(x: &[f32], bits: u32, out: &mut [u8]) -> (u16, u16, u64, f32) {
     let n_bins = ((1u32 << bits) - 1) as f32;
-    if !x.iter().all(|v| v.is_finite()) {
+    if !crate::float::all_finite(x) {
         out.fill(0);
-        return (BF16_NAN, BF16_NAN);
+        // Every value decodes to NaN: a change for all but the NaN inputs.
+        let n = x.iter().filter(|v| !v.is_nan()).count() as u64;
+        return (
+            BF16_NAN,
+            BF16_NAN,
+            n,
+            if n > 0 { f32::INFINITY } else { 0.0 },
+        );
     }
-    // std::max / std::min as MLX calls them: `max(a, b) = a < b ? b : a`.
-    let (mut w_max, mut w_min) = (f32::NEG_INFINITY, f32::INFINITY);
-    for &w in x {
-        if w_max < w {
-            w_max = w;
+    // The extremes, over 8 lanes then across them (MLX scans with `std::max` / `std::min`).
+    // The values are finite, so the maximum and minimum are the same whatever the order and
+    // whichever max/min is used, but for the sign of a zero extreme, on which nothing below
+    // depends (|min| vs |max|, `max - min`, and a zero edge gives q0 = 0 and bias 0 either way).
+    let (mut hi, mut lo) = ([f32::NEG_INFINITY; LANES], [f32::INFINITY; LANES]);
+    for c in x.chunks_exact(LANES) {
+        for k in 0..LANES {
+            hi[k] = hi[k].max(c[k]);
+            lo[k] = lo[k].min(c[k]);
         }
-        if w < w_min {
-            w_min = w;
+    }
+    let (mut w_max, mut w_min) = (f32::NEG_INFINITY, f32::INFINITY);
+    for k in 0..LANES {
+        if w_max < hi[k] {
+            w_max = hi[k];
+        }
+        if lo[k] < w_min {
+            w_min = lo[k];
         }
     }
     let mask = w_min.abs() > w_max.abs();
@@ -167,39 +216,103 @@ fn quantize_group(x: &[f32], bits: u32, out: &mut [u8]) -> (u16, u16) {
         scale = -scale;
     }
     let edge = if mask { w_min } else { w_max };
-    let q0 = (edge / scale).round_ties_even();
+    let q0 = edge / scale;
+    // rint: the addition trick where it is exact, the library call (rarely) beyond.
+    let q0 = if q0.abs() < 4_194_304.0 {
+        (q0 + MAGIC) - MAGIC
+    } else {
+        q0.round_ties_even()
+    };
     let mut bias = 0f32;
     if q0 != 0.0 {
         scale = edge / q0;
         bias = edge;
     }
-    let mut acc = 0u64;
-    let mut nbits = 0u32;
-    let mut o = 0usize;
-    for &w in x {
-        let mut q = ((w - bias) / scale).round_ties_even();
-        if q < 0.0 {
-            q = 0.0;
+    // The codes first, in a loop the compiler vectorizes (the division is MLX's, not a
+    // multiplication by the reciprocal, which can round differently). Clamping the quotient to
+    // [-1, 2^bits] before rounding changes no code (anything beyond rounds past the clamp
+    // below anyway) and keeps it where adding 1.5·2^23 rounds it to a whole number exactly
+    // as `rint` does, that number then in the low bits of the sum.
+    let (sb, bb) = (f32_to_bf16_bits(scale), f32_to_bf16_bits(bias));
+    let (sd, bd) = (bf16_bits_to_f32(sb), bf16_bits_to_f32(bb));
+    let mut codes = [0u8; 128];
+    let codes = &mut codes[..x.len()];
+    let (mut changed, mut worst) = (0u32, 0u32);
+    for (c, &w) in codes.iter_mut().zip(x) {
+        let v = (w - bias) / scale;
+        let v = if v < -1.0 { -1.0 } else { v };
+        let v = if v > n_bins + 1.0 { n_bins + 1.0 } else { v };
+        let r = (v + MAGIC) - MAGIC;
+        let r = if r < 0.0 { 0.0 } else { r };
+        let r = if r > n_bins { n_bins } else { r };
+        *c = ((r + MAGIC).to_bits() as i32 - MAGIC_BITS) as u8;
+        // What `dequantize_row` gives back, compared as `float::rounding_errors` does (every
+        // value is finite here, so every difference is a number).
+        // Sizes are non-negative, so their bits order like them: an integer maximum, which
+        // vectorizes where a float one does not.
+        let back = sd * r + bd;
+        changed += (w != back) as u32;
+        worst = worst.max((w - back).abs().to_bits());
+    }
+    pack(codes, bits, out);
+    let worst = f32::from_bits(worst);
+    (sb, bb, changed as u64, worst)
+}
+
+/// 1.5·2^23: for `|v| < 2^22`, `v + MAGIC` is rounded (to nearest, ties to even) to a whole
+/// number, `MAGIC + rint(v)`, whose bits are `MAGIC_BITS + rint(v)`.
+const MAGIC: f32 = 12_582_912.0;
+/// The bits of [`MAGIC`].
+const MAGIC_BITS: i32 = 0x4B40_0000;
+
+/// Packs `codes` (each below `2^bits`) into the little-endian bit stream `out`
+/// (`out.len() == packed_bytes(codes.len(), bits)`).
+fn pack(codes: &[u8], bits: u32, out: &mut [u8]) {
+    match bits {
+        8 => out.copy_from_slice(codes),
+        4 => {
+            for (o, c) in out.iter_mut().zip(codes.chunks_exact(2)) {
+                *o = c[0] | (c[1] << 4);
+            }
         }
-        if n_bins < q {
-            q = n_bins;
+        2 => {
+            for (o, c) in out.iter_mut().zip(codes.chunks_exact(4)) {
+                *o = c[0] | (c[1] << 2) | (c[2] << 4) | (c[3] << 6);
+            }
         }
-        acc |= (q as u64) << nbits;
-        nbits += bits;
-        while nbits >= 8 {
-            out[o] = acc as u8;
-            o += 1;
-            acc >>= 8;
-            nbits -= 8;
+        _ => {
+            let mut acc = 0u64;
+            let mut nbits = 0u32;
+            let mut o = 0usize;
+            for &q in codes {
+                acc |= (q as u64) << nbits;
+                nbits += bits;
+                while nbits >= 8 {
+                    out[o] = acc as u8;
+                    o += 1;
+                    acc >>= 8;
+                    nbits -= 8;
+                }
+            }
+            debug_assert_eq!((o, nbits), (out.len(), 0));
         }
     }
-    debug_assert_eq!((o, nbits), (out.len(), 0));
-    (f32_to_bf16_bits(scale), f32_to_bf16_bits(bias))
 }
 
 /// The codes of one row, unpacked from the little-endian bit stream into `q`
 /// (`packed.len() == packed_bytes(q.len(), bits)`).
 fn unpack(packed: &[u8], bits: u32, q: &mut [u8]) {
+    match bits {
+        8 => return q.copy_from_slice(packed),
+        4 => {
+            for (c, &p) in q.chunks_exact_mut(2).zip(packed) {
+                c[0] = p & 15;
+                c[1] = p >> 4;
+            }
+            return;
+        }
+        _ => {}
+    }
     let mask = (1u64 << bits) - 1;
     let mut acc = 0u64;
     let mut nbits = 0u32;

@@ -9,12 +9,13 @@
 //! | `Mxfp4` (release) | storage row `r·row_step` of `blocks [·, cols/32, 16]` + `scales [·, cols/32]` |
 //! | `Ggml` | storage row `r·row_step` of ggml blocks of its [`Codec`] (Q8_0, MXFP4, Q4_K, ...) |
 //! | `Int8` | row `r` of `packed [rows, cols]` (`q+128`) with BF16 `scales [rows, cols/group]` |
+//! | `Affine` | row `r` of MLX affine codes `packed [rows, cols·bits/8]` with BF16 `scales` and `biases [rows, cols/group]`: `scale·q + bias` in f32 |
 //!
 //! [`MatRef::new`] checks that every element the view can address lies inside its slices, so the
 //! decoders never index out of bounds, whatever a file's header claimed.
 
 use crate::decode;
-use quant::{Codec, float, int8, mxfp4};
+use quant::{Codec, affine, float, int8, mxfp4};
 
 /// A dense element type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,26 +114,54 @@ pub enum Encoding<'a> {
         /// Inputs per scale.
         group: usize,
     },
+    /// MLX affine quantization (`mx.quantize`, mode `affine`; [`quant::affine`]): unsigned
+    /// `bits`-bit codes with a BF16 scale and bias per `group` inputs. Decoded as
+    /// `scale · q + bias` in f32 ([`quant::affine::dequantize_row`]), the value the stored
+    /// numbers denote.
+    Affine {
+        /// `rows × cols·bits/8` bytes of codes, a little-endian bit stream per row (the bytes
+        /// of MLX's U32 `.weight`).
+        packed: &'a [u8],
+        /// `rows × cols/group` little-endian BF16 scales (`.scales`).
+        scales: &'a [u8],
+        /// `rows × cols/group` little-endian BF16 biases (`.biases`).
+        biases: &'a [u8],
+        /// Bits per code: 2, 3, 4, 5, 6 or 8.
+        bits: u32,
+        /// Inputs per scale and bias: 32, 64 or 128.
+        group: usize,
+    },
 }
 
 impl Encoding<'_> {
     /// A short name for reports (`bf16`, `mxfp4`, `q8_0`, ...): the ggml type name in lower
     /// case for ggml blocks.
     pub fn name(&self) -> &'static str {
-        match self.codec() {
-            Some(c) => c.lower_name(),
-            None if self.is_mxfp4() => "mxfp4",
-            None => "int8",
+        match *self {
+            Encoding::Affine { bits, .. } => match bits {
+                2 => "affine2",
+                3 => "affine3",
+                4 => "affine4",
+                5 => "affine5",
+                6 => "affine6",
+                8 => "affine8",
+                _ => "affine",
+            },
+            _ => match self.codec() {
+                Some(c) => c.lower_name(),
+                None if self.is_mxfp4() => "mxfp4",
+                None => "int8",
+            },
         }
     }
 
     /// The codec of the values, where one describes them (dense and ggml storage); `None` for
-    /// the release MXFP4 and int8 layouts, whose scales live apart from the values.
+    /// the release MXFP4, int8 and MLX affine layouts, whose scales live apart from the values.
     pub fn codec(&self) -> Option<Codec> {
         match *self {
             Encoding::Dense { dtype, .. } => Some(dtype.codec()),
             Encoding::Ggml { codec, .. } => Some(codec),
-            Encoding::Mxfp4 { .. } | Encoding::Int8 { .. } => None,
+            Encoding::Mxfp4 { .. } | Encoding::Int8 { .. } | Encoding::Affine { .. } => None,
         }
     }
 
@@ -293,6 +322,30 @@ impl<'a> MatRef<'a> {
                     scales.len(),
                 )?;
             }
+            Encoding::Affine {
+                packed,
+                scales,
+                biases,
+                bits,
+                group,
+            } => {
+                if affine::check_params(bits, group).is_err() {
+                    return shape(
+                        "MLX affine takes 2, 3, 4, 5, 6 or 8 bits in groups of 32, 64 or 128",
+                    );
+                }
+                if !cols.is_multiple_of(group) {
+                    return shape("the group size must divide the columns");
+                }
+                let groups = rows as u128 * (cols / group) as u128;
+                check(
+                    "packed",
+                    rows as u128 * affine::packed_bytes(cols, bits) as u128,
+                    packed.len(),
+                )?;
+                check("scales", groups * 2, scales.len())?;
+                check("biases", groups * 2, biases.len())?;
+            }
         }
         Ok(MatRef { rows, cols, enc })
     }
@@ -421,11 +474,32 @@ impl<'a> MatRef<'a> {
                     );
                 }
             }
+            Encoding::Affine {
+                packed,
+                scales,
+                biases,
+                bits,
+                group,
+            } => {
+                let pb = affine::packed_bytes(cols, bits);
+                let sb = cols / group * 2;
+                for (i, o) in out.chunks_exact_mut(cols).enumerate() {
+                    let r = r0 + i;
+                    affine::dequantize_row(
+                        &packed[r * pb..(r + 1) * pb],
+                        &scales[r * sb..(r + 1) * sb],
+                        &biases[r * sb..(r + 1) * sb],
+                        bits,
+                        group,
+                        o,
+                    );
+                }
+            }
         }
     }
 
-    /// The bytes that hold rows `r0 .. r1` (a span of storage and, for MXFP4 and int8, the span
-    /// of their scales; empty where the rows are not contiguous, as in in-major dense storage).
+    /// The bytes that hold rows `r0 .. r1` (a span of storage and, for MXFP4, int8 and MLX
+    /// affine, the span of their scales; empty where the rows are not contiguous, as in in-major dense storage).
     /// For prefetching: the spans may include rows of another view interleaved with these (the
     /// up rows between gate rows).
     pub fn rows_storage(&self, r0: usize, r1: usize) -> [&'a [u8]; 2] {
@@ -485,17 +559,29 @@ impl<'a> MatRef<'a> {
                 span(packed, r0, r1 - 1, cols),
                 span(scales, r0, r1 - 1, cols / group * 2),
             ],
+            // The codes and the scales; the biases, as small as the scales, are left to the
+            // page faults (two spans is what the callers take).
+            Encoding::Affine {
+                packed,
+                scales,
+                bits,
+                group,
+                ..
+            } => [
+                span(packed, r0, r1 - 1, affine::packed_bytes(cols, bits)),
+                span(scales, r0, r1 - 1, cols / group * 2),
+            ],
         }
     }
 
     /// Columns decoded together by this encoding: 1 for dense, the block for MXFP4 and the ggml
-    /// codecs, the scale group for int8.
+    /// codecs, the scale group for int8 and MLX affine.
     pub fn col_block(&self) -> usize {
         match self.enc {
             Encoding::Dense { .. } => 1,
             Encoding::Mxfp4 { .. } => mxfp4::BLOCK,
             Encoding::Ggml { codec, .. } => codec.block(),
-            Encoding::Int8 { group, .. } => group.max(1),
+            Encoding::Int8 { group, .. } | Encoding::Affine { group, .. } => group.max(1),
         }
     }
 
@@ -566,6 +652,26 @@ impl<'a> MatRef<'a> {
                 int8::decode_row_bf16_scales(
                     &packed[r * cols + c0..r * cols + c0 + n],
                     &scales[2 * sb..2 * (sb + nb)],
+                    group,
+                    out,
+                );
+            }
+            Encoding::Affine {
+                packed,
+                scales,
+                biases,
+                bits,
+                group,
+            } => {
+                // c0 and n are multiples of the group (>= 32), so their codes start and end on
+                // whole bytes.
+                let p0 = r * affine::packed_bytes(cols, bits) + affine::packed_bytes(c0, bits);
+                let sb = r * (cols / group) + b0;
+                affine::dequantize_row(
+                    &packed[p0..p0 + affine::packed_bytes(n, bits)],
+                    &scales[2 * sb..2 * (sb + nb)],
+                    &biases[2 * sb..2 * (sb + nb)],
+                    bits,
                     group,
                     out,
                 );
@@ -707,6 +813,109 @@ mod tests {
             )
             .unwrap(),
         );
+        for bits in [3, 4, 8] {
+            let pb = affine::packed_bytes(cols, bits);
+            let (mut codes, mut s, mut b) =
+                (vec![0u8; rows * pb], vec![0u8; nb * 2], vec![0u8; nb * 2]);
+            for r in 0..rows {
+                affine::quantize_row(
+                    &xs[r * cols..(r + 1) * cols],
+                    bits,
+                    32,
+                    &mut codes[r * pb..(r + 1) * pb],
+                    &mut s[r * 6..(r + 1) * 6],
+                    &mut b[r * 6..(r + 1) * 6],
+                );
+            }
+            let m = MatRef::new(
+                rows,
+                cols,
+                Encoding::Affine {
+                    packed: &codes,
+                    scales: &s,
+                    biases: &b,
+                    bits,
+                    group: 32,
+                },
+            )
+            .unwrap();
+            strips_agree(&m);
+            // The view decodes what quant::affine decodes.
+            let mut want = vec![0f32; cols];
+            affine::dequantize_row(
+                &codes[pb..2 * pb],
+                &s[6..12],
+                &b[6..12],
+                bits,
+                32,
+                &mut want,
+            );
+            assert_eq!(m.row_f32(1), want);
+            assert_eq!(m.encoding().name(), format!("affine{bits}"));
+        }
+    }
+
+    #[test]
+    fn affine_views_check_their_parameters_and_lengths() {
+        let (codes, sc) = (vec![0u8; 2 * 32], vec![0u8; 2 * 2]);
+        let enc = |bits, group, packed: &'static [u8]| Encoding::Affine {
+            packed,
+            scales: &[],
+            biases: &[],
+            bits,
+            group,
+        };
+        let ok = MatRef::new(
+            2,
+            64,
+            Encoding::Affine {
+                packed: &codes,
+                scales: &sc,
+                biases: &sc,
+                bits: 4,
+                group: 64,
+            },
+        );
+        assert!(ok.is_ok());
+        let short_biases = MatRef::new(
+            2,
+            64,
+            Encoding::Affine {
+                packed: &codes,
+                scales: &sc,
+                biases: &sc[..2],
+                bits: 4,
+                group: 64,
+            },
+        );
+        assert!(matches!(
+            short_biases,
+            Err(LayoutError::TooShort { what: "biases", .. })
+        ));
+        let short_codes = MatRef::new(
+            3,
+            64,
+            Encoding::Affine {
+                packed: &codes,
+                scales: &[0; 6],
+                biases: &[0; 6],
+                bits: 4,
+                group: 64,
+            },
+        );
+        assert!(matches!(
+            short_codes,
+            Err(LayoutError::TooShort { what: "packed", .. })
+        ));
+        for (bits, group, cols) in [(7, 64, 64), (4, 48, 96), (4, 64, 96), (4, 0, 64)] {
+            assert!(
+                matches!(
+                    MatRef::new(1, cols, enc(bits, group, &[])),
+                    Err(LayoutError::Shape { .. })
+                ),
+                "{bits} bits, group {group}, {cols} columns"
+            );
+        }
     }
 
     fn bf16_bytes(xs: &[f32]) -> Vec<u8> {

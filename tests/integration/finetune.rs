@@ -117,3 +117,108 @@ fn dense_fine_tune_to_safetensors_mxfp4_uses_the_chosen_rule() {
     ])
     .ok();
 }
+
+/// The byte range of tensor `name` in a GGUF file.
+fn gguf_tensor_range(path: &Path, name: &str) -> std::ops::Range<usize> {
+    let f = convert::gguf::GgufFile::open(path).unwrap();
+    f.tensors()
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap()
+        .range
+        .clone()
+}
+
+fn verify_json(
+    original: &Path,
+    variants: &[&Path],
+    out: &Path,
+) -> (crate::util::Run, serde_json::Value) {
+    let mut args = vec!["verify", "--original", original.to_str().unwrap()];
+    args.extend(variants.iter().map(|v| v.to_str().unwrap()));
+    args.extend(["--json", out.to_str().unwrap()]);
+    let run = oss_forge(&args);
+    let json = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    (run, json)
+}
+
+/// A correct requantization passes and says which rule made it; one changed expert nibble fails,
+/// naming the tensor, whatever the logits say.
+#[test]
+fn verify_names_the_rule_of_requantized_experts_and_fails_one_changed_nibble() {
+    let t = TempDir::new("verify-requant");
+    let ft = fixture("tiny-gpt-oss-ft");
+    let moe = t.join("moe.gguf");
+    convert_to(&ft, "gguf-mxfp4-q8_0", &moe, &[]);
+    let mse = t.join("mse");
+    convert_to(&ft, "safetensors-mxfp4", &mse, &["--mxfp4-rounding", "mse"]);
+    let (run, json) = verify_json(&ft, &[&moe, &mse], &t.join("r.json"));
+    run.ok();
+    assert!(
+        run.stdout.contains("reproduced by ggml rule 100.0%"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("mse rule 100.0%"), "{}", run.stdout);
+    let v = &json["variants"][0];
+    assert_eq!(v["pass"], true);
+    assert!(
+        v["requantization"][0]
+            .as_str()
+            .unwrap()
+            .contains("ggml rule 100.0%")
+    );
+    // One nibble of one expert block (layer 1, expert 0, first block: element 0's code).
+    let bad = t.join("bad.gguf");
+    let mut bytes = std::fs::read(&moe).unwrap();
+    let at = gguf_tensor_range(&moe, "blk.1.ffn_gate_exps.weight").start + 1;
+    bytes[at] ^= 0x01;
+    std::fs::write(&bad, bytes).unwrap();
+    let (run, json) = verify_json(&ft, &[&bad], &t.join("bad.json"));
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let failures = json["variants"][0]["failures"].to_string();
+    assert!(
+        failures.contains("layers.1.experts.gate") && failures.contains("MXFP4 rounding rule"),
+        "{failures}"
+    );
+}
+
+/// `pipeline` on a dense fine-tune: every default variant (the MXFP4 ones requantized) is written
+/// and passes, the checksums hold, and the cards say what was requantized, from what.
+#[test]
+fn pipeline_on_a_dense_fine_tune_passes_and_publishes() {
+    let t = TempDir::new("pipeline-ft");
+    let out = t.join("out");
+    let run = oss_forge(&[
+        "pipeline",
+        "--quiet",
+        fixture("tiny-gpt-oss-ft").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    run.ok();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("verify.json")).unwrap()).unwrap();
+    assert_eq!(report["pass"], true, "{}", run.stdout);
+    let variants = report["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), convert::Variant::defaults().len());
+    for name in ["gguf-mxfp4-q8_0", "safetensors-mxfp4"] {
+        let v = variants
+            .iter()
+            .find(|v| v["path"].as_str().unwrap().starts_with(name))
+            .unwrap();
+        assert!(
+            v["requantization"][0]
+                .as_str()
+                .unwrap()
+                .contains("ggml rule 100.0%"),
+            "{name}: {v}"
+        );
+    }
+    let card = std::fs::read_to_string(out.join("safetensors-mxfp4/README.md")).unwrap();
+    assert!(
+        card.contains("Requantized from the original's weights"),
+        "{card}"
+    );
+    crate::pipeline::sha256sum_c(&out);
+}

@@ -49,3 +49,9 @@ mod interrupted;
 mod full_disk;
 // Variant bytes and logits do not depend on the thread count.
 mod determinism;
+// MLX variants against mlx_lm.convert's outputs; MLX directories read back; fine-tunes to MLX.
+mod mlx;
+
+// The traps of packagers, operators and CI authors: outputs onto inputs, --force, split
+// pipelines, partial re-runs and merge, Ctrl-C, locks, inputs changed mid-run, names, messages.
+mod traps;

@@ -31,7 +31,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn sha256sum_c(dir: &Path) {
+pub fn sha256sum_c(dir: &Path) {
     let out = std::process::Command::new("sha256sum")
         .args(["-c", "--strict", "SHA256SUMS"])
         .current_dir(dir)
@@ -61,9 +61,10 @@ fn pipeline_checks(name: &str) {
     assert_eq!(report["pass"], true);
     let variants = report["variants"].as_array().unwrap();
     // The default set: every variant but safetensors-int8 (which stock runtimes load with
-    // random experts) and the GGUF presets; those are written only when named.
+    // random experts), the GGUF presets, mlx-mxfp4-q4 and mlx-bf16; those are written only when
+    // named.
     assert_eq!(variants.len(), convert::Variant::defaults().len());
-    assert_eq!(variants.len(), 9);
+    assert_eq!(variants.len(), 10);
     assert!(!a.join("safetensors-int8").exists());
     for v in variants {
         let path = v["path"].as_str().unwrap();
@@ -263,11 +264,32 @@ fn demo_runs_the_whole_chain_without_downloads() {
     let run = oss_forge(&["demo", "--quiet", "-o", t.join("d").to_str().unwrap()]);
     run.ok();
     assert!(
-        run.stdout.contains("PASS: 9 of 9 variants verified"),
+        run.stdout.contains("PASS: 10 of 10 variants verified"),
         "{}",
         run.stdout
     );
     sha256sum_c(&t.join("d/variants"));
+    // The "Next:" line names a binary that runs from here: this one is not on PATH.
+    let next = run.stdout.lines().find(|l| l.contains("Next:")).unwrap();
+    assert!(
+        !next.contains("`oss-forge check")
+            && next.contains("oss-forge check")
+            && next.contains("cargo install --path ."),
+        "{next}"
+    );
+    let me = std::path::Path::new(env!("CARGO_BIN_EXE_oss-forge"));
+    let shown = next
+        .split('`')
+        .nth(1)
+        .unwrap()
+        .split(" check")
+        .next()
+        .unwrap();
+    assert_eq!(
+        std::fs::canonicalize(shown).ok(),
+        std::fs::canonicalize(me).ok(),
+        "{next}"
+    );
 }
 
 #[test]

@@ -98,3 +98,131 @@ fn mxfp4_q8_0_from_a_dense_fine_tune_equals_llama_quantize_mxfp4_moe() {
         );
     }
 }
+
+/// A model holding the F32 dequantization of every weight of another (ggml's own
+/// `dequantize_row_*`: `quant`'s decoders are bit-identical to it, `quant`'s tests show it).
+struct Dequantized {
+    cfg: reference::Config,
+    weights: std::collections::HashMap<reference::WeightId, Vec<u8>>,
+}
+
+impl Dequantized {
+    fn of(src: &dyn reference::WeightSource) -> Dequantized {
+        let cfg = src.config().clone();
+        let weights = reference::WeightId::all(&cfg)
+            .into_iter()
+            .map(|id| {
+                let xs = src.weight(id).unwrap().to_f32();
+                (id, xs.iter().flat_map(|v| v.to_le_bytes()).collect())
+            })
+            .collect();
+        Dequantized { cfg, weights }
+    }
+}
+
+impl reference::WeightSource for Dequantized {
+    fn config(&self) -> &reference::Config {
+        &self.cfg
+    }
+    fn weight(
+        &self,
+        id: reference::WeightId,
+    ) -> Result<reference::MatRef<'_>, reference::SourceError> {
+        let (rows, cols) = id.shape(&self.cfg);
+        Ok(reference::MatRef::dense(
+            reference::DenseType::F32,
+            &self.weights[&id],
+            rows,
+            cols,
+        )?)
+    }
+}
+
+/// Every preset file (equal to llama-quantize's by the tests above) and an F32 model of its
+/// dequantized values: every weight identical, logits identical bit for bit.
+#[test]
+fn every_preset_equals_its_own_dequantization() {
+    let t = TempDir::new("presets-deq");
+    let tokens = [0u32, 132, 124, 220, 351, 282, 455, 17, 3, 300];
+    for model in ["wide-gpt-oss-ft", "wide-gpt-oss"] {
+        for p in PRESETS {
+            let out = t.join(&format!("{model}-{p}.gguf"));
+            oss_forge(&[
+                "-q",
+                "convert",
+                fixture(model).to_str().unwrap(),
+                "--to",
+                &format!("gguf-{}", p.to_lowercase()),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .ok();
+            let file = convert::AnyModel::open(&out).unwrap();
+            let f32s = Dequantized::of(file.source());
+            let checks = verify::weights::check_all(file.source(), &f32s, &|_, _| {}).unwrap();
+            assert!(checks.iter().all(|c| c.identical()), "{model} {p}");
+            let a = reference::Model::new(file.source())
+                .unwrap()
+                .logits(&tokens)
+                .unwrap();
+            let b = reference::Model::new(&f32s)
+                .unwrap()
+                .logits(&tokens)
+                .unwrap();
+            assert!(a == b, "{model} {p}: logits differ");
+        }
+    }
+}
+
+/// verify of the presets against their original: each passes with the KLD and top-1 of its
+/// type mix, its blocks are ggml's reference quantizer's, and more bits are closer.
+#[test]
+fn presets_verify_against_the_original_in_order_of_their_bits() {
+    let t = TempDir::new("presets-verify");
+    let ft = fixture("wide-gpt-oss-ft");
+    let mut files = Vec::new();
+    for p in ["q6_k", "q4_k_m", "q2_k"] {
+        let out = t.join(&format!("{p}.gguf"));
+        oss_forge(&[
+            "-q",
+            "convert",
+            ft.to_str().unwrap(),
+            "--to",
+            &format!("gguf-{p}"),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+        files.push(out);
+    }
+    let json = t.join("r.json");
+    let mut args = vec!["verify", "--original", ft.to_str().unwrap()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    args.extend(["--json", json.to_str().unwrap()]);
+    let run = oss_forge(&args);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let kld: Vec<f64> = (0..3)
+        .map(|i| {
+            report["variants"][i]["metrics"]["kld_mean"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        kld[0] < kld[1] && kld[1] < kld[2],
+        "q6_k, q4_k_m, q2_k: {kld:?}\n{}",
+        run.stdout
+    );
+    for i in 0..3 {
+        let v = &report["variants"][i];
+        assert!(
+            v["requantization"][0]
+                .as_str()
+                .unwrap()
+                .contains("(100.0%) equal ggml's reference quantizer"),
+            "{v}"
+        );
+    }
+    run.ok();
+}

@@ -51,6 +51,10 @@ pub fn storage(v: Variant) -> (String, String, String) {
             "{}, compressed-tensors `pack-quantized`, one module per expert",
             row.experts.describe()
         ),
+        (Container::Mlx(_), store) => format!(
+            "{}, MLX `mlp.experts.{{gate,up,down}}_proj` `[E, out, in]`",
+            store.describe()
+        ),
         (_, store) => store.describe(),
     };
     let dense = if row.embedding == row.dense {
@@ -68,6 +72,15 @@ pub fn storage(v: Variant) -> (String, String, String) {
         format!("{} (router: {})", row.vectors, row.router.describe())
     };
     (experts, dense, vectors)
+}
+
+/// The Hugging Face `library_name` of a variant.
+fn library(v: Variant) -> &'static str {
+    match v.storage().container {
+        convert::variant::Container::Gguf => "gguf",
+        convert::variant::Container::Mlx(_) => "mlx",
+        convert::variant::Container::Safetensors(_) => "transformers",
+    }
 }
 
 /// Who can load a variant, where that is not obvious from its format.
@@ -92,15 +105,15 @@ fn loaders(v: Variant) -> Option<&'static str> {
 
 fn tags(v: Variant) -> Vec<&'static str> {
     let mut t = vec!["gpt-oss", "oss-forge", "verified"];
-    if v.is_gguf() {
-        t.push("gguf");
-    } else {
-        t.extend(["safetensors", "transformers"]);
+    match library(v) {
+        "gguf" => t.push("gguf"),
+        lib => t.extend(["safetensors", lib]),
     }
     match v {
         Variant::GgufMxfp4 | Variant::GgufMxfp4F16 | Variant::GgufMxfp4Q8_0 => t.push("mxfp4"),
         Variant::GgufQ8_0 => t.push("q8_0"),
         Variant::SafetensorsInt8 => t.extend(["int8", "compressed-tensors"]),
+        Variant::MlxMxfp4Q8 | Variant::MlxMxfp4Q4 => t.push("mxfp4"),
         _ => {}
     }
     t
@@ -125,10 +138,7 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     s.push_str(&format!("base_model: {}\n", c.base_model));
     s.push_str("base_model_relation: quantized\n");
     s.push_str("license: apache-2.0\n");
-    s.push_str(&format!(
-        "library_name: {}\n",
-        if v.is_gguf() { "gguf" } else { "transformers" }
-    ));
+    s.push_str(&format!("library_name: {}\n", library(v)));
     s.push_str("pipeline_tag: text-generation\n");
     s.push_str("tags:\n");
     for t in tags(v) {
@@ -210,6 +220,16 @@ pub fn model_card(c: &CardInput<'_>) -> String {
         None => {}
     }
     s.push_str("\n\n");
+    if !ver.requantization.is_empty() {
+        s.push_str(
+            "Requantized from the original's weights (the metrics below are against that original, not against an \
+             MXFP4 release):\n\n",
+        );
+        for line in &ver.requantization {
+            s.push_str(&format!("- {line}\n"));
+        }
+        s.push('\n');
+    }
     if let Some(md) = &ver.metadata {
         s.push_str(&format!(
             "Metadata: {} keys a runtime reads (tokenizer, special tokens, chat template, hyperparameters{}) compared with the original's, {} differences.\n\n",
@@ -253,10 +273,10 @@ pub fn model_card(c: &CardInput<'_>) -> String {
         if let Some(r) = row {
             s.push_str(&format!(
                 "**Context {ctx}:** {} total ({} weights, {} KV cache, {} overhead)\n\n",
-                fit::gb(r.total),
-                fit::gb(r.weights),
-                fit::gb(r.kv_cache),
-                fit::gb(r.overhead)
+                fit::gib(r.total),
+                fit::gib(r.weights),
+                fit::gib(r.kv_cache),
+                fit::gib(r.overhead)
             ));
             s.push_str(&fit::gpu_markdown(c.config, ctx, &[v]));
             s.push('\n');
@@ -285,6 +305,8 @@ pub fn model_card(c: &CardInput<'_>) -> String {
         s.push_str(&format!(
             "```sh\nllama-cli -m {first} --jinja -p \"Hello\"\n```\n\n"
         ));
+    } else if library(v) == "mlx" {
+        s.push_str("```python\nfrom mlx_lm import load, generate\nmodel, tokenizer = load(\"PATH\")\nprint(generate(model, tokenizer, prompt=\"Hello\"))\n```\n\n");
     } else {
         s.push_str("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\nmodel = AutoModelForCausalLM.from_pretrained(\"PATH\", torch_dtype=\"auto\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n```\n\n");
     }
@@ -301,6 +323,96 @@ pub fn markdown_table<const N: usize>(rows: &[[String; N]]) -> String {
             s.push_str(&format!("|{}\n", "---|".repeat(N)));
         }
     }
+    s
+}
+
+/// The repository's own card (`README.md` at the top of a published directory): what was
+/// converted from what, one row per variant with its files, size and verification, and how to
+/// check the download. Pure text from the manifest.
+pub fn repo_card(m: &crate::pipeline::Manifest) -> String {
+    let variants: Vec<Variant> = m
+        .variants
+        .iter()
+        .filter_map(|e| Variant::parse(&e.variant))
+        .collect();
+    let mut tags = vec!["gpt-oss", "oss-forge", "verified"];
+    if variants.iter().any(|v| v.is_gguf()) {
+        tags.push("gguf");
+    }
+    if variants.iter().any(|v| !v.is_gguf()) {
+        tags.extend(["safetensors", "transformers"]);
+    }
+    let mut s = String::from("---\n");
+    s.push_str(&format!(
+        "base_model: {}\n",
+        m.base_model.as_deref().unwrap_or(&m.source.name)
+    ));
+    s.push_str("base_model_relation: quantized\nlicense: apache-2.0\npipeline_tag: text-generation\ntags:\n");
+    for t in tags {
+        s.push_str(&format!("- {t}\n"));
+    }
+    s.push_str("---\n\n");
+    let name = &m.source.name;
+    let passed = m.variants.iter().filter(|e| e.verification.pass).count();
+    let positions = m.prompts.iter().map(|p| p.tokens.len()).sum::<usize>();
+    s.push_str(&format!("# {name}: verified variants\n\n"));
+    s.push_str(&format!(
+        "`{name}` ({} format, {} parameters) converted by [oss-forge](https://github.com/oss-forge/oss-forge) {} into {} variants, \
+         each verified against the original with a CPU reference forward pass over {} prompts ({positions} positions). \
+         Result: **{}**, {passed} of {} within tolerance.\n\n",
+        m.source.format,
+        m.source.parameters,
+        m.tool.version,
+        m.variants.len(),
+        m.prompts.len(),
+        if m.pass { "PASS" } else { "FAIL" },
+        m.variants.len(),
+    ));
+    let mut rows = vec![
+        [
+            "variant", "files", "size", "weights", "mean KLD", "top-1", "result",
+        ]
+        .map(String::from),
+    ];
+    for e in &m.variants {
+        let files: Vec<String> = e
+            .files
+            .iter()
+            .filter(|f| !f.path.ends_with("/README.md"))
+            .filter(|f| f.path.ends_with(".gguf") || f.path.ends_with("index.json"))
+            .map(|f| format!("`{}`", f.path.rsplit('/').next().unwrap_or(&f.path)))
+            .collect();
+        let files = if files.len() > 2 {
+            vec![format!("{} (+{} more splits)", files[0], files.len() - 1)]
+        } else {
+            files
+        };
+        let v = &e.verification;
+        let weights = if v.lossless {
+            "identical".to_string()
+        } else {
+            format!("{}/{} identical", v.weights.identical, v.weights.tensors)
+        };
+        rows.push([
+            format!("[`{}`]({}/)", e.variant, e.variant),
+            if files.is_empty() {
+                "".into()
+            } else {
+                files.join(", ")
+            },
+            convert::units::bytes(e.bytes),
+            weights,
+            metric(v.metrics.kld_mean),
+            percent(v.metrics.top1),
+            if v.pass { "PASS" } else { "FAIL" }.to_string(),
+        ]);
+    }
+    s.push_str(&markdown_table(&rows));
+    s.push_str(
+        "\nEach variant's folder has its own card: how every class of weights is stored, every metric, and which GPUs it fits.\n\n",
+    );
+    s.push_str("## Check the download\n\n```sh\nsha256sum -c SHA256SUMS\n```\n\n");
+    s.push_str("`manifest.json` records the source checkpoint's files (with sha256), each variant's settings, files and metrics; `verify.json` is the verification report. `oss-forge check .` re-hashes everything against both.\n");
     s
 }
 
@@ -344,6 +456,7 @@ mod tests {
                 nonfinite: 0,
                 per_tensor: vec![],
             },
+            requantization: vec![],
         }
     }
 

@@ -96,12 +96,18 @@ impl FitRow {
 
 /// The release and every variant at `context`.
 pub fn fit_rows(cfg: &Config, context: usize) -> Vec<FitRow> {
+    fit_rows_from(cfg, context, true)
+}
+
+/// [`fit_rows`] for a source whose experts are MXFP4 (the release) or dense (a fine-tune:
+/// the GGUF presets then quantize the experts too, so their sizes differ).
+pub fn fit_rows_from(cfg: &Config, context: usize, mxfp4_experts: bool) -> Vec<FitRow> {
     let kv = kv_cache_bytes(cfg, context);
     let overhead = overhead_bytes(cfg);
     std::iter::once(None)
         .chain(Variant::ALL.into_iter().map(Some))
         .map(|v| {
-            let weights = weight_bytes(cfg, v);
+            let weights = weight_bytes_from(cfg, v, mxfp4_experts).unwrap_or_default();
             FitRow {
                 variant: v.map_or("release (hf-mxfp4)".into(), |v| v.name().into()),
                 weights,
@@ -113,31 +119,41 @@ pub fn fit_rows(cfg: &Config, context: usize) -> Vec<FitRow> {
         .collect()
 }
 
-/// `12.84 GB`-style decimal gigabytes.
-pub fn gb(bytes: u64) -> String {
-    format!("{:.2} GB", bytes as f64 / 1e9)
+/// `11.96 GiB`: sizes in `fit` tables and cards (binary units, as GPU memory is counted).
+pub fn gib(bytes: u64) -> String {
+    convert::units::gib(bytes)
 }
 
 /// A fit table for one memory size, as text rows (header first).
 pub fn table(cfg: &Config, memory: u64, context: usize) -> Vec<[String; 6]> {
+    table_from(cfg, memory, context, true)
+}
+
+/// [`table`] for a source whose experts are MXFP4 or dense ([`fit_rows_from`]).
+pub fn table_from(
+    cfg: &Config,
+    memory: u64,
+    context: usize,
+    mxfp4_experts: bool,
+) -> Vec<[String; 6]> {
     let mut rows = vec![
         [
             "variant", "weights", "KV cache", "overhead", "total", "fits",
         ]
         .map(String::from),
     ];
-    for r in fit_rows(cfg, context) {
+    for r in fit_rows_from(cfg, context, mxfp4_experts) {
         let fits = if r.fits(memory) {
             "yes".to_string()
         } else {
-            format!("no (+{})", gb(r.total - memory))
+            format!("no (+{})", gib(r.total - memory))
         };
         rows.push([
             r.variant.clone(),
-            gb(r.weights),
-            gb(r.kv_cache),
-            gb(r.overhead),
-            gb(r.total),
+            gib(r.weights),
+            gib(r.kv_cache),
+            gib(r.overhead),
+            gib(r.total),
             fits,
         ]);
     }
@@ -153,7 +169,7 @@ pub fn gpu_markdown(cfg: &Config, context: usize, variants: &[Variant]) -> Strin
     let mut out = format!(
         "| GPU memory | {} |\n|---|{}\n",
         rows.iter()
-            .map(|r| format!("`{}` ({})", r.variant, gb(r.total)))
+            .map(|r| format!("`{}` ({})", r.variant, gib(r.total)))
             .collect::<Vec<_>>()
             .join(" | "),
         "---|".repeat(rows.len())
@@ -168,6 +184,165 @@ pub fn gpu_markdown(cfg: &Config, context: usize, variants: &[Variant]) -> Strin
         ));
     }
     out
+}
+
+/// How well a variant keeps the original, from a verification (`verify.json` or a pipeline's
+/// manifest).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quality {
+    /// Passed its verification.
+    pub pass: bool,
+    /// Every weight identical to the original's.
+    pub lossless: bool,
+    /// Mean KLD of the logits.
+    pub kld_mean: Option<f64>,
+    /// Top-1 agreement.
+    pub top1: Option<f64>,
+}
+
+impl From<&crate::report::VariantJson> for Quality {
+    fn from(v: &crate::report::VariantJson) -> Quality {
+        Quality {
+            pass: v.pass,
+            lossless: v.lossless,
+            kld_mean: v.metrics.kld_mean,
+            top1: v.metrics.top1,
+        }
+    }
+}
+
+impl Quality {
+    /// `lossless (verified)`, `mean KLD 1.2e-4, top-1 99.10% (verified)`.
+    pub fn describe(&self) -> String {
+        if !self.pass {
+            return "FAILED its verification".into();
+        }
+        if self.lossless {
+            return "lossless (verified: every weight identical)".into();
+        }
+        format!(
+            "mean KLD {}, top-1 {} (verified)",
+            self.kld_mean.map_or("n/a".into(), crate::report::sci),
+            self.top1
+                .map_or("n/a".into(), |t| format!("{:.2}%", t * 100.0))
+        )
+    }
+}
+
+/// True when `v` stores every weight of a release checkpoint (MXFP4 experts, BF16 elsewhere)
+/// exactly, by its row of the storage table: experts in MXFP4, BF16 or int8 groups of 32
+/// (`q = 2·E2M1`), everything else in BF16 or F32.
+pub fn exact_by_design(v: Variant) -> bool {
+    use convert::variant::Store;
+    use quant::Codec;
+    let row = v.storage();
+    let wide = |s: Store| matches!(s, Store::Codec(Codec::BF16 | Codec::F32));
+    matches!(
+        row.experts,
+        Store::Codec(Codec::MXFP4 | Codec::BF16) | Store::Int8 { group: Some(32) }
+    ) && wide(row.embedding)
+        && wide(row.dense)
+        && wide(row.router)
+        && matches!(row.vectors, Codec::BF16 | Codec::F32)
+}
+
+/// The runtime a variant is for.
+pub fn runtime(v: Variant) -> &'static str {
+    if v.is_gguf() {
+        "llama.cpp"
+    } else {
+        "transformers / vLLM"
+    }
+}
+
+/// The best variant for `runtime` that fits `memory` at `context`: among those that fit,
+/// passed before failed, lossless (verified, else exact by design) before lossy, lower mean
+/// KLD first (then the smaller total); a lossy variant not measured ranks by its size, the
+/// larger first (more bits). `quality` gives a verification when there is one.
+pub fn recommend(
+    cfg: &Config,
+    memory: u64,
+    context: usize,
+    runtime_name: &str,
+    quality: &dyn Fn(Variant) -> Option<Quality>,
+) -> Option<(Variant, FitRow)> {
+    let rows = fit_rows(cfg, context);
+    let mut fitting: Vec<(Variant, FitRow)> = Variant::ALL
+        .into_iter()
+        .filter(|v| runtime(*v) == runtime_name)
+        .filter_map(|v| {
+            let r = rows.iter().find(|r| r.variant == v.name())?.clone();
+            r.fits(memory).then_some((v, r))
+        })
+        .collect();
+    let key = |(v, r): &(Variant, FitRow)| {
+        let q = quality(*v);
+        let failed = q.as_ref().is_some_and(|q| !q.pass);
+        let lossless = q.as_ref().map_or(exact_by_design(*v), |q| q.lossless);
+        let kld = q.as_ref().and_then(|q| q.kld_mean);
+        // Lossy and not measured: the most bits that fit (the larger total) first.
+        let size = if lossless || kld.is_some() {
+            r.total
+        } else {
+            u64::MAX - r.total
+        };
+        let kld = kld.map_or(u64::MAX, |k| (k * 1e12) as u64);
+        (failed, !lossless, if lossless { 0 } else { kld }, size)
+    };
+    fitting.sort_by_key(key);
+    fitting.into_iter().next()
+}
+
+/// Bytes of one layer's experts in `v` (gate, up and down weights of every expert, and their
+/// biases in F32): what llama.cpp's `--n-cpu-moe` keeps in CPU memory per layer.
+pub fn expert_bytes_per_layer(cfg: &Config, v: Variant) -> u64 {
+    let row = v.storage();
+    let (e, h, i) = (
+        cfg.num_local_experts as u64,
+        cfg.hidden_size as u64,
+        cfg.intermediate_size as u64,
+    );
+    let weights =
+        row.experts.bytes(e * 2 * i, h).unwrap_or(0) + row.experts.bytes(e * h, i).unwrap_or(0);
+    weights + e * (2 * i + h) * 4
+}
+
+/// Experts offloaded to the CPU (llama.cpp's `--n-cpu-moe N`: the experts of the first `N`
+/// layers stay in CPU memory).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Offload {
+    /// The variant.
+    pub variant: Variant,
+    /// `--n-cpu-moe`.
+    pub n_cpu_moe: usize,
+    /// Bytes on the GPU (weights left there, KV cache, overhead).
+    pub gpu: u64,
+    /// Expert bytes in CPU memory.
+    pub cpu: u64,
+}
+
+/// The fewest layers of experts of the GGUF variant `v` to keep on the CPU so that the rest
+/// fits `memory` at `context`; `None` when even all of them do not make it fit (or `v` is not
+/// a GGUF variant).
+pub fn offload(cfg: &Config, v: Variant, memory: u64, context: usize) -> Option<Offload> {
+    // A llama-quantize preset picks types per tensor: its experts' bytes are not one row's.
+    if !v.is_gguf() || matches!(v, Variant::GgufPreset(_)) {
+        return None;
+    }
+    let row = fit_rows(cfg, context)
+        .into_iter()
+        .find(|r| r.variant == v.name())?;
+    let per = expert_bytes_per_layer(cfg, v);
+    (0..=cfg.num_hidden_layers).find_map(|n| {
+        let cpu = per * n as u64;
+        let gpu = row.total.saturating_sub(cpu);
+        (gpu <= memory).then_some(Offload {
+            variant: v,
+            n_cpu_moe: n,
+            gpu,
+            cpu,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -199,6 +374,47 @@ mod tests {
         // 12 sliding layers hold 128 positions.
         assert_eq!(kv_cache_bytes(&c, 8192), 12 * 2048 * 8192 + 12 * 2048 * 128);
         assert_eq!(kv_cache_bytes(&c, 100), 24 * 2048 * 100);
+    }
+
+    #[test]
+    fn the_best_fit_is_lossless_first_and_120b_on_24_gib_offloads_experts() {
+        let c = cfg(Preset::Gpt20b);
+        let none = |_| None;
+        let (v, _) = recommend(&c, 16 << 30, 8192, "llama.cpp", &none).unwrap();
+        assert_eq!(v, Variant::GgufMxfp4, "smallest exact GGUF");
+        // safetensors-mxfp4 is the release's own layout: exact, and it fits 16 GiB.
+        let (v, _) = recommend(&c, 16 << 30, 8192, "transformers / vLLM", &none).unwrap();
+        assert_eq!(v, Variant::SafetensorsMxfp4);
+        assert!(recommend(&c, 8 << 30, 8192, "transformers / vLLM", &none).is_none());
+        let (v, _) = recommend(&c, 48 << 30, 8192, "transformers / vLLM", &none).unwrap();
+        assert_eq!(
+            v,
+            Variant::SafetensorsMxfp4,
+            "exact and the smallest safetensors"
+        );
+        // A verification that failed is never preferred.
+        let failed = |v| {
+            (v == Variant::GgufMxfp4).then_some(Quality {
+                pass: false,
+                lossless: true,
+                kld_mean: Some(0.0),
+                top1: Some(1.0),
+            })
+        };
+        let (v, _) = recommend(&c, 80 << 30, 8192, "llama.cpp", &failed).unwrap();
+        assert_ne!(v, Variant::GgufMxfp4);
+        // 120b: nothing whole on 24 GiB; with experts of some layers on the CPU it fits.
+        let big = cfg(Preset::Gpt120b);
+        assert!(recommend(&big, 24 << 30, 8192, "llama.cpp", &none).is_none());
+        let o = offload(&big, Variant::GgufMxfp4, 24 << 30, 8192).unwrap();
+        assert!(
+            o.n_cpu_moe > 0 && o.n_cpu_moe < big.num_hidden_layers,
+            "{o:?}"
+        );
+        assert!(o.gpu <= 24 << 30);
+        let one_less = offload(&big, Variant::GgufMxfp4, o.gpu - 1, 8192).unwrap();
+        assert_eq!(one_less.n_cpu_moe, o.n_cpu_moe + 1, "the fewest layers");
+        assert!(exact_by_design(Variant::SafetensorsInt8) && !exact_by_design(Variant::GgufF16));
     }
 
     #[test]

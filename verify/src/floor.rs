@@ -10,14 +10,16 @@
 //! | variant storage | reference rounding |
 //! |---|---|
 //! | F16 / BF16 | round to nearest even |
-//! | Q8_0 | `d = amax/127` (F16), `q = round(x/d)` (ggml's `quantize_row_q8_0_ref`) |
+//! | Q8_0 and every other ggml block type (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS) | ggml's reference quantizer, as llama-quantize runs it without an importance matrix (`quant::Codec::quantize_row`) |
+//! | MXFP4 from dense values | the rounding rule the weight check found reproducing the variant's blocks (ggml's when none or several) |
 //! | int8, group g | `scale = bf16(amax/127)`, `q = round(x/scale)` clamped to ±127 |
+//! | MLX affine, `b` bits, group g | `mx.quantize`'s rule ([`quant::affine::quantize_row`]), decoded in f32 |
 //!
 //! A correct converter lands on (or next to) that floor; one that rounds badly lands well above
 //! it. Rounded weights are built on first use and kept (the dense weights of a 20b in Q8_0 are
 //! about 2 GB); expert weights stored exactly are read from the original untouched.
 
-use quant::{Codec, float, int8, q8_0};
+use quant::{Codec, affine, int8, mxfp4};
 use reference::{Config, DenseType, Encoding, MatRef, SourceError, WeightId, WeightSource};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -25,58 +27,55 @@ use std::sync::OnceLock;
 /// How one weight is re-encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rounding {
-    /// To F16.
-    F16,
-    /// To BF16.
-    Bf16,
-    /// To Q8_0 blocks.
-    Q8_0,
+    /// To a float type or ggml block type, by `quant::Codec::quantize_row`.
+    Codec(Codec),
+    /// To MXFP4 (ggml's block layout) by this rule.
+    Mxfp4(mxfp4::Rounding),
     /// To symmetric int8 with BF16 scales per group.
     Int8(usize),
+    /// To MLX affine codes with BF16 scales and biases.
+    Affine {
+        /// Bits per code.
+        bits: u32,
+        /// Inputs per scale.
+        group: usize,
+    },
 }
 
 impl Rounding {
     /// The reference rounding matching a variant's storage of a weight, if it is lossy for the
-    /// original's storage.
-    pub fn for_storage(orig: &Encoding<'_>, var: &Encoding<'_>, cols: usize) -> Option<Rounding> {
+    /// original's storage; MXFP4 from dense values is rounded by `mxfp4_rule`.
+    pub fn for_storage(
+        orig: &Encoding<'_>,
+        var: &Encoding<'_>,
+        cols: usize,
+        mxfp4_rule: mxfp4::Rounding,
+    ) -> Option<Rounding> {
         use crate::weights::Bound;
         match (Bound::for_encodings(orig, var, cols), var) {
             (Bound::Exact | Bound::Unbounded, _) => None,
-            (
-                _,
-                Encoding::Dense {
-                    dtype: DenseType::F16,
-                    ..
-                },
-            ) => Some(Rounding::F16),
-            (
-                _,
-                Encoding::Dense {
-                    dtype: DenseType::BF16,
-                    ..
-                },
-            ) => Some(Rounding::Bf16),
-            (
-                _,
-                Encoding::Ggml {
-                    codec: Codec::Q8_0, ..
-                },
-            ) => Some(Rounding::Q8_0),
+            (Bound::Mxfp4Rules, _) => Some(Rounding::Mxfp4(mxfp4_rule)),
             (_, Encoding::Int8 { group, .. }) => Some(Rounding::Int8(*group)),
-            _ => None,
+            (_, Encoding::Affine { bits, group, .. }) => Some(Rounding::Affine {
+                bits: *bits,
+                group: *group,
+            }),
+            (_, v) => v.codec().map(Rounding::Codec),
         }
     }
 }
 
-/// Which weights a variant stores lossily, and how. Reads encodings only (no decoding).
+/// Which weights a variant stores lossily, and how (MXFP4 from dense values by `mxfp4_rule`).
+/// Reads encodings only (no decoding).
 pub fn plan(
     orig: &dyn WeightSource,
     var: &dyn WeightSource,
+    mxfp4_rule: mxfp4::Rounding,
 ) -> Result<Vec<(WeightId, Rounding)>, SourceError> {
     let mut out = Vec::new();
     for id in WeightId::all(orig.config()) {
         let (a, b) = (orig.weight(id)?, var.weight(id)?);
-        if let Some(r) = Rounding::for_storage(a.encoding(), b.encoding(), a.cols()) {
+        if let Some(r) = Rounding::for_storage(a.encoding(), b.encoding(), a.cols(), mxfp4_rule) {
             out.push((id, r));
         }
     }
@@ -108,24 +107,21 @@ impl<'a> Rounded<'a> {
         let m = self.orig.weight(id)?;
         let (rows, cols) = (m.rows(), m.cols());
         let mut out = Vec::new();
-        // int8 only: the BF16 scales, appended after every packed row.
+        // int8 and affine: the BF16 scales (and affine biases), appended after every packed row.
         let mut int8_scales = Vec::new();
+        let mut affine_biases = Vec::new();
         let mut row = vec![0f32; cols];
         for i in 0..rows {
             m.dequant_rows(i, &mut row);
             match r {
-                Rounding::F16 | Rounding::Bf16 => {
-                    let mut b = vec![0u8; 2 * cols];
-                    if r == Rounding::F16 {
-                        float::f32_row_to_f16(&row, &mut b);
-                    } else {
-                        float::f32_row_to_bf16(&row, &mut b);
-                    }
+                Rounding::Codec(c) => {
+                    let mut b = vec![0u8; c.row_bytes(cols)];
+                    c.quantize_row(&row, &mut b);
                     out.extend_from_slice(&b);
                 }
-                Rounding::Q8_0 => {
-                    let mut b = vec![0u8; cols / q8_0::BLOCK * q8_0::BLOCK_BYTES];
-                    q8_0::quantize_row_ref(&row, &mut b);
+                Rounding::Mxfp4(rule) => {
+                    let mut b = vec![0u8; Codec::MXFP4.row_bytes(cols)];
+                    mxfp4::quantize_ggml_row(rule, &row, &mut b);
                     out.extend_from_slice(&b);
                 }
                 Rounding::Int8(g) => {
@@ -135,9 +131,19 @@ impl<'a> Rounded<'a> {
                     out.extend_from_slice(&packed);
                     int8_scales.extend(scales.iter().flat_map(|s| s.to_le_bytes()));
                 }
+                Rounding::Affine { bits, group } => {
+                    let mut packed = vec![0u8; affine::packed_bytes(cols, bits)];
+                    let (mut sc, mut bi) =
+                        (vec![0u8; cols / group * 2], vec![0u8; cols / group * 2]);
+                    affine::quantize_row(&row, bits, group, &mut packed, &mut sc, &mut bi);
+                    out.extend_from_slice(&packed);
+                    int8_scales.extend_from_slice(&sc);
+                    affine_biases.extend_from_slice(&bi);
+                }
             }
         }
         out.extend_from_slice(&int8_scales);
+        out.extend_from_slice(&affine_biases);
         self.orig.release(id);
         Ok(out)
     }
@@ -160,21 +166,23 @@ impl WeightSource for Rounded<'_> {
             }
         };
         let (rows, cols) = id.shape(self.orig.config());
+        let dense = |dtype| Encoding::Dense {
+            dtype,
+            data: bytes,
+            row_stride: cols,
+            col_stride: 1,
+        };
         let enc = match r {
-            Rounding::F16 => Encoding::Dense {
-                dtype: DenseType::F16,
+            Rounding::Codec(Codec::F32) => dense(DenseType::F32),
+            Rounding::Codec(Codec::F16) => dense(DenseType::F16),
+            Rounding::Codec(Codec::BF16) => dense(DenseType::BF16),
+            Rounding::Codec(codec) => Encoding::Ggml {
+                codec,
                 data: bytes,
-                row_stride: cols,
-                col_stride: 1,
+                row_step: 1,
             },
-            Rounding::Bf16 => Encoding::Dense {
-                dtype: DenseType::BF16,
-                data: bytes,
-                row_stride: cols,
-                col_stride: 1,
-            },
-            Rounding::Q8_0 => Encoding::Ggml {
-                codec: Codec::Q8_0,
+            Rounding::Mxfp4(_) => Encoding::Ggml {
+                codec: Codec::MXFP4,
                 data: bytes,
                 row_step: 1,
             },
@@ -183,6 +191,17 @@ impl WeightSource for Rounded<'_> {
                 Encoding::Int8 {
                     packed,
                     scales,
+                    group,
+                }
+            }
+            Rounding::Affine { bits, group } => {
+                let (packed, rest) = bytes.split_at(rows * affine::packed_bytes(cols, bits));
+                let (scales, biases) = rest.split_at(rest.len() / 2);
+                Encoding::Affine {
+                    packed,
+                    scales,
+                    biases,
+                    bits,
                     group,
                 }
             }
@@ -200,6 +219,7 @@ impl WeightSource for Rounded<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quant::{float, q8_0};
 
     /// A one-weight source over owned BF16 bytes (the rest of the model is never asked for).
     struct One {
@@ -239,17 +259,41 @@ mod tests {
         float::f32_row_to_bf16(&xs, &mut bytes);
         let src = One { cfg, bytes };
         let orig = src.weight(WeightId::QProj(0)).unwrap().to_f32();
-        for rounding in [Rounding::Q8_0, Rounding::Int8(32), Rounding::F16] {
+        for rounding in [
+            Rounding::Codec(Codec::Q8_0),
+            Rounding::Int8(32),
+            Rounding::Codec(Codec::F16),
+            Rounding::Codec(Codec::Q4_0),
+            Rounding::Affine { bits: 4, group: 64 },
+        ] {
             let rounded = Rounded::new(&src, &[(WeightId::QProj(0), rounding)]);
             let got = rounded.weight(WeightId::QProj(0)).unwrap().to_f32();
             let want: Vec<f32> = match rounding {
-                Rounding::Q8_0 => {
+                Rounding::Codec(Codec::Q8_0) => {
                     let mut q = vec![0u8; r * c / 32 * 34];
                     q8_0::quantize_row_ref(&orig, &mut q);
                     let mut out = vec![0f32; r * c];
                     q8_0::decode_row(&q, &mut out);
                     out
                 }
+                Rounding::Codec(Codec::Q4_0) => {
+                    let mut q = vec![0u8; Codec::Q4_0.row_bytes(r * c)];
+                    quant::legacy::quantize_row_q4_0(&orig, &mut q);
+                    let mut out = vec![0f32; r * c];
+                    quant::legacy::dequantize_row_q4_0(&q, &mut out);
+                    out
+                }
+                Rounding::Affine { bits, group } => orig
+                    .chunks(c)
+                    .flat_map(|row| {
+                        let mut p = vec![0u8; affine::packed_bytes(c, bits)];
+                        let (mut s, mut b) = (vec![0u8; c / group * 2], vec![0u8; c / group * 2]);
+                        affine::quantize_row(row, bits, group, &mut p, &mut s, &mut b);
+                        let mut out = vec![0f32; c];
+                        affine::dequantize_row(&p, &s, &b, bits, group, &mut out);
+                        out
+                    })
+                    .collect(),
                 Rounding::Int8(_) => orig
                     .chunks(c)
                     .flat_map(|row| {

@@ -386,7 +386,8 @@ impl<'r> Comparison<'r> {
     fn add(&mut self, prompts: &[Prompt], k: usize, logits: &[f32]) {
         let mut acc = Accumulator::default();
         acc.add_rows(&self.reference[k], logits, self.vocab);
-        self.per_prompt.push((prompts[k].name.clone(), acc.finish()));
+        self.per_prompt
+            .push((prompts[k].name.clone(), acc.finish()));
         self.all.merge(acc);
     }
 
@@ -450,6 +451,16 @@ fn floor_matches_variant(
     Ok(true)
 }
 
+/// The MXFP4 rounding rule that reproduces the most requantized expert blocks of a variant
+/// (ggml's on a tie), if any block was requantized.
+pub fn mxfp4_rule(weights: &[TensorCheck]) -> Option<quant::mxfp4::Rounding> {
+    let mut all = weights::BlockMatch::default();
+    for w in weights {
+        all.merge(&w.blocks);
+    }
+    all.best_rule().map(|(r, _)| r)
+}
+
 /// Verifies one variant against the original, given the original's logits for `prompts`.
 pub fn verify_variant(
     original: &Subject<'_>,
@@ -499,11 +510,14 @@ pub fn verify_variant(
     let floor = if lossless || plain_pass || !rules.floor_allowed() {
         None
     } else {
-        let plan =
-            floor::plan(original.source, variant.source).map_err(|source| VerifyError::Read {
+        // Requantized MXFP4 experts are rounded the way the weight check found them made.
+        let rule = mxfp4_rule(&weights).unwrap_or_default();
+        let plan = floor::plan(original.source, variant.source, rule).map_err(|source| {
+            VerifyError::Read {
                 model: variant.name.clone(),
                 source,
-            })?;
+            }
+        })?;
         if plan.is_empty() {
             None
         } else if !rules.force_forward
@@ -514,8 +528,13 @@ pub fn verify_variant(
             Some(metrics.clone())
         } else {
             let rounded = floor::Rounded::new(original.source, &plan);
-            let (m, _) =
-                forward_metrics(&rounded, "format floor", reference_logits, prompts, progress)?;
+            let (m, _) = forward_metrics(
+                &rounded,
+                "format floor",
+                reference_logits,
+                prompts,
+                progress,
+            )?;
             Some(m)
         }
     };
@@ -638,7 +657,10 @@ pub fn judge_logits(
 
 /// Errors naming every variant that is another model than the original (checked before any
 /// forward pass, so a wrong one fails at once).
-pub fn check_same_model(original: &Subject<'_>, variants: &[Subject<'_>]) -> Result<(), VerifyError> {
+pub fn check_same_model(
+    original: &Subject<'_>,
+    variants: &[Subject<'_>],
+) -> Result<(), VerifyError> {
     for v in variants {
         ensure_same_model(original, v)?;
     }
@@ -654,26 +676,60 @@ pub enum CacheUse {
     Hit,
     /// Computed and stored.
     Stored,
+    /// Computed; storing them failed (warned).
+    NotStored,
+}
+
+impl CacheUse {
+    /// `read from` or `stored in` (the cache file), `None` when the cache was not used.
+    pub fn verb(self) -> Option<&'static str> {
+        match self {
+            CacheUse::Hit => Some("read from"),
+            CacheUse::Stored => Some("stored in"),
+            CacheUse::None | CacheUse::NotStored => None,
+        }
+    }
 }
 
 /// The original's logits ([`original_logits`]), read from `cache` under `key` when it holds
-/// them, else computed and stored there.
+/// them, else computed and stored there. A cache file that is not a whole entry for this key
+/// and these prompts is never trusted: `warn` is told why and the logits are computed (and the
+/// file replaced). Failing to store them is a warning too: the verification does not need the
+/// cache.
 pub fn original_logits_cached(
     original: &dyn WeightSource,
     prompts: &[Prompt],
     cache: Option<(&logits_cache::LogitsCache, &logits_cache::CacheKey)>,
     progress: &dyn Progress,
+    warn: &dyn Fn(&str),
 ) -> Result<(Vec<Vec<f32>>, CacheUse), VerifyError> {
     let vocab = original.config().vocab_size;
     let Some((cache, key)) = cache else {
-        return Ok((original_logits(original, prompts, progress)?, CacheUse::None));
+        return Ok((
+            original_logits(original, prompts, progress)?,
+            CacheUse::None,
+        ));
     };
-    if let Some(logits) = cache.load(key, prompts, vocab) {
-        return Ok((logits, CacheUse::Hit));
+    match cache.load(key, prompts, vocab) {
+        logits_cache::Lookup::Hit(logits) => return Ok((logits, CacheUse::Hit)),
+        logits_cache::Lookup::Miss => {}
+        logits_cache::Lookup::Ignored(why) => warn(&format!(
+            "warning: logits cache {} ignored: {why}; the original's logits are computed again",
+            cache.path(key).display()
+        )),
     }
     let logits = original_logits(original, prompts, progress)?;
-    cache.store(key, prompts, vocab, &logits)?;
-    Ok((logits, CacheUse::Stored))
+    Ok(match cache.store(key, prompts, vocab, &logits) {
+        Ok(()) => (logits, CacheUse::Stored),
+        Err(e) => {
+            warn(&format!(
+                "warning: the original's logits could not be stored in {}: {}",
+                cache.dir().display(),
+                convert::error::chain(&e)
+            ));
+            (logits, CacheUse::NotStored)
+        }
+    })
 }
 
 /// Verifies every variant against the original.
@@ -686,7 +742,14 @@ pub fn verify(
 ) -> Result<Report, VerifyError> {
     check_same_model(original, variants)?;
     let reference_logits = original_logits(original.source, prompts, progress)?;
-    verify_with_logits(original, &reference_logits, variants, prompts, rules, progress)
+    verify_with_logits(
+        original,
+        &reference_logits,
+        variants,
+        prompts,
+        rules,
+        progress,
+    )
 }
 
 /// [`verify`] given the original's logits for `prompts` (computed once, or read from a cache).

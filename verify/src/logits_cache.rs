@@ -1,50 +1,75 @@
 //! The original's logits kept on disk between runs (`--logits-cache DIR`), so verifying one more
 //! variant of a model costs one forward pass instead of two.
 //!
-//! An entry is keyed by everything the logits depend on: the SHA-256 of every file of the
-//! original (its weights and config; for a directory, every regular file in it), the prompts'
-//! token ids, and [`reference::ARITHMETIC`], which names the reference forward pass's arithmetic
-//! (changed whenever an output bit may change). A changed checkpoint, prompt or tool therefore
-//! never reads another's logits: it misses and writes its own entry.
+//! An entry is keyed ([`CacheKey`]) by everything the logits depend on:
+//! - the original's identity: the SHA-256 of every file of it (for a safetensors directory, every
+//!   regular, non-hidden file in it, weights and config; for a GGUF model, every split) and the
+//!   config those files were read as;
+//! - the prompts: each one's name and token ids;
+//! - the code that computed them: [`FORWARD_VERSION`], the tool's version and a hash of the
+//!   sources of the crates the forward pass runs (`reference`, `quant`, `convert`) taken at
+//!   build time, and the CPU architecture. A build whose forward pass may compute other bits
+//!   never reads another build's logits.
+//!
+//! A changed checkpoint, prompt or tool therefore misses and writes its own entry.
 //!
 //! File `<DIR>/<key>.logits`: the magic `OSSFLGT1`, a little-endian u64 header length, a JSON
-//! header (`key`, `vocab`, each prompt's `name` and `tokens` count, the SHA-256 of the data),
-//! then every prompt's logits in order as little-endian f32 (`[tokens × vocab]` each). An entry
-//! that does not match its key, its prompts, its length or its data's SHA-256 is a miss (and is
-//! overwritten), never an error. Entries are written under a temporary name and renamed.
+//! header (`key`, `forward`, `vocab`, each prompt's `name` and `tokens` count, the SHA-256 of the
+//! data), then every prompt's logits in order as little-endian f32 (`[tokens × vocab]` each).
+//! An entry is trusted only when its header names this key and these prompts, its length is
+//! exactly what they imply, and its data hashes to the header's SHA-256; anything else (a
+//! truncated write, a flipped byte, another file under this name) is reported
+//! ([`Lookup::Ignored`]) and recomputed, never read, never an error. Entries are written under a
+//! temporary name in `DIR` and renamed into place ([`convert::atomic::Staged`]), so a reader
+//! sees a whole entry or none.
 
 use crate::VerifyError;
 use crate::prompts::Prompt;
-use convert::AnyModel;
 use convert::error::ConvertError;
+use convert::{AnyModel, Progress};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::{BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"OSSFLGT1";
 
-/// The key of one original's logits over one set of prompts (hex SHA-256).
+/// Headers larger than this are not headers this module wrote.
+const MAX_HEADER: u64 = 1 << 24;
+
+/// The code that computes the logits: the tool's version and the build-time hash of the
+/// sources of `reference`, `quant` and `convert` (`verify/build.rs`).
+pub const FORWARD_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "+src.",
+    env!("OSS_FORGE_FORWARD_SOURCE")
+);
+
+/// The key of one original's logits over one set of prompts (hex SHA-256 of their description).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheKey(String);
 
 impl CacheKey {
-    /// The key for an original whose files are `files` (`(name, sha256)`, any order) run over
-    /// `prompts` by this build's reference forward pass.
-    pub fn new(files: &[(String, String)], prompts: &[Prompt]) -> CacheKey {
+    /// The key for an original whose files are `files` (`(name, sha256)`, any order) and whose
+    /// config they were read as is `config`, run over `prompts` by this build's forward pass.
+    pub fn new(
+        files: &[(String, String)],
+        config: &reference::Config,
+        prompts: &[Prompt],
+    ) -> CacheKey {
         let mut files = files.to_vec();
         files.sort();
         let mut text = format!(
-            "oss-forge original logits\nreference {}\n",
-            reference::ARITHMETIC
+            "oss-forge original logits\nforward {FORWARD_VERSION} {}\nconfig {config:?}\n",
+            std::env::consts::ARCH
         );
         for (name, sha) in &files {
             text.push_str(&format!("file {sha} {name}\n"));
         }
         for p in prompts {
             let ids: Vec<String> = p.tokens.iter().map(u32::to_string).collect();
-            text.push_str(&format!("prompt {} {}\n", p.name, ids.join(",")));
+            text.push_str(&format!("prompt {:?} {}\n", p.name, ids.join(",")));
         }
         CacheKey(convert::publish::sha256_bytes(text.as_bytes()))
     }
@@ -55,15 +80,17 @@ impl CacheKey {
     }
 }
 
-/// The files whose bytes determine a model's weights and config, as `(name, path)`: every
-/// regular, non-hidden file of a safetensors directory; every split of a GGUF model.
+/// The files whose bytes determine a model's weights and config, as `(name, path)` sorted by
+/// name: every regular, non-hidden file of a safetensors directory (as `pipeline` lists its
+/// inputs); every split of a GGUF model.
 pub fn model_files(m: &AnyModel) -> Result<Vec<(String, PathBuf)>, VerifyError> {
     let mut out = Vec::new();
     match m {
         AnyModel::Safetensors(c) => {
             let dir = c.dir();
             let entries = std::fs::read_dir(dir).map_err(|e| ConvertError::io(dir, e))?;
-            for e in entries.flatten() {
+            for e in entries {
+                let e = e.map_err(|err| ConvertError::io(dir, err))?;
                 let name = e.file_name().to_string_lossy().into_owned();
                 if !name.starts_with('.') && e.path().is_file() {
                     out.push((name, e.path()));
@@ -84,17 +111,35 @@ pub fn model_files(m: &AnyModel) -> Result<Vec<(String, PathBuf)>, VerifyError> 
     Ok(out)
 }
 
-/// [`model_files`] with their SHA-256 (files hashed in parallel).
-pub fn hash_model_files(m: &AnyModel) -> Result<Vec<(String, String)>, VerifyError> {
-    model_files(m)?
+/// [`model_files`] with their SHA-256 (files hashed in parallel), the bytes read reported to
+/// `progress` as one phase.
+pub fn hash_model_files(
+    m: &AnyModel,
+    progress: &dyn Progress,
+) -> Result<Vec<(String, String)>, VerifyError> {
+    let files = model_files(m)?;
+    let total = files
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    progress.begin("hashing the original for the logits cache", total);
+    let r = files
         .par_iter()
-        .map(|(name, path)| Ok((name.clone(), convert::publish::sha256_file(path)?)))
-        .collect()
+        .map(|(name, path)| {
+            Ok((
+                name.clone(),
+                convert::publish::sha256_file_with(path, progress)?,
+            ))
+        })
+        .collect();
+    progress.end();
+    r
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
 struct Header {
     key: String,
+    forward: String,
     vocab: usize,
     prompts: Vec<PromptHeader>,
     data_sha256: String,
@@ -104,6 +149,17 @@ struct Header {
 struct PromptHeader {
     name: String,
     tokens: usize,
+}
+
+/// What [`LogitsCache::load`] found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The entry: every prompt's logits (`[tokens × vocab]` each).
+    Hit(Vec<Vec<f32>>),
+    /// No entry for this key.
+    Miss,
+    /// A file is there but is not a whole entry for this key and these prompts: why.
+    Ignored(String),
 }
 
 /// A directory of cached logits.
@@ -118,60 +174,33 @@ impl LogitsCache {
         LogitsCache { dir: dir.into() }
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Where `key`'s entry lives.
     pub fn path(&self, key: &CacheKey) -> PathBuf {
         self.dir.join(format!("{}.logits", key.as_str()))
     }
 
-    /// The logits stored under `key` for `prompts` (`[tokens × vocab]` each), or `None` when
-    /// there is no entry or it does not hold exactly that (a miss, whatever the reason).
-    pub fn load(&self, key: &CacheKey, prompts: &[Prompt], vocab: usize) -> Option<Vec<Vec<f32>>> {
+    /// The logits stored under `key` for `prompts` over a vocabulary of `vocab`. Never fails:
+    /// whatever is wrong with a file makes it [`Lookup::Ignored`].
+    pub fn load(&self, key: &CacheKey, prompts: &[Prompt], vocab: usize) -> Lookup {
         let path = self.path(key);
-        let mut f = std::fs::File::open(&path).ok()?;
-        let mut magic = [0u8; 8];
-        f.read_exact(&mut magic).ok()?;
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len).ok()?;
-        let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
-        if magic != *MAGIC || len > 1 << 24 {
-            return None;
-        }
-        let mut header = vec![0u8; len];
-        f.read_exact(&mut header).ok()?;
-        let header: Header = serde_json::from_slice(&header).ok()?;
-        let want = Header {
-            key: key.as_str().to_string(),
-            vocab,
-            prompts: prompt_headers(prompts),
-            data_sha256: header.data_sha256.clone(),
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
+            Err(e) => return Lookup::Ignored(format!("cannot be read: {e}")),
         };
-        let file_len = f.metadata().ok()?.len();
-        let data_len: u64 = prompts
-            .iter()
-            .map(|p| (p.tokens.len() * vocab * 4) as u64)
-            .sum();
-        if header != want || file_len != 16 + len as u64 + data_len {
-            return None;
+        match read_entry(f, key, prompts, vocab) {
+            Ok(l) => Lookup::Hit(l),
+            Err(why) => Lookup::Ignored(why),
         }
-        let mut hash = Sha256::new();
-        let mut out = Vec::with_capacity(prompts.len());
-        let mut bytes = Vec::new();
-        for p in prompts {
-            bytes.resize(p.tokens.len() * vocab * 4, 0);
-            f.read_exact(&mut bytes).ok()?;
-            hash.update(&bytes);
-            out.push(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            );
-        }
-        (hex(&hash.finalize()) == header.data_sha256).then_some(out)
     }
 
     /// Stores `logits` (one `[tokens × vocab]` block per prompt) under `key`, replacing any
-    /// entry there.
+    /// entry there: written under a temporary name, synced, then renamed into place.
     pub fn store(
         &self,
         key: &CacheKey,
@@ -179,18 +208,23 @@ impl LogitsCache {
         vocab: usize,
         logits: &[Vec<f32>],
     ) -> Result<(), VerifyError> {
+        assert_eq!(
+            logits.len(),
+            prompts.len(),
+            "one block of logits per prompt"
+        );
         let path = self.path(key);
         let staged = convert::atomic::Staged::create(&path, false, true)?;
         let io = |e| ConvertError::io(staged.path(), e);
         let mut hash = Sha256::new();
         let mut buf = Vec::new();
         for l in logits {
-            buf.clear();
-            buf.extend(l.iter().flat_map(|x| x.to_le_bytes()));
+            le_bytes(l, &mut buf);
             hash.update(&buf);
         }
         let header = serde_json::to_vec(&Header {
             key: key.as_str().to_string(),
+            forward: FORWARD_VERSION.to_string(),
             vocab,
             prompts: prompt_headers(prompts),
             data_sha256: hex(&hash.finalize()),
@@ -203,8 +237,7 @@ impl LogitsCache {
             .map_err(io)?;
         w.write_all(&header).map_err(io)?;
         for l in logits {
-            buf.clear();
-            buf.extend(l.iter().flat_map(|x| x.to_le_bytes()));
+            le_bytes(l, &mut buf);
             w.write_all(&buf).map_err(io)?;
         }
         let file = w.into_inner().map_err(|e| io(e.into_error()))?;
@@ -212,6 +245,80 @@ impl LogitsCache {
         drop(file);
         staged.commit()?;
         Ok(())
+    }
+}
+
+/// Reads a whole entry from `f`, or says why it is not one for `key` and `prompts`.
+fn read_entry(
+    mut f: std::fs::File,
+    key: &CacheKey,
+    prompts: &[Prompt],
+    vocab: usize,
+) -> Result<Vec<Vec<f32>>, String> {
+    let file_len = f
+        .metadata()
+        .map_err(|e| format!("cannot be read: {e}"))?
+        .len();
+    let not_ours = || "not a logits cache file of this tool".to_string();
+    let mut head = [0u8; 16];
+    f.read_exact(&mut head).map_err(|_| not_ours())?;
+    let header_len = u64::from_le_bytes(head[8..].try_into().expect("8 bytes"));
+    if head[..8] != *MAGIC || header_len > MAX_HEADER || 16 + header_len > file_len {
+        return Err(not_ours());
+    }
+    let mut header = vec![0u8; header_len as usize];
+    f.read_exact(&mut header).map_err(|_| not_ours())?;
+    let header: Header = serde_json::from_slice(&header).map_err(|_| not_ours())?;
+    if header.key != key.as_str() {
+        return Err(format!(
+            "holds the entry of another key ({}), renamed or copied here",
+            header.key
+        ));
+    }
+    if header.forward != FORWARD_VERSION
+        || header.vocab != vocab
+        || header.prompts != prompt_headers(prompts)
+    {
+        return Err("its header does not describe this original and these prompts".into());
+    }
+    let data_len: u64 = prompts
+        .iter()
+        .map(|p| (p.tokens.len() * vocab * 4) as u64)
+        .sum();
+    let want = 16 + header_len + data_len;
+    if file_len != want {
+        return Err(format!(
+            "{} bytes where the entry is {want} (truncated or appended to)",
+            file_len
+        ));
+    }
+    let mut hash = Sha256::new();
+    let mut out = Vec::with_capacity(prompts.len());
+    let mut bytes = Vec::new();
+    for p in prompts {
+        bytes.resize(p.tokens.len() * vocab * 4, 0);
+        f.read_exact(&mut bytes)
+            .map_err(|e| format!("cannot be read: {e}"))?;
+        hash.update(&bytes);
+        out.push(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        );
+    }
+    if hex(&hash.finalize()) != header.data_sha256 {
+        return Err("corrupt: its data does not match the SHA-256 in its header".into());
+    }
+    Ok(out)
+}
+
+/// `xs` as little-endian bytes, into `buf` (cleared first).
+fn le_bytes(xs: &[f32], buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.reserve(xs.len() * 4);
+    for x in xs {
+        buf.extend_from_slice(&x.to_le_bytes());
     }
 }
 
@@ -246,42 +353,108 @@ mod tests {
         ]
     }
 
+    fn config() -> reference::Config {
+        reference::Config::from_hf_json(&convert::synth::preset_config(
+            convert::synth::Preset::Tiny,
+            Some(1),
+        ))
+        .unwrap()
+    }
+
+    fn bits(l: &[Vec<f32>]) -> Vec<u32> {
+        l.concat().iter().map(|x| x.to_bits()).collect()
+    }
+
     #[test]
-    fn entries_round_trip_and_anything_else_is_a_miss() {
+    fn entries_round_trip_and_anything_else_is_ignored() {
         let dir =
             std::env::temp_dir().join(format!("oss-forge-logits-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let cache = LogitsCache::new(&dir);
+        let cfg = config();
         let files = vec![("model.safetensors".to_string(), "ab".repeat(32))];
-        let key = CacheKey::new(&files, &prompts());
+        let key = CacheKey::new(&files, &cfg, &prompts());
         let vocab = 5;
         let logits = vec![
             (0..15).map(|i| i as f32 * 0.5 - 3.0).collect::<Vec<f32>>(),
             vec![f32::NAN, 1.0, -0.0, f32::INFINITY, 2.5],
         ];
-        assert!(cache.load(&key, &prompts(), vocab).is_none(), "empty cache");
+        assert!(matches!(cache.load(&key, &prompts(), vocab), Lookup::Miss));
         cache.store(&key, &prompts(), vocab, &logits).unwrap();
-        let back = cache.load(&key, &prompts(), vocab).unwrap();
-        let bits = |l: &[Vec<f32>]| -> Vec<u32> { l.concat().iter().map(|x| x.to_bits()).collect() };
+        let Lookup::Hit(back) = cache.load(&key, &prompts(), vocab) else {
+            panic!("a stored entry is read back");
+        };
         assert_eq!(bits(&back), bits(&logits));
-        // Another file hash, other prompts, another vocabulary: other keys or a mismatch.
-        let other = CacheKey::new(&[("model.safetensors".into(), "cd".repeat(32))], &prompts());
+        // No temporary is left beside it.
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1);
+
+        // Another file hash, other tokens, another config: other keys.
+        let other = CacheKey::new(
+            &[("model.safetensors".into(), "cd".repeat(32))],
+            &cfg,
+            &prompts(),
+        );
         assert_ne!(other, key);
-        assert!(cache.load(&other, &prompts(), vocab).is_none());
+        assert!(matches!(
+            cache.load(&other, &prompts(), vocab),
+            Lookup::Miss
+        ));
         let mut p2 = prompts();
         p2[1].tokens = vec![5];
-        assert_ne!(CacheKey::new(&files, &p2), key);
-        assert!(cache.load(&key, &prompts(), 6).is_none());
-        // A flipped data byte: the data's hash no longer matches.
+        assert_ne!(CacheKey::new(&files, &cfg, &p2), key);
+        let mut cfg2 = cfg.clone();
+        cfg2.rope_theta *= 2.0;
+        assert_ne!(CacheKey::new(&files, &cfg2, &prompts()), key);
+        // Files given in another order: the same key.
+        let two = vec![
+            ("a".to_string(), "00".repeat(32)),
+            ("b".to_string(), "11".repeat(32)),
+        ];
+        let rev: Vec<_> = two.iter().rev().cloned().collect();
+        assert_eq!(
+            CacheKey::new(&two, &cfg, &prompts()),
+            CacheKey::new(&rev, &cfg, &prompts())
+        );
+        // The same key asked with another vocabulary: the header does not describe it.
+        assert!(matches!(
+            cache.load(&key, &prompts(), 6),
+            Lookup::Ignored(_)
+        ));
+
         let path = cache.path(&key);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-        assert!(cache.load(&key, &prompts(), vocab).is_none());
+        let good = std::fs::read(&path).unwrap();
+        let ignored = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            match cache.load(&key, &prompts(), vocab) {
+                Lookup::Ignored(why) => why,
+                other => panic!("{other:?}"),
+            }
+        };
+        // A flipped data byte: the data's hash no longer matches.
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(ignored(&flipped).starts_with("corrupt"));
+        // Truncated anywhere: in the data, in the header, in the magic.
+        for cut in [good.len() - 1, 20, 3, 0] {
+            ignored(&good[..cut]);
+        }
+        assert!(ignored(&good[..good.len() - 4]).contains("truncated"));
+        // Another key's entry under this name (renamed or copied by hand).
+        cache.store(&other, &prompts(), vocab, &logits).unwrap();
+        let other_entry = std::fs::read(cache.path(&other)).unwrap();
+        assert!(ignored(&other_entry).contains("another key"));
+        // Something else entirely, and a header length past the file.
+        assert!(ignored(b"GGUF and then some bytes").contains("not a logits cache"));
+        let mut huge = good.clone();
+        huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        ignored(&huge);
         // A store replaces it.
         cache.store(&key, &prompts(), vocab, &logits).unwrap();
-        assert!(cache.load(&key, &prompts(), vocab).is_some());
+        assert!(matches!(
+            cache.load(&key, &prompts(), vocab),
+            Lookup::Hit(_)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,7 +5,7 @@
 //! | compared | for | how |
 //! |---|---|---|
 //! | GGUF keys `general.architecture`, `gpt-oss.*`, `tokenizer.*` | every variant | key by key; numbers by value (an f32 and an f64 are equal when they round to the same f32), arrays element by element |
-//! | `config.json`, `generation_config.json`, `tokenizer.json`, `tokenizer_config.json` (its chat template and special tokens apart) | safetensors variants | as JSON, key by key at every depth (numbers by value) |
+//! | `config.json`, `generation_config.json`, `tokenizer.json`, `tokenizer_config.json` (its chat template and special tokens apart) | safetensors variants | as JSON, key by key at every depth (numbers by value); config.json's `eos_token_id` only where generation reads it (no `eos_token_id` in `generation_config.json`, which transformers and mlx-lm read first; mlx-lm copies it into its config.json) |
 //! | `special tokens`: `bos_token`, `eos_token`, `pad_token`, ... as transformers resolves them (`special_tokens_map.json` over `tokenizer_config.json`) | safetensors variants | as JSON |
 //! | `chat template` as transformers resolves it (`chat_template.jinja`, else `tokenizer_config.json`'s, else `chat_template.json`'s) | safetensors variants | as text |
 //!
@@ -426,9 +426,20 @@ fn transformers_view(m: &RuntimeMeta) -> Vec<(&'static str, FileContent)> {
         _ => None,
     };
     let mut out = Vec::new();
+    // The end-of-sequence ids generation stops on are `generation_config.json`'s when it has
+    // them (transformers' `GenerationConfig`; mlx-lm's `load_config`, which also writes them
+    // into the config.json it saves), config.json's otherwise: where the former decide, the
+    // latter are not what a runtime reads, and generation_config.json is compared itself.
+    let generation_eos = json("generation_config.json")
+        .and_then(|g| g.get("eos_token_id"))
+        .is_some_and(|e| !e.is_null() && e.as_array().is_none_or(|a| !a.is_empty()));
     for name in ["config.json", "generation_config.json", "tokenizer.json"] {
         if let Some(v) = json(name) {
-            out.push((name, FileContent::Json(v.clone())));
+            let mut v = v.clone();
+            if let (true, "config.json", Json::Object(o)) = (generation_eos, name, &mut v) {
+                o.remove("eos_token_id");
+            }
+            out.push((name, FileContent::Json(v)));
         }
     }
     let tc = json("tokenizer_config.json").and_then(Json::as_object);
@@ -819,5 +830,38 @@ mod tests {
         let c = compare(&b, &a);
         assert_eq!(c.differences.len(), 1);
         assert_eq!(c.differences[0].key, "tokenizer.json");
+    }
+
+    #[test]
+    fn config_eos_overridden_by_generation_config_is_not_compared() {
+        // mlx-lm writes generation_config.json's eos ids into the config.json it saves.
+        let files = |cfg_eos: Json| {
+            let mut m = meta(Container::Safetensors, vec![]);
+            m.files = vec![
+                (
+                    "config.json".into(),
+                    FileContent::Json(json!({"eos_token_id": cfg_eos, "vocab_size": 512})),
+                ),
+                (
+                    "generation_config.json".into(),
+                    FileContent::Json(json!({"eos_token_id": [484, 483, 494]})),
+                ),
+            ];
+            m
+        };
+        let c = compare(&files(json!(484)), &files(json!([484, 483, 494])));
+        assert!(c.differences.is_empty(), "{:?}", c.differences);
+        // Without generation ids, config.json's are the ones read, and compared.
+        let mut a = files(json!(484));
+        let mut b = files(json!(483));
+        for m in [&mut a, &mut b] {
+            m.files.truncate(1);
+        }
+        let d: Vec<String> = compare(&a, &b)
+            .differences
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(d, ["config.json: eos_token_id: original 484, variant 483"]);
     }
 }

@@ -21,7 +21,7 @@ use crate::report::{
     ModelJson, PromptLenJson, ReportJson, ToleranceJson, VariantJson, to_pretty_json, variant_json,
 };
 use crate::{Rules, Subject, VerifyError};
-use convert::publish::{sha256_file, write_atomic};
+use convert::publish::{sha256_file_with, write_atomic};
 use convert::runtime::RuntimeMeta;
 use convert::{AnyModel, ConvertOptions, ConvertReport, Progress, Variant};
 use rayon::prelude::*;
@@ -34,6 +34,8 @@ pub const MANIFEST: &str = "manifest.json";
 pub const SUMS: &str = "SHA256SUMS";
 /// Report file name.
 pub const REPORT: &str = "verify.json";
+/// The repository's model card (the Hub shows it on the repository's page).
+pub const README: &str = "README.md";
 
 /// What to do.
 #[derive(Clone, Debug)]
@@ -44,8 +46,13 @@ pub struct PipelineOptions {
     pub rules: Rules,
     /// Conversion settings (`force` is ignored: the pipeline owns its output directory).
     pub convert: ConvertOptions,
+    /// The name on the outputs (GGUF file names, card titles); default
+    /// [`convert::naming::model_name`].
+    pub name: Option<String>,
+    /// The Hub `base_model` of the cards; default [`convert::naming::base_model`].
+    pub base_model: Option<String>,
     /// Where to keep the original's logits between runs ([`crate::logits_cache`]); `None`: they
-    /// are computed once per run.
+    /// are computed once per run (shared by every variant of the run).
     pub logits_cache: Option<PathBuf>,
 }
 
@@ -182,6 +189,13 @@ pub struct Manifest {
     pub variants: Vec<ManifestEntry>,
     /// Every variant so far passed.
     pub pass: bool,
+    /// The repository's `README.md` as this tool last wrote it (absent in manifests written
+    /// before it existed): a README whose hash differs was edited, and is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readme: Option<FileEntry>,
+    /// The Hub `base_model` the cards name (absent in manifests written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_model: Option<String>,
 }
 
 impl Manifest {
@@ -191,10 +205,19 @@ impl Manifest {
         serde_json::from_str(&text).ok()
     }
 
-    /// Adds a variant's entry.
+    /// Adds a variant's entry, replacing an entry of the same variant; entries stay in
+    /// [`Variant::ALL`] order, so the bytes do not depend on which run added which.
     pub fn push(&mut self, entry: ManifestEntry) {
-        self.pass &= entry.verification.pass;
+        self.variants.retain(|e| e.variant != entry.variant);
         self.variants.push(entry);
+        let rank = |e: &ManifestEntry| {
+            Variant::ALL
+                .iter()
+                .position(|v| v.name() == e.variant)
+                .unwrap_or(usize::MAX)
+        };
+        self.variants.sort_by_key(rank);
+        self.pass = self.variants.iter().all(|e| e.verification.pass);
     }
 
     /// Writes it to `dir` (atomically).
@@ -215,6 +238,8 @@ pub struct VariantOutcome {
     pub verification: VariantJson,
     /// Taken from a previous run whose files still matched.
     pub reused: bool,
+    /// Not named in this run: listed as an earlier run (or a merged directory) left it.
+    pub kept: bool,
 }
 
 impl VariantOutcome {
@@ -240,8 +265,23 @@ impl PipelineOutcome {
     }
 }
 
-/// A file with its size and hash, as the manifest lists it.
+/// A small file (a card, a report) with its size and hash, as the manifest lists it. Read
+/// whole and hashed without a cancellation point: publishing finishes even after Ctrl-C, so
+/// that what is done stays listed.
 fn file_entry(root: &Path, rel: &str) -> Result<FileEntry, VerifyError> {
+    let bytes = convert::publish::read_small(&root.join(rel))?;
+    Ok(FileEntry {
+        path: rel.to_string(),
+        bytes: bytes.len() as u64,
+        sha256: convert::publish::sha256_bytes(&bytes),
+    })
+}
+
+fn file_entry_with(
+    root: &Path,
+    rel: &str,
+    progress: &dyn Progress,
+) -> Result<FileEntry, VerifyError> {
     let p = root.join(rel);
     let bytes = std::fs::metadata(&p)
         .map_err(|e| convert::ConvertError::io(&p, e))?
@@ -249,7 +289,7 @@ fn file_entry(root: &Path, rel: &str) -> Result<FileEntry, VerifyError> {
     Ok(FileEntry {
         path: rel.to_string(),
         bytes,
-        sha256: sha256_file(&p)?,
+        sha256: sha256_file_with(&p, progress)?,
     })
 }
 
@@ -259,7 +299,8 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Veri
 }
 
 /// Files under `dir` as paths relative to `root` with `/` separators, sorted; hidden entries
-/// (temporaries such as `.x.partial-<pid>`) only when `hidden`.
+/// only when `hidden`, and then a temporary (`.x.partial-<pid>`, a file or a directory, empty
+/// or not) as one entry.
 fn walk_files(
     root: &Path,
     dir: &Path,
@@ -276,9 +317,12 @@ fn walk_files(
         {
             continue;
         }
-        if p.is_dir() {
+        let temporary = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(".partial-"));
+        if p.is_dir() && !(hidden && temporary) {
             walk_files(root, &p, hidden, out)?;
-        } else if p.is_file() {
+        } else if p.is_file() || (hidden && temporary) {
             let rel = p
                 .strip_prefix(root)
                 .unwrap_or(&p)
@@ -290,32 +334,35 @@ fn walk_files(
     Ok(())
 }
 
-/// Hashes files (in parallel: the inputs of a 120b run are 65 GB).
-fn hash_files(root: &Path, rels: &[String]) -> Result<Vec<FileEntry>, VerifyError> {
-    rels.par_iter().map(|r| file_entry(root, r)).collect()
+/// Hashes files (in parallel: the inputs of a 120b run are 65 GB), as one progress phase.
+fn hash_files(
+    root: &Path,
+    rels: &[String],
+    label: &str,
+    progress: &dyn Progress,
+) -> Result<Vec<FileEntry>, VerifyError> {
+    let total = rels
+        .iter()
+        .map(|r| std::fs::metadata(root.join(r)).map_or(0, |m| m.len()))
+        .sum();
+    progress.begin(label, total);
+    let r = rels
+        .par_iter()
+        .map(|r| file_entry_with(root, r, progress))
+        .collect();
+    progress.end();
+    r
 }
 
-/// The model's name: its directory, or the release directory of an `original/` folder.
+/// The model's name: [`convert::naming::model_name`] (the directory's name, the release
+/// directory of an `original/` folder, the repository of a Hugging Face cache snapshot).
 pub fn model_name(path: &Path) -> String {
-    let dir = if path.is_dir() {
-        path
-    } else {
-        path.parent().unwrap_or(path)
-    };
-    let dir = if dir.file_name().is_some_and(|n| n == "original") {
-        dir.parent().unwrap_or(dir)
-    } else {
-        dir
-    };
-    std::fs::canonicalize(dir)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "model".into())
+    convert::naming::model_name(path)
 }
 
 /// The file name of a GGUF variant: `NAME-MXFP4.gguf`, `NAME-Q8_0.gguf`, ...
 pub fn gguf_file_name(model: &str, v: Variant) -> String {
-    format!("{model}-{}.gguf", v.storage().file_suffix)
+    convert::naming::gguf_file_name(model, v.storage().file_suffix)
 }
 
 fn inexact_notes(r: &ConvertReport) -> Vec<String> {
@@ -330,40 +377,194 @@ fn inexact_notes(r: &ConvertReport) -> Vec<String> {
         .collect()
 }
 
-/// Reads a previous manifest if it was made from the same inputs, prompts and tolerance.
-fn previous_manifest(
-    out: &Path,
-    inputs: &[FileEntry],
-    prompts: &[PromptTokens],
-    tolerance: &ToleranceJson,
-) -> Option<Manifest> {
-    Manifest::read(out)
-        .filter(|m| m.source.files == inputs && m.prompts == prompts && m.tolerance == *tolerance)
+/// True when a previous run's entry was verified by this version's rules (its report has the
+/// metadata check; entries of older versions are redone) and its files (the card aside: an
+/// output, edited freely) are all still there with the same hashes. Under `--force-forward`
+/// ([`Rules::force_forward`]), an entry whose verification skipped a forward pass (known from
+/// the weights) is redone too, so every pass is run.
+#[cfg(test)]
+fn reusable(out: &Path, entry: &ManifestEntry, rules: Rules) -> bool {
+    reusable_with(out, entry, rules, "", &convert::variant::NoProgress)
 }
 
-/// True when a previous run's entry was verified by this version's rules (its report has the
-/// metadata check; entries of older versions are redone) and its files are all still there with
-/// the same hashes.
-/// Under `--force-forward`, an entry whose verification skipped a forward pass is redone too.
-fn reusable(out: &Path, entry: &ManifestEntry, rules: Rules) -> bool {
-    let skipped = entry.verification.logits_by_weights || entry.verification.format_floor_by_weights;
+/// [`reusable`], the bytes hashed reported to `progress` as the phase `label`.
+fn reusable_with(
+    out: &Path,
+    entry: &ManifestEntry,
+    rules: Rules,
+    label: &str,
+    progress: &dyn Progress,
+) -> bool {
+    let skipped =
+        entry.verification.logits_by_weights || entry.verification.format_floor_by_weights;
     entry.verification.metadata.is_some()
         && !(rules.force_forward && skipped)
-        && still_valid(out, &entry.files)
+        && still_valid(
+            out,
+            &without_card(&entry.files, &entry.variant),
+            label,
+            progress,
+        )
 }
 
 /// True when the files of a previous run's entry are all still there with the same hashes.
-fn still_valid(out: &Path, files: &[FileEntry]) -> bool {
-    !files.is_empty()
+fn still_valid(out: &Path, files: &[FileEntry], label: &str, progress: &dyn Progress) -> bool {
+    let total = files.iter().map(|f| f.bytes).sum();
+    progress.begin(label, total);
+    let ok = !files.is_empty()
         && files.par_iter().all(|f| {
             let path = out.join(&f.path);
             std::fs::metadata(&path).is_ok_and(|m| m.len() == f.bytes)
-                && sha256_file(&path).is_ok_and(|x| x == f.sha256)
-        })
+                && sha256_file_with(&path, progress).is_ok_and(|x| x == f.sha256)
+        });
+    progress.end();
+    ok
 }
 
-/// Runs the pipeline. `log` receives one line per step; conversion progress is in bytes,
-/// verification progress in tokens and weights.
+/// A variant's model card path, relative to the output directory.
+fn card_rel(v: &str) -> String {
+    format!("{v}/README.md")
+}
+
+/// An entry's files without its model card: what the resume check compares (a card is an
+/// output, edited freely).
+fn without_card(files: &[FileEntry], v: &str) -> Vec<FileEntry> {
+    let card = card_rel(v);
+    files.iter().filter(|f| f.path != card).cloned().collect()
+}
+
+/// What a model card is written from.
+struct CardFacts<'a> {
+    name: &'a str,
+    base_model: &'a str,
+    cfg: &'a reference::Config,
+    tolerance: &'a ToleranceJson,
+}
+
+/// Writes (or keeps) the card of `v` and returns its entry. For a variant kept from an
+/// earlier run (`recorded`: the card's entry then), an existing card whose hash is not the
+/// recorded one was edited by someone: it is kept as it is. Otherwise (and always for a
+/// variant just converted, `recorded` `None`, whose writer may have left a card of its own)
+/// it is written from the facts, so a new `--name` or `--base-model` reaches it.
+#[allow(clippy::too_many_arguments)]
+fn write_card(
+    out: &Path,
+    facts: &CardFacts<'_>,
+    v: Variant,
+    files: &[FileEntry],
+    verification: &VariantJson,
+    inexact: &[String],
+    warnings: &[String],
+    recorded: Option<&FileEntry>,
+    log: &dyn Fn(&str),
+) -> Result<FileEntry, VerifyError> {
+    let rel = card_rel(v.name());
+    let path = out.join(&rel);
+    if let Some(recorded) = recorded
+        && path.is_file()
+    {
+        let now = file_entry(out, &rel)?;
+        if recorded.sha256 != now.sha256 {
+            log(&format!("{v}: keeping the edited model card {rel}"));
+            return Ok(now);
+        }
+    }
+    let card = model_card(&CardInput {
+        model_name: facts.name,
+        base_model: facts.base_model,
+        variant: v,
+        config: facts.cfg,
+        files,
+        verification,
+        tolerance: facts.tolerance,
+        inexact,
+        warnings,
+    });
+    write_atomic(&path, card.as_bytes())?;
+    file_entry(out, &rel)
+}
+
+/// Writes what a published directory holds besides the variants, from `manifest`:
+/// `manifest.json`, `verify.json`, the repository's `README.md` (unless it was edited since
+/// this tool wrote it) and `SHA256SUMS` listing every file but the manifest.
+pub fn publish(out: &Path, manifest: &mut Manifest) -> Result<(), VerifyError> {
+    let readme = out.join(README);
+    let edited = match (&manifest.readme, readme.is_file()) {
+        (_, false) => false,
+        (None, true) => true,
+        (Some(r), true) => file_entry(out, README)?.sha256 != r.sha256,
+    };
+    if !edited {
+        write_atomic(&readme, crate::card::repo_card(manifest).as_bytes())?;
+    }
+    manifest.readme = Some(file_entry(out, README)?);
+    manifest.write(out)?;
+    let report = ReportJson::new(
+        ModelJson {
+            path: manifest.source.name.clone(),
+            format: manifest.source.format.clone(),
+        },
+        manifest
+            .prompts
+            .iter()
+            .map(|p| PromptLenJson {
+                name: p.name.clone(),
+                tokens: p.tokens.len(),
+            })
+            .collect(),
+        manifest.tolerance.clone(),
+        manifest
+            .variants
+            .iter()
+            .map(|e| e.verification.clone())
+            .collect(),
+    );
+    let report = to_pretty_json(&report);
+    write_atomic(&out.join(REPORT), report.as_bytes())?;
+    let mut listed: Vec<(String, String)> = manifest
+        .variants
+        .iter()
+        .flat_map(|e| e.files.iter().map(|f| (f.path.clone(), f.sha256.clone())))
+        .collect();
+    listed.push((
+        REPORT.to_string(),
+        convert::publish::sha256_bytes(report.as_bytes()),
+    ));
+    listed.extend(
+        manifest
+            .readme
+            .iter()
+            .map(|r| (r.path.clone(), r.sha256.clone())),
+    );
+    listed.sort();
+    listed.dedup();
+    let mut sums = String::new();
+    for (p, h) in listed {
+        sums.push_str(&format!("{h}  {p}\n"));
+    }
+    write_atomic(&out.join(SUMS), sums.as_bytes())?;
+    Ok(())
+}
+
+/// The outcome of an entry listed without being redone.
+fn outcome_of(entry: &ManifestEntry, reused: bool) -> Option<VariantOutcome> {
+    Some(VariantOutcome {
+        variant: Variant::parse(&entry.variant)?,
+        files: entry.files.clone(),
+        verification: entry.verification.clone(),
+        reused,
+        kept: !reused,
+    })
+}
+
+/// Runs the pipeline. `log` receives one line per step; conversion and hashing progress is
+/// in bytes, verification progress in tokens and weights.
+///
+/// The output directory is locked for the run ([`convert::lock`]). Variants of an earlier run
+/// into the same directory (same inputs, name, prompts and tolerance) that are not named now
+/// stay listed; named ones whose files still match are kept, the others (re)done. What the
+/// directory lists is published after every variant, so a run that stops (an error, Ctrl-C)
+/// leaves a checkable directory of the variants it finished.
 pub fn run(
     model_path: &Path,
     out: &Path,
@@ -381,16 +582,19 @@ pub fn run(
         )
         .into());
     };
-    let name = model_name(model_path);
-    let base_model = if name.starts_with("gpt-oss-") {
-        format!("openai/{name}")
-    } else {
-        name.clone()
-    };
+    convert::output::refuse_overlap(&convert::output::inputs(&src), out)?;
+    let _lock = convert::lock::OutputLock::acquire(out)?;
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| convert::naming::model_name(model_path));
+    let base_model = opts
+        .base_model
+        .clone()
+        .unwrap_or_else(|| convert::naming::base_model(model_path));
     let src_dir = ckpt.dir().to_path_buf();
     std::fs::create_dir_all(out).map_err(|e| convert::ConvertError::io(out, e))?;
 
-    log(&format!("hashing the inputs in {}", src_dir.display()));
     let entries =
         std::fs::read_dir(&src_dir).map_err(|e| convert::ConvertError::io(&src_dir, e))?;
     let mut input_rels: Vec<String> = entries
@@ -400,7 +604,13 @@ pub fn run(
         .filter(|n| !n.starts_with('.'))
         .collect();
     input_rels.sort();
-    let inputs = hash_files(&src_dir, &input_rels)?;
+    log(&format!("hashing the inputs in {}", src_dir.display()));
+    let inputs = hash_files(
+        &src_dir,
+        &input_rels,
+        "hashing the inputs",
+        convert_progress,
+    )?;
     let prompt_tokens: Vec<PromptTokens> = prompts
         .iter()
         .map(|p| PromptTokens {
@@ -409,17 +619,6 @@ pub fn run(
         })
         .collect();
     let tolerance = ToleranceJson::from(opts.rules);
-    let previous = previous_manifest(out, &inputs, &prompt_tokens, &tolerance);
-
-    let original_meta = RuntimeMeta::read(&src);
-    let original = Subject {
-        name: name.clone(),
-        format: src.format_name(),
-        source: src.source(),
-        meta: Some(&original_meta),
-    };
-    let mut reference_logits: Option<Vec<Vec<f32>>> = None;
-    let mut outcomes: Vec<VariantOutcome> = Vec::new();
     let cfg = src.source().config().clone();
     let mut manifest = Manifest {
         tool: ToolJson {
@@ -439,31 +638,106 @@ pub fn run(
         tolerance,
         variants: Vec::new(),
         pass: true,
+        readme: None,
+        base_model: Some(base_model.clone()),
     };
-
-    for &v in &opts.variants {
-        let settings = Settings::of(v, &opts.convert);
-        let prior = previous.as_ref().and_then(|m| {
-            m.variants
-                .iter()
-                .find(|e| e.variant == v.name() && e.settings == settings)
-        });
-        if let Some(entry) = prior
-            && reusable(out, entry, opts.rules)
+    let mut outcomes: Vec<VariantOutcome> = Vec::new();
+    match Manifest::read(out) {
+        Some(m)
+            if m.source == manifest.source
+                && m.prompts == manifest.prompts
+                && m.tolerance == manifest.tolerance =>
         {
-            log(&format!(
-                "{v}: up to date (files match the manifest), not redone"
-            ));
-            outcomes.push(VariantOutcome {
-                variant: v,
-                files: entry.files.clone(),
-                verification: entry.verification.clone(),
-                reused: true,
-            });
-            manifest.push(entry.clone());
-            continue;
+            manifest.readme = m.readme;
+            for e in m.variants {
+                let named = opts.variants.iter().any(|v| v.name() == e.variant);
+                if !named && let Some(o) = outcome_of(&e, false) {
+                    log(&format!(
+                        "{}: kept from an earlier run (not named in --variants)",
+                        e.variant
+                    ));
+                    outcomes.push(o);
+                }
+                manifest.push(e);
+            }
+        }
+        Some(m) => {
+            // Made from other inputs (checkpoint, name, prompts or tolerance): stale.
+            for e in &m.variants {
+                let dir = out.join(&e.variant);
+                if Variant::parse(&e.variant).is_some() && dir.is_dir() {
+                    log(&format!(
+                        "{}: removed, made by an earlier run from other inputs (checkpoint, name, prompts or tolerance)",
+                        e.variant
+                    ));
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(|err| convert::ConvertError::io(&dir, err))?;
+                }
+            }
+            manifest.readme = m.readme;
+        }
+        None => {}
+    }
+    let previous = manifest.variants.clone();
+
+    let tolerance_json = manifest.tolerance.clone();
+    let facts = CardFacts {
+        name: &name,
+        base_model: &base_model,
+        cfg: &cfg,
+        tolerance: &tolerance_json,
+    };
+    let original_meta = RuntimeMeta::read(&src);
+    let original = Subject {
+        name: name.clone(),
+        format: src.format_name(),
+        source: src.source(),
+        meta: Some(&original_meta),
+    };
+    let mut reference_logits: Option<Vec<Vec<f32>>> = None;
+    // Set once a variant's directory is being (re)made: an error from then on removes it.
+    let started = std::cell::Cell::new(false);
+    let mut step = |v: Variant,
+                    manifest: &mut Manifest,
+                    outcomes: &mut Vec<VariantOutcome>|
+     -> Result<(), VerifyError> {
+        convert::cancel::check(out)?;
+        let settings = Settings::of(v, &opts.convert);
+        let prior = previous
+            .iter()
+            .find(|e| e.variant == v.name() && e.settings == settings);
+        if let Some(entry) = prior {
+            let weights = without_card(&entry.files, v.name());
+            let label = format!("checking {v} against the manifest");
+            if reusable_with(out, entry, opts.rules, &label, convert_progress) {
+                log(&format!(
+                    "{v}: up to date (files match the manifest), not redone"
+                ));
+                let recorded = entry.files.iter().find(|f| f.path == card_rel(v.name()));
+                let card = write_card(
+                    out,
+                    &facts,
+                    v,
+                    &weights,
+                    &entry.verification,
+                    &entry.inexact,
+                    &entry.warnings,
+                    recorded,
+                    log,
+                )?;
+                let mut entry = entry.clone();
+                entry.files = weights;
+                entry.files.push(card);
+                entry.bytes = entry.files.iter().map(|f| f.bytes).sum();
+                outcomes.extend(outcome_of(&entry, true));
+                manifest.push(entry);
+                return publish(out, manifest);
+            }
         }
         let dir = out.join(v.name());
+        started.set(true);
+        manifest.variants.retain(|e| e.variant != v.name());
+        manifest.pass = manifest.variants.iter().all(|e| e.verification.pass);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| convert::ConvertError::io(&dir, e))?;
         }
@@ -487,6 +761,7 @@ pub fn run(
         }
 
         if reference_logits.is_none() {
+            // Once per run; with a cache, once per original and prompts across runs.
             let cache = opts.logits_cache.as_ref().map(|dir| {
                 let files: Vec<(String, String)> = manifest
                     .source
@@ -496,31 +771,32 @@ pub fn run(
                     .collect();
                 (
                     crate::logits_cache::LogitsCache::new(dir),
-                    crate::logits_cache::CacheKey::new(&files, prompts),
+                    crate::logits_cache::CacheKey::new(&files, &cfg, prompts),
                 )
             });
-            log("the original's logits over the prompts");
+            log("running the original over the prompts");
             let (logits, used) = crate::original_logits_cached(
                 src.source(),
                 prompts,
                 cache.as_ref().map(|(c, k)| (c, k)),
                 verify_progress,
+                log,
             )?;
-            match (used, &cache) {
-                (crate::CacheUse::Hit, Some((c, k))) => {
-                    log(&format!("original's logits read from {}", c.path(k).display()))
-                }
-                (crate::CacheUse::Stored, Some((c, k))) => {
-                    log(&format!("original's logits stored in {}", c.path(k).display()))
-                }
-                _ => {}
+            if let (Some((c, k)), Some(what)) = (&cache, used.verb()) {
+                log(&format!("original's logits {what} {}", c.path(k).display()));
             }
             reference_logits = Some(logits);
         }
-        let opened = AnyModel::open(&target)?;
-        let rel_target = target
+        // A split GGUF is opened at its first split (the outputs are in split order).
+        let opened_path = if v.is_gguf() {
+            report.outputs.first().cloned().unwrap_or(target.clone())
+        } else {
+            target.clone()
+        };
+        let opened = AnyModel::open(&opened_path)?;
+        let rel_target = opened_path
             .strip_prefix(out)
-            .unwrap_or(&target)
+            .unwrap_or(&opened_path)
             .to_string_lossy()
             .into_owned();
         let variant_meta = RuntimeMeta::read(&opened);
@@ -549,73 +825,230 @@ pub fn run(
         // Files of the variant before its card, then the card listing them.
         let mut rels = Vec::new();
         list_files(out, &dir, &mut rels)?;
-        rels.retain(|r| !r.ends_with("/README.md"));
-        let mut files = hash_files(out, &rels)?;
+        rels.retain(|r| *r != card_rel(v.name()));
+        let mut files = hash_files(out, &rels, &format!("hashing {v}"), convert_progress)?;
         let inexact = inexact_notes(&report);
-        let card = model_card(&CardInput {
-            model_name: &name,
-            base_model: &base_model,
-            variant: v,
-            config: &cfg,
-            files: &files,
-            verification: &verification,
-            tolerance: &manifest.tolerance,
-            inexact: &inexact,
-            warnings: &report.warnings,
-        });
-        let card_rel = format!("{}/README.md", v.name());
-        write_atomic(&out.join(&card_rel), card.as_bytes())?;
-        files.push(file_entry(out, &card_rel)?);
-
-        manifest.push(ManifestEntry {
+        let card = write_card(
+            out,
+            &facts,
+            v,
+            &files,
+            &verification,
+            &inexact,
+            &report.warnings,
+            None,
+            log,
+        )?;
+        files.push(card);
+        let entry = ManifestEntry {
             variant: v.name().to_string(),
             settings,
-            files: files.clone(),
             bytes: files.iter().map(|f| f.bytes).sum(),
+            files,
             inexact,
             warnings: report.warnings.clone(),
-            verification: verification.clone(),
-        });
-        outcomes.push(VariantOutcome {
-            variant: v,
-            files,
             verification,
-            reused: false,
-        });
-        manifest.write(out)?;
+        };
+        outcomes.extend(outcome_of(&entry, false).map(|o| VariantOutcome { kept: false, ..o }));
+        manifest.push(entry);
+        publish(out, manifest)
+    };
+    for &v in &opts.variants {
+        started.set(false);
+        if let Err(e) = step(v, &mut manifest, &mut outcomes) {
+            // The variant in progress (converted, perhaps, but not verified or listed) goes.
+            if started.get() && !manifest.variants.iter().any(|x| x.variant == v.name()) {
+                let dir = out.join(v.name());
+                if dir.is_dir() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            // Publish what is finished, so the directory checks clean and a re-run resumes.
+            if !manifest.variants.is_empty() {
+                let _ = publish(out, &mut manifest);
+            }
+            return Err(e);
+        }
     }
-
-    manifest.write(out)?;
-    let report = ReportJson::new(
-        ModelJson {
-            path: name,
-            format: src.format_name(),
-        },
-        prompts
-            .iter()
-            .map(|p| PromptLenJson {
-                name: p.name.clone(),
-                tokens: p.tokens.len(),
-            })
-            .collect(),
-        manifest.tolerance.clone(),
-        outcomes.iter().map(|o| o.verification.clone()).collect(),
-    );
-    write_atomic(&out.join(REPORT), to_pretty_json(&report).as_bytes())?;
-    let mut sums = String::new();
-    let mut listed: Vec<(String, String)> = outcomes
-        .iter()
-        .flat_map(|o| o.files.iter().map(|f| (f.path.clone(), f.sha256.clone())))
-        .collect();
-    listed.push((REPORT.to_string(), sha256_file(&out.join(REPORT))?));
-    listed.sort();
-    for (p, h) in listed {
-        sums.push_str(&format!("{h}  {p}\n"));
-    }
-    write_atomic(&out.join(SUMS), sums.as_bytes())?;
+    publish(out, &mut manifest)?;
+    let rank = |o: &VariantOutcome| Variant::ALL.iter().position(|v| *v == o.variant);
+    outcomes.sort_by_key(rank);
     Ok(PipelineOutcome {
         out: out.to_path_buf(),
         variants: outcomes,
+    })
+}
+
+/// Merges published directories (`parts`, each a `pipeline` output of some of the variants
+/// of one checkpoint, e.g. one per CI job) into `out`: each part is checked against its own
+/// `SHA256SUMS` and manifest first, its variant directories are linked (or copied, across
+/// file systems) into `out`, and one manifest, `verify.json`, `README.md` and `SHA256SUMS` are
+/// written for the whole. `out` may be one of the parts (an existing directory being added
+/// to). Every part must come from the same inputs (checkpoint files, name, prompts,
+/// tolerance); a variant present in two parts must have the same files.
+pub fn merge(
+    out: &Path,
+    parts: &[PathBuf],
+    progress: &dyn Progress,
+    log: &dyn Fn(&str),
+) -> Result<PipelineOutcome, VerifyError> {
+    let fail = |p: &Path, m: String| -> VerifyError { convert::ConvertError::format(p, m).into() };
+    let _lock = convert::lock::OutputLock::acquire(out)?;
+    let out_abs = convert::output::absolute(out);
+    let mut merged: Option<Manifest> = None;
+    let mut sources: Vec<(String, PathBuf)> = Vec::new();
+    let mut all: Vec<PathBuf> = parts.to_vec();
+    if out.join(MANIFEST).is_file()
+        && !parts
+            .iter()
+            .any(|p| convert::output::absolute(p) == out_abs)
+    {
+        all.insert(0, out.to_path_buf());
+    }
+    for part in &all {
+        let m = Manifest::read(part).ok_or_else(|| {
+            fail(
+                &part.join(MANIFEST),
+                "missing or not a manifest this tool wrote: pass directories written by `oss-forge pipeline`".into(),
+            )
+        })?;
+        log(&format!("checking {}", part.display()));
+        let bad: Vec<String> = check_with(part, progress)?
+            .into_iter()
+            .filter(|(_, s)| *s != FileState::Ok)
+            .map(|(p, s)| format!("{p} ({})", format!("{s:?}").to_lowercase()))
+            .collect();
+        if !bad.is_empty() {
+            return Err(fail(
+                part,
+                format!(
+                    "does not match its SHA256SUMS and manifest: {}; run `oss-forge check {}`",
+                    bad.join(", "),
+                    part.display()
+                ),
+            ));
+        }
+        let into = merged.get_or_insert_with(|| Manifest {
+            variants: Vec::new(),
+            readme: None,
+            pass: true,
+            ..m.clone()
+        });
+        if into.source != m.source || into.prompts != m.prompts || into.tolerance != m.tolerance {
+            return Err(fail(
+                &part.join(MANIFEST),
+                format!(
+                    "made from other inputs than {} (checkpoint files, name, prompts or tolerance differ): not merged",
+                    all[0].display()
+                ),
+            ));
+        }
+        if convert::output::absolute(part) == out_abs {
+            into.readme = m.readme.clone();
+        }
+        for e in m.variants {
+            if let Some(have) = into.variants.iter().find(|x| x.variant == e.variant) {
+                if without_card(&have.files, &e.variant) != without_card(&e.files, &e.variant) {
+                    return Err(fail(
+                        part,
+                        format!(
+                            "{} differs from the one in {}: not merged",
+                            e.variant,
+                            sources
+                                .iter()
+                                .find(|(v, _)| *v == e.variant)
+                                .map_or(String::new(), |(_, p)| p.display().to_string())
+                        ),
+                    ));
+                }
+                continue;
+            }
+            sources.push((e.variant.clone(), part.clone()));
+            into.push(e);
+        }
+    }
+    let Some(mut manifest) = merged else {
+        return Err(fail(
+            out,
+            "nothing to merge: name the directories to merge".into(),
+        ));
+    };
+    std::fs::create_dir_all(out).map_err(|e| convert::ConvertError::io(out, e))?;
+    // Files known to match their hash: those of the parts just checked, as they land in OUT.
+    let mut known: std::collections::HashSet<String> = Default::default();
+    for (variant, part) in &sources {
+        if convert::output::absolute(part) == out_abs {
+            let entry = manifest.variants.iter().find(|e| e.variant == *variant);
+            known.extend(
+                entry
+                    .into_iter()
+                    .flat_map(|e| e.files.iter().map(|f| f.path.clone())),
+            );
+        }
+    }
+    for (variant, part) in &sources {
+        if convert::output::absolute(part) == out_abs {
+            continue;
+        }
+        log(&format!("{variant}: from {}", part.display()));
+        let entry = manifest
+            .variants
+            .iter()
+            .find(|e| e.variant == *variant)
+            .expect("every source is an entry");
+        let staged = convert::atomic::Staged::create(&out.join(variant), true, true)?;
+        for f in &entry.files {
+            let rel = f.path.strip_prefix(&format!("{variant}/")).ok_or_else(|| {
+                fail(
+                    &part.join(MANIFEST),
+                    format!("{} is not under {variant}/", f.path),
+                )
+            })?;
+            let (from, to) = (part.join(&f.path), staged.path().join(rel));
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| convert::ConvertError::io(parent, e))?;
+            }
+            // A hard link is the file just checked; a copy is hashed as it lands.
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(|e| convert::ConvertError::io(&to, e))?;
+                if sha256_file_with(&to, progress)? != f.sha256 {
+                    return Err(fail(
+                        &to,
+                        format!("the copy of {} differs from it", from.display()),
+                    ));
+                }
+            }
+            known.insert(f.path.clone());
+            convert::cancel::check(out)?;
+        }
+        staged.commit()?;
+    }
+    publish(out, &mut manifest)?;
+    let bad: Vec<String> = check_trusting(out, progress, &known)?
+        .into_iter()
+        .filter(|(_, s)| *s != FileState::Ok)
+        .map(|(p, s)| format!("{p} ({})", format!("{s:?}").to_lowercase()))
+        .collect();
+    if !bad.is_empty() {
+        return Err(fail(
+            out,
+            format!("merged, but does not check clean: {}", bad.join(", ")),
+        ));
+    }
+    let variants = manifest
+        .variants
+        .iter()
+        .filter_map(|e| outcome_of(e, true))
+        .map(|o| VariantOutcome {
+            kept: false,
+            reused: false,
+            ..o
+        })
+        .collect();
+    Ok(PipelineOutcome {
+        out: out.to_path_buf(),
+        variants,
     })
 }
 
@@ -637,6 +1070,25 @@ pub enum FileState {
 
 /// `check`: each listed file and its state, sorted by path.
 pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
+    check_with(out, &convert::variant::NoProgress)
+}
+
+/// [`check`], the bytes hashed reported to `progress` as one phase.
+pub fn check_with(
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<(String, FileState)>, VerifyError> {
+    check_trusting(out, progress, &std::collections::HashSet::new())
+}
+
+/// [`check_with`], taking the files of `known` (paths relative to `out`) as matching their
+/// hash when they exist with the listed size: files `merge` has just verified (hard links to
+/// checked files, copies hashed as they were made), so a merge does not read every byte twice.
+fn check_trusting(
+    out: &Path,
+    progress: &dyn Progress,
+    known: &std::collections::HashSet<String>,
+) -> Result<Vec<(String, FileState)>, VerifyError> {
     let sums_path = out.join(SUMS);
     let text = std::fs::read_to_string(&sums_path)
         .map_err(|e| convert::ConvertError::io(&sums_path, e))?;
@@ -669,12 +1121,14 @@ pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
     }
     // The manifest's own record of each variant file, when present.
     let mut manifest_hashes: Vec<(String, String)> = Vec::new();
+    let mut sizes: std::collections::HashMap<String, u64> = Default::default();
     let mpath = out.join(MANIFEST);
     if mpath.exists() {
         let m = Manifest::read(out).ok_or_else(|| {
             convert::ConvertError::format(&mpath, "not a manifest this tool wrote (invalid JSON)")
         })?;
-        for f in m.variants.into_iter().flat_map(|e| e.files) {
+        for f in m.variants.into_iter().flat_map(|e| e.files).chain(m.readme) {
+            sizes.insert(f.path.clone(), f.bytes);
             manifest_hashes.push((f.path, f.sha256));
         }
         for (p, _) in &manifest_hashes {
@@ -683,7 +1137,12 @@ pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
             }
         }
     }
-    let mut states: Vec<(String, FileState)> = listed
+    let total = listed
+        .iter()
+        .map(|(p, _)| std::fs::metadata(out.join(p)).map_or(0, |m| m.len()))
+        .sum();
+    progress.begin(&format!("checking {}", out.display()), total);
+    let states: Result<Vec<(String, FileState)>, VerifyError> = listed
         .par_iter()
         .map(|(p, h)| {
             let in_manifest = manifest_hashes
@@ -695,14 +1154,25 @@ pub fn check(out: &Path) -> Result<Vec<(String, FileState)>, VerifyError> {
                 FileState::Missing
             } else if h.is_empty() || in_manifest.is_some_and(|m| m != h) {
                 FileState::Inconsistent
-            } else if sha256_file(&path).is_ok_and(|x| x == *h) {
-                FileState::Ok
+            } else if known.contains(p) {
+                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+                if sizes.get(p).is_some_and(|&b| b == size) {
+                    FileState::Ok
+                } else {
+                    FileState::Changed
+                }
             } else {
-                FileState::Changed
+                match sha256_file_with(&path, progress) {
+                    Ok(x) if x == *h => FileState::Ok,
+                    Err(e @ convert::ConvertError::Interrupted { .. }) => return Err(e.into()),
+                    _ => FileState::Changed,
+                }
             };
-            (p.clone(), state)
+            Ok((p.clone(), state))
         })
         .collect();
+    progress.end();
+    let mut states = states?;
     let mut present = Vec::new();
     walk_files(out, out, true, &mut present)?;
     for p in present {

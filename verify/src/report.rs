@@ -101,6 +101,96 @@ pub struct TensorJson {
     /// The first of them: weight, row, column, both values (`null` when none).
     #[serde(default)]
     pub first_nonfinite: Option<String>,
+    /// For requantized storage, how its blocks relate to the reference rounding (absent
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<BlocksJson>,
+}
+
+/// How a requantized tensor's blocks relate to the reference rounding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlocksJson {
+    /// Blocks examined.
+    pub total: u64,
+    /// MXFP4 from dense values: blocks whose values equal the original's.
+    pub unchanged: u64,
+    /// MXFP4 from dense values: changed blocks each rounding rule reproduces (`ggml`, `ocp`,
+    /// `triton`, `mlx`, `mse`).
+    pub by_rule: std::collections::BTreeMap<String, u64>,
+    /// MXFP4 from dense values: changed blocks no rule reproduces (violations).
+    pub unexplained: u64,
+    /// Other ggml block types: blocks byte-identical to ggml's reference quantizer.
+    pub reference: u64,
+}
+
+impl From<&crate::weights::BlockMatch> for BlocksJson {
+    fn from(b: &crate::weights::BlockMatch) -> BlocksJson {
+        BlocksJson {
+            total: b.total,
+            unchanged: b.unchanged,
+            by_rule: quant::mxfp4::Rounding::ALL
+                .into_iter()
+                .zip(b.by_rule)
+                .map(|(r, n)| (r.name().to_string(), n))
+                .collect(),
+            unexplained: b.unexplained,
+            reference: b.reference,
+        }
+    }
+}
+
+/// What a variant's requantized blocks say about how it was made, as report lines: for MXFP4
+/// experts requantized from dense values, which rounding rules reproduce them; for the other
+/// ggml block types, how many blocks equal ggml's reference quantizer.
+pub fn requantization(weights: &[TensorCheck]) -> Vec<String> {
+    use crate::weights::{BlockMatch, Bound};
+    let (mut mx, mut refs) = (BlockMatch::default(), BlockMatch::default());
+    for w in weights {
+        match w.bound {
+            Bound::Mxfp4Rules => mx.merge(&w.blocks),
+            Bound::Reference(_) => refs.merge(&w.blocks),
+            _ => {}
+        }
+    }
+    let pct = |n: u64, d: u64| 100.0 * n as f64 / d.max(1) as f64;
+    let mut out = Vec::new();
+    let changed = mx.total - mx.unchanged;
+    if changed > 0 {
+        let rules: Vec<String> = quant::mxfp4::Rounding::ALL
+            .into_iter()
+            .zip(mx.by_rule)
+            .filter(|&(_, n)| n > 0)
+            .map(|(r, n)| format!("{r} rule {:.1}%", pct(n, changed)))
+            .collect();
+        out.push(format!(
+            "MXFP4 experts requantized: {changed} of {} blocks changed; reproduced by {}{}",
+            mx.total,
+            if rules.is_empty() {
+                "no rule".to_string()
+            } else {
+                rules.join(", ")
+            },
+            if mx.unexplained > 0 {
+                format!("; {} blocks by none (violations)", mx.unexplained)
+            } else {
+                String::new()
+            }
+        ));
+    } else if mx.total > 0 {
+        out.push(format!(
+            "MXFP4 experts: all {} blocks hold the original's values",
+            mx.total
+        ));
+    }
+    if refs.total > 0 {
+        out.push(format!(
+            "{} of {} quantized blocks ({:.1}%) equal ggml's reference quantizer (llama-quantize without an importance matrix)",
+            refs.reference,
+            refs.total,
+            pct(refs.reference, refs.total)
+        ));
+    }
+    out
 }
 
 impl From<&TensorCheck> for TensorJson {
@@ -116,6 +206,7 @@ impl From<&TensorCheck> for TensorJson {
             violations: t.violations,
             nonfinite: t.nonfinite,
             first_nonfinite: t.first_nonfinite.as_ref().map(ToString::to_string),
+            blocks: (t.blocks.total > 0).then(|| BlocksJson::from(&t.blocks)),
         }
     }
 }
@@ -180,6 +271,10 @@ pub struct VariantJson {
     pub per_prompt: Vec<PromptMetricsJson>,
     /// The weight check.
     pub weights: WeightsJson,
+    /// How the requantized blocks were made ([`requantization`]); empty when nothing was
+    /// requantized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requantization: Vec<String>,
 }
 
 /// The gate a lossy variant was judged by.
@@ -377,6 +472,7 @@ pub fn variant_json(v: &VariantResult) -> VariantJson {
             nonfinite,
             per_tensor: v.weights.iter().map(TensorJson::from).collect(),
         },
+        requantization: requantization(&v.weights),
     }
 }
 
@@ -521,6 +617,9 @@ pub fn render(r: &Report) -> String {
         }
     }
     for v in &r.variants {
+        for line in requantization(&v.weights) {
+            out.push_str(&format!("\nnote {}: {line}\n", v.name));
+        }
         match &v.metadata {
             Some(m) => {
                 for n in &m.notes {

@@ -8,6 +8,9 @@
 //! | F16 | anything | f16 rounding: \|x\|·2⁻¹¹ + 2⁻²⁵ |
 //! | BF16 | F32 / F16 | bf16 rounding: \|x\|·2⁻⁸ |
 //! | Q8_0 (group 32), int8 (its group) | anything | amax(group)/127, one quantization step |
+//! | MLX affine, `b` bits, group `g` | anything | one step `s = max(range/(2^b-1), 1e-7)` scaled by `n/(n-1)` (the rounded edge), plus the BF16 rounding of the stored scale and bias: `s·n/(n-1) + (2·n·s + amax)·2⁻⁹` per group, `n = 2^b - 1` |
+//! | MXFP4 | dense (a fine-tune) | each block that changed must be what one of the MXFP4 rounding rules (ggml, OCP, triton, MLX, least squares: `quant::mxfp4::Rounding`) makes of the original's 32 values; the report says which rule reproduces how many blocks |
+//! | the other ggml block types (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS) | anything | unbounded: judged by the logits and the format floor; the report says how many blocks equal ggml's reference quantizer (llama-quantize without an importance matrix) |
 //! | anything else | | unbounded (reported, not judged) |
 //!
 //! A value outside its bound is a *violation*: the bytes do not hold this weight, whatever the
@@ -20,6 +23,7 @@
 
 use crate::VerifyError;
 use quant::Codec;
+use quant::mxfp4::{self, Rounding};
 use rayon::prelude::*;
 use reference::{Encoding, MatRef, WeightId, WeightSource};
 
@@ -46,6 +50,67 @@ pub struct TensorCheck {
     pub nonfinite: u64,
     /// The first of them, in weight order then row-major order.
     pub first_nonfinite: Option<NonFiniteAt>,
+    /// For requantized storage: how its blocks relate to the reference rounding.
+    pub blocks: BlockMatch,
+}
+
+/// How the blocks of a requantized weight relate to the reference quantizers: for MXFP4 from
+/// dense values, which rounding rules reproduce them; for the other ggml block types, how many
+/// equal ggml's reference quantizer of the original's values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockMatch {
+    /// Blocks examined (all 0 when the check does not apply).
+    pub total: u64,
+    /// Blocks whose values equal the original's (MXFP4: no rule needed to explain them).
+    pub unchanged: u64,
+    /// MXFP4: blocks each rule reproduces, in `quant::mxfp4::Rounding::ALL` order.
+    pub by_rule: [u64; 5],
+    /// MXFP4: changed blocks no rule reproduces (each is a violation).
+    pub unexplained: u64,
+    /// The other block types: blocks byte-identical to ggml's reference quantizer.
+    pub reference: u64,
+}
+
+impl BlockMatch {
+    /// Adds `o`'s counts.
+    pub fn merge(&mut self, o: &BlockMatch) {
+        self.total += o.total;
+        self.unchanged += o.unchanged;
+        for (a, b) in self.by_rule.iter_mut().zip(o.by_rule) {
+            *a += b;
+        }
+        self.unexplained += o.unexplained;
+        self.reference += o.reference;
+    }
+
+    /// The rules that reproduce every changed block (`ggml`, ...), best first; empty when none
+    /// does or nothing changed.
+    pub fn rules_for_all(&self) -> Vec<Rounding> {
+        let changed = self.total - self.unchanged;
+        if changed == 0 {
+            return Vec::new();
+        }
+        Rounding::ALL
+            .into_iter()
+            .zip(self.by_rule)
+            .filter(|&(_, n)| n == changed)
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// The rule reproducing the most changed blocks (ggml on a tie), if any block changed.
+    pub fn best_rule(&self) -> Option<(Rounding, u64)> {
+        if self.total == self.unchanged {
+            return None;
+        }
+        Rounding::ALL.into_iter().zip(self.by_rule).fold(
+            None,
+            |best: Option<(Rounding, u64)>, (r, n)| match best {
+                Some((_, m)) if m >= n => best,
+                _ => Some((r, n)),
+            },
+        )
+    }
 }
 
 /// Where a variant holds a non-finite value the original does not.
@@ -84,6 +149,18 @@ pub enum Bound {
     Bf16Rounding,
     /// One quantization step of a symmetric 8-bit group of this size.
     Int8Step(usize),
+    /// One step of MLX affine quantization (`bits`, `group`), with the BF16 rounding of its
+    /// stored scale and bias.
+    AffineStep {
+        /// Bits per code.
+        bits: u32,
+        /// Inputs per scale.
+        group: usize,
+    },
+    /// MXFP4 from dense values: each changed block must be one rounding rule's.
+    Mxfp4Rules,
+    /// A ggml block type without a simple bound: reported against ggml's reference quantizer.
+    Reference(Codec),
     /// Requantization with no known bound (e.g. BF16 → MXFP4).
     Unbounded,
 }
@@ -96,6 +173,11 @@ impl Bound {
             Bound::F16Rounding => "f16 rounding".into(),
             Bound::Bf16Rounding => "bf16 rounding".into(),
             Bound::Int8Step(g) => format!("1 step of int8 group {g}"),
+            Bound::AffineStep { bits, group } => {
+                format!("1 step of affine {bits}-bit group {group}")
+            }
+            Bound::Mxfp4Rules => "an MXFP4 rounding rule".into(),
+            Bound::Reference(c) => format!("{c} (judged by the logits)"),
             Bound::Unbounded => "unbounded".into(),
         }
     }
@@ -113,17 +195,36 @@ impl Bound {
             (Some(Codec::F16), _) => Bound::F16Rounding,
             (Some(Codec::Q8_0), _) => Bound::Int8Step(Codec::Q8_0.block()),
             (None, Encoding::Int8 { group, .. }) => Bound::Int8Step((*group).min(cols)),
+            (None, Encoding::Affine { bits, group, .. }) => Bound::AffineStep {
+                bits: *bits,
+                group: *group,
+            },
+            _ if var.is_mxfp4() => Bound::Mxfp4Rules,
+            (Some(c), _) if !c.is_float() => Bound::Reference(c),
             _ => Bound::Unbounded,
         }
     }
 }
 
 /// True when two encodings store values the same way (so equal values need equal storage):
-/// the same codec, MXFP4 in either nibble order, or int8 with the same group size.
+/// the same codec, MXFP4 in either nibble order, int8 with the same group size, or MLX affine
+/// with the same bits and group.
 fn same_storage(a: &Encoding<'_>, b: &Encoding<'_>) -> bool {
     match (a, b) {
         _ if a.is_mxfp4() && b.is_mxfp4() => true,
         (Encoding::Int8 { group: x, .. }, Encoding::Int8 { group: y, .. }) => x == y,
+        (
+            Encoding::Affine {
+                bits: b1,
+                group: g1,
+                ..
+            },
+            Encoding::Affine {
+                bits: b2,
+                group: g2,
+                ..
+            },
+        ) => (b1, g1) == (b2, g2),
         _ => a.codec().is_some() && a.codec() == b.codec(),
     }
 }
@@ -138,6 +239,7 @@ impl TensorCheck {
         if self.first_nonfinite.is_none() {
             self.first_nonfinite = o.first_nonfinite.clone();
         }
+        self.blocks.merge(&o.blocks);
         if self.bound != o.bound {
             // Experts of one layer stored differently (e.g. gguf-q8_0's inexact blocks are all
             // Q8_0 anyway); keep the looser description.
@@ -198,6 +300,7 @@ pub fn check_weight(
         violations: 0,
         nonfinite: 0,
         first_nonfinite: None,
+        blocks: BlockMatch::default(),
     };
     if same_bytes(orig.encoding(), var.encoding()) {
         return Ok(check);
@@ -210,7 +313,16 @@ pub fn check_weight(
             let (mut a, mut b) = (vec![0f32; n * cols], vec![0f32; n * cols]);
             orig.dequant_rows(r0, &mut a);
             var.dequant_rows(r0, &mut b);
-            compare(&a, &b, cols, bound)
+            let mut c = compare(&a, &b, cols, bound);
+            match bound {
+                Bound::Mxfp4Rules => {
+                    c.blocks = mxfp4_rules(var, r0, &a, &b);
+                    c.violations += c.blocks.unexplained * mxfp4::BLOCK as u64;
+                }
+                Bound::Reference(codec) => c.blocks = reference_blocks(codec, var, r0, &a),
+                _ => {}
+            }
+            c
         })
         .collect();
     // In row order, so the first non-finite value is the same whatever the thread count.
@@ -219,6 +331,7 @@ pub fn check_weight(
         check.max_abs_error = check.max_abs_error.max(c.max_abs_error);
         check.violations += c.violations;
         check.nonfinite += c.nonfinite;
+        check.blocks.merge(&c.blocks);
         if check.first_nonfinite.is_none()
             && let Some((i, x, y)) = c.first_nonfinite
         {
@@ -268,6 +381,93 @@ fn same_bytes(a: &Encoding<'_>, b: &Encoding<'_>) -> bool {
     }
 }
 
+/// Block `b` of row `r` of an MXFP4 view, in the release's nibble order: (16 bytes, scale).
+fn mxfp4_block_at(m: &MatRef<'_>, r: usize, b: usize) -> Option<([u8; 16], u8)> {
+    let nb = m.cols() / mxfp4::BLOCK;
+    match *m.encoding() {
+        Encoding::Mxfp4 {
+            blocks,
+            scales,
+            row_step,
+        } => {
+            let k = r * row_step * nb + b;
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&blocks[k * mxfp4::BLOCK_BYTES..(k + 1) * mxfp4::BLOCK_BYTES]);
+            Some((a, scales[k]))
+        }
+        Encoding::Ggml {
+            codec: Codec::MXFP4,
+            data,
+            row_step,
+        } => {
+            let k = r * row_step * nb + b;
+            let g = &data[k * mxfp4::GGML_BLOCK_BYTES..(k + 1) * mxfp4::GGML_BLOCK_BYTES];
+            Some((mxfp4::repack_from_ggml(&g[1..]), g[0]))
+        }
+        _ => None,
+    }
+}
+
+/// Which rounding rules explain the MXFP4 blocks of rows `r0..` of `var` (`b` their values) from
+/// the original's values `a`.
+fn mxfp4_rules(var: &MatRef<'_>, r0: usize, a: &[f32], b: &[f32]) -> BlockMatch {
+    let cols = var.cols();
+    let mut m = BlockMatch::default();
+    for (i, (ra, rb)) in a.chunks_exact(cols).zip(b.chunks_exact(cols)).enumerate() {
+        for (k, (xa, xb)) in ra
+            .chunks_exact(mxfp4::BLOCK)
+            .zip(rb.chunks_exact(mxfp4::BLOCK))
+            .enumerate()
+        {
+            m.total += 1;
+            if xa
+                .iter()
+                .zip(xb)
+                .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+            {
+                m.unchanged += 1;
+                continue;
+            }
+            let Some((block, scale)) = mxfp4_block_at(var, r0 + i, k) else {
+                continue;
+            };
+            let rules = mxfp4::matching_rules(xa.try_into().expect("32 values"), &block, scale);
+            if rules.is_empty() {
+                m.unexplained += 1;
+            }
+            for (n, r) in m.by_rule.iter_mut().zip(Rounding::ALL) {
+                *n += u64::from(rules.contains(r));
+            }
+        }
+    }
+    m
+}
+
+/// How many blocks of rows `r0..` of `var` (a ggml block type) equal ggml's reference
+/// quantizer of the original's values `a`.
+fn reference_blocks(codec: Codec, var: &MatRef<'_>, r0: usize, a: &[f32]) -> BlockMatch {
+    let cols = var.cols();
+    let Encoding::Ggml { data, row_step, .. } = *var.encoding() else {
+        return BlockMatch::default();
+    };
+    let (rb, bb) = (codec.row_bytes(cols), codec.block_bytes());
+    let mut ours = vec![0u8; rb];
+    let mut m = BlockMatch::default();
+    for (i, row) in a.chunks_exact(cols).enumerate() {
+        if !row.iter().all(|x| x.is_finite()) {
+            continue;
+        }
+        codec.quantize_row(row, &mut ours);
+        let s = (r0 + i) * row_step;
+        let theirs = &data[s * rb..(s + 1) * rb];
+        for (x, y) in ours.chunks_exact(bb).zip(theirs.chunks_exact(bb)) {
+            m.total += 1;
+            m.reference += u64::from(x == y);
+        }
+    }
+    m
+}
+
 /// What [`compare`] finds in some rows.
 #[derive(Default)]
 struct Compared {
@@ -277,17 +477,26 @@ struct Compared {
     nonfinite: u64,
     /// Index (into the rows compared), original value, variant value.
     first_nonfinite: Option<(usize, f32, f32)>,
+    blocks: BlockMatch,
 }
 
 /// Compares rows of `cols` values.
 fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
     let mut c = Compared::default();
     let group = match bound {
-        Bound::Int8Step(g) if g > 0 && cols.is_multiple_of(g) => g,
+        Bound::Int8Step(g) | Bound::AffineStep { group: g, .. }
+            if g > 0 && cols.is_multiple_of(g) =>
+        {
+            g
+        }
         _ => cols.max(1),
     };
     for (k, (ga, gb)) in a.chunks(group).zip(b.chunks(group)).enumerate() {
-        let step = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs())) / 127.0;
+        let amax = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+        let step = match bound {
+            Bound::AffineStep { bits, .. } => affine_bound(ga, bits, amax),
+            _ => amax / 127.0,
+        };
         for (j, (&x, &y)) in ga.iter().zip(gb).enumerate() {
             if x.to_bits() == y.to_bits() || (x == y) {
                 continue;
@@ -313,13 +522,31 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
                 Bound::Exact => false,
                 Bound::F16Rounding => err <= ax * 2f64.powi(-11) + 2f64.powi(-25),
                 Bound::Bf16Rounding => err <= ax * 2f64.powi(-8),
-                Bound::Int8Step(_) => err <= step * (1.0 + 1e-6),
-                Bound::Unbounded => true,
+                Bound::Int8Step(_) | Bound::AffineStep { .. } => err <= step * (1.0 + 1e-6),
+                // Judged per block (`mxfp4_rules`) or by the logits.
+                Bound::Mxfp4Rules | Bound::Reference(_) | Bound::Unbounded => true,
             };
             c.violations += u64::from(!ok);
         }
     }
     c
+}
+
+/// The largest error MLX affine quantization (`quant::affine`, `mx.quantize`'s rule) can leave
+/// on a group `g` of original values. With `n = 2^bits - 1` and `s = max((max - min)/n, 1e-7)`,
+/// the encoder rounds the edge of larger magnitude to a whole number of steps `q0 ≥ n/2`, which
+/// stretches the step to at most `s·n/(n-1)`; every value then lies within half a step of a
+/// code, or at most one step past the last code (clamped). Storing the scale and bias in BF16
+/// (relative error 2⁻⁹ each) adds at most `q·|Δscale| + |Δbias| ≤ (2·n·s + amax)·2⁻⁹`.
+fn affine_bound(g: &[f32], bits: u32, amax: f64) -> f64 {
+    let n = ((1u64 << bits) - 1) as f64;
+    let (lo, hi) = g
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x as f64), hi.max(x as f64))
+        });
+    let s = ((hi - lo) / n).max(quant::affine::MIN_SCALE as f64);
+    s * n / (n - 1.0) + (2.0 * n * s + amax) * 2f64.powi(-9)
 }
 
 /// Checks every weight; `progress(done, total)` is called after each weight.
@@ -428,6 +655,83 @@ mod tests {
                 .violations
                 > 0
         );
+    }
+
+    #[test]
+    fn affine_quantization_is_within_its_bound_and_a_shifted_group_is_not() {
+        // Rows whose groups stress the rule: a wide range, a negative edge, a near-constant
+        // group (the 1e-7 floor) and values just off the grid.
+        let xs: Vec<f32> = (0..4 * 64)
+            .map(|i| match i / 64 {
+                0 => ((i * 37 % 64) as f32 - 20.0) * 0.013,
+                1 => -3.0 + (i % 7) as f32 * 0.01,
+                2 => 1e-9 * (i % 3) as f32,
+                _ => ((i * 7919 % 1000) as f32 - 500.0) * 1e-3,
+            })
+            .collect();
+        let a = bf16(&xs);
+        let mut vals = vec![0f32; xs.len()];
+        quant::float::bf16_row_to_f32(&a, &mut vals);
+        for bits in [2, 3, 4, 8] {
+            let pb = quant::affine::packed_bytes(64, bits);
+            let (mut c, mut s, mut b) = (vec![0u8; 4 * pb], vec![0u8; 8], vec![0u8; 8]);
+            for r in 0..4 {
+                quant::affine::quantize_row(
+                    &vals[r * 64..(r + 1) * 64],
+                    bits,
+                    64,
+                    &mut c[r * pb..(r + 1) * pb],
+                    &mut s[2 * r..2 * r + 2],
+                    &mut b[2 * r..2 * r + 2],
+                );
+            }
+            let view = |c: &[u8]| {
+                let (c, s, b) = (c.to_vec(), s.clone(), b.clone());
+                (c, s, b)
+            };
+            let (c0, s0, b0) = view(&c);
+            let mq = MatRef::new(
+                4,
+                64,
+                Encoding::Affine {
+                    packed: &c0,
+                    scales: &s0,
+                    biases: &b0,
+                    bits,
+                    group: 64,
+                },
+            )
+            .unwrap();
+            let ma = MatRef::dense(DenseType::BF16, &a, 4, 64).unwrap();
+            let check = check_weight(WeightId::QProj(0), &ma, &mq).unwrap();
+            assert_eq!(check.bound, Bound::AffineStep { bits, group: 64 });
+            assert!(
+                check.differing > 0 && check.violations == 0,
+                "{bits}: {check:?}"
+            );
+            // Rows 0 and 3 swapped: far outside one step.
+            let mut sw = c0.clone();
+            sw[..pb].copy_from_slice(&c0[3 * pb..]);
+            sw[3 * pb..].copy_from_slice(&c0[..pb]);
+            let ms = MatRef::new(
+                4,
+                64,
+                Encoding::Affine {
+                    packed: &sw,
+                    scales: &s0,
+                    biases: &b0,
+                    bits,
+                    group: 64,
+                },
+            )
+            .unwrap();
+            assert!(
+                check_weight(WeightId::QProj(0), &ma, &ms)
+                    .unwrap()
+                    .violations
+                    > 0
+            );
+        }
     }
 
     #[test]

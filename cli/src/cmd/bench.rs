@@ -7,7 +7,10 @@
 //!   it (and to `cp` alone), with bytes/s and each conversion's peak RSS;
 //! - the reference forward pass: a prompt (64 tokens) and single-token decoding with a KV cache,
 //!   as seconds, tokens/s, GFLOP/s of the active parameters and the weight bandwidth they imply;
-//! - a full `verify` of one variant.
+//! - a full `verify` of one variant;
+//! - when mlx-lm is installed (`mlx_lm.convert` on `PATH`), `mlx_lm.convert` on the same input
+//!   right after each MLX variant (`-q --q-bits 8`, `-q --q-bits 4`, `-d`), with the time ratio
+//!   ours / theirs.
 //!
 //! Every measured step runs as a child process (`cp`, or this binary), so each one's peak RSS is
 //! its own: the kernel's high-water mark `VmHWM` from `/proc/<pid>/status`, read every few
@@ -115,6 +118,23 @@ fn vm_hwm(status: &str) -> Option<u64> {
 /// This process's own peak RSS.
 fn own_peak_rss() -> Option<u64> {
     vm_hwm(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// mlx-lm's converter, if it is on `PATH`.
+fn mlx_lm_convert() -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("mlx_lm.convert"))
+        .find(|p| p.is_file())
+}
+
+/// The `mlx_lm.convert` arguments that write what an MLX variant is (`None` for the others).
+fn mlx_lm_args(v: Variant) -> Option<&'static [&'static str]> {
+    match v {
+        Variant::MlxMxfp4Q8 => Some(&["-q", "--q-bits", "8"]),
+        Variant::MlxMxfp4Q4 => Some(&["-q", "--q-bits", "4"]),
+        Variant::MlxBf16 => Some(&["-d"]),
+        _ => None,
+    }
 }
 
 /// Total bytes of the files under `path`.
@@ -252,6 +272,10 @@ struct Conversions {
     runs: Vec<Vec<Run>>,
     /// Per variant, the output's bytes.
     out_bytes: Vec<u64>,
+    /// `mlx_lm.convert`, when on `PATH`.
+    mlx_lm: Option<PathBuf>,
+    /// Per variant, `mlx_lm.convert`'s runs beside it, its output's bytes, or why it failed.
+    theirs: Vec<(Vec<Run>, u64, Option<String>)>,
 }
 
 /// One `bench-forward` child: its JSON line and its peak RSS.
@@ -279,7 +303,7 @@ fn plan(a: &Args) -> anyhow::Result<Plan> {
         None => Variant::ALL.to_vec(),
         Some(names) => names
             .iter()
-            .map(|n| Variant::parse(n).with_context(|| format!("unknown variant `{n}`")))
+            .map(|n| Variant::parse_or_suggest(n).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<_>>()?,
     };
     let verify = match a.verify.as_str() {
@@ -392,6 +416,8 @@ fn conversions(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Conversio
         cp_sync: Vec::new(),
         runs: vec![Vec::new(); n],
         out_bytes: vec![0u64; n],
+        mlx_lm: mlx_lm_convert(),
+        theirs: vec![(Vec::new(), 0, None); n],
     };
     for round in 0..a.repeat {
         eprintln!("round {}/{}: cp ...", round + 1, a.repeat);
@@ -411,6 +437,36 @@ fn conversions(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Conversio
             // (14 GB) can leave too little room for the next (42 GB); verify converts again.
             if !a.keep {
                 remove(&out)?;
+            }
+            if let (Some(exe), Some(args)) = (&c.mlx_lm, mlx_lm_args(v))
+                && c.theirs[k].2.is_none()
+            {
+                eprintln!(
+                    "round {}/{}: mlx_lm.convert {} ...",
+                    round + 1,
+                    a.repeat,
+                    args.join(" ")
+                );
+                let out = a.work.join(format!("out-{v}-mlx_lm"));
+                remove(&out)?;
+                let mut cmd = Command::new(exe);
+                cmd.arg("--hf-path")
+                    .arg(&input.path)
+                    .arg("--mlx-path")
+                    .arg(&out)
+                    .args(args);
+                settle()?;
+                match measure(cmd, &logs.join(format!("mlx_lm-{v}"))) {
+                    Ok((run, _)) => {
+                        c.theirs[k].0.push(run);
+                        c.theirs[k].1 = tree_bytes(&out)?;
+                    }
+                    // A source mlx-lm refuses (a dense fine-tune) is a finding, not a failure.
+                    Err(e) => c.theirs[k].2 = Some(format!("{e:#}")),
+                }
+                if !a.keep {
+                    remove(&out)?;
+                }
             }
         }
     }
@@ -462,6 +518,52 @@ fn verify_run(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Option<(Va
         remove(&out)?;
     }
     Ok(Some((v, run)))
+}
+
+/// Prints `mlx_lm.convert`'s rows beside the MLX variants and returns them as JSON.
+fn mlx_lm_rows(
+    plan: &Plan,
+    c: &Conversions,
+    cp_secs: f64,
+    cp_only_secs: f64,
+    in_bytes: u64,
+) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for (k, v) in plan.variants.iter().enumerate() {
+        let Some(args) = mlx_lm_args(*v) else {
+            continue;
+        };
+        let name = format!("mlx_lm {}", args.join(" "));
+        let ours = median(&c.runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
+        let ours_rss = c.runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
+        let (runs, bytes, err) = &c.theirs[k];
+        if let Some(e) = err {
+            println!("{name:<18} failed: {}", e.lines().last().unwrap_or(""));
+            rows.push(json!({"variant": v.name(), "args": args, "error": e}));
+            continue;
+        }
+        let secs = median(&runs.iter().map(|r| r.secs).collect::<Vec<_>>());
+        let rss = runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
+        println!(
+            "{:<18} {:>9.2} {:>7.2} {:>7.2} {:>10.0} {:>10.2} {:>10}   {}: {:.2}x its time, {:.2}x its peak RSS",
+            name,
+            secs,
+            secs / cp_secs,
+            secs / cp_only_secs,
+            in_bytes as f64 / secs / 1e6,
+            *bytes as f64 / 1e9,
+            mb(rss),
+            v.name(),
+            ours / secs,
+            ours_rss as f64 / rss.max(1) as f64
+        );
+        rows.push(json!({
+            "variant": v.name(), "args": args, "secs": secs, "runs": runs.iter().map(|r| r.secs).collect::<Vec<_>>(),
+            "out_bytes": bytes, "peak_rss_bytes": rss, "ours_secs": ours, "ours_over_theirs_secs": ours / secs,
+            "ours_peak_rss_bytes": ours_rss,
+        }));
+    }
+    rows
 }
 
 /// Prints the figures and writes the JSON report (`--json`).
@@ -537,6 +639,10 @@ fn report(
         }));
     }
     report["convert"] = Value::Array(conv_json);
+    if c.mlx_lm.is_some() {
+        report["mlx_lm_convert"] =
+            Value::Array(mlx_lm_rows(plan, c, cp_secs, cp_only_secs, in_bytes));
+    }
 
     let f = |key: &str| {
         median(
@@ -670,6 +776,16 @@ mod tests {
         assert_eq!(vm_hwm(s), Some(1234 * 1024));
         assert_eq!(vm_hwm("Name: x\n"), None);
         assert!(own_peak_rss().is_some_and(|b| b > 0));
+    }
+
+    #[test]
+    fn mlx_lm_runs_beside_the_mlx_variants_only() {
+        assert_eq!(
+            mlx_lm_args(Variant::MlxMxfp4Q4),
+            Some(&["-q", "--q-bits", "4"][..])
+        );
+        assert_eq!(mlx_lm_args(Variant::MlxBf16), Some(&["-d"][..]));
+        assert_eq!(mlx_lm_args(Variant::GgufMxfp4), None);
     }
 
     #[test]

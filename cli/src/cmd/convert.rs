@@ -1,40 +1,101 @@
-//! `oss-forge convert MODEL --to VARIANT -o OUT`.
+//! `oss-forge convert MODEL --to VARIANT -o OUT` (or llama.cpp's `--outtype T --outfile OUT`).
 
 use crate::progress::Reporter;
 use anyhow::Context;
 use convert::{AnyModel, ConvertOptions, Variant};
+use reference::{Encoding, WeightId};
 use std::path::Path;
 use std::process::ExitCode;
 
+/// True when the model's experts are stored MXFP4 (release or ggml layout).
+fn mxfp4_experts(src: &AnyModel) -> bool {
+    src.source()
+        .weight(WeightId::Gate(0, 0))
+        .is_ok_and(|m| match *m.encoding() {
+            Encoding::Mxfp4 { .. } => true,
+            Encoding::Ggml { codec, .. } => codec == quant::Codec::MXFP4,
+            _ => false,
+        })
+}
+
+/// The report's inexact values, one line per kind (`what` up to ` of `tensor``), whatever
+/// the number of tensors.
+fn inexact_summary(report: &convert::ConvertReport) -> Vec<String> {
+    let mut kinds: Vec<(String, u64, usize, f32)> = Vec::new();
+    for i in &report.inexact {
+        let kind = i.what.split(" of `").next().unwrap_or(&i.what).to_string();
+        match kinds.iter_mut().find(|k| k.0 == kind) {
+            Some(k) => {
+                k.1 += i.count;
+                k.2 += 1;
+                k.3 = k.3.max(i.max_abs_error);
+            }
+            None => kinds.push((kind, i.count, 1, i.max_abs_error)),
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|(kind, count, tensors, err)| {
+            let where_ = if tensors > 1 {
+                format!(" in {tensors} tensors")
+            } else {
+                String::new()
+            };
+            format!("inexact: {count} {kind}{where_} (max abs error {err:e})")
+        })
+        .collect()
+}
+
 pub fn run(
     model: &Path,
-    variant: &str,
+    variant: Option<Variant>,
+    outtype: Option<&str>,
     out: &Path,
     opts: &ConvertOptions,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let variant = Variant::parse(variant).expect("clap restricts the values");
-    let src = AnyModel::open(model).with_context(|| format!("cannot open {}", model.display()))?;
+    let src = AnyModel::open(model)?;
+    let variant = match (variant, outtype) {
+        (Some(v), _) => v,
+        (None, Some(t)) => {
+            let (v, note) = Variant::from_llamacpp_outtype(t, mxfp4_experts(&src))
+                .map_err(anyhow::Error::msg)?;
+            eprintln!("note: {note}");
+            v
+        }
+        (None, None) => anyhow::bail!("pass --to VARIANT (or llama.cpp's --outtype)"),
+    };
+    // The lock is the output's as it will be named (a GGUF into a directory goes inside it).
+    let target = if variant.is_gguf() {
+        convert::output::gguf_target(&src, variant.storage().file_suffix, out)
+    } else {
+        out.to_path_buf()
+    };
+    let _lock = convert::lock::OutputLock::acquire(&target)?;
+    crate::signals::stops_cleanly(format!(
+        "the partial output was removed; nothing was written to {}",
+        target.display()
+    ));
     let progress = Reporter::new(quiet);
     let report = convert::variant::convert(&src, variant, out, opts, &progress)
-        .with_context(|| format!("converting {} to {variant}", model.display()))?;
+        .with_context(|| format!("converting to {variant}"))?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
-    for i in &report.inexact {
-        outln!(
-            "inexact: {} {} (max abs error {:e})",
-            i.count,
-            i.what,
-            i.max_abs_error
-        );
+    // Values stored inexactly are said even with -q (one line per kind); -q drops the rest.
+    let lines = inexact_summary(&report);
+    for l in &lines {
+        outln!("{l}");
     }
-    if report.inexact.is_empty() {
+    if quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if lines.is_empty() {
         outln!("every value stored exactly");
     }
     for o in &report.outputs {
         outln!("wrote {}", o.display());
     }
-    outln!("{variant}: {:.3} GB", report.bytes as f64 / 1e9);
+    outln!("{variant}: {}", convert::units::bytes(report.bytes));
     Ok(ExitCode::SUCCESS)
 }

@@ -18,20 +18,32 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Logits {
             model,
+            model_flag,
             tokens,
+            text,
             out,
             top,
-        } => logits::run(&model, &tokens.0, out.as_deref(), top),
+        } => {
+            let model = model.or(model_flag).expect("clap requires one");
+            let prompt = match (tokens, text) {
+                (Some(t), _) => logits::Prompt::Tokens(t.0),
+                (None, Some(t)) => logits::Prompt::Text(t),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            logits::run(&model, &prompt, out.as_deref(), top)
+        }
         Command::Convert {
             model,
             variant,
+            outtype,
             out,
             settings,
             force,
         } => {
             let opts = settings.options(force);
-            convert::run(&model, &variant, &out, &opts, quiet)
+            convert::run(&model, variant, outtype.as_deref(), &out, &opts, quiet)
         }
+        Command::Merge { out, parts } => pipeline::merge(&out, &parts, quiet),
         Command::Synth {
             preset,
             layers,
@@ -66,6 +78,8 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             tolerance,
             strict,
             passes,
+            name,
+            base_model,
             settings,
         } => {
             let convert = settings.options(true);
@@ -78,6 +92,8 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
                     .forcing_forward(passes.force_forward),
                 logits_cache: passes.logits_cache,
                 convert,
+                name,
+                base_model,
                 quiet,
             };
             pipeline::run(&args)
@@ -111,13 +127,14 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             prompt,
             decode,
         } => bench::forward(&model, prompt, decode),
-        Command::Check { out } => pipeline::check(&out),
+        Command::Check { out, json } => pipeline::check(&out, json, quiet),
         Command::Demo { out } => pipeline::demo(&out, quiet),
         Command::Fit {
             model,
             preset,
             gpu_mem,
             context,
-        } => fit::run(model.as_deref(), preset.as_deref(), gpu_mem, context),
+            json,
+        } => fit::run(model.as_deref(), preset.as_deref(), gpu_mem, context, json),
     }
 }

@@ -33,17 +33,16 @@ pub fn render(outcome: &PipelineOutcome) -> String {
         };
         rows.push([
             o.variant.name().to_string(),
-            format!(
-                "{:.1} MB",
-                o.files.iter().map(|f| f.bytes).sum::<u64>() as f64 / 1e6
-            ),
+            convert::units::bytes(o.files.iter().map(|f| f.bytes).sum::<u64>()),
             weights,
             f(m.max_abs),
             f(m.kld_mean),
             m.top1
                 .map_or("n/a".into(), |x| format!("{:.2}%", x * 100.0)),
             verify::report::verdict(v.pass, v.passed_by.as_deref()),
-            if o.reused {
+            if o.kept {
+                "(kept from an earlier run: not named this time)"
+            } else if o.reused {
                 "(up to date, not redone)"
             } else {
                 ""
@@ -62,26 +61,27 @@ pub struct Args<'a> {
     pub rules: verify::Rules,
     pub logits_cache: Option<std::path::PathBuf>,
     pub convert: ConvertOptions,
+    pub name: Option<String>,
+    pub base_model: Option<String>,
     pub quiet: bool,
 }
 
 /// Runs the pipeline and prints its table; returns the outcome.
 pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
-    let variants = match &a.variants {
+    let mut variants = match &a.variants {
         None => Variant::defaults(),
         Some(list) if list.iter().any(|n| n == "all") => Variant::ALL.to_vec(),
         Some(list) => list
             .iter()
-            .map(|n| {
-                Variant::parse(n).with_context(|| {
-                    format!(
-                        "unknown variant `{n}` (known: {})",
-                        Variant::ALL.map(|v| v.name()).join(", ")
-                    )
-                })
-            })
+            .map(|n| Variant::parse_or_suggest(n).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?,
     };
+    variants.dedup();
+    not_a_directory(a.out, "pipeline -o")?;
+    crate::signals::stops_cleanly(format!(
+        "the variant in progress was removed; finished ones are kept and listed in {}/manifest.json and SHA256SUMS (run the same command again to finish)",
+        a.out.display()
+    ));
     let original = super::verify::open(a.model)?;
     let prompts = super::verify::load_prompts(&original, a.prompts)?;
     drop(original);
@@ -90,6 +90,8 @@ pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
         rules: a.rules,
         convert: a.convert.clone(),
         logits_cache: a.logits_cache.clone(),
+        name: a.name.clone(),
+        base_model: a.base_model.clone(),
     };
     let bytes = Reporter::new(a.quiet);
     let steps = Reporter::counting(a.quiet, "steps");
@@ -121,29 +123,125 @@ pub fn run(a: &Args<'_>) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn check(out: &Path) -> anyhow::Result<ExitCode> {
-    let states = pipeline::check(out).with_context(|| format!("cannot check {}", out.display()))?;
-    let mut bad = 0;
-    for (p, s) in &states {
-        let (word, note) = match s {
-            FileState::Ok => ("OK", ""),
-            FileState::Changed => ("CHANGED", ""),
-            FileState::Missing => ("MISSING", ""),
-            FileState::Inconsistent => ("INCONSISTENT", " (SHA256SUMS and manifest.json disagree)"),
-            FileState::Unlisted => (
-                "UNLISTED",
-                " (not in SHA256SUMS: added later, or left by an interrupted run)",
-            ),
-        };
-        bad += usize::from(*s != FileState::Ok);
-        outln!("{word:<8} {p}{note}");
+/// A directory argument that is a file: the error, with a hint.
+fn not_a_directory(path: &Path, what: &str) -> anyhow::Result<()> {
+    if path.is_file() {
+        anyhow::bail!(
+            "{}: is a file; {what} takes a directory (the pipeline's output directory{})",
+            path.display(),
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| format!(", perhaps {}", p.display()))
+                .unwrap_or_default()
+        );
     }
-    outln!("{} of {} files intact", states.len() - bad, states.len());
+    Ok(())
+}
+
+pub fn check(out: &Path, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    not_a_directory(out, "check")?;
+    crate::signals::stops_cleanly("nothing was changed");
+    let progress = Reporter::new(quiet || json);
+    let states = pipeline::check_with(out, &progress)
+        .with_context(|| format!("cannot check {}", out.display()))?;
+    let bad = states.iter().filter(|(_, s)| *s != FileState::Ok).count();
+    let word = |s: &FileState| match s {
+        FileState::Ok => ("OK", ""),
+        FileState::Changed => ("CHANGED", ""),
+        FileState::Missing => ("MISSING", ""),
+        FileState::Inconsistent => ("INCONSISTENT", " (SHA256SUMS and manifest.json disagree)"),
+        FileState::Unlisted => (
+            "UNLISTED",
+            " (not in SHA256SUMS: added later, or left by an interrupted run)",
+        ),
+    };
+    if json {
+        let files: Vec<serde_json::Value> = states
+            .iter()
+            .map(|(p, s)| serde_json::json!({"path": p, "state": word(s).0}))
+            .collect();
+        let doc = serde_json::json!({
+            "directory": out.display().to_string(),
+            "pass": bad == 0,
+            "files": files,
+            "intact": states.len() - bad,
+            "total": states.len(),
+        });
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for (p, s) in &states {
+            if quiet && *s == FileState::Ok {
+                continue;
+            }
+            let (w, note) = word(s);
+            outln!("{w:<8} {p}{note}");
+        }
+        if !quiet || bad > 0 {
+            outln!("{} of {} files intact", states.len() - bad, states.len());
+        }
+    }
     Ok(if bad == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+pub fn merge(out: &Path, parts: &[std::path::PathBuf], quiet: bool) -> anyhow::Result<ExitCode> {
+    for p in parts {
+        not_a_directory(p, "merge")?;
+    }
+    crate::signals::stops_cleanly(format!(
+        "the variant being copied into {} was removed; run the same command again to finish",
+        out.display()
+    ));
+    let progress = Reporter::new(quiet);
+    let log = move |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let outcome = pipeline::merge(out, parts, &progress, &log)
+        .with_context(|| format!("merging into {}", out.display()))?;
+    out!("{}", render(&outcome));
+    outln!(
+        "\n{}: {} of {} variants verified; merged files, model cards, manifest.json and SHA256SUMS in {} (checked)",
+        if outcome.passed() { "PASS" } else { "FAIL" },
+        outcome.variants.iter().filter(|v| v.passed()).count(),
+        outcome.variants.len(),
+        out.display()
+    );
+    Ok(if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// How to run this binary again from the current directory: `oss-forge` when that is what
+/// the shell finds on PATH, else the path it was run from (`target/release/oss-forge` after
+/// `cargo run --release`).
+pub fn this_binary() -> String {
+    let me = std::env::current_exe().ok();
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            let c = d.join("oss-forge");
+            c.is_file()
+                && me.as_ref().is_some_and(|m| {
+                    std::fs::canonicalize(&c).ok() == std::fs::canonicalize(m).ok()
+                })
+        })
+    });
+    if on_path {
+        return "oss-forge".into();
+    }
+    let Some(me) = me else {
+        return "oss-forge".into();
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    me.strip_prefix(&cwd)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| me.display().to_string())
 }
 
 pub fn demo(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -171,11 +269,19 @@ pub fn demo(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
         rules: verify::Rules::default(),
         logits_cache: None,
         convert: ConvertOptions::default(),
+        name: None,
+        base_model: None,
         quiet,
     };
     let outcome = run_pipeline(&args)?;
+    let me = this_binary();
+    let install = if me == "oss-forge" {
+        String::new()
+    } else {
+        " (or `cargo install --path .` to put `oss-forge` on PATH)".to_string()
+    };
     outln!(
-        "\n3. {}: {} of {} variants verified. Files, model cards (README.md), manifest.json and SHA256SUMS: {}\n   Next: `oss-forge check {}`, `oss-forge fit --preset 20b --gpu-mem 16GiB`.",
+        "\n3. {}: {} of {} variants verified. Files, model cards (README.md), manifest.json and SHA256SUMS: {}\n   Next: `{me} check {}`, `{me} fit --preset 20b --gpu-mem 16GiB`{install}.",
         if outcome.passed() { "PASS" } else { "FAIL" },
         outcome.variants.iter().filter(|v| v.passed()).count(),
         outcome.variants.len(),

@@ -24,13 +24,18 @@ pub fn run(
         original,
         max_shard_bytes: max_shard,
     };
+    let _lock = convert::lock::OutputLock::acquire(out)?;
+    crate::signals::stops_cleanly(format!(
+        "the partial checkpoint was removed; nothing was written to {}",
+        out.display()
+    ));
     let s = convert::synth::synth(out, &opts, force, &mut |_| {})?;
     outln!(
-        "wrote {} ({} preset, {} tensors, {:.3} GB in {} shard{}{})",
+        "wrote {} ({} preset, {} tensors, {} in {} shard{}{})",
         s.dir.display(),
         preset.name(),
         s.tensors,
-        s.tensor_bytes as f64 / 1e9,
+        convert::units::bytes(s.tensor_bytes),
         s.shards,
         if s.shards == 1 { "" } else { "s" },
         if original { ", plus original/" } else { "" }

@@ -71,10 +71,10 @@ pub fn run(
     verify::check_same_model(&original, &subjects)?;
     let cache = match logits_cache {
         Some(dir) => {
-            let files = verify::logits_cache::hash_model_files(&orig)?;
+            let files = verify::logits_cache::hash_model_files(&orig, &Reporter::new(quiet))?;
             Some((
                 verify::logits_cache::LogitsCache::new(dir),
-                verify::logits_cache::CacheKey::new(&files, &prompts),
+                verify::logits_cache::CacheKey::new(&files, orig.source().config(), &prompts),
             ))
         }
         None => None,
@@ -84,24 +84,15 @@ pub fn run(
         &prompts,
         cache.as_ref().map(|(c, k)| (c, k)),
         &progress,
+        &|w| eprintln!("{w}"),
     )?;
-    if let Some((c, k)) = &cache
+    if let (Some((c, k)), Some(what)) = (&cache, used.verb())
         && !quiet
     {
-        let what = match used {
-            verify::CacheUse::Hit => "read from",
-            _ => "stored in",
-        };
         eprintln!("original's logits {what} {}", c.path(k).display());
     }
-    let report = verify::verify_with_logits(
-        &original,
-        &reference,
-        &subjects,
-        &prompts,
-        rules,
-        &progress,
-    )?;
+    let report =
+        verify::verify_with_logits(&original, &reference, &subjects, &prompts, rules, &progress)?;
     let text = verify::report::render(&report);
     let json_text = || verify::report::to_pretty_json(&verify::report::to_json(&report));
     match json {

@@ -50,10 +50,12 @@ fn split_paths(first: &GgufFile) -> Result<Vec<PathBuf>> {
     match first.get("split.no") {
         Some(Value::U16(0)) => {}
         Some(v) => {
+            // split.no counts from 0; people count splits from 1.
+            let no = v.as_u64().map_or(format!("{v:?}"), |n| (n + 1).to_string());
             return Err(ConvertError::format(
                 path,
                 format!(
-                    "is split {v:?} of {count}: open the first split (-00001-of-{count:05}.gguf)"
+                    "is split {no} of {count}: open the first split (-00001-of-{count:05}.gguf)"
                 ),
             ));
         }
@@ -236,6 +238,9 @@ impl GgufModel {
                 tensor: name.clone(),
                 expected: "a tensor".into(),
             })?;
+        // A stop asked for, or a file changed under its map, ends the read here (no SIGBUS).
+        crate::cancel::check(f.path())?;
+        f.mapped().check_unchanged()?;
         let data = f.data(t);
         let rb = t.ty.row_bytes(cols);
         let slice = data.get(first * rb..(first + rows) * rb).ok_or_else(|| {

@@ -143,3 +143,13 @@ impl std::fmt::Display for Dtype {
         f.write_str(self.name())
     }
 }
+
+/// True for the file names of a model's weights: shards (`model-00001-of-00003.safetensors`,
+/// the release's `model-00000-of-00002.safetensors`), a single `model.safetensors`, and
+/// `model.safetensors.index.json`. What a writer owns in an existing directory: a shard of an
+/// earlier, differently sharded output is stale and removed
+/// ([`crate::atomic::Staged::create_dir`]).
+pub fn is_model_file(name: &str) -> bool {
+    name == "model.safetensors.index.json"
+        || (name.starts_with("model") && name.ends_with(".safetensors"))
+}

@@ -251,7 +251,7 @@ fn dequant_encode(
     let rb = ty.row_bytes(cols);
     let mut xs = vec![0f32; out.len() / rb * cols];
     m.dequant_rows(r0, &mut xs);
-    rules.guard.floats(id, &xs)?;
+    rules.guard.rows(id, r0, cols, &xs)?;
     if let Some(i) = encode_f32(ty, &xs, out, tally, rules) {
         let (row, col) = (r0 + i / cols, i % cols);
         rules.guard.overflow(
@@ -589,6 +589,44 @@ pub fn tokenizer_kv_of(src: &AnyModel, truncate_vocab: bool) -> Result<meta::Met
     meta::tokenizer_kv(dir, cfg, truncate_vocab)
 }
 
+/// The files a GGUF output named `out` may consist of: `out` itself and any split set
+/// `STEM-0000K-of-0000N.gguf` beside it, as they exist now.
+fn same_name_files(out: &Path) -> Vec<PathBuf> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".gguf").unwrap_or(&name);
+    let is_split = |n: &str| {
+        n.strip_prefix(stem)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.strip_suffix(".gguf"))
+            .is_some_and(|r| {
+                let b = r.as_bytes();
+                b.len() == 14
+                    && &r[5..9] == "-of-"
+                    && b[..5].iter().chain(&b[9..]).all(u8::is_ascii_digit)
+            })
+    };
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n == name || is_split(&n)
+        })
+        .map(|e| dir.join(e.file_name()))
+        .collect();
+    found.sort();
+    found
+}
+
 /// Writes the GGUF `variant` (stored as `storage`) of the model `model`, its weights read
 /// through `src`, to `out` (or its splits).
 #[allow(clippy::too_many_arguments)]
@@ -647,7 +685,23 @@ pub fn convert(
             format!("{n} splits: more than GGUF's u16 split count allows"),
         ));
     }
-    // Refuse before writing anything.
+    // Refuse before writing anything: the output, or another split set of the same name
+    // (which `--force` replaces whole, so that no stale split outlives it).
+    let others: Vec<PathBuf> = same_name_files(out)
+        .into_iter()
+        .filter(|p| !paths.contains(p))
+        .collect();
+    if let Some(first) = others.first()
+        && !opts.force
+    {
+        return Err(ConvertError::format(
+            out,
+            format!(
+                "{} of this name already exists (pass --force to replace it)",
+                first.display()
+            ),
+        ));
+    }
     let staged = paths
         .iter()
         .map(|p| Staged::create(p, false, opts.force))
@@ -682,6 +736,7 @@ pub fn convert(
         let path = staged[si].path().to_path_buf();
         let final_path = staged[si].final_path().to_path_buf();
         bytes += writer::write_file(&path, &skv, &tensors[range.clone()], &mut |k, w| {
+            crate::cancel::check(&final_path)?;
             produce(
                 src,
                 &items[range.start + k],
@@ -690,14 +745,21 @@ pub fn convert(
                 &mut tally,
                 progress,
                 &rules,
-            )
+            )?;
+            // Each view checked its file before it was read; this catches a change during.
+            model.check_unchanged()
         })
         .map_err(|e| crate::space::name_full_disk(e, &final_path, &path, file_sizes[si]))?;
     }
     progress.end();
+    // A stop asked for during the last tensor: the output is not published.
+    crate::cancel::check(out)?;
     let mut outputs = Vec::new();
     for s in staged {
         outputs.push(s.commit()?);
+    }
+    for p in others {
+        std::fs::remove_file(&p).map_err(|e| ConvertError::io(&p, e))?;
     }
     let mut warnings = Vec::new();
     if !dropped.is_empty() {

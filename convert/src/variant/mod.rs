@@ -8,6 +8,7 @@
 //! | `storage.rs` | the table: one [`Storage`] row per variant |
 //! | `gguf.rs` | GGUF variants: tensor plan (names, order, types from the row) and per-tensor encoders |
 //! | `st.rs` | safetensors variants: transformers' dense layout and compressed-tensors int8 |
+//! | `mlx.rs` | MLX variants: mlx-lm's layout, index and config (`mlx_lm.convert`'s output) |
 //!
 //! Shared by both writers, so each rule exists once: the source's integrity rule ([`Guard`]),
 //! the count of values stored inexactly ([`Tally`]), the greedy split of tensors into files
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod gguf;
+pub mod mlx;
 pub mod preset;
 pub mod st;
 pub mod storage;
@@ -53,6 +55,12 @@ pub enum Variant {
     /// The release's own layout: MXFP4 experts (`*_blocks` / `*_scales`), BF16 elsewhere,
     /// `quant_method: mxfp4` (what vLLM, SGLang, TensorRT-LLM and transformers serve).
     SafetensorsMxfp4,
+    /// MLX, MXFP4 experts, affine 8-bit elsewhere (`mlx_lm.convert -q --q-bits 8`).
+    MlxMxfp4Q8,
+    /// MLX, MXFP4 experts, affine 4-bit elsewhere, router 8-bit (`mlx_lm.convert -q --q-bits 4`).
+    MlxMxfp4Q4,
+    /// MLX, everything BF16 (`mlx_lm.convert -d`).
+    MlxBf16,
     /// GGUF, a llama-quantize preset (`gguf-q4_k_m`): from an MXFP4 source the experts stay
     /// MXFP4 and the rest follows the preset; from a dense source every tensor does.
     GgufPreset(Preset),
@@ -60,7 +68,7 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, in the order `pipeline` writes them.
-    pub const ALL: [Variant; 25] = [
+    pub const ALL: [Variant; 28] = [
         Variant::GgufMxfp4,
         Variant::GgufMxfp4F16,
         Variant::GgufMxfp4Q8_0,
@@ -71,6 +79,9 @@ impl Variant {
         Variant::SafetensorsFp16,
         Variant::SafetensorsInt8,
         Variant::SafetensorsMxfp4,
+        Variant::MlxMxfp4Q8,
+        Variant::MlxMxfp4Q4,
+        Variant::MlxBf16,
         Variant::GgufPreset(Preset::Q6_K),
         Variant::GgufPreset(Preset::Q5_K_M),
         Variant::GgufPreset(Preset::Q5_K_S),
@@ -102,12 +113,81 @@ impl Variant {
             Variant::SafetensorsFp16 => "safetensors-fp16",
             Variant::SafetensorsInt8 => "safetensors-int8",
             Variant::SafetensorsMxfp4 => "safetensors-mxfp4",
+            Variant::MlxMxfp4Q8 => "mlx-mxfp4-q8",
+            Variant::MlxMxfp4Q4 => "mlx-mxfp4-q4",
+            Variant::MlxBf16 => "mlx-bf16",
         }
     }
 
     /// Parses a command-line name.
     pub fn parse(s: &str) -> Option<Variant> {
         Variant::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    /// Parses a command-line name, or says which name was probably meant:
+    /// ``unknown variant `gguf-mxfp`: did you mean `gguf-mxfp4`? (known: ...)``.
+    pub fn parse_or_suggest(s: &str) -> std::result::Result<Variant, String> {
+        if let Some(v) = Variant::parse(s.trim()) {
+            return Ok(v);
+        }
+        let known = Variant::ALL.map(|v| v.name()).join(", ");
+        let t = s.trim().to_ascii_lowercase().replace('_', "-");
+        let best = Variant::ALL
+            .into_iter()
+            .map(|v| (edit_distance(&t, &v.name().replace('_', "-")), v))
+            .min_by_key(|(d, _)| *d)
+            .filter(|(d, _)| *d <= 3.max(t.len() / 3));
+        let lower = s.trim().to_ascii_lowercase();
+        let hint = match (best, OUTTYPES.iter().find(|(o, _)| *o == lower)) {
+            (_, Some(_)) => format!(
+                ": `{lower}` is a llama.cpp --outtype (convert takes `--outtype {lower}`; name a variant here)"
+            ),
+            (Some((_, v)), None) => format!(": did you mean `{v}`?"),
+            (None, None) => String::new(),
+        };
+        Err(format!("unknown variant `{s}`{hint} (known: {known})"))
+    }
+
+    /// The variant llama.cpp's `convert_hf_to_gguf.py --outtype T` writes, for a source whose
+    /// experts are MXFP4 (`mxfp4_source`) or not, with a note where the names differ. From
+    /// llama.cpp (as vendored in llama-cpp-python 0.3.36) `conversion/gpt_oss.py` and
+    /// `conversion/base.py`: MXFP4 experts are repacked as they are whatever the outtype, and
+    /// `f16`/`bf16`/`f32` of an MXFP4 model are written as `MOSTLY_MXFP4_MOE`; `auto` picks
+    /// `bf16` for a BF16 checkpoint. A source without MXFP4 experts is converted whole to the
+    /// outtype.
+    pub fn from_llamacpp_outtype(
+        outtype: &str,
+        mxfp4_source: bool,
+    ) -> std::result::Result<(Variant, String), String> {
+        let t = outtype.trim().to_ascii_lowercase();
+        let Some(&(_, (mx, dense))) = OUTTYPES.iter().find(|(o, _)| *o == t) else {
+            let known: Vec<&str> = OUTTYPES.iter().map(|(o, _)| *o).collect();
+            return Err(format!(
+                "--outtype {outtype}: not one oss-forge writes (llama.cpp's it maps: {}; f32, tq1_0 and tq2_0 have no variant here)",
+                known.join(", ")
+            ));
+        };
+        let v = if mxfp4_source { mx } else { dense };
+        let note = if mxfp4_source && t == "f16" {
+            format!(
+                "--outtype f16 is `{v}`: llama.cpp keeps the MXFP4 experts and stores the rest F16 \
+                 (oss-forge's `gguf-f16` also dequantizes the experts to F16: about 3x larger, 39 GiB instead of 13 GiB for gpt-oss-20b)"
+            )
+        } else if mxfp4_source {
+            format!(
+                "--outtype {t} is `{v}`: llama.cpp keeps the MXFP4 experts as they are{}",
+                if t == "q8_0" {
+                    " and quantizes the rest to Q8_0 (oss-forge's `gguf-q8_0` also moves the experts to Q8_0)"
+                } else {
+                    " and stores the rest BF16"
+                }
+            )
+        } else {
+            format!(
+                "--outtype {t} is `{v}` (the source has no MXFP4 experts: every weight becomes {t})"
+            )
+        };
+        Ok((v, note))
     }
 
     /// The variants `pipeline` writes when none are named, in order.
@@ -127,6 +207,31 @@ impl Variant {
     pub fn is_gguf(self) -> bool {
         self.storage().is_gguf()
     }
+}
+
+/// llama.cpp's `--outtype` values oss-forge writes: (outtype, (variant for an MXFP4 source,
+/// variant for a source without MXFP4 experts)).
+const OUTTYPES: [(&str, (Variant, Variant)); 4] = [
+    ("auto", (Variant::GgufMxfp4, Variant::GgufBf16)),
+    ("bf16", (Variant::GgufMxfp4, Variant::GgufBf16)),
+    ("f16", (Variant::GgufMxfp4F16, Variant::GgufF16)),
+    ("q8_0", (Variant::GgufMxfp4Q8_0, Variant::GgufQ8_0)),
+];
+
+/// Levenshtein distance of two short names (bytes).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// `gguf-` and llama-quantize's preset name in lower case.
@@ -178,7 +283,7 @@ pub struct ConvertOptions {
     /// Skip the free-space check before writing (for file systems whose `statvfs` is wrong).
     pub skip_space_check: bool,
     /// How dense expert weights are rounded to MXFP4 (`--mxfp4-rounding`; ggml's rule by
-    /// default, so the bytes equal llama-quantize's).
+    /// default, so the bytes equal llama-quantize's; the MLX variants use it too).
     pub mxfp4_rounding: quant::mxfp4::Rounding,
     /// GGUF presets: quantize MXFP4 experts to the preset's types too (`--requantize-experts`;
     /// lossy) instead of keeping them MXFP4.
@@ -229,7 +334,10 @@ impl Progress for NoProgress {
 }
 
 /// Writes `variant` of the model `src` (its weights, and the tokenizer files and config found
-/// beside it, see [`crate::companion`]) to `out`.
+/// beside it, see [`crate::companion`]) to `out`, by the rules of [`crate::output`]: never
+/// onto or into the model, a GGUF into an existing directory as `MODEL-SUFFIX.gguf`, a
+/// safetensors directory into an existing one replacing only its own files. A stop asked for
+/// ([`crate::cancel`]) ends it with [`ConvertError::Interrupted`], the partial output removed.
 pub fn convert(
     src: &AnyModel,
     variant: Variant,
@@ -251,12 +359,19 @@ pub fn convert_weights(
     progress: &dyn Progress,
 ) -> Result<ConvertReport> {
     let storage = Storage::of(variant, opts);
+    let out = &match storage.container {
+        Container::Gguf => crate::output::gguf_target(model, storage.file_suffix, out),
+        Container::Safetensors(_) | Container::Mlx(_) => out.to_path_buf(),
+    };
+    crate::output::refuse_overlap(&crate::output::inputs(model), out)?;
     match storage.container {
         Container::Gguf => gguf::convert(model, weights, variant, &storage, out, opts, progress),
         Container::Safetensors(_) => {
             st::convert(model, weights, variant, &storage, out, opts, progress)
         }
+        Container::Mlx(_) => mlx::convert(model, weights, variant, &storage, out, opts, progress),
     }
+    .map_err(|e| crate::cancel::or_interrupted(e, out))
 }
 
 /// Bytes of tensor data (headers aside) a variant stored as `storage` holds for `cfg`, from a
@@ -280,6 +395,17 @@ pub fn tensor_bytes(
                 .iter()
                 .map(|(_, t)| t.bytes())
                 .sum()
+        }
+        Container::Mlx(scheme) => {
+            // The MLX writers store every float tensor in BF16.
+            st::plan(
+                crate::names::Layout::Mlx(scheme),
+                crate::safetensors::Dtype::BF16,
+                cfg,
+            )
+            .iter()
+            .map(|(_, t)| t.bytes())
+            .sum()
         }
     })
 }
@@ -431,6 +557,23 @@ impl Guard<'_> {
             return Err(ConvertError::nonfinite(self.src_path, id));
         }
         Ok(())
+    }
+
+    /// Decoded rows `r0..` (of `cols` values) of `id`: a refusal names the first non-finite
+    /// value's row, column and block.
+    pub fn rows(&self, id: WeightId, r0: usize, cols: usize, xs: &[f32]) -> Result<()> {
+        if self.allow || float::all_finite(xs) {
+            return Ok(());
+        }
+        let i = float::first_nonfinite(xs).unwrap_or(0);
+        let cols = cols.max(1);
+        Err(ConvertError::nonfinite_at(
+            self.src_path,
+            id,
+            r0 + i / cols,
+            i % cols,
+            xs[i],
+        ))
     }
 
     /// BF16 bytes of `id`, checked on the bits.
@@ -636,6 +779,38 @@ mod tests {
             1,
             "a kind with no values is not reported"
         );
+    }
+
+    #[test]
+    fn misspelt_variants_get_a_did_you_mean_and_outtypes_map_by_source() {
+        let e = Variant::parse_or_suggest("gguf-mxfp").unwrap_err();
+        assert!(e.contains("did you mean `gguf-mxfp4`?"), "{e}");
+        let e = Variant::parse_or_suggest("safetensor-int8").unwrap_err();
+        assert!(e.contains("did you mean `safetensors-int8`?"), "{e}");
+        let e = Variant::parse_or_suggest("q8_0").unwrap_err();
+        assert!(e.contains("--outtype q8_0"), "{e}");
+        assert!(
+            !Variant::parse_or_suggest("zzzzzzzzzzzzz")
+                .unwrap_err()
+                .contains("did you mean")
+        );
+        assert_eq!(
+            Variant::parse_or_suggest("gguf-q8_0"),
+            Ok(Variant::GgufQ8_0)
+        );
+        let v = |t, mx| Variant::from_llamacpp_outtype(t, mx).unwrap().0;
+        assert_eq!(v("auto", true), Variant::GgufMxfp4);
+        assert_eq!(v("bf16", true), Variant::GgufMxfp4);
+        assert_eq!(v("f16", true), Variant::GgufMxfp4F16);
+        assert_eq!(v("q8_0", true), Variant::GgufMxfp4Q8_0);
+        assert_eq!(v("f16", false), Variant::GgufF16);
+        assert_eq!(v("auto", false), Variant::GgufBf16);
+        let (_, note) = Variant::from_llamacpp_outtype("f16", true).unwrap();
+        assert!(
+            note.contains("gguf-mxfp4-f16") && note.contains("dequantizes"),
+            "{note}"
+        );
+        assert!(Variant::from_llamacpp_outtype("f32", true).is_err());
     }
 
     #[test]

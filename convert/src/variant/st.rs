@@ -16,7 +16,7 @@
 //! renamed to the output name at the end. The files beside the shards are written by
 //! [`meta`].
 
-mod encode;
+pub(crate) mod encode;
 pub(crate) mod meta;
 
 use crate::atomic::Staged;
@@ -108,7 +108,7 @@ pub fn convert(
     let shards = shard(&planned, max);
     let total: u64 = planned.iter().map(PlannedTensor::bytes).sum();
 
-    let staged = Staged::create(out, true, opts.force)?;
+    let staged = Staged::create_dir(out, opts.force, crate::safetensors::is_model_file)?;
     let dir = staged.path().to_path_buf();
     // Shards (headers and data) plus the small files, as the model directory will hold them.
     let needed = total
@@ -141,6 +141,8 @@ pub fn convert(
         &dir,
     )
     .map_err(|e| crate::space::name_full_disk(e, out, &dir, needed))?;
+    // A stop asked for during the last tensor: the output is not published.
+    crate::cancel::check(out)?;
     let final_dir = staged.commit()?;
     report.outputs = files.iter().map(|f| final_dir.join(f)).collect();
     report.bytes = bytes;
@@ -181,7 +183,10 @@ fn write_all(
         let path = dir.join(&name);
         let mut w = SafetensorsWriter::create(&path, &planned[range.clone()], &meta_pt)?;
         for (e, t) in &plan[range.clone()] {
+            crate::cancel::check(dir)?;
             enc.write(e, t, &mut w)?;
+            // Each view checked its file before it was read; this catches a change during.
+            model.check_unchanged()?;
             weight_map.insert(t.name.clone(), serde_json::Value::String(name.clone()));
         }
         w.finish()?;

@@ -14,14 +14,20 @@
 //! | `safetensors-fp16` | transformers dense | F16 | F16 | F16 | F16 | F16 | |
 //! | `safetensors-mxfp4` | the release's layout | MXFP4 `_blocks` / `_scales` | BF16 | BF16 | BF16 | BF16 | |
 //! | `safetensors-int8` | compressed-tensors | int8, group 32 | BF16 | BF16 (int8 per channel with `--int8-dense`) | BF16 | BF16 | (not in `pipeline`'s default set) |
+//! | `mlx-mxfp4-q8` | MLX | MXFP4 | affine 8-bit, group 64 | affine 8-bit, group 64 | affine 8-bit, group 64 | BF16 | |
+//! | `mlx-mxfp4-q4` | MLX | MXFP4 | affine 4-bit, group 64 | affine 4-bit, group 64 | affine 8-bit, group 64 | BF16 | (not in `pipeline`'s default set) |
+//! | `mlx-bf16` | MLX | BF16 | BF16 | BF16 | BF16 | BF16 | (not in `pipeline`'s default set) |
 //!
 //! | `gguf-<preset>` (`gguf-q4_k_m`, ...) | GGUF | MXFP4 kept (the preset's types from a dense source) | llama-quantize's preset | the preset | F32 | F32 | the preset's `LLAMA_FTYPE` |
 //!
 //! The GGUF rows are what llama.cpp's `convert_hf_to_gguf.py` writes for `--outtype auto`,
 //! `f16` and `q8_0` (the `gguf-mxfp4*` rows) and for a dequantized source (`gguf-q8_0`,
-//! `gguf-f16`, `gguf-bf16`); `general.file_type` values are gguf-py's `LlamaFileType`.
+//! `gguf-f16`, `gguf-bf16`); `general.file_type` values are gguf-py's `LlamaFileType`. The MLX
+//! rows are what mlx-lm 0.32's `mlx_lm.convert -q --q-bits 8`, `-q --q-bits 4` and `-d` write
+//! for gpt-oss (the router stays 8-bit: gpt-oss's `quant_predicate`).
 
 use super::{ConvertOptions, Preset, Variant};
+use crate::mlx::{MlxQuant, MlxScheme};
 use crate::names::{INT8_GROUP, Layout};
 use quant::Codec;
 
@@ -30,8 +36,11 @@ use quant::Codec;
 pub enum Container {
     /// One GGUF file (or llama.cpp splits).
     Gguf,
-    /// A model directory of safetensors shards in this layout.
+    /// A model directory of safetensors shards in this layout (transformers' index and config).
     Safetensors(Layout),
+    /// mlx-lm's model directory: safetensors shards in the MLX layout of this scheme, mlx-lm's
+    /// index and config ([`crate::mlx`]).
+    Mlx(MlxScheme),
 }
 
 /// How one class of weights is stored.
@@ -49,6 +58,21 @@ pub enum Store {
     /// The per-tensor types llama-quantize's preset chooses ([`Preset`],
     /// `variant::preset::plan_types`).
     Preset(Preset),
+    /// MLX affine (`mx.quantize`, mode `affine`): `bits`-bit codes with a BF16 scale and bias
+    /// per `group` inputs ([`quant::affine`]).
+    Affine {
+        /// Bits per code.
+        bits: u32,
+        /// Inputs per scale and bias.
+        group: usize,
+    },
+}
+
+impl From<MlxQuant> for Store {
+    /// How an MLX module is stored (float as BF16, the dtype oss-forge writes).
+    fn from(q: MlxQuant) -> Store {
+        store_of(q)
+    }
 }
 
 impl Store {
@@ -60,6 +84,11 @@ impl Store {
             Store::Int8 { group } => {
                 let g = group.map_or(cols, |g| g as u64);
                 (g > 0 && cols.is_multiple_of(g)).then(|| rows * cols + rows * (cols / g) * 2)
+            }
+            Store::Affine { bits, group } => {
+                let g = group as u64;
+                (g > 0 && cols.is_multiple_of(g))
+                    .then(|| rows * cols * bits as u64 / 8 + rows * (cols / g) * 4)
             }
             // Depends on the tensor's name and place: `tensor_bytes` plans the whole file.
             Store::Preset(_) => None,
@@ -74,6 +103,9 @@ impl Store {
             Store::Codec(c) => c.name().into(),
             Store::Int8 { group: Some(g) } => format!("int8, symmetric, BF16 scale per {g}"),
             Store::Int8 { group: None } => "int8, symmetric, BF16 scale per output channel".into(),
+            Store::Affine { bits, group } => {
+                format!("MLX affine {bits}-bit, BF16 scale and bias per {group}")
+            }
             Store::Preset(p) => format!(
                 "llama-quantize's {} mixture ({} by default; per-tensor types in the manifest)",
                 p.name(),
@@ -148,6 +180,24 @@ impl Storage {
         }
     }
 
+    /// An MLX row: each kind of weight as `scheme` stores it, vectors BF16; `pipeline` writes
+    /// `mlx-mxfp4-q8` by default (it converts faster than gguf-mxfp4-q8_0 and verifies like any
+    /// lossy variant), `-q4` and `-bf16` when named.
+    const fn mlx(scheme: MlxScheme, default: bool) -> Storage {
+        Storage {
+            container: Container::Mlx(scheme),
+            experts: store_of(scheme.experts),
+            embedding: store_of(scheme.embedding),
+            dense: store_of(scheme.attention),
+            router: store_of(scheme.router),
+            vectors: Codec::BF16,
+            file_type: None,
+            file_suffix: "",
+            default,
+            preset: None,
+        }
+    }
+
     /// The row of `variant` under `opts` (`--int8-dense` changes the int8 row).
     pub fn of(variant: Variant, opts: &ConvertOptions) -> Storage {
         use crate::gguf::meta::file_type as ft;
@@ -203,6 +253,9 @@ impl Storage {
                     ..Storage::safetensors(Layout::Int8 { dense_int8 }, experts, dense, BF16)
                 }
             }
+            Variant::MlxMxfp4Q8 => Storage::mlx(MlxScheme::mxfp4_affine(8), true),
+            Variant::MlxMxfp4Q4 => Storage::mlx(MlxScheme::mxfp4_affine(4), false),
+            Variant::MlxBf16 => Storage::mlx(MlxScheme::FLOAT, false),
         }
     }
 
@@ -211,12 +264,22 @@ impl Storage {
         self.container == Container::Gguf
     }
 
-    /// The safetensors layout, for the safetensors container.
+    /// The safetensors layout, for the safetensors and MLX containers.
     pub fn layout(&self) -> Option<Layout> {
         match self.container {
             Container::Safetensors(l) => Some(l),
+            Container::Mlx(s) => Some(Layout::Mlx(s)),
             Container::Gguf => None,
         }
+    }
+}
+
+/// [`Store::from`] for a `const` row.
+const fn store_of(q: MlxQuant) -> Store {
+    match q {
+        MlxQuant::Float => Store::Codec(Codec::BF16),
+        MlxQuant::Mxfp4 => Store::Codec(Codec::MXFP4),
+        MlxQuant::Affine { bits, group } => Store::Affine { bits, group },
     }
 }
 
@@ -267,5 +330,27 @@ mod tests {
             Some(2 * 64 + 2 * 2)
         );
         assert_eq!(Store::Codec(Codec::Q4_K).bytes(1, 2880), None);
+        assert_eq!(
+            Store::Affine { bits: 4, group: 64 }.bytes(2, 128),
+            Some(2 * 64 + 2 * 2 * 4)
+        );
+        assert_eq!(Store::Affine { bits: 8, group: 64 }.bytes(1, 96), None);
+    }
+
+    #[test]
+    fn mlx_rows_are_mlx_lm_s_schemes() {
+        let q4 = Variant::MlxMxfp4Q4.storage();
+        assert_eq!(q4.experts, Store::Codec(Codec::MXFP4));
+        assert_eq!(q4.dense, Store::Affine { bits: 4, group: 64 });
+        assert_eq!(
+            q4.router,
+            Store::Affine { bits: 8, group: 64 },
+            "gpt-oss's predicate"
+        );
+        assert_eq!(
+            Variant::MlxBf16.storage().experts,
+            Store::Codec(Codec::BF16)
+        );
+        assert!(matches!(q4.layout(), Some(Layout::Mlx(_))));
     }
 }

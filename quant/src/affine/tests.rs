@@ -241,3 +241,112 @@ fn row_lengths_are_checked() {
 fn unsupported_bits_panic_in_the_row_functions() {
     dequantize_row(&[], &[], &[], 7, 64, &mut []);
 }
+
+/// The encoder as first written (MLX's loop, `round_ties_even` per value, codes streamed into
+/// the bit stream): the vectorized one must give the same bytes.
+fn quantize_group_plain(x: &[f32], bits: u32, out: &mut [u8]) -> (u16, u16) {
+    let n_bins = ((1u32 << bits) - 1) as f32;
+    let (mut w_max, mut w_min) = (f32::NEG_INFINITY, f32::INFINITY);
+    for &w in x {
+        if w_max < w {
+            w_max = w;
+        }
+        if w < w_min {
+            w_min = w;
+        }
+    }
+    let mask = w_min.abs() > w_max.abs();
+    let mut scale = ((w_max - w_min) / n_bins).max(MIN_SCALE);
+    if !mask {
+        scale = -scale;
+    }
+    let edge = if mask { w_min } else { w_max };
+    let q0 = (edge / scale).round_ties_even();
+    let mut bias = 0f32;
+    if q0 != 0.0 {
+        scale = edge / q0;
+        bias = edge;
+    }
+    let (mut acc, mut nbits, mut o) = (0u64, 0u32, 0usize);
+    for &w in x {
+        let q = ((w - bias) / scale).round_ties_even().clamp(0.0, n_bins);
+        acc |= (q as u64) << nbits;
+        nbits += bits;
+        while nbits >= 8 {
+            out[o] = acc as u8;
+            o += 1;
+            acc >>= 8;
+            nbits -= 8;
+        }
+    }
+    (f32_to_bf16_bits(scale), f32_to_bf16_bits(bias))
+}
+
+#[test]
+fn the_vectorized_encoder_equals_the_plain_loop() {
+    let mut seed = 0x2545_F491u32;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    for case in 0..3000 {
+        let bits = BITS[case % BITS.len()];
+        let group = GROUPS[(case / BITS.len()) % GROUPS.len()];
+        // Random magnitudes over many binades, exact ties (values on a half-step grid),
+        // constant and near-constant groups, huge and tiny values.
+        let x: Vec<f32> = (0..group)
+            .map(|k| match case % 5 {
+                0 => f32::from_bits(next() & 0xBFFF_FFFF) % 100.0,
+                1 => (next() % 64) as f32 * 0.125 - 3.0,
+                2 => 1.0 + (k % 2) as f32 * 1e-7,
+                3 => (next() as f32 - 2e9) * 1e28,
+                _ => (next() as f32 - 2e9) * 1e-45,
+            })
+            .collect();
+        let (mut a, mut b) = (
+            vec![0u8; packed_bytes(group, bits)],
+            vec![0u8; packed_bytes(group, bits)],
+        );
+        let sa = quantize_group(&x, bits, &mut a);
+        let sb = quantize_group_plain(&x, bits, &mut b);
+        assert_eq!((a, sa), (b, sb), "case {case}: {bits} bits, group {group}");
+    }
+}
+
+#[test]
+fn the_count_of_changed_values_is_what_decoding_back_gives() {
+    let mut seed = 0x1234_5678u32;
+    let mut next = || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+    };
+    for bits in BITS {
+        for group in GROUPS {
+            let n = 3 * group;
+            let mut x: Vec<f32> = (0..n)
+                .map(|k| if k % 5 == 0 { 0.25 } else { next() })
+                .collect();
+            // One group exactly on a grid (nothing changes), one with a NaN and an Inf.
+            for (k, v) in x[..group].iter_mut().enumerate() {
+                *v = (k % 4) as f32;
+            }
+            x[2 * group + 1] = f32::NAN;
+            x[2 * group + 2] = f32::INFINITY;
+            let (mut p, mut s, mut b) = (
+                vec![0u8; packed_bytes(n, bits)],
+                vec![0u8; 2 * n / group],
+                vec![0u8; 2 * n / group],
+            );
+            let got = quantize_row_counting(&x, bits, group, &mut p, &mut s, &mut b);
+            let mut back = vec![0f32; n];
+            dequantize_row(&p, &s, &b, bits, group, &mut back);
+            assert_eq!(
+                got,
+                crate::float::rounding_errors(&x, &back),
+                "{bits} bits, group {group}"
+            );
+        }
+    }
+}

@@ -154,6 +154,76 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    /// Writes the weight `id` whole as `dtype` (BF16, F16 or F32), returning what it stored
+    /// inexactly: BF16 to BF16 copies the bytes (checked for NaN/Inf on the bits); anything else
+    /// goes through f32 a chunk of rows at a time (`variant::encode_chunked`), in order.
+    pub(crate) fn plain(
+        &self,
+        id: WeightId,
+        dtype: Dtype,
+        w: &mut SafetensorsWriter,
+    ) -> Result<Tally> {
+        let mut tally = Tally::default();
+        let mut buf = Vec::new();
+        let m = self.weight(id)?;
+        let (rows, cols) = (m.rows(), m.cols());
+        match *m.encoding() {
+            Encoding::Dense {
+                dtype: DenseType::BF16,
+                data,
+                row_stride,
+                col_stride: 1,
+            } if dtype == Dtype::BF16 && row_stride == cols => {
+                copy_bf16(
+                    self.src,
+                    id,
+                    &data[..rows * cols * 2],
+                    self.guard(),
+                    |piece| self.emit(w, piece),
+                )?;
+            }
+            // Anything else through f32, a chunk of rows at a time
+            // (`variant::encode_chunked`), written in order; a value past the dtype's range
+            // is refused (float16 overflow).
+            _ => {
+                let (size, guard) = (dtype.size(), self.guard());
+                let piece = |r0, out: &mut [u8], t: &mut Tally| {
+                    let mut xs = vec![0f32; out.len() / size];
+                    m.dequant_rows(r0, &mut xs);
+                    guard.rows(id, r0, cols, &xs)?;
+                    if let Some(i) = encode_into(&xs, dtype, out, t) {
+                        let (row, col) = (r0 + i / cols, i % cols);
+                        guard.overflow(
+                            id,
+                            &Overflow {
+                                row,
+                                col,
+                                value: xs[i],
+                                codec: codec_of(dtype),
+                                mxfp4_scale: mxfp4_scale_at(&m, row, col),
+                            },
+                        )?;
+                    }
+                    Ok(())
+                };
+                tally.merge(encode_chunked(
+                    rows,
+                    cols,
+                    cols * size,
+                    &mut buf,
+                    piece,
+                    |bytes| {
+                        self.emit(w, bytes)?;
+                        self.src.release(id);
+                        Ok(())
+                    },
+                )?);
+            }
+        }
+        self.src.release(id);
+        Ok(tally)
+    }
+
     /// Writes the bytes of one planned tensor.
     pub fn write(
         &mut self,
@@ -166,65 +236,7 @@ impl<'a> Encoder<'a> {
         let mut tally = Tally::default();
         let mut buf = Vec::new();
         match e.role {
-            Role::Plain(id) => {
-                let m = self.weight(id)?;
-                let (rows, cols) = (m.rows(), m.cols());
-                match *m.encoding() {
-                    // BF16 to BF16 (the dense tensors of safetensors-bf16 and -int8 from a
-                    // release checkpoint): the bytes as they are, checked for NaN/Inf on the bits.
-                    Encoding::Dense {
-                        dtype: DenseType::BF16,
-                        data,
-                        row_stride,
-                        col_stride: 1,
-                    } if t.dtype == Dtype::BF16 && row_stride == cols => {
-                        copy_bf16(
-                            self.src,
-                            id,
-                            &data[..rows * cols * 2],
-                            self.guard(),
-                            |piece| self.emit(w, piece),
-                        )?;
-                    }
-                    // Anything else through f32, a chunk of rows at a time
-                    // (`variant::encode_chunked`), written in order.
-                    _ => {
-                        let (size, dtype, guard) = (t.dtype.size(), t.dtype, self.guard());
-                        let piece = |r0, out: &mut [u8], t: &mut Tally| {
-                            let mut xs = vec![0f32; out.len() / size];
-                            m.dequant_rows(r0, &mut xs);
-                            guard.floats(id, &xs)?;
-                            if let Some(i) = encode_into(&xs, dtype, out, t) {
-                                let (row, col) = (r0 + i / cols, i % cols);
-                                guard.overflow(
-                                    id,
-                                    &Overflow {
-                                        row,
-                                        col,
-                                        value: xs[i],
-                                        codec: codec_of(dtype),
-                                        mxfp4_scale: mxfp4_scale_at(&m, row, col),
-                                    },
-                                )?;
-                            }
-                            Ok(())
-                        };
-                        tally.merge(encode_chunked(
-                            rows,
-                            cols,
-                            cols * size,
-                            &mut buf,
-                            piece,
-                            |bytes| {
-                                self.emit(w, bytes)?;
-                                self.src.release(id);
-                                Ok(())
-                            },
-                        )?);
-                    }
-                }
-                self.src.release(id);
-            }
+            Role::Plain(id) => tally = self.plain(id, t.dtype, w)?,
             Role::GateUpT(l) => {
                 for x in 0..ne {
                     let (gid, uid) = (WeightId::Gate(l, x), WeightId::Up(l, x));
@@ -347,7 +359,7 @@ impl<'a> Encoder<'a> {
                 };
                 self.emit(w, &scales)?;
             }
-            Role::Other => {
+            Role::Other | Role::Stacked(_) | Role::Quantized(..) => {
                 return Err(ConvertError::tensor(
                     w_path(w),
                     &t.name,
@@ -601,7 +613,7 @@ fn mxfp4_interleaved(
                     }
                     _ => {
                         m.dequant_rows(row, xs);
-                        guard.floats(*id, xs)?;
+                        guard.rows(*id, row, cols, xs)?;
                         mxfp4::quantize_row(rounding, xs, bo, so);
                         let mut back = vec![0f32; cols];
                         mxfp4::decode_row(bo, so, &mut back);
