@@ -55,3 +55,6 @@ mod mlx;
 // The traps of packagers, operators and CI authors: outputs onto inputs, --force, split
 // pipelines, partial re-runs and merge, Ctrl-C, locks, inputs changed mid-run, names, messages.
 mod traps;
+
+// The forward passes verify skips (by weights), the floor only outside the gates, the logits cache.
+mod levers;

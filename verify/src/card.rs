@@ -447,6 +447,7 @@ mod tests {
             metrics: m.clone(),
             format_floor: Some(m),
             format_floor_by_weights: false,
+            forward_positions: Some(1128),
             per_prompt: vec![],
             weights: WeightsJson {
                 tensors: 79,

@@ -266,6 +266,9 @@ pub struct VariantResult {
     /// The floor's forward pass was skipped: every weight of the variant equals the floor's, so
     /// the floor's logits are the variant's and its metrics are the variant's.
     pub floor_by_weights: bool,
+    /// Positions run through the reference forward pass for this variant: its own pass and its
+    /// format floor's (0 when the weights determined both; the original's pass is not counted).
+    pub forward_positions: u64,
     /// The metadata check (`None` when either side's metadata was not read).
     pub metadata: Option<MetadataCheck>,
     /// The gate a lossy variant was judged by (`None` for a lossless one).
@@ -338,13 +341,14 @@ pub fn original_logits(
 
 /// Runs every prompt through `src`, handing each prompt's logits (`[tokens × vocab]`) to `each`
 /// as they come, so a caller that only compares them never holds more than one prompt's.
+/// Returns the positions run.
 fn run_prompts(
     src: &dyn WeightSource,
     who: &str,
     prompts: &[Prompt],
     progress: &dyn Progress,
     each: &mut dyn FnMut(usize, Vec<f32>),
-) -> Result<(), VerifyError> {
+) -> Result<u64, VerifyError> {
     let model = Model::new(src).map_err(|e| VerifyError::Read {
         model: who.into(),
         source: Box::new(e),
@@ -361,7 +365,7 @@ fn run_prompts(
         each(k, logits);
     }
     progress.end();
-    Ok(())
+    Ok(total as u64)
 }
 
 /// Metrics of logits against the original's, per prompt and over all of them.
@@ -391,24 +395,40 @@ impl<'r> Comparison<'r> {
         self.all.merge(acc);
     }
 
-    fn finish(self) -> (Metrics, Vec<(String, Metrics)>) {
-        (self.all.finish(), self.per_prompt)
+    /// The metrics, `run` positions having been run through the forward pass for them.
+    fn finish(self, run: u64) -> Compared {
+        Compared {
+            all: self.all.finish(),
+            per_prompt: self.per_prompt,
+            run,
+        }
     }
 }
 
-/// Runs `src` over the prompts and compares its logits with `reference_logits`.
+/// Logits compared with the original's.
+struct Compared {
+    /// Over every position.
+    all: Metrics,
+    /// Per prompt.
+    per_prompt: Vec<(String, Metrics)>,
+    /// Positions run through the forward pass to get the logits (0: known from the weights).
+    run: u64,
+}
+
+/// Runs `src` over the prompts and compares its logits with `reference_logits`, each prompt's
+/// as it comes.
 fn forward_metrics(
     src: &dyn WeightSource,
     who: &str,
     reference_logits: &[Vec<f32>],
     prompts: &[Prompt],
     progress: &dyn Progress,
-) -> Result<(Metrics, Vec<(String, Metrics)>), VerifyError> {
+) -> Result<Compared, VerifyError> {
     let mut cmp = Comparison::new(reference_logits, src.config().vocab_size);
-    run_prompts(src, who, prompts, progress, &mut |k, logits| {
+    let run = run_prompts(src, who, prompts, progress, &mut |k, logits| {
         cmp.add(prompts, k, &logits)
     })?;
-    Ok(cmp.finish())
+    Ok(cmp.finish(run))
 }
 
 /// True when every weight the format floor would give equals the variant's, value for value:
@@ -488,12 +508,12 @@ pub fn verify_variant(
     // Identical weights, identical logits: the original's, compared with themselves, are what
     // the variant's forward pass would give.
     let logits_by_weights = lossless && !rules.force_forward;
-    let (metrics, per_prompt) = if logits_by_weights {
+    let compared = if logits_by_weights {
         let mut cmp = Comparison::new(reference_logits, oc.vocab_size);
         for (k, logits) in reference_logits.iter().enumerate() {
             cmp.add(prompts, k, logits);
         }
-        cmp.finish()
+        cmp.finish(0)
     } else {
         forward_metrics(
             variant.source,
@@ -504,6 +524,11 @@ pub fn verify_variant(
         )
         .map_err(|e| e.naming(&variant.name))?
     };
+    let Compared {
+        all: metrics,
+        per_prompt,
+        run: mut forward_positions,
+    } = compared;
     // The floor's forward pass runs only when it may relax the gates and the plain gates fail.
     let plain_pass = judge_logits(&metrics, lossless, None, rules).1.is_some();
     let mut floor_by_weights = false;
@@ -528,14 +553,15 @@ pub fn verify_variant(
             Some(metrics.clone())
         } else {
             let rounded = floor::Rounded::new(original.source, &plan);
-            let (m, _) = forward_metrics(
+            let c = forward_metrics(
                 &rounded,
                 "format floor",
                 reference_logits,
                 prompts,
                 progress,
             )?;
-            Some(m)
+            forward_positions += c.run;
+            Some(c.all)
         }
     };
     let mut failures = Vec::new();
@@ -582,6 +608,7 @@ pub fn verify_variant(
         logits_by_weights,
         floor,
         floor_by_weights,
+        forward_positions,
         metadata,
         gate,
         passed_by,

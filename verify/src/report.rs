@@ -267,6 +267,11 @@ pub struct VariantJson {
     /// true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub format_floor_by_weights: bool,
+    /// Positions run through the reference forward pass for this variant (its own pass and its
+    /// format floor's; 0 when its weights determined both). `null` in reports of versions that
+    /// did not count them.
+    #[serde(default)]
+    pub forward_positions: Option<u64>,
     /// Per prompt.
     pub per_prompt: Vec<PromptMetricsJson>,
     /// The weight check.
@@ -456,6 +461,7 @@ pub fn variant_json(v: &VariantResult) -> VariantJson {
         metrics: (&v.metrics).into(),
         format_floor: v.floor.as_ref().map(MetricsJson::from),
         format_floor_by_weights: v.floor_by_weights,
+        forward_positions: Some(v.forward_positions),
         per_prompt: v
             .per_prompt
             .iter()
