@@ -340,8 +340,10 @@ pub fn original_logits(
 }
 
 /// Runs every prompt through `src`, handing each prompt's logits (`[tokens × vocab]`) to `each`
-/// as they come, so a caller that only compares them never holds more than one prompt's.
-/// Returns the positions run.
+/// as they come, so a caller that only compares them never holds more than one prompt's. The
+/// prompts go through the layers together ([`Model::logits_each`]): each weight is read and
+/// decoded once per pass, not once per prompt. Progress counts a prompt's tokens once per layer
+/// and once for the unembedding. Returns the positions run.
 fn run_prompts(
     src: &dyn WeightSource,
     who: &str,
@@ -353,17 +355,40 @@ fn run_prompts(
         model: who.into(),
         source: Box::new(e),
     })?;
-    let total: usize = prompts.iter().map(|p| p.tokens.len()).sum();
-    progress.begin(&format!("forward {who}"), total as u64);
-    for (k, p) in prompts.iter().enumerate() {
-        let logits = model.logits(&p.tokens).map_err(|source| VerifyError::Run {
-            model: who.into(),
-            prompt: p.name.clone(),
+    let run_error = |prompt: String| {
+        let who = who.to_string();
+        move |source| VerifyError::Run {
+            model: who,
+            prompt,
             source,
-        })?;
-        progress.advance(p.tokens.len() as u64);
-        each(k, logits);
+        }
+    };
+    // Each prompt's own errors first, naming it; after that only reading can fail.
+    for p in prompts {
+        model
+            .check(&p.tokens, 0)
+            .map_err(run_error(p.name.clone()))?;
     }
+    let total: usize = prompts.iter().map(|p| p.tokens.len()).sum();
+    let layers = src.config().num_hidden_layers as u64;
+    progress.begin(&format!("forward {who}"), total as u64 * (layers + 1));
+    let seqs: Vec<&[u32]> = prompts.iter().map(|p| p.tokens.as_slice()).collect();
+    model
+        .logits_each(
+            &seqs,
+            &mut |_| progress.advance(total as u64),
+            &mut |k, logits| {
+                progress.advance(prompts[k].tokens.len() as u64);
+                each(k, logits);
+            },
+        )
+        .map_err(run_error(
+            prompts
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ))?;
     progress.end();
     Ok(total as u64)
 }

@@ -268,9 +268,9 @@ pub struct VariantJson {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub format_floor_by_weights: bool,
     /// Positions run through the reference forward pass for this variant (its own pass and its
-    /// format floor's; 0 when its weights determined both). `null` in reports of versions that
-    /// did not count them.
-    #[serde(default)]
+    /// format floor's; 0 when its weights determined both). Absent from reports of versions
+    /// that did not count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_positions: Option<u64>,
     /// Per prompt.
     pub per_prompt: Vec<PromptMetricsJson>,
