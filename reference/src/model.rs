@@ -272,7 +272,8 @@ impl<'a> Model<'a> {
 
     /// The logits of several independent sequences, each run from an empty cache, handed to
     /// `each(k, logits)` in order (`[seqs[k].len(), vocab]`, one sequence's at a time, so no
-    /// more than one sequence's logits are ever held here).
+    /// more than one sequence's logits are ever held here). The buffer is reused for the next
+    /// sequence unless `each` takes it (`std::mem::take`).
     ///
     /// The sequences go through the layers together: every matmul sees all their tokens as one
     /// batch, so each weight is mapped, read and decoded once for all of them (with
@@ -286,19 +287,23 @@ impl<'a> Model<'a> {
         &self,
         seqs: &[&[u32]],
         layer_done: &mut dyn FnMut(usize),
-        each: &mut dyn FnMut(usize, Vec<f32>),
+        each: &mut dyn FnMut(usize, &mut Vec<f32>),
     ) -> Result<(), ReferenceError> {
         let mut caches: Vec<KvCache> = seqs.iter().map(|_| self.new_cache()).collect();
         let normed = self.hidden(seqs, &mut caches, layer_done)?;
         let (h, vocab) = (self.cfg.hidden_size, self.cfg.vocab_size);
         let mut start = 0;
+        // Reused: a fresh buffer per sequence would be fresh pages for the kernel to fault in
+        // and zero (a 200-token prompt's logits are 160 MB).
+        let mut logits = Vec::new();
         for (k, s) in seqs.iter().enumerate() {
             let n = s.len();
-            let mut logits = vec![0f32; n * vocab];
+            logits.clear();
+            logits.resize(n * vocab, 0f32);
             let rows = &normed[start * h..(start + n) * h];
             self.linear(&self.lm_head, rows, n, None, &mut logits);
             start += n;
-            each(k, logits);
+            each(k, &mut logits);
         }
         self.done(WeightId::LmHead);
         Ok(())

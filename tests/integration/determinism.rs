@@ -153,7 +153,7 @@ fn prompts_run_together_give_the_bits_of_each_alone() {
         pool.install(|| {
             model
                 .logits_each(&refs, &mut |l| layers.push(l), &mut |k, l| {
-                    together[k] = l.iter().map(|x| x.to_bits()).collect()
+                    together[k] = l.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
                 })
                 .unwrap()
         });

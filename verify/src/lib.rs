@@ -334,13 +334,14 @@ pub fn original_logits(
 ) -> Result<Vec<Vec<f32>>, VerifyError> {
     let mut out = Vec::with_capacity(prompts.len());
     run_prompts(original, "original", prompts, progress, &mut |_, logits| {
-        out.push(logits)
+        out.push(std::mem::take(logits))
     })?;
     Ok(out)
 }
 
 /// Runs every prompt through `src`, handing each prompt's logits (`[tokens × vocab]`) to `each`
-/// as they come, so a caller that only compares them never holds more than one prompt's. The
+/// as they come, so a caller that only compares them never holds more than one prompt's (the
+/// buffer is reused unless `each` takes it). The
 /// prompts go through the layers together ([`Model::logits_each`]): each weight is read and
 /// decoded once per pass, not once per prompt. Progress counts a prompt's tokens once per layer
 /// and once for the unembedding. Returns the positions run.
@@ -349,7 +350,7 @@ fn run_prompts(
     who: &str,
     prompts: &[Prompt],
     progress: &dyn Progress,
-    each: &mut dyn FnMut(usize, Vec<f32>),
+    each: &mut dyn FnMut(usize, &mut Vec<f32>),
 ) -> Result<u64, VerifyError> {
     let model = Model::new(src).map_err(|e| VerifyError::Read {
         model: who.into(),
@@ -451,7 +452,7 @@ fn forward_metrics(
 ) -> Result<Compared, VerifyError> {
     let mut cmp = Comparison::new(reference_logits, src.config().vocab_size);
     let run = run_prompts(src, who, prompts, progress, &mut |k, logits| {
-        cmp.add(prompts, k, &logits)
+        cmp.add(prompts, k, logits)
     })?;
     Ok(cmp.finish(run))
 }
