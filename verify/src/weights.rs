@@ -26,6 +26,8 @@ use quant::Codec;
 use quant::mxfp4::{self, Rounding};
 use rayon::prelude::*;
 use reference::{Encoding, MatRef, WeightId, WeightSource};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 /// The check of one tensor (a weight, or one projection of all experts of a layer).
 #[derive(Clone, Debug, PartialEq)]
@@ -644,25 +646,75 @@ pub fn check_all(
     // Experts come interleaved (gate, up, down of expert 0, then expert 1, ...): each joins its
     // layer's group wherever that group started.
     let mut out: Vec<TensorCheck> = Vec::new();
-    for (k, &id) in ids.iter().enumerate() {
-        let a = orig.weight(id).map_err(|source| VerifyError::Read {
-            model: "original".into(),
-            source,
-        })?;
-        let b = var.weight(id).map_err(|source| VerifyError::Read {
-            model: "variant".into(),
-            source,
-        })?;
-        let c = check_weight(id, &a, &b)?;
-        orig.release(id);
-        var.release(id);
-        match out.iter_mut().rev().find(|m| m.name == c.name) {
-            Some(m) => m.merge(&c),
-            None => out.push(c),
+    let checking = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let (to_map, checked) = mpsc::channel::<usize>();
+        s.spawn(|| read_ahead(&[orig, var], &ids, &checking, checked));
+        for (k, &id) in ids.iter().enumerate() {
+            checking.store(k, Ordering::Relaxed);
+            // The thread only ends when this sender is dropped, so the send cannot fail.
+            let _ = to_map.send(k);
+            let a = orig.weight(id).map_err(|source| VerifyError::Read {
+                model: "original".into(),
+                source,
+            })?;
+            let b = var.weight(id).map_err(|source| VerifyError::Read {
+                model: "variant".into(),
+                source,
+            })?;
+            let c = check_weight(id, &a, &b)?;
+            orig.release(id);
+            var.release(id);
+            match out.iter_mut().rev().find(|m| m.name == c.name) {
+                Some(m) => m.merge(&c),
+                None => out.push(c),
+            }
+            progress(k + 1, ids.len());
         }
-        progress(k + 1, ids.len());
+        // Past the last weight: the thread stops mapping.
+        checking.store(ids.len(), Ordering::Relaxed);
+        Ok(out)
+    })
+}
+
+/// Bytes of both models the weight check has mapped ahead of the weight it is checking.
+const READ_AHEAD_BYTES: usize = 256 << 20;
+
+/// Maps the weights after the one being checked ([`WeightSource::prefetch`]), up to
+/// [`READ_AHEAD_BYTES`] ahead, on a thread that mostly waits for the disk: the check's reads
+/// then overlap its arithmetic (a whole model is larger than the page cache). Receives the
+/// index being checked; weights the check has reached are its own to map (mapping one it
+/// already released would keep its pages resident).
+fn read_ahead(
+    sources: &[&dyn WeightSource],
+    ids: &[WeightId],
+    checking: &AtomicUsize,
+    checked: mpsc::Receiver<usize>,
+) {
+    let mut mapped: std::collections::VecDeque<(usize, usize)> = Default::default();
+    let mut next = 0;
+    for k in checked {
+        while mapped.front().is_some_and(|&(i, _)| i <= k) {
+            mapped.pop_front();
+        }
+        next = next.max(k + 1);
+        while next < ids.len() && mapped.iter().map(|m| m.1).sum::<usize>() < READ_AHEAD_BYTES {
+            if checking.load(Ordering::Relaxed) >= next {
+                break;
+            }
+            let mut bytes = 0;
+            for src in sources {
+                if let Ok(m) = src.weight(ids[next]) {
+                    for s in m.rows_storage(0, m.rows()) {
+                        bytes += s.len();
+                        src.prefetch(s);
+                    }
+                }
+            }
+            mapped.push_back((next, bytes));
+            next += 1;
+        }
     }
-    Ok(out)
 }
 
 #[cfg(test)]
