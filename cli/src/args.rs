@@ -284,7 +284,8 @@ pub struct ConvertFlags {
     #[arg(long, default_value = "ggml", value_parser = parse_rounding)]
     mxfp4_rounding: quant::mxfp4::Rounding,
     /// GGUF presets from an MXFP4 source: quantize the experts to the preset's types too
-    /// (lossy) instead of keeping them MXFP4 (llama-quantize refuses this without overrides).
+    /// (lossy) instead of keeping them MXFP4 (llama-quantize's `--allow-requantize`; without it,
+    /// llama-quantize refuses MXFP4 source tensors).
     #[arg(long)]
     requantize_experts: bool,
 }
