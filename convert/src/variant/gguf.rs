@@ -26,13 +26,13 @@ use crate::gguf::names::{self, Class, Content};
 use crate::gguf::writer::{self, PlannedTensor};
 use crate::gguf::{Codec, Value, meta, split_path};
 use crate::model::AnyModel;
+use crate::variant::Job;
 use crate::variant::preset::{
     ModelInfo, Preset, PresetError, TensorInfo, TypeOverride, plan_types,
 };
 use crate::variant::{
-    ConvertOptions, ConvertReport, Guard, Overflow, Progress, Storage, Store, Tally, Variant,
-    copy_bf16, encode_chunked, encode_rows, first_half_overflow, first_overflow, inexact_kind,
-    mxfp4_scale_at,
+    ConvertReport, Guard, Overflow, Progress, Storage, Store, Tally, Variant, copy_bf16,
+    encode_chunked, encode_rows, first_half_overflow, first_overflow, inexact_kind, mxfp4_scale_at,
 };
 use quant::{float, mxfp4, q8_0};
 use reference::{Config, DenseType, Encoding, MatRef, WeightId, WeightSource};
@@ -629,16 +629,16 @@ fn same_name_files(out: &Path) -> Vec<PathBuf> {
 
 /// Writes the GGUF `variant` (stored as `storage`) of the model `model`, its weights read
 /// through `src`, to `out` (or its splits).
-#[allow(clippy::too_many_arguments)]
-pub fn convert(
-    model: &AnyModel,
-    src: &dyn WeightSource,
-    variant: Variant,
-    storage: &Storage,
-    out: &Path,
-    opts: &ConvertOptions,
-    progress: &dyn Progress,
-) -> Result<ConvertReport> {
+pub fn convert(job: &Job<'_>) -> Result<ConvertReport> {
+    let Job {
+        model,
+        src,
+        variant,
+        storage,
+        out,
+        opts,
+        progress,
+    } = *job;
     let src_path = &model.path();
     let cfg = src.config();
     let mxfp4_experts = experts_are_mxfp4(src);

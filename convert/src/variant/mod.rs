@@ -348,6 +348,27 @@ pub fn convert(
     convert_weights(src, src.source(), variant, out, opts, progress)
 }
 
+/// One conversion as the writers (`gguf`, `st`, `mlx`) take it: `variant` stored as `storage`
+/// (its row of the storage table for `opts`), the model `model` read through `src` (its own
+/// weights or a wrapper), written to `out` (for GGUF, the file path already resolved).
+#[derive(Clone, Copy)]
+pub struct Job<'a> {
+    /// The model read: its path, config, tokenizer files and other companions.
+    pub model: &'a AnyModel,
+    /// Where its weights are read from.
+    pub src: &'a dyn WeightSource,
+    /// The variant written.
+    pub variant: Variant,
+    /// How the variant stores each tensor.
+    pub storage: &'a Storage,
+    /// The output file (GGUF) or directory.
+    pub out: &'a Path,
+    /// The conversion settings.
+    pub opts: &'a ConvertOptions,
+    /// Where progress goes, in bytes.
+    pub progress: &'a dyn Progress,
+}
+
 /// [`convert`] with the weights read through `weights` (a wrapper around `model`'s own: a
 /// filter, or a fault injected by a test); everything else comes from `model`.
 pub fn convert_weights(
@@ -364,12 +385,19 @@ pub fn convert_weights(
         Container::Safetensors(_) | Container::Mlx(_) => out.to_path_buf(),
     };
     crate::output::refuse_overlap(&crate::output::inputs(model), out)?;
+    let job = Job {
+        model,
+        src: weights,
+        variant,
+        storage: &storage,
+        out,
+        opts,
+        progress,
+    };
     match storage.container {
-        Container::Gguf => gguf::convert(model, weights, variant, &storage, out, opts, progress),
-        Container::Safetensors(_) => {
-            st::convert(model, weights, variant, &storage, out, opts, progress)
-        }
-        Container::Mlx(_) => mlx::convert(model, weights, variant, &storage, out, opts, progress),
+        Container::Gguf => gguf::convert(&job),
+        Container::Safetensors(_) => st::convert(&job),
+        Container::Mlx(_) => mlx::convert(&job),
     }
     .map_err(|e| crate::cancel::or_interrupted(e, out))
 }
