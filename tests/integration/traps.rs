@@ -1134,3 +1134,71 @@ fn inspect_of_a_later_split_path_errors_and_directory_hints() {
     ])
     .fails_with(&["is a file", "takes a directory"]);
 }
+
+/// `oss-forge ARGS` run in the directory `cwd` (for outputs named without a directory).
+fn oss_forge_in(cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_oss-forge"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `--force` onto a GGUF named without a directory (`-o a.gguf`, a split set `-o s.gguf`):
+/// the files just written are the output, never taken for stale ones of the same name.
+#[test]
+fn force_onto_a_bare_file_name_keeps_what_it_wrote() {
+    let t = tiny_copy("force-bare");
+    let m = t.join("m");
+    for (out, extra) in [
+        ("a.gguf", &[][..]),
+        ("s.gguf", &["--split-max-size", "1MB"][..]),
+    ] {
+        for force in [false, true] {
+            let mut args = vec!["-q", "convert", s(&m), "--to", "gguf-bf16", "-o", out];
+            args.extend(extra);
+            if force {
+                args.push("--force");
+            }
+            let r = oss_forge_in(&t.0, &args);
+            assert!(r.status.success(), "{out} force={force}: {r:?}");
+        }
+    }
+    let left = names(&t.0);
+    assert!(left.contains(&"a.gguf".to_string()), "{left:?}");
+    let splits: Vec<_> = left.iter().filter(|n| n.starts_with("s-0")).collect();
+    assert!(splits.len() >= 2, "{left:?}");
+    let a = convert::AnyModel::open(&t.join("a.gguf")).unwrap();
+    let src = convert::AnyModel::open(&m).unwrap();
+    assert!(a.source().config().same_model(src.source().config()));
+}
+
+/// `logits --out` and `verify --json` refuse a path onto or into a model they read, and
+/// leave it as it was.
+#[test]
+fn reports_never_overwrite_the_models_they_read() {
+    let t = tiny_copy("report-onto-input");
+    let m = t.join("m");
+    let v = t.join("v.gguf");
+    oss_forge(&["-q", "convert", s(&m), "--to", "gguf-bf16", "-o", s(&v)]).ok();
+    let before = (snapshot(&m), std::fs::read(&v).unwrap());
+    let shard = crate::util::shards(&m)[0].clone();
+    oss_forge(&["logits", s(&m), "--tokens", "1,2", "--out", s(&shard)])
+        .fails_with(&["output is the input", "inside the model being read"]);
+    oss_forge(&["logits", s(&v), "--tokens", "1,2", "--out", s(&v)])
+        .fails_with(&["output is the input"]);
+    let cfg = m.join("config.json");
+    for json in [&v, &cfg] {
+        oss_forge(&[
+            "-q",
+            "verify",
+            "--original",
+            s(&m),
+            s(&v),
+            "--json",
+            s(json),
+        ])
+        .fails_with(&["output is the input"]);
+    }
+    assert!(before == (snapshot(&m), std::fs::read(&v).unwrap()));
+}

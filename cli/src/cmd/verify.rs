@@ -57,6 +57,12 @@ pub fn run(
         .iter()
         .map(|v| open(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // The report never goes onto or into a model being read.
+    if let Some(path) = json.filter(|p| *p != Path::new("-")) {
+        for m in std::iter::once(&orig).chain(&models) {
+            convert::output::refuse_overlap(&convert::output::inputs(m), path)?;
+        }
+    }
     let prompts = load_prompts(&orig, prompts_file)?;
     let orig_meta = RuntimeMeta::read(&orig);
     let metas: Vec<RuntimeMeta> = models.iter().map(RuntimeMeta::read).collect();

@@ -621,7 +621,9 @@ fn same_name_files(out: &Path) -> Vec<PathBuf> {
             let n = e.file_name().to_string_lossy().into_owned();
             n == name || is_split(&n)
         })
-        .map(|e| dir.join(e.file_name()))
+        // Spelled as `out` is (`a.gguf`, not `./a.gguf`), so that the caller recognizes its own
+        // outputs among them.
+        .map(|e| out.with_file_name(e.file_name()))
         .collect();
     found.sort();
     found
