@@ -719,8 +719,8 @@ fn llamacpp_outtype_and_outfile_are_aliases_and_misspellings_get_a_suggestion() 
         ]);
         run.ok();
         assert!(
-            run.stderr
-                .contains(&format!("--outtype {outtype} is `{variant}`")),
+            run.stderr.contains(&format!("--outtype {outtype}"))
+                && run.stderr.contains(&format!("is `{variant}`")),
             "{}",
             run.stderr
         );
@@ -728,6 +728,40 @@ fn llamacpp_outtype_and_outfile_are_aliases_and_misspellings_get_a_suggestion() 
         assert!(
             std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
             "{outtype}"
+        );
+    }
+    // `auto` is llama.cpp's guess from the first 2-D BF16/F16 tensor: a checkpoint stored F16
+    // gives F16 (MXFP4 experts kept), a dense F16 fine-tune gives F16 throughout.
+    for (name, variant) in [
+        ("tiny-gpt-oss", "gguf-mxfp4-f16"),
+        ("tiny-gpt-oss-ft", "gguf-f16"),
+    ] {
+        let m = t.join(&format!("{name}-f16"));
+        copy_dir(&fixture(name), &m);
+        for shard in crate::util::shards(&m) {
+            crate::util::rewrite_shard(&shard, |t| {
+                Some(if t.dtype == safetensors::Dtype::BF16 {
+                    crate::util::recast(t, safetensors::Dtype::F16)
+                } else {
+                    t
+                })
+            });
+        }
+        let (a, b) = (
+            t.join(&format!("{name}-auto.gguf")),
+            t.join(&format!("{name}-to.gguf")),
+        );
+        let run = oss_forge(&["convert", s(&m), "--outtype", "auto", "-o", s(&a)]);
+        run.ok();
+        assert!(
+            run.stderr.contains("here f16") && run.stderr.contains(&format!("is `{variant}`")),
+            "{}",
+            run.stderr
+        );
+        oss_forge(&["convert", "-q", s(&m), "--to", variant, "-o", s(&b)]).ok();
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{name}"
         );
     }
     // The note says where the names differ.

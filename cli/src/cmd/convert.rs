@@ -58,8 +58,12 @@ pub fn run(
     let variant = match (variant, outtype) {
         (Some(v), _) => v,
         (None, Some(t)) => {
-            let (v, note) = Variant::from_llamacpp_outtype(t, mxfp4_experts(&src))
-                .map_err(anyhow::Error::msg)?;
+            let (v, note) = Variant::from_llamacpp_outtype(
+                t,
+                mxfp4_experts(&src),
+                convert::variant::llamacpp_auto_outtype(&src),
+            )
+            .map_err(anyhow::Error::msg)?;
             eprintln!("note: {note}");
             v
         }
