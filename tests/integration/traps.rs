@@ -1202,7 +1202,7 @@ fn force_onto_a_bare_file_name_keeps_what_it_wrote() {
     assert!(left.contains(&"a.gguf".to_string()), "{left:?}");
     let splits: Vec<_> = left.iter().filter(|n| n.starts_with("s-0")).collect();
     assert!(splits.len() >= 2, "{left:?}");
-    let a = convert::AnyModel::open(&t.join("a.gguf")).unwrap();
+    let a = convert::AnyModel::open(t.join("a.gguf")).unwrap();
     let src = convert::AnyModel::open(&m).unwrap();
     assert!(a.source().config().same_model(src.source().config()));
 }
