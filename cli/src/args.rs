@@ -175,7 +175,7 @@ pub enum Command {
         #[arg(long, value_parser = parse_gpu_mem)]
         gpu_mem: GpuMem,
         /// Context length to hold in the KV cache.
-        #[arg(long, default_value_t = 8192)]
+        #[arg(long, default_value_t = 8192, value_parser = parse_context)]
         context: usize,
         /// Print the table, the recommendation and the offload figures as JSON.
         #[arg(long)]
@@ -281,8 +281,9 @@ pub struct ConvertFlags {
     /// How dense expert weights are rounded to MXFP4: `ggml` (llama-quantize's bytes), `ocp`,
     /// `triton`, `mlx` (`mx.quantize`'s: ceil(log2(amax/6)), ties to the smaller magnitude) or
     /// `mse` (the better of the floor and ceil scales per block); see docs/tolerances.md.
-    #[arg(long, default_value = "ggml", value_parser = parse_rounding)]
-    mxfp4_rounding: quant::mxfp4::Rounding,
+    /// [default: ggml]
+    #[arg(long, value_parser = parse_rounding)]
+    mxfp4_rounding: Option<quant::mxfp4::Rounding>,
     /// GGUF presets from an MXFP4 source: quantize the experts to the preset's types too
     /// (lossy) instead of keeping them MXFP4 (llama-quantize's `--allow-requantize`; without it,
     /// llama-quantize refuses MXFP4 source tensors).
@@ -295,6 +296,11 @@ fn parse_rounding(s: &str) -> Result<quant::mxfp4::Rounding, String> {
 }
 
 impl ConvertFlags {
+    /// True when `--mxfp4-rounding` was given (it only matters for dense experts).
+    pub fn rounding_given(&self) -> bool {
+        self.mxfp4_rounding.is_some()
+    }
+
     /// The library's options (`force` is the command's own flag).
     pub fn options(&self, force: bool) -> convert::ConvertOptions {
         convert::ConvertOptions {
@@ -305,7 +311,7 @@ impl ConvertFlags {
             allow_nonfinite: self.allow_nonfinite,
             truncate_vocab: self.truncate_vocab,
             skip_space_check: self.no_space_check,
-            mxfp4_rounding: self.mxfp4_rounding,
+            mxfp4_rounding: self.mxfp4_rounding.unwrap_or_default(),
             requantize_experts: self.requantize_experts,
         }
     }
@@ -323,6 +329,8 @@ pub struct GpuMem {
     pub bytes: u64,
     /// Given as a plain number.
     pub unitless: bool,
+    /// Given in decimal units (`24GB`: 10^9 bytes), which GPU makers' "24 GB" does not mean.
+    pub decimal: bool,
 }
 
 /// `--gpu-mem`: a size with a unit ([`parse_size`]), or a plain number of GiB (`24`): GPU
@@ -336,6 +344,7 @@ pub fn parse_gpu_mem(s: &str) -> Result<GpuMem, String> {
         return Ok(GpuMem {
             bytes: (n * (1u64 << 30) as f64) as u64,
             unitless: true,
+            decimal: false,
         });
     }
     let bytes = parse_size(t)?;
@@ -344,10 +353,21 @@ pub fn parse_gpu_mem(s: &str) -> Result<GpuMem, String> {
             "`{s}` is less than 1 MiB: not a GPU memory size (try 24GiB)"
         ));
     }
+    let unit = t.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == 'e');
     Ok(GpuMem {
         bytes,
         unitless: false,
+        decimal: !unit.to_ascii_lowercase().contains("ib"),
     })
+}
+
+/// `--context`: a positive number of positions.
+fn parse_context(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("a context of 0 positions holds no prompt (try 8192)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number of positions")),
+    }
 }
 
 /// Parsed `--tokens`.
@@ -358,10 +378,11 @@ fn parse_tokens(s: &str) -> Result<TokenList, String> {
     let ids = s
         .split(',')
         .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<u32>()
-                .map_err(|_| format!("`{t}` is not a token id"))
+        .map(|t| match t {
+            "" => Err(format!("`{s}`: an empty token id between commas")),
+            t => t
+                .parse::<u32>()
+                .map_err(|_| format!("`{t}` is not a token id")),
         })
         .collect::<Result<Vec<_>, _>>()?;
     if ids.is_empty() {
@@ -421,7 +442,11 @@ mod tests {
         let g = parse_gpu_mem("24").unwrap();
         assert_eq!((g.bytes, g.unitless), (24 << 30, true));
         let g = parse_gpu_mem("16GB").unwrap();
-        assert_eq!((g.bytes, g.unitless), (16_000_000_000, false));
+        assert_eq!(
+            (g.bytes, g.unitless, g.decimal),
+            (16_000_000_000, false, true)
+        );
+        assert!(!parse_gpu_mem("16GiB").unwrap().decimal);
         assert_eq!(parse_gpu_mem("0.5").unwrap().bytes, 1 << 29);
         assert!(parse_gpu_mem("24B").is_err() && parse_gpu_mem("0").is_err());
     }
@@ -431,6 +456,8 @@ mod tests {
         assert_eq!(parse_tokens("1, 2,3").unwrap().0, vec![1, 2, 3]);
         assert!(parse_tokens("1,x").is_err());
         assert!(parse_tokens("").is_err());
+        assert!(parse_tokens("1,,2").is_err() && parse_tokens("1,2,").is_err());
+        assert!(parse_context("0").is_err() && parse_context("4096").is_ok());
         assert!(parse_tokens("-1").is_err());
     }
 }

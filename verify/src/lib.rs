@@ -116,6 +116,9 @@ impl Tolerance {
     /// Parses `kld=0.01,top1=0.95` (either key may be omitted; `kld_mean` is accepted for `kld`).
     pub fn parse(s: &str) -> Result<Tolerance, String> {
         let mut t = Tolerance::default();
+        if s.trim().is_empty() {
+            return Err("empty: give kld=…, top1=… or both (kld=0.01,top1=0.95)".into());
+        }
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = part
                 .split_once('=')

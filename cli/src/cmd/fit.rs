@@ -142,6 +142,12 @@ pub fn run(
             memory as f64 / (1u64 << 30) as f64
         ));
     }
+    if gpu_mem.decimal {
+        warnings.push(format!(
+            "--gpu-mem is {:.2} GiB: GB are 10^9 bytes, while a GPU sold as \"24 GB\" holds 24 GiB (pass 24 or 24GiB for that)",
+            memory as f64 / (1u64 << 30) as f64
+        ));
+    }
     if context > cfg.max_position_embeddings {
         warnings.push(format!(
             "--context {context} exceeds the model's maximum of {} positions (max_position_embeddings); the KV cache below is for {context} anyway",

@@ -41,7 +41,16 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             force,
         } => {
             let opts = settings.options(force);
-            convert::run(&model, variant, outtype.as_deref(), &out, &opts, quiet)
+            let rounding_given = settings.rounding_given();
+            convert::run(
+                &model,
+                variant,
+                outtype.as_deref(),
+                &out,
+                &opts,
+                rounding_given,
+                quiet,
+            )
         }
         Command::Merge { out, parts } => pipeline::merge(&out, &parts, quiet),
         Command::Synth {

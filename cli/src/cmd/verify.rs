@@ -40,7 +40,18 @@ pub fn load_prompts(original: &AnyModel, file: Option<&Path>) -> anyhow::Result<
                 .with_context(|| format!("cannot read prompts {}", f.display()))?;
             prompts::parse_file(&text, cfg, tok.as_ref(), &f.display().to_string())?
         }
-        None => prompts::builtin(cfg, tok.as_ref())?,
+        None => {
+            let set = prompts::builtin(cfg, tok.as_ref())?;
+            if tok.is_none() {
+                eprintln!(
+                    "note: no tokenizer.json beside {}: the {} built-in chat prompts are left out and only the {} token-id prompts run (a release or safetensors directory as the original gives the full set; --prompts FILE takes token ids)",
+                    original.path().display(),
+                    prompts::CHATS.len(),
+                    set.len()
+                );
+            }
+            set
+        }
     })
 }
 
