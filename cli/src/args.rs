@@ -131,6 +131,11 @@ pub enum Command {
         /// id, the cache snapshot's repository, `openai/NAME` for gpt-oss-*).
         #[arg(long)]
         base_model: Option<String>,
+        /// Replace the variants an earlier run left in OUT from other inputs (another
+        /// checkpoint, name, prompts or tolerance), and write into a directory holding other
+        /// files; without it both are refused and nothing is removed.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         settings: ConvertFlags,
     },

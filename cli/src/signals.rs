@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static CLEAN: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
-static WHAT: Mutex<String> = Mutex::new(String::new());
+type Say = Box<dyn Fn() -> String + Send>;
+static WHAT: Mutex<Option<Say>> = Mutex::new(None);
 
 fn name(sig: i32) -> &'static str {
     match sig {
@@ -69,7 +70,13 @@ pub fn install() {
 /// Declares that the command stops cleanly on a signal, and what to tell the user when it
 /// did (`the partial output of X was removed; nothing was written`).
 pub fn stops_cleanly(what: impl Into<String>) {
-    *WHAT.lock().unwrap_or_else(|e| e.into_inner()) = what.into();
+    let what = what.into();
+    stops_cleanly_saying(move || what.clone());
+}
+
+/// [`stops_cleanly`] with the message made when the stop came (what was finished by then).
+pub fn stops_cleanly_saying(what: impl Fn() -> String + Send + 'static) {
+    *WHAT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(what));
     CLEAN.store(true, Ordering::SeqCst);
 }
 
@@ -79,7 +86,11 @@ pub fn interrupted_message() -> Option<(u8, String)> {
         return None;
     }
     let sig = SIGNAL.load(Ordering::SeqCst);
-    let what = WHAT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let what = WHAT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map_or_else(String::new, |say| say());
     let code = u8::try_from(128 + sig).unwrap_or(130);
     Some((code, format!("interrupted ({}): {what}", name(sig))))
 }

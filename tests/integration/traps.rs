@@ -1236,3 +1236,72 @@ fn reports_never_overwrite_the_models_they_read() {
     }
     assert!(before == (snapshot(&m), std::fs::read(&v).unwrap()));
 }
+
+/// A pipeline never removes published variants unasked: a re-run from other inputs (another
+/// name, a changed config) is refused, naming what changed, until `--force`; a README or
+/// LICENSE added beside the checkpoint is not an input; a directory holding other files, or
+/// one inside another pipeline output, is refused.
+#[test]
+fn pipeline_keeps_earlier_variants_unless_forced_and_stays_checkable() {
+    let t = tiny_copy("pipeline-force");
+    let m = t.join("m");
+    let out = t.join("pub");
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "-q",
+            "pipeline",
+            s(&m),
+            "-o",
+            s(&out),
+            "--variants",
+            "gguf-bf16",
+        ];
+        a.extend(extra);
+        oss_forge(&a)
+    };
+    run(&[]).ok();
+    let published = snapshot(&out.join("gguf-bf16"));
+    // Not inputs: the run keeps everything.
+    std::fs::write(m.join("LICENSE"), "x").unwrap();
+    std::fs::write(m.join("README.md"), "x").unwrap();
+    run(&[]).ok();
+    assert!(snapshot(&out.join("gguf-bf16")) == published);
+    // Another name: refused, named, nothing removed.
+    run(&["--name", "other"]).fails_with(&["other inputs", "name", "--force"]);
+    assert!(snapshot(&out.join("gguf-bf16")) == published);
+    // A changed input file: refused, naming it.
+    crate::util::edit_config(&m, |c| {
+        c.insert("rms_norm_eps".into(), serde_json::json!(1e-6));
+    });
+    run(&[]).fails_with(&["config.json", "--force"]);
+    assert!(snapshot(&out.join("gguf-bf16")) == published);
+    run(&["--force"]).ok();
+    oss_forge(&["check", s(&out)]).ok();
+    // A directory of other files; an output inside a pipeline output.
+    let other = t.join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "x").unwrap();
+    let r = oss_forge(&[
+        "-q",
+        "pipeline",
+        s(&m),
+        "-o",
+        s(&other),
+        "--variants",
+        "gguf-bf16",
+    ]);
+    r.fails_with(&["notes.txt", "--force"]);
+    let nested = out.join("nested");
+    oss_forge(&[
+        "-q",
+        "pipeline",
+        s(&m),
+        "-o",
+        s(&nested),
+        "--variants",
+        "gguf-bf16",
+    ])
+    .fails_with(&["inside the pipeline output"]);
+    assert!(!nested.exists());
+    oss_forge(&["check", s(&out)]).ok();
+}

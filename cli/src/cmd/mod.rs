@@ -86,9 +86,10 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             strict,
             name,
             base_model,
+            force,
             settings,
         } => {
-            let convert = settings.options(true);
+            let convert = settings.options(force);
             let args = pipeline::Args {
                 model: &model,
                 out: &out,
