@@ -58,3 +58,6 @@ mod traps;
 
 // One changed byte of a quantized variant (a code, a scale, a bias) fails verify.
 mod tamper;
+
+// `fit MODEL` names the variant of every kind oss-forge writes (MLX, GGUF presets).
+mod fit_identify;
