@@ -61,3 +61,6 @@ mod tamper;
 
 // `fit MODEL` names the variant of every kind oss-forge writes (MLX, GGUF presets).
 mod fit_identify;
+
+// What users read: inspect's MLX storage, plain values in errors, preset cards' type mix.
+mod messages;

@@ -155,7 +155,7 @@ fn show_value(v: &Value) -> String {
         other => other
             .as_u64()
             .map(|x| x.to_string())
-            .unwrap_or_else(|| format!("{other:?}")),
+            .unwrap_or_else(|| other.to_string()),
     }
 }
 

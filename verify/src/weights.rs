@@ -1096,11 +1096,14 @@ mod tests {
             },
         )
         .unwrap();
+        let c = check_weight(WeightId::Down(0, 0), &ma, &ms).unwrap();
+        assert!(c.violations > 0);
+        let f = c.failures();
         assert!(
-            check_weight(WeightId::Down(0, 0), &ma, &ms)
-                .unwrap()
-                .violations
-                > 0
+            f[0].contains(
+                "values outside the bound of q8_0 storage (half a Q8_0 step of the original's block; max error"
+            ),
+            "{f:?}"
         );
     }
 
