@@ -104,7 +104,8 @@ fn q4_k_and_q6_k_scale_and_code_edits_fail() {
         .collect();
     let of = |c: quant::Codec| types.iter().find(|(_, t)| *t == c).unwrap().0.clone();
     let (q4k, q6k) = (of(quant::Codec::Q4_K), of(quant::Codec::Q6_K));
-    let cases: [(&str, &str, fn(&mut [u8])); 3] = [
+    type Edit = fn(&mut [u8]);
+    let cases: [(&str, &str, Edit); 3] = [
         // Q4_K super-block 0's f16 `d`, exponent bit: every value of the block scaled.
         ("d", &q4k, |b| b[1] ^= 0x08),
         // One 4-bit code of Q4_K super-block 0 (byte 16 of 144 is in `qs`).
