@@ -89,6 +89,9 @@ pub struct BlockMatch {
     /// original's values, or decoding to exactly the original's values (Q8_0's exact form of
     /// an MXFP4 block, an all-zero block).
     pub reference: u64,
+    /// Values of the blocks that do not agree (ggml, MLX) or that no rule reproduces (MXFP4)
+    /// which are outside the value bound or non-finite already, so that a value counts once.
+    pub off_values: u64,
     /// The first block that does not agree (ggml, MLX) or that no rule reproduces (MXFP4), in
     /// weight order then row-major order.
     pub first_off: Option<BlockAt>,
@@ -128,6 +131,7 @@ impl BlockMatch {
         }
         self.unexplained += o.unexplained;
         self.reference += o.reference;
+        self.off_values += o.off_values;
         if self.first_off.is_none() {
             self.first_off = o.first_off.clone();
         }
@@ -429,7 +433,8 @@ impl TensorCheck {
         if self.bound.has_reference() && self.blocks.made_by_reference() {
             self.off_reference = self.blocks.total - self.blocks.reference;
             let n = self.bound.block_len().unwrap_or(1) as u64;
-            self.violations += self.off_reference * n;
+            // Every value of those blocks, each counted once.
+            self.violations += (self.off_reference * n).saturating_sub(self.blocks.off_values);
         }
     }
 
@@ -448,8 +453,9 @@ impl TensorCheck {
             Bound::Mxfp4Rules => self.blocks.unexplained,
             _ => self.off_reference,
         };
-        let block_values = blocks * self.bound.block_len().unwrap_or(0) as u64;
-        // A value may count both as non-finite and in a failing block.
+        // The values the failing blocks added beyond those outside the bound already.
+        let block_values = (blocks * self.bound.block_len().unwrap_or(0) as u64)
+            .saturating_sub(self.blocks.off_values);
         let outside = self
             .violations
             .saturating_sub(self.nonfinite)
@@ -574,7 +580,8 @@ fn compare_weight(
             match bound {
                 Bound::Mxfp4Rules => {
                     c.blocks = mxfp4_rules(var, r0, &a, &b);
-                    c.violations += c.blocks.unexplained * mxfp4::BLOCK as u64;
+                    c.violations += (c.blocks.unexplained * mxfp4::BLOCK as u64)
+                        .saturating_sub(c.blocks.off_values);
                 }
                 Bound::Reference(codec) => c.blocks = reference_blocks(codec, var, r0, &a, &b),
                 Bound::AffineStep { .. } => c.blocks = affine_reference(var, r0, &a, &b),
@@ -695,6 +702,7 @@ fn mxfp4_rules(var: &MatRef<'_>, r0: usize, a: &[f32], b: &[f32]) -> BlockMatch 
             let rules = mxfp4::matching_rules(xa.try_into().expect("32 values"), &block, scale);
             if rules.is_empty() {
                 m.unexplained += 1;
+                m.off_values += compare(xa, xb, mxfp4::BLOCK, Bound::Mxfp4Rules).violations;
                 note_first(&mut m, r0 + i, k, "block");
             }
             for (n, r) in m.by_rule.iter_mut().zip(Rounding::ALL) {
@@ -754,6 +762,8 @@ fn reference_blocks(codec: Codec, var: &MatRef<'_>, r0: usize, a: &[f32], b: &[f
             if agrees {
                 m.reference += 1;
             } else {
+                let (xa, xb) = (&row[k * n..(k + 1) * n], &vrow[k * n..(k + 1) * n]);
+                m.off_values += compare(xa, xb, n, Bound::Reference(codec)).violations;
                 note_first(&mut m, r0 + i, k, "block");
             }
         }
@@ -807,9 +817,11 @@ fn affine_reference(var: &MatRef<'_>, r0: usize, a: &[f32], b: &[f32]) -> BlockM
                 && s[2 * k..2 * k + 2] == ts[2 * k..2 * k + 2]
                 && z[2 * k..2 * k + 2] == tz[2 * k..2 * k + 2];
             let g = k * group..(k + 1) * group;
-            if bytes || same_values(&row[g.clone()], &vrow[g]) {
+            if bytes || same_values(&row[g.clone()], &vrow[g.clone()]) {
                 m.reference += 1;
             } else {
+                let bound = Bound::AffineStep { bits, group };
+                m.off_values += compare(&row[g.clone()], &vrow[g], group, bound).violations;
                 note_first(&mut m, r, k, "group");
             }
         }
@@ -1287,7 +1299,8 @@ mod tests {
         // The bound comes from the original's values: doubling or halving a Q4_K super-block's
         // `d` (an f16 exponent bit) or a Q8_0 block's `d` puts values outside it.
         let (n, cols) = (2, 256);
-        let xs = rows(n, cols, 3);
+        // Values up to 6.4, so that every `d` is a normal f16 (an exponent step stays one).
+        let xs: Vec<f32> = rows(n, cols, 3).iter().map(|x| x * 64.0).collect();
         let a = bf16(&xs);
         let mut vals = vec![0f32; xs.len()];
         quant::float::bf16_row_to_f32(&a, &mut vals);
@@ -1310,8 +1323,14 @@ mod tests {
                 let d = (d as i16 + (delta << 10)) as u16;
                 bad[d_at..d_at + 2].copy_from_slice(&d.to_le_bytes());
                 let c = check_weight(WeightId::OProj(0), &ma, &ggml(codec, &bad, n, cols)).unwrap();
-                let outside = c.violations - c.off_reference * codec.block() as u64;
-                assert!(outside > 0, "{codec} {dir}: {c:?}");
+                assert!(
+                    c.failures()
+                        .iter()
+                        .any(|f| f.contains("values outside the bound")),
+                    "{codec} {dir}: {c:?}"
+                );
+                // Each value counts once: the block's values, no more.
+                assert!(c.violations <= c.elements, "{codec} {dir}: {c:?}");
             }
         }
     }
