@@ -55,3 +55,12 @@ mod mlx;
 // The traps of packagers, operators and CI authors: outputs onto inputs, --force, split
 // pipelines, partial re-runs and merge, Ctrl-C, locks, inputs changed mid-run, names, messages.
 mod traps;
+
+// One changed byte of a quantized variant (a code, a scale, a bias) fails verify.
+mod tamper;
+
+// `fit MODEL` names the variant of every kind oss-forge writes (MLX, GGUF presets).
+mod fit_identify;
+
+// What users read: inspect's MLX storage, plain values in errors, preset cards' type mix.
+mod messages;

@@ -409,25 +409,8 @@ pub fn verify_variant(
             failures.push(format!("metadata {d}"));
         }
     }
-    for w in weights.iter().filter(|w| w.violations > 0) {
-        if let Some(at) = &w.first_nonfinite {
-            failures.push(format!(
-                "{}: {} of {} values are NaN or Inf where the original's are finite (first: {at})",
-                w.name, w.nonfinite, w.elements
-            ));
-        }
-        let outside = w.violations - w.nonfinite;
-        if outside > 0 {
-            failures.push(format!(
-                "{}: {} of {} values outside the {} bound of {} storage (max error {:.3e})",
-                w.name,
-                outside,
-                w.elements,
-                w.bound.name(),
-                w.variant,
-                w.max_abs_error
-            ));
-        }
+    for w in &weights {
+        failures.extend(w.failures());
     }
     let (gate, logits_pass, logit_failures) =
         judge_logits(&metrics, lossless, floor.as_ref(), rules);
