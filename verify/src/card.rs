@@ -226,7 +226,7 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     s.push_str(&format!("# {} — {}\n\n", c.model_name, v.name()));
     s.push_str(&format!(
         "`{}` converted to **{}** by [oss-forge](https://github.com/oss-forge/oss-forge) {} and verified against the original \
-         MXFP4 checkpoint with a CPU reference forward pass.\n\n",
+         checkpoint it was made from with a CPU reference forward pass.\n\n",
         c.model_name,
         v.name(),
         env!("CARGO_PKG_VERSION")
