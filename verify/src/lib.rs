@@ -279,20 +279,46 @@ impl Report {
     }
 }
 
-/// An error naming every config field in which `variant` is another model than `original`.
-fn ensure_same_model(original: &Subject<'_>, variant: &Subject<'_>) -> Result<(), VerifyError> {
-    let diffs = original
+/// The config fields that set tensor shapes: a variant differing in one is another model.
+const SHAPE_FIELDS: [&str; 8] = [
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "num_local_experts",
+];
+
+/// The config differences between `original` and `variant`: (shape fields, in which it is
+/// another model; the other hyperparameters, which a runtime reads from the variant: experts
+/// per token, RoPE, sliding window, norm epsilon, context length, ...).
+fn config_differences(original: &Subject<'_>, variant: &Subject<'_>) -> (Vec<String>, Vec<String>) {
+    original
         .source
         .config()
-        .differences(variant.source.config());
-    if diffs.is_empty() {
+        .differences(variant.source.config())
+        .into_iter()
+        .partition(|d| {
+            let field = d.split([':', '[', '.']).next().unwrap_or("");
+            SHAPE_FIELDS.contains(&field)
+        })
+}
+
+/// An error naming every shape field in which `variant` is another model than `original`
+/// (its weights cannot be compared). Other hyperparameters that differ fail the variant
+/// instead ([`verify_variant`]).
+fn ensure_same_model(original: &Subject<'_>, variant: &Subject<'_>) -> Result<(), VerifyError> {
+    let (shape, _) = config_differences(original, variant);
+    if shape.is_empty() {
         Ok(())
     } else {
         Err(VerifyError::Mismatch(format!(
             "{} vs {}: {}",
             original.name,
             variant.name,
-            diffs.join("; ")
+            shape.join("; ")
         )))
     }
 }
@@ -404,6 +430,11 @@ pub fn verify_variant(
         }
     };
     let mut failures = Vec::new();
+    for d in config_differences(original, variant).1 {
+        failures.push(format!(
+            "hyperparameter {d} (original vs variant; a runtime reads the variant's)"
+        ));
+    }
     if let Some(m) = &metadata {
         for d in &m.differences {
             failures.push(format!("metadata {d}"));
