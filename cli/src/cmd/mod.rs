@@ -104,6 +104,11 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             verify,
             keep,
             json,
+            llama_cpp,
+            llama_convert,
+            python,
+            peers,
+            peer_presets,
         } => bench::run(&bench::Args {
             input,
             layers,
@@ -116,6 +121,11 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             keep,
             json,
             threads,
+            llama_cpp,
+            llama_convert,
+            python,
+            peers,
+            peer_presets,
         }),
         Command::BenchForward {
             model,
