@@ -182,24 +182,57 @@ pub(crate) fn block_finite(x: &[f32; BLOCK]) -> bool {
     bad == 0
 }
 
+/// Four lanes of a block, for the reductions below: written as trees of 4-lane operations so
+/// that the compiler emits packed `maxps`/`minps` (a loop of scalar selects stays scalar).
+type Lanes = [f32; 4];
+
+#[inline(always)]
+fn lanes(x: &[f32; BLOCK], k: usize, f: impl Fn(f32) -> f32) -> Lanes {
+    std::array::from_fn(|i| f(x[4 * k + i]))
+}
+
+#[inline(always)]
+fn lanes_max(a: Lanes, b: Lanes) -> Lanes {
+    std::array::from_fn(|i| if a[i] > b[i] { a[i] } else { b[i] })
+}
+
+#[inline(always)]
+fn lanes_min(a: Lanes, b: Lanes) -> Lanes {
+    std::array::from_fn(|i| if a[i] < b[i] { a[i] } else { b[i] })
+}
+
+/// The largest of `f(x)` over a block of finite values.
+#[inline(always)]
+fn block_max_of(x: &[f32; BLOCK], f: impl Fn(f32) -> f32 + Copy) -> f32 {
+    let v = |k| lanes(x, k, f);
+    let m = lanes_max(
+        lanes_max(lanes_max(v(0), v(1)), lanes_max(v(2), v(3))),
+        lanes_max(lanes_max(v(4), v(5)), lanes_max(v(6), v(7))),
+    );
+    let m = lanes_max(m, [m[2], m[3], m[0], m[1]]);
+    if m[0] > m[1] { m[0] } else { m[1] }
+}
+
+/// The largest magnitude of a block of finite values (`+0.0` for an all-zero block).
+#[inline(always)]
+pub(crate) fn block_absmax(x: &[f32; BLOCK]) -> f32 {
+    block_max_of(x, f32::abs)
+}
+
 /// The largest and the smallest value of a block of finite values (`+0.0` and `-0.0` are
 /// equal here, so a zero result says nothing about its sign).
 #[inline(always)]
 pub(crate) fn block_max_min(x: &[f32; BLOCK]) -> (f32, f32) {
-    let mut mx = [x[0]; 8];
-    let mut mn = [x[0]; 8];
-    for c in x.chunks_exact(8) {
-        for i in 0..8 {
-            mx[i] = if c[i] > mx[i] { c[i] } else { mx[i] };
-            mn[i] = if c[i] < mn[i] { c[i] } else { mn[i] };
-        }
-    }
-    let (mut a, mut b) = (mx[0], mn[0]);
-    for i in 1..8 {
-        a = if mx[i] > a { mx[i] } else { a };
-        b = if mn[i] < b { mn[i] } else { b };
-    }
-    (a, b)
+    let v = |k| lanes(x, k, |a| a);
+    let mn = lanes_min(
+        lanes_min(lanes_min(v(0), v(1)), lanes_min(v(2), v(3))),
+        lanes_min(lanes_min(v(4), v(5)), lanes_min(v(6), v(7))),
+    );
+    let mn = lanes_min(mn, [mn[2], mn[3], mn[0], mn[1]]);
+    (
+        block_max_of(x, |a| a),
+        if mn[0] < mn[1] { mn[0] } else { mn[1] },
+    )
 }
 
 /// [`signed_absmax`] of a finite block by its extremes: the extreme of larger magnitude, or
@@ -240,25 +273,40 @@ pub(crate) fn trunc_small(y: f32) -> i32 {
     ri - ((r > y) & (y >= 0.0)) as i32 + ((r < y) & (y < 0.0)) as i32
 }
 
-/// Codes `trunc(x·id + add)` capped at `max`, for values the scale bounds to `(-1, 2^7)`, as the
-/// plain encoders compute them (`(int8_t)` of the sum, then `MIN`).
-#[inline]
-fn codes_sym(x: &[f32; BLOCK], id: f32, add: f32, max: i32) -> [u8; BLOCK] {
+/// `trunc(y)` of a finite `0 <= y < 2^22` ([`trunc_small`] without the step for negative `y`).
+#[inline(always)]
+fn trunc_pos(y: f32) -> u32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    let t = y + MAGIC;
+    let r = t - MAGIC;
+    t.to_bits().wrapping_sub(MAGIC.to_bits()) - (r > y) as u32
+}
+
+/// Codes `trunc(min(y, max))` of the values `y` of a block, `y >= 0` (the plain encoders'
+/// `MIN((int8_t)y, max)`: for `y >= 0` capping before or after the truncation is the same).
+#[inline(always)]
+fn codes_of(x: &[f32; BLOCK], y: impl Fn(f32) -> f32, max: f32) -> [u8; BLOCK] {
     let mut q = [0u8; BLOCK];
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = trunc_small(v * id + add).min(max) as u8;
+        let y = y(v);
+        *q = trunc_pos(if y < max { y } else { max }) as u8;
     }
     q
 }
 
-/// Codes `trunc((x - min)·id + 0.5)` capped at `max`, as [`codes_sym`].
-#[inline]
-fn codes_affine(x: &[f32; BLOCK], min: f32, id: f32, max: i32) -> [u8; BLOCK] {
-    let mut q = [0u8; BLOCK];
-    for (q, &v) in q.iter_mut().zip(x) {
-        *q = trunc_small((v - min) * id + 0.5).min(max) as u8;
-    }
-    q
+/// Codes `trunc(x·id + add)` capped at `max`, for values the scale bounds to `(0, 2^7)` (`add`
+/// is 8.5 or 16.5 and `|x·id| <= 8.01` or `16.01`), as the plain encoders compute them
+/// (`(int8_t)` of the sum, then `MIN`).
+#[inline(always)]
+fn codes_sym(x: &[f32; BLOCK], id: f32, add: f32, max: f32) -> [u8; BLOCK] {
+    codes_of(x, |v| v * id + add, max)
+}
+
+/// Codes `trunc((x - min)·id + 0.5)` capped at `max`, as [`codes_sym`] (the values are in
+/// `[0.5, 15.5]` or `[0.5, 31.5]` up to rounding).
+#[inline(always)]
+fn codes_affine(x: &[f32; BLOCK], min: f32, id: f32, max: f32) -> [u8; BLOCK] {
+    codes_of(x, |v| (v - min) * id + 0.5, max)
 }
 
 /// Packs 4-bit codes: element `j` in the low nibble of byte `j`, element `j + 16` in the high.
@@ -269,12 +317,16 @@ fn pack_nibbles(q: &[u8; BLOCK], out: &mut [u8]) {
     }
 }
 
-/// Bit 4 of every 5-bit code, bit `k` for element `k`.
-#[inline]
+/// Bit 4 of every 5-bit code, bit `k` for element `k`: eight codes at a time as the bytes of a
+/// `u64`, their bits 4 moved to bit 0 of each byte and gathered into one byte by a multiply
+/// (byte `i` lands on bit `56 + i`, with no carries: checked for all 256 patterns in the tests).
+#[inline(always)]
 fn high_bits(q: &[u8; BLOCK]) -> u32 {
     let mut qh = 0u32;
-    for (k, &c) in q.iter().enumerate() {
-        qh |= (((c >> 4) & 1) as u32) << k;
+    for (k, c) in q.chunks_exact(8).enumerate() {
+        let v = u64::from_le_bytes(c.try_into().unwrap());
+        let bits = (v >> 4) & 0x0101_0101_0101_0101;
+        qh |= ((bits.wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32) << (8 * k);
     }
     qh
 }
@@ -292,7 +344,7 @@ fn quantize_block_q4_0_fast(x: &[f32; BLOCK], y: &mut [u8; Q4_0_BYTES]) {
         return quantize_block_q4_0(x, y);
     }
     put_f16(y, 0, d);
-    pack_nibbles(&codes_sym(x, id, 8.5, 15), &mut y[2..]);
+    pack_nibbles(&codes_sym(x, id, 8.5, 15.0), &mut y[2..]);
 }
 
 /// The fast path of [`quantize_block_q4_1`] (same bytes).
@@ -308,7 +360,7 @@ fn quantize_block_q4_1_fast(x: &[f32; BLOCK], y: &mut [u8; Q4_1_BYTES]) {
     }
     put_f16(y, 0, d);
     put_f16(y, 2, min);
-    pack_nibbles(&codes_affine(x, min, id, 15), &mut y[4..]);
+    pack_nibbles(&codes_affine(x, min, id, 15.0), &mut y[4..]);
 }
 
 /// The fast path of [`quantize_block_q5_0`] (same bytes).
@@ -324,7 +376,7 @@ fn quantize_block_q5_0_fast(x: &[f32; BLOCK], y: &mut [u8; Q5_0_BYTES]) {
         return quantize_block_q5_0(x, y);
     }
     put_f16(y, 0, d);
-    let q = codes_sym(x, id, 16.5, 31);
+    let q = codes_sym(x, id, 16.5, 31.0);
     y[2..6].copy_from_slice(&high_bits(&q).to_le_bytes());
     pack_nibbles(&q, &mut y[6..]);
 }
@@ -343,7 +395,7 @@ fn quantize_block_q5_1_fast(x: &[f32; BLOCK], y: &mut [u8; Q5_1_BYTES]) {
     put_f16(y, 0, d);
     put_f16(y, 2, min);
     // No cap in ggml; the codes stay below 32 here, so a cap of 255 changes nothing.
-    let q = codes_affine(x, min, id, 255);
+    let q = codes_affine(x, min, id, 255.0);
     y[4..8].copy_from_slice(&high_bits(&q).to_le_bytes());
     pack_nibbles(&q, &mut y[8..]);
 }
@@ -1006,6 +1058,23 @@ mod tests {
             -0.0,
         ] {
             assert_eq!(trunc_small(v), v.trunc() as i32, "{v}");
+        }
+    }
+
+    #[test]
+    fn high_bits_gathers_bit_4_of_every_code() {
+        for p in 0..=255u32 {
+            for shift in [0, 8, 16, 24] {
+                let q: [u8; BLOCK] = std::array::from_fn(|k| {
+                    let bit = ((p << shift) >> k) & 1;
+                    (bit << 4) as u8 | (k as u8 & 0x0F) // low bits must not leak
+                });
+                let want = (0..BLOCK).fold(0u32, |h, k| h | (((q[k] >> 4) & 1) as u32) << k);
+                assert_eq!(high_bits(&q), want);
+            }
+        }
+        for v in [0.0f32, 0.4, 0.5, 1.0, 15.5, 16.5, 31.99, 4_194_303.5] {
+            assert_eq!(trunc_pos(v), v.trunc() as u32, "{v}");
         }
     }
 

@@ -77,20 +77,14 @@ fn quantize_block_fast(x: &[f32; BLOCK], out: &mut [u8]) {
     if !crate::legacy::block_finite(x) {
         return quantize_block_ref(x, out);
     }
-    let mut m = [0f32; 8];
-    for c in x.chunks_exact(8) {
-        for i in 0..8 {
-            let a = c[i].abs();
-            m[i] = if a > m[i] { a } else { m[i] };
-        }
-    }
-    let amax = m.iter().fold(0f32, |a, &b| if b > a { b } else { a });
+    let amax = crate::legacy::block_absmax(x);
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     if !id.is_finite() {
         return quantize_block_ref(x, out);
     }
-    out[..2].copy_from_slice(&f32_to_f16_bits(d).to_le_bytes());
+    // ggml's own f32 -> f16 (inlined arithmetic), equal to `half`'s on every non-NaN value.
+    out[..2].copy_from_slice(&crate::legacy::ggml_fp32_to_fp16(d).to_le_bytes());
     let mut q = [0u8; BLOCK];
     for (q, &v) in q.iter_mut().zip(x) {
         let y = v * id;
