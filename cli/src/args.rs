@@ -187,7 +187,20 @@ pub enum Command {
         json: bool,
     },
     /// Benchmark: `cp` of a 20b-shaped checkpoint vs each conversion (time ratio, bytes/s, peak
-    /// RSS), the reference forward pass (prompt and decode tokens/s, GFLOP/s), and one verify.
+    /// RSS), the reference forward pass (prompt and decode tokens/s, GFLOP/s), and one verify,
+    /// each beside its peer tool when one is found.
+    ///
+    /// Peers (never required; each comparison is skipped, with a note, when its tool is absent):
+    /// llama.cpp's `llama-perplexity` and `llama-quantize` (on `PATH`, or `--llama-cpp DIR`),
+    /// its `convert_hf_to_gguf.py` (`--llama-convert FILE`, run with `--python`, or found on
+    /// `PATH` or two levels above the tools), and mlx-lm's `mlx_lm.convert` (on `PATH`). With
+    /// them, one run prints: verify per position against llama.cpp's KL-divergence workflow per
+    /// token; dense BF16 -> gguf-mxfp4-q8_0 against `convert_hf_to_gguf.py --outtype bf16` +
+    /// `llama-quantize MXFP4_MOE`; every GGUF preset from the dense source against
+    /// `llama-quantize`; each preset of the release against `llama-quantize` with its MXFP4
+    /// experts kept; the MLX variants against `mlx_lm.convert`. Example:
+    /// `oss-forge bench --layers 2 --llama-cpp ~/llama.cpp/build/bin --llama-convert
+    /// ~/llama.cpp/convert_hf_to_gguf.py --python ~/venv/bin/python`.
     Bench {
         /// Reuse this checkpoint instead of synthesizing one.
         #[arg(long)]
@@ -211,8 +224,9 @@ pub enum Command {
         /// Single-token decode steps after the prompt.
         #[arg(long, default_value_t = 8)]
         decode: usize,
-        /// The variant to run a full `verify` on (`none` to skip).
-        #[arg(long, default_value = "gguf-mxfp4")]
+        /// The variant to run a full `verify` on (`none` to skip); with llama-perplexity found
+        /// and a GGUF variant, llama.cpp's KL-divergence workflow runs on it beside.
+        #[arg(long, default_value = "gguf-mxfp4-q8_0")]
         verify: String,
         /// Keep the converted outputs.
         #[arg(long)]
@@ -220,6 +234,26 @@ pub enum Command {
         /// Write the figures as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// A directory holding llama.cpp's `llama-quantize` and `llama-perplexity` (default:
+        /// found on `PATH`).
+        #[arg(long, value_name = "DIR")]
+        llama_cpp: Option<PathBuf>,
+        /// llama.cpp's `convert_hf_to_gguf.py` (default: on `PATH`, or two levels above the
+        /// llama.cpp tools, as in a source tree's `build/bin`).
+        #[arg(long, value_name = "FILE")]
+        llama_convert: Option<PathBuf>,
+        /// The Python that runs `convert_hf_to_gguf.py` (it needs torch, numpy and
+        /// transformers).
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+        /// Comma-separated peer comparisons to run when their tools are found: `kld`,
+        /// `dense`, `presets`, `release-presets`, `mlx`, `all` or `none`.
+        #[arg(long, value_delimiter = ',', default_value = "all")]
+        peers: Vec<String>,
+        /// Comma-separated GGUF preset variants for the `presets` comparison (default: every
+        /// one, `gguf-q6_k` ... `gguf-q2_k`).
+        #[arg(long, value_delimiter = ',')]
+        peer_presets: Option<Vec<String>>,
     },
     /// (Run by `bench`.) Time the forward pass over a prompt and decode steps; print JSON.
     #[command(hide = true)]

@@ -114,6 +114,11 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             verify,
             keep,
             json,
+            llama_cpp,
+            llama_convert,
+            python,
+            peers,
+            peer_presets,
         } => bench::run(&bench::Args {
             input,
             layers,
@@ -126,6 +131,11 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             keep,
             json,
             threads,
+            llama_cpp,
+            llama_convert,
+            python,
+            peers,
+            peer_presets,
         }),
         Command::BenchForward {
             model,
