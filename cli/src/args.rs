@@ -98,6 +98,8 @@ pub enum Command {
         /// Never let the format floor relax the default gates.
         #[arg(long)]
         strict: bool,
+        #[command(flatten)]
+        passes: PassFlags,
     },
     /// Convert into every variant (or --variants), verify each, and publish them with model cards,
     /// manifest.json and SHA256SUMS. Re-running resumes: variants whose files still match are kept.
@@ -136,6 +138,8 @@ pub enum Command {
         /// files; without it both are refused and nothing is removed.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        passes: PassFlags,
         #[command(flatten)]
         settings: ConvertFlags,
     },
@@ -291,6 +295,21 @@ pub enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
+}
+
+/// Which forward passes `verify` and `pipeline` run.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PassFlags {
+    /// Run every forward pass, even those whose logits the weights already determine (a variant
+    /// whose weights are all identical to the original's, a format floor identical to the
+    /// variant): by default they are skipped and reported as such.
+    #[arg(long)]
+    pub force_forward: bool,
+    /// Keep the original's logits in this directory, keyed by the SHA-256 of its files and the
+    /// prompts: a later run against the same original reads them instead of running its forward
+    /// pass again.
+    #[arg(long, value_name = "DIR")]
+    pub logits_cache: Option<PathBuf>,
 }
 
 /// Conversion settings shared by `convert` and `pipeline`.

@@ -239,8 +239,18 @@ impl<'a> Model<'a> {
     /// (`[tokens.len(), vocab]`); the cache grows by `tokens.len()` positions. One call with a
     /// whole prompt and one call per token give the same logits.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, ReferenceError> {
+        let n = tokens.len();
+        let normed = self.hidden(&[tokens], std::slice::from_mut(cache), &mut |_| {})?;
+        let mut logits = vec![0f32; n * self.cfg.vocab_size];
+        self.linear(&self.lm_head, &normed, n, None, &mut logits);
+        self.done(WeightId::LmHead);
+        Ok(logits)
+    }
+
+    /// Whether `tokens` can run at positions `pos0 ..`: every id below `vocab_size`, and the
+    /// last position within `max_position_embeddings` (the errors [`Model::forward`] gives).
+    pub fn check(&self, tokens: &[u32], pos0: usize) -> Result<(), ReferenceError> {
         let cfg = &self.cfg;
-        let (n, h) = (tokens.len(), cfg.hidden_size);
         for (index, &token) in tokens.iter().enumerate() {
             if token as usize >= cfg.vocab_size {
                 return Err(ReferenceError::Token {
@@ -250,17 +260,76 @@ impl<'a> Model<'a> {
                 });
             }
         }
-        let positions = cache.len + n;
+        let positions = pos0 + tokens.len();
         if positions > cfg.max_position_embeddings {
             return Err(ReferenceError::Context {
                 positions,
                 max: cfg.max_position_embeddings,
             });
         }
+        Ok(())
+    }
+
+    /// The logits of several independent sequences, each run from an empty cache, handed to
+    /// `each(k, logits)` in order (`[seqs[k].len(), vocab]`, one sequence's at a time, so no
+    /// more than one sequence's logits are ever held here). The buffer is reused for the next
+    /// sequence unless `each` takes it (`std::mem::take`).
+    ///
+    /// The sequences go through the layers together: every matmul sees all their tokens as one
+    /// batch, so each weight is mapped, read and decoded once for all of them (with
+    /// [`Model::logits`] per sequence, once per sequence: for a model larger than the page
+    /// cache, once per sequence from the disk), and attention stays within each sequence.
+    /// Every logit is bit-identical to [`Model::logits`] of its sequence alone: each output of
+    /// a matmul is one dot product whatever the batch (`crate::linear`), RoPE, the norms and
+    /// attention are per token, and a token's experts are summed in expert order.
+    /// `layer_done(l)` is called as layer `l` finishes (for progress).
+    pub fn logits_each(
+        &self,
+        seqs: &[&[u32]],
+        layer_done: &mut dyn FnMut(usize),
+        each: &mut dyn FnMut(usize, &mut Vec<f32>),
+    ) -> Result<(), ReferenceError> {
+        let mut caches: Vec<KvCache> = seqs.iter().map(|_| self.new_cache()).collect();
+        let normed = self.hidden(seqs, &mut caches, layer_done)?;
+        let (h, vocab) = (self.cfg.hidden_size, self.cfg.vocab_size);
+        let mut start = 0;
+        // Reused: a fresh buffer per sequence would be fresh pages for the kernel to fault in
+        // and zero (a 200-token prompt's logits are 160 MB).
+        let mut logits = Vec::new();
+        for (k, s) in seqs.iter().enumerate() {
+            let n = s.len();
+            logits.clear();
+            logits.resize(n * vocab, 0f32);
+            let rows = &normed[start * h..(start + n) * h];
+            self.linear(&self.lm_head, rows, n, None, &mut logits);
+            start += n;
+            each(k, &mut logits);
+        }
+        self.done(WeightId::LmHead);
+        Ok(())
+    }
+
+    /// Runs each `seqs[k]` at positions `caches[k].len() ..` through every layer (each cache
+    /// grows by its sequence's length) and returns the final RMSNorm of every token's hidden
+    /// state, the sequences' tokens one after the other (`[Σ len, H]`).
+    fn hidden(
+        &self,
+        seqs: &[&[u32]],
+        caches: &mut [KvCache],
+        layer_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>, ReferenceError> {
+        assert_eq!(seqs.len(), caches.len(), "one cache per sequence");
+        let cfg = &self.cfg;
+        let h = cfg.hidden_size;
+        for (tokens, cache) in seqs.iter().zip(caches.iter()) {
+            self.check(tokens, cache.len)?;
+        }
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let n: usize = lens.iter().sum();
 
         // Embedding: x_t = Emb[token_t].
         let mut x = vec![0f32; n * h];
-        for (t, &token) in tokens.iter().enumerate() {
+        for (t, &token) in seqs.iter().flat_map(|s| s.iter()).enumerate() {
             self.embedding
                 .dequant_rows(token as usize, &mut x[t * h..(t + 1) * h]);
         }
@@ -271,12 +340,12 @@ impl<'a> Model<'a> {
         // (its experts too when the batch routes at least one token per expert on average).
         let all_experts = n * cfg.num_experts_per_tok >= cfg.num_local_experts;
         let computing = AtomicUsize::new(0);
-        let logits = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             let ahead = Readahead::start(s, self, &computing, all_experts);
             for (l, layer) in self.layers.iter().enumerate() {
                 ahead.entering(l);
                 ops::rmsnorm(&x, &layer.attn_norm, cfg.rms_norm_eps, &mut normed);
-                let attn = self.attention_block(l, layer, &normed, cache);
+                let attn = self.attention_block(l, layer, &normed, &lens, caches);
                 for (a, b) in x.iter_mut().zip(&attn) {
                     *a += b;
                 }
@@ -285,17 +354,15 @@ impl<'a> Model<'a> {
                 for (a, b) in x.iter_mut().zip(&mlp) {
                     *a += b;
                 }
+                layer_done(l);
             }
             ahead.entering(self.layers.len());
-            cache.len += n;
-
-            ops::rmsnorm(&x, &self.final_norm, cfg.rms_norm_eps, &mut normed);
-            let mut logits = vec![0f32; n * cfg.vocab_size];
-            self.linear(&self.lm_head, &normed, n, None, &mut logits);
-            self.done(WeightId::LmHead);
-            logits
         });
-        Ok(logits)
+        for (cache, len) in caches.iter_mut().zip(&lens) {
+            cache.len += len;
+        }
+        ops::rmsnorm(&x, &self.final_norm, cfg.rms_norm_eps, &mut normed);
+        Ok(normed)
     }
 
     /// The matrices of layer `l` (none past the last layer), its experts too if `experts`.
@@ -312,14 +379,17 @@ impl<'a> Model<'a> {
         m
     }
 
-    /// `O(attention(RoPE(Q a), RoPE(K a), V a)) + b_o` for the new tokens; appends K and V
-    /// to the cache.
+    /// `O(attention(RoPE(Q a), RoPE(K a), V a)) + b_o` for the new tokens of every sequence
+    /// (`a` holds `lens[k]` tokens of sequence `k`, one sequence after the other); appends each
+    /// sequence's K and V to its cache. The projections run over all tokens at once, attention
+    /// within each sequence.
     fn attention_block(
         &self,
         l: usize,
         layer: &Layer<'_>,
         a: &[f32],
-        cache: &mut KvCache,
+        lens: &[usize],
+        caches: &mut [KvCache],
     ) -> Vec<f32> {
         let cfg = &self.cfg;
         let n = a.len() / cfg.hidden_size;
@@ -330,12 +400,6 @@ impl<'a> Model<'a> {
         self.linear(&layer.q, a, n, Some(&layer.q_bias), &mut q);
         self.linear(&layer.k, a, n, Some(&layer.k_bias), &mut k);
         self.linear(&layer.v, a, n, Some(&layer.v_bias), &mut v);
-        let pos0 = cache.len;
-        self.rope.apply(&mut q, cfg.num_attention_heads, pos0);
-        self.rope.apply(&mut k, cfg.num_key_value_heads, pos0);
-        cache.k[l].extend_from_slice(&k);
-        cache.v[l].extend_from_slice(&v);
-
         let mut attn = vec![0f32; n * qd];
         let shape = AttnShape {
             heads: cfg.num_attention_heads,
@@ -343,15 +407,29 @@ impl<'a> Model<'a> {
             head_dim: cfg.head_dim,
             window: layer.window,
         };
-        ops::attention(
-            &q,
-            &cache.k[l],
-            &cache.v[l],
-            &layer.sinks,
-            pos0,
-            shape,
-            &mut attn,
-        );
+        let mut t0 = 0;
+        for (&len, cache) in lens.iter().zip(caches.iter_mut()) {
+            let (q, k, v) = (
+                &mut q[t0 * qd..(t0 + len) * qd],
+                &mut k[t0 * kvd..(t0 + len) * kvd],
+                &v[t0 * kvd..(t0 + len) * kvd],
+            );
+            let pos0 = cache.len;
+            self.rope.apply(q, cfg.num_attention_heads, pos0);
+            self.rope.apply(k, cfg.num_key_value_heads, pos0);
+            cache.k[l].extend_from_slice(k);
+            cache.v[l].extend_from_slice(v);
+            ops::attention(
+                q,
+                &cache.k[l],
+                &cache.v[l],
+                &layer.sinks,
+                pos0,
+                shape,
+                &mut attn[t0 * qd..(t0 + len) * qd],
+            );
+            t0 += len;
+        }
         let mut out = vec![0f32; n * cfg.hidden_size];
         self.linear(&layer.o, &attn, n, Some(&layer.o_bias), &mut out);
         for id in [

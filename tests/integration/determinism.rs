@@ -118,3 +118,52 @@ fn every_variant_and_the_logits_are_identical_with_one_or_two_threads() {
         "logits differ between 1 and 2 threads"
     );
 }
+
+/// Prompts run through the layers together (`Model::logits_each`, what `verify` does) give
+/// every logit bit for bit as each prompt alone (`Model::logits`), with 1 and 2 threads:
+/// sequences of other lengths, one crossing the sliding window, one empty.
+#[test]
+fn prompts_run_together_give_the_bits_of_each_alone() {
+    let m = convert::AnyModel::open(crate::util::fixture("tiny-gpt-oss")).unwrap();
+    let model = reference::Model::new(m.source()).unwrap();
+    let window = model.config().sliding_window;
+    let long: Vec<u32> = (0..window as u32 + 9).map(|i| (i * 37 + 5) % 500).collect();
+    let seqs: Vec<Vec<u32>> = vec![
+        vec![3, 200, 17, 9, 44],
+        long,
+        vec![],
+        vec![7],
+        vec![100, 5, 5, 5, 480, 2, 1, 0, 300, 12, 11],
+    ];
+    let alone: Vec<Vec<u32>> = seqs
+        .iter()
+        .map(|s| {
+            let l = model.logits(s).unwrap();
+            l.iter().map(|x| x.to_bits()).collect()
+        })
+        .collect();
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let mut together = vec![Vec::new(); seqs.len()];
+        let mut layers = Vec::new();
+        pool.install(|| {
+            model
+                .logits_each(&refs, &mut |l| layers.push(l), &mut |k, l| {
+                    together[k] = l.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+                })
+                .unwrap()
+        });
+        assert_eq!(
+            layers,
+            (0..model.config().num_hidden_layers).collect::<Vec<_>>()
+        );
+        for (k, (a, b)) in alone.iter().zip(&together).enumerate() {
+            assert_eq!(a.len(), seqs[k].len() * model.config().vocab_size);
+            assert!(a == b, "sequence {k}, {threads} threads: logits differ");
+        }
+    }
+}

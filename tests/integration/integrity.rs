@@ -462,7 +462,7 @@ fn tokens_past_vocab_size_are_refused_unless_truncated_and_then_listed() {
     let run = oss_forge(&["verify", "--quiet", "--original", s(&m), s(&out)]);
     run.ok();
     assert!(
-        run.stdout.contains("PASS (identical)")
+        run.stdout.contains("PASS (identical (by weights))")
             && run.stdout.contains(&format!(
                 "the original's tokenizer holds 3 tokens ({listed}) at or past vocab_size"
             )),

@@ -64,3 +64,6 @@ mod fit_identify;
 
 // What users read: inspect's MLX storage, plain values in errors, preset cards' type mix.
 mod messages;
+
+// The forward passes verify skips (by weights), the floor only outside the gates, the logits cache.
+mod levers;

@@ -147,7 +147,7 @@ fn pipeline_checks(name: &str) {
             card.contains(&format!("(passed by: {by})"))
                 && card.contains("Gates: lossless: every weight identical and max |Δlogit| = 0")
                 && card.contains(match by {
-                    "format floor" => "(the format floor was used)",
+                    "format floor" => "(the format floor was used",
                     "gates" => "(the format floor was not used)",
                     _ => "every weight identical",
                 }),

@@ -68,7 +68,7 @@ fn llama_cpps_own_ggufs_pass_and_say_how() {
     let (run, r) = verify_json(&fixture("llamacpp/tiny-gpt-oss.llamacpp-auto.gguf"), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let v = &r["variants"][0];
-    assert_eq!(v["passed_by"], "identical");
+    assert_eq!(v["passed_by"], "identical (by weights)");
     assert_eq!(v["gate"], serde_json::Value::Null);
     let md = &v["metadata"];
     assert_eq!(md["differences"], serde_json::json!([]));
@@ -87,7 +87,11 @@ fn llama_cpps_own_ggufs_pass_and_say_how() {
     ] {
         assert!(ignored.contains(&k), "{ignored:?}");
     }
-    assert!(run.stderr.contains("PASS (identical)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("PASS (identical (by weights))"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(r["tolerance"]["format_floor"], true);
     assert_eq!(r["tolerance"]["explicit"], false);
 }
@@ -142,7 +146,7 @@ fn gguf_metadata_edits_with_identical_weights_fail_naming_the_key() {
     });
     let (run, r) = verify_json(&p, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(r["variants"][0]["passed_by"], "identical");
+    assert_eq!(r["variants"][0]["passed_by"], "identical (by weights)");
 }
 
 #[test]

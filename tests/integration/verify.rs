@@ -68,7 +68,19 @@ fn assert_caught(run: &Run, json: &Path, tensor: &str) {
 fn the_original_layout_verifies_identical_with_a_complete_report() {
     let t = TempDir::new("verify-orig");
     let json = t.join("r.json");
-    let run = verify_tiny(&fixture("tiny-gpt-oss/original"), &json);
+    // Its forward pass run (not inferred from the weights): the layout's reader must give the
+    // release's logits bit for bit.
+    let orig = fixture("tiny-gpt-oss");
+    let run = oss_forge(&[
+        "verify",
+        "--quiet",
+        "--force-forward",
+        "--original",
+        orig.to_str().unwrap(),
+        fixture("tiny-gpt-oss/original").to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     run.ok();
     assert!(
         run.stdout.contains("identical") && run.stdout.contains("PASS"),
@@ -95,6 +107,8 @@ fn the_original_layout_verifies_identical_with_a_complete_report() {
     );
     let v = &r["variants"][0];
     assert_eq!(v["lossless"], true);
+    assert_eq!(v["passed_by"], "identical");
+    assert_eq!(v.get("logits_by_weights"), None);
     for k in ["max_abs", "nmse", "kld_mean", "kld_p99", "kld_max"] {
         assert_eq!(v["metrics"][k], 0.0, "{k}");
     }

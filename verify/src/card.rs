@@ -271,14 +271,25 @@ pub fn model_card(c: &CardInput<'_>) -> String {
         },
         if ver.lossless { ", every weight identical to the original after dequantization" } else { "" }
     ));
+    if ver.logits_by_weights {
+        s.push_str(
+            "Its forward pass was not run: the reference forward pass gives bit-identical logits \
+             for identical weight values, so this variant's logits are the original's.\n\n",
+        );
+    }
     s.push_str(&format!(
         "Gates: lossless: every weight identical and max |Δlogit| = 0; {}.",
         rules_words(c.tolerance)
     ));
     match &ver.gate {
         Some(g) if g.source == "format floor" => s.push_str(&format!(
-            " This variant was judged by its format floor's gate: {} (the format floor was used).",
-            gate_words(g.kld_mean, g.top1)
+            " This variant was judged by its format floor's gate: {} (the format floor was used{}).",
+            gate_words(g.kld_mean, g.top1),
+            if ver.format_floor_by_weights {
+                "; its weights equal the floor's rounding, so the floor's logits are this variant's"
+            } else {
+                ""
+            }
         )),
         Some(g) => s.push_str(&format!(
             " This variant was judged by the gates as stated: {} (the format floor was not used).",
@@ -506,12 +517,15 @@ mod tests {
             format: "gguf MOSTLY_Q8_0".into(),
             pass: true,
             passed_by: Some(passed_by.into()),
+            logits_by_weights: false,
             gate,
             lossless: false,
             failures: vec![],
             metadata: None,
             metrics: m.clone(),
             format_floor: Some(m),
+            format_floor_by_weights: false,
+            forward_positions: Some(1128),
             per_prompt: vec![],
             weights: WeightsJson {
                 tensors: 79,

@@ -103,50 +103,77 @@ impl<'a> Rounded<'a> {
         }
     }
 
+    /// The planned weight re-encoded: rows in chunks over the threads, concatenated in row
+    /// order (the bytes do not depend on the thread count).
     fn encode(&self, id: WeightId, r: Rounding) -> Result<Vec<u8>, SourceError> {
+        use rayon::prelude::*;
         let m = self.orig.weight(id)?;
-        let (rows, cols) = (m.rows(), m.cols());
-        let mut out = Vec::new();
-        // int8 and affine: the BF16 scales (and affine biases), appended after every packed row.
-        let mut int8_scales = Vec::new();
-        let mut affine_biases = Vec::new();
-        let mut row = vec![0f32; cols];
-        for i in 0..rows {
-            m.dequant_rows(i, &mut row);
-            match r {
-                Rounding::Codec(c) => {
-                    let mut b = vec![0u8; c.row_bytes(cols)];
-                    c.quantize_row(&row, &mut b);
-                    out.extend_from_slice(&b);
-                }
-                Rounding::Mxfp4(rule) => {
-                    let mut b = vec![0u8; Codec::MXFP4.row_bytes(cols)];
-                    mxfp4::quantize_ggml_row(rule, &row, &mut b);
-                    out.extend_from_slice(&b);
-                }
-                Rounding::Int8(g) => {
-                    let mut packed = vec![0u8; cols];
-                    let mut scales = vec![0u16; cols / g];
-                    int8::quantize_row_absmax(&row, g, &mut packed, &mut scales);
-                    out.extend_from_slice(&packed);
-                    int8_scales.extend(scales.iter().flat_map(|s| s.to_le_bytes()));
-                }
-                Rounding::Affine { bits, group } => {
-                    let mut packed = vec![0u8; affine::packed_bytes(cols, bits)];
-                    let (mut sc, mut bi) =
-                        (vec![0u8; cols / group * 2], vec![0u8; cols / group * 2]);
-                    affine::quantize_row(&row, bits, group, &mut packed, &mut sc, &mut bi);
-                    out.extend_from_slice(&packed);
-                    int8_scales.extend_from_slice(&sc);
-                    affine_biases.extend_from_slice(&bi);
-                }
+        let rows = m.rows();
+        let parts: Vec<[Vec<u8>; 3]> = (0..rows)
+            .step_by(ENCODE_ROWS)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|r0| encode_rows(&m, r, r0, ENCODE_ROWS.min(rows - r0)))
+            .collect();
+        // Packed rows, then (int8, affine) the BF16 scales, then (affine) the biases.
+        let mut out = Vec::with_capacity(
+            parts
+                .iter()
+                .map(|p| p.iter().map(Vec::len).sum::<usize>())
+                .sum(),
+        );
+        for k in 0..3 {
+            for p in &parts {
+                out.extend_from_slice(&p[k]);
             }
         }
-        out.extend_from_slice(&int8_scales);
-        out.extend_from_slice(&affine_biases);
         self.orig.release(id);
         Ok(out)
     }
+}
+
+/// Rows re-encoded per work item of [`Rounded`]'s encoder.
+const ENCODE_ROWS: usize = 64;
+
+/// Rows `r0 .. r0 + n` of `m` re-encoded by `r`: the packed rows, their BF16 scales (int8,
+/// affine) and their BF16 biases (affine).
+fn encode_rows(m: &MatRef<'_>, r: Rounding, r0: usize, n: usize) -> [Vec<u8>; 3] {
+    let cols = m.cols();
+    let mut out = Vec::new();
+    let mut int8_scales = Vec::new();
+    let mut affine_biases = Vec::new();
+    let mut row = vec![0f32; cols];
+    for i in r0..r0 + n {
+        m.dequant_rows(i, &mut row);
+        match r {
+            Rounding::Codec(c) => {
+                let mut b = vec![0u8; c.row_bytes(cols)];
+                c.quantize_row(&row, &mut b);
+                out.extend_from_slice(&b);
+            }
+            Rounding::Mxfp4(rule) => {
+                let mut b = vec![0u8; Codec::MXFP4.row_bytes(cols)];
+                mxfp4::quantize_ggml_row(rule, &row, &mut b);
+                out.extend_from_slice(&b);
+            }
+            Rounding::Int8(g) => {
+                let mut packed = vec![0u8; cols];
+                let mut scales = vec![0u16; cols / g];
+                int8::quantize_row_absmax(&row, g, &mut packed, &mut scales);
+                out.extend_from_slice(&packed);
+                int8_scales.extend(scales.iter().flat_map(|s| s.to_le_bytes()));
+            }
+            Rounding::Affine { bits, group } => {
+                let mut packed = vec![0u8; affine::packed_bytes(cols, bits)];
+                let (mut sc, mut bi) = (vec![0u8; cols / group * 2], vec![0u8; cols / group * 2]);
+                affine::quantize_row(&row, bits, group, &mut packed, &mut sc, &mut bi);
+                out.extend_from_slice(&packed);
+                int8_scales.extend_from_slice(&sc);
+                affine_biases.extend_from_slice(&bi);
+            }
+        }
+    }
+    [out, int8_scales, affine_biases]
 }
 
 impl WeightSource for Rounded<'_> {

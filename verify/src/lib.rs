@@ -10,20 +10,27 @@
 //! 3. every weight must lie within the error its storage allows ([`weights`]), and no weight may
 //!    be NaN or Inf where the original's is finite: such a value is a failure whatever the
 //!    logits say;
-//! 4. a variant whose weights are all identical to the original's must give identical logits
-//!    (max |Δ| = 0): it passes as [`PassedBy::Identical`];
+//! 4. a variant whose weights are all identical to the original's gives the original's logits
+//!    by construction: every output of the reference forward pass is a function of the weights'
+//!    values alone, bit for bit (`reference::linear`), whatever their storage. Its forward pass
+//!    is skipped and it passes as [`PassedBy::IdenticalByWeights`]; with
+//!    [`Rules::force_forward`] it is run, and must give max |Δ| = 0 ([`PassedBy::Identical`]);
 //! 5. a lossy variant passes when every logit is finite, mean KLD ≤ `tolerance.kld_mean` and
 //!    top-1 agreement ≥ `tolerance.top1` ([`PassedBy::Gates`]), or, with the default gates and
 //!    without `--strict` ([`Rules::floor_allowed`]), when it stays within [`FLOOR_KLD_FACTOR`] ×
 //!    the mean KLD and [`FLOOR_TOP1_SLACK`] of the top-1 agreement that the format's own
 //!    reference rounding gives ([`floor`], [`PassedBy::FormatFloor`]). Gates given with
-//!    `--tolerance` are applied as given.
+//!    `--tolerance` are applied as given. The floor is computed only for a variant outside the
+//!    plain gates; when every weight of the variant equals the floor's rounding of the
+//!    original's, the floor's logits are the variant's by the same construction as in 4, and its
+//!    forward pass is skipped too ([`VariantResult::floor_by_weights`]).
 //!
 //! Defaults, how they were measured, and the verdict table: `docs/tolerances.md`.
 
 pub mod card;
 pub mod fit;
 pub mod floor;
+pub mod logits_cache;
 pub mod metadata;
 pub mod metrics;
 pub mod pipeline;
@@ -147,6 +154,9 @@ pub struct Rules {
     pub explicit: bool,
     /// `--strict`: the default gates, never relaxed by the format floor.
     pub strict: bool,
+    /// `--force-forward`: run every forward pass, even those whose logits are known from the
+    /// weights (a variant identical to the original, a floor identical to the variant).
+    pub force_forward: bool,
 }
 
 impl Default for Rules {
@@ -163,6 +173,15 @@ impl Rules {
             tolerance: tolerance.unwrap_or_default(),
             explicit: tolerance.is_some(),
             strict,
+            force_forward: false,
+        }
+    }
+
+    /// The same rules with `--force-forward` set to `force`.
+    pub fn forcing_forward(self, force: bool) -> Rules {
+        Rules {
+            force_forward: force,
+            ..self
         }
     }
 
@@ -175,8 +194,11 @@ impl Rules {
 /// How a variant passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PassedBy {
-    /// Every weight identical to the original's and max |Δlogit| = 0.
+    /// Every weight identical to the original's and max |Δlogit| = 0 (its forward pass run).
     Identical,
+    /// Every weight identical to the original's, so its logits are the original's by
+    /// construction: its forward pass was skipped.
+    IdenticalByWeights,
     /// Within the gates (`--tolerance` or the defaults).
     Gates,
     /// Outside the default gates but within the format floor's relaxation of them.
@@ -184,10 +206,11 @@ pub enum PassedBy {
 }
 
 impl PassedBy {
-    /// `identical`, `gates` or `format floor`.
+    /// `identical`, `identical (by weights)`, `gates` or `format floor`.
     pub fn name(self) -> &'static str {
         match self {
             PassedBy::Identical => "identical",
+            PassedBy::IdenticalByWeights => "identical (by weights)",
             PassedBy::Gates => "gates",
             PassedBy::FormatFloor => "format floor",
         }
@@ -237,9 +260,18 @@ pub struct VariantResult {
     pub weights: Vec<TensorCheck>,
     /// Every weight identical to the original's.
     pub lossless: bool,
-    /// Lossy variants: the metrics of the original with the same weights rounded by the
-    /// reference quantizers ([`floor`]).
+    /// The variant's forward pass was skipped: its weights are the original's, so its logits are
+    /// too, and the metrics are those of the original's logits against themselves.
+    pub logits_by_weights: bool,
+    /// Lossy variants outside the plain gates: the metrics of the original with the same
+    /// weights rounded by the reference quantizers ([`floor`]).
     pub floor: Option<Metrics>,
+    /// The floor's forward pass was skipped: every weight of the variant equals the floor's, so
+    /// the floor's logits are the variant's and its metrics are the variant's.
+    pub floor_by_weights: bool,
+    /// Positions run through the reference forward pass for this variant: its own pass and its
+    /// format floor's (0 when the weights determined both; the original's pass is not counted).
+    pub forward_positions: u64,
     /// The metadata check (`None` when either side's metadata was not read).
     pub metadata: Option<MetadataCheck>,
     /// The gate a lossy variant was judged by (`None` for a lossless one).
@@ -329,33 +361,169 @@ pub fn original_logits(
     prompts: &[Prompt],
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<f32>>, VerifyError> {
-    run_prompts(original, "original", prompts, progress)
+    let mut out = Vec::with_capacity(prompts.len());
+    run_prompts(original, "original", prompts, progress, &mut |_, logits| {
+        out.push(std::mem::take(logits))
+    })?;
+    Ok(out)
 }
 
+/// Runs every prompt through `src`, handing each prompt's logits (`[tokens × vocab]`) to `each`
+/// as they come, so a caller that only compares them never holds more than one prompt's (the
+/// buffer is reused unless `each` takes it). The
+/// prompts go through the layers together ([`Model::logits_each`]): each weight is read and
+/// decoded once per pass, not once per prompt. Progress counts a prompt's tokens once per layer
+/// and once for the unembedding. Returns the positions run.
 fn run_prompts(
     src: &dyn WeightSource,
     who: &str,
     prompts: &[Prompt],
     progress: &dyn Progress,
-) -> Result<Vec<Vec<f32>>, VerifyError> {
+    each: &mut dyn FnMut(usize, &mut Vec<f32>),
+) -> Result<u64, VerifyError> {
     let model = Model::new(src).map_err(|e| VerifyError::Read {
         model: who.into(),
         source: Box::new(e),
     })?;
-    let total: usize = prompts.iter().map(|p| p.tokens.len()).sum();
-    progress.begin(&format!("forward {who}"), total as u64);
-    let mut out = Vec::with_capacity(prompts.len());
-    for p in prompts {
-        let logits = model.logits(&p.tokens).map_err(|source| VerifyError::Run {
-            model: who.into(),
-            prompt: p.name.clone(),
+    let run_error = |prompt: String| {
+        let who = who.to_string();
+        move |source| VerifyError::Run {
+            model: who,
+            prompt,
             source,
-        })?;
-        progress.advance(p.tokens.len() as u64);
-        out.push(logits);
+        }
+    };
+    // Each prompt's own errors first, naming it; after that only reading can fail.
+    for p in prompts {
+        model
+            .check(&p.tokens, 0)
+            .map_err(run_error(p.name.clone()))?;
     }
+    let total: usize = prompts.iter().map(|p| p.tokens.len()).sum();
+    let layers = src.config().num_hidden_layers as u64;
+    progress.begin(&format!("forward {who}"), total as u64 * (layers + 1));
+    let seqs: Vec<&[u32]> = prompts.iter().map(|p| p.tokens.as_slice()).collect();
+    model
+        .logits_each(
+            &seqs,
+            &mut |_| progress.advance(total as u64),
+            &mut |k, logits| {
+                progress.advance(prompts[k].tokens.len() as u64);
+                each(k, logits);
+            },
+        )
+        .map_err(run_error(
+            prompts
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ))?;
     progress.end();
-    Ok(out)
+    Ok(total as u64)
+}
+
+/// Metrics of logits against the original's, per prompt and over all of them.
+struct Comparison<'r> {
+    reference: &'r [Vec<f32>],
+    vocab: usize,
+    all: Accumulator,
+    per_prompt: Vec<(String, Metrics)>,
+}
+
+impl<'r> Comparison<'r> {
+    fn new(reference: &'r [Vec<f32>], vocab: usize) -> Comparison<'r> {
+        Comparison {
+            reference,
+            vocab,
+            all: Accumulator::default(),
+            per_prompt: Vec::new(),
+        }
+    }
+
+    /// Adds prompt `k`'s logits (prompts must come in order).
+    fn add(&mut self, prompts: &[Prompt], k: usize, logits: &[f32]) {
+        let mut acc = Accumulator::default();
+        acc.add_rows(&self.reference[k], logits, self.vocab);
+        self.per_prompt
+            .push((prompts[k].name.clone(), acc.finish()));
+        self.all.merge(acc);
+    }
+
+    /// The metrics, `run` positions having been run through the forward pass for them.
+    fn finish(self, run: u64) -> Compared {
+        Compared {
+            all: self.all.finish(),
+            per_prompt: self.per_prompt,
+            run,
+        }
+    }
+}
+
+/// Logits compared with the original's.
+struct Compared {
+    /// Over every position.
+    all: Metrics,
+    /// Per prompt.
+    per_prompt: Vec<(String, Metrics)>,
+    /// Positions run through the forward pass to get the logits (0: known from the weights).
+    run: u64,
+}
+
+/// Runs `src` over the prompts and compares its logits with `reference_logits`, each prompt's
+/// as it comes.
+fn forward_metrics(
+    src: &dyn WeightSource,
+    who: &str,
+    reference_logits: &[Vec<f32>],
+    prompts: &[Prompt],
+    progress: &dyn Progress,
+) -> Result<Compared, VerifyError> {
+    let mut cmp = Comparison::new(reference_logits, src.config().vocab_size);
+    let run = run_prompts(src, who, prompts, progress, &mut |k, logits| {
+        cmp.add(prompts, k, logits)
+    })?;
+    Ok(cmp.finish(run))
+}
+
+/// True when every weight the format floor would give equals the variant's, value for value:
+/// the planned weights re-rounded one at a time (and dropped), the others the original's, which
+/// the weight check found identical. Then the floor's logits are the variant's by construction.
+fn floor_matches_variant(
+    original: &dyn WeightSource,
+    variant: &dyn WeightSource,
+    plan: &[(reference::WeightId, floor::Rounding)],
+    checks: &[TensorCheck],
+) -> Result<bool, VerifyError> {
+    let planned: std::collections::HashSet<_> = plan.iter().map(|p| p.0).collect();
+    let unplanned_identical = reference::WeightId::all(original.config())
+        .into_iter()
+        .filter(|id| !planned.contains(id))
+        .all(|id| {
+            let name = weights::group_name(id);
+            checks
+                .iter()
+                .find(|c| c.name == name)
+                .is_some_and(TensorCheck::identical)
+        });
+    if !unplanned_identical {
+        return Ok(false);
+    }
+    let read = |model: &str| {
+        let model = model.to_string();
+        move |source| VerifyError::Read { model, source }
+    };
+    for &(id, rounding) in plan {
+        let rounded = floor::Rounded::new(original, &[(id, rounding)]);
+        let a = rounded.weight(id).map_err(read("format floor"))?;
+        let b = variant.weight(id).map_err(read("variant"))?;
+        let same = weights::check_weight(id, &a, &b)?.identical();
+        variant.release(id);
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The MXFP4 rounding rule that reproduces the most requantized expert blocks of a variant
@@ -391,26 +559,37 @@ pub fn verify_variant(
             e => e.naming(&original.name),
         })?;
     progress.end();
-    let logits = run_prompts(variant.source, &short(&variant.name), prompts, progress)
-        .map_err(|e| e.naming(&variant.name))?;
-    let vocab = oc.vocab_size;
-    let compare = |logits: &[Vec<f32>]| {
-        let mut all = Accumulator::default();
-        let mut per_prompt = Vec::with_capacity(prompts.len());
-        for ((p, a), b) in prompts.iter().zip(reference_logits).zip(logits) {
-            let mut acc = Accumulator::default();
-            for (ra, rb) in a.chunks_exact(vocab).zip(b.chunks_exact(vocab)) {
-                acc.add(ra, rb);
-            }
-            per_prompt.push((p.name.clone(), acc.finish()));
-            all.merge(acc);
-        }
-        (all.finish(), per_prompt)
-    };
-    let (metrics, per_prompt) = compare(&logits);
     let lossless = weights.iter().all(TensorCheck::identical);
-    // The floor's forward pass runs only when it may relax the gates.
-    let floor = if lossless || !rules.floor_allowed() {
+    // Hyperparameters the forward pass reads from the variant (experts per token, RoPE, ...).
+    let hyperparameters = config_differences(original, variant).1;
+    // Identical weights and hyperparameters, identical logits: the original's, compared with
+    // themselves, are what the variant's forward pass would give.
+    let logits_by_weights = lossless && hyperparameters.is_empty() && !rules.force_forward;
+    let compared = if logits_by_weights {
+        let mut cmp = Comparison::new(reference_logits, oc.vocab_size);
+        for (k, logits) in reference_logits.iter().enumerate() {
+            cmp.add(prompts, k, logits);
+        }
+        cmp.finish(0)
+    } else {
+        forward_metrics(
+            variant.source,
+            &short(&variant.name),
+            reference_logits,
+            prompts,
+            progress,
+        )
+        .map_err(|e| e.naming(&variant.name))?
+    };
+    let Compared {
+        all: metrics,
+        per_prompt,
+        run: mut forward_positions,
+    } = compared;
+    // The floor's forward pass runs only when it may relax the gates and the plain gates fail.
+    let plain_pass = judge_logits(&metrics, lossless, None, rules).1.is_some();
+    let mut floor_by_weights = false;
+    let floor = if lossless || plain_pass || !rules.floor_allowed() {
         None
     } else {
         // Requantized MXFP4 experts are rounded the way the weight check found them made.
@@ -423,14 +602,28 @@ pub fn verify_variant(
         })?;
         if plan.is_empty() {
             None
+        } else if !rules.force_forward
+            && hyperparameters.is_empty()
+            && floor_matches_variant(original.source, variant.source, &plan, &weights)
+                .map_err(|e| e.naming(&variant.name))?
+        {
+            floor_by_weights = true;
+            Some(metrics.clone())
         } else {
             let rounded = floor::Rounded::new(original.source, &plan);
-            let floor_logits = run_prompts(&rounded, "format floor", prompts, progress)?;
-            Some(compare(&floor_logits).0)
+            let c = forward_metrics(
+                &rounded,
+                "format floor",
+                reference_logits,
+                prompts,
+                progress,
+            )?;
+            forward_positions += c.run;
+            Some(c.all)
         }
     };
     let mut failures = Vec::new();
-    for d in config_differences(original, variant).1 {
+    for d in &hyperparameters {
         failures.push(format!(
             "hyperparameter {d} (original vs variant; a runtime reads the variant's)"
         ));
@@ -446,10 +639,10 @@ pub fn verify_variant(
     let (gate, logits_pass, logit_failures) =
         judge_logits(&metrics, lossless, floor.as_ref(), rules);
     failures.extend(logit_failures);
-    let passed_by = if failures.is_empty() {
-        logits_pass
-    } else {
-        None
+    let passed_by = match logits_pass {
+        _ if !failures.is_empty() => None,
+        Some(PassedBy::Identical) if logits_by_weights => Some(PassedBy::IdenticalByWeights),
+        by => by,
     };
     Ok(VariantResult {
         name: variant.name.clone(),
@@ -458,7 +651,10 @@ pub fn verify_variant(
         per_prompt,
         weights,
         lossless,
+        logits_by_weights,
         floor,
+        floor_by_weights,
+        forward_positions,
         metadata,
         gate,
         passed_by,
@@ -532,6 +728,83 @@ pub fn judge_logits(
     (Some(applied), pass, failures)
 }
 
+/// Errors naming every variant that is another model than the original (checked before any
+/// forward pass, so a wrong one fails at once).
+pub fn check_same_model(
+    original: &Subject<'_>,
+    variants: &[Subject<'_>],
+) -> Result<(), VerifyError> {
+    for v in variants {
+        ensure_same_model(original, v)?;
+    }
+    Ok(())
+}
+
+/// What the logits cache did for the original's logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheUse {
+    /// No cache given: computed.
+    None,
+    /// Read from the cache: no forward pass.
+    Hit,
+    /// Computed and stored.
+    Stored,
+    /// Computed; storing them failed (warned).
+    NotStored,
+}
+
+impl CacheUse {
+    /// `read from` or `stored in` (the cache file), `None` when the cache was not used.
+    pub fn verb(self) -> Option<&'static str> {
+        match self {
+            CacheUse::Hit => Some("read from"),
+            CacheUse::Stored => Some("stored in"),
+            CacheUse::None | CacheUse::NotStored => None,
+        }
+    }
+}
+
+/// The original's logits ([`original_logits`]), read from `cache` under `key` when it holds
+/// them, else computed and stored there. A cache file that is not a whole entry for this key
+/// and these prompts is never trusted: `warn` is told why and the logits are computed (and the
+/// file replaced). Failing to store them is a warning too: the verification does not need the
+/// cache.
+pub fn original_logits_cached(
+    original: &dyn WeightSource,
+    prompts: &[Prompt],
+    cache: Option<(&logits_cache::LogitsCache, &logits_cache::CacheKey)>,
+    progress: &dyn Progress,
+    warn: &dyn Fn(&str),
+) -> Result<(Vec<Vec<f32>>, CacheUse), VerifyError> {
+    let vocab = original.config().vocab_size;
+    let Some((cache, key)) = cache else {
+        return Ok((
+            original_logits(original, prompts, progress)?,
+            CacheUse::None,
+        ));
+    };
+    match cache.load(key, prompts, vocab) {
+        logits_cache::Lookup::Hit(logits) => return Ok((logits, CacheUse::Hit)),
+        logits_cache::Lookup::Miss => {}
+        logits_cache::Lookup::Ignored(why) => warn(&format!(
+            "warning: logits cache {} ignored: {why}; the original's logits are computed again",
+            cache.path(key).display()
+        )),
+    }
+    let logits = original_logits(original, prompts, progress)?;
+    Ok(match cache.store(key, prompts, vocab, &logits) {
+        Ok(()) => (logits, CacheUse::Stored),
+        Err(e) => {
+            warn(&format!(
+                "warning: the original's logits could not be stored in {}: {}",
+                cache.dir().display(),
+                convert::error::chain(&e)
+            ));
+            (logits, CacheUse::NotStored)
+        }
+    })
+}
+
 /// Verifies every variant against the original.
 pub fn verify(
     original: &Subject<'_>,
@@ -540,16 +813,33 @@ pub fn verify(
     rules: Rules,
     progress: &dyn Progress,
 ) -> Result<Report, VerifyError> {
-    // Every variant is checked before the original's forward pass, so a wrong one fails at once.
-    for v in variants {
-        ensure_same_model(original, v)?;
-    }
+    check_same_model(original, variants)?;
     let reference_logits = original_logits(original.source, prompts, progress)?;
+    verify_with_logits(
+        original,
+        &reference_logits,
+        variants,
+        prompts,
+        rules,
+        progress,
+    )
+}
+
+/// [`verify`] given the original's logits for `prompts` (computed once, or read from a cache).
+pub fn verify_with_logits(
+    original: &Subject<'_>,
+    reference_logits: &[Vec<f32>],
+    variants: &[Subject<'_>],
+    prompts: &[Prompt],
+    rules: Rules,
+    progress: &dyn Progress,
+) -> Result<Report, VerifyError> {
+    check_same_model(original, variants)?;
     let mut results = Vec::with_capacity(variants.len());
     for v in variants {
         results.push(verify_variant(
             original,
-            &reference_logits,
+            reference_logits,
             v,
             prompts,
             rules,

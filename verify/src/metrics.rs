@@ -98,35 +98,108 @@ pub fn kl_divergence(p: &[f32], q: &[f32]) -> f64 {
     kl.max(0.0)
 }
 
-impl Accumulator {
-    /// Adds one position: `orig` and `var` are the two logit rows.
-    pub fn add(&mut self, orig: &[f32], var: &[f32]) {
+/// What one position contributes to an [`Accumulator`].
+#[derive(Debug, PartialEq)]
+struct Position {
+    max_abs: f64,
+    sq_err: f64,
+    sq_ref: f64,
+    kld: f64,
+    top1_same: bool,
+    top5_common: u64,
+    nonfinite: u64,
+}
+
+impl Position {
+    fn of(orig: &[f32], var: &[f32]) -> Position {
         assert_eq!(
             orig.len(),
             var.len(),
             "logit rows of different vocabularies"
         );
-        self.positions += 1;
         let bad = var.iter().filter(|x| !x.is_finite()).count() as u64;
-        self.nonfinite += bad;
+        if bad == 0
+            && orig
+                .iter()
+                .zip(var)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        {
+            // The same row (a variant whose logits are known from its weights): what
+            // `general` gives, bit for bit, without its exponentials.
+            return Position {
+                max_abs: 0.0,
+                sq_err: 0.0,
+                sq_ref: orig.iter().fold(0f64, |s, &a| s + a as f64 * a as f64),
+                kld: 0.0,
+                top1_same: true,
+                top5_common: top_k(orig, 5).len() as u64,
+                nonfinite: 0,
+            };
+        }
+        Position::general(orig, var, bad)
+    }
+
+    /// [`Position::of`] for any two rows; `bad` counts `var`'s non-finite values.
+    fn general(orig: &[f32], var: &[f32], bad: u64) -> Position {
+        let (mut max_abs, mut sq_err, mut sq_ref) = (0f64, 0f64, 0f64);
         for (&a, &b) in orig.iter().zip(var) {
             let d = a as f64 - b as f64;
-            self.max_abs = if d.is_nan() {
+            max_abs = if d.is_nan() {
                 f64::INFINITY
             } else {
-                self.max_abs.max(d.abs())
+                max_abs.max(d.abs())
             };
-            self.sq_err += d * d;
-            self.sq_ref += a as f64 * a as f64;
+            sq_err += d * d;
+            sq_ref += a as f64 * a as f64;
         }
-        self.klds.push(if bad > 0 {
-            f64::INFINITY
-        } else {
-            kl_divergence(orig, var)
-        });
         let (ta, tb) = (top_k(orig, 5), top_k(var, 5));
-        self.top1_same += u64::from(ta.first() == tb.first());
-        self.top5_common += ta.iter().filter(|i| tb.contains(i)).count() as u64;
+        Position {
+            max_abs,
+            sq_err,
+            sq_ref,
+            kld: if bad > 0 {
+                f64::INFINITY
+            } else {
+                kl_divergence(orig, var)
+            },
+            top1_same: ta.first() == tb.first(),
+            top5_common: ta.iter().filter(|i| tb.contains(i)).count() as u64,
+            nonfinite: bad,
+        }
+    }
+}
+
+impl Accumulator {
+    /// Adds one position: `orig` and `var` are the two logit rows.
+    pub fn add(&mut self, orig: &[f32], var: &[f32]) {
+        self.push(Position::of(orig, var));
+    }
+
+    /// Adds every position of `orig` and `var` (`[positions × vocab]` each), computed in
+    /// parallel and added in position order: the same result as [`Accumulator::add`] row by
+    /// row, whatever the thread count.
+    pub fn add_rows(&mut self, orig: &[f32], var: &[f32], vocab: usize) {
+        use rayon::prelude::*;
+        assert_eq!(orig.len(), var.len(), "logits of different shapes");
+        let rows: Vec<Position> = orig
+            .par_chunks_exact(vocab)
+            .zip(var.par_chunks_exact(vocab))
+            .map(|(a, b)| Position::of(a, b))
+            .collect();
+        for p in rows {
+            self.push(p);
+        }
+    }
+
+    fn push(&mut self, p: Position) {
+        self.positions += 1;
+        self.nonfinite += p.nonfinite;
+        self.max_abs = self.max_abs.max(p.max_abs);
+        self.sq_err += p.sq_err;
+        self.sq_ref += p.sq_ref;
+        self.klds.push(p.kld);
+        self.top1_same += u64::from(p.top1_same);
+        self.top5_common += p.top5_common;
     }
 
     /// Merges another accumulator (prompts compared separately).
@@ -179,6 +252,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shortcut_for_identical_rows_is_the_general_computation() {
+        let rows: [&[f32]; 3] = [
+            &[0.5, -1.0, 3.0, 2.0, 2.0, -7.0, 0.0, -0.0, 1e30, -1e-30],
+            &[1.0, 1.0, 1.0],
+            &[-3.5],
+        ];
+        for row in rows {
+            assert_eq!(
+                Position::of(row, row),
+                Position::general(row, row, 0),
+                "{row:?}"
+            );
+        }
+        // Rows with a non-finite value never take it.
+        let nan = [1.0f32, f32::NAN, 2.0];
+        let p = Position::of(&nan, &nan);
+        assert_eq!((p.nonfinite, p.kld), (1, f64::INFINITY));
+    }
+
+    #[test]
     fn identical_rows_give_zero_everything() {
         let row = [0.5f32, -1.0, 3.0, 2.0, 2.0, -7.0, 0.0];
         let mut acc = Accumulator::default();
@@ -218,6 +311,10 @@ mod tests {
         acc.add(&a, &b);
         acc.add(&a, &a);
         let m = acc.finish();
+        // The same rows at once, in parallel.
+        let mut rows = Accumulator::default();
+        rows.add_rows(&[a, a].concat(), &[b, a].concat(), a.len());
+        assert_eq!(rows.finish(), m);
         assert_eq!(m.positions, 2);
         assert_eq!(m.argmax_changed, 1);
         assert_eq!(m.top1, 0.5);

@@ -53,6 +53,9 @@ pub struct PipelineOptions {
     pub name: Option<String>,
     /// The Hub `base_model` of the cards; default [`convert::naming::base_model`].
     pub base_model: Option<String>,
+    /// Where to keep the original's logits between runs ([`crate::logits_cache`]); `None`: they
+    /// are computed once per run (shared by every variant of the run).
+    pub logits_cache: Option<PathBuf>,
 }
 
 /// A file as the manifest lists it: path relative to the output directory (`/`-separated),
@@ -378,15 +381,26 @@ fn inexact_notes(r: &ConvertReport) -> Vec<String> {
 
 /// True when a previous run's entry was verified by this version's rules (its report has the
 /// metadata check; entries of older versions are redone) and its files (the card aside: an
-/// output, edited freely) are all still there with the same hashes.
+/// output, edited freely) are all still there with the same hashes. Under `--force-forward`
+/// ([`Rules::force_forward`]), an entry whose verification skipped a forward pass (known from
+/// the weights) is redone too, so every pass is run.
 #[cfg(test)]
-fn reusable(out: &Path, entry: &ManifestEntry) -> bool {
-    reusable_with(out, entry, "", &convert::variant::NoProgress)
+fn reusable(out: &Path, entry: &ManifestEntry, rules: Rules) -> bool {
+    reusable_with(out, entry, rules, "", &convert::variant::NoProgress)
 }
 
 /// [`reusable`], the bytes hashed reported to `progress` as the phase `label`.
-fn reusable_with(out: &Path, entry: &ManifestEntry, label: &str, progress: &dyn Progress) -> bool {
+fn reusable_with(
+    out: &Path,
+    entry: &ManifestEntry,
+    rules: Rules,
+    label: &str,
+    progress: &dyn Progress,
+) -> bool {
+    let skipped =
+        entry.verification.logits_by_weights || entry.verification.format_floor_by_weights;
     entry.verification.metadata.is_some()
+        && !(rules.force_forward && skipped)
         && still_valid(
             out,
             &without_card(&entry.files, &entry.variant),
@@ -815,7 +829,7 @@ pub fn run(
         if let Some(entry) = prior {
             let weights = without_card(&entry.files, v.name());
             let label = format!("checking {v} against the manifest");
-            if reusable_with(out, entry, &label, convert_progress) {
+            if reusable_with(out, entry, opts.rules, &label, convert_progress) {
                 log(&format!(
                     "{v}: up to date (files match the manifest), not redone"
                 ));
@@ -867,12 +881,31 @@ pub fn run(
         }
 
         if reference_logits.is_none() {
+            // Once per run; with a cache, once per original and prompts across runs.
+            let cache = opts.logits_cache.as_ref().map(|dir| {
+                let files: Vec<(String, String)> = manifest
+                    .source
+                    .files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.sha256.clone()))
+                    .collect();
+                (
+                    crate::logits_cache::LogitsCache::new(dir),
+                    crate::logits_cache::CacheKey::new(&files, &cfg, prompts),
+                )
+            });
             log("running the original over the prompts");
-            reference_logits = Some(crate::original_logits(
+            let (logits, used) = crate::original_logits_cached(
                 src.source(),
                 prompts,
+                cache.as_ref().map(|(c, k)| (c, k)),
                 verify_progress,
-            )?);
+                log,
+            )?;
+            if let (Some((c, k)), Some(what)) = (&cache, used.verb()) {
+                log(&format!("original's logits {what} {}", c.path(k).display()));
+            }
+            reference_logits = Some(logits);
         }
         // A split GGUF is opened at its first split (the outputs are in split order).
         let opened_path = if v.is_gguf() {
@@ -1356,7 +1389,7 @@ mod tests {
         assert!(!m.tolerance.format_floor);
         // Never reused, whatever its files: it was not judged by this version's rules.
         let t = std::env::temp_dir().join(format!("oss-forge-old-manifest-{}", std::process::id()));
-        assert!(!reusable(&t, &m.variants[0]));
+        assert!(!reusable(&t, &m.variants[0], Rules::default()));
         assert_eq!(
             ToleranceJson::from(Rules::default()),
             serde_json::from_str::<Manifest>(&manifest_text())

@@ -190,9 +190,15 @@ pub struct VariantJson {
     pub format: String,
     /// Within tolerance.
     pub pass: bool,
-    /// How it passed: `identical`, `gates` or `format floor`; `null` when it failed.
+    /// How it passed: `identical`, `identical (by weights)`, `gates` or `format floor`; `null`
+    /// when it failed.
     #[serde(default)]
     pub passed_by: Option<String>,
+    /// Its forward pass was skipped: every weight is identical to the original's, so its logits
+    /// are the original's by construction (`metrics` compares the original's with themselves).
+    /// Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logits_by_weights: bool,
     /// The gate a lossy variant was judged by (`null` for a lossless one).
     #[serde(default)]
     pub gate: Option<GateJson>,
@@ -205,8 +211,19 @@ pub struct VariantJson {
     pub metadata: Option<MetadataJson>,
     /// Logit metrics over every position.
     pub metrics: MetricsJson,
-    /// The format's own noise floor (lossy variants; else `null`).
+    /// The format's own noise floor (lossy variants outside the plain gates when the floor may
+    /// relax them; else `null`).
     pub format_floor: Option<MetricsJson>,
+    /// The floor's forward pass was skipped: every weight of the variant equals the floor's
+    /// rounding of the original's, so the floor's logits are the variant's. Written only when
+    /// true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub format_floor_by_weights: bool,
+    /// Positions run through the reference forward pass for this variant (its own pass and its
+    /// format floor's; 0 when its weights determined both). Absent from reports of versions
+    /// that did not count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_positions: Option<u64>,
     /// Per prompt.
     pub per_prompt: Vec<PromptMetricsJson>,
     /// The weight check.
@@ -388,12 +405,15 @@ pub fn variant_json(v: &VariantResult) -> VariantJson {
         format: v.format.clone(),
         pass: v.passed(),
         passed_by: v.passed_by.map(|p| p.name().to_string()),
+        logits_by_weights: v.logits_by_weights,
         gate: v.gate.map(GateJson::from),
         lossless: v.lossless,
         failures: v.failures.clone(),
         metadata: v.metadata.as_ref().map(MetadataJson::from),
         metrics: (&v.metrics).into(),
         format_floor: v.floor.as_ref().map(MetricsJson::from),
+        format_floor_by_weights: v.floor_by_weights,
+        forward_positions: Some(v.forward_positions),
         per_prompt: v
             .per_prompt
             .iter()
@@ -573,6 +593,7 @@ pub fn render(r: &Report) -> String {
     let count = |p: crate::PassedBy| r.variants.iter().filter(|v| v.passed_by == Some(p)).count();
     let ways: Vec<String> = [
         crate::PassedBy::Identical,
+        crate::PassedBy::IdenticalByWeights,
         crate::PassedBy::Gates,
         crate::PassedBy::FormatFloor,
     ]
@@ -580,6 +601,7 @@ pub fn render(r: &Report) -> String {
     .filter(|&p| count(p) > 0)
     .map(|p| match p {
         crate::PassedBy::Identical => format!("{} identical", count(p)),
+        crate::PassedBy::IdenticalByWeights => format!("{} identical (by weights)", count(p)),
         _ => format!("{} by the {}", count(p), p.name()),
     })
     .collect();
@@ -595,6 +617,18 @@ pub fn render(r: &Report) -> String {
         },
         rules_words(&r.rules.into())
     ));
+    for v in r.variants.iter().filter(|v| v.logits_by_weights) {
+        out.push_str(&format!(
+            "  {}: forward pass skipped: every weight identical to the original's, so are the logits (--force-forward runs it)\n",
+            v.name
+        ));
+    }
+    for v in r.variants.iter().filter(|v| v.floor_by_weights) {
+        out.push_str(&format!(
+            "  {}: format floor's forward pass skipped: every weight equals the floor's rounding, so the floor's logits are the variant's\n",
+            v.name
+        ));
+    }
     for v in &r.variants {
         if let Some(g) = v.gate.filter(|g| g.from_floor) {
             out.push_str(&format!(

@@ -37,6 +37,8 @@ use quant::Codec;
 use quant::mxfp4::{self, Rounding};
 use rayon::prelude::*;
 use reference::{Encoding, MatRef, WeightId, WeightSource};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 /// The check of one tensor (a weight, or one projection of all experts of a layer).
 #[derive(Clone, Debug, PartialEq)]
@@ -854,12 +856,32 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
         _ => cols.max(1),
     };
     for (k, (ga, gb)) in a.chunks(group).zip(b.chunks(group)).enumerate() {
-        let amax = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
-        let step = match bound {
-            Bound::AffineStep { bits, .. } => affine_bound(ga, bits, amax),
-            Bound::Reference(c) => block_bound(c, ga),
-            _ => amax / 127.0,
+        // A group of the same bits (most of a lossless copy) has nothing to report; the test
+        // is a branch-free fold the compiler vectorizes.
+        if ga
+            .iter()
+            .zip(gb)
+            .fold(0u32, |d, (x, y)| d | (x.to_bits() ^ y.to_bits()))
+            == 0
+        {
+            continue;
+        }
+        // The group's step, computed at its first value that needs it.
+        let mut step = None;
+        let step_of = || {
+            let amax = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+            match bound {
+                Bound::AffineStep { bits, .. } => affine_bound(ga, bits, amax),
+                Bound::Reference(c) => block_bound(c, ga),
+                _ => amax / 127.0,
+            }
         };
+        if let Some((differing, max_err, violations)) = compare_finite(ga, gb, bound, step_of) {
+            c.differing += differing;
+            c.max_abs_error = c.max_abs_error.max(max_err);
+            c.violations += violations;
+            continue;
+        }
         for (j, (&x, &y)) in ga.iter().zip(gb).enumerate() {
             if x.to_bits() == y.to_bits() || (x == y) {
                 continue;
@@ -885,8 +907,10 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
                 Bound::Exact => false,
                 Bound::F16Rounding => err <= ax * 2f64.powi(-11) + 2f64.powi(-25),
                 Bound::Bf16Rounding => err <= ax * 2f64.powi(-8),
-                Bound::Int8Step(_) | Bound::AffineStep { .. } => err <= step * (1.0 + 1e-6),
-                Bound::Reference(_) => err <= step,
+                Bound::Int8Step(_) | Bound::AffineStep { .. } => {
+                    err <= *step.get_or_insert_with(step_of) * (1.0 + 1e-6)
+                }
+                Bound::Reference(_) => err <= *step.get_or_insert_with(step_of),
                 // Judged per block (`mxfp4_rules`) or by the logits.
                 Bound::Mxfp4Rules | Bound::Unbounded => true,
             };
@@ -894,6 +918,73 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
         }
     }
     c
+}
+
+/// Lanes of [`compare_finite`]'s branch-free passes.
+const LANES: usize = 8;
+
+/// [`compare`]'s counts for one group whose values are all finite on both sides — differing
+/// values, the largest error, values outside `bound` (`step` gives the group's step) — in
+/// branch-free passes over [`LANES`] lanes that the compiler vectorizes; the same numbers as
+/// the loop in [`compare`] (for finite values, a pair that differs is a pair that is not `==`,
+/// and a pair that is equal has error 0, within every bound). `None` when a value is NaN or
+/// infinite: that loop then names it.
+fn compare_finite(
+    ga: &[f32],
+    gb: &[f32],
+    bound: Bound,
+    step: impl FnOnce() -> f64,
+) -> Option<(u64, f64, u64)> {
+    let n = ga.len() / LANES * LANES;
+    let (ca, ta) = ga.split_at(n);
+    let (cb, tb) = gb.split_at(n);
+    let mut finite = [true; LANES];
+    let mut differing = [0u64; LANES];
+    let mut max_err = [0f64; LANES];
+    let mut lane = |l: usize, x: f32, y: f32| {
+        finite[l] &= x.is_finite() & y.is_finite();
+        differing[l] += u64::from(x != y);
+        let e = (x as f64 - y as f64).abs();
+        max_err[l] = if e > max_err[l] { e } else { max_err[l] };
+    };
+    for (xa, xb) in ca.chunks_exact(LANES).zip(cb.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            lane(l, xa[l], xb[l]);
+        }
+    }
+    for (l, (&x, &y)) in ta.iter().zip(tb).enumerate() {
+        lane(l, x, y);
+    }
+    if !finite.iter().all(|&f| f) {
+        return None;
+    }
+    let differing: u64 = differing.iter().sum();
+    let max_err = max_err.iter().fold(0f64, |m, &e| if e > m { e } else { m });
+    let errs = || {
+        ga.iter()
+            .zip(gb)
+            .map(|(&x, &y)| (x, (x as f64 - y as f64).abs()))
+    };
+    let violations = match bound {
+        _ if differing == 0 => 0,
+        Bound::Exact => differing,
+        Bound::F16Rounding => errs()
+            .map(|(x, e)| u64::from(e > (x as f64).abs() * 2f64.powi(-11) + 2f64.powi(-25)))
+            .sum(),
+        Bound::Bf16Rounding => errs()
+            .map(|(x, e)| u64::from(e > (x as f64).abs() * 2f64.powi(-8)))
+            .sum(),
+        Bound::Int8Step(_) | Bound::AffineStep { .. } => {
+            let limit = step() * (1.0 + 1e-6);
+            errs().map(|(_, e)| u64::from(e > limit)).sum()
+        }
+        Bound::Reference(_) => {
+            let limit = step();
+            errs().map(|(_, e)| u64::from(e > limit)).sum()
+        }
+        Bound::Mxfp4Rules | Bound::Unbounded => 0,
+    };
+    Some((differing, max_err, violations))
 }
 
 /// The largest error MLX affine quantization (`quant::affine`, `mx.quantize`'s rule) can leave
@@ -1015,28 +1106,78 @@ pub fn check_all(
     // Experts come interleaved (gate, up, down of expert 0, then expert 1, ...): each joins its
     // layer's group wherever that group started.
     let mut out: Vec<TensorCheck> = Vec::new();
-    for (k, &id) in ids.iter().enumerate() {
-        let a = orig.weight(id).map_err(|source| VerifyError::Read {
-            model: "original".into(),
-            source,
-        })?;
-        let b = var.weight(id).map_err(|source| VerifyError::Read {
-            model: "variant".into(),
-            source,
-        })?;
-        let c = compare_weight(id, &a, &b)?;
-        orig.release(id);
-        var.release(id);
-        match out.iter_mut().rev().find(|m| m.name == c.name) {
-            Some(m) => m.merge(&c),
-            None => out.push(c),
+    let checking = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let (to_map, checked) = mpsc::channel::<usize>();
+        s.spawn(|| read_ahead(&[orig, var], &ids, &checking, checked));
+        for (k, &id) in ids.iter().enumerate() {
+            checking.store(k, Ordering::Relaxed);
+            // The thread only ends when this sender is dropped, so the send cannot fail.
+            let _ = to_map.send(k);
+            let a = orig.weight(id).map_err(|source| VerifyError::Read {
+                model: "original".into(),
+                source,
+            })?;
+            let b = var.weight(id).map_err(|source| VerifyError::Read {
+                model: "variant".into(),
+                source,
+            })?;
+            let c = compare_weight(id, &a, &b)?;
+            orig.release(id);
+            var.release(id);
+            match out.iter_mut().rev().find(|m| m.name == c.name) {
+                Some(m) => m.merge(&c),
+                None => out.push(c),
+            }
+            progress(k + 1, ids.len());
         }
-        progress(k + 1, ids.len());
+        // Past the last weight: the thread stops mapping.
+        checking.store(ids.len(), Ordering::Relaxed);
+        for c in &mut out {
+            c.judge_blocks();
+        }
+        Ok(out)
+    })
+}
+
+/// Bytes of both models the weight check has mapped ahead of the weight it is checking.
+const READ_AHEAD_BYTES: usize = 256 << 20;
+
+/// Maps the weights after the one being checked ([`WeightSource::prefetch`]), up to
+/// [`READ_AHEAD_BYTES`] ahead, on a thread that mostly waits for the disk: the check's reads
+/// then overlap its arithmetic (a whole model is larger than the page cache). Receives the
+/// index being checked; weights the check has reached are its own to map (mapping one it
+/// already released would keep its pages resident).
+fn read_ahead(
+    sources: &[&dyn WeightSource],
+    ids: &[WeightId],
+    checking: &AtomicUsize,
+    checked: mpsc::Receiver<usize>,
+) {
+    let mut mapped: std::collections::VecDeque<(usize, usize)> = Default::default();
+    let mut next = 0;
+    for k in checked {
+        while mapped.front().is_some_and(|&(i, _)| i <= k) {
+            mapped.pop_front();
+        }
+        next = next.max(k + 1);
+        while next < ids.len() && mapped.iter().map(|m| m.1).sum::<usize>() < READ_AHEAD_BYTES {
+            if checking.load(Ordering::Relaxed) >= next {
+                break;
+            }
+            let mut bytes = 0;
+            for src in sources {
+                if let Ok(m) = src.weight(ids[next]) {
+                    for s in m.rows_storage(0, m.rows()) {
+                        bytes += s.len();
+                        src.prefetch(s);
+                    }
+                }
+            }
+            mapped.push_back((next, bytes));
+            next += 1;
+        }
     }
-    for c in &mut out {
-        c.judge_blocks();
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -1048,6 +1189,70 @@ mod tests {
         let mut b = vec![0u8; xs.len() * 2];
         quant::float::f32_row_to_bf16(xs, &mut b);
         b
+    }
+
+    /// The branch-free pass gives what the per-value loop gives, for every bound, on groups
+    /// with and without differences, ±0 pairs, tails past the lanes.
+    #[test]
+    fn the_branch_free_pass_counts_as_the_loop() {
+        let mut s = 7u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let bounds = [
+            Bound::Exact,
+            Bound::F16Rounding,
+            Bound::Bf16Rounding,
+            Bound::Int8Step(32),
+            Bound::AffineStep { bits: 4, group: 32 },
+            Bound::Unbounded,
+        ];
+        for len in [32, 37, 5, 2880] {
+            for noise in [0.0f32, 1e-7, 1e-4, 3e-2] {
+                let a: Vec<f32> = (0..len).map(|_| next()).collect();
+                let mut b: Vec<f32> = a
+                    .iter()
+                    .map(|&x| if next() > 0.2 { x + noise * next() } else { x })
+                    .collect();
+                b[0] = -a[0] * 0.0;
+                for bound in bounds {
+                    let amax = a.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+                    let step = match bound {
+                        Bound::AffineStep { bits, .. } => affine_bound(&a, bits, amax),
+                        _ => amax / 127.0,
+                    };
+                    // The loop of `compare`, for finite values.
+                    let (mut d, mut m, mut v) = (0u64, 0f64, 0u64);
+                    for (&x, &y) in a.iter().zip(&b) {
+                        if x == y {
+                            continue;
+                        }
+                        d += 1;
+                        let err = (x as f64 - y as f64).abs();
+                        m = m.max(err);
+                        let ax = (x as f64).abs();
+                        let ok = match bound {
+                            Bound::Exact => false,
+                            Bound::F16Rounding => err <= ax * 2f64.powi(-11) + 2f64.powi(-25),
+                            Bound::Bf16Rounding => err <= ax * 2f64.powi(-8),
+                            Bound::Int8Step(_) | Bound::AffineStep { .. } => {
+                                err <= step * (1.0 + 1e-6)
+                            }
+                            _ => true,
+                        };
+                        v += u64::from(!ok);
+                    }
+                    let got = compare_finite(&a, &b, bound, || step).unwrap();
+                    assert_eq!(got, (d, m, v), "{bound:?} len {len} noise {noise}");
+                }
+                let mut nan = b.clone();
+                nan[len - 1] = f32::NAN;
+                assert_eq!(compare_finite(&a, &nan, Bound::Exact, || 0.0), None);
+            }
+        }
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub struct Args<'a> {
     pub variants: Option<Vec<String>>,
     pub prompts: Option<&'a Path>,
     pub rules: verify::Rules,
+    pub logits_cache: Option<std::path::PathBuf>,
     pub convert: ConvertOptions,
     pub name: Option<String>,
     pub base_model: Option<String>,
@@ -98,6 +99,7 @@ pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
         variants,
         rules: a.rules,
         convert: a.convert.clone(),
+        logits_cache: a.logits_cache.clone(),
         name: a.name.clone(),
         base_model: a.base_model.clone(),
     };
@@ -275,6 +277,7 @@ pub fn demo(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
         variants: None,
         prompts: None,
         rules: verify::Rules::default(),
+        logits_cache: None,
         convert: ConvertOptions::default(),
         name: None,
         base_model: None,

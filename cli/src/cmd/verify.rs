@@ -61,6 +61,7 @@ pub fn run(
     prompts_file: Option<&Path>,
     json: Option<&Path>,
     rules: Rules,
+    logits_cache: Option<&Path>,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let orig = open(original)?;
@@ -83,13 +84,32 @@ pub fn run(
         .map(|(m, meta)| subject(m, meta))
         .collect();
     let progress = Reporter::counting(quiet, "steps");
-    let report = verify::verify(
-        &subject(&orig, &orig_meta),
-        &subjects,
+    let original = subject(&orig, &orig_meta);
+    verify::check_same_model(&original, &subjects)?;
+    let cache = match logits_cache {
+        Some(dir) => {
+            let files = verify::logits_cache::hash_model_files(&orig, &Reporter::new(quiet))?;
+            Some((
+                verify::logits_cache::LogitsCache::new(dir),
+                verify::logits_cache::CacheKey::new(&files, orig.source().config(), &prompts),
+            ))
+        }
+        None => None,
+    };
+    let (reference, used) = verify::original_logits_cached(
+        orig.source(),
         &prompts,
-        rules,
+        cache.as_ref().map(|(c, k)| (c, k)),
         &progress,
+        &|w| eprintln!("{w}"),
     )?;
+    if let (Some((c, k)), Some(what)) = (&cache, used.verb())
+        && !quiet
+    {
+        eprintln!("original's logits {what} {}", c.path(k).display());
+    }
+    let report =
+        verify::verify_with_logits(&original, &reference, &subjects, &prompts, rules, &progress)?;
     let text = verify::report::render(&report);
     let json_text = || verify::report::to_pretty_json(&verify::report::to_json(&report));
     match json {
