@@ -244,16 +244,7 @@ pub fn quantize_row(rule: Rounding, xs: &[f32], blocks: &mut [u8], scales: &mut 
 ///
 /// Panics if the lengths disagree (a caller bug).
 pub fn quantize_ggml_row(rule: Rounding, xs: &[f32], out: &mut [u8]) {
-    assert_eq!(
-        xs.len() % BLOCK,
-        0,
-        "MXFP4 row length must be a multiple of 32"
-    );
-    assert_eq!(
-        out.len(),
-        xs.len() / BLOCK * GGML_BLOCK_BYTES,
-        "ggml MXFP4 row bytes"
-    );
+    check_ggml_row(xs, out);
     for (x, o) in xs
         .chunks_exact(BLOCK)
         .zip(out.chunks_exact_mut(GGML_BLOCK_BYTES))
@@ -267,16 +258,10 @@ pub fn quantize_ggml_row(rule: Rounding, xs: &[f32], out: &mut [u8]) {
     }
 }
 
-/// One ggml `block_mxfp4` by [`quantize_block`] and [`repack_to_ggml`] (the plain path).
-fn quantize_ggml_block_plain(rule: Rounding, x: &[f32; BLOCK], o: &mut [u8]) {
-    let (nibbles, scale) = quantize_block(rule, x);
-    o[0] = scale;
-    o[1..].copy_from_slice(&repack_to_ggml(&nibbles));
-}
-
-/// [`quantize_ggml_row`] block by block through the plain path alone (for the tests, and as
-/// the readable statement of what the fast path computes).
-pub fn quantize_ggml_row_plain(rule: Rounding, xs: &[f32], out: &mut [u8]) {
+/// The length rule of a ggml MXFP4 row: whole blocks of 32 values, 17 bytes each.
+///
+/// Panics if the lengths disagree (a caller bug).
+fn check_ggml_row(xs: &[f32], out: &[u8]) {
     assert_eq!(
         xs.len() % BLOCK,
         0,
@@ -287,6 +272,19 @@ pub fn quantize_ggml_row_plain(rule: Rounding, xs: &[f32], out: &mut [u8]) {
         xs.len() / BLOCK * GGML_BLOCK_BYTES,
         "ggml MXFP4 row bytes"
     );
+}
+
+/// One ggml `block_mxfp4` by [`quantize_block`] and [`repack_to_ggml`] (the plain path).
+fn quantize_ggml_block_plain(rule: Rounding, x: &[f32; BLOCK], o: &mut [u8]) {
+    let (nibbles, scale) = quantize_block(rule, x);
+    o[0] = scale;
+    o[1..].copy_from_slice(&repack_to_ggml(&nibbles));
+}
+
+/// [`quantize_ggml_row`] block by block through the plain path alone (for the tests, and as
+/// the readable statement of what the fast path computes).
+pub fn quantize_ggml_row_plain(rule: Rounding, xs: &[f32], out: &mut [u8]) {
+    check_ggml_row(xs, out);
     for (x, o) in xs
         .chunks_exact(BLOCK)
         .zip(out.chunks_exact_mut(GGML_BLOCK_BYTES))
