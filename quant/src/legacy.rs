@@ -709,8 +709,8 @@ pub(crate) mod test_data {
             state
         };
         let mut out = Vec::new();
-        for k in 0..6000 {
-            let exp = (k % 280) as i32 - 150;
+        for k in 0..6000i32 {
+            let exp = k % 280 - 150;
             let scale = 2f32.powi(exp);
             let mut b: [f32; super::BLOCK] = std::array::from_fn(|_| {
                 let u = (rnd() >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)

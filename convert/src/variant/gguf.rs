@@ -892,7 +892,7 @@ mod tests {
     fn input_major_bf16_rows_equal_the_general_path() {
         let (rows, cols) = (37, 19);
         let bits: Vec<u8> = (0..(2 * rows + 1) * cols)
-            .flat_map(|i| ((i as u32 * 2_654_435_761 >> 16) as u16).to_le_bytes())
+            .flat_map(|i| (((i as u32).wrapping_mul(2_654_435_761) >> 16) as u16).to_le_bytes())
             .collect();
         for (row_stride, col_stride) in [(1, rows), (2, 2 * rows), (2, 2 * rows + 1)] {
             for offset in [0, 1] {
