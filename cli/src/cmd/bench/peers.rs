@@ -427,6 +427,10 @@ pub fn dense(
                 &bf16,
                 true,
             )?;
+            if side.err.is_some() {
+                // A partial file is no input for llama-quantize: ours replaces it below.
+                remove(&bf16)?;
+            }
         }
         if !bf16.exists() {
             eprintln!("peers: writing llama-quantize's BF16 input (our gguf-bf16, untimed) ...");
