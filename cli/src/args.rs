@@ -133,6 +133,11 @@ pub enum Command {
         /// id, the cache snapshot's repository, `openai/NAME` for gpt-oss-*).
         #[arg(long)]
         base_model: Option<String>,
+        /// Replace the variants an earlier run left in OUT from other inputs (another
+        /// checkpoint, name, prompts or tolerance), and write into a directory holding other
+        /// files; without it both are refused and nothing is removed.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         passes: PassFlags,
         #[command(flatten)]
@@ -179,14 +184,27 @@ pub enum Command {
         #[arg(long, value_parser = parse_gpu_mem)]
         gpu_mem: GpuMem,
         /// Context length to hold in the KV cache.
-        #[arg(long, default_value_t = 8192)]
+        #[arg(long, default_value_t = 8192, value_parser = parse_context)]
         context: usize,
         /// Print the table, the recommendation and the offload figures as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Benchmark: `cp` of a 20b-shaped checkpoint vs each conversion (time ratio, bytes/s, peak
-    /// RSS), the reference forward pass (prompt and decode tokens/s, GFLOP/s), and one verify.
+    /// RSS), the reference forward pass (prompt and decode tokens/s, GFLOP/s), and one verify,
+    /// each beside its peer tool when one is found.
+    ///
+    /// Peers (never required; each comparison is skipped, with a note, when its tool is absent):
+    /// llama.cpp's `llama-perplexity` and `llama-quantize` (on `PATH`, or `--llama-cpp DIR`),
+    /// its `convert_hf_to_gguf.py` (`--llama-convert FILE`, run with `--python`, or found on
+    /// `PATH` or two levels above the tools), and mlx-lm's `mlx_lm.convert` (on `PATH`). With
+    /// them, one run prints: verify per position against llama.cpp's KL-divergence workflow per
+    /// token; dense BF16 -> gguf-mxfp4-q8_0 against `convert_hf_to_gguf.py --outtype bf16` +
+    /// `llama-quantize MXFP4_MOE`; every GGUF preset from the dense source against
+    /// `llama-quantize`; each preset of the release against `llama-quantize` with its MXFP4
+    /// experts kept; the MLX variants against `mlx_lm.convert`. Example:
+    /// `oss-forge bench --layers 2 --llama-cpp ~/llama.cpp/build/bin --llama-convert
+    /// ~/llama.cpp/convert_hf_to_gguf.py --python ~/venv/bin/python`.
     Bench {
         /// Reuse this checkpoint instead of synthesizing one.
         #[arg(long)]
@@ -210,8 +228,9 @@ pub enum Command {
         /// Single-token decode steps after the prompt.
         #[arg(long, default_value_t = 8)]
         decode: usize,
-        /// The variant to run a full `verify` on (`none` to skip).
-        #[arg(long, default_value = "gguf-mxfp4")]
+        /// The variant to run a full `verify` on (`none` to skip); with llama-perplexity found
+        /// and a GGUF variant, llama.cpp's KL-divergence workflow runs on it beside.
+        #[arg(long, default_value = "gguf-mxfp4-q8_0")]
         verify: String,
         /// Keep the converted outputs.
         #[arg(long)]
@@ -219,6 +238,26 @@ pub enum Command {
         /// Write the figures as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// A directory holding llama.cpp's `llama-quantize` and `llama-perplexity` (default:
+        /// found on `PATH`).
+        #[arg(long, value_name = "DIR")]
+        llama_cpp: Option<PathBuf>,
+        /// llama.cpp's `convert_hf_to_gguf.py` (default: on `PATH`, or two levels above the
+        /// llama.cpp tools, as in a source tree's `build/bin`).
+        #[arg(long, value_name = "FILE")]
+        llama_convert: Option<PathBuf>,
+        /// The Python that runs `convert_hf_to_gguf.py` (it needs torch, numpy and
+        /// transformers).
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+        /// Comma-separated peer comparisons to run when their tools are found: `kld`,
+        /// `dense`, `presets`, `release-presets`, `mlx`, `all` or `none`.
+        #[arg(long, value_delimiter = ',', default_value = "all")]
+        peers: Vec<String>,
+        /// Comma-separated GGUF preset variants for the `presets` comparison (default: every
+        /// one, `gguf-q6_k` ... `gguf-q2_k`).
+        #[arg(long, value_delimiter = ',')]
+        peer_presets: Option<Vec<String>>,
     },
     /// (Run by `bench`.) Time the forward pass over a prompt and decode steps; print JSON.
     #[command(hide = true)]
@@ -300,10 +339,12 @@ pub struct ConvertFlags {
     /// How dense expert weights are rounded to MXFP4: `ggml` (llama-quantize's bytes), `ocp`,
     /// `triton`, `mlx` (`mx.quantize`'s: ceil(log2(amax/6)), ties to the smaller magnitude) or
     /// `mse` (the better of the floor and ceil scales per block); see docs/tolerances.md.
-    #[arg(long, default_value = "ggml", value_parser = parse_rounding)]
-    mxfp4_rounding: quant::mxfp4::Rounding,
+    /// [default: ggml]
+    #[arg(long, value_parser = parse_rounding)]
+    mxfp4_rounding: Option<quant::mxfp4::Rounding>,
     /// GGUF presets from an MXFP4 source: quantize the experts to the preset's types too
-    /// (lossy) instead of keeping them MXFP4 (llama-quantize refuses this without overrides).
+    /// (lossy) instead of keeping them MXFP4 (llama-quantize's `--allow-requantize`; without it,
+    /// llama-quantize refuses MXFP4 source tensors).
     #[arg(long)]
     requantize_experts: bool,
 }
@@ -313,6 +354,11 @@ fn parse_rounding(s: &str) -> Result<quant::mxfp4::Rounding, String> {
 }
 
 impl ConvertFlags {
+    /// True when `--mxfp4-rounding` was given (it only matters for dense experts).
+    pub fn rounding_given(&self) -> bool {
+        self.mxfp4_rounding.is_some()
+    }
+
     /// The library's options (`force` is the command's own flag).
     pub fn options(&self, force: bool) -> convert::ConvertOptions {
         convert::ConvertOptions {
@@ -323,7 +369,7 @@ impl ConvertFlags {
             allow_nonfinite: self.allow_nonfinite,
             truncate_vocab: self.truncate_vocab,
             skip_space_check: self.no_space_check,
-            mxfp4_rounding: self.mxfp4_rounding,
+            mxfp4_rounding: self.mxfp4_rounding.unwrap_or_default(),
             requantize_experts: self.requantize_experts,
         }
     }
@@ -341,6 +387,8 @@ pub struct GpuMem {
     pub bytes: u64,
     /// Given as a plain number.
     pub unitless: bool,
+    /// Given in decimal units (`24GB`: 10^9 bytes), which GPU makers' "24 GB" does not mean.
+    pub decimal: bool,
 }
 
 /// `--gpu-mem`: a size with a unit ([`parse_size`]), or a plain number of GiB (`24`): GPU
@@ -354,6 +402,7 @@ pub fn parse_gpu_mem(s: &str) -> Result<GpuMem, String> {
         return Ok(GpuMem {
             bytes: (n * (1u64 << 30) as f64) as u64,
             unitless: true,
+            decimal: false,
         });
     }
     let bytes = parse_size(t)?;
@@ -362,10 +411,21 @@ pub fn parse_gpu_mem(s: &str) -> Result<GpuMem, String> {
             "`{s}` is less than 1 MiB: not a GPU memory size (try 24GiB)"
         ));
     }
+    let unit = t.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == 'e');
     Ok(GpuMem {
         bytes,
         unitless: false,
+        decimal: !unit.to_ascii_lowercase().contains("ib"),
     })
+}
+
+/// `--context`: a positive number of positions.
+fn parse_context(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("a context of 0 positions holds no prompt (try 8192)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number of positions")),
+    }
 }
 
 /// Parsed `--tokens`.
@@ -376,10 +436,11 @@ fn parse_tokens(s: &str) -> Result<TokenList, String> {
     let ids = s
         .split(',')
         .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<u32>()
-                .map_err(|_| format!("`{t}` is not a token id"))
+        .map(|t| match t {
+            "" => Err(format!("`{s}`: an empty token id between commas")),
+            t => t
+                .parse::<u32>()
+                .map_err(|_| format!("`{t}` is not a token id")),
         })
         .collect::<Result<Vec<_>, _>>()?;
     if ids.is_empty() {
@@ -439,7 +500,11 @@ mod tests {
         let g = parse_gpu_mem("24").unwrap();
         assert_eq!((g.bytes, g.unitless), (24 << 30, true));
         let g = parse_gpu_mem("16GB").unwrap();
-        assert_eq!((g.bytes, g.unitless), (16_000_000_000, false));
+        assert_eq!(
+            (g.bytes, g.unitless, g.decimal),
+            (16_000_000_000, false, true)
+        );
+        assert!(!parse_gpu_mem("16GiB").unwrap().decimal);
         assert_eq!(parse_gpu_mem("0.5").unwrap().bytes, 1 << 29);
         assert!(parse_gpu_mem("24B").is_err() && parse_gpu_mem("0").is_err());
     }
@@ -449,6 +514,8 @@ mod tests {
         assert_eq!(parse_tokens("1, 2,3").unwrap().0, vec![1, 2, 3]);
         assert!(parse_tokens("1,x").is_err());
         assert!(parse_tokens("").is_err());
+        assert!(parse_tokens("1,,2").is_err() && parse_tokens("1,2,").is_err());
+        assert!(parse_context("0").is_err() && parse_context("4096").is_ok());
         assert!(parse_tokens("-1").is_err());
     }
 }

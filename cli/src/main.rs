@@ -41,7 +41,12 @@ fn main() -> ExitCode {
     }
     signals::install();
     match cmd::run(cli.command, cli.quiet, cli.threads) {
-        Ok(code) => code,
+        Ok(code) => {
+            if let Some(note) = signals::late_note() {
+                eprintln!("{note}");
+            }
+            code
+        }
         Err(err) => {
             // A closed stdout (`oss-forge inspect ... | head`) is not a failure.
             if err.chain().any(|e| {

@@ -76,6 +76,19 @@ pub enum ConvertError {
         /// Bytes written before the error.
         wrote: u64,
     },
+    /// A file-size limit (`ulimit -f`, `EFBIG`) stopped the write of an output (which was then
+    /// removed).
+    #[error("{}: the file-size limit (ulimit -f) stopped the write of {file} after {wrote} bytes of {needed}; the partial output was removed", path.display())]
+    SizeLimit {
+        /// The output, under its final name (never created).
+        path: PathBuf,
+        /// The file being written when the limit was hit.
+        file: String,
+        /// Bytes the output needs.
+        needed: u64,
+        /// Bytes written before the error.
+        wrote: u64,
+    },
     /// Not enough free space to start writing an output.
     #[error("{}: not enough free space: needs {needed} bytes, {available} available on the file system of {}; nothing was written (--no-space-check skips this check)", path.display(), dir.display())]
     InsufficientSpace {

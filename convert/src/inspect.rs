@@ -274,7 +274,13 @@ pub fn inspect(ckpt: &Checkpoint) -> Inspect {
         dtype_groups: ckpt
             .dtype_groups()
             .into_iter()
-            .map(|(g, d)| (g.to_string(), storage_of(&d)))
+            .map(|(g, d)| {
+                let how = match ckpt.layout() {
+                    crate::names::Layout::Mlx(scheme) => mlx_storage_of(&scheme, g, &d),
+                    _ => None,
+                };
+                (g.to_string(), how.unwrap_or_else(|| storage_of(&d)))
+            })
             .collect(),
         config_notes: ckpt.config_notes().iter().map(|n| n.to_string()).collect(),
         config: ckpt.config().clone(),
@@ -305,6 +311,63 @@ fn storage_of(dtypes: &[Dtype]) -> String {
             .collect::<Vec<_>>()
             .join("+")
     }
+}
+
+/// How one MLX module kind is stored, in words: the float dtype, `affine 4-bit in U32 words,
+/// BF16 scale and bias per 64`, or `MXFP4 in U32 words (8 codes each), U8 E8M0 scale per 32`.
+fn mlx_quant_words(q: crate::mlx::MlxQuant, dtypes: &[Dtype]) -> String {
+    use crate::mlx::MlxQuant;
+    match q {
+        MlxQuant::Float => dtypes
+            .iter()
+            .filter(|d| **d != Dtype::U32 && **d != Dtype::U8)
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join("+"),
+        MlxQuant::Affine { bits, group } => {
+            format!("affine {bits}-bit in U32 words, BF16 scale and bias per {group}")
+        }
+        MlxQuant::Mxfp4 => "MXFP4 in U32 words (8 codes each), U8 E8M0 scale per 32".into(),
+    }
+}
+
+/// How a tensor group of an MLX directory is stored, from its scheme (`None`: the plain
+/// dtypes say it). The codes of every quantized module are U32 words, whatever the format.
+fn mlx_storage_of(scheme: &crate::mlx::MlxScheme, group: &str, dtypes: &[Dtype]) -> Option<String> {
+    use crate::mlx::MlxQuant;
+    let bias = || {
+        dtypes
+            .iter()
+            .find(|d| **d != Dtype::U32 && **d != Dtype::U8)
+            .map(|d| format!("; bias vector {}", d.name()))
+            .unwrap_or_default()
+    };
+    Some(match group {
+        "embeddings" if scheme.embedding == scheme.lm_head => {
+            mlx_quant_words(scheme.embedding, dtypes)
+        }
+        "embeddings" => format!(
+            "embedding {}; lm_head {}",
+            mlx_quant_words(scheme.embedding, dtypes),
+            mlx_quant_words(scheme.lm_head, dtypes)
+        ),
+        "attention" => mlx_quant_words(scheme.attention, dtypes),
+        "router" if scheme.router != MlxQuant::Float => {
+            format!("{}{}", mlx_quant_words(scheme.router, dtypes), bias())
+        }
+        "experts" => mlx_quant_words(scheme.experts, dtypes),
+        "mlx scales and biases" => {
+            let mut parts = Vec::new();
+            if dtypes.iter().any(|d| *d != Dtype::U8) {
+                parts.push("affine scales and biases BF16".to_string());
+            }
+            if dtypes.contains(&Dtype::U8) {
+                parts.push("MXFP4 expert scales U8 (E8M0)".to_string());
+            }
+            parts.join("; ")
+        }
+        _ => return None,
+    })
 }
 
 /// One warning per tensor holding non-finite values or NaN scale bytes, naming it.

@@ -50,7 +50,13 @@ impl OutputLock {
                 .create(true)
                 .truncate(false)
                 .open(&path)
-                .map_err(|e| ConvertError::io(&path, e))?;
+                .map_err(|e| {
+                    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                    ConvertError::format(
+                        dir.unwrap_or(Path::new(".")),
+                        format!("cannot write an output here ({e}); nothing was started"),
+                    )
+                })?;
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {}
                 Err(rustix::io::Errno::WOULDBLOCK) => {

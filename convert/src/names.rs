@@ -340,7 +340,10 @@ impl Layout {
 pub fn int8_config_dense(q: &Value) -> std::result::Result<bool, String> {
     let want_str = |key: &str, want: &str| match q.get(key).and_then(Value::as_str) {
         Some(v) if v == want => Ok(()),
-        other => Err(format!("`{key}` is {other:?}, only {want:?} is read")),
+        Some(other) => Err(format!("`{key}` is \"{other}\", only \"{want}\" is read")),
+        None => Err(format!(
+            "`{key}` is missing or not a string, only \"{want}\" is read"
+        )),
     };
     want_str("format", "pack-quantized")?;
     want_str("quantization_status", "compressed")?;
@@ -389,8 +392,10 @@ pub fn int8_config_dense(q: &Value) -> std::result::Result<bool, String> {
             (Some("group"), Some(32)) => grouped = true,
             (Some("channel"), None) => channel = true,
             (s, gs) => {
+                let s = s.map_or("absent".to_string(), |s| format!("\"{s}\""));
+                let gs = gs.map_or("absent".to_string(), |g| g.to_string());
                 return Err(bad(&format!(
-                    "strategy {s:?} with group_size {gs:?}: only group/32 and channel are read"
+                    "strategy {s} with group_size {gs}: only group/32 and channel are read"
                 )));
             }
         }
@@ -1012,7 +1017,7 @@ mod tests {
     fn int8_format_and_status() {
         assert!(
             int8_err(|q| q["format"] = json!("int-quantized"))
-                .contains("`format` is Some(\"int-quantized\")")
+                .contains("`format` is \"int-quantized\"")
         );
         assert!(
             int8_err(|q| q["quantization_status"] = json!("frozen"))

@@ -2,7 +2,6 @@
 //! to a multiple of 64 bytes, then the raw little-endian data in C order.
 
 use crate::error::{ConvertError, Result};
-use std::io::Write;
 use std::path::Path;
 
 /// The header of a little-endian float32 C-order array of `shape`.
@@ -25,7 +24,8 @@ pub fn f32_header(shape: &[usize]) -> Vec<u8> {
     out
 }
 
-/// Writes `data` (C order, `shape`) as a float32 `.npy` file, through a temporary name.
+/// Writes `data` (C order, `shape`) as a float32 `.npy` file, through a temporary name
+/// ([`crate::publish::write_atomic`]: an existing file is replaced).
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     assert_eq!(shape.iter().product::<usize>(), data.len(), "npy shape");
     let mut bytes = f32_header(shape);
@@ -33,15 +33,7 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    let tmp = path.with_extension("npy.partial");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| ConvertError::io(&tmp, e))?;
-    f.write_all(&bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            ConvertError::io(&tmp, e)
-        })?;
-    std::fs::rename(&tmp, path).map_err(|e| ConvertError::io(path, e))
+    crate::publish::write_atomic(path, &bytes)
 }
 
 /// Reads a little-endian float32 `.npy` file: `(shape, data)`.

@@ -57,7 +57,7 @@ pub fn bytes_under(path: &Path) -> u64 {
 }
 
 /// Turns an I/O error on a temporary into [`ConvertError::NoSpace`] about `output` when it is a
-/// full disk; `written` is the temporary (file or directory) whose size tells what got written.
+/// full disk (and [`ConvertError::SizeLimit`] when a file-size limit stopped it); `written` is the temporary (file or directory) whose size tells what got written.
 /// Other errors pass through.
 pub fn name_full_disk(
     err: ConvertError,
@@ -65,17 +65,29 @@ pub fn name_full_disk(
     written: &Path,
     needed: u64,
 ) -> ConvertError {
+    const EFBIG: i32 = 27;
+    // The temporary itself is the output file: name it by its final name.
+    let file = |path: &Path| {
+        if path == written { output } else { path }
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     match &err {
         ConvertError::Io { path, error } if is_no_space(error) => ConvertError::NoSpace {
             path: output.to_path_buf(),
-            // The temporary itself is the output file: name it by its final name.
-            file: if path == written { output } else { path }
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            file: file(path),
             needed,
             wrote: bytes_under(written),
         },
+        ConvertError::Io { path, error } if error.raw_os_error() == Some(EFBIG) => {
+            ConvertError::SizeLimit {
+                path: output.to_path_buf(),
+                file: file(path),
+                needed,
+                wrote: bytes_under(written),
+            }
+        }
         _ => err,
     }
 }

@@ -32,6 +32,16 @@
 //!
 //! f16 conversions are ports of ggml's own `ggml_compute_fp32_to_fp16` / `_fp16_to_fp32`
 //! (round to nearest even; NaN becomes `sign | 0x7E00`), see [`ggml_fp32_to_fp16`].
+//!
+//! Two encoders per type: `quantize_block_*`, the plain port above, and the row functions
+//! `quantize_row_*`, which take a fast path per block that the compiler vectorizes (the
+//! extremes over 8 lanes, then every code in one loop, then the packing) and fall back to the
+//! plain port for the blocks where the two could differ: a NaN or infinite value, an infinite
+//! `1/d` or `d`, a tie between `+a` and `-a` for the signed maximum, or an extreme that is
+//! zero (where the first element's sign of zero decides). Elsewhere they give the same bytes
+//! by construction (the same f32 operations on the same values; a code is `trunc(x·id + c)`
+//! of a value that the scale bounds to `(-1, 2^7)`, where C's and Rust's casts agree), and the
+//! tests compare both on every golden row and on random blocks of every magnitude.
 
 /// Elements per block (ggml `QK4_0`, `QK4_1`, `QK5_0`, `QK5_1`).
 pub const BLOCK: usize = 32;
@@ -159,6 +169,237 @@ fn inverse(d: f32) -> f32 {
     if d != 0.0 { 1.0 / d } else { 0.0 }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fast-path helpers: branch-free over 8 lanes, so the loops vectorize.
+
+/// True if no value of the block is NaN or infinite.
+#[inline(always)]
+pub(crate) fn block_finite(x: &[f32; BLOCK]) -> bool {
+    let mut bad = 0u32;
+    for &v in x {
+        bad |= ((v.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+    }
+    bad == 0
+}
+
+/// Four lanes of a block, for the reductions below: written as trees of 4-lane operations so
+/// that the compiler emits packed `maxps`/`minps` (a loop of scalar selects stays scalar).
+type Lanes = [f32; 4];
+
+#[inline(always)]
+fn lanes(x: &[f32; BLOCK], k: usize, f: impl Fn(f32) -> f32) -> Lanes {
+    std::array::from_fn(|i| f(x[4 * k + i]))
+}
+
+#[inline(always)]
+fn lanes_max(a: Lanes, b: Lanes) -> Lanes {
+    std::array::from_fn(|i| if a[i] > b[i] { a[i] } else { b[i] })
+}
+
+#[inline(always)]
+fn lanes_min(a: Lanes, b: Lanes) -> Lanes {
+    std::array::from_fn(|i| if a[i] < b[i] { a[i] } else { b[i] })
+}
+
+/// The largest of `f(x)` over a block of finite values.
+#[inline(always)]
+fn block_max_of(x: &[f32; BLOCK], f: impl Fn(f32) -> f32 + Copy) -> f32 {
+    let v = |k| lanes(x, k, f);
+    let m = lanes_max(
+        lanes_max(lanes_max(v(0), v(1)), lanes_max(v(2), v(3))),
+        lanes_max(lanes_max(v(4), v(5)), lanes_max(v(6), v(7))),
+    );
+    let m = lanes_max(m, [m[2], m[3], m[0], m[1]]);
+    if m[0] > m[1] { m[0] } else { m[1] }
+}
+
+/// The largest magnitude of a block of finite values (`+0.0` for an all-zero block).
+#[inline(always)]
+pub(crate) fn block_absmax(x: &[f32; BLOCK]) -> f32 {
+    block_max_of(x, f32::abs)
+}
+
+/// The largest and the smallest value of a block of finite values (`+0.0` and `-0.0` are
+/// equal here, so a zero result says nothing about its sign).
+#[inline(always)]
+pub(crate) fn block_max_min(x: &[f32; BLOCK]) -> (f32, f32) {
+    let v = |k| lanes(x, k, |a| a);
+    let mn = lanes_min(
+        lanes_min(lanes_min(v(0), v(1)), lanes_min(v(2), v(3))),
+        lanes_min(lanes_min(v(4), v(5)), lanes_min(v(6), v(7))),
+    );
+    let mn = lanes_min(mn, [mn[2], mn[3], mn[0], mn[1]]);
+    (
+        block_max_of(x, |a| a),
+        if mn[0] < mn[1] { mn[0] } else { mn[1] },
+    )
+}
+
+/// [`signed_absmax`] of a finite block by its extremes: the extreme of larger magnitude, or
+/// where `+a` and `-a` tie, the first element of magnitude `a` (`0.0` for an all-zero block, as
+/// the plain loop leaves it).
+#[inline(always)]
+fn signed_absmax_fast(x: &[f32; BLOCK]) -> f32 {
+    let (mx, mn) = block_max_min(x);
+    if mx > -mn {
+        mx
+    } else if -mn > mx {
+        mn
+    } else if mx == 0.0 {
+        0.0
+    } else {
+        x.iter().copied().find(|v| v.abs() == mx).unwrap_or(mx)
+    }
+}
+
+/// [`min_max`] of a finite block by its extremes; `None` where an extreme is zero (the first
+/// zero's sign decides there).
+#[inline]
+fn min_max_fast(x: &[f32; BLOCK]) -> Option<(f32, f32)> {
+    let (mx, mn) = block_max_min(x);
+    (mx != 0.0 && mn != 0.0).then_some((mn, mx))
+}
+
+/// `trunc(y)` (toward zero) of a finite `|y| < 2^22` in f32 operations only, so that loops of it
+/// vectorize without the per-lane NaN and saturation fix-ups of `as i32`: adding `1.5·2^23`
+/// rounds to the nearest integer (its bits minus the constant's are that integer), and one
+/// comparison steps back toward zero where the rounding went away from it.
+#[inline]
+pub(crate) fn trunc_small(y: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    let t = y + MAGIC;
+    let r = t - MAGIC; // y rounded to the nearest integer, exactly
+    let ri = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    ri - ((r > y) & (y >= 0.0)) as i32 + ((r < y) & (y < 0.0)) as i32
+}
+
+/// `trunc(y)` of a finite `0 <= y < 2^22` ([`trunc_small`] without the step for negative `y`).
+#[inline(always)]
+fn trunc_pos(y: f32) -> u32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    let t = y + MAGIC;
+    let r = t - MAGIC;
+    t.to_bits().wrapping_sub(MAGIC.to_bits()) - (r > y) as u32
+}
+
+/// Codes `trunc(min(y, max))` of the values `y` of a block, `y >= 0` (the plain encoders'
+/// `MIN((int8_t)y, max)`: for `y >= 0` capping before or after the truncation is the same).
+#[inline(always)]
+fn codes_of(x: &[f32; BLOCK], y: impl Fn(f32) -> f32, max: f32) -> [u8; BLOCK] {
+    let mut q = [0u8; BLOCK];
+    for (q, &v) in q.iter_mut().zip(x) {
+        let y = y(v);
+        *q = trunc_pos(if y < max { y } else { max }) as u8;
+    }
+    q
+}
+
+/// Codes `trunc(x·id + add)` capped at `max`, for values the scale bounds to `(0, 2^7)` (`add`
+/// is 8.5 or 16.5 and `|x·id| <= 8.01` or `16.01`), as the plain encoders compute them
+/// (`(int8_t)` of the sum, then `MIN`).
+#[inline(always)]
+fn codes_sym(x: &[f32; BLOCK], id: f32, add: f32, max: f32) -> [u8; BLOCK] {
+    codes_of(x, |v| v * id + add, max)
+}
+
+/// Codes `trunc((x - min)·id + 0.5)` capped at `max`, as [`codes_sym`] (the values are in
+/// `[0.5, 15.5]` or `[0.5, 31.5]` up to rounding).
+#[inline(always)]
+fn codes_affine(x: &[f32; BLOCK], min: f32, id: f32, max: f32) -> [u8; BLOCK] {
+    codes_of(x, |v| (v - min) * id + 0.5, max)
+}
+
+/// Packs 4-bit codes: element `j` in the low nibble of byte `j`, element `j + 16` in the high.
+#[inline]
+fn pack_nibbles(q: &[u8; BLOCK], out: &mut [u8]) {
+    for (j, o) in out[..HALF].iter_mut().enumerate() {
+        *o = (q[j] & 0x0F) | ((q[j + HALF] & 0x0F) << 4);
+    }
+}
+
+/// Bit 4 of every 5-bit code, bit `k` for element `k`: eight codes at a time as the bytes of a
+/// `u64`, their bits 4 moved to bit 0 of each byte and gathered into one byte by a multiply
+/// (byte `i` lands on bit `56 + i`, with no carries: checked for all 256 patterns in the tests).
+#[inline(always)]
+fn high_bits(q: &[u8; BLOCK]) -> u32 {
+    let mut qh = 0u32;
+    for (k, c) in q.chunks_exact(8).enumerate() {
+        let v = u64::from_le_bytes(c.try_into().unwrap());
+        let bits = (v >> 4) & 0x0101_0101_0101_0101;
+        qh |= ((bits.wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32) << (8 * k);
+    }
+    qh
+}
+
+/// The fast path of [`quantize_block_q4_0`] (same bytes).
+#[inline]
+fn quantize_block_q4_0_fast(x: &[f32; BLOCK], y: &mut [u8; Q4_0_BYTES]) {
+    if !block_finite(x) {
+        return quantize_block_q4_0(x, y);
+    }
+    let max = signed_absmax_fast(x);
+    let d = max / -8.0;
+    let id = inverse(d);
+    if !id.is_finite() {
+        return quantize_block_q4_0(x, y);
+    }
+    put_f16(y, 0, d);
+    pack_nibbles(&codes_sym(x, id, 8.5, 15.0), &mut y[2..]);
+}
+
+/// The fast path of [`quantize_block_q4_1`] (same bytes).
+#[inline]
+fn quantize_block_q4_1_fast(x: &[f32; BLOCK], y: &mut [u8; Q4_1_BYTES]) {
+    let Some((min, max)) = block_finite(x).then(|| min_max_fast(x)).flatten() else {
+        return quantize_block_q4_1(x, y);
+    };
+    let d = (max - min) / 15.0;
+    let id = inverse(d);
+    if !d.is_finite() || !id.is_finite() {
+        return quantize_block_q4_1(x, y);
+    }
+    put_f16(y, 0, d);
+    put_f16(y, 2, min);
+    pack_nibbles(&codes_affine(x, min, id, 15.0), &mut y[4..]);
+}
+
+/// The fast path of [`quantize_block_q5_0`] (same bytes).
+#[inline]
+fn quantize_block_q5_0_fast(x: &[f32; BLOCK], y: &mut [u8; Q5_0_BYTES]) {
+    if !block_finite(x) {
+        return quantize_block_q5_0(x, y);
+    }
+    let max = signed_absmax_fast(x);
+    let d = max / -16.0;
+    let id = inverse(d);
+    if !id.is_finite() {
+        return quantize_block_q5_0(x, y);
+    }
+    put_f16(y, 0, d);
+    let q = codes_sym(x, id, 16.5, 31.0);
+    y[2..6].copy_from_slice(&high_bits(&q).to_le_bytes());
+    pack_nibbles(&q, &mut y[6..]);
+}
+
+/// The fast path of [`quantize_block_q5_1`] (same bytes).
+#[inline]
+fn quantize_block_q5_1_fast(x: &[f32; BLOCK], y: &mut [u8; Q5_1_BYTES]) {
+    let Some((min, max)) = block_finite(x).then(|| min_max_fast(x)).flatten() else {
+        return quantize_block_q5_1(x, y);
+    };
+    let d = (max - min) / 31.0;
+    let id = inverse(d);
+    if !d.is_finite() || !id.is_finite() {
+        return quantize_block_q5_1(x, y);
+    }
+    put_f16(y, 0, d);
+    put_f16(y, 2, min);
+    // No cap in ggml; the codes stay below 32 here, so a cap of 255 changes nothing.
+    let q = codes_affine(x, min, id, 255.0);
+    y[4..8].copy_from_slice(&high_bits(&q).to_le_bytes());
+    pack_nibbles(&q, &mut y[8..]);
+}
+
 fn check_row(name: &str, values: usize, bytes: usize, block_bytes: usize) {
     assert_eq!(
         values % BLOCK,
@@ -202,6 +443,15 @@ pub fn dequantize_block_q4_0(x: &[u8; Q4_0_BYTES], y: &mut [f32; BLOCK]) {
 ///
 /// Panics if the lengths disagree (a caller bug).
 pub fn quantize_row_q4_0(x: &[f32], y: &mut [u8]) {
+    check_row("Q4_0", x.len(), y.len(), Q4_0_BYTES);
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(y.chunks_exact_mut(Q4_0_BYTES)) {
+        quantize_block_q4_0_fast(xb.try_into().unwrap(), yb.try_into().unwrap());
+    }
+}
+
+/// [`quantize_row_q4_0`] by the plain port alone, block by block (for the tests, and as the
+/// readable statement of what the fast path computes).
+pub fn quantize_row_q4_0_plain(x: &[f32], y: &mut [u8]) {
     check_row("Q4_0", x.len(), y.len(), Q4_0_BYTES);
     for (xb, yb) in x.chunks_exact(BLOCK).zip(y.chunks_exact_mut(Q4_0_BYTES)) {
         quantize_block_q4_0(xb.try_into().unwrap(), yb.try_into().unwrap());
@@ -255,6 +505,15 @@ pub fn dequantize_block_q4_1(x: &[u8; Q4_1_BYTES], y: &mut [f32; BLOCK]) {
 ///
 /// Panics if the lengths disagree (a caller bug).
 pub fn quantize_row_q4_1(x: &[f32], y: &mut [u8]) {
+    check_row("Q4_1", x.len(), y.len(), Q4_1_BYTES);
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(y.chunks_exact_mut(Q4_1_BYTES)) {
+        quantize_block_q4_1_fast(xb.try_into().unwrap(), yb.try_into().unwrap());
+    }
+}
+
+/// [`quantize_row_q4_1`] by the plain port alone, block by block (for the tests, and as the
+/// readable statement of what the fast path computes).
+pub fn quantize_row_q4_1_plain(x: &[f32], y: &mut [u8]) {
     check_row("Q4_1", x.len(), y.len(), Q4_1_BYTES);
     for (xb, yb) in x.chunks_exact(BLOCK).zip(y.chunks_exact_mut(Q4_1_BYTES)) {
         quantize_block_q4_1(xb.try_into().unwrap(), yb.try_into().unwrap());
@@ -313,6 +572,15 @@ pub fn dequantize_block_q5_0(x: &[u8; Q5_0_BYTES], y: &mut [f32; BLOCK]) {
 ///
 /// Panics if the lengths disagree (a caller bug).
 pub fn quantize_row_q5_0(x: &[f32], y: &mut [u8]) {
+    check_row("Q5_0", x.len(), y.len(), Q5_0_BYTES);
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(y.chunks_exact_mut(Q5_0_BYTES)) {
+        quantize_block_q5_0_fast(xb.try_into().unwrap(), yb.try_into().unwrap());
+    }
+}
+
+/// [`quantize_row_q5_0`] by the plain port alone, block by block (for the tests, and as the
+/// readable statement of what the fast path computes).
+pub fn quantize_row_q5_0_plain(x: &[f32], y: &mut [u8]) {
     check_row("Q5_0", x.len(), y.len(), Q5_0_BYTES);
     for (xb, yb) in x.chunks_exact(BLOCK).zip(y.chunks_exact_mut(Q5_0_BYTES)) {
         quantize_block_q5_0(xb.try_into().unwrap(), yb.try_into().unwrap());
@@ -376,6 +644,15 @@ pub fn dequantize_block_q5_1(x: &[u8; Q5_1_BYTES], y: &mut [f32; BLOCK]) {
 pub fn quantize_row_q5_1(x: &[f32], y: &mut [u8]) {
     check_row("Q5_1", x.len(), y.len(), Q5_1_BYTES);
     for (xb, yb) in x.chunks_exact(BLOCK).zip(y.chunks_exact_mut(Q5_1_BYTES)) {
+        quantize_block_q5_1_fast(xb.try_into().unwrap(), yb.try_into().unwrap());
+    }
+}
+
+/// [`quantize_row_q5_1`] by the plain port alone, block by block (for the tests, and as the
+/// readable statement of what the fast path computes).
+pub fn quantize_row_q5_1_plain(x: &[f32], y: &mut [u8]) {
+    check_row("Q5_1", x.len(), y.len(), Q5_1_BYTES);
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(y.chunks_exact_mut(Q5_1_BYTES)) {
         quantize_block_q5_1(xb.try_into().unwrap(), yb.try_into().unwrap());
     }
 }
@@ -418,6 +695,56 @@ pub(crate) mod test_data {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect()
+    }
+
+    /// Blocks of every kind the fast path must agree on or hand back: random values at scales
+    /// from f32 subnormals to near f32::MAX, one-signed blocks, ties of `+a`/`-a`, zeros of
+    /// both signs as extremes, constant blocks, and NaN/Inf.
+    pub fn stress_blocks() -> Vec<f32> {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut out = Vec::new();
+        for k in 0..6000i32 {
+            let exp = k % 280 - 150;
+            let scale = 2f32.powi(exp);
+            let mut b: [f32; super::BLOCK] = std::array::from_fn(|_| {
+                let u = (rnd() >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+                (u * 2.0 - 1.0) * scale
+            });
+            match k % 11 {
+                0 => b.iter_mut().for_each(|v| *v = v.abs()),
+                1 => b.iter_mut().for_each(|v| *v = -v.abs()),
+                2 => {
+                    let a = b[(rnd() % 32) as usize].abs() * 2.0;
+                    b[(rnd() % 32) as usize] = a;
+                    b[(rnd() % 32) as usize] = -a;
+                }
+                3 => {
+                    b.iter_mut().for_each(|v| *v = v.abs());
+                    b[(rnd() % 32) as usize] = 0.0;
+                    b[(rnd() % 32) as usize] = -0.0;
+                }
+                4 => b = [b[0]; super::BLOCK],
+                5 => b[(rnd() % 32) as usize] = f32::NAN,
+                6 => b[(rnd() % 32) as usize] = f32::INFINITY,
+                7 => b.iter_mut().for_each(|v| *v = (*v * 8.0).round() / 8.0),
+                _ => {}
+            }
+            out.extend_from_slice(&b);
+        }
+        out.extend_from_slice(&[0.0; super::BLOCK]);
+        out.extend_from_slice(&[-0.0; super::BLOCK]);
+        out.extend_from_slice(&[f32::MAX; super::BLOCK]);
+        out.extend_from_slice(&[-f32::MAX; super::BLOCK]);
+        let mut mixed = [f32::MAX; super::BLOCK];
+        mixed[7] = -f32::MAX;
+        out.extend_from_slice(&mixed);
+        out
     }
 
     /// `(fixture bytes, fixture dequantization, edge bytes, edge dequantization)` of a type.
@@ -468,7 +795,7 @@ pub(crate) mod test_data {
 
 #[cfg(test)]
 mod tests {
-    use super::test_data::{check, golden};
+    use super::test_data::{check, golden, stress_blocks};
     use super::*;
 
     #[test]
@@ -666,6 +993,135 @@ mod tests {
         }
         assert_eq!(ggml_fp32_to_fp16(65520.0), 0x7C00);
         assert_eq!(ggml_fp32_to_fp16(65519.996), 0x7BFF);
+    }
+
+    #[test]
+    fn plain_rows_match_llama_quantize_too() {
+        check(
+            "Q4_0 plain",
+            quantize_row_q4_0_plain,
+            dequantize_row_q4_0,
+            golden!("Q4_0"),
+        );
+        check(
+            "Q4_1 plain",
+            quantize_row_q4_1_plain,
+            dequantize_row_q4_1,
+            golden!("Q4_1"),
+        );
+        check(
+            "Q5_0 plain",
+            quantize_row_q5_0_plain,
+            dequantize_row_q5_0,
+            golden!("Q5_0"),
+        );
+        check(
+            "Q5_1 plain",
+            quantize_row_q5_1_plain,
+            dequantize_row_q5_1,
+            golden!("Q5_1"),
+        );
+    }
+
+    #[test]
+    fn trunc_small_is_trunc() {
+        let mut y = -4_194_303.9f32;
+        let mut seen = 0;
+        while y < 4_194_304.0 {
+            for v in [y, -y, y / 3.0, y / 1e5, y * 1e-30] {
+                assert_eq!(trunc_small(v), v.trunc() as i32, "{v}");
+            }
+            y = if y.abs() < 1.0 {
+                y + 0.01
+            } else {
+                y * 0.999_9 + y.signum() * 0.25
+            };
+            if y.abs() < 1e-3 {
+                y = 1e-3;
+            }
+            seen += 1;
+            if seen > 2_000_000 {
+                break;
+            }
+        }
+        for v in [
+            0.5f32,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.499_999_97,
+            -0.999_999_94,
+            16.5,
+            31.5,
+            0.0,
+            -0.0,
+        ] {
+            assert_eq!(trunc_small(v), v.trunc() as i32, "{v}");
+        }
+    }
+
+    #[test]
+    fn high_bits_gathers_bit_4_of_every_code() {
+        for p in 0..=255u32 {
+            for shift in [0, 8, 16, 24] {
+                let q: [u8; BLOCK] = std::array::from_fn(|k| {
+                    let bit = ((p << shift) >> k) & 1;
+                    (bit << 4) as u8 | (k as u8 & 0x0F) // low bits must not leak
+                });
+                let want = (0..BLOCK).fold(0u32, |h, k| h | (((q[k] >> 4) & 1) as u32) << k);
+                assert_eq!(high_bits(&q), want);
+            }
+        }
+        for v in [0.0f32, 0.4, 0.5, 1.0, 15.5, 16.5, 31.99, 4_194_303.5] {
+            assert_eq!(trunc_pos(v), v.trunc() as u32, "{v}");
+        }
+    }
+
+    #[test]
+    fn fast_rows_equal_the_plain_port() {
+        let x = stress_blocks();
+        type Row = fn(&[f32], &mut [u8]);
+        let cases: [(&str, usize, Row, Row); 4] = [
+            (
+                "Q4_0",
+                Q4_0_BYTES,
+                quantize_row_q4_0,
+                quantize_row_q4_0_plain,
+            ),
+            (
+                "Q4_1",
+                Q4_1_BYTES,
+                quantize_row_q4_1,
+                quantize_row_q4_1_plain,
+            ),
+            (
+                "Q5_0",
+                Q5_0_BYTES,
+                quantize_row_q5_0,
+                quantize_row_q5_0_plain,
+            ),
+            (
+                "Q5_1",
+                Q5_1_BYTES,
+                quantize_row_q5_1,
+                quantize_row_q5_1_plain,
+            ),
+        ];
+        for (name, bytes, fast, plain) in cases {
+            let n = x.len() / BLOCK * bytes;
+            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+            fast(&x, &mut a);
+            plain(&x, &mut b);
+            for (k, (p, q)) in a.chunks(bytes).zip(b.chunks(bytes)).enumerate() {
+                assert_eq!(
+                    p,
+                    q,
+                    "{name} block {k}: {:?}",
+                    &x[k * BLOCK..(k + 1) * BLOCK]
+                );
+            }
+        }
     }
 
     #[test]

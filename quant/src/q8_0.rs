@@ -67,8 +67,51 @@ pub fn quantize_block_ref(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// Quantizes a row with [`quantize_block_ref`].
+/// The fast path of [`quantize_block_ref`], same bytes: the largest magnitude over 8 lanes,
+/// `roundf` as `trunc` plus a step away from zero where the exact fractional part reaches one
+/// half (f32 operations only, so the loop vectorizes on the baseline target). Blocks where
+/// the two could differ go to [`quantize_block_ref`]: a NaN or infinite value, or an infinite
+/// `1/d`. Elsewhere `|x·id| <= 127·(1 + 2^-20)`, where the emulation is exact.
+#[inline]
+fn quantize_block_fast(x: &[f32; BLOCK], out: &mut [u8]) {
+    if !crate::legacy::block_finite(x) {
+        return quantize_block_ref(x, out);
+    }
+    let amax = crate::legacy::block_absmax(x);
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    if !id.is_finite() {
+        return quantize_block_ref(x, out);
+    }
+    // ggml's own f32 -> f16 (inlined arithmetic), equal to `half`'s on every non-NaN value.
+    out[..2].copy_from_slice(&crate::legacy::ggml_fp32_to_fp16(d).to_le_bytes());
+    let mut q = [0u8; BLOCK];
+    for (q, &v) in q.iter_mut().zip(x) {
+        let y = v * id;
+        let t = crate::legacy::trunc_small(y);
+        let f = y - t as f32; // exact: the fractional part of a value below 2^7
+        *q = (t + (f >= 0.5) as i32 - (f <= -0.5) as i32) as u8;
+    }
+    out[2..].copy_from_slice(&q);
+}
+
+/// Quantizes a row as [`quantize_block_ref`] does, block by block (through a vectorized fast
+/// path with the same bytes; [`quantize_row_plain`] is the port alone).
 pub fn quantize_row_ref(x: &[f32], out: &mut [u8]) {
+    assert_eq!(
+        x.len() % BLOCK,
+        0,
+        "Q8_0 row length must be a multiple of 32"
+    );
+    assert_eq!(out.len(), x.len() / BLOCK * BLOCK_BYTES, "Q8_0 row bytes");
+    for (b, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block_fast(b.try_into().unwrap(), o);
+    }
+}
+
+/// [`quantize_row_ref`] by [`quantize_block_ref`] alone (for the tests, and as the readable
+/// statement of what the fast path computes).
+pub fn quantize_row_plain(x: &[f32], out: &mut [u8]) {
     assert_eq!(
         x.len() % BLOCK,
         0,
@@ -155,6 +198,28 @@ mod tests {
         let mut zero = [1u8; 34];
         quantize_block_ref(&[0f32; 32], &mut zero);
         assert!(zero.iter().all(|&b| b == 0), "all-zero block: d = 0, q = 0");
+    }
+
+    #[test]
+    fn fast_rows_equal_the_plain_port() {
+        let x = crate::legacy::test_data::stress_blocks();
+        let n = x.len() / BLOCK * BLOCK_BYTES;
+        let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+        quantize_row_ref(&x, &mut a);
+        quantize_row_plain(&x, &mut b);
+        for (k, (p, q)) in a.chunks(BLOCK_BYTES).zip(b.chunks(BLOCK_BYTES)).enumerate() {
+            assert_eq!(p, q, "block {k}: {:?}", &x[k * BLOCK..(k + 1) * BLOCK]);
+        }
+        // Exact halves of the scaled values, both signs, where roundf goes away from zero.
+        let mut h = [0f32; BLOCK];
+        for (i, v) in h.iter_mut().enumerate() {
+            *v = (i as f32 - 15.5) * 0.5;
+        }
+        h[0] = 63.5;
+        let (mut a, mut b) = ([0u8; BLOCK_BYTES], [0u8; BLOCK_BYTES]);
+        quantize_row_ref(&h, &mut a);
+        quantize_row_plain(&h, &mut b);
+        assert_eq!(a, b);
     }
 
     #[test]

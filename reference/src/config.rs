@@ -1148,10 +1148,11 @@ impl Config {
             token_ids: _,
         } = self;
         let mut out = Vec::new();
+        // Values as a user reads them (`sliding_window: 128 vs 64`), never Rust's debug form.
         macro_rules! cmp {
             ($($f:ident),*) => {$(
                 if *$f != other.$f {
-                    out.push(format!("{}: {:?} vs {:?}", stringify!($f), $f, other.$f));
+                    out.push(format!("{}: {} vs {}", stringify!($f), $f, other.$f));
                 }
             )*};
         }
@@ -1166,14 +1167,53 @@ impl Config {
             num_local_experts,
             num_experts_per_tok,
             sliding_window,
-            layer_types,
             rms_norm_eps,
             rope_theta,
-            rope_scaling,
             max_position_embeddings,
             swiglu_limit,
             swiglu_alpha
         );
+        let kind = |t: &LayerType| match t {
+            LayerType::Sliding => "sliding_attention",
+            LayerType::Full => "full_attention",
+        };
+        if layer_types.len() != other.layer_types.len() {
+            out.push(format!(
+                "layer_types: {} layers vs {}",
+                layer_types.len(),
+                other.layer_types.len()
+            ));
+        } else if let Some((i, (a, b))) = layer_types
+            .iter()
+            .zip(&other.layer_types)
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+        {
+            out.push(format!("layer_types[{i}]: {} vs {}", kind(a), kind(b)));
+        }
+        let (a, b) = (rope_scaling, &other.rope_scaling);
+        macro_rules! yarn {
+            ($($f:ident),*) => {$(
+                if a.$f != b.$f {
+                    out.push(format!("rope_scaling.{}: {} vs {}", stringify!($f), a.$f, b.$f));
+                }
+            )*};
+        }
+        yarn!(
+            factor,
+            beta_fast,
+            beta_slow,
+            original_max_position_embeddings,
+            truncate
+        );
+        if a.attention_factor != b.attention_factor {
+            let show = |x: Option<f64>| x.map_or("absent".to_string(), |v| v.to_string());
+            out.push(format!(
+                "rope_scaling.attention_factor: {} vs {}",
+                show(a.attention_factor),
+                show(b.attention_factor)
+            ));
+        }
         out
     }
 
@@ -1304,8 +1344,17 @@ mod tests {
         assert!(!a.same_model(&b));
         let mut c = a.clone();
         c.rope_scaling.truncate = true;
-        assert_eq!(a.differences(&c).len(), 1);
-        assert!(a.differences(&c)[0].starts_with("rope_scaling: "));
+        c.rope_scaling.factor = 16.0;
+        c.layer_types[3] = LayerType::Sliding;
+        // Plain values, never Rust's debug form (`Yarn { factor: 32.0, ... }`).
+        assert_eq!(
+            a.differences(&c),
+            [
+                "layer_types[3]: full_attention vs sliding_attention",
+                "rope_scaling.factor: 32 vs 16",
+                "rope_scaling.truncate: false vs true"
+            ]
+        );
     }
 
     #[test]

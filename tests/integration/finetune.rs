@@ -155,18 +155,18 @@ fn verify_names_the_rule_of_requantized_experts_and_fails_one_changed_nibble() {
     let (run, json) = verify_json(&ft, &[&moe, &mse], &t.join("r.json"));
     run.ok();
     assert!(
-        run.stdout.contains("reproduced by ggml rule 100.0%"),
+        run.stdout.contains("reproduced by ggml rule 100%"),
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("mse rule 100.0%"), "{}", run.stdout);
+    assert!(run.stdout.contains("mse rule 100%"), "{}", run.stdout);
     let v = &json["variants"][0];
     assert_eq!(v["pass"], true);
     assert!(
         v["requantization"][0]
             .as_str()
             .unwrap()
-            .contains("ggml rule 100.0%")
+            .contains("ggml rule 100%")
     );
     // One nibble of one expert block (layer 1, expert 0, first block: element 0's code).
     let bad = t.join("bad.gguf");
@@ -211,7 +211,7 @@ fn pipeline_on_a_dense_fine_tune_passes_and_publishes() {
             v["requantization"][0]
                 .as_str()
                 .unwrap()
-                .contains("ggml rule 100.0%"),
+                .contains("ggml rule 100%"),
             "{name}: {v}"
         );
     }

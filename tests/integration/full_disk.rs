@@ -176,3 +176,28 @@ fn a_disk_that_fills_mid_write_names_the_file_and_the_bytes_and_keeps_nothing() 
         );
     }
 }
+
+/// A file-size limit (`ulimit -f`, SIGXFSZ then EFBIG) stops a conversion like a full disk: a
+/// named error, exit 2, nothing left behind, instead of the process killed by the signal.
+#[test]
+fn a_file_size_limit_is_reported_and_leaves_nothing() {
+    let t = TempDir::new("ulimit-f");
+    let model = fixture("tiny-gpt-oss");
+    for v in ["gguf-bf16", "safetensors-bf16", "mlx-bf16"] {
+        let out = t.join(v);
+        let run = Command::new("sh")
+            .arg("-c")
+            .arg(r#"ulimit -f 1000 && exec "$0" -q convert "$1" --to "$2" -o "$3""#)
+            .arg(env!("CARGO_BIN_EXE_oss-forge"))
+            .arg(&model)
+            .arg(v)
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{v}: {stderr}");
+        assert!(stderr.contains("file-size limit"), "{v}: {stderr}");
+        let left: Vec<_> = std::fs::read_dir(&t.0).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{v}: {left:?}");
+    }
+}

@@ -56,5 +56,14 @@ mod mlx;
 // pipelines, partial re-runs and merge, Ctrl-C, locks, inputs changed mid-run, names, messages.
 mod traps;
 
+// One changed byte of a quantized variant (a code, a scale, a bias) fails verify.
+mod tamper;
+
+// `fit MODEL` names the variant of every kind oss-forge writes (MLX, GGUF presets).
+mod fit_identify;
+
+// What users read: inspect's MLX storage, plain values in errors, preset cards' type mix.
+mod messages;
+
 // The forward passes verify skips (by weights), the floor only outside the gates, the logits cache.
 mod levers;

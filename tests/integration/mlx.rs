@@ -371,7 +371,15 @@ fn a_dense_fine_tune_is_written_as_mlx_mxfp4_q8_and_reads_back() {
         verify::mxfp4_rule(&r.weights),
         Some(quant::mxfp4::Rounding::Mlx)
     );
-    let experts: Vec<_> = r.weights.iter().filter(|w| w.blocks.total > 0).collect();
+    // (The affine tensors count their groups against mx.quantize too: all agree.)
+    for w in r.weights.iter().filter(|w| w.bound.has_reference()) {
+        assert_eq!(w.blocks.reference, w.blocks.total, "{}", w.name);
+    }
+    let experts: Vec<_> = r
+        .weights
+        .iter()
+        .filter(|w| w.bound == verify::weights::Bound::Mxfp4Rules)
+        .collect();
     assert!(!experts.is_empty());
     for w in experts {
         let mlx = quant::mxfp4::Rounding::ALL
@@ -602,4 +610,110 @@ fn nonfinite_sources_are_refused_and_kept_when_allowed() {
         "{}",
         r.stdout
     );
+}
+
+/// An mlx-lm output directory as mlx-lm writes it: the weights and config of
+/// `tests/fixtures/mlx/NAME`, mlx-lm's `tokenizer_config.json`, and the tokenizer files it copies
+/// unchanged from the original.
+fn mlx_lm_dir(name: &str, to: &Path) {
+    copy_dir(&fixture(&format!("mlx/{name}")), to);
+    std::fs::copy(
+        fixture("mlx/mlx-lm-tokenizer_config.json"),
+        to.join("tokenizer_config.json"),
+    )
+    .unwrap();
+    for f in [
+        "tokenizer.json",
+        "chat_template.jinja",
+        "generation_config.json",
+    ] {
+        std::fs::copy(fixture("tiny-gpt-oss").join(f), to.join(f)).unwrap();
+    }
+}
+
+fn verify_dir(dir: &Path, json: &Path) -> crate::util::Run {
+    oss_forge(&[
+        "verify",
+        "-q",
+        "--original",
+        fixture("tiny-gpt-oss").to_str().unwrap(),
+        dir.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn mlx_lm_outputs_pass_verify_and_a_real_tokenizer_difference_still_fails() {
+    let t = TempDir::new("mlx-meta");
+    for name in [
+        "tiny-gpt-oss.mlx-bf16",
+        "tiny-gpt-oss.mlx-q8",
+        "tiny-gpt-oss.mlx-q4",
+    ] {
+        let dir = t.join(name);
+        mlx_lm_dir(name, &dir);
+        let run = verify_dir(&dir, &t.join(&format!("{name}.json")));
+        assert_eq!(run.code, 0, "{name}: {}", run.stdout);
+        assert!(
+            run.stdout.contains("added_tokens_decoder absent on the variant's side, equal to its tokenizer.json added tokens"),
+            "{}",
+            run.stdout
+        );
+    }
+    // Real differences in what a runtime reads still fail.
+    type Edit = fn(&Path);
+    let edits: [(&str, Edit, &str); 4] = [
+        (
+            "special id",
+            |d| {
+                let p = d.join("tokenizer.json");
+                let s = std::fs::read_to_string(&p).unwrap();
+                std::fs::write(&p, s.replace("\"id\": 482,", "\"id\": 481,")).unwrap();
+            },
+            "added_tokens_decoder",
+        ),
+        (
+            "template",
+            |d| {
+                let p = d.join("chat_template.jinja");
+                let s = std::fs::read_to_string(&p).unwrap();
+                std::fs::write(&p, format!("{s}x")).unwrap();
+            },
+            "chat template",
+        ),
+        (
+            "class",
+            |d| {
+                let p = d.join("tokenizer_config.json");
+                let s = std::fs::read_to_string(&p).unwrap();
+                std::fs::write(&p, s.replace("TokenizersBackend", "LlamaTokenizerFast")).unwrap();
+            },
+            "tokenizer_class",
+        ),
+        (
+            "eos",
+            |d| {
+                let p = d.join("tokenizer_config.json");
+                let s = std::fs::read_to_string(&p).unwrap();
+                std::fs::write(&p, s.replace("<|return|>", "<|end|>")).unwrap();
+            },
+            "eos_token",
+        ),
+    ];
+    for (what, edit, key) in edits {
+        let dir = t.join(what);
+        mlx_lm_dir("tiny-gpt-oss.mlx-bf16", &dir);
+        edit(&dir);
+        let json = t.join(&format!("{what}.json"));
+        let run = verify_dir(&dir, &json);
+        assert_eq!(run.code, 1, "{what}: {}", run.stdout);
+        let v = json_file(&json);
+        let f = v["variants"][0]["failures"].to_string();
+        assert!(f.contains(key), "{what}: {f}");
+    }
+}
+
+fn json_file(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }

@@ -220,7 +220,7 @@ fn presets_verify_against_the_original_in_order_of_their_bits() {
             v["requantization"][0]
                 .as_str()
                 .unwrap()
-                .contains("(100.0%) equal ggml's reference quantizer"),
+                .contains("(100%) equal ggml's reference quantizer"),
             "{v}"
         );
     }

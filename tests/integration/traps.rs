@@ -719,8 +719,8 @@ fn llamacpp_outtype_and_outfile_are_aliases_and_misspellings_get_a_suggestion() 
         ]);
         run.ok();
         assert!(
-            run.stderr
-                .contains(&format!("--outtype {outtype} is `{variant}`")),
+            run.stderr.contains(&format!("--outtype {outtype}"))
+                && run.stderr.contains(&format!("is `{variant}`")),
             "{}",
             run.stderr
         );
@@ -728,6 +728,40 @@ fn llamacpp_outtype_and_outfile_are_aliases_and_misspellings_get_a_suggestion() 
         assert!(
             std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
             "{outtype}"
+        );
+    }
+    // `auto` is llama.cpp's guess from the first 2-D BF16/F16 tensor: a checkpoint stored F16
+    // gives F16 (MXFP4 experts kept), a dense F16 fine-tune gives F16 throughout.
+    for (name, variant) in [
+        ("tiny-gpt-oss", "gguf-mxfp4-f16"),
+        ("tiny-gpt-oss-ft", "gguf-f16"),
+    ] {
+        let m = t.join(&format!("{name}-f16"));
+        copy_dir(&fixture(name), &m);
+        for shard in crate::util::shards(&m) {
+            crate::util::rewrite_shard(&shard, |t| {
+                Some(if t.dtype == safetensors::Dtype::BF16 {
+                    crate::util::recast(t, safetensors::Dtype::F16)
+                } else {
+                    t
+                })
+            });
+        }
+        let (a, b) = (
+            t.join(&format!("{name}-auto.gguf")),
+            t.join(&format!("{name}-to.gguf")),
+        );
+        let run = oss_forge(&["convert", s(&m), "--outtype", "auto", "-o", s(&a)]);
+        run.ok();
+        assert!(
+            run.stderr.contains("here f16") && run.stderr.contains(&format!("is `{variant}`")),
+            "{}",
+            run.stderr
+        );
+        oss_forge(&["convert", "-q", s(&m), "--to", variant, "-o", s(&b)]).ok();
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{name}"
         );
     }
     // The note says where the names differ.
@@ -1133,4 +1167,141 @@ fn inspect_of_a_later_split_path_errors_and_directory_hints() {
         s(&g.with_file_name(format!("s-00001-of-{n:05}.gguf"))),
     ])
     .fails_with(&["is a file", "takes a directory"]);
+}
+
+/// `oss-forge ARGS` run in the directory `cwd` (for outputs named without a directory).
+fn oss_forge_in(cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_oss-forge"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `--force` onto a GGUF named without a directory (`-o a.gguf`, a split set `-o s.gguf`):
+/// the files just written are the output, never taken for stale ones of the same name.
+#[test]
+fn force_onto_a_bare_file_name_keeps_what_it_wrote() {
+    let t = tiny_copy("force-bare");
+    let m = t.join("m");
+    for (out, extra) in [
+        ("a.gguf", &[][..]),
+        ("s.gguf", &["--split-max-size", "1MB"][..]),
+    ] {
+        for force in [false, true] {
+            let mut args = vec!["-q", "convert", s(&m), "--to", "gguf-bf16", "-o", out];
+            args.extend(extra);
+            if force {
+                args.push("--force");
+            }
+            let r = oss_forge_in(&t.0, &args);
+            assert!(r.status.success(), "{out} force={force}: {r:?}");
+        }
+    }
+    let left = names(&t.0);
+    assert!(left.contains(&"a.gguf".to_string()), "{left:?}");
+    let splits: Vec<_> = left.iter().filter(|n| n.starts_with("s-0")).collect();
+    assert!(splits.len() >= 2, "{left:?}");
+    let a = convert::AnyModel::open(t.join("a.gguf")).unwrap();
+    let src = convert::AnyModel::open(&m).unwrap();
+    assert!(a.source().config().same_model(src.source().config()));
+}
+
+/// `logits --out` and `verify --json` refuse a path onto or into a model they read, and
+/// leave it as it was.
+#[test]
+fn reports_never_overwrite_the_models_they_read() {
+    let t = tiny_copy("report-onto-input");
+    let m = t.join("m");
+    let v = t.join("v.gguf");
+    oss_forge(&["-q", "convert", s(&m), "--to", "gguf-bf16", "-o", s(&v)]).ok();
+    let before = (snapshot(&m), std::fs::read(&v).unwrap());
+    let shard = crate::util::shards(&m)[0].clone();
+    oss_forge(&["logits", s(&m), "--tokens", "1,2", "--out", s(&shard)])
+        .fails_with(&["output is the input", "inside the model being read"]);
+    oss_forge(&["logits", s(&v), "--tokens", "1,2", "--out", s(&v)])
+        .fails_with(&["output is the input"]);
+    let cfg = m.join("config.json");
+    for json in [&v, &cfg] {
+        oss_forge(&[
+            "-q",
+            "verify",
+            "--original",
+            s(&m),
+            s(&v),
+            "--json",
+            s(json),
+        ])
+        .fails_with(&["output is the input"]);
+    }
+    assert!(before == (snapshot(&m), std::fs::read(&v).unwrap()));
+}
+
+/// A pipeline never removes published variants unasked: a re-run from other inputs (another
+/// name, a changed config) is refused, naming what changed, until `--force`; a README or
+/// LICENSE added beside the checkpoint is not an input; a directory holding other files, or
+/// one inside another pipeline output, is refused.
+#[test]
+fn pipeline_keeps_earlier_variants_unless_forced_and_stays_checkable() {
+    let t = tiny_copy("pipeline-force");
+    let m = t.join("m");
+    let out = t.join("pub");
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "-q",
+            "pipeline",
+            s(&m),
+            "-o",
+            s(&out),
+            "--variants",
+            "gguf-bf16",
+        ];
+        a.extend(extra);
+        oss_forge(&a)
+    };
+    run(&[]).ok();
+    let published = snapshot(&out.join("gguf-bf16"));
+    // Not inputs: the run keeps everything.
+    std::fs::write(m.join("LICENSE"), "x").unwrap();
+    std::fs::write(m.join("README.md"), "x").unwrap();
+    run(&[]).ok();
+    assert!(snapshot(&out.join("gguf-bf16")) == published);
+    // Another name: refused, named, nothing removed.
+    run(&["--name", "other"]).fails_with(&["other inputs", "name", "--force"]);
+    assert!(snapshot(&out.join("gguf-bf16")) == published);
+    // A changed input file: refused, naming it.
+    crate::util::edit_config(&m, |c| {
+        c.insert("rms_norm_eps".into(), serde_json::json!(1e-6));
+    });
+    run(&[]).fails_with(&["config.json", "--force"]);
+    assert!(snapshot(&out.join("gguf-bf16")) == published);
+    run(&["--force"]).ok();
+    oss_forge(&["check", s(&out)]).ok();
+    // A directory of other files; an output inside a pipeline output.
+    let other = t.join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "x").unwrap();
+    let r = oss_forge(&[
+        "-q",
+        "pipeline",
+        s(&m),
+        "-o",
+        s(&other),
+        "--variants",
+        "gguf-bf16",
+    ]);
+    r.fails_with(&["notes.txt", "--force"]);
+    let nested = out.join("nested");
+    oss_forge(&[
+        "-q",
+        "pipeline",
+        s(&m),
+        "-o",
+        s(&nested),
+        "--variants",
+        "gguf-bf16",
+    ])
+    .fails_with(&["inside the pipeline output"]);
+    assert!(!nested.exists());
+    oss_forge(&["check", s(&out)]).ok();
 }

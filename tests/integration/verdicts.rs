@@ -350,3 +350,56 @@ fn an_explicit_tolerance_is_applied_as_given_and_strict_turns_the_floor_off() {
         run.stderr
     );
 }
+
+/// A variant whose weights are right but whose hyperparameters are not (experts per token,
+/// RoPE base, norm epsilon, context length): a runtime would run it wrong, so it fails
+/// (exit 1) naming the field, and the other variants of the run are still judged and reported.
+#[test]
+fn wrong_hyperparameters_fail_the_variant_not_the_run() {
+    use convert::gguf::Value;
+    let t = crate::util::TempDir::new("verdict-hparams");
+    let orig = crate::util::fixture("tiny-gpt-oss");
+    let good = crate::util::fixture("llamacpp/tiny-gpt-oss.llamacpp-auto.gguf");
+    let mut args = vec!["-q".to_string(), "verify".into(), "--original".into()];
+    args.push(orig.to_str().unwrap().into());
+    args.push(good.to_str().unwrap().into());
+    let edits: [(&str, Value, &str); 4] = [
+        (
+            "gpt-oss.expert_used_count",
+            Value::U32(2),
+            "num_experts_per_tok",
+        ),
+        ("gpt-oss.rope.freq_base", Value::F32(10000.0), "rope_theta"),
+        (
+            "gpt-oss.attention.layer_norm_rms_epsilon",
+            Value::F32(1e-6),
+            "rms_norm_eps",
+        ),
+        (
+            "gpt-oss.context_length",
+            Value::U32(4096),
+            "max_position_embeddings",
+        ),
+    ];
+    for (i, (key, value, _)) in edits.iter().enumerate() {
+        let dst = t.join(&format!("bad{i}.gguf"));
+        crate::util::rewrite_gguf_kv(&good, &dst, |kv| {
+            *crate::util::kv_mut(kv, key) = value.clone();
+        });
+        args.push(dst.to_str().unwrap().into());
+    }
+    let json = t.join("r.json");
+    args.extend(["--json".into(), json.to_str().unwrap().into()]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = crate::util::oss_forge(&a);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let vs = report["variants"].as_array().unwrap();
+    assert_eq!(vs.len(), 5);
+    assert_eq!(vs[0]["pass"], true, "{}", vs[0]);
+    for (v, (_, _, field)) in vs[1..].iter().zip(&edits) {
+        assert_eq!(v["pass"], false);
+        assert!(v["failures"].to_string().contains(field), "{field}: {v}");
+    }
+}

@@ -202,15 +202,36 @@ fn one_scale_byte_off_by_one_is_caught() {
 
 #[test]
 fn a_different_model_is_an_error_not_a_failure() {
+    let t = TempDir::new("verify-other-model");
+    let json = t.join("r.json");
+    // Other shapes: another model, nothing to compare.
+    let run = oss_forge(&[
+        "verify",
+        "-q",
+        "--original",
+        fixture("tiny-gpt-oss").to_str().unwrap(),
+        fixture("small-gpt-oss").to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    run.fails_with(&["not the same model", "hidden_size"]);
+    assert!(!json.exists(), "no report for a run that could not compare");
+    // The same shapes with another hyperparameter: the variant fails, naming it.
     let t = tiny_copy("verify-config");
     let cfg = t.join("m/config.json");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("\"sliding_window\": 8", "\"sliding_window\": 16");
     std::fs::write(&cfg, text).unwrap();
-    let json = t.join("r.json");
-    verify_tiny(&t.join("m"), &json).fails_with(&["not the same model", "sliding_window: 8 vs 16"]);
-    assert!(!json.exists(), "no report for a run that could not compare");
+    let run = verify_tiny(&t.join("m"), &json);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        report(&json)["variants"][0]["failures"]
+            .to_string()
+            .contains("sliding_window: 8 vs 16"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -74,6 +74,84 @@ pub fn storage(v: Variant) -> (String, String, String) {
     (experts, dense, vectors)
 }
 
+/// For a GGUF preset, the storage of each weight class as the file holds it (the types its
+/// plan gives every tensor, llama-quantize's rules and fallbacks included: a preset's nominal
+/// type may hold no tensor at all), in the same three classes as [`storage`]. `None` for the
+/// other variants. Whether the source's experts are MXFP4 (a preset keeps them) is read from
+/// the verification's expert tensors.
+pub fn preset_storage(c: &CardInput<'_>) -> Option<(String, String, String)> {
+    use std::collections::BTreeMap;
+    let row = c.variant.storage();
+    let preset = row.preset?;
+    let mxfp4 = c
+        .verification
+        .weights
+        .per_tensor
+        .iter()
+        .find(|t| t.name.contains(".experts.") && !t.name.ends_with(".bias"))
+        .is_none_or(|t| t.original == "mxfp4");
+    let order = convert::names::sorted_release_names(c.config);
+    let plan = convert::variant::gguf::plan_tensors(&row, c.config, &order, mxfp4, false).ok()?;
+    // Per class: type -> tensor kind (`attn_q`, `token_embd`) -> how many.
+    let mut classes: [BTreeMap<&str, BTreeMap<String, usize>>; 3] = Default::default();
+    let mut per_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for i in &plan.items {
+        let name = i.tensor.name.as_str();
+        let kind = match name.strip_prefix("blk.") {
+            Some(rest) => rest.split_once('.').map_or(rest, |(_, k)| k),
+            None => name,
+        };
+        let kind = kind.strip_suffix(".weight").unwrap_or(kind).to_string();
+        let class = if kind.ends_with("_exps") {
+            0
+        } else if name.ends_with(".weight")
+            && (kind.starts_with("attn_") && kind != "attn_norm" && kind != "attn_sinks"
+                || kind == "token_embd"
+                || kind == "output")
+        {
+            1
+        } else {
+            2
+        };
+        *per_kind.entry(kind.clone()).or_default() += 1;
+        *classes[class]
+            .entry(i.tensor.ty.name())
+            .or_default()
+            .entry(kind)
+            .or_default() += 1;
+    }
+    let words = |m: &BTreeMap<&str, BTreeMap<String, usize>>| -> String {
+        if m.len() == 1 {
+            return m.keys().next().map(|t| t.to_string()).unwrap_or_default();
+        }
+        m.iter()
+            .map(|(ty, kinds)| {
+                let list: Vec<String> = kinds
+                    .iter()
+                    .map(|(k, &n)| match per_kind.get(k) {
+                        Some(&all) if all > n => format!("{k} ({n} of {all} layers)"),
+                        _ => k.clone(),
+                    })
+                    .collect();
+                format!("{ty}: {}", list.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let rules = format!("llama-quantize's {} rules", preset.name());
+    let experts = if classes[0].len() == 1 && classes[0].contains_key("MXFP4") {
+        "MXFP4 (E2M1 + E8M0 scale per 32), ggml `block_mxfp4`, kept as the source holds them"
+            .to_string()
+    } else {
+        format!("{} ({rules})", words(&classes[0]))
+    };
+    Some((
+        experts,
+        format!("{} ({rules})", words(&classes[1])),
+        words(&classes[2]),
+    ))
+}
+
 /// The Hugging Face `library_name` of a variant.
 fn library(v: Variant) -> &'static str {
     match v.storage().container {
@@ -132,7 +210,7 @@ fn percent(x: Option<f64>) -> String {
 /// The card.
 pub fn model_card(c: &CardInput<'_>) -> String {
     let v = c.variant;
-    let (experts, dense, vectors) = storage(v);
+    let (experts, dense, vectors) = preset_storage(c).unwrap_or_else(|| storage(v));
     let mut s = String::new();
     s.push_str("---\n");
     s.push_str(&format!("base_model: {}\n", c.base_model));
@@ -148,7 +226,7 @@ pub fn model_card(c: &CardInput<'_>) -> String {
     s.push_str(&format!("# {} — {}\n\n", c.model_name, v.name()));
     s.push_str(&format!(
         "`{}` converted to **{}** by [oss-forge](https://github.com/oss-forge/oss-forge) {} and verified against the original \
-         MXFP4 checkpoint with a CPU reference forward pass.\n\n",
+         checkpoint it was made from with a CPU reference forward pass.\n\n",
         c.model_name,
         v.name(),
         env!("CARGO_PKG_VERSION")

@@ -123,6 +123,9 @@ impl Tolerance {
     /// Parses `kld=0.01,top1=0.95` (either key may be omitted; `kld_mean` is accepted for `kld`).
     pub fn parse(s: &str) -> Result<Tolerance, String> {
         let mut t = Tolerance::default();
+        if s.trim().is_empty() {
+            return Err("empty: give kld=…, top1=… or both (kld=0.01,top1=0.95)".into());
+        }
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = part
                 .split_once('=')
@@ -308,20 +311,46 @@ impl Report {
     }
 }
 
-/// An error naming every config field in which `variant` is another model than `original`.
-fn ensure_same_model(original: &Subject<'_>, variant: &Subject<'_>) -> Result<(), VerifyError> {
-    let diffs = original
+/// The config fields that set tensor shapes: a variant differing in one is another model.
+const SHAPE_FIELDS: [&str; 8] = [
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "num_local_experts",
+];
+
+/// The config differences between `original` and `variant`: (shape fields, in which it is
+/// another model; the other hyperparameters, which a runtime reads from the variant: experts
+/// per token, RoPE, sliding window, norm epsilon, context length, ...).
+fn config_differences(original: &Subject<'_>, variant: &Subject<'_>) -> (Vec<String>, Vec<String>) {
+    original
         .source
         .config()
-        .differences(variant.source.config());
-    if diffs.is_empty() {
+        .differences(variant.source.config())
+        .into_iter()
+        .partition(|d| {
+            let field = d.split([':', '[', '.']).next().unwrap_or("");
+            SHAPE_FIELDS.contains(&field)
+        })
+}
+
+/// An error naming every shape field in which `variant` is another model than `original`
+/// (its weights cannot be compared). Other hyperparameters that differ fail the variant
+/// instead ([`verify_variant`]).
+fn ensure_same_model(original: &Subject<'_>, variant: &Subject<'_>) -> Result<(), VerifyError> {
+    let (shape, _) = config_differences(original, variant);
+    if shape.is_empty() {
         Ok(())
     } else {
         Err(VerifyError::Mismatch(format!(
             "{} vs {}: {}",
             original.name,
             variant.name,
-            diffs.join("; ")
+            shape.join("; ")
         )))
     }
 }
@@ -531,9 +560,11 @@ pub fn verify_variant(
         })?;
     progress.end();
     let lossless = weights.iter().all(TensorCheck::identical);
-    // Identical weights, identical logits: the original's, compared with themselves, are what
-    // the variant's forward pass would give.
-    let logits_by_weights = lossless && !rules.force_forward;
+    // Hyperparameters the forward pass reads from the variant (experts per token, RoPE, ...).
+    let hyperparameters = config_differences(original, variant).1;
+    // Identical weights and hyperparameters, identical logits: the original's, compared with
+    // themselves, are what the variant's forward pass would give.
+    let logits_by_weights = lossless && hyperparameters.is_empty() && !rules.force_forward;
     let compared = if logits_by_weights {
         let mut cmp = Comparison::new(reference_logits, oc.vocab_size);
         for (k, logits) in reference_logits.iter().enumerate() {
@@ -572,6 +603,7 @@ pub fn verify_variant(
         if plan.is_empty() {
             None
         } else if !rules.force_forward
+            && hyperparameters.is_empty()
             && floor_matches_variant(original.source, variant.source, &plan, &weights)
                 .map_err(|e| e.naming(&variant.name))?
         {
@@ -591,30 +623,18 @@ pub fn verify_variant(
         }
     };
     let mut failures = Vec::new();
+    for d in &hyperparameters {
+        failures.push(format!(
+            "hyperparameter {d} (original vs variant; a runtime reads the variant's)"
+        ));
+    }
     if let Some(m) = &metadata {
         for d in &m.differences {
             failures.push(format!("metadata {d}"));
         }
     }
-    for w in weights.iter().filter(|w| w.violations > 0) {
-        if let Some(at) = &w.first_nonfinite {
-            failures.push(format!(
-                "{}: {} of {} values are NaN or Inf where the original's are finite (first: {at})",
-                w.name, w.nonfinite, w.elements
-            ));
-        }
-        let outside = w.violations - w.nonfinite;
-        if outside > 0 {
-            failures.push(format!(
-                "{}: {} of {} values outside the {} bound of {} storage (max error {:.3e})",
-                w.name,
-                outside,
-                w.elements,
-                w.bound.name(),
-                w.variant,
-                w.max_abs_error
-            ));
-        }
+    for w in &weights {
+        failures.extend(w.failures());
     }
     let (gate, logits_pass, logit_failures) =
         judge_logits(&metrics, lossless, floor.as_ref(), rules);

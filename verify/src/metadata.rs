@@ -19,6 +19,15 @@
 //! | GGUF | `quantize.*` | llama-quantize's notes (importance matrix used) |
 //! | `config.json` | `quantization_config`, `quantization`, `torch_dtype`, `dtype` | the variant's storage |
 //! | `config.json`, `generation_config.json` | `transformers_version`, `_name_or_path`, `_from_model_config` | the producer |
+//! | `tokenizer_config.json` | `is_local`, `local_files_only`, `backend` | how the producer loaded the tokenizer (transformers 5 writes them; mlx-lm's outputs carry them) |
+//!
+//! Spelled differently, read the same ([`same_tokenizer_spelling`]): transformers 5 writes
+//! `tokenizer_class: "TokenizersBackend"` where 4 wrote `"PreTrainedTokenizerFast"` (one class:
+//! `PreTrainedTokenizerFast = TokenizersBackend` in transformers 5's
+//! `src/transformers/tokenization_utils_tokenizers.py`), and leaves `added_tokens_decoder` out of
+//! `tokenizer_config.json` since `tokenizer.json`'s `added_tokens` hold the same tokens: a
+//! decoder on one side only is equal when it lists exactly the other side's `tokenizer.json`
+//! added tokens (ids, contents and flags); decoders on both sides are compared as they are.
 //!
 //! A key or file the original implies and the variant lacks, or the reverse, is a difference.
 //! When the original has no tokenizer at all, the tokenizer is not compared (a note says so).
@@ -95,6 +104,11 @@ pub fn ignored_key(file: Option<&str>, key: &str) -> bool {
         Some("generation_config.json") => {
             matches!(key, "transformers_version" | "_from_model_config")
         }
+        // How the tokenizer was loaded, not what it is: transformers 5 saves the loader's own
+        // arguments (`TokenizersBackend.__init__` keeps `from_pretrained`'s kwargs).
+        Some("tokenizer_config.json") => {
+            matches!(key, "is_local" | "local_files_only" | "backend")
+        }
         Some(_) => false,
     }
 }
@@ -141,7 +155,7 @@ fn show_value(v: &Value) -> String {
         other => other
             .as_u64()
             .map(|x| x.to_string())
-            .unwrap_or_else(|| format!("{other:?}")),
+            .unwrap_or_else(|| other.to_string()),
     }
 }
 
@@ -502,6 +516,72 @@ fn special_token(v: &Json) -> Json {
     }
 }
 
+/// Tokenizer classes transformers maps to the same fast tokenizer: transformers 5 renamed
+/// `PreTrainedTokenizerFast` to `TokenizersBackend` and kept the old name as an alias
+/// (`src/transformers/tokenization_utils_tokenizers.py`).
+const FAST_TOKENIZER_CLASSES: [&str; 2] = ["PreTrainedTokenizerFast", "TokenizersBackend"];
+
+/// `tokenizer.json`'s `added_tokens` as an `added_tokens_decoder` map (id → content and flags),
+/// if it has them.
+fn decoder_of_tokenizer_json(view: &[(&'static str, FileContent)]) -> Option<Json> {
+    let Some((_, FileContent::Json(t))) = view.iter().find(|(n, _)| *n == "tokenizer.json") else {
+        return None;
+    };
+    let mut out = serde_json::Map::new();
+    for tok in t.get("added_tokens")?.as_array()? {
+        let mut o = tok.as_object()?.clone();
+        let id = o.remove("id")?;
+        out.insert(id.as_u64()?.to_string(), Json::Object(o));
+    }
+    Some(Json::Object(out))
+}
+
+/// Makes the two sides' `tokenizer_config.json` spell what transformers reads alike (module
+/// docs): the fast tokenizer's two class names become one, and an `added_tokens_decoder` on one
+/// side only is dropped when it equals the other side's `tokenizer.json` added tokens (a note
+/// says so), kept (and so reported) when it does not.
+fn same_tokenizer_spelling(
+    a: &mut [(&'static str, FileContent)],
+    b: &mut [(&'static str, FileContent)],
+    check: &mut MetadataCheck,
+) {
+    let (da, db) = (decoder_of_tokenizer_json(a), decoder_of_tokenizer_json(b));
+    let mut ca = a.iter_mut().find_map(|(n, c)| match (*n, c) {
+        ("tokenizer_config.json", FileContent::Json(Json::Object(o))) => Some(o),
+        _ => None,
+    });
+    let mut cb = b.iter_mut().find_map(|(n, c)| match (*n, c) {
+        ("tokenizer_config.json", FileContent::Json(Json::Object(o))) => Some(o),
+        _ => None,
+    });
+    for o in [&mut ca, &mut cb].into_iter().flatten() {
+        if let Some(Json::String(c)) = o.get("tokenizer_class")
+            && FAST_TOKENIZER_CLASSES.contains(&c.as_str())
+        {
+            o.insert(
+                "tokenizer_class".into(),
+                Json::String(FAST_TOKENIZER_CLASSES[0].into()),
+            );
+        }
+    }
+    let (Some(ca), Some(cb)) = (ca, cb) else {
+        return;
+    };
+    let key = "added_tokens_decoder";
+    let (has, lacks, other_tokens) = match (ca.contains_key(key), cb.contains_key(key)) {
+        (true, false) => (ca, "variant", db),
+        (false, true) => (cb, "original", da),
+        _ => return,
+    };
+    let equal = other_tokens.is_some_and(|t| has.get(key).is_some_and(|d| json_eq(d, &t)));
+    if equal {
+        has.remove(key);
+        check.notes.push(format!(
+            "tokenizer_config.json: added_tokens_decoder absent on the {lacks}'s side, equal to its tokenizer.json added tokens (transformers 5 writes it so)"
+        ));
+    }
+}
+
 /// The files a safetensors runtime reads, as transformers resolves them ([`transformers_view`]).
 fn compare_files(
     original: &RuntimeMeta,
@@ -539,7 +619,8 @@ fn compare_files(
                     .iter()
                     .any(|f| original.unreadable(f).is_some()))
     };
-    let (a, b) = (transformers_view(original), transformers_view(variant));
+    let (mut a, mut b) = (transformers_view(original), transformers_view(variant));
+    same_tokenizer_spelling(&mut a, &mut b, check);
     let get = |v: &[(&'static str, FileContent)], name: &str| {
         v.iter().find(|(n, _)| *n == name).map(|(_, c)| c.clone())
     };

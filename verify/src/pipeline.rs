@@ -44,7 +44,9 @@ pub struct PipelineOptions {
     pub variants: Vec<Variant>,
     /// How lossy variants are judged.
     pub rules: Rules,
-    /// Conversion settings (`force` is ignored: the pipeline owns its output directory).
+    /// Conversion settings. `force` (`pipeline --force`) lets the run replace the variants an
+    /// earlier run made from other inputs, and write into a directory holding other files;
+    /// without it both are refused and nothing is removed.
     pub convert: ConvertOptions,
     /// The name on the outputs (GGUF file names, card titles); default
     /// [`convert::naming::model_name`].
@@ -546,6 +548,99 @@ pub fn publish(out: &Path, manifest: &mut Manifest) -> Result<(), VerifyError> {
     Ok(())
 }
 
+/// What differs between an earlier run's manifest and this run's: the name, the checkpoint's
+/// files (those added, removed or changed, by name), its hyperparameters, the prompts, the
+/// tolerance.
+fn differences(old: &Manifest, new: &Manifest) -> Vec<String> {
+    let (a, b) = (&old.source, &new.source);
+    let mut out = Vec::new();
+    if a.name != b.name {
+        out.push(format!("name `{}`, now `{}`", a.name, b.name));
+    }
+    let mut files: Vec<&str> = a
+        .files
+        .iter()
+        .filter(|f| !b.files.contains(f))
+        .chain(b.files.iter().filter(|f| !a.files.contains(f)))
+        .map(|f| f.path.as_str())
+        .collect();
+    files.sort();
+    files.dedup();
+    if !files.is_empty() {
+        let shown: Vec<&str> = files.iter().take(4).copied().collect();
+        out.push(format!(
+            "checkpoint files added, removed or changed: {}{}",
+            shown.join(", "),
+            if files.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    }
+    if (&a.format, a.parameters, a.layers, a.experts, a.vocab_size)
+        != (&b.format, b.parameters, b.layers, b.experts, b.vocab_size)
+    {
+        out.push("another model (format or hyperparameters)".into());
+    }
+    if old.prompts != new.prompts {
+        out.push("other prompts".into());
+    }
+    if old.tolerance != new.tolerance {
+        out.push("another tolerance".into());
+    }
+    if out.is_empty() {
+        out.push("an earlier version's manifest".into());
+    }
+    out
+}
+
+/// Refuses an output directory inside another pipeline output (one with a `manifest.json`
+/// this tool wrote): that one's `check` would find these files unlisted.
+fn refuse_nested(out: &Path) -> Result<(), VerifyError> {
+    let abs = convert::output::absolute(out);
+    for a in abs.ancestors().skip(1) {
+        if Manifest::read(a).is_some() {
+            return Err(convert::ConvertError::format(
+                out,
+                format!(
+                    "is inside the pipeline output {}, whose `check` would then fail (files it does not list); choose an output outside it",
+                    a.display()
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an existing directory holding files that no pipeline run made (no `manifest.json`):
+/// they would sit unlisted beside the published ones.
+fn refuse_foreign(out: &Path) -> Result<(), VerifyError> {
+    if !out.is_dir() || out.join(MANIFEST).is_file() {
+        return Ok(());
+    }
+    let mut others: Vec<String> = std::fs::read_dir(out)
+        .map_err(|e| convert::ConvertError::io(out, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    others.sort();
+    Err(convert::ConvertError::format(
+        out,
+        format!(
+            "holds files no pipeline run made ({}{}), which `check` would report as unlisted: choose an empty or new directory, or pass --force to write beside them",
+            others.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if others.len() > 3 { ", …" } else { "" }
+        ),
+    )
+    .into())
+}
+
 /// The outcome of an entry listed without being redone.
 fn outcome_of(entry: &ManifestEntry, reused: bool) -> Option<VariantOutcome> {
     Some(VariantOutcome {
@@ -593,8 +688,14 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| convert::naming::base_model(model_path));
     let src_dir = ckpt.dir().to_path_buf();
+    refuse_nested(out)?;
+    if !opts.convert.force {
+        refuse_foreign(out)?;
+    }
     std::fs::create_dir_all(out).map_err(|e| convert::ConvertError::io(out, e))?;
 
+    // What the outputs are made from: the weights, their index and the files runtimes read
+    // (config, tokenizer, chat template); a README or LICENSE beside them is not an input.
     let entries =
         std::fs::read_dir(&src_dir).map_err(|e| convert::ConvertError::io(&src_dir, e))?;
     let mut input_rels: Vec<String> = entries
@@ -602,6 +703,11 @@ pub fn run(
         .filter(|e| e.path().is_file())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !n.starts_with('.'))
+        .filter(|n| {
+            n.ends_with(".safetensors")
+                || n.ends_with(".safetensors.index.json")
+                || convert::runtime::FILES.contains(&n.as_str())
+        })
         .collect();
     input_rels.sort();
     log(&format!("hashing the inputs in {}", src_dir.display()));
@@ -662,7 +768,21 @@ pub fn run(
             }
         }
         Some(m) => {
-            // Made from other inputs (checkpoint, name, prompts or tolerance): stale.
+            // Made from other inputs (checkpoint, name, prompts or tolerance): stale, replaced
+            // only when asked.
+            let what = differences(&m, &manifest).join("; ");
+            if !opts.convert.force {
+                return Err(convert::ConvertError::format(
+                    out,
+                    format!(
+                        "holds variants an earlier run made from other inputs ({what}); nothing was removed: pass --force to replace them, or choose another output directory"
+                    ),
+                )
+                .into());
+            }
+            log(&format!(
+                "--force: replacing what an earlier run made from other inputs ({what})"
+            ));
             for e in &m.variants {
                 let dir = out.join(&e.variant);
                 if Variant::parse(&e.variant).is_some() && dir.is_dir() {
@@ -893,6 +1013,8 @@ pub fn merge(
     log: &dyn Fn(&str),
 ) -> Result<PipelineOutcome, VerifyError> {
     let fail = |p: &Path, m: String| -> VerifyError { convert::ConvertError::format(p, m).into() };
+    // Never inside another pipeline output (a part's own check would then fail).
+    refuse_nested(out)?;
     let _lock = convert::lock::OutputLock::acquire(out)?;
     let out_abs = convert::output::absolute(out);
     let mut merged: Option<Manifest> = None;
@@ -1175,8 +1297,13 @@ fn check_trusting(
     let mut states = states?;
     let mut present = Vec::new();
     walk_files(out, out, true, &mut present)?;
+    // A run's lock (`.NAME.lock`, `convert::lock`) is not content.
+    let is_lock = |p: &str| {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        name.starts_with('.') && name.ends_with(".lock")
+    };
     for p in present {
-        if p != SUMS && p != MANIFEST && !listed.iter().any(|(q, _)| *q == p) {
+        if p != SUMS && p != MANIFEST && !is_lock(&p) && !listed.iter().any(|(q, _)| *q == p) {
             states.push((p, FileState::Unlisted));
         }
     }

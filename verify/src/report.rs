@@ -139,58 +139,10 @@ impl From<&crate::weights::BlockMatch> for BlocksJson {
     }
 }
 
-/// What a variant's requantized blocks say about how it was made, as report lines: for MXFP4
-/// experts requantized from dense values, which rounding rules reproduce them; for the other
-/// ggml block types, how many blocks equal ggml's reference quantizer.
+/// What a variant's requantized blocks say about how it was made, as report lines
+/// ([`crate::weights::requantization_notes`]).
 pub fn requantization(weights: &[TensorCheck]) -> Vec<String> {
-    use crate::weights::{BlockMatch, Bound};
-    let (mut mx, mut refs) = (BlockMatch::default(), BlockMatch::default());
-    for w in weights {
-        match w.bound {
-            Bound::Mxfp4Rules => mx.merge(&w.blocks),
-            Bound::Reference(_) => refs.merge(&w.blocks),
-            _ => {}
-        }
-    }
-    let pct = |n: u64, d: u64| 100.0 * n as f64 / d.max(1) as f64;
-    let mut out = Vec::new();
-    let changed = mx.total - mx.unchanged;
-    if changed > 0 {
-        let rules: Vec<String> = quant::mxfp4::Rounding::ALL
-            .into_iter()
-            .zip(mx.by_rule)
-            .filter(|&(_, n)| n > 0)
-            .map(|(r, n)| format!("{r} rule {:.1}%", pct(n, changed)))
-            .collect();
-        out.push(format!(
-            "MXFP4 experts requantized: {changed} of {} blocks changed; reproduced by {}{}",
-            mx.total,
-            if rules.is_empty() {
-                "no rule".to_string()
-            } else {
-                rules.join(", ")
-            },
-            if mx.unexplained > 0 {
-                format!("; {} blocks by none (violations)", mx.unexplained)
-            } else {
-                String::new()
-            }
-        ));
-    } else if mx.total > 0 {
-        out.push(format!(
-            "MXFP4 experts: all {} blocks hold the original's values",
-            mx.total
-        ));
-    }
-    if refs.total > 0 {
-        out.push(format!(
-            "{} of {} quantized blocks ({:.1}%) equal ggml's reference quantizer (llama-quantize without an importance matrix)",
-            refs.reference,
-            refs.total,
-            pct(refs.reference, refs.total)
-        ));
-    }
-    out
+    crate::weights::requantization_notes(weights)
 }
 
 impl From<&TensorCheck> for TensorJson {

@@ -7,11 +7,22 @@
 //! | F32; the original's own encoding; BF16 or MXFP4 (either nibble order) for an MXFP4 or BF16 original | anything it can hold exactly | 0 (identical) |
 //! | F16 | anything | f16 rounding: \|x\|·2⁻¹¹ + 2⁻²⁵ |
 //! | BF16 | F32 / F16 | bf16 rounding: \|x\|·2⁻⁸ |
-//! | Q8_0 (group 32), int8 (its group) | anything | amax(group)/127, one quantization step |
+//! | Q8_0 | anything | half a step of the original's block, `amax/254`, plus the f16 rounding of the scale ([`block_bound`]) |
+//! | int8, compressed-tensors (its group) | anything | one step, `amax(group)/127` |
 //! | MLX affine, `b` bits, group `g` | anything | one step `s = max(range/(2^b-1), 1e-7)` scaled by `n/(n-1)` (the rounded edge), plus the BF16 rounding of the stored scale and bias: `s·n/(n-1) + (2·n·s + amax)·2⁻⁹` per group, `n = 2^b - 1` |
 //! | MXFP4 | dense (a fine-tune) | each block that changed must be what one of the MXFP4 rounding rules (ggml, OCP, triton, MLX, least squares: `quant::mxfp4::Rounding`) makes of the original's 32 values; the report says which rule reproduces how many blocks |
-//! | the other ggml block types (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS) | anything | unbounded: judged by the logits and the format floor; the report says how many blocks equal ggml's reference quantizer (llama-quantize without an importance matrix) |
+//! | the other ggml block types (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS) | anything | [`STEPS_ALLOWED`] steps of the type's grid laid on the original's block (its amax or range; [`block_bound`]), valid with or without an importance matrix |
 //! | anything else | | unbounded (reported, not judged) |
+//!
+//! On top of the bound, the *reference rule* for the ggml block types and MLX affine groups: a
+//! tensor at least half of whose blocks ([`REFERENCE_MAJORITY`]) agree with the reference
+//! quantizer of the original's values (ggml's `quantize_row_*_ref`, what llama-quantize writes
+//! without an importance matrix; oss-forge's bit-exact port of `mx.quantize`; for Q8_0 also the
+//! exact Q8_0 form of MXFP4 blocks) was made by it, so every block must: one that does not was
+//! changed after quantization (a flipped bit in a code, a scale or a bias that no bound derived
+//! from the original's values can see). The failure names the tensor, the first such block and
+//! how many. Files made another way (an importance matrix) agree in almost no block and are
+//! judged by the bound alone.
 //!
 //! A value outside its bound is a *violation*: the bytes do not hold this weight, whatever the
 //! logits say. Whatever the bound (unbounded included), a value that is NaN or ±Inf in the
@@ -46,7 +57,9 @@ pub struct TensorCheck {
     pub max_abs_error: f64,
     /// The bound the variant's storage allows (`Some(0.0)` = must be identical; `None` = unbounded).
     pub bound: Bound,
-    /// Elements outside the bound (the non-finite ones included).
+    /// Elements outside the bound: the non-finite ones, and those of the blocks that break the
+    /// reference rule ([`TensorCheck::off_reference`]) or that no MXFP4 rule reproduces,
+    /// included.
     pub violations: u64,
     /// Elements that are NaN or ±Inf in the variant where the original's value is finite.
     pub nonfinite: u64,
@@ -54,14 +67,18 @@ pub struct TensorCheck {
     pub first_nonfinite: Option<NonFiniteAt>,
     /// For requantized storage: how its blocks relate to the reference rounding.
     pub blocks: BlockMatch,
+    /// Blocks that break the reference rule: the tensor was made by the reference quantizer
+    /// (at least [`REFERENCE_MAJORITY`] of its blocks agree with it), and these do not. 0 when
+    /// the rule does not apply.
+    pub off_reference: u64,
 }
 
-/// How the blocks of a requantized weight relate to the reference quantizers: for MXFP4 from
-/// dense values, which rounding rules reproduce them; for the other ggml block types, how many
-/// equal ggml's reference quantizer of the original's values.
+/// How the blocks of a quantized weight relate to the reference quantizers: for MXFP4 from
+/// dense values, which rounding rules reproduce them; for the other ggml block types and MLX
+/// affine groups, how many equal the reference quantizer's encoding of the original's values.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockMatch {
-    /// Blocks examined (all 0 when the check does not apply).
+    /// Blocks (MLX: groups) examined (all 0 when the check does not apply).
     pub total: u64,
     /// Blocks whose values equal the original's (MXFP4: no rule needed to explain them).
     pub unchanged: u64,
@@ -69,12 +86,45 @@ pub struct BlockMatch {
     pub by_rule: [u64; 5],
     /// MXFP4: changed blocks no rule reproduces (each is a violation).
     pub unexplained: u64,
-    /// The other block types: blocks byte-identical to ggml's reference quantizer.
+    /// ggml block types and MLX affine groups: blocks that agree with the reference quantizer
+    /// (ggml's `quantize_row_*_ref`, `mx.quantize`): byte-identical to its encoding of the
+    /// original's values, or decoding to exactly the original's values (Q8_0's exact form of
+    /// an MXFP4 block, an all-zero block).
     pub reference: u64,
+    /// Values of the blocks that do not agree (ggml, MLX) or that no rule reproduces (MXFP4)
+    /// which are outside the value bound or non-finite already, so that a value counts once.
+    pub off_values: u64,
+    /// The first block that does not agree (ggml, MLX) or that no rule reproduces (MXFP4), in
+    /// weight order then row-major order.
+    pub first_off: Option<BlockAt>,
+}
+
+/// One block of a weight: `weight` row `row`, block `block` of that row (0-based, in units of
+/// the storage's block or group).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockAt {
+    /// The weight (`layers.0.experts.1.gate`, `embedding`, ...).
+    pub weight: String,
+    /// Its row (0-based).
+    pub row: usize,
+    /// The block within the row (0-based; columns `block·n .. block·n + n` for blocks of `n`).
+    pub block: usize,
+    /// What a block is called in this storage: `block` (ggml, MXFP4) or `group` (MLX affine).
+    pub unit: &'static str,
+}
+
+impl std::fmt::Display for BlockAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} row {}, {} {} (counting from 0)",
+            self.weight, self.row, self.unit, self.block
+        )
+    }
 }
 
 impl BlockMatch {
-    /// Adds `o`'s counts.
+    /// Adds `o`'s counts (`o` comes after `self` in weight order).
     pub fn merge(&mut self, o: &BlockMatch) {
         self.total += o.total;
         self.unchanged += o.unchanged;
@@ -83,6 +133,10 @@ impl BlockMatch {
         }
         self.unexplained += o.unexplained;
         self.reference += o.reference;
+        self.off_values += o.off_values;
+        if self.first_off.is_none() {
+            self.first_off = o.first_off.clone();
+        }
     }
 
     /// The rules that reproduce every changed block (`ggml`, ...), best first; empty when none
@@ -113,7 +167,30 @@ impl BlockMatch {
             },
         )
     }
+
+    /// True when the reference quantizer made this tensor: at least
+    /// [`REFERENCE_MAJORITY`] of its blocks agree with it.
+    pub fn made_by_reference(&self) -> bool {
+        self.total > 0 && self.reference * REFERENCE_MAJORITY.1 >= self.total * REFERENCE_MAJORITY.0
+    }
 }
+
+/// The share of a tensor's blocks (numerator, denominator) that must agree with the reference
+/// quantizer for the tensor to count as made by it; then every block must agree.
+///
+/// Why a half: the reference quantizers are deterministic functions of the original's values,
+/// so a file they made agrees in every block, and any block that does not was changed after
+/// (a corrupted byte, a patched scale). A legitimate file made another way agrees in almost
+/// none: with an importance matrix, ggml's `quantize_row_*_impl` searches each block's scale
+/// under the importance weights (`make_qx_quants`, `make_qkx3_quants`, `make_qp_quants` in
+/// `ggml-quants.c`), which moves nearly every block off the reference bytes. Measured with
+/// llama.cpp's `llama-quantize --imatrix` (the version vendored in llama-cpp-python 0.3.36) on
+/// `wide-gpt-oss-ft` for the 16 presets of `llamacpp-quants/`: at most 1.3 % of a tensor's
+/// blocks equal the reference (Q5_0), 0 % for every k-quant and IQ4_XS; Q8_0 ignores the
+/// importance matrix (`quantize_q8_0` calls the reference), so its files agree in 100 %. A
+/// half sits far from both. (The importance matrix was synthetic, log-normal importances with
+/// σ = 1.5 written in llama.cpp's legacy imatrix format; llama-imatrix was not at hand.)
+pub const REFERENCE_MAJORITY: (u64, u64) = (1, 2);
 
 /// Where a variant holds a non-finite value the original does not.
 #[derive(Clone, Debug, PartialEq)]
@@ -149,10 +226,12 @@ pub enum Bound {
     F16Rounding,
     /// Rounding to BF16.
     Bf16Rounding,
-    /// One quantization step of a symmetric 8-bit group of this size.
+    /// One quantization step of a symmetric 8-bit group of this size with a BF16 scale
+    /// (compressed-tensors int8).
     Int8Step(usize),
     /// One step of MLX affine quantization (`bits`, `group`), with the BF16 rounding of its
-    /// stored scale and bias.
+    /// stored scale and bias; and the reference rule ([`REFERENCE_MAJORITY`]) against
+    /// `mx.quantize`.
     AffineStep {
         /// Bits per code.
         bits: u32,
@@ -161,26 +240,34 @@ pub enum Bound {
     },
     /// MXFP4 from dense values: each changed block must be one rounding rule's.
     Mxfp4Rules,
-    /// A ggml block type without a simple bound: reported against ggml's reference quantizer.
+    /// A ggml block type (Q8_0, Q4_0 ... Q6_K, IQ4_NL, IQ4_XS): each value within
+    /// [`block_bound`] of the original's, and the reference rule ([`REFERENCE_MAJORITY`])
+    /// against ggml's `quantize_row_*_ref`.
     Reference(Codec),
     /// Requantization with no known bound (e.g. BF16 → MXFP4).
     Unbounded,
 }
 
 impl Bound {
-    /// A short name for reports.
+    /// What the bound allows, as a phrase for reports ("half a Q8_0 step of the original's
+    /// block", "f16 rounding").
     pub fn name(self) -> String {
         match self {
-            Bound::Exact => "exact".into(),
+            Bound::Exact => "identical values".into(),
             Bound::F16Rounding => "f16 rounding".into(),
             Bound::Bf16Rounding => "bf16 rounding".into(),
-            Bound::Int8Step(g) => format!("1 step of int8 group {g}"),
+            Bound::Int8Step(g) => format!("one int8 step of the original's group of {g}"),
             Bound::AffineStep { bits, group } => {
-                format!("1 step of affine {bits}-bit group {group}")
+                format!("one {bits}-bit affine step of the original's group of {group}")
             }
-            Bound::Mxfp4Rules => "an MXFP4 rounding rule".into(),
-            Bound::Reference(c) => format!("{c} (judged by the logits)"),
-            Bound::Unbounded => "unbounded".into(),
+            Bound::Mxfp4Rules => "one of the MXFP4 rounding rules".into(),
+            Bound::Reference(Codec::Q8_0) => "half a Q8_0 step of the original's block".into(),
+            Bound::Reference(c) => format!(
+                "{} {c} steps of the original's {}-value block",
+                STEPS_ALLOWED,
+                c.block()
+            ),
+            Bound::Unbounded => "none (judged by the logits)".into(),
         }
     }
 
@@ -195,7 +282,6 @@ impl Bound {
             (Some(Codec::BF16), _) if lossless_bf16 => Bound::Exact,
             (Some(Codec::BF16), _) => Bound::Bf16Rounding,
             (Some(Codec::F16), _) => Bound::F16Rounding,
-            (Some(Codec::Q8_0), _) => Bound::Int8Step(Codec::Q8_0.block()),
             (None, Encoding::Int8 { group, .. }) => Bound::Int8Step((*group).min(cols)),
             (None, Encoding::Affine { bits, group, .. }) => Bound::AffineStep {
                 bits: *bits,
@@ -206,6 +292,91 @@ impl Bound {
             _ => Bound::Unbounded,
         }
     }
+
+    /// True for the storages judged by the reference rule ([`REFERENCE_MAJORITY`]).
+    pub fn has_reference(self) -> bool {
+        matches!(self, Bound::Reference(_) | Bound::AffineStep { .. })
+    }
+
+    /// Values per block (MLX: per group) the reference rule counts in, if it applies.
+    fn block_len(self) -> Option<usize> {
+        match self {
+            Bound::Reference(c) => Some(c.block()),
+            Bound::AffineStep { group, .. } => Some(group),
+            Bound::Mxfp4Rules => Some(mxfp4::BLOCK),
+            _ => None,
+        }
+    }
+}
+
+/// How many steps of a ggml block type's grid a value may move ([`block_bound`]).
+pub const STEPS_ALLOWED: f64 = 4.0;
+
+/// The largest error a ggml block type `codec` may honestly leave on one block of original
+/// values `x` (`x.len() == codec.block()`), computed from the original's values alone (never
+/// from the variant's stored scales, so a corrupted scale shows), valid for every quantizer of
+/// `ggml-quants.c`, with or without an importance matrix.
+///
+/// **Q8_0**: half a step plus the f16 rounding of the scale: with `d = amax/127` (ggml's
+/// `quantize_row_q8_0_ref`, gguf-py's `Q8_0`; `quantize_q8_0` ignores an importance matrix),
+/// `q = round(x/d)` leaves `|x - q·d| ≤ d/2`, and storing `d` as f16 moves `q·d` by at most
+/// `127·|Δd| ≤ 127·max(d·2⁻¹¹, 2⁻²⁵)`; oss-forge's exact Q8_0 of MXFP4 blocks (`d =
+/// 2^(s-128)`, `q = 2·E2M1`) leaves no error at all. Bound: `amax/254 + 127·max(amax/127·2⁻¹¹,
+/// 2⁻²⁵)`, times `1 + 2⁻²⁰` for the f32 arithmetic.
+///
+/// **The other types**: [`STEPS_ALLOWED`] steps of the type's grid as the reference quantizer
+/// lays it on the original block, `step = amax/8` (Q4_0), `amax/16` (Q5_0), `amax/4` (Q3_K,
+/// 16-value sub-blocks of a 256 super-block), `amax/32` (Q6_K), `24·amax/127` (IQ4_NL, IQ4_XS:
+/// the widest gap of `kvalues_iq4nl` at `d = amax/127`), and for the types with a minimum
+/// `range/15` (Q4_1, Q4_K), `range/31` (Q5_1, Q5_K), `range/3` (Q2_K), where `range =
+/// max(hi, 0) - min(lo, 0)` (the k-quant searches clamp the minimum to ≤ 0). `amax` and
+/// `range` are those of the whole block (the 256-value super-block for the k-quants and
+/// IQ4_XS): the sub-block scales are quantized against the super-block's largest one
+/// (6, 4 or 8 bits), so a sub-block's step is bounded by the super-block's, not its own.
+/// Derivation: every scale search in `ggml-quants.c` starts from the reference scale and tries
+/// scales within `(nmax ± 0.9)/max` (`make_qx_quants`, `is = -9..9`), `(nmax + rmin +
+/// rdelta·is)/(max - min)` with `rmin ≥ -1`, `rdelta·nstep ≤ 2` (`make_qkx2/3_quants`) or
+/// `(nmax ± 0.4)/max` (`make_qp_quants`, the sub-block scales), i.e. within a factor of about
+/// `(nmax + 1)/(nmax - 1)` of `amax/levels`; the codes are then the nearest (clamped) grid
+/// points, which is half a step, one step where clamped at the edge; and the least-squares
+/// refit of the scale under the importance weights is a weighted mean of `x_i/l_i` over the
+/// chosen codes, which stays within half a step per code of the candidate. Together: about two
+/// steps; four leave room for the sub-block scale rounding. Measured worst, in steps of this
+/// definition, over every tensor of the 16 `llamacpp-quants/` presets of `wide-gpt-oss-ft`:
+/// 1.04 with the reference quantizer (Q3_K) and 2.64 with `llama-quantize --imatrix` (Q4_1;
+/// the importance matrix synthetic, log-normal importances with σ = 1.5, more uneven than most
+/// activation statistics: llama-imatrix was not at hand). Q8_0 measured 0.537 steps against its
+/// bound of 0.562. Every type gets `2⁻¹³` more for rounding its f16 scales to subnormals (`|Δd| ≤
+/// 2⁻²⁵` times at most 4096, the largest product of integer sub-scale and code, Q6_K's
+/// 128·32). What the bound cannot see (a code moved by one step, a scale changed by a few
+/// percent) the reference rule does, for files the reference quantizer made.
+pub fn block_bound(codec: Codec, x: &[f32]) -> f64 {
+    let (mut amax, mut lo, mut hi) = (0f64, 0f64, 0f64);
+    for &v in x {
+        let v = v as f64;
+        amax = amax.max(v.abs());
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let range = hi - lo;
+    let step = match codec {
+        Codec::Q8_0 => {
+            let d = amax / 127.0;
+            return (d / 2.0 + 127.0 * (d * 2f64.powi(-11)).max(2f64.powi(-25)))
+                * (1.0 + 2f64.powi(-20));
+        }
+        Codec::Q4_0 => amax / 8.0,
+        Codec::Q5_0 => amax / 16.0,
+        Codec::Q3_K => amax / 4.0,
+        Codec::Q6_K => amax / 32.0,
+        Codec::IQ4_NL | Codec::IQ4_XS => amax * 24.0 / 127.0,
+        Codec::Q4_1 | Codec::Q4_K => range / 15.0,
+        Codec::Q5_1 | Codec::Q5_K => range / 31.0,
+        Codec::Q2_K => range / 3.0,
+        // Not ggml block types of this bound (floats, MXFP4): no error allowed.
+        _ => return 0.0,
+    };
+    STEPS_ALLOWED * step + 2f64.powi(-13)
 }
 
 /// True when two encodings store values the same way (so equal values need equal storage):
@@ -232,6 +403,7 @@ fn same_storage(a: &Encoding<'_>, b: &Encoding<'_>) -> bool {
 }
 
 impl TensorCheck {
+    /// Adds another weight of the same group (unjudged: see [`TensorCheck::judge_blocks`]).
     fn merge(&mut self, o: &TensorCheck) {
         self.elements += o.elements;
         self.differing += o.differing;
@@ -255,6 +427,85 @@ impl TensorCheck {
     pub fn identical(&self) -> bool {
         self.differing == 0
     }
+
+    /// Applies the reference rule to the whole tensor (once, after every weight of its group
+    /// is merged): when most blocks agree with the reference quantizer, the others are
+    /// violations ([`TensorCheck::off_reference`]).
+    fn judge_blocks(&mut self) {
+        if self.bound.has_reference() && self.blocks.made_by_reference() {
+            self.off_reference = self.blocks.total - self.blocks.reference;
+            let n = self.bound.block_len().unwrap_or(1) as u64;
+            // Every value of those blocks, each counted once.
+            self.violations += (self.off_reference * n).saturating_sub(self.blocks.off_values);
+        }
+    }
+
+    /// The failures this check finds, one line each (empty when it passes): non-finite
+    /// values, values outside the bound, blocks that break the reference rule, MXFP4 blocks no
+    /// rule reproduces; each names the tensor, how many and the first.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(at) = &self.first_nonfinite {
+            out.push(format!(
+                "{}: {} of {} values are NaN or Inf where the original's are finite (first: {at})",
+                self.name, self.nonfinite, self.elements
+            ));
+        }
+        let blocks = match self.bound {
+            Bound::Mxfp4Rules => self.blocks.unexplained,
+            _ => self.off_reference,
+        };
+        // The values the failing blocks added beyond those outside the bound already.
+        let block_values = (blocks * self.bound.block_len().unwrap_or(0) as u64)
+            .saturating_sub(self.blocks.off_values);
+        let outside = self
+            .violations
+            .saturating_sub(self.nonfinite)
+            .saturating_sub(block_values);
+        if outside > 0 && self.bound == Bound::Exact {
+            out.push(format!(
+                "{}: {} of {} values differ from the original's, which {} storage holds exactly (max error {:.3e})",
+                self.name, outside, self.elements, self.variant, self.max_abs_error
+            ));
+        } else if outside > 0 {
+            out.push(format!(
+                "{}: {} of {} values outside the bound of {} storage ({}; max error {:.3e})",
+                self.name,
+                outside,
+                self.elements,
+                self.variant,
+                self.bound.name(),
+                self.max_abs_error
+            ));
+        }
+        let first = self
+            .blocks
+            .first_off
+            .as_ref()
+            .map(|b| format!("; first at {b}"))
+            .unwrap_or_default();
+        if self.off_reference > 0 {
+            let (unit, who) = match self.bound {
+                Bound::AffineStep { .. } => ("groups", "mx.quantize"),
+                _ => ("blocks", "ggml's reference quantizer"),
+            };
+            out.push(format!(
+                "{}: {} of {} {} {unit} differ from {who}, which made the other {} of this tensor: changed after quantization{first}",
+                self.name,
+                self.off_reference,
+                self.blocks.total,
+                self.variant,
+                self.blocks.reference
+            ));
+        }
+        if matches!(self.bound, Bound::Mxfp4Rules) && self.blocks.unexplained > 0 {
+            out.push(format!(
+                "{}: {} of {} MXFP4 blocks are reproduced by no MXFP4 rounding rule of the original's values{first}",
+                self.name, self.blocks.unexplained, self.blocks.total
+            ));
+        }
+        out
+    }
 }
 
 /// The name a weight is reported under: experts are grouped per layer and projection.
@@ -273,8 +524,19 @@ pub fn group_name(id: WeightId) -> String {
 /// Rows decoded per work item.
 const ROW_CHUNK: usize = 32;
 
-/// Compares one weight.
+/// Compares one weight, as a tensor of its own (the reference rule judged on its blocks).
 pub fn check_weight(
+    id: WeightId,
+    orig: &MatRef<'_>,
+    var: &MatRef<'_>,
+) -> Result<TensorCheck, VerifyError> {
+    let mut c = compare_weight(id, orig, var)?;
+    c.judge_blocks();
+    Ok(c)
+}
+
+/// Compares one weight, the reference rule not yet judged (its group may hold more weights).
+fn compare_weight(
     id: WeightId,
     orig: &MatRef<'_>,
     var: &MatRef<'_>,
@@ -303,6 +565,7 @@ pub fn check_weight(
         nonfinite: 0,
         first_nonfinite: None,
         blocks: BlockMatch::default(),
+        off_reference: 0,
     };
     if same_bytes(orig.encoding(), var.encoding()) {
         return Ok(check);
@@ -319,10 +582,15 @@ pub fn check_weight(
             match bound {
                 Bound::Mxfp4Rules => {
                     c.blocks = mxfp4_rules(var, r0, &a, &b);
-                    c.violations += c.blocks.unexplained * mxfp4::BLOCK as u64;
+                    c.violations += (c.blocks.unexplained * mxfp4::BLOCK as u64)
+                        .saturating_sub(c.blocks.off_values);
                 }
-                Bound::Reference(codec) => c.blocks = reference_blocks(codec, var, r0, &a),
+                Bound::Reference(codec) => c.blocks = reference_blocks(codec, var, r0, &a, &b),
+                Bound::AffineStep { .. } => c.blocks = affine_reference(var, r0, &a, &b),
                 _ => {}
+            }
+            if let Some(at) = &mut c.blocks.first_off {
+                at.weight = id.to_string();
             }
             c
         })
@@ -436,6 +704,8 @@ fn mxfp4_rules(var: &MatRef<'_>, r0: usize, a: &[f32], b: &[f32]) -> BlockMatch 
             let rules = mxfp4::matching_rules(xa.try_into().expect("32 values"), &block, scale);
             if rules.is_empty() {
                 m.unexplained += 1;
+                m.off_values += compare(xa, xb, mxfp4::BLOCK, Bound::Mxfp4Rules).violations;
+                note_first(&mut m, r0 + i, k, "block");
             }
             for (n, r) in m.by_rule.iter_mut().zip(Rounding::ALL) {
                 *n += u64::from(rules.contains(r));
@@ -445,26 +715,117 @@ fn mxfp4_rules(var: &MatRef<'_>, r0: usize, a: &[f32], b: &[f32]) -> BlockMatch 
     m
 }
 
-/// How many blocks of rows `r0..` of `var` (a ggml block type) equal ggml's reference
-/// quantizer of the original's values `a`.
-fn reference_blocks(codec: Codec, var: &MatRef<'_>, r0: usize, a: &[f32]) -> BlockMatch {
+/// Records block `block` of row `row` as the first one off, unless one is already recorded
+/// (the weight's name is filled in by the caller).
+fn note_first(m: &mut BlockMatch, row: usize, block: usize, unit: &'static str) {
+    if m.first_off.is_none() {
+        m.first_off = Some(BlockAt {
+            weight: String::new(),
+            row,
+            block,
+            unit,
+        });
+    }
+}
+
+/// True when two blocks of values are the same numbers (NaN matching NaN).
+fn same_values(a: &[f32], b: &[f32]) -> bool {
+    a.iter()
+        .zip(b)
+        .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+}
+
+/// How many blocks of rows `r0..` of `var` (a ggml block type; `b` their values) agree with
+/// ggml's reference quantizer of the original's values `a`: byte-identical to it, or holding
+/// exactly the original's values (Q8_0's exact form of MXFP4 blocks, `q8_0::from_mxfp4_block`).
+/// Rows whose original values are not all finite are skipped.
+fn reference_blocks(codec: Codec, var: &MatRef<'_>, r0: usize, a: &[f32], b: &[f32]) -> BlockMatch {
     let cols = var.cols();
     let Encoding::Ggml { data, row_step, .. } = *var.encoding() else {
         return BlockMatch::default();
     };
-    let (rb, bb) = (codec.row_bytes(cols), codec.block_bytes());
+    let (rb, bb, n) = (codec.row_bytes(cols), codec.block_bytes(), codec.block());
     let mut ours = vec![0u8; rb];
     let mut m = BlockMatch::default();
-    for (i, row) in a.chunks_exact(cols).enumerate() {
+    for (i, (row, vrow)) in a.chunks_exact(cols).zip(b.chunks_exact(cols)).enumerate() {
         if !row.iter().all(|x| x.is_finite()) {
             continue;
         }
         codec.quantize_row(row, &mut ours);
         let s = (r0 + i) * row_step;
         let theirs = &data[s * rb..(s + 1) * rb];
-        for (x, y) in ours.chunks_exact(bb).zip(theirs.chunks_exact(bb)) {
+        for (k, (x, y)) in ours
+            .chunks_exact(bb)
+            .zip(theirs.chunks_exact(bb))
+            .enumerate()
+        {
             m.total += 1;
-            m.reference += u64::from(x == y);
+            let agrees = x == y || same_values(&row[k * n..(k + 1) * n], &vrow[k * n..(k + 1) * n]);
+            if agrees {
+                m.reference += 1;
+            } else {
+                let (xa, xb) = (&row[k * n..(k + 1) * n], &vrow[k * n..(k + 1) * n]);
+                m.off_values += compare(xa, xb, n, Bound::Reference(codec)).violations;
+                note_first(&mut m, r0 + i, k, "block");
+            }
+        }
+    }
+    m
+}
+
+/// How many groups of rows `r0..` of `var` (MLX affine; `b` their values) agree with
+/// `mx.quantize` (oss-forge's bit-exact port, `quant::affine::quantize_row`) of the original's
+/// values `a`: codes, scale and bias byte-identical, or the group holding exactly the original's
+/// values. Rows whose original values are not all finite are skipped.
+fn affine_reference(var: &MatRef<'_>, r0: usize, a: &[f32], b: &[f32]) -> BlockMatch {
+    let cols = var.cols();
+    let Encoding::Affine {
+        packed,
+        scales,
+        biases,
+        bits,
+        group,
+    } = *var.encoding()
+    else {
+        return BlockMatch::default();
+    };
+    let mut m = BlockMatch::default();
+    if group == 0
+        || !cols.is_multiple_of(group)
+        || quant::affine::check_params(bits, group).is_err()
+    {
+        return m;
+    }
+    let (pb, pg, ng) = (
+        quant::affine::packed_bytes(cols, bits),
+        quant::affine::packed_bytes(group, bits),
+        cols / group,
+    );
+    let (mut q, mut s, mut z) = (vec![0u8; pb], vec![0u8; 2 * ng], vec![0u8; 2 * ng]);
+    for (i, (row, vrow)) in a.chunks_exact(cols).zip(b.chunks_exact(cols)).enumerate() {
+        if !row.iter().all(|x| x.is_finite()) {
+            continue;
+        }
+        quant::affine::quantize_row(row, bits, group, &mut q, &mut s, &mut z);
+        let r = r0 + i;
+        let (tq, ts, tz) = (
+            &packed[r * pb..(r + 1) * pb],
+            &scales[r * 2 * ng..(r + 1) * 2 * ng],
+            &biases[r * 2 * ng..(r + 1) * 2 * ng],
+        );
+        for k in 0..ng {
+            m.total += 1;
+            let bytes = q[k * pg..(k + 1) * pg] == tq[k * pg..(k + 1) * pg]
+                && s[2 * k..2 * k + 2] == ts[2 * k..2 * k + 2]
+                && z[2 * k..2 * k + 2] == tz[2 * k..2 * k + 2];
+            let g = k * group..(k + 1) * group;
+            if bytes || same_values(&row[g.clone()], &vrow[g.clone()]) {
+                m.reference += 1;
+            } else {
+                let bound = Bound::AffineStep { bits, group };
+                m.off_values += compare(&row[g.clone()], &vrow[g], group, bound).violations;
+                note_first(&mut m, r, k, "group");
+            }
         }
     }
     m
@@ -491,6 +852,7 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
         {
             g
         }
+        Bound::Reference(c) if cols.is_multiple_of(c.block()) => c.block(),
         _ => cols.max(1),
     };
     for (k, (ga, gb)) in a.chunks(group).zip(b.chunks(group)).enumerate() {
@@ -510,6 +872,7 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
             let amax = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
             match bound {
                 Bound::AffineStep { bits, .. } => affine_bound(ga, bits, amax),
+                Bound::Reference(c) => block_bound(c, ga),
                 _ => amax / 127.0,
             }
         };
@@ -547,8 +910,9 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
                 Bound::Int8Step(_) | Bound::AffineStep { .. } => {
                     err <= *step.get_or_insert_with(step_of) * (1.0 + 1e-6)
                 }
+                Bound::Reference(_) => err <= *step.get_or_insert_with(step_of),
                 // Judged per block (`mxfp4_rules`) or by the logits.
-                Bound::Mxfp4Rules | Bound::Reference(_) | Bound::Unbounded => true,
+                Bound::Mxfp4Rules | Bound::Unbounded => true,
             };
             c.violations += u64::from(!ok);
         }
@@ -614,7 +978,11 @@ fn compare_finite(
             let limit = step() * (1.0 + 1e-6);
             errs().map(|(_, e)| u64::from(e > limit)).sum()
         }
-        Bound::Mxfp4Rules | Bound::Reference(_) | Bound::Unbounded => 0,
+        Bound::Reference(_) => {
+            let limit = step();
+            errs().map(|(_, e)| u64::from(e > limit)).sum()
+        }
+        Bound::Mxfp4Rules | Bound::Unbounded => 0,
     };
     Some((differing, max_err, violations))
 }
@@ -634,6 +1002,98 @@ fn affine_bound(g: &[f32], bits: u32, amax: f64) -> f64 {
         });
     let s = ((hi - lo) / n).max(quant::affine::MIN_SCALE as f64);
     s * n / (n - 1.0) + (2.0 * n * s + amax) * 2f64.powi(-9)
+}
+
+/// `n` of `d` as a percentage that never rounds a difference away: as many decimals as it
+/// takes for a share below 100 % to print below 100 and one above 0 to print above 0
+/// (`99.99%` for 8703 of 8704, `100%` only when `n == d`).
+pub fn exact_percent(n: u64, d: u64) -> String {
+    if d == 0 || n == d {
+        return if d == 0 { "0%".into() } else { "100%".into() };
+    }
+    let p = 100.0 * n as f64 / d as f64;
+    for decimals in 1..=12usize {
+        let s = format!("{p:.decimals$}");
+        let v: f64 = s.parse().unwrap_or(p);
+        if (n == 0 || v > 0.0) && v < 100.0 {
+            return format!("{s}%");
+        }
+    }
+    format!("{p}%")
+}
+
+/// What a variant's quantized blocks say about how it was made, as report lines: for MXFP4
+/// experts requantized from dense values, which rounding rules reproduce them; for the ggml
+/// block types and MLX affine groups, how many agree with the reference quantizer (counts and a
+/// share that never rounds a difference away) and, when some do not, how many and the first.
+pub fn requantization_notes(weights: &[TensorCheck]) -> Vec<String> {
+    let (mut mx, mut ggml, mut mlx) = (
+        BlockMatch::default(),
+        BlockMatch::default(),
+        BlockMatch::default(),
+    );
+    for w in weights {
+        match w.bound {
+            Bound::Mxfp4Rules => mx.merge(&w.blocks),
+            Bound::Reference(_) => ggml.merge(&w.blocks),
+            Bound::AffineStep { .. } => mlx.merge(&w.blocks),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let changed = mx.total - mx.unchanged;
+    if changed > 0 {
+        let rules: Vec<String> = Rounding::ALL
+            .into_iter()
+            .zip(mx.by_rule)
+            .filter(|&(_, n)| n > 0)
+            .map(|(r, n)| format!("{r} rule {}", exact_percent(n, changed)))
+            .collect();
+        out.push(format!(
+            "MXFP4 experts requantized: {changed} of {} blocks changed; reproduced by {}{}",
+            mx.total,
+            if rules.is_empty() {
+                "no rule".to_string()
+            } else {
+                rules.join(", ")
+            },
+            if mx.unexplained > 0 {
+                format!("; {} blocks by none (violations)", mx.unexplained)
+            } else {
+                String::new()
+            }
+        ));
+    } else if mx.total > 0 {
+        out.push(format!(
+            "MXFP4 experts: all {} blocks hold the original's values",
+            mx.total
+        ));
+    }
+    let mut agree = |m: &BlockMatch, unit: &str, who: &str| {
+        if m.total == 0 {
+            return;
+        }
+        let off = m.total - m.reference;
+        out.push(format!(
+            "{} of {} quantized {unit} ({}) equal {who}{}",
+            m.reference,
+            m.total,
+            exact_percent(m.reference, m.total),
+            match (&m.first_off, off) {
+                (_, 0) => String::new(),
+                (Some(at), 1) => format!("; 1 differs, at {at}"),
+                (Some(at), _) => format!("; {off} differ, the first at {at}"),
+                (None, _) => format!("; {off} differ"),
+            }
+        ));
+    };
+    agree(
+        &ggml,
+        "blocks",
+        "ggml's reference quantizer (llama-quantize without an importance matrix)",
+    );
+    agree(&mlx, "groups", "mx.quantize's (mlx-lm's quantizer)");
+    out
 }
 
 /// Checks every weight; `progress(done, total)` is called after each weight.
@@ -662,7 +1122,7 @@ pub fn check_all(
                 model: "variant".into(),
                 source,
             })?;
-            let c = check_weight(id, &a, &b)?;
+            let c = compare_weight(id, &a, &b)?;
             orig.release(id);
             var.release(id);
             match out.iter_mut().rev().find(|m| m.name == c.name) {
@@ -673,6 +1133,9 @@ pub fn check_all(
         }
         // Past the last weight: the thread stops mapping.
         checking.store(ids.len(), Ordering::Relaxed);
+        for c in &mut out {
+            c.judge_blocks();
+        }
         Ok(out)
     })
 }
@@ -850,11 +1313,14 @@ mod tests {
             },
         )
         .unwrap();
+        let c = check_weight(WeightId::Down(0, 0), &ma, &ms).unwrap();
+        assert!(c.violations > 0);
+        let f = c.failures();
         assert!(
-            check_weight(WeightId::Down(0, 0), &ma, &ms)
-                .unwrap()
-                .violations
-                > 0
+            f[0].contains(
+                "values outside the bound of q8_0 storage (half a Q8_0 step of the original's block; max error"
+            ),
+            "{f:?}"
         );
     }
 
@@ -933,6 +1399,155 @@ mod tests {
                     > 0
             );
         }
+    }
+
+    /// Rows of `cols` values, varied enough that every block has its own scale.
+    fn rows(n: usize, cols: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2654435761) | 1;
+        (0..n * cols)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                ((x % 20001) as f32 - 10000.0) * 1e-5
+            })
+            .collect()
+    }
+
+    fn ggml<'a>(codec: Codec, data: &'a [u8], rows: usize, cols: usize) -> MatRef<'a> {
+        MatRef::new(
+            rows,
+            cols,
+            Encoding::Ggml {
+                codec,
+                data,
+                row_step: 1,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_changed_block_of_a_reference_made_tensor_fails_every_type() {
+        let (n, cols) = (8, 512);
+        let xs = rows(n, cols, 7);
+        let a = bf16(&xs);
+        let mut vals = vec![0f32; xs.len()];
+        quant::float::bf16_row_to_f32(&a, &mut vals);
+        let ma = MatRef::dense(DenseType::BF16, &a, n, cols).unwrap();
+        for codec in Codec::ALL
+            .into_iter()
+            .filter(|c| !c.is_float() && *c != Codec::MXFP4)
+        {
+            let rb = codec.row_bytes(cols);
+            let mut q = vec![0u8; n * rb];
+            for (r, o) in vals.chunks_exact(cols).zip(q.chunks_exact_mut(rb)) {
+                codec.quantize_row(r, o);
+            }
+            let c = check_weight(WeightId::OProj(0), &ma, &ggml(codec, &q, n, cols)).unwrap();
+            assert_eq!(c.bound, Bound::Reference(codec));
+            assert_eq!(
+                (
+                    c.violations,
+                    c.off_reference,
+                    c.blocks.reference,
+                    c.blocks.total
+                ),
+                (0, 0, c.blocks.total, (n * cols / codec.block()) as u64),
+                "{codec}"
+            );
+            // The last byte of row 5's second block: a code (every type ends its block with
+            // codes), its lowest bit.
+            let at = 5 * rb + 2 * codec.block_bytes() - 1;
+            q[at] ^= 1;
+            let c = check_weight(WeightId::OProj(0), &ma, &ggml(codec, &q, n, cols)).unwrap();
+            assert_eq!(c.off_reference, 1, "{codec}");
+            let first = c.blocks.first_off.as_ref().unwrap();
+            assert_eq!((first.row, first.block), (5, 1), "{codec}");
+            assert!(
+                c.failures()
+                    .iter()
+                    .any(|f| f.contains("differ from ggml's reference quantizer")),
+                "{codec}: {:?}",
+                c.failures()
+            );
+        }
+    }
+
+    #[test]
+    fn a_tensor_mostly_unlike_the_reference_is_judged_by_the_bound_alone() {
+        // Quantized from values nudged by a fraction of a step (as an importance matrix's
+        // scale search nudges the scales): most blocks differ from the reference, the values
+        // stay within the bound, and no block is blamed.
+        let (n, cols) = (8, 512);
+        let xs = rows(n, cols, 11);
+        let a = bf16(&xs);
+        let mut vals = vec![0f32; xs.len()];
+        quant::float::bf16_row_to_f32(&a, &mut vals);
+        let nudged: Vec<f32> = vals.iter().map(|v| v * 1.03).collect();
+        let ma = MatRef::dense(DenseType::BF16, &a, n, cols).unwrap();
+        for codec in [Codec::Q4_0, Codec::Q4_K, Codec::Q6_K, Codec::IQ4_XS] {
+            let rb = codec.row_bytes(cols);
+            let mut q = vec![0u8; n * rb];
+            for (r, o) in nudged.chunks_exact(cols).zip(q.chunks_exact_mut(rb)) {
+                codec.quantize_row(r, o);
+            }
+            let c = check_weight(WeightId::OProj(0), &ma, &ggml(codec, &q, n, cols)).unwrap();
+            assert!(!c.blocks.made_by_reference(), "{codec}: {:?}", c.blocks);
+            assert_eq!((c.violations, c.off_reference), (0, 0), "{codec}");
+            assert!(c.failures().is_empty(), "{codec}");
+        }
+    }
+
+    #[test]
+    fn a_scale_changed_by_a_power_of_two_blows_the_bound() {
+        // The bound comes from the original's values: doubling or halving a Q4_K super-block's
+        // `d` (an f16 exponent bit) or a Q8_0 block's `d` puts values outside it.
+        let (n, cols) = (2, 256);
+        // Values up to 6.4, so that every `d` is a normal f16 (an exponent step stays one).
+        let xs: Vec<f32> = rows(n, cols, 3).iter().map(|x| x * 64.0).collect();
+        let a = bf16(&xs);
+        let mut vals = vec![0f32; xs.len()];
+        quant::float::bf16_row_to_f32(&a, &mut vals);
+        let ma = MatRef::dense(DenseType::BF16, &a, n, cols).unwrap();
+        for codec in [Codec::Q4_K, Codec::Q6_K, Codec::Q8_0, Codec::Q5_0] {
+            let rb = codec.row_bytes(cols);
+            let mut q = vec![0u8; n * rb];
+            for (r, o) in vals.chunks_exact(cols).zip(q.chunks_exact_mut(rb)) {
+                codec.quantize_row(r, o);
+            }
+            // `d` is the first f16 of every block type here but Q6_K (its last).
+            let d_at = if codec == Codec::Q6_K {
+                codec.block_bytes() - 2
+            } else {
+                0
+            };
+            for (dir, delta) in [("doubled", 1i16), ("halved", -1)] {
+                let mut bad = q.clone();
+                let d = u16::from_le_bytes([bad[d_at], bad[d_at + 1]]);
+                let d = (d as i16 + (delta << 10)) as u16;
+                bad[d_at..d_at + 2].copy_from_slice(&d.to_le_bytes());
+                let c = check_weight(WeightId::OProj(0), &ma, &ggml(codec, &bad, n, cols)).unwrap();
+                assert!(
+                    c.failures()
+                        .iter()
+                        .any(|f| f.contains("values outside the bound")),
+                    "{codec} {dir}: {c:?}"
+                );
+                // Each value counts once: the block's values, no more.
+                assert!(c.violations <= c.elements, "{codec} {dir}: {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn shares_never_round_a_difference_away() {
+        assert_eq!(exact_percent(8703, 8704), "99.99%");
+        assert_eq!(exact_percent(69631, 69632), "99.999%");
+        assert_eq!(exact_percent(5, 5), "100%");
+        assert_eq!(exact_percent(1, 3), "33.3%");
+        assert_eq!(exact_percent(1, 1_000_000), "0.0001%");
+        assert_eq!(exact_percent(0, 7), "0.0%");
     }
 
     #[test]

@@ -10,7 +10,13 @@
 //! - a full `verify` of one variant;
 //! - when mlx-lm is installed (`mlx_lm.convert` on `PATH`), `mlx_lm.convert` on the same input
 //!   right after each MLX variant (`-q --q-bits 8`, `-q --q-bits 4`, `-d`), with the time ratio
-//!   ours / theirs.
+//!   ours / theirs;
+//! - when llama.cpp's tools are found ([`peers`]): `llama-quantize` with the MXFP4 experts kept
+//!   right after each GGUF preset variant of the input; verify per position against
+//!   llama-perplexity's KL-divergence workflow per token; a dense BF16 source to
+//!   gguf-mxfp4-q8_0 against `convert_hf_to_gguf.py` + `llama-quantize MXFP4_MOE`; every GGUF
+//!   preset from that source against `llama-quantize`. Each as the ratio ours / theirs, with
+//!   the load average when it ran.
 //!
 //! Every measured step runs as a child process (`cp`, or this binary), so each one's peak RSS is
 //! its own: the kernel's high-water mark `VmHWM` from `/proc/<pid>/status`, read every few
@@ -25,6 +31,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+mod peers;
+use peers::{Peer, Side, Tools};
+
 /// Settings of a benchmark run.
 pub struct Args {
     pub input: Option<PathBuf>,
@@ -38,6 +47,11 @@ pub struct Args {
     pub keep: bool,
     pub json: Option<PathBuf>,
     pub threads: Option<usize>,
+    pub llama_cpp: Option<PathBuf>,
+    pub llama_convert: Option<PathBuf>,
+    pub python: PathBuf,
+    pub peers: Vec<String>,
+    pub peer_presets: Option<Vec<String>>,
 }
 
 /// One child process's measurement.
@@ -122,9 +136,16 @@ fn own_peak_rss() -> Option<u64> {
 
 /// mlx-lm's converter, if it is on `PATH`.
 fn mlx_lm_convert() -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("mlx_lm.convert"))
-        .find(|p| p.is_file())
+    peers::on_path("mlx_lm.convert")
+}
+
+/// Writes back what earlier steps left dirty (untimed, before every timed step): otherwise a
+/// step pays for its predecessor's writeback once the kernel's dirty limit is reached, and the
+/// ratios measure the order of the steps rather than the steps.
+fn settle() -> anyhow::Result<()> {
+    let status = Command::new("sync").status().context("running sync")?;
+    anyhow::ensure!(status.success(), "sync failed");
+    Ok(())
 }
 
 /// The `mlx_lm.convert` arguments that write what an MLX variant is (`None` for the others).
@@ -251,6 +272,12 @@ struct Plan {
     verify: Option<Variant>,
     /// Where each child's stdout/stderr go.
     logs: PathBuf,
+    /// The peer comparisons asked for (each runs only when its tool is found).
+    peers: Vec<Peer>,
+    /// The preset variants of the dense comparison.
+    peer_presets: Vec<Variant>,
+    /// Worker threads, as passed to the peers.
+    threads: usize,
 }
 
 /// The input checkpoint.
@@ -274,8 +301,11 @@ struct Conversions {
     out_bytes: Vec<u64>,
     /// `mlx_lm.convert`, when on `PATH`.
     mlx_lm: Option<PathBuf>,
-    /// Per variant, `mlx_lm.convert`'s runs beside it, its output's bytes, or why it failed.
-    theirs: Vec<(Vec<Run>, u64, Option<String>)>,
+    /// llama-quantize's input for the presets of the input, and what it is.
+    release_gguf: Option<(PathBuf, String)>,
+    /// Per variant, the peer run right after it (`mlx_lm.convert` for the MLX variants,
+    /// `llama-quantize` for the GGUF presets): its command line's label and its runs.
+    theirs: Vec<Option<(String, Side)>>,
 }
 
 /// One `bench-forward` child: its JSON line and its peak RSS.
@@ -283,12 +313,56 @@ type ForwardRun = (Value, u64);
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let plan = plan(a)?;
+    let tools = peers::find(a)?;
+    for note in &tools.notes {
+        eprintln!("peers: {note}");
+    }
+    let load_start = load_average();
     let input = input(a, &plan)?;
-    let conversions = conversions(a, &plan, &input)?;
+    let conversions = conversions(a, &plan, &input, &tools)?;
+    let dense = peers::dense(
+        a,
+        &plan.peers,
+        &plan.peer_presets,
+        &input.path,
+        &tools,
+        &plan.logs,
+        plan.threads,
+    )?;
     let forward = forward_runs(a, &plan, &input)?;
-    let verify = verify_run(a, &plan, &input)?;
-    report(a, &plan, &input, &conversions, &forward, verify)?;
+    let verify = verify_run(a, &plan, &input, &tools)?;
+    let load = (load_start, load_average());
+    report(
+        a,
+        &plan,
+        &input,
+        &conversions,
+        &forward,
+        verify,
+        &Peers {
+            tools: &tools,
+            dense,
+            load,
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15-minute load averages.
+fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = text
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(f64::NAN));
+    [(); 3].map(|_| it.next().unwrap_or(f64::NAN))
+}
+
+/// What the peers measured outside the conversion loop.
+struct Peers<'a> {
+    tools: &'a Tools,
+    dense: Option<peers::Dense>,
+    /// Load averages at the start and the end of the run.
+    load: ([f64; 3], [f64; 3]),
 }
 
 /// Checks the arguments and creates the work and log directories.
@@ -316,10 +390,20 @@ fn plan(a: &Args) -> anyhow::Result<Plan> {
         .with_context(|| format!("cannot create {}", a.work.display()))?;
     let logs = a.work.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let peers = peers::parse_peers(&a.peers)?;
+    let peer_presets = peers::peer_presets(a)?;
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     Ok(Plan {
         variants,
         verify,
         logs,
+        peers,
+        peer_presets,
+        threads,
     })
 }
 
@@ -378,8 +462,78 @@ fn convert_cmd(a: &Args, input: &Input, v: Variant, out: &Path) -> anyhow::Resul
     Ok(cmd)
 }
 
+/// llama-quantize's input for the GGUF presets of the input (made once, untimed): llama.cpp's
+/// `convert_hf_to_gguf.py --outtype auto` of it, or our `gguf-mxfp4` when the converter is absent
+/// or fails. `None` when no preset variant is converted or llama-quantize is absent.
+fn release_gguf(
+    a: &Args,
+    plan: &Plan,
+    input: &Input,
+    tools: &Tools,
+) -> anyhow::Result<Option<(PathBuf, String)>> {
+    if !plan.peers.contains(&Peer::ReleasePresets)
+        || tools.quantize.is_none()
+        || !plan
+            .variants
+            .iter()
+            .any(|v| matches!(v, Variant::GgufPreset(_)))
+    {
+        return Ok(None);
+    }
+    let path = a.work.join("release-auto.gguf");
+    if let Some(script) = &tools.convert {
+        eprintln!("peers: convert_hf_to_gguf.py --outtype auto of the input (untimed) ...");
+        let cmd = peers::convert_cmd(tools, script, &input.path, "auto", &path);
+        match measure(cmd, &plan.logs.join("release-convert_hf_to_gguf-auto")) {
+            Ok(_) => {
+                return Ok(Some((
+                    path,
+                    "convert_hf_to_gguf.py --outtype auto of the input".into(),
+                )));
+            }
+            Err(e) => eprintln!(
+                "peers: convert_hf_to_gguf.py failed, using our gguf-mxfp4 instead: {}",
+                format!("{e:#}").lines().last().unwrap_or("")
+            ),
+        }
+    }
+    eprintln!("peers: our gguf-mxfp4 of the input for llama-quantize (untimed) ...");
+    let cmd = convert_cmd(a, input, Variant::GgufMxfp4, &path)?;
+    measure(cmd, &plan.logs.join("release-gguf-mxfp4"))?;
+    Ok(Some((path, "oss-forge's gguf-mxfp4 of the input".into())))
+}
+
+/// The peer run right after variant `v` on the same input, if any: its label and command.
+fn beside(
+    plan: &Plan,
+    input: &Input,
+    tools: &Tools,
+    c: &Conversions,
+    v: Variant,
+    out: &Path,
+) -> Option<(String, Command)> {
+    if let (Some(exe), Some(args), true) =
+        (&c.mlx_lm, mlx_lm_args(v), plan.peers.contains(&Peer::Mlx))
+    {
+        let mut cmd = Command::new(exe);
+        cmd.arg("--hf-path")
+            .arg(&input.path)
+            .arg("--mlx-path")
+            .arg(out)
+            .args(args);
+        return Some((format!("mlx_lm {}", args.join(" ")), cmd));
+    }
+    if let (Some(exe), Some((gguf, _)), Variant::GgufPreset(p)) =
+        (&tools.quantize, &c.release_gguf, v)
+    {
+        let cmd = peers::quantize_cmd(exe, gguf, out, p.name(), plan.threads, true);
+        return Some((format!("llama-quantize {}", p.name()), cmd));
+    }
+    None
+}
+
 /// `cp -r` + `sync` and every conversion, `--repeat` rounds, on a warm page cache.
-fn conversions(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Conversions> {
+fn conversions(a: &Args, plan: &Plan, input: &Input, tools: &Tools) -> anyhow::Result<Conversions> {
     let logs = &plan.logs;
     // Warm the page cache with one untimed copy, so every timed step reads cached input.
     // Each `cp` is followed by a timed `sync` of the copied files: `cp` returns with up to the
@@ -401,14 +555,6 @@ fn conversions(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Conversio
     };
     eprintln!("warming the page cache (cp, untimed) ...");
     cp("cp-warm")?;
-    // Before every timed step, write back what earlier steps left dirty (untimed): otherwise a
-    // step pays for its predecessor's writeback once the kernel's dirty limit is reached, and
-    // the ratios measure the order of the steps rather than the steps.
-    let settle = || -> anyhow::Result<()> {
-        let status = Command::new("sync").status().context("running sync")?;
-        anyhow::ensure!(status.success(), "sync failed");
-        Ok(())
-    };
 
     let n = plan.variants.len();
     let mut c = Conversions {
@@ -417,7 +563,8 @@ fn conversions(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Conversio
         runs: vec![Vec::new(); n],
         out_bytes: vec![0u64; n],
         mlx_lm: mlx_lm_convert(),
-        theirs: vec![(Vec::new(), 0, None); n],
+        release_gguf: release_gguf(a, plan, input, tools)?,
+        theirs: vec![None; n],
     };
     for round in 0..a.repeat {
         eprintln!("round {}/{}: cp ...", round + 1, a.repeat);
@@ -438,37 +585,21 @@ fn conversions(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Conversio
             if !a.keep {
                 remove(&out)?;
             }
-            if let (Some(exe), Some(args)) = (&c.mlx_lm, mlx_lm_args(v))
-                && c.theirs[k].2.is_none()
-            {
-                eprintln!(
-                    "round {}/{}: mlx_lm.convert {} ...",
-                    round + 1,
-                    a.repeat,
-                    args.join(" ")
-                );
-                let out = a.work.join(format!("out-{v}-mlx_lm"));
-                remove(&out)?;
-                let mut cmd = Command::new(exe);
-                cmd.arg("--hf-path")
-                    .arg(&input.path)
-                    .arg("--mlx-path")
-                    .arg(&out)
-                    .args(args);
-                settle()?;
-                match measure(cmd, &logs.join(format!("mlx_lm-{v}"))) {
-                    Ok((run, _)) => {
-                        c.theirs[k].0.push(run);
-                        c.theirs[k].1 = tree_bytes(&out)?;
-                    }
-                    // A source mlx-lm refuses (a dense fine-tune) is a finding, not a failure.
-                    Err(e) => c.theirs[k].2 = Some(format!("{e:#}")),
-                }
-                if !a.keep {
-                    remove(&out)?;
-                }
+            let out = a.work.join(format!("out-{v}-peer"));
+            if let Some((label, cmd)) = beside(plan, input, tools, &c, v, &out) {
+                eprintln!("round {}/{}: {label} ...", round + 1, a.repeat);
+                let side = &mut c.theirs[k]
+                    .get_or_insert_with(|| (label, Side::default()))
+                    .1;
+                // A source the peer refuses (a dense fine-tune) is a finding, not a failure.
+                side.run(cmd, &logs.join(format!("peer-{v}")), &out, a.keep)?;
             }
         }
+    }
+    if let Some((gguf, _)) = &c.release_gguf
+        && !a.keep
+    {
+        remove(gguf)?;
     }
     Ok(c)
 }
@@ -496,8 +627,14 @@ fn forward_runs(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Vec<Forw
     Ok(fwd)
 }
 
-/// A full verify of one variant against the input (converted again unless kept).
-fn verify_run(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Option<(Variant, Run)>> {
+/// A full verify of one variant against the input (converted again unless kept), then
+/// llama.cpp's KL-divergence workflow on the same file when asked for.
+fn verify_run(
+    a: &Args,
+    plan: &Plan,
+    input: &Input,
+    tools: &Tools,
+) -> anyhow::Result<Option<Verified>> {
     let Some(v) = plan.verify else {
         return Ok(None);
     };
@@ -508,62 +645,142 @@ fn verify_run(a: &Args, plan: &Plan, input: &Input) -> anyhow::Result<Option<(Va
         measure(cmd, &plan.logs.join(format!("convert-{v}-for-verify")))?;
     }
     eprintln!("verify {v} ...");
+    let report = a.work.join("verify.json");
     let mut cmd = me(a.threads)?;
     cmd.arg("verify")
         .arg("--original")
         .arg(&input.path)
-        .arg(&out);
+        .arg(&out)
+        .arg("--json")
+        .arg(&report);
+    settle()?;
+    let load1 = peers::load1();
     let (run, _) = measure(cmd, &plan.logs.join("verify"))?;
+    let text = std::fs::read_to_string(&report)
+        .with_context(|| format!("verify wrote no report at {}", report.display()))?;
+    let positions = verify_positions(&serde_json::from_str(&text).context("verify's report")?)
+        .context("verify's report lists no prompts")?;
+    let kld = plan
+        .peers
+        .contains(&Peer::Kld)
+        .then(|| peers::kld(a, &input.path, tools, v, &out, &plan.logs, plan.threads))
+        .transpose()?;
     if !a.keep {
         remove(&out)?;
     }
-    Ok(Some((v, run)))
+    Ok(Some(Verified {
+        ours: peers::OursVerify {
+            variant: v,
+            secs: run.secs,
+            positions,
+            load1,
+        },
+        peak_rss: run.peak_rss,
+        kld,
+    }))
 }
 
-/// Prints `mlx_lm.convert`'s rows beside the MLX variants and returns them as JSON.
-fn mlx_lm_rows(
+/// The positions `verify` ran: the tokens of every prompt in its JSON report.
+fn verify_positions(report: &Value) -> Option<u64> {
+    report["prompts"]
+        .as_array()?
+        .iter()
+        .map(|p| p["tokens"].as_u64())
+        .sum()
+}
+
+/// The verify run and llama.cpp's KL-divergence workflow beside it (`None`: not asked for).
+struct Verified {
+    ours: peers::OursVerify,
+    peak_rss: u64,
+    kld: Option<Result<peers::Kld, String>>,
+}
+
+/// Prints the rows of the peer runs beside the variants whose label starts with `tool`
+/// (`mlx_lm.convert`, `llama-quantize`) and returns them as JSON.
+fn beside_rows(
     plan: &Plan,
     c: &Conversions,
-    cp_secs: f64,
-    cp_only_secs: f64,
-    in_bytes: u64,
+    tool: &str,
+    (cp_secs, cp_only_secs, in_bytes): (f64, f64, u64),
 ) -> Vec<Value> {
     let mut rows = Vec::new();
     for (k, v) in plan.variants.iter().enumerate() {
-        let Some(args) = mlx_lm_args(*v) else {
+        let Some((name, side)) = c.theirs[k].as_ref().filter(|(l, _)| l.starts_with(tool)) else {
             continue;
         };
-        let name = format!("mlx_lm {}", args.join(" "));
         let ours = median(&c.runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
         let ours_rss = c.runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
-        let (runs, bytes, err) = &c.theirs[k];
-        if let Some(e) = err {
+        if let Some(e) = &side.err {
             println!("{name:<18} failed: {}", e.lines().last().unwrap_or(""));
-            rows.push(json!({"variant": v.name(), "args": args, "error": e}));
+            rows.push(json!({"variant": v.name(), "command": name, "error": e}));
             continue;
         }
-        let secs = median(&runs.iter().map(|r| r.secs).collect::<Vec<_>>());
-        let rss = runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
+        let secs = side.secs().unwrap_or(f64::NAN);
+        let rss = side.runs.iter().map(|(r, _)| r.peak_rss).max().unwrap_or(0);
+        let load = median(&side.runs.iter().map(|(_, l)| *l).collect::<Vec<_>>());
         println!(
-            "{:<18} {:>9.2} {:>7.2} {:>7.2} {:>10.0} {:>10.2} {:>10}   {}: {:.2}x its time, {:.2}x its peak RSS",
+            "{:<18} {:>9.2} {:>7.2} {:>7.2} {:>10.0} {:>10.2} {:>10}   {}: {:.2}x its time, {:.2}x its peak RSS (load {:.1})",
             name,
             secs,
             secs / cp_secs,
             secs / cp_only_secs,
             in_bytes as f64 / secs / 1e6,
-            *bytes as f64 / 1e9,
+            side.bytes as f64 / 1e9,
             mb(rss),
             v.name(),
             ours / secs,
-            ours_rss as f64 / rss.max(1) as f64
+            ours_rss as f64 / rss.max(1) as f64,
+            load
         );
-        rows.push(json!({
-            "variant": v.name(), "args": args, "secs": secs, "runs": runs.iter().map(|r| r.secs).collect::<Vec<_>>(),
-            "out_bytes": bytes, "peak_rss_bytes": rss, "ours_secs": ours, "ours_over_theirs_secs": ours / secs,
-            "ours_peak_rss_bytes": ours_rss,
-        }));
+        let mut row = side.json();
+        row["variant"] = json!(v.name());
+        row["command"] = json!(name);
+        row["ours_secs"] = json!(ours);
+        row["ours_over_theirs_secs"] = json!(ours / secs);
+        row["ours_peak_rss_bytes"] = json!(ours_rss);
+        rows.push(row);
     }
     rows
+}
+
+/// Prints the peer comparisons of targets 1 and 3 and returns their JSON.
+fn peers_report(p: &Peers, verify: Option<&Verified>) -> Value {
+    let t = p.tools;
+    let path = |x: &Option<PathBuf>| x.as_ref().map(|p| p.display().to_string());
+    println!(
+        "peers (llama.cpp): llama-quantize {}, llama-perplexity {}, convert_hf_to_gguf.py {} (python {})",
+        path(&t.quantize).as_deref().unwrap_or("absent"),
+        path(&t.perplexity).as_deref().unwrap_or("absent"),
+        path(&t.convert).as_deref().unwrap_or("absent"),
+        t.python.display()
+    );
+    for note in &t.notes {
+        println!("  note: {note}");
+    }
+    let mut j = json!({
+        "llama_quantize": path(&t.quantize),
+        "llama_perplexity": path(&t.perplexity),
+        "convert_hf_to_gguf": path(&t.convert),
+        "python": t.python.display().to_string(),
+        "notes": t.notes,
+        "load_average_start": p.load.0,
+        "load_average_end": p.load.1,
+    });
+    if let Some(v) = verify
+        && let Some(k) = &v.kld
+    {
+        j["kld"] = peers::kld_report(&v.ours, k);
+    }
+    if let Some(d) = &p.dense {
+        j["dense"] = peers::dense_report(d);
+    }
+    let [a1, a5, a15] = p.load.0;
+    let [b1, b5, b15] = p.load.1;
+    println!(
+        "load average: {a1:.2} {a5:.2} {a15:.2} at the start, {b1:.2} {b5:.2} {b15:.2} at the end"
+    );
+    j
 }
 
 /// Prints the figures and writes the JSON report (`--json`).
@@ -573,17 +790,14 @@ fn report(
     input: &Input,
     c: &Conversions,
     fwd: &[ForwardRun],
-    verify: Option<(Variant, Run)>,
+    verify: Option<Verified>,
+    peers: &Peers,
 ) -> anyhow::Result<()> {
     let (cfg, in_bytes) = (&input.cfg, input.bytes);
     let cp_only_secs = median(&c.cp.iter().map(|r| r.secs).collect::<Vec<_>>());
     let cp_secs = median(&c.cp_sync);
     let cp_rss = c.cp.iter().map(|r| r.peak_rss).max().unwrap_or(0);
-    let threads = a.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let threads = plan.threads;
     let mut report = json!({
         "machine": machine(),
         "threads": threads,
@@ -639,9 +853,18 @@ fn report(
         }));
     }
     report["convert"] = Value::Array(conv_json);
+    let scale = (cp_secs, cp_only_secs, in_bytes);
     if c.mlx_lm.is_some() {
-        report["mlx_lm_convert"] =
-            Value::Array(mlx_lm_rows(plan, c, cp_secs, cp_only_secs, in_bytes));
+        report["mlx_lm_convert"] = Value::Array(beside_rows(plan, c, "mlx_lm", scale));
+    }
+    if let Some((_, what)) = &c.release_gguf {
+        println!(
+            "llama-quantize of the presets: on {what}, MXFP4 experts kept (--tensor-type ffn_*_exps=mxfp4)"
+        );
+        report["llama_quantize_release"] = json!({
+            "input": what,
+            "rows": beside_rows(plan, c, "llama-quantize", scale),
+        });
     }
 
     let f = |key: &str| {
@@ -690,16 +913,20 @@ fn report(
         "peak_rss_bytes": fwd_rss,
         "runs": fwd.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>(),
     });
-    if let Some((v, run)) = verify {
+    if let Some(vr) = &verify {
+        let o = &vr.ours;
         println!(
-            "verify {:<11} {:>9.2} s  (peak RSS {})",
-            v.name(),
-            run.secs,
-            mb(run.peak_rss)
+            "verify {:<11} {:>9.2} s  {:>7.1} ms per position ({} positions)  (peak RSS {})",
+            o.variant.name(),
+            o.secs,
+            o.secs * 1e3 / o.positions.max(1) as f64,
+            o.positions,
+            mb(vr.peak_rss)
         );
-        report["verify"] =
-            json!({"variant": v.name(), "secs": run.secs, "peak_rss_bytes": run.peak_rss});
+        report["verify"] = json!({"variant": o.variant.name(), "secs": o.secs, "positions": o.positions,
+            "ms_per_position": o.secs * 1e3 / o.positions.max(1) as f64, "peak_rss_bytes": vr.peak_rss});
     }
+    report["peers"] = peers_report(peers, verify.as_ref());
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&report)? + "\n";
         convert::publish::write_atomic(path, text.as_bytes())?;

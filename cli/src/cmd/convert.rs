@@ -52,19 +52,36 @@ pub fn run(
     outtype: Option<&str>,
     out: &Path,
     opts: &ConvertOptions,
+    rounding_given: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let src = AnyModel::open(model)?;
+    if rounding_given && mxfp4_experts(&src) {
+        eprintln!(
+            "note: --mxfp4-rounding {} has nothing to round: this source's experts are MXFP4 already and are kept as they are (the rule applies to dense experts)",
+            opts.mxfp4_rounding
+        );
+    }
     let variant = match (variant, outtype) {
         (Some(v), _) => v,
         (None, Some(t)) => {
-            let (v, note) = Variant::from_llamacpp_outtype(t, mxfp4_experts(&src))
-                .map_err(anyhow::Error::msg)?;
+            let (v, note) = Variant::from_llamacpp_outtype(
+                t,
+                mxfp4_experts(&src),
+                convert::variant::llamacpp_auto_outtype(&src),
+            )
+            .map_err(anyhow::Error::msg)?;
             eprintln!("note: {note}");
             v
         }
         (None, None) => anyhow::bail!("pass --to VARIANT (or llama.cpp's --outtype)"),
     };
+    if variant.is_gguf() && out.as_os_str().to_string_lossy().ends_with('/') && !out.is_dir() {
+        anyhow::bail!(
+            "{}: no such directory (a path ending in `/` names a directory: create it, or drop the `/` to write a file)",
+            out.display()
+        );
+    }
     // The lock is the output's as it will be named (a GGUF into a directory goes inside it).
     let target = if variant.is_gguf() {
         convert::output::gguf_target(&src, variant.storage().file_suffix, out)

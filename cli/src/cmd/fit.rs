@@ -93,22 +93,56 @@ fn subject(model: Option<&Path>, preset: Option<&str>) -> anyhow::Result<Subject
     }
 }
 
-/// Which variant `model` is: same container, same tensor bytes as the variant's plan, and the
-/// token embedding in the variant's codec (F16 and BF16 rows have equal sizes).
+/// Which variant `model` is. A GGUF file: the variant whose writer plans exactly its tensors
+/// and types (`convert::variant::gguf::plan_tensors`, the GGUF presets' llama-quantize rules
+/// included), for a source with MXFP4 experts or dense ones (a fine-tune's presets quantize the
+/// experts too). A safetensors or MLX directory: the same tensor bytes as the variant's plan,
+/// and the token embedding stored as the variant stores it (F16 and BF16 rows have equal
+/// sizes; MLX affine by its bits and group).
 fn identify(model: &convert::AnyModel, cfg: &Config, bytes: u64) -> Option<Variant> {
     use convert::variant::Store;
     use reference::{Encoding, WeightId};
+    let mxfp4 = convert::variant::gguf::experts_are_mxfp4(model.source());
+    if let Some(g) = model.gguf() {
+        let mut types: Vec<(&str, quant::Codec)> = g
+            .files()
+            .iter()
+            .flat_map(|f| f.tensors())
+            .map(|t| (t.name.as_str(), t.ty))
+            .collect();
+        types.sort_unstable();
+        let order = convert::names::sorted_release_names(cfg);
+        return Variant::ALL.into_iter().filter(|v| v.is_gguf()).find(|v| {
+            [mxfp4, !mxfp4].into_iter().any(|experts| {
+                let Ok(plan) =
+                    convert::variant::gguf::plan_tensors(&v.storage(), cfg, &order, experts, false)
+                else {
+                    return false;
+                };
+                let mut planned: Vec<(&str, quant::Codec)> = plan
+                    .items
+                    .iter()
+                    .map(|i| (i.tensor.name.as_str(), i.tensor.ty))
+                    .collect();
+                planned.sort_unstable();
+                planned == types
+            })
+        });
+    }
     let embedding = model.source().weight(WeightId::Embedding).ok()?;
-    let codec = match *embedding.encoding() {
-        Encoding::Dense { dtype, .. } => dtype.codec(),
-        Encoding::Ggml { codec, .. } => codec,
+    let store = match *embedding.encoding() {
+        Encoding::Dense { dtype, .. } => Store::Codec(dtype.codec()),
+        Encoding::Ggml { codec, .. } => Store::Codec(codec),
+        Encoding::Affine { bits, group, .. } => Store::Affine { bits, group },
         _ => return None,
     };
-    let gguf = model.gguf().is_some();
+    // mlx-bf16 and safetensors-bf16 hold the same bytes: the layout tells them apart.
+    let mlx = matches!(model, convert::AnyModel::Safetensors(c) if matches!(c.layout(), convert::Layout::Mlx(_)));
     Variant::ALL.into_iter().find(|v| {
-        v.is_gguf() == gguf
-            && fit::weight_bytes(cfg, Some(*v)) == bytes
-            && v.storage().embedding == Store::Codec(codec)
+        !v.is_gguf()
+            && matches!(v.storage().container, convert::variant::Container::Mlx(_)) == mlx
+            && fit::weight_bytes_from(cfg, Some(*v), mxfp4) == Some(bytes)
+            && v.storage().embedding == store
     })
 }
 
@@ -139,6 +173,12 @@ pub fn run(
     if gpu_mem.unitless {
         warnings.push(format!(
             "--gpu-mem {}: a number without a unit is read as GiB",
+            memory as f64 / (1u64 << 30) as f64
+        ));
+    }
+    if gpu_mem.decimal {
+        warnings.push(format!(
+            "--gpu-mem is {:.2} GiB: GB are 10^9 bytes, while a GPU sold as \"24 GB\" holds 24 GiB (pass 24 or 24GiB for that)",
             memory as f64 / (1u64 << 30) as f64
         ));
     }

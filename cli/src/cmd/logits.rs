@@ -21,6 +21,10 @@ pub fn run(
     top: usize,
 ) -> anyhow::Result<ExitCode> {
     let src = convert::AnyModel::open(model_path)?;
+    // The logits never go onto or into the model being read.
+    if let Some(path) = out {
+        convert::output::refuse_overlap(&convert::output::inputs(&src), path)?;
+    }
     let cfg = src.source().config().clone();
     let vocab = cfg.vocab_size;
     let tokens = match prompt {

@@ -41,7 +41,16 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             force,
         } => {
             let opts = settings.options(force);
-            convert::run(&model, variant, outtype.as_deref(), &out, &opts, quiet)
+            let rounding_given = settings.rounding_given();
+            convert::run(
+                &model,
+                variant,
+                outtype.as_deref(),
+                &out,
+                &opts,
+                rounding_given,
+                quiet,
+            )
         }
         Command::Merge { out, parts } => pipeline::merge(&out, &parts, quiet),
         Command::Synth {
@@ -80,9 +89,10 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             passes,
             name,
             base_model,
+            force,
             settings,
         } => {
-            let convert = settings.options(true);
+            let convert = settings.options(force);
             let args = pipeline::Args {
                 model: &model,
                 out: &out,
@@ -109,6 +119,11 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             verify,
             keep,
             json,
+            llama_cpp,
+            llama_convert,
+            python,
+            peers,
+            peer_presets,
         } => bench::run(&bench::Args {
             input,
             layers,
@@ -121,6 +136,11 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
             keep,
             json,
             threads,
+            llama_cpp,
+            llama_convert,
+            python,
+            peers,
+            peer_presets,
         }),
         Command::BenchForward {
             model,

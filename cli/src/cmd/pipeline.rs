@@ -78,10 +78,20 @@ pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
     };
     variants.dedup();
     not_a_directory(a.out, "pipeline -o")?;
-    crate::signals::stops_cleanly(format!(
-        "the variant in progress was removed; finished ones are kept and listed in {}/manifest.json and SHA256SUMS (run the same command again to finish)",
-        a.out.display()
-    ));
+    let out = a.out.to_path_buf();
+    crate::signals::stops_cleanly_saying(move || {
+        if out.join(verify::pipeline::MANIFEST).is_file() {
+            format!(
+                "the variant in progress was removed; finished ones are kept and listed in {}/manifest.json and SHA256SUMS (run the same command again to finish)",
+                out.display()
+            )
+        } else {
+            format!(
+                "the variant in progress was removed; none had finished, so {} lists nothing yet (run the same command again)",
+                out.display()
+            )
+        }
+    });
     let original = super::verify::open(a.model)?;
     let prompts = super::verify::load_prompts(&original, a.prompts)?;
     drop(original);

@@ -40,7 +40,18 @@ pub fn load_prompts(original: &AnyModel, file: Option<&Path>) -> anyhow::Result<
                 .with_context(|| format!("cannot read prompts {}", f.display()))?;
             prompts::parse_file(&text, cfg, tok.as_ref(), &f.display().to_string())?
         }
-        None => prompts::builtin(cfg, tok.as_ref())?,
+        None => {
+            let set = prompts::builtin(cfg, tok.as_ref())?;
+            if tok.is_none() {
+                eprintln!(
+                    "note: no tokenizer.json beside {}: the {} built-in chat prompts are left out and only the {} token-id prompts run (a release or safetensors directory as the original gives the full set; --prompts FILE takes token ids)",
+                    original.path().display(),
+                    prompts::CHATS.len(),
+                    set.len()
+                );
+            }
+            set
+        }
     })
 }
 
@@ -58,6 +69,12 @@ pub fn run(
         .iter()
         .map(|v| open(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // The report never goes onto or into a model being read.
+    if let Some(path) = json.filter(|p| *p != Path::new("-")) {
+        for m in std::iter::once(&orig).chain(&models) {
+            convert::output::refuse_overlap(&convert::output::inputs(m), path)?;
+        }
+    }
     let prompts = load_prompts(&orig, prompts_file)?;
     let orig_meta = RuntimeMeta::read(&orig);
     let metas: Vec<RuntimeMeta> = models.iter().map(RuntimeMeta::read).collect();

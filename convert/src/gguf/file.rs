@@ -309,7 +309,7 @@ fn parse(path: &Path, b: &[u8]) -> Result<Parsed> {
         Some((_, v)) => {
             return Err(ConvertError::format(
                 path,
-                format!("general.alignment must be a u32 power of two, found {v:?}"),
+                format!("general.alignment must be a u32 power of two, found {v}"),
             ));
         }
     };
@@ -612,6 +612,15 @@ mod tests {
                 &["general.alignment must be a u32 power of two"],
             );
         }
+        // The value as a user reads it, with its type: never `U32(7)`.
+        assert_err(
+            file(
+                &[kv("general.alignment", vt::UINT32, &7u32.to_le_bytes())],
+                &[],
+                0,
+            ),
+            &["general.alignment must be a u32 power of two, found 7 (u32)"],
+        );
     }
 
     #[test]

@@ -114,6 +114,33 @@ pub enum Value {
     Array(u32, Vec<Value>),
 }
 
+/// The value as a user reads it, with its GGUF type: `7 (u32)`, `"gpt-oss" (string)`, `[3
+/// entries] (array[i32])`; a long string is cut (messages, never files).
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::U8(x) => write!(f, "{x}"),
+            Value::I8(x) => write!(f, "{x}"),
+            Value::U16(x) => write!(f, "{x}"),
+            Value::I16(x) => write!(f, "{x}"),
+            Value::U32(x) => write!(f, "{x}"),
+            Value::I32(x) => write!(f, "{x}"),
+            Value::U64(x) => write!(f, "{x}"),
+            Value::I64(x) => write!(f, "{x}"),
+            Value::F32(x) => write!(f, "{x}"),
+            Value::F64(x) => write!(f, "{x}"),
+            Value::Bool(x) => write!(f, "{x}"),
+            Value::String(s) if s.chars().count() > 60 => {
+                let head: String = s.chars().take(60).collect();
+                write!(f, "\"{head}…\"")
+            }
+            Value::String(s) => write!(f, "\"{s}\""),
+            Value::Array(_, xs) => write!(f, "[{} entries]", xs.len()),
+        }?;
+        write!(f, " ({})", self.type_name())
+    }
+}
+
 impl Value {
     /// The value type id.
     pub fn type_id(&self) -> u32 {

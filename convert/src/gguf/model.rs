@@ -51,7 +51,7 @@ fn split_paths(first: &GgufFile) -> Result<Vec<PathBuf>> {
         Some(Value::U16(0)) => {}
         Some(v) => {
             // split.no counts from 0; people count splits from 1.
-            let no = v.as_u64().map_or(format!("{v:?}"), |n| (n + 1).to_string());
+            let no = v.as_u64().map_or(format!("{v}"), |n| (n + 1).to_string());
             return Err(ConvertError::format(
                 path,
                 format!(
@@ -108,9 +108,17 @@ impl GgufModel {
             match f.get("split.no") {
                 Some(Value::U16(n)) if *n as usize == i => {}
                 other => {
+                    // split.no counts from 0, file names from 1.
+                    let found = other.map_or("missing".to_string(), |v| format!("{v}"));
                     return Err(ConvertError::format(
                         p,
-                        format!("split.no is {other:?}, expected {i}"),
+                        format!(
+                            "split.no is {found}, expected {i}: split file {} of {} (named -{:05}-of-{:05}, counting from 1) holds split.no {i}, as split.no counts from 0",
+                            i + 1,
+                            paths.len(),
+                            i + 1,
+                            paths.len()
+                        ),
                     ));
                 }
             }
@@ -121,10 +129,11 @@ impl GgufModel {
             match files[0].get("split.tensors.count") {
                 Some(Value::I32(n)) if *n as i64 == total as i64 => {}
                 other => {
+                    let found = other.map_or("missing".to_string(), |v| format!("{v}"));
                     return Err(ConvertError::format(
                         files[0].path(),
                         format!(
-                            "split.tensors.count is {other:?} but the splits hold {total} tensors"
+                            "split.tensors.count is {found} but the splits hold {total} tensors"
                         ),
                     ));
                 }
@@ -296,7 +305,7 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
         Some(v) => {
             return Err(bad(
                 names::ARCHITECTURE_KEY,
-                format!("is {v:?}; only {ARCH:?} is supported"),
+                format!("is {v}; only \"{ARCH}\" is supported"),
             ));
         }
         None => return Err(bad(names::ARCHITECTURE_KEY, "missing".into())),
@@ -346,7 +355,7 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
     if let Some(v) = get(k::SLIDING_WINDOW_PATTERN) {
         return Err(bad(
             &key(k::SLIDING_WINDOW_PATTERN),
-            format!("{v:?}: only llama.cpp's default (even layers slide) is implemented"),
+            format!("{v}: only llama.cpp's default (even layers slide) is implemented"),
         ));
     }
     match get(k::ROPE_SCALING_TYPE) {
@@ -354,7 +363,7 @@ fn config_from_metadata(f: &GgufFile, vocab: u64) -> Result<Config> {
         Some(v) => {
             return Err(bad(
                 &key(k::ROPE_SCALING_TYPE),
-                format!("{v:?}: gpt-oss uses yarn; nothing else is implemented"),
+                format!("{v}: gpt-oss uses yarn; nothing else is implemented"),
             ));
         }
         None => {

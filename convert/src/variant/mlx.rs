@@ -30,16 +30,17 @@ use crate::mlx::{self, MLX_MAX_SHARD_BYTES, MlxQuant, MlxScheme, PyJson};
 use crate::model::AnyModel;
 use crate::names::{Expect, Layout, QPart, Role};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
+use crate::variant::Job;
 use crate::variant::st::{self, encode::Encoder, meta};
 use crate::variant::{
-    CHUNK_VALUES, Container, ConvertOptions, ConvertReport, Guard, Inexact, Progress, Storage,
-    Tally, Variant, encode_chunked,
+    CHUNK_VALUES, Container, ConvertOptions, ConvertReport, Guard, Inexact, Progress, Tally,
+    Variant, encode_chunked,
 };
 use quant::{affine, mxfp4};
 use reference::{Encoding, MatRef, WeightId, WeightSource};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What the runtime adds, in the report and on the model card.
 pub const MLX_RUNTIME_NOTE: &str = "mlx-lm 0.32 ignores `rope_scaling.truncate: false`: its YaRN rounds the correction \
@@ -89,16 +90,16 @@ pub fn index_json(
 
 /// Writes the MLX `variant` (stored as `storage`) of `model`, its weights read through `src`,
 /// to the directory `out`.
-#[allow(clippy::too_many_arguments)]
-pub fn convert(
-    model: &AnyModel,
-    src: &dyn WeightSource,
-    variant: Variant,
-    storage: &Storage,
-    out: &Path,
-    opts: &ConvertOptions,
-    progress: &dyn Progress,
-) -> Result<ConvertReport> {
+pub fn convert(job: &Job<'_>) -> Result<ConvertReport> {
+    let Job {
+        model,
+        src,
+        variant,
+        storage,
+        out,
+        opts,
+        progress,
+    } = *job;
     let Container::Mlx(scheme) = storage.container else {
         return Err(ConvertError::format(
             out,

@@ -149,18 +149,25 @@ impl Variant {
     }
 
     /// The variant llama.cpp's `convert_hf_to_gguf.py --outtype T` writes, for a source whose
-    /// experts are MXFP4 (`mxfp4_source`) or not, with a note where the names differ. From
-    /// llama.cpp (as vendored in llama-cpp-python 0.3.36) `conversion/gpt_oss.py` and
-    /// `conversion/base.py`: MXFP4 experts are repacked as they are whatever the outtype, and
-    /// `f16`/`bf16`/`f32` of an MXFP4 model are written as `MOSTLY_MXFP4_MOE`; `auto` picks
-    /// `bf16` for a BF16 checkpoint. A source without MXFP4 experts is converted whole to the
-    /// outtype.
+    /// experts are MXFP4 (`mxfp4_source`) or not, with a note where the names differ. `auto`
+    /// is what llama.cpp's heuristic picks for this source (`auto`: the type of its first 2-D
+    /// BF16 or F16 tensor, see [`llamacpp_auto_outtype`]), `bf16` or `f16`. From llama.cpp (as
+    /// vendored in llama-cpp-python 0.3.36) `conversion/gpt_oss.py` and `conversion/base.py`:
+    /// MXFP4 experts are repacked as they are whatever the outtype, and `f16`/`bf16`/`f32` of
+    /// an MXFP4 model are written as `MOSTLY_MXFP4_MOE`. A source without MXFP4 experts is
+    /// converted whole to the outtype.
     pub fn from_llamacpp_outtype(
         outtype: &str,
         mxfp4_source: bool,
+        auto: &str,
     ) -> std::result::Result<(Variant, String), String> {
-        let t = outtype.trim().to_ascii_lowercase();
-        let Some(&(_, (mx, dense))) = OUTTYPES.iter().find(|(o, _)| *o == t) else {
+        let asked = outtype.trim().to_ascii_lowercase();
+        let t = if asked == "auto" {
+            auto.to_string()
+        } else {
+            asked.clone()
+        };
+        let Some(&(_, (mx, dense))) = OUTTYPES.iter().find(|(o, _)| *o == t && t != "auto") else {
             let known: Vec<&str> = OUTTYPES.iter().map(|(o, _)| *o).collect();
             return Err(format!(
                 "--outtype {outtype}: not one oss-forge writes (llama.cpp's it maps: {}; f32, tq1_0 and tq2_0 have no variant here)",
@@ -168,14 +175,21 @@ impl Variant {
             ));
         };
         let v = if mxfp4_source { mx } else { dense };
+        let name = if asked == "auto" {
+            format!(
+                "--outtype auto (here {t}, llama.cpp's choice: the type of the first 2-D BF16 or F16 tensor)"
+            )
+        } else {
+            format!("--outtype {t}")
+        };
         let note = if mxfp4_source && t == "f16" {
             format!(
-                "--outtype f16 is `{v}`: llama.cpp keeps the MXFP4 experts and stores the rest F16 \
+                "{name} is `{v}`: llama.cpp keeps the MXFP4 experts and stores the rest F16 \
                  (oss-forge's `gguf-f16` also dequantizes the experts to F16: about 3x larger, 39 GiB instead of 13 GiB for gpt-oss-20b)"
             )
         } else if mxfp4_source {
             format!(
-                "--outtype {t} is `{v}`: llama.cpp keeps the MXFP4 experts as they are{}",
+                "{name} is `{v}`: llama.cpp keeps the MXFP4 experts as they are{}",
                 if t == "q8_0" {
                     " and quantizes the rest to Q8_0 (oss-forge's `gguf-q8_0` also moves the experts to Q8_0)"
                 } else {
@@ -184,7 +198,8 @@ impl Variant {
             )
         } else {
             format!(
-                "--outtype {t} is `{v}` (the source has no MXFP4 experts: every weight becomes {t})"
+                "{name} is `{v}` (the source has no MXFP4 experts: every weight is stored {})",
+                t.to_uppercase()
             )
         };
         Ok((v, note))
@@ -206,6 +221,42 @@ impl Variant {
     /// True for the single-file GGUF variants.
     pub fn is_gguf(self) -> bool {
         self.storage().is_gguf()
+    }
+}
+
+/// What llama.cpp's `--outtype auto` means for `model`: `bf16` or `f16`, the type of the first
+/// 2-D (or larger) tensor stored BF16 or F16, in the order its converter reads them (shards in
+/// name order, tensors by name within each; U8 blocks and F32 skipped), and `f16` when there is
+/// none. From llama.cpp (as vendored in llama-cpp-python 0.3.36) `conversion/base.py`
+/// (`LlamaFileType.GUESSED`) and `gguf-py/gguf/utility.py` (`SafetensorsLocal`). A GGUF source
+/// (which that converter does not read) keeps its dense tensors' type the same way.
+pub fn llamacpp_auto_outtype(model: &AnyModel) -> &'static str {
+    use crate::safetensors::Dtype;
+    let first = match model {
+        AnyModel::Safetensors(c) => c.files().iter().find_map(|f| {
+            let mut ts: Vec<_> = f.tensors().iter().filter(|t| t.shape.len() >= 2).collect();
+            ts.sort_by(|a, b| a.name.cmp(&b.name));
+            ts.into_iter()
+                .find(|t| matches!(t.dtype, Dtype::BF16 | Dtype::F16))
+                .map(|t| t.dtype)
+        }),
+        AnyModel::Gguf(g) => g
+            .files()
+            .iter()
+            .flat_map(|f| f.tensors())
+            .find(|t| t.ne.len() >= 2 && matches!(t.ty, quant::Codec::BF16 | quant::Codec::F16))
+            .map(|t| {
+                if t.ty == quant::Codec::BF16 {
+                    Dtype::BF16
+                } else {
+                    Dtype::F16
+                }
+            }),
+    };
+    if first == Some(Dtype::BF16) {
+        "bf16"
+    } else {
+        "f16"
     }
 }
 
@@ -348,6 +399,27 @@ pub fn convert(
     convert_weights(src, src.source(), variant, out, opts, progress)
 }
 
+/// One conversion as the writers (`gguf`, `st`, `mlx`) take it: `variant` stored as `storage`
+/// (its row of the storage table for `opts`), the model `model` read through `src` (its own
+/// weights or a wrapper), written to `out` (for GGUF, the file path already resolved).
+#[derive(Clone, Copy)]
+pub struct Job<'a> {
+    /// The model read: its path, config, tokenizer files and other companions.
+    pub model: &'a AnyModel,
+    /// Where its weights are read from.
+    pub src: &'a dyn WeightSource,
+    /// The variant written.
+    pub variant: Variant,
+    /// How the variant stores each tensor.
+    pub storage: &'a Storage,
+    /// The output file (GGUF) or directory.
+    pub out: &'a Path,
+    /// The conversion settings.
+    pub opts: &'a ConvertOptions,
+    /// Where progress goes, in bytes.
+    pub progress: &'a dyn Progress,
+}
+
 /// [`convert`] with the weights read through `weights` (a wrapper around `model`'s own: a
 /// filter, or a fault injected by a test); everything else comes from `model`.
 pub fn convert_weights(
@@ -364,12 +436,19 @@ pub fn convert_weights(
         Container::Safetensors(_) | Container::Mlx(_) => out.to_path_buf(),
     };
     crate::output::refuse_overlap(&crate::output::inputs(model), out)?;
+    let job = Job {
+        model,
+        src: weights,
+        variant,
+        storage: &storage,
+        out,
+        opts,
+        progress,
+    };
     match storage.container {
-        Container::Gguf => gguf::convert(model, weights, variant, &storage, out, opts, progress),
-        Container::Safetensors(_) => {
-            st::convert(model, weights, variant, &storage, out, opts, progress)
-        }
-        Container::Mlx(_) => mlx::convert(model, weights, variant, &storage, out, opts, progress),
+        Container::Gguf => gguf::convert(&job),
+        Container::Safetensors(_) => st::convert(&job),
+        Container::Mlx(_) => mlx::convert(&job),
     }
     .map_err(|e| crate::cancel::or_interrupted(e, out))
 }
@@ -798,19 +877,23 @@ mod tests {
             Variant::parse_or_suggest("gguf-q8_0"),
             Ok(Variant::GgufQ8_0)
         );
-        let v = |t, mx| Variant::from_llamacpp_outtype(t, mx).unwrap().0;
+        let v = |t, mx| Variant::from_llamacpp_outtype(t, mx, "bf16").unwrap().0;
         assert_eq!(v("auto", true), Variant::GgufMxfp4);
         assert_eq!(v("bf16", true), Variant::GgufMxfp4);
         assert_eq!(v("f16", true), Variant::GgufMxfp4F16);
         assert_eq!(v("q8_0", true), Variant::GgufMxfp4Q8_0);
         assert_eq!(v("f16", false), Variant::GgufF16);
         assert_eq!(v("auto", false), Variant::GgufBf16);
-        let (_, note) = Variant::from_llamacpp_outtype("f16", true).unwrap();
+        let f16 = |t, mx| Variant::from_llamacpp_outtype(t, mx, "f16").unwrap().0;
+        assert_eq!(f16("auto", false), Variant::GgufF16);
+        assert_eq!(f16("auto", true), Variant::GgufMxfp4F16);
+        assert_eq!(f16("bf16", false), Variant::GgufBf16);
+        let (_, note) = Variant::from_llamacpp_outtype("f16", true, "bf16").unwrap();
         assert!(
             note.contains("gguf-mxfp4-f16") && note.contains("dequantizes"),
             "{note}"
         );
-        assert!(Variant::from_llamacpp_outtype("f32", true).is_err());
+        assert!(Variant::from_llamacpp_outtype("f32", true, "bf16").is_err());
     }
 
     #[test]

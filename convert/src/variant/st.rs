@@ -25,6 +25,7 @@ use crate::error::{ConvertError, Result};
 use crate::model::AnyModel;
 use crate::names::{self, Expect, Layout};
 use crate::safetensors::{Dtype, PlannedTensor, SafetensorsWriter};
+use crate::variant::Job;
 use crate::variant::{ConvertOptions, ConvertReport, Progress, Storage, Variant, greedy_ranges};
 use quant::Codec;
 use reference::WeightSource;
@@ -77,16 +78,16 @@ pub fn shard_name(k: usize, n: usize) -> String {
 
 /// Writes the safetensors `variant` (stored as `storage`) of the model `model`, its weights
 /// read through `src`, to the directory `out`.
-#[allow(clippy::too_many_arguments)]
-pub fn convert(
-    model: &AnyModel,
-    src: &dyn WeightSource,
-    variant: Variant,
-    storage: &Storage,
-    out: &Path,
-    opts: &ConvertOptions,
-    progress: &dyn Progress,
-) -> Result<ConvertReport> {
+pub fn convert(job: &Job<'_>) -> Result<ConvertReport> {
+    let Job {
+        model,
+        src,
+        variant,
+        storage,
+        out,
+        opts,
+        progress,
+    } = *job;
     let Some((layout, float)) = layout_of(storage) else {
         return Err(ConvertError::format(
             out,

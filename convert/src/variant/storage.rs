@@ -106,11 +106,9 @@ impl Store {
             Store::Affine { bits, group } => {
                 format!("MLX affine {bits}-bit, BF16 scale and bias per {group}")
             }
-            Store::Preset(p) => format!(
-                "llama-quantize's {} mixture ({} by default; per-tensor types in the manifest)",
-                p.name(),
-                p.default_codec()
-            ),
+            // The types follow the tensor's name, place and shape; a model card lists the
+            // file's own (`verify::card::preset_storage`).
+            Store::Preset(p) => format!("llama-quantize's {} mixture", p.name()),
         }
     }
 }

@@ -670,3 +670,29 @@ fn names_parse_and_display() {
     );
     assert!(RuleSet::EMPTY.is_empty());
 }
+
+/// The fast ggml path of `quantize_ggml_row` writes the plain path's bytes: on random blocks
+/// of every magnitude and kind (`legacy`'s stress blocks, NaN and Inf included), and on blocks
+/// scaled to every E8M0 byte, the top ones where the largest entries overflow.
+#[test]
+fn ggml_rows_fast_equal_plain() {
+    let mut xs = crate::legacy::test_data::stress_blocks();
+    let mut rng = Lcg(11);
+    for e in 0..=254u32 {
+        let scale = f32::from_bits(e.max(1) << 23);
+        for _ in 0..4 {
+            xs.extend((0..BLOCK).map(|_| (rng.unit() * 2.0 - 1.0) * scale * 7.0));
+        }
+    }
+    let n = xs.len() / BLOCK * GGML_BLOCK_BYTES;
+    let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+    quantize_ggml_row(Rounding::Ggml, &xs, &mut a);
+    quantize_ggml_row_plain(Rounding::Ggml, &xs, &mut b);
+    for (k, (p, q)) in a
+        .chunks(GGML_BLOCK_BYTES)
+        .zip(b.chunks(GGML_BLOCK_BYTES))
+        .enumerate()
+    {
+        assert_eq!(p, q, "block {k}: {:?}", &xs[k * BLOCK..(k + 1) * BLOCK]);
+    }
+}
