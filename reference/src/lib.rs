@@ -31,12 +31,6 @@ pub mod rope;
 pub mod source;
 pub mod tensor;
 
-/// Names the arithmetic of the forward pass: any change that may alter an output bit (the dot
-/// product's lanes or reduction tree, an op's order of operations) must change this string.
-/// Logits stored on disk are keyed by it (`verify`'s logits cache), so they are never read by a
-/// build that would compute other bits.
-pub const ARITHMETIC: &str = "f32, dot: 8 fma lanes i%8 + fixed tree; ops rev 1";
-
 pub use config::{Config, ConfigError, ConfigNote, LayerType};
 pub use model::{KvCache, Model, ReferenceError};
 pub use source::{SourceError, WeightId, WeightSource};
