@@ -372,7 +372,7 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PresetError {
     /// A tensor stored in a block type would have to be quantized again.
-    #[error("tensor `{tensor}`: requantizing from type {} is disabled", ggml_type_name(*from))]
+    #[error("tensor `{tensor}`: requantizing from type {} is disabled", from.lower_name())]
     RequantizeDisabled {
         /// The tensor name.
         tensor: String,
@@ -423,28 +423,6 @@ pub enum PresetError {
         /// The pattern.
         pattern: String,
     },
-}
-
-/// ggml's `type_name` of a codec (`q4_K`, `mxfp4`), as llama.cpp prints it in messages.
-pub const fn ggml_type_name(codec: Codec) -> &'static str {
-    match codec {
-        Codec::F32 => "f32",
-        Codec::F16 => "f16",
-        Codec::BF16 => "bf16",
-        Codec::Q4_0 => "q4_0",
-        Codec::Q4_1 => "q4_1",
-        Codec::Q5_0 => "q5_0",
-        Codec::Q5_1 => "q5_1",
-        Codec::Q8_0 => "q8_0",
-        Codec::Q2_K => "q2_K",
-        Codec::Q3_K => "q3_K",
-        Codec::Q4_K => "q4_K",
-        Codec::Q5_K => "q5_K",
-        Codec::Q6_K => "q6_K",
-        Codec::IQ4_NL => "iq4_nl",
-        Codec::IQ4_XS => "iq4_xs",
-        Codec::MXFP4 => "mxfp4",
-    }
 }
 
 /// The layer of a tensor name as llama.cpp reads it with `sscanf(name, "blk.%d.", &il)`: the
