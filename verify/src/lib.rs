@@ -339,12 +339,15 @@ fn config_differences(original: &Subject<'_>, variant: &Subject<'_>) -> (Vec<Str
 }
 
 /// An error naming every shape field in which `variant` is another model than `original`
-/// (its weights cannot be compared). Other hyperparameters that differ fail the variant
-/// instead ([`verify_variant`]).
-fn ensure_same_model(original: &Subject<'_>, variant: &Subject<'_>) -> Result<(), VerifyError> {
-    let (shape, _) = config_differences(original, variant);
+/// (its weights cannot be compared); else the other hyperparameters that differ, which fail
+/// the variant instead ([`verify_variant`]).
+fn ensure_same_model(
+    original: &Subject<'_>,
+    variant: &Subject<'_>,
+) -> Result<Vec<String>, VerifyError> {
+    let (shape, hyperparameters) = config_differences(original, variant);
     if shape.is_empty() {
-        Ok(())
+        Ok(hyperparameters)
     } else {
         Err(VerifyError::Mismatch(format!(
             "{} vs {}: {}",
@@ -546,7 +549,8 @@ pub fn verify_variant(
     progress: &dyn Progress,
 ) -> Result<VariantResult, VerifyError> {
     let oc = original.source.config();
-    ensure_same_model(original, variant)?;
+    // Hyperparameters the forward pass reads from the variant (experts per token, RoPE, ...).
+    let hyperparameters = ensure_same_model(original, variant)?;
     let metadata = match (original.meta, variant.meta) {
         (Some(a), Some(b)) => Some(metadata::compare(a, b)),
         _ => None,
@@ -560,8 +564,6 @@ pub fn verify_variant(
         })?;
     progress.end();
     let lossless = weights.iter().all(TensorCheck::identical);
-    // Hyperparameters the forward pass reads from the variant (experts per token, RoPE, ...).
-    let hyperparameters = config_differences(original, variant).1;
     // Identical weights and hyperparameters, identical logits: the original's, compared with
     // themselves, are what the variant's forward pass would give.
     let logits_by_weights = lossless && hyperparameters.is_empty() && !rules.force_forward;
