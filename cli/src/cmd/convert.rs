@@ -3,20 +3,8 @@
 use crate::progress::Reporter;
 use anyhow::Context;
 use convert::{AnyModel, ConvertOptions, Variant};
-use reference::{Encoding, WeightId};
 use std::path::Path;
 use std::process::ExitCode;
-
-/// True when the model's experts are stored MXFP4 (release or ggml layout).
-fn mxfp4_experts(src: &AnyModel) -> bool {
-    src.source()
-        .weight(WeightId::Gate(0, 0))
-        .is_ok_and(|m| match *m.encoding() {
-            Encoding::Mxfp4 { .. } => true,
-            Encoding::Ggml { codec, .. } => codec == quant::Codec::MXFP4,
-            _ => false,
-        })
-}
 
 /// The report's inexact values, one line per kind (`what` up to ` of `tensor``), whatever
 /// the number of tensors.
@@ -56,7 +44,7 @@ pub fn run(
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let src = AnyModel::open(model)?;
-    if rounding_given && mxfp4_experts(&src) {
+    if rounding_given && convert::variant::gguf::experts_are_mxfp4(src.source()) {
         eprintln!(
             "note: --mxfp4-rounding {} has nothing to round: this source's experts are MXFP4 already and are kept as they are (the rule applies to dense experts)",
             opts.mxfp4_rounding
@@ -67,7 +55,7 @@ pub fn run(
         (None, Some(t)) => {
             let (v, note) = Variant::from_llamacpp_outtype(
                 t,
-                mxfp4_experts(&src),
+                convert::variant::gguf::experts_are_mxfp4(src.source()),
                 convert::variant::llamacpp_auto_outtype(&src),
             )
             .map_err(anyhow::Error::msg)?;
