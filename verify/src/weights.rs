@@ -351,14 +351,14 @@ pub const STEPS_ALLOWED: f64 = 4.0;
 /// 128·32). What the bound cannot see (a code moved by one step, a scale changed by a few
 /// percent) the reference rule does, for files the reference quantizer made.
 pub fn block_bound(codec: Codec, x: &[f32]) -> f64 {
-    let (mut amax, mut lo, mut hi) = (0f64, 0f64, 0f64);
-    for &v in x {
-        let v = v as f64;
-        amax = amax.max(v.abs());
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    let range = hi - lo;
+    block_bound_of(codec, Extremes::of(x))
+}
+
+/// [`block_bound`] from the block's [`Extremes`].
+fn block_bound_of(codec: Codec, e: Extremes) -> f64 {
+    // The k-quant searches clamp the minimum to <= 0 (and the maximum to >= 0).
+    let amax = e.amax as f64;
+    let range = (e.hi as f64).max(0.0) - (e.lo as f64).min(0.0);
     let step = match codec {
         Codec::Q8_0 => {
             let d = amax / 127.0;
@@ -377,6 +377,91 @@ pub fn block_bound(codec: Codec, x: &[f32]) -> f64 {
         _ => return 0.0,
     };
     STEPS_ALLOWED * step + 2f64.powi(-13)
+}
+
+/// A group's largest magnitude, lowest and highest value, NaN skipped (as `f64::max` skips
+/// it); `lo`/`hi` are `+inf`/`-inf` for a group of NaNs. In f32, which is exact: taking a
+/// magnitude, a minimum or a maximum rounds nothing, so widening the results to f64 gives
+/// what an f64 fold gives.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Extremes {
+    amax: f32,
+    lo: f32,
+    hi: f32,
+}
+
+impl Extremes {
+    /// Of the values `x`, in branch-free lanes the compiler vectorizes.
+    #[inline(always)]
+    fn of(x: &[f32]) -> Extremes {
+        let mut l = ExtremeLanes::new();
+        let n = x.len() / LANES * LANES;
+        for c in x[..n].chunks_exact(LANES) {
+            for (k, &v) in c.iter().enumerate() {
+                l.add(k, v);
+            }
+        }
+        for (k, &v) in x[n..].iter().enumerate() {
+            l.add(k, v);
+        }
+        l.finish()
+    }
+
+    /// The step of `bound` for a group with these extremes: what a value may move
+    /// ([`block_bound`], [`affine_bound`], one int8 step `amax/127`).
+    #[inline]
+    fn step(self, bound: Bound) -> f64 {
+        match bound {
+            Bound::AffineStep { bits, .. } => affine_bound(bits, self),
+            Bound::Reference(c) => block_bound_of(c, self),
+            _ => self.amax as f64 / 127.0,
+        }
+    }
+}
+
+/// [`Extremes`] per lane.
+struct ExtremeLanes {
+    amax: [f32; LANES],
+    lo: [f32; LANES],
+    hi: [f32; LANES],
+}
+
+impl ExtremeLanes {
+    fn new() -> ExtremeLanes {
+        ExtremeLanes {
+            amax: [0.0; LANES],
+            lo: [f32::INFINITY; LANES],
+            hi: [f32::NEG_INFINITY; LANES],
+        }
+    }
+
+    /// Adds `v` to lane `k` (a NaN compares false and changes nothing).
+    #[inline(always)]
+    fn add(&mut self, k: usize, v: f32) {
+        let a = v.abs();
+        self.amax[k] = if a > self.amax[k] { a } else { self.amax[k] };
+        self.lo[k] = if v < self.lo[k] { v } else { self.lo[k] };
+        self.hi[k] = if v > self.hi[k] { v } else { self.hi[k] };
+    }
+
+    #[inline(always)]
+    fn finish(&self) -> Extremes {
+        let mut e = Extremes {
+            amax: 0.0,
+            lo: f32::INFINITY,
+            hi: f32::NEG_INFINITY,
+        };
+        for k in 0..LANES {
+            e.amax = if self.amax[k] > e.amax {
+                self.amax[k]
+            } else {
+                e.amax
+            };
+            e.lo = if self.lo[k] < e.lo { self.lo[k] } else { e.lo };
+            e.hi = if self.hi[k] > e.hi { self.hi[k] } else { e.hi };
+        }
+        e
+    }
 }
 
 /// True when two encodings store values the same way (so equal values need equal storage):
@@ -843,8 +928,47 @@ struct Compared {
     blocks: BlockMatch,
 }
 
-/// Compares rows of `cols` values.
+/// Compares rows of `cols` values: [`compare_body`], compiled for AVX2 where the CPU has it
+/// (the same operations in the same order on wider registers; no FMA, so the same numbers).
 fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        return avx2::compare(a, b, cols, bound);
+    }
+    compare_body(a, b, cols, bound)
+}
+
+/// [`compare`] with AVX2 enabled (x86_64 only).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Bound, Compared};
+    use std::sync::OnceLock;
+
+    /// Whether the CPU has AVX2 (checked once).
+    pub fn available() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn compare_avx2(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
+        super::compare_body(a, b, cols, bound)
+    }
+
+    pub fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
+        assert!(available());
+        // SAFETY: `compare_avx2` only requires the AVX2 target feature, which `available()`
+        // just confirmed this CPU has. It contains no other unsafe operation.
+        #[allow(unsafe_code)]
+        unsafe {
+            compare_avx2(a, b, cols, bound)
+        }
+    }
+}
+
+/// The body of [`compare`].
+#[inline(always)]
+fn compare_body(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
     let mut c = Compared::default();
     let group = match bound {
         Bound::Int8Step(g) | Bound::AffineStep { group: g, .. }
@@ -866,22 +990,15 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
         {
             continue;
         }
-        // The group's step, computed at its first value that needs it.
-        let mut step = None;
-        let step_of = || {
-            let amax = ga.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
-            match bound {
-                Bound::AffineStep { bits, .. } => affine_bound(ga, bits, amax),
-                Bound::Reference(c) => block_bound(c, ga),
-                _ => amax / 127.0,
-            }
-        };
-        if let Some((differing, max_err, violations)) = compare_finite(ga, gb, bound, step_of) {
+        if let Some((differing, max_err, violations)) = compare_finite(ga, gb, bound) {
             c.differing += differing;
             c.max_abs_error = c.max_abs_error.max(max_err);
             c.violations += violations;
             continue;
         }
+        // The group's step, computed at its first value that needs it.
+        let mut step = None;
+        let step_of = || Extremes::of(ga).step(bound);
         for (j, (&x, &y)) in ga.iter().zip(gb).enumerate() {
             if x.to_bits() == y.to_bits() || (x == y) {
                 continue;
@@ -924,28 +1041,27 @@ fn compare(a: &[f32], b: &[f32], cols: usize, bound: Bound) -> Compared {
 const LANES: usize = 8;
 
 /// [`compare`]'s counts for one group whose values are all finite on both sides — differing
-/// values, the largest error, values outside `bound` (`step` gives the group's step) — in
-/// branch-free passes over [`LANES`] lanes that the compiler vectorizes; the same numbers as
-/// the loop in [`compare`] (for finite values, a pair that differs is a pair that is not `==`,
-/// and a pair that is equal has error 0, within every bound). `None` when a value is NaN or
-/// infinite: that loop then names it.
-fn compare_finite(
-    ga: &[f32],
-    gb: &[f32],
-    bound: Bound,
-    step: impl FnOnce() -> f64,
-) -> Option<(u64, f64, u64)> {
+/// values, the largest error, values outside `bound` (its step from the original group's
+/// [`Extremes`], gathered in the same pass) — in branch-free passes over [`LANES`] lanes that
+/// the compiler vectorizes; the same numbers as the loop in [`compare`] (for finite values, a
+/// pair that differs is a pair that is not `==`, and a pair that is equal has error 0, within
+/// every bound). A step bound is not walked again when the largest error is within it. `None`
+/// when a value is NaN or infinite: that loop then names it.
+#[inline(always)]
+fn compare_finite(ga: &[f32], gb: &[f32], bound: Bound) -> Option<(u64, f64, u64)> {
     let n = ga.len() / LANES * LANES;
     let (ca, ta) = ga.split_at(n);
     let (cb, tb) = gb.split_at(n);
     let mut finite = [true; LANES];
     let mut differing = [0u64; LANES];
     let mut max_err = [0f64; LANES];
+    let mut ext = ExtremeLanes::new();
     let mut lane = |l: usize, x: f32, y: f32| {
         finite[l] &= x.is_finite() & y.is_finite();
         differing[l] += u64::from(x != y);
         let e = (x as f64 - y as f64).abs();
         max_err[l] = if e > max_err[l] { e } else { max_err[l] };
+        ext.add(l, x);
     };
     for (xa, xb) in ca.chunks_exact(LANES).zip(cb.chunks_exact(LANES)) {
         for l in 0..LANES {
@@ -965,6 +1081,11 @@ fn compare_finite(
             .zip(gb)
             .map(|(&x, &y)| (x, (x as f64 - y as f64).abs()))
     };
+    // Values beyond `limit`: none when the largest error is not.
+    let beyond = |limit: f64| match max_err <= limit {
+        true => 0,
+        false => errs().map(|(_, e)| u64::from(e > limit)).sum(),
+    };
     let violations = match bound {
         _ if differing == 0 => 0,
         Bound::Exact => differing,
@@ -975,13 +1096,9 @@ fn compare_finite(
             .map(|(x, e)| u64::from(e > (x as f64).abs() * 2f64.powi(-8)))
             .sum(),
         Bound::Int8Step(_) | Bound::AffineStep { .. } => {
-            let limit = step() * (1.0 + 1e-6);
-            errs().map(|(_, e)| u64::from(e > limit)).sum()
+            beyond(ext.finish().step(bound) * (1.0 + 1e-6))
         }
-        Bound::Reference(_) => {
-            let limit = step();
-            errs().map(|(_, e)| u64::from(e > limit)).sum()
-        }
+        Bound::Reference(_) => beyond(ext.finish().step(bound)),
         Bound::Mxfp4Rules | Bound::Unbounded => 0,
     };
     Some((differing, max_err, violations))
@@ -993,13 +1110,9 @@ fn compare_finite(
 /// stretches the step to at most `s·n/(n-1)`; every value then lies within half a step of a
 /// code, or at most one step past the last code (clamped). Storing the scale and bias in BF16
 /// (relative error 2⁻⁹ each) adds at most `q·|Δscale| + |Δbias| ≤ (2·n·s + amax)·2⁻⁹`.
-fn affine_bound(g: &[f32], bits: u32, amax: f64) -> f64 {
+fn affine_bound(bits: u32, e: Extremes) -> f64 {
     let n = ((1u64 << bits) - 1) as f64;
-    let (lo, hi) = g
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x as f64), hi.max(x as f64))
-        });
+    let (lo, hi, amax) = (e.lo as f64, e.hi as f64, e.amax as f64);
     let s = ((hi - lo) / n).max(quant::affine::MIN_SCALE as f64);
     s * n / (n - 1.0) + (2.0 * n * s + amax) * 2f64.powi(-9)
 }
@@ -1208,6 +1321,9 @@ mod tests {
             Bound::Bf16Rounding,
             Bound::Int8Step(32),
             Bound::AffineStep { bits: 4, group: 32 },
+            Bound::Reference(Codec::Q8_0),
+            Bound::Reference(Codec::Q4_1),
+            Bound::Reference(Codec::Q6_K),
             Bound::Unbounded,
         ];
         for len in [32, 37, 5, 2880] {
@@ -1219,11 +1335,7 @@ mod tests {
                     .collect();
                 b[0] = -a[0] * 0.0;
                 for bound in bounds {
-                    let amax = a.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
-                    let step = match bound {
-                        Bound::AffineStep { bits, .. } => affine_bound(&a, bits, amax),
-                        _ => amax / 127.0,
-                    };
+                    let step = Extremes::of(&a).step(bound);
                     // The loop of `compare`, for finite values.
                     let (mut d, mut m, mut v) = (0u64, 0f64, 0u64);
                     for (&x, &y) in a.iter().zip(&b) {
@@ -1241,16 +1353,63 @@ mod tests {
                             Bound::Int8Step(_) | Bound::AffineStep { .. } => {
                                 err <= step * (1.0 + 1e-6)
                             }
+                            Bound::Reference(_) => err <= step,
                             _ => true,
                         };
                         v += u64::from(!ok);
                     }
-                    let got = compare_finite(&a, &b, bound, || step).unwrap();
+                    let got = compare_finite(&a, &b, bound).unwrap();
                     assert_eq!(got, (d, m, v), "{bound:?} len {len} noise {noise}");
                 }
                 let mut nan = b.clone();
                 nan[len - 1] = f32::NAN;
-                assert_eq!(compare_finite(&a, &nan, Bound::Exact, || 0.0), None);
+                assert_eq!(compare_finite(&a, &nan, Bound::Exact), None);
+            }
+        }
+    }
+
+    /// The f32 lanes give what a plain f64 fold gives (`f64::max`/`min` skip a NaN), on
+    /// signed zeros, NaNs, infinities, subnormals and tails past the lanes.
+    #[test]
+    fn extremes_in_f32_lanes_are_the_f64_fold() {
+        let specials = [
+            0.0f32,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-45,
+            -3.5,
+            65504.0,
+            -1e30,
+            0.25,
+        ];
+        let mut s = 11u64;
+        for len in [1usize, 3, 8, 9, 32, 37, 256] {
+            for round in 0..200 {
+                let x: Vec<f32> = (0..len)
+                    .map(|_| {
+                        s = s
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        match round % 3 {
+                            0 => specials[(s >> 60) as usize % specials.len()],
+                            _ => f32::from_bits(
+                                (s >> 32) as u32 & 0x7f7f_ffff | (s as u32 & 1) << 31,
+                            ),
+                        }
+                    })
+                    .collect();
+                let (mut amax, mut lo, mut hi) = (0f64, f64::INFINITY, f64::NEG_INFINITY);
+                for &v in &x {
+                    amax = amax.max((v as f64).abs());
+                    lo = lo.min(v as f64);
+                    hi = hi.max(v as f64);
+                }
+                let e = Extremes::of(&x);
+                assert_eq!(e.amax as f64, amax, "{x:?}");
+                assert_eq!(e.lo as f64, lo, "{x:?}");
+                assert_eq!(e.hi as f64, hi, "{x:?}");
             }
         }
     }
