@@ -853,6 +853,10 @@ fn report(
         }));
     }
     report["convert"] = Value::Array(conv_json);
+    if let Some(t) = conversion_target(plan, c, cp_secs) {
+        println!("{}", t.line);
+        report["target_4"] = t.json;
+    }
     let scale = (cp_secs, cp_only_secs, in_bytes);
     if c.mlx_lm.is_some() {
         report["mlx_lm_convert"] = Value::Array(beside_rows(plan, c, "mlx_lm", scale));
@@ -925,6 +929,11 @@ fn report(
         );
         report["verify"] = json!({"variant": o.variant.name(), "secs": o.secs, "positions": o.positions,
             "ms_per_position": o.secs * 1e3 / o.positions.max(1) as f64, "peak_rss_bytes": vr.peak_rss});
+        if is_whole_20b(cfg) {
+            let t = whole_verify_target(o.variant.name(), o.secs, vr.peak_rss, o.load1);
+            println!("{}", t.line);
+            report["target_2"] = t.json;
+        }
     }
     report["peers"] = peers_report(peers, verify.as_ref());
     if let Some(path) = &a.json {
@@ -933,6 +942,82 @@ fn report(
         println!("report: {}", path.display());
     }
     Ok(())
+}
+
+/// A target of issue 17 as `bench` prints it: one line and its JSON.
+struct Target {
+    line: String,
+    json: Value,
+}
+
+/// Conversion time within this many times `cp -r` + `sync` (issue 17, target 4).
+const CONVERT_TIMES_CP: f64 = 1.7;
+/// Conversion peak RSS below this many bytes (1 GiB; issue 17, target 4).
+const CONVERT_RSS: u64 = 1 << 30;
+/// Whole-20b `verify` within this many seconds (issue 17, target 2).
+const WHOLE_VERIFY_SECS: f64 = 120.0;
+/// Whole-20b `verify` peak RSS at most this many bytes (4 GB; issue 17, target 2).
+const WHOLE_VERIFY_RSS: u64 = 4_000_000_000;
+
+/// Target 4: every conversion of this run within [`CONVERT_TIMES_CP`] of `cp -r` + `sync` and
+/// under [`CONVERT_RSS`]; the slowest and the largest named. `None` when nothing was converted.
+fn conversion_target(plan: &Plan, c: &Conversions, cp_secs: f64) -> Option<Target> {
+    let rows: Vec<(&str, f64, u64)> = plan
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(k, v)| {
+            let secs = median(&c.runs[k].iter().map(|r| r.secs).collect::<Vec<_>>());
+            let rss = c.runs[k].iter().map(|r| r.peak_rss).max().unwrap_or(0);
+            (v.name(), secs / cp_secs, rss)
+        })
+        .collect();
+    conversions_judged(&rows)
+}
+
+/// [`conversion_target`] of (variant, time over `cp -r` + `sync`, peak RSS bytes) rows.
+fn conversions_judged(rows: &[(&str, f64, u64)]) -> Option<Target> {
+    let slowest = rows.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let largest = rows.iter().max_by_key(|r| r.2)?;
+    let met = slowest.1 <= CONVERT_TIMES_CP && largest.2 < CONVERT_RSS;
+    Some(Target {
+        line: format!(
+            "target 4: {} conversion{} within {CONVERT_TIMES_CP}x of cp -r + sync and under 1 GiB: slowest {} at {:.2}x, largest peak RSS {} ({}) ({})",
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" },
+            slowest.0,
+            slowest.1,
+            mb(largest.2),
+            largest.0,
+            if met { "met" } else { "not met" }
+        ),
+        json: json!({
+            "variants": rows.len(), "slowest": slowest.0, "slowest_ratio_to_cp_sync": slowest.1,
+            "largest_rss": largest.0, "largest_peak_rss_bytes": largest.2,
+            "target_ratio": CONVERT_TIMES_CP, "target_peak_rss_bytes": CONVERT_RSS, "met": met,
+        }),
+    })
+}
+
+/// True for gpt-oss-20b's whole shape (24 layers of 32 experts), the input of target 2.
+fn is_whole_20b(cfg: &Config) -> bool {
+    cfg.num_hidden_layers == 24 && cfg.num_local_experts == 32 && cfg.hidden_size == 2880
+}
+
+/// Target 2: the whole 20b's `verify` within [`WHOLE_VERIFY_SECS`] and [`WHOLE_VERIFY_RSS`].
+fn whole_verify_target(variant: &str, secs: f64, rss: u64, load1: f64) -> Target {
+    let met = secs <= WHOLE_VERIFY_SECS && rss <= WHOLE_VERIFY_RSS;
+    Target {
+        line: format!(
+            "target 2: whole-20b verify {variant}: {secs:.1} s (<= {WHOLE_VERIFY_SECS} s), peak RSS {:.2} GB (<= 4 GB), load {load1:.1} ({})",
+            rss as f64 / 1e9,
+            if met { "met" } else { "not met" }
+        ),
+        json: json!({
+            "variant": variant, "secs": secs, "peak_rss_bytes": rss, "load1": load1,
+            "target_secs": WHOLE_VERIFY_SECS, "target_peak_rss_bytes": WHOLE_VERIFY_RSS, "met": met,
+        }),
+    }
 }
 
 /// `oss-forge bench-forward MODEL --prompt N --decode D` (hidden; run by `bench`): times the
@@ -996,6 +1081,37 @@ pub fn forward(model_path: &Path, prompt: usize, decode: usize) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_two_and_four_name_what_misses_them() {
+        let t = conversions_judged(&[
+            ("gguf-mxfp4", 0.47, 150 << 20),
+            ("mlx-mxfp4-q8", 1.2, 120 << 20),
+        ])
+        .unwrap();
+        assert!(t.line.contains("slowest mlx-mxfp4-q8 at 1.20x") && t.line.ends_with("(met)"));
+        let slow = conversions_judged(&[("gguf-q8_0", 1.71, 1 << 20)]).unwrap();
+        assert!(slow.line.ends_with("(not met)"), "{}", slow.line);
+        let big = conversions_judged(&[("gguf-q8_0", 1.0, 1 << 30)]).unwrap();
+        assert!(big.line.ends_with("(not met)") && big.json["largest_rss"] == "gguf-q8_0");
+        assert!(conversions_judged(&[]).is_none());
+        let v = whole_verify_target("gguf-mxfp4-q8_0", 84.4, 3_135_868_000, 2.0);
+        assert!(
+            v.line.ends_with("(met)") && v.json["met"] == true,
+            "{}",
+            v.line
+        );
+        assert!(
+            whole_verify_target("x", 120.1, 1, 1.0)
+                .line
+                .ends_with("(not met)")
+        );
+        assert!(
+            whole_verify_target("x", 60.0, 4_000_000_001, 1.0)
+                .line
+                .ends_with("(not met)")
+        );
+    }
 
     #[test]
     fn reads_vm_hwm_in_bytes() {
