@@ -5,7 +5,7 @@
 //! other jobs on a shared machine do not lengthen it), the best of 3 rounds of 20 passes.
 
 use quant::mxfp4::encode::{Rounding, quantize_ggml_row, quantize_ggml_row_plain};
-use quant::{float, legacy, q8_0};
+use quant::{float, iq4, legacy, q8_0};
 
 /// This thread's CPU time in seconds (schedstat; wall time where it is missing).
 fn cpu_secs() -> f64 {
@@ -37,7 +37,7 @@ fn main() {
         })
         .collect();
     type Row = fn(&[f32], &mut [u8]);
-    let cases: [(&str, usize, Row); 12] = [
+    let cases: [(&str, usize, Row); 14] = [
         ("Q4_0 fast", 18, legacy::quantize_row_q4_0),
         ("Q4_0 plain", 18, legacy::quantize_row_q4_0_plain),
         ("Q4_1 fast", 20, legacy::quantize_row_q4_1),
@@ -54,6 +54,8 @@ fn main() {
         ("MXFP4 plain", 17, |x, y| {
             quantize_ggml_row_plain(Rounding::Ggml, x, y)
         }),
+        ("IQ4_NL fast", 18, iq4::quantize_row_iq4_nl),
+        ("IQ4_NL plain", 18, iq4::quantize_row_iq4_nl_scalar),
     ];
     let best = |f: &mut dyn FnMut()| {
         (0..3)

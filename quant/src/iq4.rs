@@ -113,7 +113,7 @@ pub fn best_index(x: f32) -> u8 {
 /// midpoint test on the same f32 differences. Equal to [`best_index`] for every f32 input
 /// (checked on all 2^32 bit patterns when written; the unit tests sweep every table value and
 /// midpoint and a stride of bit patterns).
-#[inline]
+#[inline(always)]
 pub fn best_index_fast(x: f32) -> u8 {
     let val = &KV_F32;
     let mut mu = 1usize;
@@ -196,6 +196,106 @@ fn sub_block_scale(xb: &[f32; SUB], index: impl Fn(f32) -> u8 + Copy) -> f32 {
     d
 }
 
+/// The inverse scales [`sub_block_scale`] tries: the first pass's, then `itry = -NTRY..=NTRY`.
+const TRIALS: usize = 2 * NTRY as usize + 2;
+
+/// [`sub_block_scale`] with its 16 trial scales side by side: every trial's sums run over the
+/// values in the same order with the same f32 operations (only the trials, which do not depend
+/// on each other, are interleaved, in lanes the compiler vectorizes), and the trials are then
+/// compared in ggml's order, so the scale is bit-identical.
+#[inline(always)]
+fn sub_block_scale_lanes(xb: &[f32; SUB]) -> f32 {
+    let mut weight = [0f32; SUB];
+    for (w, &x) in weight.iter_mut().zip(xb) {
+        *w = x * x;
+    }
+    let mut amax = 0f32;
+    let mut max = 0f32;
+    for &x in xb {
+        let ax = x.abs();
+        if ax > amax {
+            amax = ax;
+            max = x;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        return 0.0;
+    }
+    let mut ids = [0f32; TRIALS];
+    ids[0] = 1.0 / (-max / KV_F32[0]);
+    for (id, itry) in ids[1..].iter_mut().zip(-NTRY..=NTRY) {
+        *id = (itry + KVALUES_IQ4NL[0] as i32) as f32 / max;
+    }
+    let mut sumqx = [0f32; TRIALS];
+    let mut sumq2 = [0f32; TRIALS];
+    let (kv_lo, kv_hi) = (KV_F32[0], KV_F32[15]);
+    for (&x, &w) in xb.iter().zip(&weight) {
+        // `KV_F32[best_index_fast(al)]` for every trial, by selects only: `lo`, the largest
+        // table value `<= al`, unless `hi`, the smallest `> al`, is strictly nearer by the same
+        // f32 differences; the first entry at or below the table, the last at or above it and
+        // for NaN.
+        let mut al = [0f32; TRIALS];
+        for t in 0..TRIALS {
+            al[t] = ids[t] * x;
+        }
+        let mut lo = [kv_lo; TRIALS];
+        for &v in &KV_F32[1..15] {
+            for t in 0..TRIALS {
+                lo[t] = if v <= al[t] { v } else { lo[t] };
+            }
+        }
+        let mut hi = [kv_hi; TRIALS];
+        for &v in KV_F32[1..15].iter().rev() {
+            for t in 0..TRIALS {
+                hi[t] = if v > al[t] { v } else { hi[t] };
+            }
+        }
+        for t in 0..TRIALS {
+            let a = al[t];
+            let q = if a - lo[t] < hi[t] - a { lo[t] } else { hi[t] };
+            let q = if a >= kv_hi || a.is_nan() { kv_hi } else { q };
+            let q = if a <= kv_lo { kv_lo } else { q };
+            sumqx[t] += w * q * x;
+            sumq2[t] += w * q * q;
+        }
+    }
+    let mut d = if sumq2[0] > 0.0 {
+        sumqx[0] / sumq2[0]
+    } else {
+        0.0
+    };
+    let mut best = d * sumqx[0];
+    for t in 1..TRIALS {
+        if sumq2[t] > 0.0 && sumqx[t] * sumqx[t] > best * sumq2[t] {
+            d = sumqx[t] / sumq2[t];
+            best = d * sumqx[t];
+        }
+    }
+    d
+}
+
+/// The code of `x`: [`best_index_fast`] on the fast path, ggml's binary search ([`best_index`])
+/// on the plain port.
+#[inline(always)]
+fn index_fn<const FAST: bool>(x: f32) -> u8 {
+    if FAST {
+        best_index_fast(x)
+    } else {
+        best_index(x)
+    }
+}
+
+/// A sub-block's scale: [`sub_block_scale_lanes`] on the fast path, the plain port
+/// [`sub_block_scale`] with ggml's binary search otherwise.
+#[inline(always)]
+fn sub_scale<const FAST: bool>(xb: &[f32; SUB]) -> f32 {
+    if FAST {
+        sub_block_scale_lanes(xb)
+    } else {
+        sub_block_scale(xb, best_index)
+    }
+}
+
 /// Packs 32 codes into 16 bytes: `qs[j] = L[j] | L[j + 16] << 4`.
 #[inline]
 fn pack_codes(l: &[u8; SUB], qs: &mut [u8]) {
@@ -210,22 +310,19 @@ fn pack_codes(l: &[u8; SUB], qs: &mut [u8]) {
 /// `quantize_row_iq4_nl_impl(32, 32, .., qw = NULL, ntry = 7)` for one block: 32 values → 18
 /// bytes. Uses [`best_index_fast`]; the same bytes as [`quantize_block_iq4_nl_scalar`].
 pub fn quantize_block_iq4_nl(x: &[f32; IQ4_NL_BLOCK], y: &mut [u8; IQ4_NL_BYTES]) {
-    iq4_nl_block(x, y, best_index_fast);
+    iq4_nl_block::<true>(x, y);
 }
 
 /// The plain port of `quantize_row_iq4_nl_impl(32, 32, .., qw = NULL, ntry = 7)` for one
 /// block, with ggml's binary search ([`best_index`]).
 pub fn quantize_block_iq4_nl_scalar(x: &[f32; IQ4_NL_BLOCK], y: &mut [u8; IQ4_NL_BYTES]) {
-    iq4_nl_block(x, y, best_index);
+    iq4_nl_block::<false>(x, y);
 }
 
 #[inline(always)]
-fn iq4_nl_block(
-    x: &[f32; IQ4_NL_BLOCK],
-    y: &mut [u8; IQ4_NL_BYTES],
-    index: impl Fn(f32) -> u8 + Copy,
-) {
-    let scale = sub_block_scale(x, index);
+fn iq4_nl_block<const FAST: bool>(x: &[f32; IQ4_NL_BLOCK], y: &mut [u8; IQ4_NL_BYTES]) {
+    let index = index_fn::<FAST>;
+    let scale = sub_scale::<FAST>(x);
     y[..2].copy_from_slice(&ggml_fp32_to_fp16(scale).to_le_bytes());
     let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
     let mut l = [0u8; SUB];
@@ -250,11 +347,21 @@ pub fn dequantize_block_iq4_nl(x: &[u8; IQ4_NL_BYTES], y: &mut [f32; IQ4_NL_BLOC
 /// Panics if the lengths disagree (a caller bug).
 pub fn quantize_row_iq4_nl(x: &[f32], y: &mut [u8]) {
     check_row("IQ4_NL", x.len(), y.len(), IQ4_NL_BLOCK, IQ4_NL_BYTES);
+    iq4_nl_row(x, y);
+}
+
+crate::avx2::dispatch_row!(
+    /// The blocks of [`quantize_row_iq4_nl`], with AVX2 where the CPU has it.
+    iq4_nl_row => iq4_nl_row_body
+);
+
+#[inline(always)]
+fn iq4_nl_row_body(x: &[f32], y: &mut [u8]) {
     for (xb, yb) in x
         .chunks_exact(IQ4_NL_BLOCK)
         .zip(y.chunks_exact_mut(IQ4_NL_BYTES))
     {
-        quantize_block_iq4_nl(xb.try_into().unwrap(), yb.try_into().unwrap());
+        iq4_nl_block::<true>(xb.try_into().unwrap(), yb.try_into().unwrap());
     }
 }
 
@@ -292,26 +399,23 @@ pub fn dequantize_row_iq4_nl(x: &[u8], y: &mut [f32]) {
 /// values → 136 bytes. Uses [`best_index_fast`]; the same bytes as
 /// [`quantize_block_iq4_xs_scalar`].
 pub fn quantize_block_iq4_xs(x: &[f32; IQ4_XS_BLOCK], y: &mut [u8; IQ4_XS_BYTES]) {
-    iq4_xs_block(x, y, best_index_fast);
+    iq4_xs_block::<true>(x, y);
 }
 
 /// The plain port of `quantize_row_iq4_nl_impl(256, 32, .., qw = NULL, ntry = 7)` for one
 /// super-block, with ggml's binary search ([`best_index`]).
 pub fn quantize_block_iq4_xs_scalar(x: &[f32; IQ4_XS_BLOCK], y: &mut [u8; IQ4_XS_BYTES]) {
-    iq4_xs_block(x, y, best_index);
+    iq4_xs_block::<false>(x, y);
 }
 
 #[inline(always)]
-fn iq4_xs_block(
-    x: &[f32; IQ4_XS_BLOCK],
-    y: &mut [u8; IQ4_XS_BYTES],
-    index: impl Fn(f32) -> u8 + Copy,
-) {
+fn iq4_xs_block<const FAST: bool>(x: &[f32; IQ4_XS_BLOCK], y: &mut [u8; IQ4_XS_BYTES]) {
+    let index = index_fn::<FAST>;
     let mut scales = [0f32; NSUB_XS];
     let mut max_scale = 0f32;
     let mut amax_scale = 0f32;
     for (ib, s) in scales.iter_mut().enumerate() {
-        let d = sub_block_scale(x[ib * SUB..(ib + 1) * SUB].try_into().unwrap(), index);
+        let d = sub_scale::<FAST>(x[ib * SUB..(ib + 1) * SUB].try_into().unwrap());
         *s = d;
         let abs_d = d.abs();
         if abs_d > amax_scale {
@@ -374,11 +478,21 @@ pub fn dequantize_block_iq4_xs(x: &[u8; IQ4_XS_BYTES], y: &mut [f32; IQ4_XS_BLOC
 /// Panics if the lengths disagree (a caller bug).
 pub fn quantize_row_iq4_xs(x: &[f32], y: &mut [u8]) {
     check_row("IQ4_XS", x.len(), y.len(), IQ4_XS_BLOCK, IQ4_XS_BYTES);
+    iq4_xs_row(x, y);
+}
+
+crate::avx2::dispatch_row!(
+    /// The super-blocks of [`quantize_row_iq4_xs`], with AVX2 where the CPU has it.
+    iq4_xs_row => iq4_xs_row_body
+);
+
+#[inline(always)]
+fn iq4_xs_row_body(x: &[f32], y: &mut [u8]) {
     for (xb, yb) in x
         .chunks_exact(IQ4_XS_BLOCK)
         .zip(y.chunks_exact_mut(IQ4_XS_BYTES))
     {
-        quantize_block_iq4_xs(xb.try_into().unwrap(), yb.try_into().unwrap());
+        iq4_xs_block::<true>(xb.try_into().unwrap(), yb.try_into().unwrap());
     }
 }
 
@@ -488,7 +602,7 @@ mod tests {
             s ^= s << 17;
             s
         };
-        let mut x = vec![0f32; 64 * IQ4_XS_BLOCK];
+        let mut x = vec![0f32; 512 * IQ4_XS_BLOCK];
         for (b, blk) in x.chunks_mut(SUB).enumerate() {
             let scale = f32::powi(2.0, (next() % 300) as i32 - 150);
             for v in blk.iter_mut() {
@@ -514,6 +628,16 @@ mod tests {
         quantize_row_iq4_xs(&x, &mut fast);
         quantize_row_iq4_xs_scalar(&x, &mut scalar);
         assert_eq!(fast, scalar);
+        // The portable bodies as built for the baseline target (the rows above take the AVX2
+        // copies where this CPU has AVX2).
+        let mut base = vec![0u8; x.len() / 256 * IQ4_XS_BYTES];
+        iq4_xs_row_body(&x, &mut base);
+        assert_eq!(base, scalar);
+        let mut base = vec![0u8; x.len() / 32 * IQ4_NL_BYTES];
+        let mut scalar = base.clone();
+        iq4_nl_row_body(&x, &mut base);
+        quantize_row_iq4_nl_scalar(&x, &mut scalar);
+        assert_eq!(base, scalar);
     }
 
     #[test]

@@ -27,9 +27,12 @@
 //! specification and openai/gpt-oss (MXFP4), `ggml/src/ggml-common.h` and `ggml-quants.c` of
 //! llama.cpp as vendored in llama-cpp-python 0.3.36 (ggml blocks), compressed-tensors (int8),
 //! mlx (affine).
-#![forbid(unsafe_code)]
+//!
+//! No `unsafe` but in [`avx2`]: the runtime dispatch to AVX2 copies of a few fast paths.
+#![deny(unsafe_code)]
 
 pub mod affine;
+pub mod avx2;
 pub mod codec;
 pub mod float;
 pub mod int8;
