@@ -660,6 +660,9 @@ fn compare_weight(
         .into_par_iter()
         .map(|r0| {
             let n = ROW_CHUNK.min(rows - r0);
+            if same_mxfp4_codes(orig, var, r0, n) {
+                return Compared::default();
+            }
             let (mut a, mut b) = (vec![0f32; n * cols], vec![0f32; n * cols]);
             orig.dequant_rows(r0, &mut a);
             var.dequant_rows(r0, &mut b);
@@ -734,6 +737,26 @@ fn same_bytes(a: &Encoding<'_>, b: &Encoding<'_>) -> bool {
         ) => r1 == r2 && b1 == b2 && s1 == s2,
         _ => false,
     }
+}
+
+/// True when rows `r0..r0 + n` of two MXFP4 views (the release's layout or ggml's, in any
+/// pairing) hold the same scale and the same 32 codes in every block, and no scale is the NaN
+/// byte 0xFF: then their values are equal, so comparing them finds nothing (the two layouts'
+/// decoders differ only in the sign of the zero code 8, which [`compare`] counts as equal),
+/// and decoding them can be skipped. False for any other view.
+fn same_mxfp4_codes(a: &MatRef<'_>, b: &MatRef<'_>, r0: usize, n: usize) -> bool {
+    if !(a.encoding().is_mxfp4() && b.encoding().is_mxfp4()) || a.cols() % mxfp4::BLOCK != 0 {
+        return false;
+    }
+    let nb = a.cols() / mxfp4::BLOCK;
+    (r0..r0 + n).all(|r| {
+        (0..nb).all(
+            |k| match (mxfp4_block_at(a, r, k), mxfp4_block_at(b, r, k)) {
+                (Some(x), Some(y)) => x == y && x.1 != 0xFF,
+                _ => false,
+            },
+        )
+    })
 }
 
 /// Block `b` of row `r` of an MXFP4 view, in the release's nibble order: (16 bytes, scale).
@@ -1584,6 +1607,69 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    /// MXFP4 rows in the release's layout and in ggml's: the same codes skip decoding and find
+    /// nothing; one changed code, one changed scale or a NaN scale byte go to the full compare,
+    /// which finds the change.
+    #[test]
+    fn mxfp4_rows_of_the_same_codes_are_equal_in_either_layout() {
+        let (rows, cols) = (4usize, 64usize);
+        let nb = rows * cols / mxfp4::BLOCK;
+        let blocks: Vec<u8> = (0..nb * mxfp4::BLOCK_BYTES)
+            .map(|i| (i * 37 % 251) as u8)
+            .collect();
+        let scales: Vec<u8> = (0..nb).map(|i| 120 + (i % 9) as u8).collect();
+        let to_ggml = |blocks: &[u8], scales: &[u8]| -> Vec<u8> {
+            // Block by block in ggml's layout: scale byte, then the nibbles in ggml's order.
+            let mut g = Vec::new();
+            for (b, &s) in blocks.chunks_exact(mxfp4::BLOCK_BYTES).zip(scales) {
+                g.push(s);
+                g.extend(mxfp4::repack_to_ggml(b));
+            }
+            g
+        };
+        let orig = MatRef::new(
+            rows,
+            cols,
+            Encoding::Mxfp4 {
+                blocks: &blocks,
+                scales: &scales,
+                row_step: 1,
+            },
+        )
+        .unwrap();
+        let same = to_ggml(&blocks, &scales);
+        let var = ggml(Codec::MXFP4, &same, rows, cols);
+        assert!(same_mxfp4_codes(&orig, &var, 0, rows));
+        let c = compare_weight(WeightId::Gate(0, 0), &orig, &var).unwrap();
+        assert_eq!((c.differing, c.violations), (0, 0));
+
+        let mut code = blocks.clone();
+        code[3 * mxfp4::BLOCK_BYTES + 5] ^= 0x10;
+        let mut scale = scales.clone();
+        scale[6] += 1;
+        let mut nan = scales.clone();
+        nan[1] = 0xFF;
+        for (bl, sc) in [(&code, &scales), (&blocks, &scale), (&blocks, &nan)] {
+            let other = to_ggml(bl, sc);
+            let var = ggml(Codec::MXFP4, &other, rows, cols);
+            assert!(!same_mxfp4_codes(&orig, &var, 0, rows));
+            let c = compare_weight(WeightId::Gate(0, 0), &orig, &var).unwrap();
+            assert!(
+                c.differing > 0 && c.violations > 0,
+                "{:?}",
+                (c.differing, c.violations)
+            );
+        }
+        // Not MXFP4 on one side: never taken.
+        let q8 = vec![0u8; rows * cols / 32 * 34];
+        assert!(!same_mxfp4_codes(
+            &orig,
+            &ggml(Codec::Q8_0, &q8, rows, cols),
+            0,
+            rows
+        ));
     }
 
     #[test]
