@@ -143,10 +143,11 @@ fn nearest_int(fval: f32) -> i32 {
     (i & 0x007f_ffff) - 0x0040_0000
 }
 
-/// Steps 1-3 of the module docs for one 32-value sub-block: the f32 scale (0 for a block
-/// below `GROUP_MAX_EPS`). The first pass's codes are not returned: both callers re-pick them.
+/// Step 1 of the module docs for one 32-value sub-block: the importance weights `x²` and the
+/// value of largest magnitude (the first of equal magnitudes); `None` when that magnitude is
+/// below `GROUP_MAX_EPS` (the sub-block's scale is then 0).
 #[inline(always)]
-fn sub_block_scale(xb: &[f32; SUB], index: impl Fn(f32) -> u8 + Copy) -> f32 {
+fn weights_and_max(xb: &[f32; SUB]) -> Option<([f32; SUB], f32)> {
     let mut weight = [0f32; SUB];
     for (w, &x) in weight.iter_mut().zip(xb) {
         *w = x * x;
@@ -160,9 +161,16 @@ fn sub_block_scale(xb: &[f32; SUB], index: impl Fn(f32) -> u8 + Copy) -> f32 {
             max = x;
         }
     }
-    if amax < GROUP_MAX_EPS {
+    (amax >= GROUP_MAX_EPS).then_some((weight, max))
+}
+
+/// Steps 1-3 of the module docs for one 32-value sub-block: the f32 scale (0 for a block
+/// below `GROUP_MAX_EPS`). The first pass's codes are not returned: both callers re-pick them.
+#[inline(always)]
+fn sub_block_scale(xb: &[f32; SUB], index: impl Fn(f32) -> u8 + Copy) -> f32 {
+    let Some((weight, max)) = weights_and_max(xb) else {
         return 0.0;
-    }
+    };
     let kv0 = KV_F32[0];
     let mut d = -max / kv0;
     let mut id = 1.0 / d;
@@ -205,22 +213,9 @@ const TRIALS: usize = 2 * NTRY as usize + 2;
 /// compared in ggml's order, so the scale is bit-identical.
 #[inline(always)]
 fn sub_block_scale_lanes(xb: &[f32; SUB]) -> f32 {
-    let mut weight = [0f32; SUB];
-    for (w, &x) in weight.iter_mut().zip(xb) {
-        *w = x * x;
-    }
-    let mut amax = 0f32;
-    let mut max = 0f32;
-    for &x in xb {
-        let ax = x.abs();
-        if ax > amax {
-            amax = ax;
-            max = x;
-        }
-    }
-    if amax < GROUP_MAX_EPS {
+    let Some((weight, max)) = weights_and_max(xb) else {
         return 0.0;
-    }
+    };
     let mut ids = [0f32; TRIALS];
     ids[0] = 1.0 / (-max / KV_F32[0]);
     for (id, itry) in ids[1..].iter_mut().zip(-NTRY..=NTRY) {
