@@ -180,3 +180,40 @@ fn one_bit_edits_of_mlx_codes_scales_biases_and_router_fail() {
         );
     }
 }
+
+/// MXFP4 experts requantized from a dense fine-tune by ggml's rule: one block rewritten as
+/// another rule (`mse`) rounds it is no longer judged by "some rule reproduces it" alone. The
+/// rule that made the other blocks must make every block.
+#[test]
+fn a_requantized_mxfp4_block_of_another_rule_fails_and_names_the_block() {
+    let t = TempDir::new("tamper-mxfp4-rule");
+    let orig = fixture("tiny-gpt-oss-ft");
+    let q8 = t.join("ft.gguf");
+    oss_forge(&[
+        "convert",
+        orig.to_str().unwrap(),
+        "--to",
+        "gguf-mxfp4-q8_0",
+        "-o",
+        q8.to_str().unwrap(),
+        "-q",
+    ])
+    .ok();
+    verify(&orig, &q8, &t.join("ok.json")).ok();
+    // Byte 367 of blk.0.ffn_down_exps (17-byte ggml MXFP4 blocks, 2 per row of 64): block 21,
+    // row 10 block 1 of expert 0. ggml's rule stores 0x13 there; 0x23 (one code 0.5 -> 1.0) is
+    // what the `mse` rule writes for this block.
+    let bad = edited_gguf(&q8, t.join("bad.gguf"), "blk.0.ffn_down_exps.weight", |b| {
+        assert_eq!(b[367], 0x13, "the fixture's ggml-rule byte");
+        b[367] = 0x23;
+    });
+    let json = t.join("bad.json");
+    let run = verify(&orig, &bad, &json);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let f = failures(&json).join("\n");
+    assert!(
+        f.contains("layers.0.experts.down: 1 of 2048 requantized MXFP4 blocks are not the ggml rule's rounding")
+            && f.contains("first at layers.0.experts.0.down row 10, block 1"),
+        "{f}"
+    );
+}

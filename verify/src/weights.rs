@@ -68,8 +68,10 @@ pub struct TensorCheck {
     /// For requantized storage: how its blocks relate to the reference rounding.
     pub blocks: BlockMatch,
     /// Blocks that break the reference rule: the tensor was made by the reference quantizer
-    /// (at least [`REFERENCE_MAJORITY`] of its blocks agree with it), and these do not. 0 when
-    /// the rule does not apply.
+    /// (at least [`REFERENCE_MAJORITY`] of its blocks agree with it), and these do not. For
+    /// MXFP4 from dense values, the changed blocks that another rounding rule reproduces but not
+    /// the one that made at least [`REFERENCE_MAJORITY`] of them ([`BlockMatch::made_by_rule`]).
+    /// 0 when the rule does not apply.
     pub off_reference: u64,
 }
 
@@ -97,6 +99,9 @@ pub struct BlockMatch {
     /// The first block that does not agree (ggml, MLX) or that no rule reproduces (MXFP4), in
     /// weight order then row-major order.
     pub first_off: Option<BlockAt>,
+    /// MXFP4: per rule (in `Rounding::ALL` order), the first changed block it does not
+    /// reproduce.
+    pub first_off_rule: [Option<BlockAt>; 5],
 }
 
 /// One block of a weight: `weight` row `row`, block `block` of that row (0-based, in units of
@@ -137,6 +142,19 @@ impl BlockMatch {
         if self.first_off.is_none() {
             self.first_off = o.first_off.clone();
         }
+        for (a, b) in self.first_off_rule.iter_mut().zip(&o.first_off_rule) {
+            if a.is_none() {
+                a.clone_from(b);
+            }
+        }
+    }
+
+    /// The rule that made this MXFP4 tensor: the one reproducing the most changed blocks, when
+    /// that is at least [`REFERENCE_MAJORITY`] of them (then every changed block must be its).
+    pub fn made_by_rule(&self) -> Option<(Rounding, u64)> {
+        let changed = self.total - self.unchanged;
+        self.best_rule()
+            .filter(|&(_, n)| n * REFERENCE_MAJORITY.1 >= changed * REFERENCE_MAJORITY.0)
     }
 
     /// The rules that reproduce every changed block (`ggml`, ...), best first; empty when none
@@ -523,6 +541,15 @@ impl TensorCheck {
             // Every value of those blocks, each counted once.
             self.violations += (self.off_reference * n).saturating_sub(self.blocks.off_values);
         }
+        if self.bound == Bound::Mxfp4Rules
+            && let Some((_, n)) = self.blocks.made_by_rule()
+        {
+            // Blocks another rule reproduces but not the one that made the others (those no rule
+            // reproduces are violations already).
+            let changed = self.blocks.total - self.blocks.unchanged;
+            self.off_reference = changed - n - self.blocks.unexplained;
+            self.violations += self.off_reference * mxfp4::BLOCK as u64;
+        }
     }
 
     /// The failures this check finds, one line each (empty when it passes): non-finite
@@ -537,7 +564,7 @@ impl TensorCheck {
             ));
         }
         let blocks = match self.bound {
-            Bound::Mxfp4Rules => self.blocks.unexplained,
+            Bound::Mxfp4Rules => self.blocks.unexplained + self.off_reference,
             _ => self.off_reference,
         };
         // The values the failing blocks added beyond those outside the bound already.
@@ -569,7 +596,23 @@ impl TensorCheck {
             .as_ref()
             .map(|b| format!("; first at {b}"))
             .unwrap_or_default();
-        if self.off_reference > 0 {
+        if self.off_reference > 0
+            && self.bound == Bound::Mxfp4Rules
+            && let Some((rule, n)) = self.blocks.made_by_rule()
+        {
+            let at = self.blocks.first_off_rule
+                [Rounding::ALL.iter().position(|&r| r == rule).unwrap_or(0)]
+            .as_ref()
+            .map(|b| format!("; first at {b}"))
+            .unwrap_or_default();
+            out.push(format!(
+                "{}: {} of {} requantized MXFP4 blocks are not the {} rule's rounding of the original's values, which made the other {n}: changed after quantization{at}",
+                self.name,
+                self.off_reference,
+                self.blocks.total - self.blocks.unchanged,
+                rule.name()
+            ));
+        } else if self.off_reference > 0 {
             let (unit, who) = match self.bound {
                 Bound::AffineStep { .. } => ("groups", "mx.quantize"),
                 _ => ("blocks", "ggml's reference quantizer"),
@@ -677,7 +720,12 @@ fn compare_weight(
                 Bound::AffineStep { .. } => c.blocks = affine_reference(var, r0, &a, &b),
                 _ => {}
             }
-            if let Some(at) = &mut c.blocks.first_off {
+            for at in c
+                .blocks
+                .first_off
+                .iter_mut()
+                .chain(c.blocks.first_off_rule.iter_mut().flatten())
+            {
                 at.weight = id.to_string();
             }
             c
@@ -810,6 +858,16 @@ fn mxfp4_rules(var: &MatRef<'_>, r0: usize, a: &[f32], b: &[f32]) -> BlockMatch 
                 continue;
             };
             let rules = mxfp4::matching_rules(xa.try_into().expect("32 values"), &block, scale);
+            for (first, r) in m.first_off_rule.iter_mut().zip(Rounding::ALL) {
+                if first.is_none() && !rules.contains(r) {
+                    *first = Some(BlockAt {
+                        weight: String::new(),
+                        row: r0 + i,
+                        block: k,
+                        unit: "block",
+                    });
+                }
+            }
             if rules.is_empty() {
                 m.unexplained += 1;
                 m.off_values += compare(xa, xb, mxfp4::BLOCK, Bound::Mxfp4Rules).violations;
