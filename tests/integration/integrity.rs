@@ -392,6 +392,32 @@ fn dense_values_past_float16_are_flagged_and_refused_by_float16_variants() {
     run.fails_with(&["layers.0.o_proj", "value 299008 at row 3, column 7"]);
 }
 
+/// A dense value that overflows a Q8_0 block's float16 scale (amax/127 > 65504) is named
+/// itself, with its column and its block of the output type, not the block's first value
+/// (every value of the block would decode to Inf/NaN with it).
+#[test]
+fn a_q8_0_scale_overflow_names_the_value_that_caused_it() {
+    let t = tiny_copy("q8-overflow");
+    let m = t.join("m");
+    poison(&m, "model.layers.0.self_attn.o_proj.weight", |d| {
+        let at = 2 * (3 * 256 + 39);
+        d[at..at + 2].copy_from_slice(&quant::float::f32_to_bf16_bits(1e9).to_le_bytes());
+    });
+    let run = oss_forge(&[
+        "convert",
+        "--quiet",
+        s(&m),
+        "--to",
+        "gguf-q8_0",
+        "-o",
+        s(&t.join("q8.gguf")),
+    ]);
+    run.fails_with(&[
+        "layers.0.o_proj",
+        "value 998244352 at row 3, column 39 (in 32-value block 1) cannot be stored in Q8_0",
+    ]);
+}
+
 /// The tiny fixture with 20 special tokens `<|extra_0|>` ... added at ids 495..=514, the last
 /// three past `vocab_size` 512 (the embedding not resized).
 fn tokens_past_vocab_model(tag: &str) -> TempDir {

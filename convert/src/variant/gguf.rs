@@ -235,7 +235,7 @@ fn encode_f32(
                 // A finite value stored as NaN or ±Inf is a change of infinite size, so the
                 // scan for it is needed only when the largest change is infinite.
                 (err == f32::INFINITY)
-                    .then(|| first_overflow(xs, back))
+                    .then(|| first_overflow(xs, back, codec.block()))
                     .flatten()
             })
         }
@@ -492,7 +492,7 @@ fn write_expert(
                             mxfp4::decode_block(&nibbles, scale, &mut vals);
                             q8_0::decode_block(block, &mut back);
                             err = err.max(float::rounding_errors(&vals, &back).1);
-                            if let Some(k) = first_overflow(&vals, &back) {
+                            if let Some(k) = first_overflow(&vals, &back, q8_0::BLOCK) {
                                 guard.overflow(
                                     id,
                                     &Overflow {

@@ -597,15 +597,20 @@ pub struct Overflow {
 
 impl std::fmt::Display for Overflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Exactly: f32's shortest round-trip form prints 6 x 2^23 as 50331650.
         write!(
             f,
-            "value {} at row {}, column {} (in 32-value block {}) ",
-            // Exactly: f32's shortest round-trip form prints 6 x 2^23 as 50331650.
-            self.value as f64,
-            self.row,
-            self.col,
-            self.col / 32
+            "value {} at row {}, column {} ",
+            self.value as f64, self.row, self.col
         )?;
+        // The block named is the output's (a ggml block type), else the source's MXFP4 block.
+        let block = match self.codec.block() {
+            1 => self.mxfp4_scale.map(|_| mxfp4::BLOCK),
+            n => Some(n),
+        };
+        if let Some(n) = block {
+            write!(f, "(in {n}-value block {}) ", self.col / n)?;
+        }
         match self.codec {
             Codec::F16 => f.write_str(
                 "is past float16's largest finite value 65504: it would be stored as Inf",
@@ -711,14 +716,22 @@ pub fn first_half_overflow(xs: &[f32], f16: bool) -> Option<usize> {
     })
 }
 
-/// The first value of `xs` that is finite while `stored` (the same values decoded back from
-/// the output) holds NaN or ±Inf there.
-pub fn first_overflow(xs: &[f32], stored: &[f32]) -> Option<usize> {
-    float::first_nonfinite(stored).and_then(|_| {
-        xs.iter()
-            .zip(stored)
-            .position(|(x, y)| x.is_finite() && !y.is_finite())
-    })
+/// Where `xs` first overflows its storage: in the first block of `block` values (1 for the
+/// float types) holding a value that is finite while `stored` (the same values decoded back
+/// from the output) holds NaN or ±Inf there, the finite value of largest magnitude, which is the
+/// one that overflowed the block's scale (the other values of the block decode to Inf/NaN
+/// with it).
+pub fn first_overflow(xs: &[f32], stored: &[f32], block: usize) -> Option<usize> {
+    float::first_nonfinite(stored)?;
+    let i = xs
+        .iter()
+        .zip(stored)
+        .position(|(x, y)| x.is_finite() && !y.is_finite())?;
+    let b0 = i / block.max(1) * block.max(1);
+    let end = (b0 + block.max(1)).min(xs.len());
+    (b0..end)
+        .filter(|&k| xs[k].is_finite())
+        .max_by(|&a, &b| xs[a].abs().total_cmp(&xs[b].abs()).then(b.cmp(&a)))
 }
 
 /// The MXFP4 scale byte of row `row`, column `col` of `m`, when `m` stores MXFP4 (release or
@@ -904,8 +917,13 @@ mod tests {
         assert_eq!(first_half_overflow(&xs[4..], true), Some(1));
         // BF16 reaches 3.39e38: 3e38 fits.
         assert_eq!(first_half_overflow(&xs, false), None);
-        assert_eq!(first_overflow(&[1.0, 2.0], &[1.0, f32::NAN]), Some(1));
-        assert_eq!(first_overflow(&[f32::NAN, 2.0], &[f32::NAN, 2.0]), None);
+        assert_eq!(first_overflow(&[1.0, 2.0], &[1.0, f32::NAN], 1), Some(1));
+        assert_eq!(first_overflow(&[f32::NAN, 2.0], &[f32::NAN, 2.0], 1), None);
+        // In a block, the value that overflowed the scale, not the block's first.
+        let xs = [1.0, 2.0, 0.5, -1e30, 3.0, 4.0];
+        let stored = [1.0, 2.0, f32::INFINITY, f32::NAN, f32::NAN, f32::INFINITY];
+        assert_eq!(first_overflow(&xs, &stored, 2), Some(3));
+        assert_eq!(first_overflow(&xs, &stored, 1), Some(2));
         let at = Overflow {
             row: 3,
             col: 37,
