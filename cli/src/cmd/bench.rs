@@ -853,7 +853,11 @@ fn report(
         }));
     }
     report["convert"] = Value::Array(conv_json);
-    if let Some(t) = conversion_target(plan, c, cp_secs) {
+    // Target 4 is defined on the whole 20b: at fewer layers the embedding and unembedding,
+    // whose size does not shrink with the layers, weigh more in every ratio.
+    if is_whole_20b(cfg)
+        && let Some(t) = conversion_target(plan, c, cp_secs)
+    {
         println!("{}", t.line);
         report["target_4"] = t.json;
     }
