@@ -1385,6 +1385,72 @@ mod tests {
         b
     }
 
+    /// The comparison as built for the baseline target counts what the dispatched one (the AVX2
+    /// copy where this CPU has AVX2) counts, for every kind of bound, on rows with differences,
+    /// non-finite values and signed zeros.
+    #[test]
+    fn the_baseline_comparison_is_the_dispatched_one() {
+        let mut s = 3u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as u32
+        };
+        let cols = 256;
+        let a: Vec<f32> = (0..8 * cols)
+            .map(|_| (next() % 20001) as f32 / 1e4 - 1.0)
+            .collect();
+        let mut b: Vec<f32> = a
+            .iter()
+            .map(|&x| match next() % 16 {
+                0 => x + 1e-3,
+                1 => -x * 0.0,
+                2 => x * 1.01,
+                _ => x,
+            })
+            .collect();
+        b[5] = f32::NAN;
+        b[700] = f32::INFINITY;
+        let bounds = [
+            Bound::Exact,
+            Bound::F16Rounding,
+            Bound::Bf16Rounding,
+            Bound::Int8Step(32),
+            Bound::AffineStep { bits: 4, group: 64 },
+            Bound::Reference(Codec::Q8_0),
+            Bound::Reference(Codec::Q4_K),
+            Bound::Unbounded,
+        ];
+        for bound in bounds {
+            let (x, y) = (
+                compare(&a, &b, cols, bound),
+                compare_body(&a, &b, cols, bound),
+            );
+            assert_eq!(
+                (
+                    x.differing,
+                    x.max_abs_error.to_bits(),
+                    x.violations,
+                    x.nonfinite
+                ),
+                (
+                    y.differing,
+                    y.max_abs_error.to_bits(),
+                    y.violations,
+                    y.nonfinite
+                ),
+                "{bound:?}"
+            );
+            let bits = |c: &Compared| {
+                c.first_nonfinite
+                    .map(|(i, u, v)| (i, u.to_bits(), v.to_bits()))
+            };
+            assert_eq!(bits(&x), bits(&y), "{bound:?}");
+            assert!(x.first_nonfinite.is_some() && x.violations > 0, "{bound:?}");
+        }
+    }
+
     /// The branch-free pass gives what the per-value loop gives, for every bound, on groups
     /// with and without differences, ±0 pairs, tails past the lanes.
     #[test]
