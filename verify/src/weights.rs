@@ -10,7 +10,7 @@
 //! | Q8_0 | anything | half a step of the original's block, `amax/254`, plus the f16 rounding of the scale ([`block_bound`]) |
 //! | int8, compressed-tensors (its group) | anything | one step, `amax(group)/127` |
 //! | MLX affine, `b` bits, group `g` | anything | one step `s = max(range/(2^b-1), 1e-7)` scaled by `n/(n-1)` (the rounded edge), plus the BF16 rounding of the stored scale and bias: `s·n/(n-1) + (2·n·s + amax)·2⁻⁹` per group, `n = 2^b - 1` |
-//! | MXFP4 | dense (a fine-tune) | each block that changed must be what one of the MXFP4 rounding rules (ggml, OCP, triton, MLX, least squares: `quant::mxfp4::Rounding`) makes of the original's 32 values; the report says which rule reproduces how many blocks |
+//! | MXFP4 | dense (a fine-tune) | each block that changed must be what one of the MXFP4 rounding rules (ggml, OCP, triton, MLX, least squares: `quant::mxfp4::Rounding`) makes of the original's 32 values, and when one rule makes at least half of them ([`REFERENCE_MAJORITY`]), that rule every one ([`BlockMatch::made_by_rule`]); the report says which rule reproduces how many blocks |
 //! | the other ggml block types (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS) | anything | [`STEPS_ALLOWED`] steps of the type's grid laid on the original's block (its amax or range; [`block_bound`]), valid with or without an importance matrix |
 //! | anything else | | unbounded (reported, not judged) |
 //!
