@@ -21,7 +21,7 @@
 //! | `config.json`, `generation_config.json` | `transformers_version`, `_name_or_path`, `_from_model_config` | the producer |
 //! | `tokenizer_config.json` | `is_local`, `local_files_only`, `backend` | how the producer loaded the tokenizer (transformers 5 writes them; mlx-lm's outputs carry them) |
 //!
-//! Spelled differently, read the same ([`same_tokenizer_spelling`]): transformers 5 writes
+//! Spelled differently, read the same (`same_tokenizer_spelling`): transformers 5 writes
 //! `tokenizer_class: "TokenizersBackend"` where 4 wrote `"PreTrainedTokenizerFast"` (one class:
 //! `PreTrainedTokenizerFast = TokenizersBackend` in transformers 5's
 //! `src/transformers/tokenization_utils_tokenizers.py`), and leaves `added_tokens_decoder` out of
