@@ -13,7 +13,7 @@
 //! through the page cache instead. The caller still `fsync`s the file at the end.
 //!
 //! Buffers go through a channel one deep, in order, to the one thread that owns the file: the
-//! bytes on disk are the bytes of a plain buffered writer. At most [`BUFFERS`] buffers exist (one
+//! bytes on disk are the bytes of a plain buffered writer. At most `BUFFERS` buffers exist (one
 //! being filled, the others queued or being written). The first write error stops the thread; it is
 //! returned, with its OS error code (a full disk stays a full disk), by the write or flush that
 //! finds the thread stopped, and by every call after it.

@@ -1,5 +1,5 @@
 //! [`ConvertError`]: every error names the file, and the tensor where there is one. An
-//! underlying error (the OS error, the config error) is kept as the [`source`]
+//! underlying error (the OS error, the config error) is kept as the [`source`](std::error::Error::source)
 //! (std::error::Error::source) rather than copied into the message: `anyhow`'s `{:#}` prints the
 //! whole chain, `path: error`.
 

@@ -113,7 +113,7 @@ fn block<const R: usize, const T: usize>(
     *acc = a;
 }
 
-/// Scratch of [`rows_by_tokens_in`]: one output's eight lane sums, `[rows, n_tok]`.
+/// Scratch of `rows_by_tokens_in`: one output's eight lane sums, `[rows, n_tok]`.
 pub type Lanes = [f32; LANES];
 
 /// Runs [`block`] for rows `r0 .. r0 + R` against every token of `tokens` (in blocks of

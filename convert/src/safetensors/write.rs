@@ -46,7 +46,7 @@ pub struct SafetensorsWriter {
     written: u64,
 }
 
-/// Bytes of the header [`header_bytes`] gives (length prefix included).
+/// Bytes of the header `header_bytes` gives (length prefix included).
 pub fn header_len(tensors: &[PlannedTensor], metadata: &BTreeMap<String, String>) -> u64 {
     header_bytes(tensors, metadata).len() as u64
 }

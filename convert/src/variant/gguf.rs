@@ -129,7 +129,7 @@ pub struct TensorPlan {
 
 /// The tensors of a GGUF stored as `storage` for `cfg`, from a source walked in `order` whose
 /// experts are MXFP4 or not. llama.cpp's converter's tensors and order, or, where the row stands
-/// for a llama-quantize run ([`quantize_run`]), that tool's types and order applied to the
+/// for a llama-quantize run (`quantize_run`), that tool's types and order applied to the
 /// converter's output it would run on (`--outtype auto` for MXFP4 experts, `bf16` otherwise).
 ///
 /// # Errors

@@ -14,7 +14,7 @@
 //! after use) and streamed into shards of at most `--max-shard-size` (a tensor larger than that
 //! gets a shard of its own, as in transformers), all inside a [`Staged`] directory that is
 //! renamed to the output name at the end. The files beside the shards are written by
-//! [`meta`].
+//! `meta`.
 
 pub(crate) mod encode;
 pub(crate) mod meta;
