@@ -62,7 +62,7 @@ const HALF: usize = BLOCK / 2;
 /// ggml's `ggml_compute_fp32_to_fp16` (`ggml/src/ggml-impl.h`, after Maratyszcza's FP16
 /// library): f32 → f16 bits, round to nearest even, overflow to ±inf, NaN → `sign | 0x7E00`.
 /// Equal to IEEE round-to-nearest-even on every non-NaN input.
-#[inline]
+#[inline(always)]
 pub fn ggml_fp32_to_fp16(f: f32) -> u16 {
     let scale_to_inf = f32::from_bits(0x7780_0000); // 0x1.0p+112f
     let scale_to_zero = f32::from_bits(0x0880_0000); // 0x1.0p-110f
@@ -264,7 +264,7 @@ fn min_max_fast(x: &[f32; BLOCK]) -> Option<(f32, f32)> {
 /// vectorize without the per-lane NaN and saturation fix-ups of `as i32`: adding `1.5·2^23`
 /// rounds to the nearest integer (its bits minus the constant's are that integer), and one
 /// comparison steps back toward zero where the rounding went away from it.
-#[inline]
+#[inline(always)]
 pub(crate) fn trunc_small(y: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
     let t = y + MAGIC;

@@ -72,7 +72,7 @@ pub fn quantize_block_ref(x: &[f32], out: &mut [u8]) {
 /// half (f32 operations only, so the loop vectorizes on the baseline target). Blocks where
 /// the two could differ go to [`quantize_block_ref`]: a NaN or infinite value, or an infinite
 /// `1/d`. Elsewhere `|x·id| <= 127·(1 + 2^-20)`, where the emulation is exact.
-#[inline]
+#[inline(always)]
 fn quantize_block_fast(x: &[f32; BLOCK], out: &mut [u8]) {
     if !crate::legacy::block_finite(x) {
         return quantize_block_ref(x, out);
@@ -104,6 +104,16 @@ pub fn quantize_row_ref(x: &[f32], out: &mut [u8]) {
         "Q8_0 row length must be a multiple of 32"
     );
     assert_eq!(out.len(), x.len() / BLOCK * BLOCK_BYTES, "Q8_0 row bytes");
+    row_fast(x, out);
+}
+
+crate::avx2::dispatch_row!(
+    /// The blocks of [`quantize_row_ref`], with AVX2 where the CPU has it.
+    row_fast => row_fast_body
+);
+
+#[inline(always)]
+fn row_fast_body(x: &[f32], out: &mut [u8]) {
     for (b, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
         quantize_block_fast(b.try_into().unwrap(), o);
     }
@@ -210,6 +220,11 @@ mod tests {
         for (k, (p, q)) in a.chunks(BLOCK_BYTES).zip(b.chunks(BLOCK_BYTES)).enumerate() {
             assert_eq!(p, q, "block {k}: {:?}", &x[k * BLOCK..(k + 1) * BLOCK]);
         }
+        // The body as built for the baseline target (the row above takes the AVX2 copy where this
+        // CPU has AVX2).
+        let mut base = vec![0u8; n];
+        row_fast_body(&x, &mut base);
+        assert!(base == b, "baseline build of the fast path");
         // Exact halves of the scaled values, both signs, where roundf goes away from zero.
         let mut h = [0f32; BLOCK];
         for (i, v) in h.iter_mut().enumerate() {
