@@ -270,7 +270,9 @@ pub fn demo(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
     convert::synth::synth(&src, &opts, true, &mut |_| {})
         .with_context(|| format!("cannot write {}", src.display()))?;
     let variants_dir = out.join("variants");
-    outln!("2. converting it to every variant and verifying each against the original's logits\n");
+    outln!(
+        "2. converting it to the default set of variants and verifying each against the original's logits\n"
+    );
     let args = Args {
         model: &src,
         out: &variants_dir,
