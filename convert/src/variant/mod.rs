@@ -597,12 +597,15 @@ pub struct Overflow {
 
 impl std::fmt::Display for Overflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Exactly: f32's shortest round-trip form prints 6 x 2^23 as 50331650.
-        write!(
-            f,
-            "value {} at row {}, column {} ",
-            self.value as f64, self.row, self.col
-        )?;
+        // Exactly: f32's shortest round-trip form prints 6 x 2^23 as 50331650. Past 1e16, in
+        // scientific notation (still the exact f64 of the f32 value).
+        let v = self.value as f64;
+        if v.abs() >= 1e16 {
+            write!(f, "value {v:e} ")?;
+        } else {
+            write!(f, "value {v} ")?;
+        }
+        write!(f, "at row {}, column {} ", self.row, self.col)?;
         // The block named is the output's (a ggml block type), else the source's MXFP4 block.
         let block = match self.codec.block() {
             1 => self.mxfp4_scale.map(|_| mxfp4::BLOCK),
@@ -931,6 +934,16 @@ mod tests {
             codec: Codec::Q8_0,
             mxfp4_scale: Some(150),
         };
+        let huge = Overflow {
+            value: 1e30,
+            ..at.clone()
+        };
+        assert!(
+            huge.to_string().starts_with(
+                "value 1.0000000150474662e30 at row 3, column 37 (in 32-value block 1)"
+            ),
+            "{huge}"
+        );
         assert_eq!(
             at.to_string(),
             "value 50331648 at row 3, column 37 (in 32-value block 1) cannot be stored in Q8_0: \
