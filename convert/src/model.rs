@@ -38,11 +38,70 @@ pub enum AnyModel {
     Gguf(GgufModel),
 }
 
+/// The GGUF model a directory without `config.json` holds, as `pipeline` writes a GGUF variant
+/// (`variants/gguf-q8_0/MODEL-Q8_0.gguf`): its only `.gguf` file, or the first split of its only
+/// split set (`-00001-of-N.gguf`). `None` when it holds no `.gguf` file (the directory's own
+/// error follows); an error naming them when it holds more than one model.
+fn lone_gguf(dir: &Path) -> Result<Option<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ConvertError::io(dir, e))?;
+    let mut ggufs: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        let p = entry.map_err(|e| ConvertError::io(dir, e))?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if p.is_file()
+            && !name.starts_with('.')
+            && p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
+            ggufs.push(p);
+        }
+    }
+    ggufs.sort();
+    // A split set counts once, by its first split.
+    let models: Vec<&PathBuf> = ggufs
+        .iter()
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !is_later_split(name)
+        })
+        .collect();
+    match models.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some((*one).clone())),
+        many => Err(ConvertError::format(
+            dir,
+            format!(
+                "no config.json, and {} GGUF models in it: pass one of them ({})",
+                many.len(),
+                many.iter()
+                    .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// True for `NAME-0000K-of-0000N.gguf` with `K > 1` (llama.cpp's split naming).
+fn is_later_split(name: &str) -> bool {
+    let five_digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    let Some(stem) = name.strip_suffix(".gguf") else {
+        return false;
+    };
+    let parts: Vec<&str> = stem.rsplitn(4, '-').collect();
+    matches!(parts.as_slice(), [n, "of", k, _] if five_digits(n) && five_digits(k) && *k != "00001")
+}
+
 impl AnyModel {
     /// Opens and validates `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<AnyModel> {
         let path = path.as_ref();
         if path.is_dir() {
+            if !path.join("config.json").exists()
+                && let Some(gguf) = lone_gguf(path)?
+            {
+                return Ok(AnyModel::Gguf(GgufModel::open(gguf)?));
+            }
             return Ok(AnyModel::Safetensors(Checkpoint::open(path)?));
         }
         if !path.exists() {

@@ -283,3 +283,61 @@ fn a_copy_of_the_small_fixture_passes_and_a_missing_variant_is_an_error() {
     ])
     .fails_with(&["/nonexistent/variant.gguf"]);
 }
+
+/// A directory holding one GGUF model (as `pipeline` writes `variants/gguf-q8_0/`), a single
+/// file or one split set, opens as that model for `verify`, `inspect` and `fit`; one holding two
+/// models is an error naming both.
+#[test]
+fn a_directory_of_one_gguf_model_opens_as_it() {
+    let t = TempDir::new("gguf-dir");
+    let orig = fixture("tiny-gpt-oss");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let one = t.join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    oss_forge(&[
+        "convert",
+        &s(&orig),
+        "--to",
+        "gguf-q8_0",
+        "-o",
+        &s(&one.join("m-Q8_0.gguf")),
+        "-q",
+    ])
+    .ok();
+    let split = t.join("split");
+    std::fs::create_dir_all(&split).unwrap();
+    oss_forge(&[
+        "convert",
+        &s(&orig),
+        "--to",
+        "gguf-mxfp4",
+        "--split-max-size",
+        "300KB",
+        "-o",
+        &s(&split.join("m-MXFP4.gguf")),
+        "-q",
+    ])
+    .ok();
+    assert!(
+        std::fs::read_dir(&split).unwrap().count() > 1,
+        "a split set"
+    );
+    let run = oss_forge(&[
+        "verify",
+        "-q",
+        "--original",
+        &s(&orig),
+        &s(&one),
+        &s(&split),
+    ]);
+    run.ok();
+    assert!(run.stdout.contains("PASS: 2 of 2"), "{}", run.stdout);
+    oss_forge(&["inspect", &s(&one)]).ok();
+    oss_forge(&["fit", &s(&one), "--gpu-mem", "8GiB"]).ok();
+    std::fs::copy(one.join("m-Q8_0.gguf"), split.join("other.gguf")).unwrap();
+    oss_forge(&["inspect", &s(&split)]).fails_with(&[
+        "no config.json, and 2 GGUF models in it: pass one of them",
+        "m-MXFP4-00001-of-",
+        "other.gguf",
+    ]);
+}
