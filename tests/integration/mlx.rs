@@ -717,3 +717,37 @@ fn mlx_lm_outputs_pass_verify_and_a_real_tokenizer_difference_still_fails() {
 fn json_file(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
+
+/// An mlx-lm quantized directory converts to dense safetensors whose `config.json` no longer
+/// carries mlx-lm's `quantization` map (it described the affine tensors, not the dense ones), so
+/// the output opens and verifies against its source.
+#[test]
+fn an_mlx_quantized_source_converts_to_a_dense_directory_that_opens() {
+    let t = TempDir::new("mlx-to-dense");
+    let src = fixture("mlx/tiny-gpt-oss.mlx-q8");
+    let out = t.join("bf16");
+    oss_forge(&[
+        "convert",
+        src.to_str().unwrap(),
+        "--to",
+        "safetensors-bf16",
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ])
+    .ok();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert!(
+        cfg.get("quantization").is_none() && cfg.get("quantization_config").is_none(),
+        "{cfg}"
+    );
+    oss_forge(&[
+        "verify",
+        "-q",
+        "--original",
+        src.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ])
+    .ok();
+}

@@ -3,7 +3,7 @@
 //!
 //! | file | content |
 //! |---|---|
-//! | `config.json` | the source's HF config (or, for an `original/` source, the HF config of its parent directory when it describes the same model; else one rebuilt from the hyperparameters) without OpenAI's `quantization_config`; `torch_dtype` (transformers v4 configs) or `dtype` (v5 configs, those with `rope_parameters`); for int8 the compressed-tensors `quantization_config` |
+//! | `config.json` | the source's HF config (or, for an `original/` source, the HF config of its parent directory when it describes the same model; else one rebuilt from the hyperparameters) without OpenAI's `quantization_config` (and mlx-lm's `quantization`); `torch_dtype` (transformers v4 configs) or `dtype` (v5 configs, those with `rope_parameters`); for int8 the compressed-tensors `quantization_config` |
 //! | `model.safetensors.index.json` | `{"metadata": {"total_size": N}, "weight_map": {...}}`, keys sorted, 2-space indent (transformers v5's spelling) |
 //! | `tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`, `chat_template.jinja`, `generation_config.json` | copied byte for byte from the source directory or, failing that, its parent (the release holds them beside `original/`) |
 //! | `README.md` | variant, layout, exactness, warnings |
@@ -195,6 +195,9 @@ pub fn output_config(mut base: Value, variant: Variant, layout: Layout, cfg: &Co
         return base;
     };
     obj.remove("quantization_config");
+    // mlx-lm's spelling of the same map: an MLX-quantized source's tensors are written dense
+    // (or as the layout below says), so its affine scheme no longer describes them.
+    obj.remove("quantization");
     // transformers v5 spells the dtype `dtype` (v4 `torch_dtype`); llm-compressor, which defines
     // the int8 layout, saves through v5, so int8 directories say `dtype` whatever the source.
     let v5 = obj.contains_key("rope_parameters") || matches!(layout, Layout::Int8 { .. });
