@@ -434,23 +434,33 @@ const SPECIAL_TOKEN_KEYS: [&str; 8] = [
 /// `chat_template`, else `chat_template.json`'s): transformers' `PreTrainedTokenizerBase.
 /// from_pretrained` (a separate template file clobbers the config's; the special-tokens map's
 /// entries override the config's).
-fn transformers_view(m: &RuntimeMeta) -> Vec<(&'static str, FileContent)> {
+/// True when `generation_config.json` lists end-of-sequence ids, which generation then stops on
+/// instead of config.json's (transformers' `GenerationConfig`; mlx-lm's `load_config`, which
+/// also writes them into the config.json it saves).
+fn has_generation_eos(m: &RuntimeMeta) -> bool {
+    match m.file("generation_config.json") {
+        Some(FileContent::Json(g)) => g
+            .get("eos_token_id")
+            .is_some_and(|e| !e.is_null() && e.as_array().is_none_or(|a| !a.is_empty())),
+        _ => false,
+    }
+}
+
+/// `drop_config_eos`: leave config.json's `eos_token_id` out, because generation_config.json
+/// decides on one side at least ([`has_generation_eos`]): there config.json's ids are not what
+/// a runtime reads, and generation_config.json is compared itself (its absence on one side
+/// included), so comparing config.json's would only report the same difference again, as if
+/// it were another.
+fn transformers_view(m: &RuntimeMeta, drop_config_eos: bool) -> Vec<(&'static str, FileContent)> {
     let json = |name: &str| match m.file(name) {
         Some(FileContent::Json(v)) => Some(v),
         _ => None,
     };
     let mut out = Vec::new();
-    // The end-of-sequence ids generation stops on are `generation_config.json`'s when it has
-    // them (transformers' `GenerationConfig`; mlx-lm's `load_config`, which also writes them
-    // into the config.json it saves), config.json's otherwise: where the former decide, the
-    // latter are not what a runtime reads, and generation_config.json is compared itself.
-    let generation_eos = json("generation_config.json")
-        .and_then(|g| g.get("eos_token_id"))
-        .is_some_and(|e| !e.is_null() && e.as_array().is_none_or(|a| !a.is_empty()));
     for name in ["config.json", "generation_config.json", "tokenizer.json"] {
         if let Some(v) = json(name) {
             let mut v = v.clone();
-            if let (true, "config.json", Json::Object(o)) = (generation_eos, name, &mut v) {
+            if let (true, "config.json", Json::Object(o)) = (drop_config_eos, name, &mut v) {
                 o.remove("eos_token_id");
             }
             out.push((name, FileContent::Json(v)));
@@ -619,7 +629,11 @@ fn compare_files(
                     .iter()
                     .any(|f| original.unreadable(f).is_some()))
     };
-    let (mut a, mut b) = (transformers_view(original), transformers_view(variant));
+    let drop_config_eos = has_generation_eos(original) || has_generation_eos(variant);
+    let (mut a, mut b) = (
+        transformers_view(original, drop_config_eos),
+        transformers_view(variant, drop_config_eos),
+    );
     same_tokenizer_spelling(&mut a, &mut b, check);
     let get = |v: &[(&'static str, FileContent)], name: &str| {
         v.iter().find(|(n, _)| *n == name).map(|(_, c)| c.clone())
@@ -944,5 +958,19 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(d, ["config.json: eos_token_id: original 484, variant 483"]);
+        // generation_config.json on one side only: that file's absence is the difference
+        // reported, not config.json's eos ids a second time.
+        let (a, mut b) = (files(json!(484)), files(json!(484)));
+        b.files.truncate(1);
+        let d: Vec<String> = compare(&a, &b)
+            .differences
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            d,
+            ["generation_config.json: original present, variant absent"],
+            "{d:?}"
+        );
     }
 }
