@@ -711,6 +711,15 @@ fn compare_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The differences `compare` finds, as report lines.
+    fn differences(a: &RuntimeMeta, b: &RuntimeMeta) -> Vec<String> {
+        compare(a, b)
+            .differences
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
     use serde_json::json;
 
     fn meta(container: Container, kv: Vec<(&str, Value)>) -> RuntimeMeta {
@@ -785,11 +794,7 @@ mod tests {
                 ("tokenizer.ggml.add_sep_token", Value::Bool(true)),
             ],
         );
-        let d: Vec<String> = compare(&a, &b)
-            .differences
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let d: Vec<String> = differences(&a, &b);
         assert_eq!(
             d,
             [
@@ -897,11 +902,7 @@ mod tests {
         ));
         b.files
             .push(("chat_template.jinja".into(), FileContent::Text("U".into())));
-        let d: Vec<String> = compare(&a, &b)
-            .differences
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let d: Vec<String> = differences(&a, &b);
         assert_eq!(
             d,
             [
@@ -952,21 +953,13 @@ mod tests {
         for m in [&mut a, &mut b] {
             m.files.truncate(1);
         }
-        let d: Vec<String> = compare(&a, &b)
-            .differences
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let d: Vec<String> = differences(&a, &b);
         assert_eq!(d, ["config.json: eos_token_id: original 484, variant 483"]);
         // generation_config.json on one side only: that file's absence is the difference
         // reported, not config.json's eos ids a second time.
         let (a, mut b) = (files(json!(484)), files(json!(484)));
         b.files.truncate(1);
-        let d: Vec<String> = compare(&a, &b)
-            .differences
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let d: Vec<String> = differences(&a, &b);
         assert_eq!(
             d,
             ["generation_config.json: original present, variant absent"],
