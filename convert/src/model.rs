@@ -85,7 +85,8 @@ fn lone_gguf(dir: &Path) -> Result<Option<PathBuf>> {
 /// True for `NAME-0000K-of-0000N.gguf` with `K > 1` (llama.cpp's split naming).
 fn is_later_split(name: &str) -> bool {
     let five_digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
-    let Some(stem) = name.strip_suffix(".gguf") else {
+    let lower = name.to_ascii_lowercase();
+    let Some(stem) = lower.strip_suffix(".gguf") else {
         return false;
     };
     let parts: Vec<&str> = stem.rsplitn(4, '-').collect();
@@ -100,7 +101,7 @@ impl AnyModel {
             if !path.join("config.json").exists()
                 && let Some(gguf) = lone_gguf(path)?
             {
-                return Ok(AnyModel::Gguf(GgufModel::open(gguf)?));
+                return Ok(AnyModel::Gguf(GgufModel::open(gguf)?.opened_from(path)));
             }
             return Ok(AnyModel::Safetensors(Checkpoint::open(path)?));
         }

@@ -11,7 +11,9 @@
 //! anything is written ([`ConvertError::OutputIsInput`]): `--force` would otherwise replace the
 //! checkpoint being read. The inputs are the model's files and, for a model directory, the
 //! directory (with the release directory around an `original/` folder, which its tokenizer
-//! files come from).
+//! files come from; for a directory holding one GGUF model, that directory). A GGUF output is
+//! also refused when an input is one of the files it may write or, with `--force`, remove: its
+//! split files `STEM-0000K-of-0000N.gguf` ([`refuse_gguf_family`]).
 
 use crate::error::{ConvertError, Result};
 use crate::model::AnyModel;
@@ -58,8 +60,52 @@ pub fn inputs(model: &AnyModel) -> Vec<PathBuf> {
             .iter()
             .map(|d| absolute(d))
             .collect(),
-        AnyModel::Gguf(g) => g.files().iter().map(|f| absolute(f.path())).collect(),
+        AnyModel::Gguf(g) => g
+            .files()
+            .iter()
+            .map(|f| absolute(f.path()))
+            .chain(g.dir().map(absolute))
+            .collect(),
     }
+}
+
+/// True when file name `name` is `STEM-0000K-of-0000N.gguf`, a split of the GGUF `STEM.gguf`
+/// (llama.cpp's `llama_split_path`).
+pub fn is_split_of(stem: &str, name: &str) -> bool {
+    name.strip_prefix(stem)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(".gguf"))
+        .is_some_and(|r| {
+            let b = r.as_bytes();
+            b.len() == 14
+                && &r[5..9] == "-of-"
+                && b[..5].iter().chain(&b[9..]).all(u8::is_ascii_digit)
+        })
+}
+
+/// Refuses a GGUF output `out` when an input is one of the files the writer may write or, with
+/// `--force`, remove: `out` itself and its split files `STEM-0000K-of-0000N.gguf` beside it.
+/// (A split set given as the input and `-o` naming its base file would otherwise be replaced.)
+pub fn refuse_gguf_family(inputs: &[PathBuf], out: &Path) -> Result<()> {
+    let o = absolute(out);
+    let (Some(dir), Some(name)) = (o.parent(), o.file_name().and_then(|n| n.to_str())) else {
+        return Ok(());
+    };
+    let stem = name.strip_suffix(".gguf").unwrap_or(name);
+    for i in inputs {
+        let same_family = i.parent() == Some(dir)
+            && i.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n == name || is_split_of(stem, n));
+        if same_family {
+            return Err(ConvertError::OutputIsInput {
+                path: out.to_path_buf(),
+                relation: "its split files would replace",
+                input: i.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an output `out` that is one of `inputs`, lies inside one, or contains one.

@@ -1305,3 +1305,72 @@ fn pipeline_keeps_earlier_variants_unless_forced_and_stays_checkable() {
     assert!(!nested.exists());
     oss_forge(&["check", s(&out)]).ok();
 }
+
+/// A split set read as the input, and `-o` naming its base file with `--force`: the writer
+/// would replace (or remove, as stale splits) the very shards being read. Refused, whether the
+/// set is given by its first split or by the directory holding it alone, and nothing is
+/// written into a directory that was given as the model.
+#[test]
+fn force_onto_the_base_name_of_a_split_input_is_refused_and_keeps_it() {
+    let t = TempDir::new("split-family");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let set = t.join("m");
+    std::fs::create_dir_all(&set).unwrap();
+    oss_forge(&[
+        "convert",
+        &s(&fixture("tiny-gpt-oss")),
+        "--to",
+        "gguf-q8_0",
+        "--split-max-size",
+        "400KB",
+        "-o",
+        &s(&set.join("m.gguf")),
+        "-q",
+    ])
+    .ok();
+    let before: Vec<(String, Vec<u8>)> = {
+        let mut v: Vec<_> = std::fs::read_dir(&set)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (s(&p), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(before.len() > 1, "a split set");
+    let first = s(&std::path::PathBuf::from(&before[0].0));
+    for (input, to, extra) in [
+        (first.clone(), "gguf-q4_0", vec![]),
+        (
+            first.clone(),
+            "gguf-q8_0",
+            vec!["--split-max-size", "400KB"],
+        ),
+        (s(&set), "gguf-q4_0", vec![]),
+    ] {
+        let base = s(&set.join("m.gguf"));
+        let mut args = vec!["convert", &input, "--to", to, "-o", &base, "--force", "-q"];
+        args.extend(extra.iter().copied());
+        oss_forge(&args).fails_with(&["output is the input"]);
+    }
+    // The directory given as the model: nothing goes into it, under any name.
+    oss_forge(&[
+        "convert",
+        &s(&set),
+        "--to",
+        "gguf-q8_0",
+        "-o",
+        &s(&set.join("x.gguf")),
+    ])
+    .fails_with(&["output is the input: it is inside the model being read"]);
+    let after: Vec<(String, Vec<u8>)> = {
+        let mut v: Vec<_> = std::fs::read_dir(&set)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (s(&p), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(before == after, "the input set changed");
+}

@@ -28,6 +28,9 @@ pub struct GgufModel {
     files: Vec<GgufFile>,
     config: Config,
     names: HashMap<String, (usize, usize)>,
+    /// The directory it was opened from, when given as one (a pipeline's `variants/gguf-*/`):
+    /// an input too, since another model written into it would unmake it.
+    dir: Option<PathBuf>,
 }
 
 /// The other split files of `first`, if its metadata says it is split (`split.*` keys and
@@ -166,6 +169,7 @@ impl GgufModel {
             files,
             config,
             names,
+            dir: None,
         };
         model.check_tensors()?;
         Ok(model)
@@ -174,6 +178,17 @@ impl GgufModel {
     /// The files (one, or the splits in order).
     pub fn files(&self) -> &[GgufFile] {
         &self.files
+    }
+
+    /// Records that the model was opened from directory `dir` holding it alone.
+    pub(crate) fn opened_from(mut self, dir: &Path) -> GgufModel {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The directory the model was opened from, when given as one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// The first file's metadata value for `key`.

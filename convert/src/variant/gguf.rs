@@ -696,17 +696,7 @@ fn same_name_files(out: &Path) -> Vec<PathBuf> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.strip_suffix(".gguf").unwrap_or(&name);
-    let is_split = |n: &str| {
-        n.strip_prefix(stem)
-            .and_then(|r| r.strip_prefix('-'))
-            .and_then(|r| r.strip_suffix(".gguf"))
-            .is_some_and(|r| {
-                let b = r.as_bytes();
-                b.len() == 14
-                    && &r[5..9] == "-of-"
-                    && b[..5].iter().chain(&b[9..]).all(u8::is_ascii_digit)
-            })
-    };
+    let is_split = |n: &str| crate::output::is_split_of(stem, n);
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()

@@ -435,7 +435,11 @@ pub fn convert_weights(
         Container::Gguf => crate::output::gguf_target(model, storage.file_suffix, out),
         Container::Safetensors(_) | Container::Mlx(_) => out.to_path_buf(),
     };
-    crate::output::refuse_overlap(&crate::output::inputs(model), out)?;
+    let inputs = crate::output::inputs(model);
+    crate::output::refuse_overlap(&inputs, out)?;
+    if storage.container == Container::Gguf {
+        crate::output::refuse_gguf_family(&inputs, out)?;
+    }
     let job = Job {
         model,
         src: weights,
