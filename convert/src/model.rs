@@ -66,6 +66,17 @@ fn lone_gguf(dir: &Path) -> Result<Option<PathBuf>> {
         })
         .collect();
     match models.as_slice() {
+        [] if !ggufs.is_empty() => Err(ConvertError::format(
+            dir,
+            format!(
+                "no config.json, and no first split among its GGUF files ({}): a split set opens from its -00001-of- file",
+                ggufs
+                    .iter()
+                    .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
         [] => Ok(None),
         [one] => Ok(Some((*one).clone())),
         many => Err(ConvertError::format(

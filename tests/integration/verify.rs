@@ -334,6 +334,16 @@ fn a_directory_of_one_gguf_model_opens_as_it() {
     assert!(run.stdout.contains("PASS: 2 of 2"), "{}", run.stdout);
     oss_forge(&["inspect", &s(&one)]).ok();
     oss_forge(&["fit", &s(&one), "--gpu-mem", "8GiB"]).ok();
+    // Only later splits: the missing first one is named.
+    let later = t.join("later");
+    std::fs::create_dir_all(&later).unwrap();
+    for e in std::fs::read_dir(&split).unwrap() {
+        let p = e.unwrap().path();
+        if !p.to_str().unwrap().contains("-00001-of-") {
+            std::fs::copy(&p, later.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    oss_forge(&["inspect", &s(&later)]).fails_with(&["no first split among its GGUF files"]);
     std::fs::copy(one.join("m-Q8_0.gguf"), split.join("other.gguf")).unwrap();
     oss_forge(&["inspect", &s(&split)]).fails_with(&[
         "no config.json, and 2 GGUF models in it: pass one of them",
