@@ -1328,7 +1328,8 @@ fn force_onto_the_base_name_of_a_split_input_is_refused_and_keeps_it() {
         "-q",
     ])
     .ok();
-    let before: Vec<(String, Vec<u8>)> = {
+    // Every file of the set with its bytes, in name order.
+    let snapshot = || -> Vec<(String, Vec<u8>)> {
         let mut v: Vec<_> = std::fs::read_dir(&set)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -1337,6 +1338,7 @@ fn force_onto_the_base_name_of_a_split_input_is_refused_and_keeps_it() {
         v.sort();
         v
     };
+    let before = snapshot();
     assert!(before.len() > 1, "a split set");
     let first = s(&std::path::PathBuf::from(&before[0].0));
     for (input, to, extra) in [
@@ -1363,14 +1365,6 @@ fn force_onto_the_base_name_of_a_split_input_is_refused_and_keeps_it() {
         &s(&set.join("x.gguf")),
     ])
     .fails_with(&["output is the input: it is inside the model being read"]);
-    let after: Vec<(String, Vec<u8>)> = {
-        let mut v: Vec<_> = std::fs::read_dir(&set)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .map(|p| (s(&p), std::fs::read(&p).unwrap()))
-            .collect();
-        v.sort();
-        v
-    };
+    let after = snapshot();
     assert!(before == after, "the input set changed");
 }
