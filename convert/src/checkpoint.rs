@@ -594,18 +594,32 @@ fn open_files(dir: &Path) -> Result<Opened> {
         files
     } else {
         let mut files = Vec::new();
+        let mut ggufs = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| ConvertError::io(dir, e))? {
             let entry = entry.map_err(|e| ConvertError::io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".safetensors") && entry.path().is_file() {
                 files.push(name);
+            } else if name.to_ascii_lowercase().ends_with(".gguf") && entry.path().is_file() {
+                ggufs.push(name);
             }
         }
         files.sort();
+        ggufs.sort();
         if files.is_empty() {
+            // A GGUF beside a config.json: the user meant the file.
+            let hint = if ggufs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; it holds GGUF file{} ({}): pass the file itself",
+                    if ggufs.len() == 1 { "" } else { "s" },
+                    ggufs.join(", ")
+                )
+            };
             return Err(ConvertError::format(
                 dir,
-                "no *.safetensors files and no index",
+                format!("no *.safetensors files and no index{hint}"),
             ));
         }
         files
@@ -754,6 +768,15 @@ mod tests {
     fn no_shards_and_no_index() {
         let d = Dir::with_config("noshards");
         assert!(d.err().contains("no *.safetensors files and no index"));
+        assert!(!d.err().contains("GGUF"));
+        // A GGUF beside the config.json is named: the user meant the file.
+        std::fs::write(d.0.join("m-Q8_0.gguf"), b"GGUF").unwrap();
+        assert!(
+            d.err()
+                .contains("no *.safetensors files and no index; it holds GGUF file (m-Q8_0.gguf): pass the file itself"),
+            "{}",
+            d.err()
+        );
     }
 
     #[test]
