@@ -337,3 +337,22 @@ fn verify_accepts_llama_cpps_own_ggufs() {
         assert_eq!(r["variants"][0]["metrics"]["max_abs"], 0.0);
     }
 }
+
+/// `pipeline` on a GGUF (a file, or a directory holding one) is refused first, before any
+/// note about the prompts it would have run, and writes nothing.
+#[test]
+fn a_gguf_source_is_refused_before_anything_else_is_said() {
+    let t = TempDir::new("pipeline-gguf");
+    let out = t.join("out");
+    let run = oss_forge(&[
+        "pipeline",
+        fixture("llamacpp/tiny-gpt-oss.llamacpp-q8_0.gguf")
+            .to_str()
+            .unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    run.fails_with(&["pipeline converts a release checkpoint (a safetensors directory)"]);
+    assert!(!run.stderr.contains("note:"), "{}", run.stderr);
+    assert!(!out.exists());
+}

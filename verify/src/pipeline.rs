@@ -652,6 +652,22 @@ fn outcome_of(entry: &ManifestEntry, reused: bool) -> Option<VariantOutcome> {
     })
 }
 
+/// The checkpoint `pipeline` publishes from `src`: a release checkpoint, an `original/` folder
+/// or a dense fine-tune (a safetensors directory); a GGUF is refused. Callers check this
+/// first, before anything else is said about the source.
+pub fn pipeline_source<'a>(
+    src: &'a AnyModel,
+    model_path: &Path,
+) -> Result<&'a convert::Checkpoint, VerifyError> {
+    match src {
+        AnyModel::Safetensors(c) => Ok(c),
+        AnyModel::Gguf(_) => Err(convert::ConvertError::format(
+            model_path,
+            "pipeline converts a release checkpoint (a safetensors directory)",
+        )
+        .into()),
+    }
+}
 /// Runs the pipeline. `log` receives one line per step; conversion and hashing progress is
 /// in bytes, verification progress in tokens and weights.
 ///
@@ -670,13 +686,7 @@ pub fn run(
     log: &dyn Fn(&str),
 ) -> Result<PipelineOutcome, VerifyError> {
     let src = AnyModel::open(model_path)?;
-    let AnyModel::Safetensors(ckpt) = &src else {
-        return Err(convert::ConvertError::format(
-            model_path,
-            "pipeline converts a release checkpoint (a safetensors directory)",
-        )
-        .into());
-    };
+    let ckpt = pipeline_source(&src, model_path)?;
     convert::output::refuse_overlap(&convert::output::inputs(&src), out)?;
     let _lock = convert::lock::OutputLock::acquire(out)?;
     let name = opts

@@ -93,6 +93,7 @@ pub fn run_pipeline(a: &Args<'_>) -> anyhow::Result<PipelineOutcome> {
         }
     });
     let original = super::verify::open(a.model)?;
+    verify::pipeline::pipeline_source(&original, a.model)?;
     let prompts = super::verify::load_prompts(&original, a.prompts)?;
     drop(original);
     let opts = PipelineOptions {
