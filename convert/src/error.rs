@@ -212,10 +212,14 @@ impl ConvertError {
         weight: reference::WeightId,
         at: &crate::variant::Overflow,
     ) -> Self {
+        let src = src_path.as_ref();
         Self::tensor(
-            src_path,
+            src,
             weight.to_string(),
-            format!("{at}; pass --allow-nonfinite to convert anyway"),
+            format!(
+                "{at}; pass --allow-nonfinite to convert anyway (`oss-forge inspect {}` lists every tensor with values past float16's range)",
+                src.display()
+            ),
         )
     }
 
