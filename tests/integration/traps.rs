@@ -394,6 +394,10 @@ fn fewer_variants_keep_the_others_listed_and_merge_joins_per_variant_runs() {
         strip(snapshot(&merged)) == strip(snapshot(&out)),
         "merged differs from one run"
     );
+    // The same part twice, however spelled, is refused.
+    let again = format!("{}/", s(&jobs[0]));
+    oss_forge(&["merge", "-q", "-o", s(&t.join("m1")), s(&jobs[0]), &again])
+        .fails_with(&["given twice", "pass each part once"]);
     // A part that no longer matches its checksums, or made from other inputs, is refused.
     std::fs::write(jobs[1].join("safetensors-int8/config.json"), "{}").unwrap();
     oss_forge(&[

@@ -1027,6 +1027,19 @@ pub fn merge(
     refuse_nested(out)?;
     let _lock = convert::lock::OutputLock::acquire(out)?;
     let out_abs = convert::output::absolute(out);
+    // The same part twice (two spellings of one directory) would be checked and linked twice.
+    for (k, p) in parts.iter().enumerate() {
+        let a = convert::output::absolute(p);
+        if let Some(q) = parts[..k]
+            .iter()
+            .find(|q| convert::output::absolute(q) == a)
+        {
+            return Err(fail(
+                p,
+                format!("given twice (also as {}): pass each part once", q.display()),
+            ));
+        }
+    }
     let mut merged: Option<Manifest> = None;
     let mut sources: Vec<(String, PathBuf)> = Vec::new();
     let mut all: Vec<PathBuf> = parts.to_vec();
