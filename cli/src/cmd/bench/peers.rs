@@ -468,22 +468,8 @@ pub fn dense(
         } else if d.bf16_input.is_empty() {
             d.bf16_input = "convert_hf_to_gguf.py --outtype bf16 of the dense source".into();
         }
-        let Some(q) = &tools.quantize else {
-            // Ours alone, for the record.
-            for (v, o, _) in &mut d.presets {
-                if want_presets {
-                    eprintln!("{tag}: dense -> {v} ...");
-                    o.run(
-                        ours(*v)?,
-                        &logs.join(format!("dense-ours-{v}")),
-                        &out,
-                        false,
-                    )?;
-                }
-            }
-            continue;
-        };
-        if let Some(side) = &mut d.quant_moe {
+        let quantize = tools.quantize.as_ref();
+        if let (Some(q), Some(side)) = (quantize, &mut d.quant_moe) {
             eprintln!("{tag}: llama-quantize MXFP4_MOE ...");
             side.run(
                 quantize_cmd(q, &bf16, &out, "MXFP4_MOE", threads, false),
@@ -494,16 +480,27 @@ pub fn dense(
         }
         if want_presets {
             for (v, o, t) in &mut d.presets {
-                let Variant::GgufPreset(p) = *v else {
-                    continue;
+                // Without llama-quantize, ours alone, for the record.
+                let theirs = match (quantize, *v) {
+                    (Some(q), Variant::GgufPreset(p)) => Some((q, p)),
+                    (Some(_), _) => continue,
+                    (None, _) => None,
                 };
-                eprintln!("{tag}: dense -> {v}, then llama-quantize {} ...", p.name());
+                match theirs {
+                    Some((_, p)) => {
+                        eprintln!("{tag}: dense -> {v}, then llama-quantize {} ...", p.name())
+                    }
+                    None => eprintln!("{tag}: dense -> {v} ..."),
+                }
                 o.run(
                     ours(*v)?,
                     &logs.join(format!("dense-ours-{v}")),
                     &out,
                     false,
                 )?;
+                let Some((q, p)) = theirs else {
+                    continue;
+                };
                 if let Some(e) = &o.err {
                     bail!("oss-forge failed on the dense source: {e}");
                 }
