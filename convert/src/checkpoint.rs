@@ -158,21 +158,10 @@ impl Checkpoint {
     /// Config keys filled with a transformers default that decide tensor shapes, for messages
     /// about a tensor the defaults do not fit.
     fn shape_defaults(&self) -> String {
-        const SHAPE_KEYS: [&str; 9] = [
-            "vocab_size",
-            "hidden_size",
-            "intermediate_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "num_key_value_heads",
-            "head_dim",
-            "num_local_experts",
-            "num_experts",
-        ];
         let notes: Vec<String> = self
             .config_notes
             .iter()
-            .filter(|n| SHAPE_KEYS.contains(&n.key.as_str()))
+            .filter(|n| reference::SHAPE_FIELDS.contains(&n.key.as_str()) || n.key == "num_experts")
             .map(|n| n.to_string())
             .collect();
         if notes.is_empty() {

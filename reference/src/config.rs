@@ -433,6 +433,19 @@ const YARN_KEYS: [&str; 12] = [
     "rope_theta",
 ];
 
+/// The config fields that set tensor shapes (transformers' names): a model differing in one has
+/// other tensors. (`num_experts` is another spelling of `num_local_experts` some configs use.)
+pub const SHAPE_FIELDS: [&str; 8] = [
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "num_local_experts",
+];
+
 impl Config {
     /// Parses the text of a config file in either format, deciding the format from its keys
     /// (`model_type` → HF; `num_experts` without `model_type` → original).

@@ -31,7 +31,7 @@ pub mod rope;
 pub mod source;
 pub mod tensor;
 
-pub use config::{Config, ConfigError, ConfigNote, LayerType};
+pub use config::{Config, ConfigError, ConfigNote, LayerType, SHAPE_FIELDS};
 pub use model::{KvCache, Model, ReferenceError};
 pub use source::{SourceError, WeightId, WeightSource};
 pub use tensor::{DenseType, Encoding, LayoutError, MatRef};

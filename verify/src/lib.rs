@@ -311,18 +311,6 @@ impl Report {
     }
 }
 
-/// The config fields that set tensor shapes: a variant differing in one is another model.
-const SHAPE_FIELDS: [&str; 8] = [
-    "vocab_size",
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-    "num_local_experts",
-];
-
 /// The config differences between `original` and `variant`: (shape fields, in which it is
 /// another model; the other hyperparameters, which a runtime reads from the variant: experts
 /// per token, RoPE, sliding window, norm epsilon, context length, ...).
@@ -334,7 +322,7 @@ fn config_differences(original: &Subject<'_>, variant: &Subject<'_>) -> (Vec<Str
         .into_iter()
         .partition(|d| {
             let field = d.split([':', '[', '.']).next().unwrap_or("");
-            SHAPE_FIELDS.contains(&field)
+            reference::SHAPE_FIELDS.contains(&field)
         })
 }
 
