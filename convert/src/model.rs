@@ -93,15 +93,11 @@ fn lone_gguf(dir: &Path) -> Result<Option<PathBuf>> {
     }
 }
 
-/// True for `NAME-0000K-of-0000N.gguf` with `K > 1` (llama.cpp's split naming).
+/// True for `NAME-0000K-of-0000N.gguf` with `K > 1` (llama.cpp's split naming), whatever the
+/// extension's case.
 fn is_later_split(name: &str) -> bool {
-    let five_digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
     let lower = name.to_ascii_lowercase();
-    let Some(stem) = lower.strip_suffix(".gguf") else {
-        return false;
-    };
-    let parts: Vec<&str> = stem.rsplitn(4, '-').collect();
-    matches!(parts.as_slice(), [n, "of", k, _] if five_digits(n) && five_digits(k) && *k != "00001")
+    crate::gguf::split_name_parts(&lower).is_some_and(|(_, k, _)| k > 1)
 }
 
 impl AnyModel {

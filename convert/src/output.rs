@@ -72,15 +72,7 @@ pub fn inputs(model: &AnyModel) -> Vec<PathBuf> {
 /// True when file name `name` is `STEM-0000K-of-0000N.gguf`, a split of the GGUF `STEM.gguf`
 /// (llama.cpp's `llama_split_path`).
 pub fn is_split_of(stem: &str, name: &str) -> bool {
-    name.strip_prefix(stem)
-        .and_then(|r| r.strip_prefix('-'))
-        .and_then(|r| r.strip_suffix(".gguf"))
-        .is_some_and(|r| {
-            let b = r.as_bytes();
-            b.len() == 14
-                && &r[5..9] == "-of-"
-                && b[..5].iter().chain(&b[9..]).all(u8::is_ascii_digit)
-        })
+    crate::gguf::split_name_parts(name).is_some_and(|(s, _, _)| s == stem)
 }
 
 /// Refuses a GGUF output `out` when an input is one of the files the writer may write or, with

@@ -229,6 +229,20 @@ pub fn pad(x: u64, align: u64) -> u64 {
     x.div_ceil(align) * align
 }
 
+/// The parts of a split file's name, the inverse of [`split_path`]: `x-00002-of-00003.gguf` →
+/// (`x`, 2, 3), split numbers counting from 1; `None` for any other name.
+pub fn split_name_parts(name: &str) -> Option<(&str, usize, usize)> {
+    let five_digits = |s: &str| {
+        (s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let rest = name.strip_suffix(".gguf")?;
+    let (rest, n) = rest.rsplit_once("-of-")?;
+    let (stem, k) = rest.rsplit_once('-')?;
+    Some((stem, five_digits(k)?, five_digits(n)?))
+}
+
 /// The name of split `i` (0-based) of `n` for an output called `base` (`x.gguf` →
 /// `x-00001-of-00003.gguf`, llama.cpp's `llama_split_path`).
 pub fn split_path(base: &std::path::Path, i: usize, n: usize) -> std::path::PathBuf {
@@ -238,4 +252,27 @@ pub fn split_path(base: &std::path::Path, i: usize, n: usize) -> std::path::Path
         .unwrap_or_default();
     let stem = stem.strip_suffix(".gguf").unwrap_or(&stem).to_string();
     base.with_file_name(format!("{stem}-{:05}-of-{n:05}.gguf", i + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_names_parse_back_to_what_split_path_made() {
+        for (i, n) in [(0, 2), (1, 2), (41, 100)] {
+            let p = split_path(std::path::Path::new("/d/m-of-x.gguf"), i, n);
+            let name = p.file_name().unwrap().to_str().unwrap();
+            assert_eq!(split_name_parts(name), Some(("m-of-x", i + 1, n)));
+        }
+        for other in [
+            "m.gguf",
+            "m-1-of-2.gguf",
+            "m-00001-of-00002.bin",
+            "m-0000a-of-00002.gguf",
+            "-of-00002.gguf",
+        ] {
+            assert_eq!(split_name_parts(other), None, "{other}");
+        }
+    }
 }
