@@ -583,20 +583,20 @@ fn open_files(dir: &Path) -> Result<Opened> {
         files
     } else {
         let mut files = Vec::new();
-        let mut ggufs = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| ConvertError::io(dir, e))? {
             let entry = entry.map_err(|e| ConvertError::io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".safetensors") && entry.path().is_file() {
                 files.push(name);
-            } else if name.to_ascii_lowercase().ends_with(".gguf") && entry.path().is_file() {
-                ggufs.push(name);
             }
         }
         files.sort();
-        ggufs.sort();
         if files.is_empty() {
             // A GGUF beside a config.json: the user meant the file.
+            let ggufs: Vec<String> = crate::model::gguf_files(dir)?
+                .iter()
+                .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+                .collect();
             let hint = if ggufs.is_empty() {
                 String::new()
             } else {

@@ -38,14 +38,10 @@ pub enum AnyModel {
     Gguf(GgufModel),
 }
 
-/// The GGUF model a directory without `config.json` holds, as `pipeline` writes a GGUF variant
-/// (`variants/gguf-q8_0/MODEL-Q8_0.gguf`): its only `.gguf` file, or the first split of its only
-/// split set (`-00001-of-N.gguf`). `None` when it holds no `.gguf` file (the directory's own
-/// error follows); an error naming them when it holds more than one model.
-fn lone_gguf(dir: &Path) -> Result<Option<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| ConvertError::io(dir, e))?;
+/// The `.gguf` files directly in `dir` (any case; hidden files left out), in name order.
+pub(crate) fn gguf_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut ggufs: Vec<PathBuf> = Vec::new();
-    for entry in entries {
+    for entry in std::fs::read_dir(dir).map_err(|e| ConvertError::io(dir, e))? {
         let p = entry.map_err(|e| ConvertError::io(dir, e))?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if p.is_file()
@@ -57,6 +53,15 @@ fn lone_gguf(dir: &Path) -> Result<Option<PathBuf>> {
         }
     }
     ggufs.sort();
+    Ok(ggufs)
+}
+
+/// The GGUF model a directory without `config.json` holds, as `pipeline` writes a GGUF variant
+/// (`variants/gguf-q8_0/MODEL-Q8_0.gguf`): its only `.gguf` file, or the first split of its only
+/// split set (`-00001-of-N.gguf`). `None` when it holds no `.gguf` file (the directory's own
+/// error follows); an error naming them when it holds more than one model.
+fn lone_gguf(dir: &Path) -> Result<Option<PathBuf>> {
+    let ggufs = gguf_files(dir)?;
     // A split set counts once, by its first split.
     let models: Vec<&PathBuf> = ggufs
         .iter()
