@@ -1372,3 +1372,42 @@ fn force_onto_the_base_name_of_a_split_input_is_refused_and_keeps_it() {
     let after = snapshot();
     assert!(before == after, "the input set changed");
 }
+
+/// `convert` never writes into a pipeline output: not over a published variant, not beside
+/// one, not into its root. Its `check` still passes afterwards.
+#[test]
+fn convert_into_a_pipeline_output_is_refused() {
+    let t = TempDir::new("convert-into-published");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let pubd = t.join("pub");
+    oss_forge(&[
+        "pipeline",
+        "-q",
+        &s(&fixture("tiny-gpt-oss")),
+        "-o",
+        &s(&pubd),
+        "--variants",
+        "gguf-q8_0,safetensors-bf16",
+    ])
+    .ok();
+    let other = s(&fixture("small-gpt-oss"));
+    for (to, out) in [
+        ("gguf-q8_0", pubd.join("gguf-q8_0")),
+        ("gguf-q8_0", pubd.join("gguf-q8_0/x.gguf")),
+        ("safetensors-bf16", pubd.join("safetensors-bf16")),
+        ("safetensors-bf16", pubd.clone()),
+    ] {
+        oss_forge(&[
+            "convert",
+            &other,
+            "--to",
+            to,
+            "-o",
+            &s(&out),
+            "--force",
+            "-q",
+        ])
+        .fails_with(&["the pipeline output", "choose an output outside it"]);
+    }
+    oss_forge(&["check", &s(&pubd)]).ok();
+}

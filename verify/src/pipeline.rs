@@ -598,13 +598,22 @@ fn differences(old: &Manifest, new: &Manifest) -> Vec<String> {
 /// Refuses an output directory inside another pipeline output (one with a `manifest.json`
 /// this tool wrote): that one's `check` would find these files unlisted.
 fn refuse_nested(out: &Path) -> Result<(), VerifyError> {
+    refuse_in_published(out, false)
+}
+
+/// Refuses a path that is inside a pipeline output (a directory with this tool's
+/// `manifest.json`) or, with `itself`, is one: a file written there would replace a published,
+/// checksummed one or sit unlisted beside them, and that output's `check` would fail. For
+/// `convert`, whose output never belongs in a published directory (`pipeline` writes those).
+pub fn refuse_in_published(out: &Path, itself: bool) -> Result<(), VerifyError> {
     let abs = convert::output::absolute(out);
-    for a in abs.ancestors().skip(1) {
+    for a in abs.ancestors().skip(usize::from(!itself)) {
         if Manifest::read(a).is_some() {
             return Err(convert::ConvertError::format(
                 out,
                 format!(
-                    "is inside the pipeline output {}, whose `check` would then fail (files it does not list); choose an output outside it",
+                    "{} the pipeline output {}, whose `check` would then fail (files it does not list or that changed); choose an output outside it",
+                    if a == abs { "is" } else { "is inside" },
                     a.display()
                 ),
             )

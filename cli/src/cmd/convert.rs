@@ -76,6 +76,7 @@ pub fn run(
     } else {
         out.to_path_buf()
     };
+    verify::pipeline::refuse_in_published(&target, true)?;
     let _lock = convert::lock::OutputLock::acquire(&target)?;
     crate::signals::stops_cleanly(format!(
         "the partial output was removed; nothing was written to {}",
