@@ -1411,3 +1411,23 @@ fn convert_into_a_pipeline_output_is_refused() {
     }
     oss_forge(&["check", &s(&pubd)]).ok();
 }
+
+/// `logits --out` and `verify --json` naming an existing directory are refused before the
+/// forward pass, not after it.
+#[test]
+fn a_file_output_naming_a_directory_is_refused_first() {
+    let t = TempDir::new("file-output-dir");
+    let m = fixture("tiny-gpt-oss");
+    let (m, d) = (m.to_str().unwrap(), t.join("d"));
+    std::fs::create_dir_all(&d).unwrap();
+    let d = d.to_str().unwrap();
+    let run = oss_forge(&["logits", m, "--tokens", "1,2", "--out", d]);
+    run.fails_with(&["is a directory; --out names the file to write"]);
+    assert!(
+        !run.stdout.contains("top"),
+        "ran before refusing: {}",
+        run.stdout
+    );
+    oss_forge(&["verify", "-q", "--original", m, m, "--json", d])
+        .fails_with(&["is a directory; --json names the file to write"]);
+}

@@ -24,6 +24,7 @@ pub fn run(
     // The logits never go onto or into the model being read.
     if let Some(path) = out {
         convert::output::refuse_overlap(&convert::output::inputs(&src), path)?;
+        super::file_output(path, "--out")?;
     }
     let cfg = src.source().config().clone();
     let vocab = cfg.vocab_size;

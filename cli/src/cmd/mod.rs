@@ -158,3 +158,20 @@ pub fn run(command: Command, quiet: bool, threads: Option<usize>) -> anyhow::Res
         } => fit::run(model.as_deref(), preset.as_deref(), gpu_mem, context, json),
     }
 }
+
+/// Refuses a file output (`--out`, `--json`) that names an existing directory, before any work
+/// is done for it (it would fail only at the end, when the file is written).
+fn file_output(path: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "{}: is a directory; {what} names the file to write (e.g. {})",
+            path.display(),
+            path.join(match what {
+                "--json" => "report.json",
+                _ => "logits.npy",
+            })
+            .display()
+        );
+    }
+    Ok(())
+}

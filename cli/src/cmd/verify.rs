@@ -74,6 +74,7 @@ pub fn run(
         for m in std::iter::once(&orig).chain(&models) {
             convert::output::refuse_overlap(&convert::output::inputs(m), path)?;
         }
+        super::file_output(path, "--json")?;
     }
     let prompts = load_prompts(&orig, prompts_file)?;
     let orig_meta = RuntimeMeta::read(&orig);
