@@ -1424,7 +1424,7 @@ fn a_file_output_naming_a_directory_is_refused_first() {
     let run = oss_forge(&["logits", m, "--tokens", "1,2", "--out", d]);
     run.fails_with(&["is a directory; --out names the file to write"]);
     assert!(
-        !run.stdout.contains("top"),
+        !run.stdout.contains("pos "),
         "ran before refusing: {}",
         run.stdout
     );
