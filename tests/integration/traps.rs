@@ -1431,3 +1431,31 @@ fn a_file_output_naming_a_directory_is_refused_first() {
     oss_forge(&["verify", "-q", "--original", m, m, "--json", d])
         .fails_with(&["is a directory; --json names the file to write"]);
 }
+
+/// `check` on something that is not a pipeline output says what it is instead of an OS error
+/// about SHA256SUMS: a missing path, a model directory, a variant inside a pipeline output,
+/// an output whose SHA256SUMS is gone.
+#[test]
+fn check_names_what_it_was_given() {
+    let t = TempDir::new("check-what");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let pubd = t.join("pub");
+    oss_forge(&[
+        "pipeline",
+        "-q",
+        &s(&fixture("tiny-gpt-oss")),
+        "-o",
+        &s(&pubd),
+        "--variants",
+        "gguf-q8_0",
+    ])
+    .ok();
+    oss_forge(&["check", &s(&t.join("nope"))]).fails_with(&["nope: no such directory"]);
+    oss_forge(&["check", &s(&fixture("tiny-gpt-oss"))])
+        .fails_with(&["not a pipeline output (no SHA256SUMS)"]);
+    oss_forge(&["check", &s(&pubd.join("gguf-q8_0"))])
+        .fails_with(&["it is inside the pipeline output", "run `oss-forge check"]);
+    std::fs::remove_file(pubd.join("SHA256SUMS")).unwrap();
+    oss_forge(&["check", &s(&pubd)])
+        .fails_with(&["SHA256SUMS is missing beside its manifest.json"]);
+}

@@ -151,6 +151,39 @@ fn not_a_directory(path: &Path, what: &str) -> anyhow::Result<()> {
 
 pub fn check(out: &Path, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
     not_a_directory(out, "check")?;
+    if !out.exists() {
+        anyhow::bail!("{}: no such directory", out.display());
+    }
+    if !out.join(pipeline::SUMS).is_file() && out.join(pipeline::MANIFEST).is_file() {
+        anyhow::bail!(
+            "{}: {} is missing beside its {}: the checksums to check against are gone (run the pipeline into it again to rewrite them)",
+            out.display(),
+            pipeline::SUMS,
+            pipeline::MANIFEST
+        );
+    }
+    if !out.join(pipeline::SUMS).is_file() {
+        // A variant's directory inside a pipeline output, or not a pipeline output at all.
+        let abs = convert::output::absolute(out);
+        let published = abs
+            .ancestors()
+            .skip(1)
+            .find(|a| a.join(pipeline::SUMS).is_file() && a.join(pipeline::MANIFEST).is_file());
+        match published {
+            Some(p) => anyhow::bail!(
+                "{}: no {} here: it is inside the pipeline output {}; run `oss-forge check {}`",
+                out.display(),
+                pipeline::SUMS,
+                p.display(),
+                p.display()
+            ),
+            None => anyhow::bail!(
+                "{}: not a pipeline output (no {}): check takes a directory `oss-forge pipeline` or `merge` wrote",
+                out.display(),
+                pipeline::SUMS
+            ),
+        }
+    }
     crate::signals::stops_cleanly("nothing was changed");
     let progress = Reporter::new(quiet || json);
     let states = pipeline::check_with(out, &progress)
