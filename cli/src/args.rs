@@ -56,7 +56,8 @@ pub enum Command {
     /// files needs `--force`, which replaces only the files oss-forge writes). The output may
     /// not be, contain, or lie inside the model being read.
     Convert {
-        /// A release directory or its `original/` folder.
+        /// A release directory, its `original/` folder, a dense fine-tune, or any variant this
+        /// tool reads (a GGUF, a safetensors or MLX directory).
         model: PathBuf,
         /// The variant to write.
         #[arg(long = "to", value_parser = parse_variant, required_unless_present = "outtype", conflicts_with = "outtype")]
@@ -104,7 +105,8 @@ pub enum Command {
     /// Convert into every variant (or --variants), verify each, and publish them with model cards,
     /// manifest.json and SHA256SUMS. Re-running resumes: variants whose files still match are kept.
     Pipeline {
-        /// A release directory or its `original/` folder.
+        /// A release directory, its `original/` folder or a dense fine-tune (a safetensors
+        /// directory).
         model: PathBuf,
         /// Output directory (one subdirectory per variant).
         #[arg(short, long)]
@@ -315,7 +317,8 @@ pub struct PassFlags {
 /// Conversion settings shared by `convert` and `pipeline`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConvertFlags {
-    /// GGUF: split into llama.cpp-style shards of at most this size (e.g. `4GB`).
+    /// GGUF: split into llama.cpp-style shards of at most this many bytes of tensor data each
+    /// (e.g. `4GB`; as llama.cpp's `gguf-split` counts, so a shard's header adds to it).
     #[arg(long, value_parser = parse_size)]
     split_max_size: Option<u64>,
     /// safetensors: largest shard (default `5GB`).

@@ -1459,3 +1459,36 @@ fn check_names_what_it_was_given() {
     oss_forge(&["check", &s(&pubd)])
         .fails_with(&["SHA256SUMS is missing beside its manifest.json"]);
 }
+
+/// A pipeline output given to `verify` as a model, and a `merge` part that does not exist, are
+/// named for what they are.
+#[test]
+fn a_pipeline_output_as_a_model_and_a_missing_merge_part_are_named() {
+    let t = TempDir::new("pub-as-model");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let m = s(&fixture("tiny-gpt-oss"));
+    let pubd = t.join("pub");
+    oss_forge(&[
+        "pipeline",
+        "-q",
+        &m,
+        "-o",
+        &s(&pubd),
+        "--variants",
+        "gguf-q8_0",
+    ])
+    .ok();
+    oss_forge(&["verify", "-q", "--original", &m, &s(&pubd)])
+        .fails_with(&["it is a pipeline output, not a model: pass its variants"]);
+    let missing = t.join("nonexist");
+    oss_forge(&[
+        "merge",
+        "-q",
+        "-o",
+        &s(&t.join("m")),
+        &s(&pubd),
+        &s(&missing),
+    ])
+    .fails_with(&["nonexist: no such directory"]);
+    assert!(!t.join("m").exists());
+}

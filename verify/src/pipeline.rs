@@ -1049,6 +1049,12 @@ pub fn merge(
             ));
         }
     }
+    if let Some(p) = parts.iter().find(|p| !p.is_dir()) {
+        return Err(fail(
+            p,
+            "no such directory (a part is a pipeline output directory)".into(),
+        ));
+    }
     let mut merged: Option<Manifest> = None;
     let mut sources: Vec<(String, PathBuf)> = Vec::new();
     let mut all: Vec<PathBuf> = parts.to_vec();

@@ -11,6 +11,14 @@ use verify::{Rules, Subject};
 
 /// Opens a model for verification, with context naming it.
 pub fn open(path: &Path) -> anyhow::Result<AnyModel> {
+    if path.join(verify::pipeline::MANIFEST).is_file() && !path.join("config.json").exists() {
+        anyhow::bail!(
+            "cannot open {}: it is a pipeline output, not a model: pass its variants ({}/gguf-q8_0, ...), or run `oss-forge check {}` on it",
+            path.display(),
+            path.display(),
+            path.display()
+        );
+    }
     AnyModel::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
