@@ -1379,17 +1379,7 @@ fn force_onto_the_base_name_of_a_split_input_is_refused_and_keeps_it() {
 fn convert_into_a_pipeline_output_is_refused() {
     let t = TempDir::new("convert-into-published");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let pubd = t.join("pub");
-    oss_forge(&[
-        "pipeline",
-        "-q",
-        &s(&fixture("tiny-gpt-oss")),
-        "-o",
-        &s(&pubd),
-        "--variants",
-        "gguf-q8_0,safetensors-bf16",
-    ])
-    .ok();
+    let pubd = tiny_pipeline(&t, "gguf-q8_0,safetensors-bf16");
     let other = s(&fixture("small-gpt-oss"));
     for (to, out) in [
         ("gguf-q8_0", pubd.join("gguf-q8_0")),
@@ -1439,17 +1429,7 @@ fn a_file_output_naming_a_directory_is_refused_first() {
 fn check_names_what_it_was_given() {
     let t = TempDir::new("check-what");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let pubd = t.join("pub");
-    oss_forge(&[
-        "pipeline",
-        "-q",
-        &s(&fixture("tiny-gpt-oss")),
-        "-o",
-        &s(&pubd),
-        "--variants",
-        "gguf-q8_0",
-    ])
-    .ok();
+    let pubd = tiny_pipeline(&t, "gguf-q8_0");
     oss_forge(&["check", &s(&t.join("nope"))]).fails_with(&["nope: no such directory"]);
     oss_forge(&["check", &s(&fixture("tiny-gpt-oss"))])
         .fails_with(&["not a pipeline output (no SHA256SUMS)"]);
@@ -1467,17 +1447,7 @@ fn a_pipeline_output_as_a_model_and_a_missing_merge_part_are_named() {
     let t = TempDir::new("pub-as-model");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let m = s(&fixture("tiny-gpt-oss"));
-    let pubd = t.join("pub");
-    oss_forge(&[
-        "pipeline",
-        "-q",
-        &m,
-        "-o",
-        &s(&pubd),
-        "--variants",
-        "gguf-q8_0",
-    ])
-    .ok();
+    let pubd = tiny_pipeline(&t, "gguf-q8_0");
     oss_forge(&["verify", "-q", "--original", &m, &s(&pubd)])
         .fails_with(&["it is a pipeline output, not a model: pass its variants"]);
     let missing = t.join("nonexist");
@@ -1491,4 +1461,20 @@ fn a_pipeline_output_as_a_model_and_a_missing_merge_part_are_named() {
     ])
     .fails_with(&["nonexist: no such directory"]);
     assert!(!t.join("m").exists());
+}
+
+/// A pipeline output of the tiny fixture with `variants`, in `t/pub`.
+fn tiny_pipeline(t: &TempDir, variants: &str) -> PathBuf {
+    let pubd = t.join("pub");
+    oss_forge(&[
+        "pipeline",
+        "-q",
+        fixture("tiny-gpt-oss").to_str().unwrap(),
+        "-o",
+        pubd.to_str().unwrap(),
+        "--variants",
+        variants,
+    ])
+    .ok();
+    pubd
 }
